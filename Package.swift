@@ -1,0 +1,54 @@
+// swift-tools-version:6.1
+// fasttrace: a port-aware, many-target traceroute engine for Linux.
+import PackageDescription
+
+let package = Package(
+    name: "fasttrace",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fasttrace", targets: ["fasttrace"]),
+        .library(name: "FastTraceCore", targets: ["FastTraceCore"]),
+        .library(name: "FastTraceWire", targets: ["FastTraceWire"]),
+        .library(name: "FastTraceLinux", targets: ["FastTraceLinux"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // The one C shim: TPACKET_V3 accessors, libbpf loading of the embedded filter, libmnl queries,
+        // sendmmsg. Only FastTraceLinux imports it.
+        .target(
+            name: "CFastTrace",
+            linkerSettings: [.linkedLibrary("mnl"), .linkedLibrary("bpf")]
+        ),
+        // Pure Swift packet code: views, writers, checksums, the probe-tag codec, the reply parser.
+        .target(name: "FastTraceWire"),
+        // The engine without syscalls: targets, scheduler, dispatcher, results, the transport seam,
+        // and a simulated network for deterministic tests.
+        .target(name: "FastTraceCore", dependencies: ["FastTraceWire"]),
+        // The real transport: AF_PACKET TPACKET_V3 ring + eBPF filter, raw sends, netlink routes.
+        .target(
+            name: "FastTraceLinux",
+            dependencies: [
+                "CFastTrace", "FastTraceCore", "FastTraceWire",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "fasttrace",
+            dependencies: [
+                "FastTraceCore", "FastTraceWire", "FastTraceLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "FastTraceWireTests", dependencies: ["FastTraceWire"]),
+        .testTarget(name: "FastTraceCoreTests", dependencies: ["FastTraceCore", "FastTraceWire"]),
+        // Privileged: root + network namespaces built by scripts/lab.sh. Skipped (with a reason) when not root.
+        .testTarget(
+            name: "FastTraceLabTests",
+            dependencies: ["FastTraceLinux", "FastTraceCore", "FastTraceWire"]
+        ),
+    ]
+)

@@ -1,0 +1,62 @@
+// The seam between the engine and the world. The engine (scheduler + dispatcher) talks only to these
+// protocols; FastTraceLinux implements them over the kernel, `SimulatedNetwork` over an in-process
+// model for deterministic tests.
+
+import FastTraceWire
+
+/// Receives raw reply packets. Called on the transport's receive thread (for the Linux transport a
+/// dedicated thread, never Swift's cooperative pool), one packet at a time, with no allocation.
+public protocol ReplySink: AnyObject, Sendable {
+    /// One captured packet starting at its IPv4 header, and the kernel's receive timestamp in
+    /// nanoseconds on the same clock as `EngineClock.now()`. The bytes are valid only during the call.
+    func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64)
+}
+
+/// Sends probes and delivers replies.
+public protocol ProbeTransport: AnyObject {
+    /// The largest number of packets one `send` call takes.
+    var maxBatch: Int { get }
+    /// The largest packet, in bytes, `send` can carry.
+    var maxPacketLength: Int { get }
+
+    /// Sends `count` (≤ `maxBatch`) packets. `fill(i, buffer)` writes packet `i` (starting at the IPv4
+    /// header) into `buffer` (at least `maxPacketLength` bytes) and returns its length and destination.
+    /// Returns how many were handed to the network; the rest were not sent (e.g. the socket buffer
+    /// is full) and the caller may retry them.
+    func send(
+        count: Int,
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPv4Address)
+    ) throws -> Int
+
+    /// Starts delivering replies to `sink`. The Linux transport starts its receive thread here.
+    func startReceiving(_ sink: ReplySink) throws
+
+    /// Stops receiving; returns after the receive thread has exited. Idempotent.
+    func stopReceiving()
+
+    /// Counters the transport keeps (ring packets, kernel drops, send errors).
+    var counters: TransportCounters { get }
+}
+
+/// What a transport counted. Read after `stopReceiving()` for exact values.
+public struct TransportCounters: Sendable, Equatable {
+    /// Packets the receive path handed to the sink.
+    public var packetsReceived: UInt64 = 0
+    /// Packets the kernel dropped because the ring was full (`PACKET_STATISTICS.tp_drops`).
+    public var ringDrops: UInt64 = 0
+    /// Packets the kernel accepted for sending.
+    public var packetsSent: UInt64 = 0
+    /// Send attempts that failed (other than "would block").
+    public var sendErrors: UInt64 = 0
+    public init() {}
+}
+
+/// The engine's notion of time: nanoseconds on the same clock as reply timestamps (CLOCK_REALTIME for
+/// the Linux transport, whose ring stamps packets with it; virtual time in the simulator).
+public protocol EngineClock: AnyObject {
+    /// Now, in nanoseconds.
+    func now() -> UInt64
+    /// Waits until `deadline` (or a little earlier, or not at all if it has passed). The simulator
+    /// advances virtual time here and delivers replies that fall due.
+    func sleep(until deadline: UInt64)
+}

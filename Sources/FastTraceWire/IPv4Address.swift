@@ -1,0 +1,40 @@
+// IPv4 addresses as a value type in host byte order, so the engine never juggles raw UInt32s whose
+// byte order is unclear.
+
+/// An IPv4 address. `value` is in host byte order (`192.0.2.1` is `0xC000_0201`).
+public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible, LosslessStringConvertible {
+    /// The address as a host-order integer.
+    public var value: UInt32
+
+    /// Makes an address from a host-order integer.
+    @inlinable public init(_ value: UInt32) { self.value = value }
+
+    /// Makes an address from its four octets, most significant first.
+    @inlinable public init(_ a: UInt8, _ b: UInt8, _ c: UInt8, _ d: UInt8) {
+        self.value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
+    }
+
+    /// Parses dotted-quad text (`"198.51.100.7"`); nil for anything else (no shorthand forms).
+    public init?(_ text: String) {
+        var octets: [UInt32] = []
+        octets.reserveCapacity(4)
+        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
+            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+                let octet = UInt32(part), octet <= 255
+            else { return nil }
+            octets.append(octet)
+        }
+        guard octets.count == 4 else { return nil }
+        self.value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+    }
+
+    /// Dotted-quad text.
+    public var description: String {
+        "\(value >> 24).\(value >> 16 & 0xFF).\(value >> 8 & 0xFF).\(value & 0xFF)"
+    }
+
+    public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value < rhs.value }
+
+    /// The unspecified address `0.0.0.0`.
+    public static let any = IPv4Address(0)
+}
