@@ -1,0 +1,124 @@
+// Reduces a captured reply (ICMP error quoting a probe, or the target's own SYN-ACK/RST) to the
+// handful of fields correlation needs. Pure and allocation-free: it runs once per received packet.
+
+/// What kind of answer a reply is.
+public enum ReplyKind: UInt8, Sendable {
+    /// ICMP time exceeded (type 11): a router on the path, at the probe's TTL.
+    case timeExceeded = 1
+    /// TCP SYN+ACK: the target, port open.
+    case synAck = 2
+    /// TCP RST+ACK: the target (or a device speaking for it), port closed.
+    case reset = 3
+    /// ICMP destination unreachable (type 3): `icmpCode` says why (1 host, 3 port, 13 filtered, ...).
+    case unreachable = 4
+}
+
+/// A reply to one of our TCP probes, reduced to what correlation needs. The `probe…` fields are
+/// the probe's own values as the reply reflects them, whichever kind of reply it is.
+public struct ParsedReply: Sendable, Equatable {
+    /// What kind of reply this is.
+    public var kind: ReplyKind
+    /// ICMP code for `.unreachable` and `.timeExceeded`; 0 for TCP replies.
+    public var icmpCode: UInt8
+    /// Outer IPv4 source: who answered.
+    public var responder: IPv4Address
+    /// Our address: the quoted source (ICMP) or the outer destination (TCP).
+    public var probeSource: IPv4Address
+    /// The probe's destination: the quoted destination (ICMP) or the outer source (TCP).
+    public var probeDestination: IPv4Address
+    /// The probe's source port: the quoted source port (ICMP) or the reply's destination port (TCP).
+    public var sourcePort: UInt16
+    /// The probe's destination port: the quoted destination port (ICMP) or the reply's source port (TCP).
+    public var destinationPort: UInt16
+    /// The probe's sequence number: the quoted sequence (ICMP) or the acknowledgement minus 1 (TCP).
+    public var tagWord: UInt32
+    /// Outer IP TTL of the reply (for diagnostics: distance and asymmetry hints).
+    public var replyTTL: UInt8
+
+    /// Makes a parsed reply (the parser does this; tests and the simulated network may too).
+    @inlinable
+    public init(
+        kind: ReplyKind, icmpCode: UInt8, responder: IPv4Address, probeSource: IPv4Address,
+        probeDestination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16, tagWord: UInt32,
+        replyTTL: UInt8
+    ) {
+        self.kind = kind
+        self.icmpCode = icmpCode
+        self.responder = responder
+        self.probeSource = probeSource
+        self.probeDestination = probeDestination
+        self.sourcePort = sourcePort
+        self.destinationPort = destinationPort
+        self.tagWord = tagWord
+        self.replyTTL = replyTTL
+    }
+}
+
+/// Parses captured IPv4 packets into `ParsedReply`s.
+public enum ReplyParser {
+    /// Parses one packet. `packet` starts at the IPv4 header (as an AF_PACKET SOCK_DGRAM socket
+    /// delivers it) and may be truncated by the capture length or followed by link-layer padding.
+    ///
+    /// Returns nil for anything that is not a well-formed reply to a TCP probe: not IPv4, a bad
+    /// IHL, truncated before the needed fields, a non-first fragment, ICMP other than time exceeded
+    /// (11) and destination unreachable (3), an ICMP error whose quoted datagram is not IPv4 + TCP
+    /// with at least 8 bytes of TCP (options in the quoted IPv4 header are skipped by its IHL), or
+    /// TCP that is neither SYN+ACK nor RST+ACK (a RST without ACK has no usable acknowledgement).
+    /// Checksums are not verified (the tag's keyed check does that job); every read is bounded.
+    @inlinable
+    public static func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+        guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }
+        let payload = ip.payloadWithinTotalLength
+        switch ip.proto {
+        case IPv4Layout.protocolICMP:
+            return parseICMP(outer: ip, payload)
+        case IPv4Layout.protocolTCP:
+            return parseTCP(outer: ip, payload)
+        default:
+            return nil
+        }
+    }
+
+    /// An ICMP error quoting a TCP probe.
+    @inlinable
+    static func parseICMP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
+        guard let icmp = ICMPHeaderView(payload) else { return nil }
+        let kind: ReplyKind
+        switch icmp.type {
+        case ICMPLayout.typeTimeExceeded: kind = .timeExceeded
+        case ICMPLayout.typeDestinationUnreachable: kind = .unreachable
+        default: return nil
+        }
+        // The quoted datagram is our probe as the responder received it. A quote of a non-first
+        // fragment would not start with a TCP header.
+        guard let quoted = IPv4HeaderView(icmp.payload), quoted.proto == IPv4Layout.protocolTCP,
+            quoted.fragmentOffset == 0, let tcp = TCPQuoteView(quoted.payload)
+        else { return nil }
+        return ParsedReply(
+            kind: kind, icmpCode: icmp.code, responder: ip.source,
+            probeSource: quoted.source, probeDestination: quoted.destination,
+            sourcePort: tcp.sourcePort, destinationPort: tcp.destinationPort,
+            tagWord: tcp.sequence, replyTTL: ip.ttl)
+    }
+
+    /// The target's own SYN+ACK or RST+ACK, acknowledging the probe's sequence number plus one.
+    @inlinable
+    static func parseTCP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
+        guard let tcp = TCPHeaderView(payload) else { return nil }
+        let flags = tcp.flags
+        guard flags & TCPLayout.ack != 0 else { return nil }
+        let kind: ReplyKind
+        if flags & TCPLayout.rst != 0 {
+            kind = .reset
+        } else if flags & TCPLayout.syn != 0 {
+            kind = .synAck
+        } else {
+            return nil
+        }
+        return ParsedReply(
+            kind: kind, icmpCode: 0, responder: ip.source,
+            probeSource: ip.destination, probeDestination: ip.source,
+            sourcePort: tcp.destinationPort, destinationPort: tcp.sourcePort,
+            tagWord: tcp.acknowledgement &- 1, replyTTL: ip.ttl)
+    }
+}
