@@ -1,0 +1,493 @@
+#!/usr/bin/env bash
+# The fasttrace network lab: a small routed network built from network namespaces, with a known
+# ground truth (which router answers at which TTL, which ports answer how), so the engine and peer
+# tools can be run against real kernel routers and checked. Everything lives in namespaces this
+# script creates; nothing is added to the root namespace. See scripts/README-lab.md.
+#
+#   scripts/lab.sh up [--ratelimit]   build the lab (tears down an existing one first)
+#   scripts/lab.sh down               remove everything `up` made (idempotent)
+#   scripts/lab.sh truth              print the ground-truth JSON
+#   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|mixed
+#   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
+#
+# Topology (all links are veth pairs; the ECMP hop answers from r4a or r4b per 5-tuple):
+#
+#   vantage - r1 - r2 - r3 =ECMP= {r4a|r4b} - r5 - r6 -+- t-open      198.19.0.0/16   (TTL 7)
+#                                                     +- fw     - t-fw   198.18.32.0/20  (443 only)
+#                                                     +- silent - t-silent 198.18.48.0/20 (no ICMP)
+#                                                     +- hole              198.18.64.0/20 (drops all)
+#
+# Namespace names carry the prefix $FT_LAB_PREFIX (default ftlab). Addresses are the same in every
+# lab; labs with different prefixes do not share anything, but tools should use one at a time.
+
+set -Eeuo pipefail
+
+PREFIX=${FT_LAB_PREFIX:-ftlab}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+LISTENER=$SCRIPT_DIR/lab-listener.py
+if [[ $PREFIX == ftlab ]]; then
+    STATE=$REPO/lab-state
+else
+    STATE=$REPO/lab-state/$PREFIX
+fi
+
+# --- Addressing -------------------------------------------------------------------------------
+# Link networks are /30s in 198.18.0.0/26: the router farther from the vantage point takes the
+# odd (.1) address, so with icmp_errors_use_inbound_ifaddr a hop answers from that address.
+# r4a, r4b and r5 share one /29 through a bridge inside r5, so hop 5 has a single address
+# whichever ECMP branch the probe took.
+
+V_ADDR=198.18.0.2      # vantage veth0
+R1=198.18.0.1          # hop 1
+R2=198.18.0.5          # hop 2
+R3=198.18.0.9          # hop 3
+R4A=198.18.0.13        # hop 4, ECMP branch a
+R4B=198.18.0.17        # hop 4, ECMP branch b
+R5=198.18.0.25         # hop 5 (br0; r4a is .26, r4b is .27 on the same /29)
+R6=198.18.0.33         # hop 6
+FW=198.18.0.41         # hop 7 toward the firewalled prefix
+SILENT=198.18.0.49     # hop 7 toward the silent-router prefix (never answers)
+
+OPEN_NET=198.19.0.0/16
+FW_NET=198.18.32.0/20
+SILENT_NET=198.18.48.0/20
+HOLE_NET=198.18.64.0/20
+TARGET_NETS=("$OPEN_NET" "$FW_NET" "$SILENT_NET" "$HOLE_NET")
+
+ROUTERS=(r1 r2 r3 r4a r4b r5 r6 fw silent)
+TARGETS=(t-open t-fw t-silent)
+NODES=(vantage "${ROUTERS[@]}" "${TARGETS[@]}" hole)
+
+ns() { printf '%s-%s' "$PREFIX" "$1"; }
+
+die() {
+    echo "lab.sh: $*" >&2
+    exit 1
+}
+
+ns_exists() { [[ -e /run/netns/$1 ]]; }
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN): try sudo $0 $*"
+}
+
+# --- down --------------------------------------------------------------------------------------
+
+# True if PID is one of our listeners (guards against a recycled pid).
+is_listener() {
+    local pid=$1
+    [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "lab-listener.py"
+}
+
+stop_pids() {
+    local pid tries
+    for pid in "$@"; do
+        is_listener "$pid" && kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for ((tries = 0; tries < 40; tries++)); do
+            [[ -e /proc/$pid ]] || break
+            sleep 0.05
+        done
+        if [[ -e /proc/$pid ]] && is_listener "$pid"; then
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    done
+}
+
+lab_down() {
+    local pids=() f pid node name
+    if [[ -d $STATE ]]; then
+        for f in "$STATE"/*.pid; do
+            [[ -e $f ]] || continue
+            pid=$(<"$f")
+            [[ $pid =~ ^[0-9]+$ ]] && pids+=("$pid")
+        done
+    fi
+    # Listeners whose pid file was lost: only lab-listener.py processes inside our target namespaces.
+    for node in "${TARGETS[@]}"; do
+        name=$(ns "$node")
+        ns_exists "$name" || continue
+        for pid in $(ip netns pids "$name" 2>/dev/null); do
+            is_listener "$pid" && pids+=("$pid")
+        done
+    done
+    ((${#pids[@]} == 0)) || stop_pids "${pids[@]}"
+    for node in "${NODES[@]}"; do
+        name=$(ns "$node")
+        if ns_exists "$name"; then
+            ip netns del "$name"
+        fi
+    done
+    if [[ -d $STATE ]]; then
+        rm -f "$STATE"/*.pid "$STATE"/*.ready "$STATE"/*.log "$STATE"/truth.json
+        rmdir "$STATE" 2>/dev/null || true
+    fi
+}
+
+lab_exists() {
+    local node
+    for node in "${NODES[@]}"; do
+        ns_exists "$(ns "$node")" && return 0
+    done
+    compgen -G "$STATE/*.pid" >/dev/null
+}
+
+# --- up ----------------------------------------------------------------------------------------
+
+# One `ip -batch` in the root namespace creates every veth pair directly inside its namespaces.
+create_links() {
+    local v r1 r2 r3 r4a r4b r5 r6 fw silent to tf ts hole
+    v=$(ns vantage) r1=$(ns r1) r2=$(ns r2) r3=$(ns r3) r4a=$(ns r4a) r4b=$(ns r4b) r5=$(ns r5)
+    r6=$(ns r6) fw=$(ns fw) silent=$(ns silent) to=$(ns t-open) tf=$(ns t-fw) ts=$(ns t-silent)
+    hole=$(ns hole)
+    ip -batch - <<EOF
+link add veth0 netns $v type veth peer name up0 netns $r1
+link add dn netns $r1 type veth peer name up0 netns $r2
+link add dn netns $r2 type veth peer name up0 netns $r3
+link add dn-a netns $r3 type veth peer name up0 netns $r4a
+link add dn-b netns $r3 type veth peer name up0 netns $r4b
+link add dn netns $r4a type veth peer name p4a netns $r5
+link add dn netns $r4b type veth peer name p4b netns $r5
+link add dn netns $r5 type veth peer name up0 netns $r6
+link add dn-open netns $r6 type veth peer name up0 netns $to
+link add dn-fw netns $r6 type veth peer name up0 netns $fw
+link add dn netns $fw type veth peer name up0 netns $tf
+link add dn-silent netns $r6 type veth peer name up0 netns $silent
+link add dn netns $silent type veth peer name up0 netns $ts
+link add dn-hole netns $r6 type veth peer name up0 netns $hole
+EOF
+}
+
+# Addresses and link state, per namespace (stdin of `ip -n NS -batch -`).
+addr_batch() {
+    local node=$1
+    echo "link set dev lo up"
+    case $node in
+        vantage) printf '%s\n' "addr add $V_ADDR/30 dev veth0" "link set dev veth0 up" ;;
+        r1) printf '%s\n' "addr add $R1/30 dev up0" "addr add 198.18.0.6/30 dev dn" ;;
+        r2) printf '%s\n' "addr add $R2/30 dev up0" "addr add 198.18.0.10/30 dev dn" ;;
+        r3) printf '%s\n' "addr add $R3/30 dev up0" "addr add 198.18.0.14/30 dev dn-a" \
+            "addr add 198.18.0.18/30 dev dn-b" ;;
+        r4a) printf '%s\n' "addr add $R4A/30 dev up0" "addr add 198.18.0.26/29 dev dn" ;;
+        r4b) printf '%s\n' "addr add $R4B/30 dev up0" "addr add 198.18.0.27/29 dev dn" ;;
+        r5) printf '%s\n' "link add br0 type bridge stp_state 0 forward_delay 0" \
+            "link set p4a master br0" "link set p4b master br0" "link set dev p4a up" "link set dev p4b up" \
+            "addr add $R5/29 dev br0" "link set dev br0 up" "addr add 198.18.0.34/30 dev dn" ;;
+        r6) printf '%s\n' "addr add $R6/30 dev up0" "addr add 198.18.0.38/30 dev dn-open" \
+            "addr add 198.18.0.42/30 dev dn-fw" "addr add 198.18.0.50/30 dev dn-silent" \
+            "addr add 198.18.0.58/30 dev dn-hole" ;;
+        fw) printf '%s\n' "addr add $FW/30 dev up0" "addr add 198.18.0.46/30 dev dn" ;;
+        silent) printf '%s\n' "addr add $SILENT/30 dev up0" "addr add 198.18.0.54/30 dev dn" ;;
+        t-open) printf '%s\n' "addr add 198.18.0.37/30 dev up0" "route add local $OPEN_NET dev lo" ;;
+        t-fw) printf '%s\n' "addr add 198.18.0.45/30 dev up0" "route add local $FW_NET dev lo" ;;
+        t-silent) printf '%s\n' "addr add 198.18.0.53/30 dev up0" "route add local $SILENT_NET dev lo" ;;
+        hole) printf '%s\n' "addr add 198.18.0.57/30 dev up0" ;;
+    esac
+    local dev
+    for dev in up0 dn dn-a dn-b dn-open dn-fw dn-silent dn-hole; do
+        case "$node:$dev" in
+            vantage:*) ;;
+            r1:up0 | r1:dn | r2:up0 | r2:dn | r3:up0 | r3:dn-a | r3:dn-b | r4a:up0 | r4a:dn | r4b:up0 | r4b:dn | \
+                r5:dn | r6:up0 | r6:dn-open | r6:dn-fw | r6:dn-silent | r6:dn-hole | fw:up0 | fw:dn | \
+                silent:up0 | silent:dn | t-*:up0 | hole:up0)
+                echo "link set dev $dev up"
+                ;;
+        esac
+    done
+}
+
+# Routes, per namespace. Toward the vantage point: the link networks upstream; away from it: the
+# link networks downstream and the target prefixes. No namespace has a route it could loop on.
+route_batch() {
+    local node=$1 net
+    local -a down=()
+    case $node in
+        vantage) echo "route add default via $R1 dev veth0" ;;
+        r1) down=("198.18.0.0/26" "${TARGET_NETS[@]}")
+            for net in "${down[@]}"; do echo "route add $net via $R2 dev dn"; done ;;
+        r2) echo "route add 198.18.0.0/30 via 198.18.0.6 dev up0"
+            down=("198.18.0.0/26" "${TARGET_NETS[@]}")
+            for net in "${down[@]}"; do echo "route add $net via $R3 dev dn"; done ;;
+        r3) echo "route add 198.18.0.0/29 via 198.18.0.10 dev up0"
+            down=("198.18.0.24/29" "198.18.0.32/27" "${TARGET_NETS[@]}")
+            for net in "${down[@]}"; do
+                echo "route add $net nexthop via $R4A dev dn-a nexthop via $R4B dev dn-b"
+            done ;;
+        r4a | r4b)
+            if [[ $node == r4a ]]; then echo "route add 198.18.0.0/27 via 198.18.0.14 dev up0"
+            else echo "route add 198.18.0.0/27 via 198.18.0.18 dev up0"; fi
+            down=("198.18.0.32/27" "${TARGET_NETS[@]}")
+            for net in "${down[@]}"; do echo "route add $net via $R5 dev dn"; done ;;
+        r5) echo "route add 198.18.0.0/27 nexthop via 198.18.0.26 dev br0 nexthop via 198.18.0.27 dev br0"
+            down=("198.18.0.32/27" "${TARGET_NETS[@]}")
+            for net in "${down[@]}"; do echo "route add $net via $R6 dev dn"; done ;;
+        r6) printf '%s\n' "route add 198.18.0.0/27 via 198.18.0.34 dev up0" \
+            "route add $OPEN_NET via 198.18.0.37 dev dn-open" \
+            "route add $FW_NET via $FW dev dn-fw" "route add 198.18.0.44/30 via $FW dev dn-fw" \
+            "route add $SILENT_NET via $SILENT dev dn-silent" \
+            "route add 198.18.0.52/30 via $SILENT dev dn-silent" \
+            "route add $HOLE_NET via 198.18.0.57 dev dn-hole" ;;
+        fw) printf '%s\n' "route add 198.18.0.0/26 via 198.18.0.42 dev up0" \
+            "route add $FW_NET via 198.18.0.45 dev dn" ;;
+        silent) printf '%s\n' "route add 198.18.0.0/26 via 198.18.0.50 dev up0" \
+            "route add $SILENT_NET via 198.18.0.53 dev dn" ;;
+        t-open) echo "route add default via 198.18.0.38 dev up0" ;;
+        t-fw) echo "route add default via 198.18.0.46 dev up0" ;;
+        t-silent) echo "route add default via 198.18.0.54 dev up0" ;;
+        hole) ;;
+    esac
+}
+
+# Sysctls, as one shell script run once inside each namespace.
+sysctl_script() {
+    local node=$1 ratelimit=$2
+    cat <<'EOF'
+set -e
+c=/proc/sys/net/ipv4
+if [ -d /proc/sys/net/ipv6 ]; then
+    echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6
+    echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6
+fi
+for f in $c/conf/*/rp_filter; do echo 0 >"$f"; done
+EOF
+    case $node in
+        r* | fw | silent)
+            cat <<'EOF'
+echo 1 >$c/ip_forward
+echo 1 >$c/icmp_errors_use_inbound_ifaddr
+for f in $c/conf/*/send_redirects; do echo 0 >"$f"; done
+EOF
+            if [[ $ratelimit == false ]]; then
+                cat <<'EOF'
+echo 0 >$c/icmp_ratelimit
+echo 1000000 >$c/icmp_msgs_per_sec
+echo 1000000 >$c/icmp_msgs_burst
+EOF
+            fi
+            ;;
+    esac
+    if [[ $node == r3 || $node == r5 ]]; then
+        echo 'echo 1 >$c/fib_multipath_hash_policy'
+    fi
+    return 0
+}
+
+# Packet filters: the firewall forwards only TCP/443 toward its prefix; the silent router sends
+# no ICMP at all; the hole drops everything it receives and sends nothing.
+nft_rules() {
+    case $1 in
+        fw)
+            cat <<'EOF'
+table ip ftlab {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        oifname "dn" tcp dport 443 accept
+        oifname "dn" drop
+    }
+}
+EOF
+            ;;
+        silent)
+            cat <<'EOF'
+table ip ftlab {
+    chain output {
+        type filter hook output priority 0; policy accept;
+        meta l4proto icmp drop
+    }
+}
+EOF
+            ;;
+        hole)
+            cat <<'EOF'
+table ip ftlab {
+    chain prerouting {
+        type filter hook prerouting priority -300; policy drop;
+    }
+    chain output {
+        type filter hook output priority 0; policy drop;
+    }
+}
+EOF
+            ;;
+    esac
+}
+
+start_listeners() {
+    local py node name tries
+    py=$(python3 -c 'import sys; print(sys.executable)') || die "python3 is needed for the target listeners"
+    for node in "${TARGETS[@]}"; do
+        name=$(ns "$node")
+        rm -f "$STATE/$node.ready"
+        ip netns exec "$name" "$py" "$LISTENER" --ports 80,443 --ready "$STATE/$node.ready" \
+            </dev/null >"$STATE/$node.log" 2>&1 &
+        echo $! >"$STATE/$node.pid"
+    done
+    for node in "${TARGETS[@]}"; do
+        for ((tries = 0; tries < 200; tries++)); do
+            [[ -e $STATE/$node.ready ]] && break
+            is_listener "$(<"$STATE/$node.pid")" || die "listener in $(ns "$node") exited: $(cat "$STATE/$node.log")"
+            sleep 0.025
+        done
+        [[ -e $STATE/$node.ready ]] || die "listener in $(ns "$node") not ready after 5 s"
+    done
+}
+
+write_truth() {
+    local ratelimit=$1
+    local common="[\"$R1\"], [\"$R2\"], [\"$R3\"], [\"$R4A\", \"$R4B\"], [\"$R5\"], [\"$R6\"]"
+    cat <<EOF
+{
+  "vantage": {"namespace": "$(ns vantage)", "interface": "veth0", "address": "$V_ADDR"},
+  "ratelimit": $ratelimit,
+  "kinds": [
+    {"kind": "open", "prefix": "$OPEN_NET", "example": "$(example open)",
+     "hops": [$common],
+     "destination_ttl": 7,
+     "ports": {"80": "open", "443": "open", "25": "closed"}},
+    {"kind": "firewalled", "prefix": "$FW_NET", "example": "$(example firewalled)",
+     "hops": [$common, ["$FW"]],
+     "destination_ttl": 8,
+     "ports": {"443": "open", "80": "filtered", "25": "filtered"},
+     "filtered_last_ttl": 7},
+    {"kind": "silent", "prefix": "$SILENT_NET", "example": "$(example silent)",
+     "hops": [$common, []],
+     "destination_ttl": 8,
+     "ports": {"80": "open", "443": "open", "25": "closed"}},
+    {"kind": "blackhole", "prefix": "$HOLE_NET", "example": "$(example blackhole)",
+     "hops": [$common],
+     "destination_ttl": null,
+     "ports": {"443": "filtered", "80": "filtered", "25": "filtered"},
+     "filtered_last_ttl": 6}
+  ]
+}
+EOF
+}
+
+lab_up() {
+    local ratelimit=false arg node name start
+    for arg in "$@"; do
+        case $arg in
+            --ratelimit) ratelimit=true ;;
+            *) die "up: unknown option $arg (usage: up [--ratelimit])" ;;
+        esac
+    done
+    require_root up
+    command -v nft >/dev/null || die "nft (nftables) is needed: apt-get install -y nftables"
+    command -v python3 >/dev/null || die "python3 is needed for the target listeners"
+    start=$(date +%s.%N)
+
+    if lab_exists; then
+        echo "lab.sh: tearing down the existing lab ($PREFIX) first"
+        lab_down
+    fi
+    trap 'echo "lab.sh: up failed at line $LINENO; tearing down" >&2; trap - ERR EXIT; lab_down; exit 1' ERR
+    trap 'status=$?; if ((status != 0)); then trap - ERR EXIT; lab_down; fi' EXIT
+    mkdir -p "$STATE"
+
+    for node in "${NODES[@]}"; do echo "netns add $(ns "$node")"; done | ip -batch -
+    for node in "${NODES[@]}"; do
+        # Before the links exist, so new interfaces inherit rp_filter 0 and no IPv6.
+        sysctl_script "$node" "$ratelimit" | ip netns exec "$(ns "$node")" sh
+    done
+    create_links
+    for node in "${NODES[@]}"; do addr_batch "$node" | ip -n "$(ns "$node")" -batch -; done
+    for node in "${NODES[@]}"; do
+        sysctl_script "$node" "$ratelimit" | ip netns exec "$(ns "$node")" sh
+        route_batch "$node" | ip -n "$(ns "$node")" -batch -
+    done
+    for node in fw silent hole; do nft_rules "$node" | ip netns exec "$(ns "$node")" nft -f -; done
+    start_listeners
+    write_truth "$ratelimit" >"$STATE/truth.json"
+    trap - ERR EXIT
+
+    printf 'lab %s up in %.1f s (ICMP rate limits: %s)\n' "$PREFIX" \
+        "$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" \
+        "$([[ $ratelimit == true ]] && echo "kernel defaults" || echo "off")"
+    echo "  vantage  $(ns vantage) veth0 $V_ADDR   (scripts/lab.sh exec CMD...)"
+    echo "  path     r1 $R1, r2 $R2, r3 $R3, r4 $R4A|$R4B (ECMP, L4 hash), r5 $R5, r6 $R6"
+    echo "  open       $OPEN_NET  e.g. $(example open)  answers at TTL 7 (80, 443 open; others RST)"
+    echo "  firewalled $FW_NET  e.g. $(example firewalled)  fw $FW at TTL 7; 443 open at TTL 8, rest dropped"
+    echo "  silent     $SILENT_NET  e.g. $(example silent)  TTL 7 silent; answers at TTL 8"
+    echo "  blackhole  $HOLE_NET  e.g. $(example blackhole)  nothing beyond r6 (TTL 6)"
+    echo "  truth    $STATE/truth.json"
+}
+
+# --- targets -----------------------------------------------------------------------------------
+
+# Address number I (0-based) of KIND: fourth octet 1..254, so no address ends in .0 or .255.
+#   open: 198.19.B.x for B in 0..255; the others: their /20, third octet base..base+15.
+kind_capacity() {
+    case $1 in
+        open) echo $((256 * 254)) ;;
+        firewalled | silent | blackhole) echo $((16 * 254)) ;;
+        mixed) echo $((16 * 254 * 10)) ;;
+        *) return 1 ;;
+    esac
+}
+
+print_targets() {
+    local kind=$1 n=$2
+    awk -v kind="$kind" -v n="$n" '
+        function addr(k, i) {
+            if (k == "open") return sprintf("198.19.%d.%d", int(i / 254), i % 254 + 1)
+            if (k == "firewalled") base = 32
+            else if (k == "silent") base = 48
+            else base = 64
+            return sprintf("198.18.%d.%d", base + int(i / 254), i % 254 + 1)
+        }
+        BEGIN {
+            # mixed, per ten targets: 7 open, 1 firewalled (slot 3), 1 silent (6), 1 blackhole (9).
+            split("open open open firewalled open open silent open open blackhole", slot, " ")
+            for (i = 0; i < n; i++) {
+                k = (kind == "mixed") ? slot[i % 10 + 1] : kind
+                print addr(k, count[k]++)
+            }
+        }'
+}
+
+example() {
+    # The tenth address of the kind (x.x.x.10).
+    print_targets "$1" 10 | tail -n 1
+}
+
+lab_targets() {
+    (($# == 2)) || die "usage: targets open|firewalled|silent|blackhole|mixed N"
+    local kind=$1 n=$2 cap
+    cap=$(kind_capacity "$kind") || die "targets: unknown kind '$kind' (open, firewalled, silent, blackhole, mixed)"
+    [[ $n =~ ^[0-9]+$ ]] || die "targets: N must be a non-negative integer, got '$n'"
+    ((n <= cap)) || die "targets: at most $cap distinct $kind targets"
+    print_targets "$kind" "$n"
+}
+
+# --- main --------------------------------------------------------------------------------------
+
+usage() {
+    sed -n '7,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+
+(($# >= 1)) || usage
+cmd=$1
+shift
+case $cmd in
+    up) lab_up "$@" ;;
+    down)
+        require_root down
+        lab_down
+        ;;
+    truth)
+        [[ -r $STATE/truth.json ]] || die "no lab is up (no $STATE/truth.json); run: scripts/lab.sh up"
+        cat "$STATE/truth.json"
+        ;;
+    targets) lab_targets "$@" ;;
+    exec)
+        (($# >= 1)) || die "usage: exec CMD..."
+        require_root exec
+        ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+        exec ip netns exec "$(ns vantage)" "$@"
+        ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+esac
