@@ -1,0 +1,91 @@
+// Lock-free storage shared between the receive thread and the scheduler: a fixed heap table of
+// atomic 64-bit words, and a single-producer/single-consumer ring of slot numbers. Both are
+// allocated once per run; nothing here allocates afterwards.
+
+import Synchronization
+
+/// A fixed-size table of `Atomic<UInt64>` on the heap. `Atomic` is non-copyable, so it cannot live in
+/// an `Array`; the table owns the memory and frees it in `deinit`.
+public final class AtomicWordTable: @unchecked Sendable {
+    // @unchecked Sendable: every element is an `Atomic`, so concurrent access is safe by construction;
+    // the pointer itself never changes after `init`.
+    @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
+    /// Number of words.
+    public let count: Int
+
+    /// Allocates `count` words, all zero.
+    public init(count: Int) {
+        precondition(count > 0)
+        self.count = count
+        words = .allocate(capacity: count)
+        for index in 0..<count {
+            // SAFETY: `index < count`, the memory was just allocated and is uninitialised.
+            (words + index).initialize(to: Atomic<UInt64>(0))
+        }
+    }
+
+    deinit {
+        words.deinitialize(count: count)
+        words.deallocate()
+    }
+
+    /// Loads word `index` with the given ordering.
+    @inlinable public func load(_ index: Int, ordering: AtomicLoadOrdering = .acquiring) -> UInt64 {
+        precondition(index >= 0 && index < count)
+        return words[index].load(ordering: ordering)
+    }
+
+    /// Stores `value` into word `index`.
+    @inlinable public func store(_ index: Int, _ value: UInt64, ordering: AtomicStoreOrdering = .releasing) {
+        precondition(index >= 0 && index < count)
+        words[index].store(value, ordering: ordering)
+    }
+}
+
+/// A bounded single-producer/single-consumer queue of 16-bit slot numbers: the receive thread says
+/// "slot N has news", the scheduler drains it. When full, `push` fails and the producer counts it;
+/// the scheduler still finds the news when the probe's timeout comes due, only later.
+public final class SlotNotificationRing: @unchecked Sendable {
+    // @unchecked Sendable: one producer thread writes `tail` and the slots it owns, one consumer thread
+    // writes `head`; the release/acquire pairs on head and tail order the slot contents.
+    private let buffer: UnsafeMutablePointer<UInt16>
+    private let mask: Int
+    private let head = Atomic<Int>(0)  // next index to read (consumer-owned)
+    private let tail = Atomic<Int>(0)  // next index to write (producer-owned)
+
+    /// Makes a ring holding up to `capacity` (rounded up to a power of two) entries.
+    public init(capacity: Int) {
+        var size = 1
+        while size < capacity { size <<= 1 }
+        mask = size - 1
+        buffer = .allocate(capacity: size)
+        buffer.initialize(repeating: 0, count: size)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Producer side. Returns false when the ring is full.
+    @inlinable @inline(__always)
+    public func push(_ slot: UInt16) -> Bool { pushImpl(slot) }
+
+    @usableFromInline func pushImpl(_ slot: UInt16) -> Bool {
+        let t = tail.load(ordering: .relaxed)
+        let h = head.load(ordering: .acquiring)
+        if t - h > mask { return false }
+        buffer[t & mask] = slot
+        tail.store(t + 1, ordering: .releasing)
+        return true
+    }
+
+    /// Consumer side: calls `body` for every queued entry, oldest first.
+    public func drain(_ body: (UInt16) -> Void) {
+        let h = head.load(ordering: .relaxed)
+        let t = tail.load(ordering: .acquiring)
+        var i = h
+        while i != t {
+            body(buffer[i & mask])
+            i += 1
+        }
+        head.store(t, ordering: .releasing)
+    }
+}

@@ -1,0 +1,150 @@
+// What a finished trace says: per hop, who answered each probe, how, and how fast. These are the
+// values the CLI prints; the engine builds one per trace when the trace finishes (not per packet).
+
+import FastTraceWire
+
+/// What one trace asks for: a destination, a port, and the source address to send from.
+public struct TraceRequest: Sendable, Equatable {
+    /// Position in the input (target × port order); echoed in the result.
+    public var index: Int
+    /// Destination address.
+    public var destination: IPv4Address
+    /// Destination TCP port.
+    public var port: UInt16
+    /// Source address the probes carry (from the route, or `-s`).
+    public var source: IPv4Address
+    /// The name the user gave, if the target was a hostname.
+    public var name: String?
+
+    public init(index: Int, destination: IPv4Address, port: UInt16, source: IPv4Address, name: String? = nil) {
+        self.index = index
+        self.destination = destination
+        self.port = port
+        self.source = source
+        self.name = name
+    }
+}
+
+/// How a probe was answered.
+public enum ProbeOutcome: Sendable, Equatable, CustomStringConvertible {
+    /// No answer within the wait time.
+    case none
+    /// ICMP time exceeded from a router.
+    case timeExceeded
+    /// ICMP destination unreachable with its code.
+    case unreachable(code: UInt8)
+    /// SYN-ACK from the destination: the port is open.
+    case synAck
+    /// RST from the destination: the port is closed.
+    case reset
+
+    /// The name used in JSON output and tests.
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .timeExceeded: "time-exceeded"
+        case .unreachable: "unreachable"
+        case .synAck: "syn-ack"
+        case .reset: "rst"
+        }
+    }
+
+    /// True for answers from the destination itself.
+    public var isFromDestination: Bool { self == .synAck || self == .reset }
+}
+
+/// One probe's result.
+public struct ProbeResult: Sendable, Equatable {
+    /// Who answered, or nil.
+    public var responder: IPv4Address?
+    /// Round-trip time in microseconds (kernel receive timestamp minus send time), or nil.
+    public var rttMicros: UInt32?
+    /// How it was answered.
+    public var outcome: ProbeOutcome
+
+    public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: ProbeOutcome) {
+        self.responder = responder
+        self.rttMicros = rttMicros
+        self.outcome = outcome
+    }
+
+    /// The unanswered probe.
+    public static let silent = ProbeResult(responder: nil, rttMicros: nil, outcome: .none)
+}
+
+/// One TTL of a trace.
+public struct HopResult: Sendable, Equatable {
+    /// The TTL the probes carried.
+    public var ttl: UInt8
+    /// One entry per attempt, in attempt order.
+    public var probes: [ProbeResult]
+
+    public init(ttl: UInt8, probes: [ProbeResult]) {
+        self.ttl = ttl
+        self.probes = probes
+    }
+
+    /// The first address that answered at this TTL, if any.
+    public var firstResponder: IPv4Address? { probes.lazy.compactMap(\.responder).first }
+    /// The most telling outcome at this TTL: a destination answer beats unreachable beats time exceeded.
+    public var outcome: ProbeOutcome {
+        if probes.allSatisfy({ $0.outcome == .none }) { return .none }
+        if let p = probes.first(where: { $0.outcome == .synAck }) { return p.outcome }
+        if let p = probes.first(where: { $0.outcome == .reset }) { return p.outcome }
+        if let p = probes.first(where: { if case .unreachable = $0.outcome { true } else { false } }) { return p.outcome }
+        return probes.first(where: { $0.outcome != .none })?.outcome ?? .none
+    }
+}
+
+/// The state of the destination port as the trace saw it.
+public enum PortState: String, Sendable, Equatable {
+    /// The destination answered SYN-ACK.
+    case open
+    /// The destination answered RST.
+    case closed
+    /// The destination never answered.
+    case filtered
+}
+
+/// Why a trace stopped probing further TTLs.
+public enum StopReason: String, Sendable, Equatable {
+    /// The destination answered.
+    case destination
+    /// A router answered destination unreachable.
+    case unreachable
+    /// `gap` consecutive TTLs stayed silent.
+    case gapLimit = "gap-limit"
+    /// The maximum TTL was probed.
+    case maxTTL = "max-ttl"
+}
+
+/// A finished trace.
+public struct TraceResult: Sendable, Equatable {
+    /// What was traced.
+    public var request: TraceRequest
+    /// Hops from the first TTL up to where the trace stopped.
+    public var hops: [HopResult]
+    /// True when the destination answered (SYN-ACK or RST).
+    public var reached: Bool
+    /// Open, closed or filtered.
+    public var state: PortState
+    /// Why the trace stopped.
+    public var stopReason: StopReason
+    /// The source port all its probes carried.
+    public var sourcePort: UInt16
+    /// Probes sent for this trace.
+    public var probesSent: Int
+
+    public init(
+        request: TraceRequest, hops: [HopResult], reached: Bool, state: PortState, stopReason: StopReason,
+        sourcePort: UInt16, probesSent: Int
+    ) {
+        self.request = request
+        self.hops = hops
+        self.reached = reached
+        self.state = state
+        self.stopReason = stopReason
+        self.sourcePort = sourcePort
+        self.probesSent = probesSent
+    }
+}

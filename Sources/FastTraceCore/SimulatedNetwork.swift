@@ -1,0 +1,219 @@
+// An in-process network for deterministic engine tests without root: it reads the probes the engine
+// writes, decides what a modelled path would answer (time exceeded, silence, unreachable, SYN-ACK,
+// RST, loss, ECMP by 5-tuple), builds real reply bytes and delivers them on a virtual clock.
+
+import FastTraceWire
+
+/// One router position on a simulated path.
+public enum SimulatedHop: Sendable, Equatable {
+    /// A router answering time exceeded from this address.
+    case router(IPv4Address)
+    /// A router that forwards but never sends ICMP.
+    case silent
+    /// Equal-cost routers: which one a probe meets depends on a hash of its 5-tuple.
+    case ecmp([IPv4Address])
+    /// A router that answers destination unreachable (with code) and forwards nothing.
+    case unreachable(IPv4Address, code: UInt8)
+}
+
+/// What the destination does with a SYN.
+public enum SimulatedDestination: Sendable, Equatable {
+    /// Answers SYN-ACK on these ports, RST on all others.
+    case listening(ports: Set<UInt16>)
+    /// Never answers (or is behind a filter dropping everything).
+    case blackHole
+}
+
+/// A path to a destination.
+public struct SimulatedPath: Sendable, Equatable {
+    /// Routers at TTL 1, 2, …
+    public var hops: [SimulatedHop]
+    /// The destination's behaviour; it answers at TTL `hops.count + 1`.
+    public var destination: SimulatedDestination
+    /// Probability (0...1) that a probe is lost on the way, per probe.
+    public var loss: Double
+
+    public init(hops: [SimulatedHop], destination: SimulatedDestination, loss: Double = 0) {
+        self.hops = hops
+        self.destination = destination
+        self.loss = loss
+    }
+}
+
+/// The simulated network, acting as both transport and clock.
+public final class SimulatedNetwork: ProbeTransport, EngineClock {
+    /// One probe as the network saw it.
+    public struct SentProbe: Sendable, Equatable {
+        public var source: IPv4Address, destination: IPv4Address
+        public var sourcePort: UInt16, destinationPort: UInt16
+        public var sequence: UInt32
+        public var ttl: UInt8
+        public var time: UInt64
+    }
+
+    private let paths: (IPv4Address) -> SimulatedPath?
+    private var sink: ReplySink?
+    private var clockNanos: UInt64
+    private var pendingReplies: [(at: UInt64, order: Int, bytes: [UInt8])] = []
+    private var order = 0
+    private var random: UInt64
+    /// Nanoseconds each hop adds to a round trip.
+    public var perHopDelayNanos: UInt64 = 200_000
+    /// Every probe sent, in order.
+    public private(set) var sent: [SentProbe] = []
+    /// The transport's counters.
+    public private(set) var counters = TransportCounters()
+    /// Limit on probes one `send` accepts (to exercise partial sends); nil means all.
+    public var acceptLimit: Int?
+
+    public let maxBatch: Int
+    public let maxPacketLength = 1500
+    private var scratch: [UInt8]
+
+    /// Makes a network whose paths come from `paths` (nil: no route, nothing answers). `seed` fixes
+    /// the loss pattern.
+    public init(startNanos: UInt64 = 1_700_000_000_000_000_000, seed: UInt64 = 1, maxBatch: Int = 64,
+        paths: @escaping (IPv4Address) -> SimulatedPath?)
+    {
+        self.paths = paths
+        self.clockNanos = startNanos
+        self.random = seed | 1
+        self.maxBatch = maxBatch
+        self.scratch = Array(repeating: 0, count: 1500)
+    }
+
+    // MARK: EngineClock
+
+    public func now() -> UInt64 { clockNanos }
+
+    public func sleep(until deadline: UInt64) {
+        if deadline > clockNanos { clockNanos = deadline }
+        deliverDue()
+    }
+
+    // MARK: ProbeTransport
+
+    public func send(count: Int, fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPv4Address))
+        throws -> Int
+    {
+        let accepted = min(count, acceptLimit ?? count)
+        for i in 0..<accepted {
+            let length = scratch.withUnsafeMutableBytes { fill(i, $0).length }
+            counters.packetsSent += 1
+            respond(to: Array(scratch[0..<length]))
+        }
+        return accepted
+    }
+
+    public func startReceiving(_ sink: ReplySink) throws { self.sink = sink }
+
+    public func stopReceiving() { sink = nil }
+
+    /// Delivers arbitrary bytes to the receiver at `at` (for forged, malformed or duplicate replies).
+    public func inject(_ bytes: [UInt8], at: UInt64) {
+        order += 1
+        pendingReplies.append((at, order, bytes))
+    }
+
+    // MARK: the model
+
+    private func nextRandom() -> Double {
+        random ^= random << 13
+        random ^= random >> 7
+        random ^= random << 17
+        return Double(random >> 11) / Double(1 << 53)
+    }
+
+    private func respond(to packet: [UInt8]) {
+        guard packet.count >= 40, packet[0] >> 4 == 4, packet[9] == 6 else { return }
+        let ihl = Int(packet[0] & 0x0F) * 4
+        let probe = SentProbe(
+            source: IPv4Address(be32(packet, 12)), destination: IPv4Address(be32(packet, 16)),
+            sourcePort: be16(packet, ihl), destinationPort: be16(packet, ihl + 2),
+            sequence: be32(packet, ihl + 4), ttl: packet[8], time: clockNanos)
+        sent.append(probe)
+        guard let path = paths(probe.destination) else { return }
+        if path.loss > 0 && nextRandom() < path.loss { return }
+        let ttl = Int(probe.ttl)
+        let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
+        if ttl <= path.hops.count {
+            switch path.hops[ttl - 1] {
+            case .router(let address):
+                schedule(icmp(type: 11, code: 0, from: address, quoting: packet), delay: delay)
+            case .silent:
+                break
+            case .ecmp(let routers):
+                var h = UInt64(probe.source.value) &* 0x9E37_79B9_7F4A_7C15
+                h ^= UInt64(probe.destination.value) &* 0xC2B2_AE3D_27D4_EB4F
+                h ^= UInt64(probe.sourcePort) << 16 | UInt64(probe.destinationPort)
+                h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
+                let router = routers[Int((h >> 32) % UInt64(routers.count))]
+                schedule(icmp(type: 11, code: 0, from: router, quoting: packet), delay: delay)
+            case .unreachable(let address, let code):
+                schedule(icmp(type: 3, code: code, from: address, quoting: packet), delay: delay)
+            }
+            return
+        }
+        // Routers before the first unreachable one forward; an unreachable hop stops everything.
+        for hop in path.hops { if case .unreachable = hop { return } }
+        switch path.destination {
+        case .blackHole: return
+        case .listening(let ports):
+            let flags: UInt8 = ports.contains(probe.destinationPort) ? 0x12 : 0x14
+            schedule(tcpReply(to: probe, flags: flags), delay: delay)
+        }
+    }
+
+    private func schedule(_ bytes: [UInt8], delay: UInt64) {
+        order += 1
+        pendingReplies.append((clockNanos + delay, order, bytes))
+    }
+
+    private func deliverDue() {
+        guard !pendingReplies.isEmpty else { return }
+        pendingReplies.sort { ($0.at, $0.order) < ($1.at, $1.order) }
+        var delivered = 0
+        for reply in pendingReplies {
+            guard reply.at <= clockNanos else { break }
+            counters.packetsReceived += 1
+            reply.bytes.withUnsafeBytes { sink?.handleReply($0, timestampNanos: reply.at) }
+            delivered += 1
+        }
+        pendingReplies.removeFirst(delivered)
+    }
+
+    private func icmp(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8]) -> [UInt8] {
+        let ihl = Int(probe[0] & 0x0F) * 4
+        let quoted = Array(probe[0..<(ihl + 8)])
+        var out = ipv4Header(total: 20 + 8 + quoted.count, protocol: 1, source: from,
+            destination: IPv4Address(be32(probe, 12)))
+        out += [type, code, 0, 0, 0, 0, 0, 0]
+        out += quoted
+        return out
+    }
+
+    private func tcpReply(to probe: SentProbe, flags: UInt8) -> [UInt8] {
+        var out = ipv4Header(total: 40, protocol: 6, source: probe.destination, destination: probe.source)
+        out += bytes16(probe.destinationPort) + bytes16(probe.sourcePort)
+        out += bytes32(flags == 0x12 ? 0x1234_5678 : 0) + bytes32(probe.sequence &+ 1)
+        out += [0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
+        return out
+    }
+
+    private func ipv4Header(total: Int, protocol proto: UInt8, source: IPv4Address, destination: IPv4Address)
+        -> [UInt8]
+    {
+        var h: [UInt8] = [0x45, 0] + bytes16(UInt16(total)) + [0, 0, 0, 0, 64, proto, 0, 0]
+        h += bytes32(source.value) + bytes32(destination.value)
+        return h
+    }
+}
+
+private func be16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
+private func be32(_ b: [UInt8], _ o: Int) -> UInt32 {
+    UInt32(b[o]) << 24 | UInt32(b[o + 1]) << 16 | UInt32(b[o + 2]) << 8 | UInt32(b[o + 3])
+}
+private func bytes16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+private func bytes32(_ v: UInt32) -> [UInt8] {
+    [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
+}

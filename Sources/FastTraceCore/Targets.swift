@@ -1,0 +1,241 @@
+// Target lists: one target per line (IPv4 address, hostname or CIDR prefix), `#` comments and blank
+// lines allowed; port lists (`443,80,8000-8010`). Parsing is strict and says file, line and reason;
+// expansion into traces is lazy so a long list never sits in memory as traces.
+
+import FastTraceWire
+
+/// One target as written.
+public enum TargetSpec: Sendable, Equatable, CustomStringConvertible {
+    /// A single address.
+    case address(IPv4Address)
+    /// A prefix, expanded to every address in it (network and broadcast addresses included).
+    case prefix(IPv4Address, length: Int)
+    /// A name to resolve.
+    case hostname(String)
+
+    /// How many traces per port this target makes (1 for a name, which resolves to its first address).
+    public var addressCount: Int {
+        if case .prefix(_, let length) = self { return 1 << (32 - length) }
+        return 1
+    }
+
+    public var description: String {
+        switch self {
+        case .address(let a): a.description
+        case .prefix(let a, let l): "\(a)/\(l)"
+        case .hostname(let h): h
+        }
+    }
+}
+
+/// A line of a target list that could not be used.
+public struct TargetInputError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// File name (or `-` for standard input).
+    public var source: String
+    /// Line number, from 1.
+    public var line: Int
+    /// Why.
+    public var reason: String
+
+    public init(source: String, line: Int, reason: String) {
+        self.source = source
+        self.line = line
+        self.reason = reason
+    }
+
+    public var description: String { "\(source):\(line): \(reason)" }
+}
+
+/// Parses targets and ports.
+public enum TargetParser {
+    /// The largest prefix expansion allowed by default: a /16.
+    public static let defaultMaxPrefixAddresses = 65_536
+
+    /// Parses one target (already trimmed of comments and blanks). Throws a reason string.
+    public static func parseTarget(_ text: Substring, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
+        -> Result<TargetSpec, ReasonError>
+    {
+        if let slash = text.firstIndex(of: "/") {
+            let addressText = text[..<slash]
+            let lengthText = text[text.index(after: slash)...]
+            guard let address = IPv4Address(String(addressText)) else {
+                return .failure(ReasonError("'\(text)': '\(addressText)' is not an IPv4 address"))
+            }
+            guard !lengthText.isEmpty, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
+                let length = Int(lengthText), length <= 32
+            else { return .failure(ReasonError("'\(text)': prefix length must be 0...32")) }
+            let size = 1 << (32 - length)
+            guard size <= maxPrefixAddresses else {
+                return .failure(ReasonError(
+                    "'\(text)' expands to \(size) addresses; the cap is \(maxPrefixAddresses) (--max-prefix-addresses)"))
+            }
+            let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << (32 - length)
+            return .success(length == 32 ? .address(address) : .prefix(IPv4Address(address.value & mask), length: length))
+        }
+        if let address = IPv4Address(String(text)) { return .success(.address(address)) }
+        if text.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
+            return .failure(ReasonError("'\(text)' is not a valid IPv4 address"))
+        }
+        guard isHostname(text) else {
+            return .failure(ReasonError("'\(text)' is neither an IPv4 address, a CIDR prefix nor a hostname"))
+        }
+        return .success(.hostname(String(text)))
+    }
+
+    /// Parses a whole list. Returns every usable line, or the first bad one.
+    public static func parseList(_ text: String, source: String,
+        maxPrefixAddresses: Int = defaultMaxPrefixAddresses) -> Result<[(line: Int, target: TargetSpec)], TargetInputError>
+    {
+        var out: [(line: Int, target: TargetSpec)] = []
+        var number = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            var line = rawLine
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let trimmed = line.trimmingWhitespace()
+            if trimmed.isEmpty { continue }
+            if trimmed.contains(where: { $0 == " " || $0 == "\t" }) {
+                return .failure(TargetInputError(source: source, line: number,
+                    reason: "'\(trimmed)': one target per line"))
+            }
+            switch parseTarget(trimmed, maxPrefixAddresses: maxPrefixAddresses) {
+            case .success(let target): out.append((number, target))
+            case .failure(let error): return .failure(TargetInputError(source: source, line: number, reason: error.reason))
+            }
+        }
+        return .success(out)
+    }
+
+    /// Parses `443`, `80,443`, `8000-8010`, or a mix; rejects 0, > 65535, reversed ranges and junk.
+    public static func parsePorts(_ text: String) -> Result<[UInt16], ReasonError> {
+        var ports: [UInt16] = []
+        var seen = Set<UInt16>()
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let parts = item.split(separator: "-", omittingEmptySubsequences: false)
+            guard parts.count == 1 || parts.count == 2 else { return .failure(ReasonError("bad port '\(item)'")) }
+            var bounds: [UInt16] = []
+            for part in parts {
+                guard !part.isEmpty, part.count <= 5, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+                    let value = Int(part), value >= 1, value <= 65535
+                else { return .failure(ReasonError("bad port '\(item)': ports are 1...65535")) }
+                bounds.append(UInt16(value))
+            }
+            let low = bounds[0], high = bounds.last!
+            guard low <= high else { return .failure(ReasonError("bad port range '\(item)': start above end")) }
+            for port in low...high where seen.insert(port).inserted { ports.append(port) }
+        }
+        return .success(ports)
+    }
+
+    static func isHostname(_ text: Substring) -> Bool {
+        guard !text.isEmpty, text.count <= 253 else { return false }
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        for (i, label) in labels.enumerated() {
+            if label.isEmpty { if i == labels.count - 1 && i > 0 { continue } else { return false } }
+            guard label.count <= 63, label.first != "-", label.last != "-",
+                label.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+            else { return false }
+        }
+        return true
+    }
+}
+
+/// A reason, as an error.
+public struct ReasonError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What is wrong.
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}
+
+extension Substring {
+    func trimmingWhitespace() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return s
+    }
+}
+
+/// Turns parsed targets × ports into trace requests lazily, resolving names and source addresses
+/// through injected functions (the CLI gives it getaddrinfo and the netlink route table). Targets that
+/// cannot be traced are reported through `onSkip` and counted; the run goes on.
+public struct TraceRequestIterator: IteratorProtocol {
+    /// Resolves a hostname to an address, or says why not.
+    public typealias Resolve = (String) -> Result<IPv4Address, ReasonError>
+    /// The source address to probe a destination from, or why there is none (no route).
+    public typealias SourceFor = (IPv4Address) -> Result<IPv4Address, ReasonError>
+
+    private let targets: [(line: Int, target: TargetSpec)]
+    private let ports: [UInt16]
+    private let resolve: Resolve
+    private let sourceFor: SourceFor
+    private let onSkip: (Int, TargetSpec, String) -> Void
+    private var targetIndex = 0
+    private var addressOffset = 0
+    private var portIndex = 0
+    private var current: (address: IPv4Address, source: IPv4Address, name: String?)?
+    private var nextIndex = 0
+    /// Targets (addresses) skipped so far.
+    public private(set) var skipped = 0
+
+    public init(targets: [(line: Int, target: TargetSpec)], ports: [UInt16], resolve: @escaping Resolve,
+        sourceFor: @escaping SourceFor, onSkip: @escaping (Int, TargetSpec, String) -> Void)
+    {
+        self.targets = targets
+        self.ports = ports
+        self.resolve = resolve
+        self.sourceFor = sourceFor
+        self.onSkip = onSkip
+    }
+
+    public mutating func next() -> TraceRequest? {
+        guard !ports.isEmpty else { return nil }
+        while true {
+            if let current {
+                let request = TraceRequest(index: nextIndex, destination: current.address, port: ports[portIndex],
+                    source: current.source, name: current.name)
+                nextIndex += 1
+                portIndex += 1
+                if portIndex == ports.count {
+                    portIndex = 0
+                    self.current = nil
+                }
+                return request
+            }
+            guard targetIndex < targets.count else { return nil }
+            let (line, target) = targets[targetIndex]
+            var address: IPv4Address
+            var name: String?
+            switch target {
+            case .address(let a):
+                address = a
+                targetIndex += 1
+            case .prefix(let base, let length):
+                address = IPv4Address(base.value &+ UInt32(addressOffset))
+                addressOffset += 1
+                if addressOffset == 1 << (32 - length) {
+                    addressOffset = 0
+                    targetIndex += 1
+                }
+            case .hostname(let host):
+                targetIndex += 1
+                switch resolve(host) {
+                case .success(let a):
+                    address = a
+                    name = host
+                case .failure(let error):
+                    skipped += 1
+                    onSkip(line, target, error.reason)
+                    continue
+                }
+            }
+            switch sourceFor(address) {
+            case .success(let source): current = (address, source, name)
+            case .failure(let error):
+                skipped += 1
+                onSkip(line, target, "\(address): \(error.reason)")
+            }
+        }
+    }
+}
