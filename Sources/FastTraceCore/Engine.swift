@@ -87,6 +87,18 @@ public struct RunSummary: Sendable, Equatable {
     }
 }
 
+/// A snapshot of a run in progress.
+public struct RunProgress: Sendable, Equatable {
+    /// Traces finished so far.
+    public var finished: Int
+    /// Traces in flight.
+    public var inFlight: Int
+    /// Probes sent so far.
+    public var probesSent: UInt64
+    /// Average send rate so far.
+    public var probesPerSecond: Double
+}
+
 /// Runs traces over a transport.
 public final class TraceEngine {
     /// The run's configuration.
@@ -100,6 +112,8 @@ public final class TraceEngine {
 
     /// Called when a trace's next TTL is settled, in TTL order (for live single-target output).
     public var onHop: ((TraceRequest, HopResult) -> Void)?
+    /// Called about four times a second with how the run is going (for a progress line).
+    public var onProgress: ((RunProgress) -> Void)?
     /// Polled once per scheduler turn; when it returns true the run stops and the traces in flight are
     /// reported with what they have.
     public var shouldCancel: () -> Bool = { false }
@@ -146,6 +160,7 @@ public final class TraceEngine {
     private var tokens: Double = 0
     private var lastRefill: UInt64 = 0
     private var onResult: (TraceResult) -> Void = { _ in }
+    private var lastProgress: UInt64 = 0
 
     /// Makes an engine. The configuration must be valid (`problem == nil`).
     public init(configuration: EngineConfiguration, transport: ProbeTransport, clock: EngineClock,
@@ -193,6 +208,13 @@ public final class TraceEngine {
             if !exhausted { exhausted = admit(&requests) }
             try sendBurst(now: now)
             if exhausted && activeCount == 0 { break }
+            if let onProgress, now >= lastProgress + 250_000_000 {
+                lastProgress = now
+                let seconds = Double(now &- started) / 1e9
+                onProgress(RunProgress(finished: summary.traces, inFlight: activeCount,
+                    probesSent: summary.probesSent,
+                    probesPerSecond: seconds > 0 ? Double(summary.probesSent) / seconds : 0))
+            }
             clock.sleep(until: nextWake(now: now))
         }
 

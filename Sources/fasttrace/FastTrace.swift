@@ -1,0 +1,315 @@
+// The command line: tcptraceroute's options and output for one target, plus batch mode for many
+// targets × ports with JSON lines, a progress line and a summary. All checks of user input happen here,
+// before a packet is sent; each failure is one line saying what and where.
+
+import ArgumentParser
+import FastTraceCore
+import FastTraceLinux
+import FastTraceWire
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Set by SIGINT/SIGTERM; the engine then reports what it has and stops.
+let cancelRequested = Atomic<Bool>(false)
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+@main
+struct FastTrace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fasttrace",
+        abstract: "Port-aware TCP traceroute for one target or thousands at once.",
+        discussion: """
+            fasttrace HOST [PORT]                      one target, tcptraceroute-style (port 80 by default)
+            fasttrace --targets FILE -p PORT[,PORT…]   many targets (FILE or - for stdin: addresses, \
+            hostnames or CIDR prefixes, one per line, # comments)
+            Needs root, or CAP_NET_RAW plus CAP_BPF (or CAP_NET_ADMIN).
+            """)
+
+    @Argument(help: "Target host (name or IPv4 address) for single-target mode.")
+    var host: String?
+
+    @Argument(help: "Destination port for single-target mode (default 80).")
+    var port: String?
+
+    @Option(name: .customLong("targets"), help: "File with one target per line (- for stdin): batch mode.")
+    var targetsFile: String?
+
+    @Option(name: .short, help: "Destination port(s): 443, 80,443 or 8000-8010 (default 80).")
+    var p: String?
+
+    @Option(name: .short, help: "Interface to send from (its first address is the source).")
+    var i: String?
+
+    @Option(name: .short, help: "First TTL (default 1).")
+    var f: Int = 1
+
+    @Option(name: .short, help: "Maximum TTL (default 30).")
+    var m: Int = 30
+
+    @Option(name: .short, help: "Probes per hop, 1...8 (default 3).")
+    var q: Int = 3
+
+    @Option(name: .short, help: "Seconds to wait for each reply (default 3).")
+    var w: Double = 3
+
+    @Option(name: .short, help: "IP type of service, 0...255 (default 0).")
+    var t: Int = 0
+
+    @Option(name: .short, help: "Total packet length in bytes, 40...1500 (default 40: a bare SYN).")
+    var l: Int = 40
+
+    @Option(name: .short, help: "Source address (must belong to this host).")
+    var s: String?
+
+    @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
+    var n = false
+
+    @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
+    var dontFragment = false
+
+    @Option(name: .customLong("sport"), help: "Source port of every probe (default: random in 20000...59999).")
+    var sourcePort: Int?
+
+    @Option(help: "Probes per second, whole run (default 2000).")
+    var rate: Int = 2000
+
+    @Option(help: "Stop a trace after N consecutive silent hops; 0 = never (default 5 in batch mode, 0 for one target).")
+    var gap: Int?
+
+    @Option(help: "Output format: text or json (JSON lines, one object per finished trace).")
+    var format: OutputFormat = .text
+
+    @Option(help: "Most traces in flight at once, 1...16384 (default 4096).")
+    var maxInFlight: Int = 4096
+
+    @Option(help: "Largest CIDR prefix a target line may expand to, in addresses (default 65536: a /16).")
+    var maxPrefixAddresses: Int = TargetParser.defaultMaxPrefixAddresses
+
+    @Option(help: "Run inside this network namespace (as `ip netns exec NAME` would).")
+    var netns: String?
+
+    @Flag(help: "Print the summary line even for a single target.")
+    var summary = false
+
+    mutating func run() throws {
+        do {
+            try execute()
+        } catch let error as UsageFailure {
+            Out.error("fasttrace: \(error.message)")
+            throw ExitCode(2)
+        } catch let error as SystemError {
+            Out.error("fasttrace: \(error)")
+            throw ExitCode(1)
+        }
+    }
+
+    private func execute() throws {
+        // 1. Input: everything the user typed is checked before any socket is opened.
+        let batch = targetsFile != nil
+        if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
+        if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
+        if port != nil && p != nil { throw UsageFailure("give the port either after HOST or with -p, not both") }
+        let ports: [UInt16]
+        switch TargetParser.parsePorts(port ?? p ?? "80") {
+        case .success(let list): ports = list
+        case .failure(let error): throw UsageFailure(error.reason)
+        }
+        if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
+
+        var config = EngineConfiguration()
+        guard (1...255).contains(f) else { throw UsageFailure("-f: first TTL must be 1...255") }
+        guard (1...255).contains(m) else { throw UsageFailure("-m: max TTL must be 1...255") }
+        guard m >= f else { throw UsageFailure("-m \(m) is below -f \(f)") }
+        guard (1...ProbeTag.attemptCount).contains(q) else { throw UsageFailure("-q: probes per hop must be 1...8") }
+        guard w > 0, w <= 60 else { throw UsageFailure("-w: wait must be more than 0 and at most 60 seconds") }
+        guard (0...255).contains(t) else { throw UsageFailure("-t: TOS must be 0...255") }
+        guard (40...1500).contains(l) else { throw UsageFailure("-l: packet length must be 40...1500") }
+        guard rate >= 1 && rate <= 10_000_000 else { throw UsageFailure("--rate must be 1...10000000 probes/s") }
+        guard (1...ProbeTag.slotCount).contains(maxInFlight) else {
+            throw UsageFailure("--max-in-flight must be 1...\(ProbeTag.slotCount)")
+        }
+        if let gap, gap < 0 { throw UsageFailure("--gap must be 0 or more") }
+        if let sourcePort, !(1...65535).contains(sourcePort) { throw UsageFailure("--sport must be 1...65535") }
+        guard maxPrefixAddresses >= 1 else { throw UsageFailure("--max-prefix-addresses must be positive") }
+        var sourceOverride: IPv4Address?
+        if let s {
+            guard let address = IPv4Address(s) else { throw UsageFailure("-s: '\(s)' is not an IPv4 address") }
+            sourceOverride = address
+        }
+
+        let targets: [(line: Int, target: TargetSpec)]
+        if let targetsFile {
+            let text: String
+            if targetsFile == "-" {
+                var all = ""
+                while let line = readLine(strippingNewline: false) { all += line }
+                text = all
+            } else {
+                guard let contents = readWholeFile(targetsFile) else {
+                    throw UsageFailure("cannot read target file '\(targetsFile)': \(String(cString: strerror(errno)))")
+                }
+                text = contents
+            }
+            switch TargetParser.parseList(text, source: targetsFile, maxPrefixAddresses: maxPrefixAddresses) {
+            case .success(let list): targets = list
+            case .failure(let error): throw UsageFailure(error.description)
+            }
+            if targets.isEmpty { throw UsageFailure("\(targetsFile): no targets") }
+        } else {
+            switch TargetParser.parseTarget(Substring(host!), maxPrefixAddresses: 1) {
+            case .success(let spec): targets = [(1, spec)]
+            case .failure(let error): throw UsageFailure(error.reason)
+            }
+        }
+
+        config.firstTTL = UInt8(f)
+        config.maxTTL = UInt8(m)
+        config.probesPerHop = q
+        config.waitNanos = UInt64(w * 1e9)
+        config.tos = UInt8(t)
+        config.packetLength = l
+        config.dontFragment = dontFragment
+        config.rate = rate
+        config.gapLimit = gap ?? (batch ? 5 : 0)
+        config.maxInFlight = maxInFlight
+        config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
+        // The ring hands blocks over up to its retire timeout late; a reply the kernel stamped in time
+        // must not be declared lost because user space saw it a few ms later.
+        config.receiveSlackNanos = 50_000_000
+        if let problem = config.problem { throw UsageFailure(problem) }
+
+        // 2. The system: namespace, privileges, routes, sockets.
+        if let netns { try enterNetworkNamespace(named: netns) }
+        if let problem = Privileges.check() { throw UsageFailure(problem) }
+        let routes = try RouteTable.load()
+        if let i, routes.interfaceIndex(named: i) == nil { throw UsageFailure("-i: no interface named '\(i)'") }
+        if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
+            throw UsageFailure("-s: \(sourceOverride) is not an address of this host")
+        }
+        let interfaceSource: IPv4Address? = try i.map { name in
+            guard let address = routes.firstAddress(ofInterface: name) else {
+                throw UsageFailure("-i: interface '\(name)' has no IPv4 address")
+            }
+            return address
+        }
+        let sourceFor: TraceRequestIterator.SourceFor = { destination in
+            guard let route = routes.lookup(destination) else { return .failure(ReasonError("no route to host")) }
+            return .success(sourceOverride ?? interfaceSource ?? route.source)
+        }
+
+        var skipped = 0
+        var requests = TraceRequestIterator(
+            targets: targets, ports: ports, resolve: resolveHostname, sourceFor: sourceFor,
+            onSkip: { line, target, reason in
+                skipped += 1
+                Out.error(batch ? "fasttrace: \(targetsFile!):\(line): \(reason) (skipped)" : "fasttrace: \(reason)")
+            })
+
+        // Single-target mode resolves its one target up front: an unresolvable name or a missing route
+        // is an error, not a skip, and the header line needs the route.
+        var singleRequest: TraceRequest?
+        if !batch {
+            guard let request = requests.next() else { throw ExitCode(2) }
+            singleRequest = request
+        }
+
+        let transport = try LinuxTransport(configuration: .init(
+            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
+        let engine = TraceEngine(configuration: config, transport: transport, clock: RealtimeClock())
+        installSignalHandlers()
+        engine.shouldCancel = { cancelRequested.load(ordering: .relaxed) }
+
+        let text = TextFormatter(names: (n || batch) ? nil : ReverseNames())
+        var lastProgress = ""
+        let progress = batch && isatty(2) == 1
+        let totalTraces = targets.reduce(0) { $0 + $1.target.addressCount } * ports.count
+        var finished = 0
+
+        if let request = singleRequest {
+            let device = routes.lookup(request.destination)?.interfaceName ?? i ?? "?"
+            let service = serviceName(request.port).map { " (\($0))" } ?? ""
+            let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
+            if format == .text {
+                Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
+                Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
+                Out.flush()
+                engine.onHop = { _, hop in
+                    Out.line(text.hopLine(hop))
+                    Out.flush()
+                }
+            }
+            var one = CollectionOfOne(request).makeIterator()
+            let summaryLine = try runEngine(engine, &one, batch: false, text: text)
+            if summary { Out.error(summaryLine) }
+        } else {
+            engine.onProgress = { p in
+                guard progress else { return }
+                let line = "\r[fasttrace] \(p.finished)/\(totalTraces) traces, \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
+                if line != lastProgress { fputs(line, stderr); lastProgress = line }
+            }
+            let summaryLine = try runEngine(engine, &requests, batch: true, text: text) { finished += 1 }
+            if progress { fputs("\r" + String(repeating: " ", count: lastProgress.count) + "\r", stderr) }
+            Out.error(summaryLine + (skipped > 0 ? ", \(skipped) targets skipped" : ""))
+        }
+        if cancelRequested.load(ordering: .relaxed) { throw ExitCode(130) }
+    }
+
+    private func runEngine<R: IteratorProtocol<TraceRequest>>(
+        _ engine: TraceEngine, _ requests: inout R, batch: Bool, text: TextFormatter,
+        onEach: @escaping () -> Void = {}
+    ) throws -> String {
+        let format = self.format
+        let result = try engine.run(&requests) { trace in
+            onEach()
+            switch format {
+            case .json: Out.line(JSONFormatter.line(trace))
+            case .text: if batch { Out.line(text.block(trace)) }
+            }
+            Out.flush()
+        }
+        let d = result.dispatch
+        let seconds = Double(result.elapsedNanos) / 1e9
+        return "fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
+            + "\(d.matched) replies matched, \(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), "
+            + "forged \(d.forged), stale \(d.stale)), \(d.duplicates) duplicates, \(result.transport.ringDrops) ring drops, "
+            + "\(formatSeconds(seconds)) s, \(Int(result.probesPerSecond)) probes/s"
+            + (result.cancelled ? " (interrupted)" : "")
+    }
+}
+
+/// A problem with what the user asked for: one line, exit status 2.
+struct UsageFailure: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
+
+func formatSeconds(_ s: Double) -> String {
+    let tenths = Int((s * 100).rounded())
+    return "\(tenths / 100).\(tenths % 100 < 10 ? "0" : "")\(tenths % 100)"
+}
+
+func readWholeFile(_ path: String) -> String? {
+    guard let file = fopen(path, "r") else { return nil }
+    defer { fclose(file) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, file)
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count { break }
+    }
+    if ferror(file) != 0 { return nil }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+func installSignalHandlers() {
+    let handler: @convention(c) (Int32) -> Void = { _ in cancelRequested.store(true, ordering: .relaxed) }
+    signal(SIGINT, handler)
+    signal(SIGTERM, handler)
+}

@@ -1,0 +1,139 @@
+// Output formats: tcptraceroute-style text (single target, hop lines printed as hops settle), a text
+// block per trace in batch mode, and JSON lines (one object per finished trace, streamed).
+
+import FastTraceCore
+import FastTraceWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes lines to stdout without buffering surprises (flushed per trace, not per packet).
+enum Out {
+    static func line(_ text: String) {
+        fputs(text + "\n", stdout)
+    }
+    static func flush() { fflush(stdout) }
+    static func error(_ text: String) {
+        fputs(text + "\n", stderr)
+    }
+}
+
+/// Text in tcptraceroute's style.
+struct TextFormatter {
+    /// Names for addresses (nil: numeric output).
+    var names: ReverseNames?
+
+    /// The hop line: ` 1  name (addr)  0.123 ms  0.101 ms  *`, `[open]`/`[closed]` after the
+    /// destination, `!H`-style marks after unreachable answers, a new address printed where an attempt
+    /// met a different router.
+    func hopLine(_ hop: HopResult) -> String {
+        var line = hop.ttl < 10 ? " \(hop.ttl) " : "\(hop.ttl) "
+        var lastAddress: IPv4Address?
+        for probe in hop.probes {
+            guard let responder = probe.responder, let rtt = probe.rttMicros else {
+                line += " *"
+                continue
+            }
+            if responder != lastAddress {
+                line += " " + label(responder)
+                if probe.outcome == .synAck { line += " [open]" }
+                if probe.outcome == .reset { line += " [closed]" }
+                lastAddress = responder
+            }
+            line += "  " + formatMillis(rtt) + " ms"
+            if case .unreachable(let code) = probe.outcome { line += " " + unreachableMark(code) }
+        }
+        return line
+    }
+
+    private func label(_ address: IPv4Address) -> String {
+        guard let names else { return " \(address)" }
+        return " \(names.name(for: address) ?? address.description) (\(address))"
+    }
+
+    /// A batch-mode block: a title line, then the hop lines.
+    func block(_ result: TraceResult) -> String {
+        let target = result.request.name.map { "\($0) (\(result.request.destination))" }
+            ?? result.request.destination.description
+        let how: String
+        switch result.stopReason {
+        case .destination: how = "reached at TTL \(result.hops.last?.ttl ?? 0)"
+        case .unreachable: how = "unreachable at TTL \(result.hops.last?.ttl ?? 0)"
+        case .gapLimit: how = "stopped after \(result.hops.count) TTLs: silent gap"
+        case .maxTTL: how = "not reached within TTL \(result.hops.last?.ttl ?? 0)"
+        }
+        var lines = ["\(target) port \(result.request.port): \(result.state.rawValue), \(how)"]
+        for hop in result.hops { lines.append(hopLine(hop)) }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// The `!X` mark traceroute prints after an unreachable answer.
+func unreachableMark(_ code: UInt8) -> String {
+    switch code {
+    case 0: "!N"
+    case 1: "!H"
+    case 2: "!P"
+    case 3: "!"  // port unreachable from a router: unusual for TCP
+    case 4: "!F"
+    case 5: "!S"
+    case 9, 10, 13: "!X"
+    default: "!<\(code)>"
+    }
+}
+
+/// Milliseconds with three decimals from microseconds (`0.051`).
+func formatMillis(_ micros: UInt32) -> String {
+    let whole = micros / 1000
+    let frac = micros % 1000
+    let fracText = String(frac)
+    return "\(whole)." + String(repeating: "0", count: 3 - fracText.count) + fracText
+}
+
+/// JSON lines. The schema is documented in the README; keys are stable.
+enum JSONFormatter {
+    static func line(_ result: TraceResult) -> String {
+        var s = "{\"target\":\"\(result.request.destination)\""
+        if let name = result.request.name { s += ",\"name\":\(quote(name))" }
+        s += ",\"port\":\(result.request.port),\"protocol\":\"tcp\""
+        s += ",\"source\":\"\(result.request.source)\",\"sport\":\(result.sourcePort)"
+        s += ",\"reached\":\(result.reached),\"state\":\"\(result.state.rawValue)\""
+        s += ",\"stop\":\"\(result.stopReason.rawValue)\",\"probes_sent\":\(result.probesSent)"
+        s += ",\"hops\":["
+        for (i, hop) in result.hops.enumerated() {
+            if i > 0 { s += "," }
+            s += "{\"ttl\":\(hop.ttl),\"addr\":"
+            s += hop.firstResponder.map { "\"\($0)\"" } ?? "null"
+            s += ",\"rtt_ms\":["
+            s += hop.probes.map { p in p.rttMicros.map { formatMillis($0) } ?? "null" }.joined(separator: ",")
+            s += "],\"kind\":\"\(hop.outcome)\""
+            if case .unreachable(let code) = hop.outcome { s += ",\"code\":\(code)" }
+            var distinct: [IPv4Address] = []
+            for p in hop.probes { if let r = p.responder, !distinct.contains(r) { distinct.append(r) } }
+            if distinct.count > 1 { s += ",\"addrs\":[" + distinct.map { "\"\($0)\"" }.joined(separator: ",") + "]" }
+            s += "}"
+        }
+        return s + "]}"
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case let c where c.value < 0x20: out += unicodeEscape(c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// `\u00XX` for a control character.
+func unicodeEscape(_ value: UInt32) -> String {
+    let hex = String(value, radix: 16)
+    return "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+}
