@@ -1,0 +1,232 @@
+/* One netlink dump each of the IPv4 main-table routes and the IPv4 addresses, through libmnl, copied
+ * into flat arrays the Swift side reads. Lookups (longest-prefix match) happen in Swift over the
+ * copy, so tens of thousands of targets cost one dump, not one round trip each. */
+#include "CFastTrace.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmnl/libmnl.h>
+#include <linux/rtnetlink.h>
+
+struct route_ctx {
+    struct cfasttrace_route *out;
+    size_t capacity;
+    size_t count;
+};
+
+struct address_ctx {
+    struct cfasttrace_address *out;
+    size_t capacity;
+    size_t count;
+};
+
+static uint32_t attr_ipv4(const struct nlattr *attr)
+{
+    if (mnl_attr_get_payload_len(attr) < 4)
+        return 0;
+    uint32_t be;
+    memcpy(&be, mnl_attr_get_payload(attr), 4);
+    return ntohl(be);
+}
+
+static int route_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct route_ctx *ctx = data;
+    const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+    if (rtm->rtm_family != AF_INET)
+        return MNL_CB_OK;
+
+    struct cfasttrace_route r;
+    memset(&r, 0, sizeof(r));
+    r.dst_len = rtm->rtm_dst_len;
+    r.type = rtm->rtm_type;
+    r.nexthops = 1;
+    uint32_t table = rtm->rtm_table;
+
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*rtm)) {
+        switch (mnl_attr_get_type(attr)) {
+        case RTA_TABLE:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                table = mnl_attr_get_u32(attr);
+            break;
+        case RTA_DST:
+            r.dst = attr_ipv4(attr);
+            break;
+        case RTA_OIF:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                r.oif = (int32_t)mnl_attr_get_u32(attr);
+            break;
+        case RTA_GATEWAY:
+            r.gateway = attr_ipv4(attr);
+            break;
+        case RTA_PREFSRC:
+            r.prefsrc = attr_ipv4(attr);
+            break;
+        case RTA_PRIORITY:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                r.priority = mnl_attr_get_u32(attr);
+            break;
+        case RTA_MULTIPATH: {
+            /* A packed list of struct rtnexthop, each followed by its own attributes. */
+            const unsigned char *p = mnl_attr_get_payload(attr);
+            size_t left = mnl_attr_get_payload_len(attr);
+            uint16_t n = 0;
+            while (left >= sizeof(struct rtnexthop) && n < UINT16_MAX) {
+                const struct rtnexthop *nh = (const struct rtnexthop *)p;
+                if (nh->rtnh_len < sizeof(*nh) || nh->rtnh_len > left)
+                    break;
+                if (n == 0) {
+                    r.oif = nh->rtnh_ifindex;
+                    /* Nested attributes after the rtnexthop header. */
+                    const unsigned char *ap = p + RTNH_ALIGN(sizeof(*nh));
+                    size_t aleft = nh->rtnh_len > RTNH_ALIGN(sizeof(*nh)) ? nh->rtnh_len - RTNH_ALIGN(sizeof(*nh)) : 0;
+                    while (aleft >= sizeof(struct nlattr)) {
+                        const struct nlattr *na = (const struct nlattr *)ap;
+                        if (na->nla_len < sizeof(*na) || na->nla_len > aleft)
+                            break;
+                        if ((na->nla_type & NLA_TYPE_MASK) == RTA_GATEWAY)
+                            r.gateway = attr_ipv4(na);
+                        size_t step = MNL_ALIGN(na->nla_len);
+                        if (step >= aleft)
+                            break;
+                        ap += step;
+                        aleft -= step;
+                    }
+                }
+                n++;
+                size_t step = RTNH_ALIGN(nh->rtnh_len);
+                if (step >= left)
+                    break;
+                p += step;
+                left -= step;
+            }
+            if (n > 0)
+                r.nexthops = n;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (table != RT_TABLE_MAIN)
+        return MNL_CB_OK;
+    if (ctx->count < ctx->capacity)
+        ctx->out[ctx->count] = r;
+    ctx->count++;
+    return MNL_CB_OK;
+}
+
+static int address_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct address_ctx *ctx = data;
+    const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+    if (ifa->ifa_family != AF_INET)
+        return MNL_CB_OK;
+    struct cfasttrace_address a;
+    memset(&a, 0, sizeof(a));
+    a.ifindex = (int32_t)ifa->ifa_index;
+    a.prefixlen = ifa->ifa_prefixlen;
+    uint32_t local = 0, address = 0;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*ifa)) {
+        switch (mnl_attr_get_type(attr)) {
+        case IFA_LOCAL:
+            local = attr_ipv4(attr);
+            break;
+        case IFA_ADDRESS:
+            address = attr_ipv4(attr);
+            break;
+        default:
+            break;
+        }
+    }
+    a.address = local ? local : address;
+    if (ctx->count < ctx->capacity)
+        ctx->out[ctx->count] = a;
+    ctx->count++;
+    return MNL_CB_OK;
+}
+
+/* Sends one dump request (`type`, family AF_INET, `payload` after the header) and runs `cb` over
+ * every answer until NLMSG_DONE. Returns 0 or -errno. */
+static int dump(uint16_t type, const void *payload, size_t payload_len, mnl_cb_t cb, void *data)
+{
+    char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+    if (nl == NULL) {
+        rc = -errno;
+        goto out;
+    }
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = type;
+    /* A dump ends with NLMSG_DONE, so no NLM_F_ACK is needed (a non-dump request would need it). */
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    uint32_t seq = (uint32_t)time(NULL);
+    nlh->nlmsg_seq = seq;
+    void *p = mnl_nlmsg_put_extra_header(nlh, payload_len);
+    memcpy(p, payload, payload_len);
+    unsigned int portid = mnl_socket_get_portid(nl);
+
+    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    for (int rounds = 0; rounds < 1000000; rounds++) { /* bounded; a dump ends long before */
+        ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        int r = mnl_cb_run(buf, (size_t)n, seq, portid, cb, data);
+        if (r == MNL_CB_ERROR) {
+            rc = errno ? -errno : -EIO;
+            break;
+        }
+        if (r == MNL_CB_STOP) /* NLMSG_DONE */
+            break;
+    }
+out_close:
+    mnl_socket_close(nl);
+out:
+    free(buf);
+    return rc;
+}
+
+int CFastTrace_dump_routes(struct cfasttrace_route *out, size_t capacity)
+{
+    struct rtmsg rtm;
+    memset(&rtm, 0, sizeof(rtm));
+    rtm.rtm_family = AF_INET;
+    struct route_ctx ctx = {out, capacity, 0};
+    int rc = dump(RTM_GETROUTE, &rtm, sizeof(rtm), route_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
+}
+
+int CFastTrace_dump_addresses(struct cfasttrace_address *out, size_t capacity)
+{
+    struct ifaddrmsg ifa;
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET;
+    struct address_ctx ctx = {out, capacity, 0};
+    int rc = dump(RTM_GETADDR, &ifa, sizeof(ifa), address_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
+}

@@ -1,0 +1,67 @@
+/* The non-inline parts of the shim that need _GNU_SOURCE or the real kernel structs: sendmmsg and
+ * AF_PACKET socket options. */
+#define _GNU_SOURCE
+#include "CFastTrace.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+#include <sched.h>
+#include <sys/socket.h>
+
+_Static_assert(sizeof(struct CFastTrace_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr mirror size");
+_Static_assert(offsetof(struct CFastTrace_mmsghdr, msg_hdr) == offsetof(struct mmsghdr, msg_hdr),
+               "mmsghdr mirror msg_hdr");
+_Static_assert(offsetof(struct CFastTrace_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len),
+               "mmsghdr mirror msg_len");
+
+int CFastTrace_sendmmsg(int fd, struct CFastTrace_mmsghdr *msgs, unsigned int n, int flags)
+{
+    return sendmmsg(fd, (struct mmsghdr *)msgs, n, flags);
+}
+
+int CFastTrace_packet_bind(int fd, int protocol, int ifindex)
+{
+    struct sockaddr_ll sll;
+    memset(&sll, 0, sizeof(sll));
+    sll.sll_family = AF_PACKET;
+    sll.sll_protocol = htons((uint16_t)protocol);
+    sll.sll_ifindex = ifindex;
+    return bind(fd, (struct sockaddr *)&sll, sizeof(sll));
+}
+
+int CFastTrace_packet_rx_ring(int fd, unsigned block_size, unsigned block_nr, unsigned frame_size,
+                              unsigned retire_blk_tov_ms)
+{
+    struct tpacket_req3 req;
+    memset(&req, 0, sizeof(req));
+    req.tp_block_size = block_size;
+    req.tp_block_nr = block_nr;
+    req.tp_frame_size = frame_size;
+    req.tp_frame_nr = (block_size / frame_size) * block_nr;
+    req.tp_retire_blk_tov = retire_blk_tov_ms;
+    req.tp_sizeof_priv = 0;
+    req.tp_feature_req_word = 0;
+    return setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req));
+}
+
+int CFastTrace_packet_statistics(int fd, uint64_t *packets, uint64_t *drops, uint64_t *freeze_q_cnt)
+{
+    struct tpacket_stats_v3 st;
+    socklen_t len = sizeof(st);
+    memset(&st, 0, sizeof(st));
+    if (getsockopt(fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) != 0)
+        return -1;
+    *packets = st.tp_packets;
+    *drops = st.tp_drops;
+    *freeze_q_cnt = st.tp_freeze_q_cnt;
+    return 0;
+}
+
+_Static_assert(SO_ATTACH_BPF == 50, "CFastTrace_SO_ATTACH_BPF");
+_Static_assert(SOL_PACKET == 263, "CFastTrace_SOL_PACKET");
+
+int CFastTrace_setns_net(int fd)
+{
+    return setns(fd, CLONE_NEWNET);
+}

@@ -1,0 +1,50 @@
+// The eBPF reply filter (bpf/reply_filter.bpf.c), embedded in CFastTrace and loaded with libbpf. It
+// runs in the kernel before a packet reaches the ring, so the ring carries only ICMP errors quoting
+// our probes and SYN-ACK/RST to our source ports.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFastTrace
+
+/// How many packets the reply filter kept and dropped since it was loaded (summed over CPUs).
+public struct ReplyFilterStatistics: Sendable, Equatable {
+    /// Packets the filter passed to the ring.
+    public var kept: UInt64
+    /// Packets the filter dropped (foreign traffic, our own outgoing probes, later fragments).
+    public var dropped: UInt64
+}
+
+/// A loaded reply filter: owns the libbpf object (program and maps) and closes it on deinit.
+final class ReplyFilter {
+    private var handle = cfasttrace_filter(object: nil, prog_fd: -1, config_map_fd: -1, stats_map_fd: -1)
+
+    /// The program's descriptor, for `SO_ATTACH_BPF`.
+    var programDescriptor: Int32 { handle.prog_fd }
+
+    /// Loads the filter accepting replies to probes from `sourcePorts`, keeping `snapLength` bytes.
+    init(sourcePorts: ClosedRange<UInt16>, snapLength: UInt32) throws(SystemError) {
+        var config = cfasttrace_filter_config(
+            sport_lo: sourcePorts.lowerBound, sport_hi: sourcePorts.upperBound,
+            flags: CFastTrace_FILTER_PROBE_TCP(), snaplen: snapLength, reserved: 0)
+        var message = [CChar](repeating: 0, count: 2048)
+        let rc = message.withUnsafeMutableBufferPointer { buffer in
+            CFastTrace_filter_load(&config, &handle, buffer.baseAddress, buffer.count)
+        }
+        if rc < 0 {
+            let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw SystemError(operation: "bpf(BPF_PROG_LOAD, reply filter)", errno: -rc, needsPrivilege: true,
+                              detail: text.isEmpty ? nil : text)
+        }
+    }
+
+    /// Kept and dropped counts from the per-CPU `ft_stats` map; nil if the map cannot be read.
+    func statistics() -> ReplyFilterStatistics? {
+        var kept: UInt64 = 0
+        var dropped: UInt64 = 0
+        guard CFastTrace_filter_stats(&handle, &kept, &dropped) == 0 else { return nil }
+        return ReplyFilterStatistics(kept: kept, dropped: dropped)
+    }
+
+    deinit { CFastTrace_filter_close(&handle) }
+}

@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* fasttrace reply filter: a socket filter for the AF_PACKET SOCK_DGRAM receive ring (bound to
+ * ETH_P_IP, so offset 0 is the IPv4 header). The kernel copies into the ring only what this
+ * returns non-zero for, so the ring carries replies to our probes and nothing else:
+ *   - ICMP time exceeded / destination unreachable quoting a TCP header whose source port is ours;
+ *   - TCP SYN-ACK or RST addressed to one of our source ports.
+ * Our own outgoing probes, fragments after the first, and all other traffic are dropped.
+ * The return value is the snap length (bytes kept); 0 drops the packet. */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "reply_filter.h"
+
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_DEST_UNREACH 3
+#define TCP_FLAG_RST 0x04
+#define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_ACK 0x10
+#define ICMP_HEADER_LEN 8
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct ft_config);
+} ft_config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, FT_STAT_COUNT);
+    __type(key, __u32);
+    __type(value, __u64);
+} ft_stats SEC(".maps");
+
+static __always_inline void count(__u32 stat)
+{
+    __u64 *value = bpf_map_lookup_elem(&ft_stats, &stat);
+    if (value)
+        *value += 1; /* per-CPU: no other writer */
+}
+
+static __always_inline int in_range(__u16 port, const struct ft_config *cfg)
+{
+    return port >= cfg->sport_lo && port <= cfg->sport_hi;
+}
+
+/* Reads the IPv4 header at `off`: returns its length (20..60) and its protocol, or -1 if it is not
+ * IPv4, is malformed, or is a fragment other than the first (which carries no transport header). */
+static __always_inline int ipv4_header(struct __sk_buff *skb, __u32 off, __u8 *proto)
+{
+    __u8 ip[10];
+    if (bpf_skb_load_bytes(skb, off, ip, sizeof(ip)) < 0)
+        return -1;
+    if ((ip[0] >> 4) != 4)
+        return -1;
+    int ihl = (ip[0] & 0x0f) * 4;
+    if (ihl < 20)
+        return -1;
+    if ((((__u16)(ip[6] & 0x1f)) << 8 | ip[7]) != 0) /* fragment offset */
+        return -1;
+    *proto = ip[9];
+    return ihl;
+}
+
+static __always_inline int accept(struct __sk_buff *skb, const struct ft_config *cfg)
+{
+    if (!(cfg->flags & FT_PROBE_TCP))
+        return 0;
+    __u8 proto;
+    int ihl = ipv4_header(skb, 0, &proto);
+    if (ihl < 0)
+        return 0;
+
+    if (proto == IPPROTO_TCP) {
+        __u8 tcp[14]; /* ports, sequence, acknowledgement, offset, flags */
+        if (bpf_skb_load_bytes(skb, ihl, tcp, sizeof(tcp)) < 0)
+            return 0;
+        __u16 dport = ((__u16)tcp[2] << 8) | tcp[3];
+        __u8 flags = tcp[13];
+        int synack = (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == (TCP_FLAG_SYN | TCP_FLAG_ACK);
+        int rst = (flags & TCP_FLAG_RST) != 0;
+        return (synack || rst) && in_range(dport, cfg);
+    }
+
+    if (proto == IPPROTO_ICMP) {
+        __u8 type;
+        if (bpf_skb_load_bytes(skb, ihl, &type, 1) < 0)
+            return 0;
+        if (type != ICMP_TIME_EXCEEDED && type != ICMP_DEST_UNREACH)
+            return 0;
+        __u32 quoted = ihl + ICMP_HEADER_LEN;
+        __u8 qproto;
+        int qihl = ipv4_header(skb, quoted, &qproto);
+        if (qihl < 0 || qproto != IPPROTO_TCP)
+            return 0;
+        __u8 sport[2];
+        if (bpf_skb_load_bytes(skb, quoted + qihl, sport, sizeof(sport)) < 0)
+            return 0;
+        return in_range(((__u16)sport[0] << 8) | sport[1], cfg);
+    }
+    return 0;
+}
+
+SEC("socket")
+int ft_reply_filter(struct __sk_buff *skb)
+{
+    __u32 key = 0;
+    const struct ft_config *cfg = bpf_map_lookup_elem(&ft_config, &key);
+    if (!cfg || skb->pkt_type == PACKET_OUTGOING || skb->protocol != bpf_htons(ETH_P_IP)) {
+        count(FT_STAT_DROPPED);
+        return 0;
+    }
+    if (!accept(skb, cfg)) {
+        count(FT_STAT_DROPPED);
+        return 0;
+    }
+    count(FT_STAT_KEPT);
+    return cfg->snaplen ? cfg->snaplen : FT_DEFAULT_SNAPLEN;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
