@@ -37,12 +37,13 @@ public struct ProbeTagCodec: Sendable {
     /// Makes a codec from a per-run secret. Equal keys give equal codecs (tests use fixed keys).
     public init(key0: UInt64, key1: UInt64) {
         // Derive independent-looking check and round keys from the two words, so that related user
-        // keys (say 0 and 1) do not give related round keys.
-        var state = key0 ^ 0x243F_6A88_85A3_08D3
+        // keys (say 0 and 1) do not give related round keys. SplitMix64's finalizer is a bijection,
+        // so every bit of both key words reaches every derived key.
+        let mixedKey1 = Self.splitMix(key1 ^ 0x1319_8A2E_0370_7344)
+        var counter: UInt64 = 0
         func next() -> UInt64 {
-            state &+= key1 | 1
-            state &+= 0x9E37_79B9_7F4A_7C15
-            return Self.splitMix(state)
+            counter &+= 1
+            return Self.splitMix(Self.splitMix(key0 &+ counter &* 0x9E37_79B9_7F4A_7C15) ^ mixedKey1)
         }
         checkKey0 = next()
         checkKey1 = next() | 1
