@@ -269,7 +269,10 @@ EOF
             ;;
     esac
     if [[ $node == r3 || $node == r5 ]]; then
+        # L4 hash; a fixed seed (where the kernel has one, 6.11+) makes the branch a given
+        # 5-tuple takes the same in every lab, not only for the lifetime of one.
         echo 'echo 1 >$c/fib_multipath_hash_policy'
+        echo '[ ! -e $c/fib_multipath_hash_seed ] || echo 1 >$c/fib_multipath_hash_seed'
     fi
     return 0
 }
@@ -312,6 +315,22 @@ table ip ftlab {
 EOF
             ;;
     esac
+}
+
+# Resolve every link's neighbours now (NTF_USE: the kernel sends the ARP request; the answer also
+# teaches the other side), so a test's first probes do not wait on ARP: in a fresh lab that costs
+# each hop some extra delay, enough for adaptive timeouts in some tools to report `*`. Entries stay
+# (STALE is used without waiting). A test of cold resolution can `ip neigh flush all` in the vantage.
+warm_neighbours() {
+    local pair node dev addr
+    local pairs=(r1:up0:198.18.0.2 r2:up0:198.18.0.6 r3:up0:198.18.0.10 r4a:up0:198.18.0.14
+        r4b:up0:198.18.0.18 r5:br0:198.18.0.26 r5:br0:198.18.0.27 r6:up0:198.18.0.34
+        r6:dn-hole:198.18.0.57 t-open:up0:198.18.0.38 fw:up0:198.18.0.42 t-fw:up0:198.18.0.46
+        silent:up0:198.18.0.50 t-silent:up0:198.18.0.54)
+    for pair in "${pairs[@]}"; do
+        IFS=: read -r node dev addr <<<"$pair"
+        ip -n "$(ns "$node")" neigh replace "$addr" dev "$dev" use
+    done
 }
 
 start_listeners() {
@@ -397,6 +416,7 @@ lab_up() {
         sysctl_script "$node" "$ratelimit" | ip netns exec "$(ns "$node")" sh
         route_batch "$node" | ip -n "$(ns "$node")" -batch -
     done
+    warm_neighbours
     for node in fw silent hole; do nft_rules "$node" | ip netns exec "$(ns "$node")" nft -f -; done
     start_listeners
     write_truth "$ratelimit" >"$STATE/truth.json"
