@@ -29,16 +29,29 @@ public final class AtomicWordTable: @unchecked Sendable {
         words.deallocate()
     }
 
-    /// Loads word `index` with the given ordering.
-    @inlinable public func load(_ index: Int, ordering: AtomicLoadOrdering = .acquiring) -> UInt64 {
+    /// Loads word `index` with acquire ordering (pairs with `store`).
+    @inlinable public func load(_ index: Int) -> UInt64 {
         precondition(index >= 0 && index < count)
-        return words[index].load(ordering: ordering)
+        return words[index].load(ordering: .acquiring)
     }
 
-    /// Stores `value` into word `index`.
-    @inlinable public func store(_ index: Int, _ value: UInt64, ordering: AtomicStoreOrdering = .releasing) {
+    /// Loads word `index` with no ordering (counters, a writer reading its own words).
+    @inlinable public func loadRelaxed(_ index: Int) -> UInt64 {
         precondition(index >= 0 && index < count)
-        words[index].store(value, ordering: ordering)
+        return words[index].load(ordering: .relaxed)
+    }
+
+    /// Stores `value` into word `index` with release ordering: what was written before is visible
+    /// to a thread that `load`s this value.
+    @inlinable public func store(_ index: Int, _ value: UInt64) {
+        precondition(index >= 0 && index < count)
+        words[index].store(value, ordering: .releasing)
+    }
+
+    /// Stores `value` into word `index` with no ordering.
+    @inlinable public func storeRelaxed(_ index: Int, _ value: UInt64) {
+        precondition(index >= 0 && index < count)
+        words[index].store(value, ordering: .relaxed)
     }
 }
 

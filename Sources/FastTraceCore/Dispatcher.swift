@@ -178,7 +178,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
 
         // The slot must still hold the trace this probe belonged to: same generation, and the reply
         // must concern that trace's destination and port (a forger must know both).
-        let slotWord = slotWords.load(Int(tag.slot), ordering: .acquiring)
+        let slotWord = slotWords.load(Int(tag.slot))
         guard slotWord == Self.slotWord(generation: tag.generation, destination: reply.probeDestination,
             port: reply.destinationPort)
         else { return bump(staleCount) }
@@ -194,15 +194,15 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         }
 
         let cell = grid.cell(slot: Int(tag.slot), ttl: tag.ttl, attempt: Int(tag.attempt))
-        let sent = sendTimes.load(cell, ordering: .acquiring)
+        let sent = sendTimes.load(cell)
         guard sent != 0 else { return bump(forgedCount) }  // a tag for a probe not (yet) sent
-        let existing = PackedReply(word: results.load(cell, ordering: .relaxed))
+        let existing = PackedReply(word: results.loadRelaxed(cell))
         if existing.isValid && existing.generation == tag.generation { return bump(duplicateCount) }
 
         let rtt = timestampNanos > sent ? (timestampNanos - sent) / 1_000 : 0
         let packed = PackedReply(generation: tag.generation, outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
-        results.store(cell, packed.word, ordering: .releasing)
+        results.store(cell, packed.word)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }
     }

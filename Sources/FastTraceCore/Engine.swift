@@ -255,13 +255,13 @@ public final class TraceEngine {
             let base = index * grid.cellsPerSlot
             for cell in base..<(base + grid.cellsPerSlot) {
                 status[cell] = Self.unsent
-                dispatcher.results.store(cell, 0, ordering: .relaxed)
-                dispatcher.sendTimes.store(cell, 0, ordering: .relaxed)
+                dispatcher.results.storeRelaxed(cell, 0)
+                dispatcher.sendTimes.storeRelaxed(cell, 0)
             }
             // Publish the occupant last: the receive thread accepts replies for it from here on.
             dispatcher.slotWords.store(index,
                 Dispatcher.slotWord(generation: slot.generation, destination: request.destination,
-                    port: request.port), ordering: .releasing)
+                    port: request.port))
             slots[index] = slot
             activeCount += 1
             enqueue(index)
@@ -317,7 +317,7 @@ public final class TraceEngine {
             for i in 0..<count {
                 let p = pending[i]
                 let cell = p.slot * grid.cellsPerSlot + p.ttlIndex * grid.attempts + p.attempt
-                dispatcher.sendTimes.store(cell, sendTime, ordering: .releasing)
+                dispatcher.sendTimes.store(cell, sendTime)
             }
             let sentCount = try transport.send(count: count) { i, buffer in
                 let p = self.pending[i]
@@ -396,7 +396,7 @@ public final class TraceEngine {
             for attempt in 0..<grid.attempts {
                 let cell = base + ttlIndex * grid.attempts + attempt
                 guard status[cell] == Self.sent else { continue }
-                let reply = PackedReply(word: dispatcher.results.load(cell, ordering: .acquiring))
+                let reply = PackedReply(word: dispatcher.results.load(cell))
                 guard reply.isValid, reply.generation == slot.generation else { continue }
                 status[cell] = Self.answered
                 slots[index].highestAnswered = max(slots[index].highestAnswered, ttlIndex)
@@ -457,7 +457,7 @@ public final class TraceEngine {
         probes.reserveCapacity(grid.attempts)
         for attempt in 0..<grid.attempts {
             if status[base + attempt] == Self.answered {
-                let reply = PackedReply(word: dispatcher.results.load(base + attempt, ordering: .acquiring))
+                let reply = PackedReply(word: dispatcher.results.load(base + attempt))
                 probes.append(ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome))
             } else {
                 probes.append(.silent)
@@ -469,7 +469,7 @@ public final class TraceEngine {
     private func finish(_ index: Int) {
         let slot = slots[index]
         // Retire the occupant first: from here the receive thread counts its replies as stale.
-        dispatcher.slotWords.store(index, 0, ordering: .releasing)
+        dispatcher.slotWords.store(index, 0)
         let sentTTL = slot.nextProbe > 0 ? (slot.nextProbe - 1) / grid.attempts : -1
         let lastTTL = min(slot.stopTTLIndex, max(slot.resolvedTTLs - 1, sentTTL))
         var hops: [HopResult] = []

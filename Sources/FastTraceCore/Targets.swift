@@ -88,7 +88,7 @@ public enum TargetParser {
     {
         var out: [(line: Int, target: TargetSpec)] = []
         var number = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             number += 1
             var line = rawLine
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }

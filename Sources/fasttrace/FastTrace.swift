@@ -251,10 +251,10 @@ struct FastTrace: ParsableCommand {
             engine.onProgress = { p in
                 guard progress else { return }
                 let line = "\r[fasttrace] \(p.finished)/\(totalTraces) traces, \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
-                if line != lastProgress { fputs(line, stderr); lastProgress = line }
+                if line != lastProgress { Out.raw(line, fd: 2); lastProgress = line }
             }
             let summaryLine = try runEngine(engine, &requests, batch: true, text: text) { finished += 1 }
-            if progress { fputs("\r" + String(repeating: " ", count: lastProgress.count) + "\r", stderr) }
+            if progress { Out.raw("\r" + String(repeating: " ", count: lastProgress.count) + "\r", fd: 2) }
             Out.error(summaryLine + (skipped > 0 ? ", \(skipped) targets skipped" : ""))
         }
         if cancelRequested.load(ordering: .relaxed) { throw ExitCode(130) }

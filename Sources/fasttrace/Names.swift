@@ -1,6 +1,7 @@
 // Name resolution for the CLI: forward (getaddrinfo, IPv4 only) for targets given by name, and
 // reverse (getnameinfo, cached) for hop names in single-target text output.
 
+import FastTraceCore
 import FastTraceWire
 
 #if canImport(Glibc)

@@ -8,14 +8,34 @@ import FastTraceWire
 import Glibc
 #endif
 
-/// Writes lines to stdout without buffering surprises (flushed per trace, not per packet).
+/// Writes lines to stdout through one buffer (flushed per finished trace, not per packet) and
+/// to stderr directly. Only the thread running the engine (the main thread) writes.
 enum Out {
+    nonisolated(unsafe) private static var buffer: [UInt8] = []
+
     static func line(_ text: String) {
-        fputs(text + "\n", stdout)
+        buffer.append(contentsOf: text.utf8)
+        buffer.append(0x0A)
+        if buffer.count >= 1 << 16 { flush() }
     }
-    static func flush() { fflush(stdout) }
-    static func error(_ text: String) {
-        fputs(text + "\n", stderr)
+
+    static func flush() {
+        writeAll(1, buffer)
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    static func error(_ text: String) { raw(text + "\n", fd: 2) }
+
+    static func raw(_ text: String, fd: Int32) { writeAll(fd, Array(text.utf8)) }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }  // stdout closed (e.g. a pipe to head): drop the rest quietly
+            offset += n
+        }
     }
 }
 

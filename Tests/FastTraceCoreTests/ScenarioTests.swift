@@ -1,0 +1,256 @@
+// Engine scenarios on the simulated network: deterministic (virtual clock, seeded loss), no root.
+
+import FastTraceWire
+import Testing
+
+@testable import FastTraceCore
+
+let vantage = IPv4Address(192, 0, 2, 1)
+func r(_ last: UInt8) -> IPv4Address { IPv4Address(198, 18, 0, last) }
+
+/// Runs `requests` through an engine on `network`, returning results ordered by request index.
+func trace(_ network: SimulatedNetwork, _ destinations: [(IPv4Address, UInt16)], configure: (inout EngineConfiguration) -> Void = { _ in },
+    codec: ProbeTagCodec = ProbeTagCodec(key0: 1, key1: 2), engineSetup: (TraceEngine) -> Void = { _ in }
+) throws -> (results: [TraceResult], summary: RunSummary) {
+    var config = EngineConfiguration()
+    config.waitNanos = 1_000_000_000
+    config.sourcePort = 40000
+    config.rate = 100_000
+    configure(&config)
+    let engine = TraceEngine(configuration: config, transport: network, clock: network, codec: codec)
+    engineSetup(engine)
+    var requests = destinations.enumerated().map {
+        TraceRequest(index: $0.offset, destination: $0.element.0, port: $0.element.1, source: vantage)
+    }.makeIterator()
+    var results: [TraceResult] = []
+    let summary = try engine.run(&requests) { results.append($0) }
+    return (results.sorted { $0.request.index < $1.request.index }, summary)
+}
+
+let target = IPv4Address(198, 51, 100, 10)
+let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
+
+@Suite struct ScenarioTests {
+    @Test func openPortIsReachedAfterEveryRouter() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let (results, summary) = try trace(net, [(target, 443)])
+        let t = try #require(results.first)
+        #expect(t.reached && t.state == .open && t.stopReason == .destination)
+        #expect(t.hops.map(\.ttl) == [1, 2, 3, 4])
+        #expect(t.hops.map(\.firstResponder) == [r(1), r(5), r(9), target])
+        #expect(t.hops[0].probes.allSatisfy { $0.outcome == .timeExceeded && $0.rttMicros == 200 })
+        #expect(t.hops[3].probes.allSatisfy { $0.outcome == .synAck && $0.rttMicros == 800 })
+        #expect(summary.dispatch.matched == 12 && summary.dispatch.rejected == 0)
+        #expect(summary.traces == 1 && summary.reached == 1)
+    }
+
+    @Test func closedPortAnswersReset() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let t = try #require(try trace(net, [(target, 25)]).results.first)
+        #expect(t.state == .closed && t.reached)
+        #expect(t.hops.last?.probes.allSatisfy { $0.outcome == .reset } == true)
+    }
+
+    @Test func silentRouterShowsStarsAndTraceGoesOn() throws {
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .silent, .router(r(9))], destination: .listening(ports: [80]))
+        }
+        let t = try #require(try trace(net, [(target, 80)]).results.first)
+        #expect(t.hops.map(\.firstResponder) == [r(1), nil, r(9), target])
+        #expect(t.hops[1].probes == Array(repeating: .silent, count: 3))
+        #expect(t.state == .open)
+    }
+
+    @Test func blackHoleStopsAtGapLimit() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        let t = try #require(try trace(net, [(target, 443)]) { $0.gapLimit = 4 }.results.first)
+        #expect(t.stopReason == .gapLimit && t.state == .filtered && !t.reached)
+        #expect(t.hops.count == 3 + 4)
+        #expect(t.hops.suffix(4).allSatisfy { $0.outcome == .none })
+    }
+
+    @Test func withoutGapLimitTheTraceRunsToMaxTTL() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        let t = try #require(try trace(net, [(target, 443)]) { $0.maxTTL = 12 }.results.first)
+        #expect(t.stopReason == .maxTTL && t.hops.count == 12 && t.hops.last?.ttl == 12)
+    }
+
+    @Test func firstTTLSkipsNearHops() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let t = try #require(try trace(net, [(target, 443)]) { $0.firstTTL = 3 }.results.first)
+        #expect(t.hops.map(\.ttl) == [3, 4])
+        #expect(t.hops.map(\.firstResponder) == [r(9), target])
+    }
+
+    @Test func unreachableEndsTheTraceAtThatHop() throws {
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .unreachable(r(5), code: 13), .router(r(9))],
+                destination: .listening(ports: [443]))
+        }
+        let t = try #require(try trace(net, [(target, 443)]).results.first)
+        #expect(t.stopReason == .unreachable && t.state == .filtered)
+        #expect(t.hops.count == 2 && t.hops[1].outcome == .unreachable(code: 13))
+    }
+
+    @Test func ecmpTraceStaysOnOnePathAndKeepsItsFiveTuple() throws {
+        let alternatives = [r(13), r(17)]
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .ecmp(alternatives), .router(r(21))], destination: .listening(ports: [443]))
+        }
+        var seen = Set<IPv4Address>()
+        for sport in UInt16(40000)..<40016 {
+            let t = try #require(try trace(net, [(target, 443)]) { $0.sourcePort = sport }.results.first)
+            let ecmpHop = t.hops[1].probes.compactMap(\.responder)
+            #expect(ecmpHop.count == 3 && Set(ecmpHop).count == 1, "one path per 5-tuple")
+            seen.formUnion(ecmpHop)
+        }
+        #expect(seen == Set(alternatives), "different source ports spread over both routers")
+        let tuples = Set(net.sent.map { "\($0.source) \($0.sourcePort) \($0.destination) \($0.destinationPort)" })
+        #expect(tuples.count == 16)
+    }
+
+    @Test func lossLeavesStarsButTheTraceStillFinishes() throws {
+        let net = SimulatedNetwork(seed: 7) { _ in
+            SimulatedPath(hops: threeRouters, destination: .listening(ports: [443]), loss: 0.3)
+        }
+        let t = try #require(try trace(net, [(target, 443)]) { $0.maxTTL = 8 }.results.first)
+        let answered = t.hops.flatMap(\.probes).filter { $0.outcome != .none }.count
+        let silent = t.hops.flatMap(\.probes).filter { $0.outcome == .none }.count
+        #expect(answered > 0 && silent > 0)
+        #expect(t.reached)  // 3 attempts at each TTL ≥ 4 with 30% loss: the destination is seen
+    }
+
+    @Test func destinationAnswerStopsProbingFurther() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let (results, _) = try trace(net, [(target, 443)]) { $0.window = 8 }
+        #expect(results[0].hops.count == 4)
+        // The window lets TTLs past the destination go out before the SYN-ACK is seen, but never past it.
+        #expect(net.sent.allSatisfy { $0.ttl <= 8 })
+    }
+
+    @Test func partialSendsAreRetried() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        net.acceptLimit = 1
+        let (results, summary) = try trace(net, (0..<20).map { (IPv4Address(target.value + UInt32($0)), 443) })
+        #expect(results.count == 20 && results.allSatisfy { $0.state == .open && $0.hops.count == 4 })
+        #expect(summary.probesSent == UInt64(net.sent.count))
+    }
+
+    @Test func rateLimitSpacesProbesInTime() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let (_, summary) = try trace(net, (0..<10).map { (IPv4Address(target.value + UInt32($0)), 443) }) { $0.rate = 100 }
+        let first = try #require(net.sent.first?.time), last = try #require(net.sent.last?.time)
+        let span = Double(last - first) / 1e9
+        // 100 probes/s with a burst of at most maxBatch: n probes take at least (n - burst) / rate seconds.
+        #expect(span >= Double(net.sent.count - 64) / 100)
+        #expect(summary.probesSent == UInt64(net.sent.count))
+    }
+
+    @Test func thousandTracesThroughFewSlotsAreAllRight() throws {
+        // Mixed kinds, 64 slots reused many times (every generation wraps), each result checked.
+        func kind(_ a: IPv4Address) -> Int { Int(a.value & 3) }
+        let net = SimulatedNetwork { dst in
+            switch kind(dst) {
+            case 0: SimulatedPath(hops: threeRouters, destination: .listening(ports: [443]))
+            case 1: SimulatedPath(hops: [.router(r(1)), .silent, .router(r(9))], destination: .listening(ports: [80]))
+            case 2: SimulatedPath(hops: threeRouters, destination: .blackHole)
+            default: SimulatedPath(hops: [.router(r(1)), .ecmp([r(13), r(17)])], destination: .listening(ports: [443]))
+            }
+        }
+        let targets = (0..<1000).map { (IPv4Address(IPv4Address(198, 19, 0, 0).value + UInt32($0)), UInt16(443)) }
+        let (results, summary) = try trace(net, targets) {
+            $0.maxInFlight = 64
+            $0.gapLimit = 3
+        }
+        #expect(results.count == 1000)
+        for t in results {
+            switch kind(t.request.destination) {
+            case 0:
+                #expect(t.state == .open && t.hops.map(\.firstResponder) == [r(1), r(5), r(9), t.request.destination])
+            case 1:
+                #expect(t.state == .closed && t.hops.map(\.firstResponder) == [r(1), nil, r(9), t.request.destination])
+            case 2:
+                #expect(t.state == .filtered && t.stopReason == .gapLimit && t.hops.count == 6)
+            default:
+                #expect(t.state == .open && t.hops.count == 3 && Set(t.hops[1].probes.compactMap(\.responder)).count == 1)
+            }
+        }
+        #expect(summary.dispatch.forged == 0 && summary.dispatch.malformed == 0)
+        #expect(summary.traces == 1000 && summary.reached == 750)
+    }
+
+    @Test func forgedMalformedAndDuplicateRepliesAreCountedNotRecorded() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        let start = net.now()
+        // A SYN-ACK from the target to our port, right addresses, made-up acknowledgement numbers.
+        for i in 0..<64 {
+            net.inject(synAck(from: target, to: vantage, sport: 443, dport: 40000, ack: UInt32(0x9E37_79B9) &* UInt32(i + 1)),
+                at: start + 5_000_000)
+        }
+        net.inject([0x45, 0, 0], at: start + 5_000_000)  // truncated
+        net.inject(synAck(from: target, to: vantage, sport: 443, dport: 999, ack: 1), at: start + 5_000_000)  // other port
+        let (results, summary) = try trace(net, [(target, 443)]) { $0.gapLimit = 2 }
+        let t = try #require(results.first)
+        #expect(t.state == .filtered && !t.reached, "no forged SYN-ACK may mark the port open")
+        #expect(summary.dispatch.malformed == 1 && summary.dispatch.foreign == 1)
+        #expect(summary.dispatch.forged + summary.dispatch.stale == 64)
+        #expect(summary.dispatch.matched == 9)  // three routers × three attempts
+    }
+
+    @Test func aReplayedReplyIsADuplicate() throws {
+        let codec = ProbeTagCodec(key0: 1, key1: 2)
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        // The engine's first probe is slot 0, generation 1, TTL 1, attempt 0; replay its SYN-ACK-like echo
+        // as a second time-exceeded answer shortly after the real one.
+        let seq = codec.encode(ProbeTag(slot: 0, generation: 1, ttl: 1, attempt: 0))
+        net.inject(timeExceeded(from: r(1), probeSource: vantage, probeDestination: target, sport: 40000, dport: 443, seq: seq),
+            at: net.now() + 500_000)
+        let (results, summary) = try trace(net, [(target, 443)], codec: codec)
+        #expect(results[0].state == .open)
+        #expect(summary.dispatch.duplicates == 1 && summary.dispatch.matched == 12)
+    }
+
+    @Test func cancellingReportsTracesInFlight() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        var turns = 0
+        let (results, summary) = try trace(net, (0..<5).map { (IPv4Address(target.value + UInt32($0)), 443) },
+            engineSetup: { engine in
+                engine.shouldCancel = {
+                    turns += 1
+                    return turns > 200
+                }
+            })
+        #expect(summary.cancelled)
+        #expect(results.count == 5)
+        #expect(results.allSatisfy { $0.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)] })
+    }
+
+    @Test func hopsAreReportedInOrderAsTheySettle() throws {
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .silent, .router(r(9))], destination: .listening(ports: [443]))
+        }
+        var seen: [UInt8] = []
+        _ = try trace(net, [(target, 443)], engineSetup: { $0.onHop = { _, hop in seen.append(hop.ttl) } })
+        #expect(seen == [1, 2, 3, 4])
+    }
+}
+
+func synAck(from: IPv4Address, to: IPv4Address, sport: UInt16, dport: UInt16, ack: UInt32) -> [UInt8] {
+    var b: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]
+    b += be(from.value) + be(to.value)
+    b += be16(sport) + be16(dport) + be(0x1111_2222) + be(ack) + [0x50, 0x12, 0xFF, 0xFF, 0, 0, 0, 0]
+    return b
+}
+
+func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination: IPv4Address, sport: UInt16,
+    dport: UInt16, seq: UInt32) -> [UInt8]
+{
+    var b: [UInt8] = [0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0] + be(from.value) + be(probeSource.value)
+    b += [11, 0, 0, 0, 0, 0, 0, 0]
+    b += [0x45, 0, 0, 40, 0, 0, 0, 0, 1, 6, 0, 0] + be(probeSource.value) + be(probeDestination.value)
+    b += be16(sport) + be16(dport) + be(seq)
+    return b
+}
+
+func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
+func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }

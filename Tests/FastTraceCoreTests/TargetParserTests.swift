@@ -1,0 +1,75 @@
+// Target lists and port lists: what is accepted, what is refused and how the refusal reads.
+
+import FastTraceWire
+import Testing
+
+@testable import FastTraceCore
+
+@Suite struct TargetParserTests {
+    @Test func listWithCommentsBlanksPrefixesAndNames() throws {
+        let text = "# lab targets\n198.51.100.7\n\n  203.0.113.0/30   # four\nexample.net\r\n198.18.0.9/32\n"
+        let list = try TargetParser.parseList(text, source: "t.txt").get()
+        #expect(list.map(\.line) == [2, 4, 5, 6])
+        #expect(list.map(\.target) == [
+            .address(IPv4Address(198, 51, 100, 7)), .prefix(IPv4Address(203, 0, 113, 0), length: 30),
+            .hostname("example.net"), .address(IPv4Address(198, 18, 0, 9)),
+        ])
+    }
+
+    @Test(arguments: [
+        ("10.1.2", "t.txt:2: '10.1.2' is not a valid IPv4 address"),
+        ("198.51.100.300", "t.txt:2: '198.51.100.300' is not a valid IPv4 address"),
+        ("198.51.100.0/33", "t.txt:2: '198.51.100.0/33': prefix length must be 0...32"),
+        ("198.51.100.0/", "t.txt:2: '198.51.100.0/': prefix length must be 0...32"),
+        ("bad host!", "t.txt:2: 'bad host!': one target per line"),
+        ("under_score$", "t.txt:2: 'under_score$' is neither an IPv4 address, a CIDR prefix nor a hostname"),
+        ("10.0.0.0/8", "t.txt:2: '10.0.0.0/8' expands to 16777216 addresses; the cap is 65536 (--max-prefix-addresses)"),
+    ])
+    func badLinesSayFileLineAndReason(line: String, message: String) {
+        let result = TargetParser.parseList("192.0.2.1\n\(line)\n", source: "t.txt")
+        guard case .failure(let error) = result else {
+            Issue.record("accepted \(line)")
+            return
+        }
+        #expect(error.description == message)
+    }
+
+    @Test func prefixHostBitsAreMaskedAndExpandedLazily() throws {
+        let list = try TargetParser.parseList("192.0.2.5/30\n", source: "-").get()
+        var it = TraceRequestIterator(targets: list, ports: [80, 443], resolve: { _ in .failure(ReasonError("x")) },
+            sourceFor: { _ in .success(IPv4Address(198, 18, 0, 2)) }, onSkip: { _, _, _ in })
+        var got: [String] = []
+        while let r = it.next() { got.append("\(r.index) \(r.destination):\(r.port)") }
+        #expect(got == [
+            "0 192.0.2.4:80", "1 192.0.2.4:443", "2 192.0.2.5:80", "3 192.0.2.5:443",
+            "4 192.0.2.6:80", "5 192.0.2.6:443", "6 192.0.2.7:80", "7 192.0.2.7:443",
+        ])
+    }
+
+    @Test func unresolvableAndUnroutableTargetsAreSkippedAndTheRestGoOn() throws {
+        let list = try TargetParser.parseList("nowhere.invalid\n192.0.2.1\n203.0.113.9\n", source: "l")
+            .get()
+        var skips: [String] = []
+        var it = TraceRequestIterator(targets: list, ports: [443],
+            resolve: { .failure(ReasonError("cannot resolve '\($0)'")) },
+            sourceFor: { $0 == IPv4Address(203, 0, 113, 9) ? .failure(ReasonError("no route to host")) : .success(.any) },
+            onSkip: { line, _, reason in skips.append("\(line): \(reason)") })
+        var got: [IPv4Address] = []
+        while let r = it.next() { got.append(r.destination) }
+        #expect(got == [IPv4Address(192, 0, 2, 1)])
+        #expect(skips == ["1: cannot resolve 'nowhere.invalid'", "3: 203.0.113.9: no route to host"])
+        #expect(it.skipped == 2)
+    }
+
+    @Test func ports() throws {
+        #expect(try TargetParser.parsePorts("443").get() == [443])
+        #expect(try TargetParser.parsePorts("80,443,80").get() == [80, 443])
+        #expect(try TargetParser.parsePorts("8000-8003,22").get() == [8000, 8001, 8002, 8003, 22])
+        for bad in ["0", "65536", "http", "", "80,", "10-5", "1-2-3", "-5", "99999999999999999999"] {
+            guard case .failure = TargetParser.parsePorts(bad) else {
+                Issue.record("accepted '\(bad)'")
+                continue
+            }
+        }
+    }
+}
