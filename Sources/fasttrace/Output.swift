@@ -68,8 +68,8 @@ struct TextFormatter {
     }
 
     private func label(_ address: IPv4Address) -> String {
-        guard let names else { return " \(address)" }
-        return " \(names.name(for: address) ?? address.description) (\(address))"
+        guard let names else { return address.description }
+        return "\(names.name(for: address) ?? address.description) (\(address))"
     }
 
     /// A batch-mode block: a title line, then the hop lines.
