@@ -9,6 +9,7 @@
 #   scripts/lab.sh truth              print the ground-truth JSON
 #   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|mixed
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
+#   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
 #
 # Topology (all links are veth pairs; the ECMP hop answers from r4a or r4b per 5-tuple):
 #
@@ -481,10 +482,100 @@ lab_targets() {
     print_targets "$kind" "$n"
 }
 
+# --- verify ------------------------------------------------------------------------------------
+
+# Check the running lab against its own truth.json with peer tools from the vantage namespace:
+# traceroute -T (hops, per-source-port ECMP stability, both ECMP branches seen, destination TTL,
+# silence past filtered_last_ttl) and, when installed, nmap -sS (port states).
+lab_verify() {
+    require_root verify
+    [[ -r $STATE/truth.json ]] || die "no lab is up (no $STATE/truth.json); run: scripts/lab.sh up"
+    command -v traceroute >/dev/null || die "verify needs traceroute: apt-get install -y traceroute"
+    python3 - "$STATE/truth.json" "$(ns vantage)" <<'PYEOF'
+import json, shutil, subprocess, sys
+
+truth = json.load(open(sys.argv[1]))
+vantage = sys.argv[2]
+failures = 0
+
+
+def run(*cmd):
+    return subprocess.run(["ip", "netns", "exec", vantage, *cmd], capture_output=True, text=True,
+                          timeout=120).stdout
+
+
+def trace(addr, port, sport, max_ttl):
+    out = run("traceroute", "-n", "-T", "-p", str(port), f"--sport={sport}", "-q", "1",
+              "-w", "0.5,0,0", "-N", "32", "-m", str(max_ttl), addr)
+    hops = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        hops[int(fields[0])] = fields[1]
+    return hops
+
+
+passed = {}
+
+
+def check(ok, what):
+    global failures
+    if ok:
+        kind = what.split()[0]
+        passed[kind] = passed.get(kind, 0) + 1
+    else:
+        print("FAIL " + what)
+        failures += 1
+
+
+for kind in truth["kinds"]:
+    name, addr, expected = kind["kind"], kind["example"], kind["hops"]
+    dest_ttl = kind["destination_ttl"]
+    last = kind.get("filtered_last_ttl")
+    max_ttl = (dest_ttl or len(expected)) + 2
+    port = 443 if kind["ports"].get("443") == "open" or dest_ttl is None else 80
+    seen = {}
+    for sport in range(41000, 41008):
+        runs = [trace(addr, port, sport, max_ttl) for _ in range(2)]
+        got = runs[0]
+        for ttl, allowed in enumerate(expected, start=1):
+            answer = got.get(ttl)
+            good = answer == "*" if not allowed else answer in allowed
+            check(good, f"{name} {addr}:{port} sport {sport} ttl {ttl}: {answer} in {allowed or ['*']}")
+            if len(allowed) > 1:
+                seen.setdefault(ttl, set()).add(answer)
+                check(runs[1].get(ttl) == answer,
+                      f"{name} sport {sport} ttl {ttl}: same branch twice ({answer}, {runs[1].get(ttl)})")
+        if dest_ttl is not None:
+            check(got.get(dest_ttl) == addr, f"{name} {addr}:{port} sport {sport}: destination at ttl {dest_ttl}")
+        else:
+            beyond = [got.get(t) for t in range(len(expected) + 1, max_ttl + 1)]
+            check(all(a == "*" for a in beyond), f"{name} {addr}:{port} sport {sport}: silent beyond ttl {len(expected)}")
+    for ttl, answers in seen.items():
+        check(answers == set(expected[ttl - 1]), f"{name} ttl {ttl}: ECMP branches seen {sorted(answers)}")
+    for fport, state in kind["ports"].items():
+        if state == "filtered" and last is not None:
+            got = trace(addr, int(fport), 41100, last + 2)
+            check(got.get(last) not in (None, "*") and got.get(last + 1) == "*" and got.get(last + 2) == "*",
+                  f"{name} {addr}:{fport} filtered: last answer at ttl {last} ({got})")
+    if shutil.which("nmap"):
+        ports = ",".join(kind["ports"])
+        out = run("nmap", "-n", "-Pn", "-sS", "--max-retries", "1", "-p", ports, addr)
+        states = {l.split("/")[0]: l.split()[1] for l in out.splitlines() if "/tcp" in l}
+        check(states == kind["ports"], f"{name} {addr} nmap ports {states} == {kind['ports']}")
+    else:
+        print(f"skip {name}: nmap not installed, port states not checked")
+
+for kind, count in passed.items():
+    print(f"ok   {kind}: {count} checks")
+print("verify: " + ("all checks passed" if failures == 0 else f"{failures} check(s) FAILED"))
+sys.exit(1 if failures else 0)
+PYEOF
+}
+
 # --- main --------------------------------------------------------------------------------------
 
 usage() {
-    sed -n '7,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '7,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -502,6 +593,7 @@ case $cmd in
         cat "$STATE/truth.json"
         ;;
     targets) lab_targets "$@" ;;
+    verify) lab_verify ;;
     exec)
         (($# >= 1)) || die "usage: exec CMD..."
         require_root exec
