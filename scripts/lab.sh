@@ -75,10 +75,11 @@ require_root() {
 
 # --- down --------------------------------------------------------------------------------------
 
-# True if PID is one of our listeners (guards against a recycled pid).
+# True if PID is one of this lab's listeners (guards against a recycled pid and another lab's).
 is_listener() {
     local pid=$1
-    [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "lab-listener.py"
+    [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" |
+        grep -qF -- "lab-listener.py --ports 80,443 --ready $STATE/"
 }
 
 stop_pids() {
