@@ -1,0 +1,401 @@
+// The whole tool against real kernel routers: the `fasttrace` binary runs inside the lab's vantage
+// namespace (scripts/lab.sh) and every trace is compared with the ground truth the lab writes down,
+// and with tcptraceroute's view of the same path. Root only; the lab is brought up here if it is not
+// up already (scripts/test.sh brings it up first) and torn down at exit by whoever brought it up.
+
+import Foundation
+import Testing
+
+// MARK: the lab and its truth
+
+struct LabTruth: Decodable {
+    struct Vantage: Decodable {
+        var namespace: String
+        var interface: String
+        var address: String
+    }
+    struct Kind: Decodable {
+        var kind: String
+        var prefix: String
+        var example: String
+        var hops: [[String]]
+        var destination_ttl: Int?
+        var ports: [String: String]
+        var filtered_last_ttl: Int?
+    }
+    var vantage: Vantage
+    var kinds: [Kind]
+
+    func kind(named name: String) -> Kind { kinds.first { $0.kind == name }! }
+
+    /// The kind whose prefix holds `address`.
+    func kind(of address: String) -> Kind? {
+        guard let a = ipv4(address) else { return nil }
+        return kinds.first { k in
+            let parts = k.prefix.split(separator: "/")
+            guard let base = ipv4(String(parts[0])), let len = Int(parts[1]) else { return false }
+            let mask: UInt32 = len == 0 ? 0 : ~UInt32(0) << (32 - len)
+            return a & mask == base & mask
+        }
+    }
+}
+
+func ipv4(_ s: String) -> UInt32? {
+    let p = s.split(separator: ".").compactMap { UInt32($0) }
+    guard p.count == 4, p.allSatisfy({ $0 < 256 }) else { return nil }
+    return p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]
+}
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+let isRoot = getuid() == 0
+
+/// The lab, up for the whole test process. If this process brought it up, it takes it down at exit.
+final class Lab: Sendable {
+    let truth: LabTruth
+    let namespace: String
+
+    static let shared: Result<Lab, LabError> = {
+        do { return .success(try Lab()) } catch let e as LabError { return .failure(e) } catch {
+            return .failure(LabError("\(error)"))
+        }
+    }()
+
+    private init() throws {
+        let truthPath = repoRoot + "/lab-state/truth.json"
+        let up = FileManager.default.fileExists(atPath: "/run/netns/ftlab-vantage")
+            && FileManager.default.fileExists(atPath: truthPath)
+        if !up {
+            let r = runTool([repoRoot + "/scripts/lab.sh", "up"], timeout: 120)
+            guard r.status == 0 else { throw LabError("scripts/lab.sh up failed: \(r.stderr)") }
+            atexit { _ = runTool([repoRoot + "/scripts/lab.sh", "down"], timeout: 120) }
+        }
+        let data = try Data(contentsOf: URL(fileURLWithPath: truthPath))
+        truth = try JSONDecoder().decode(LabTruth.self, from: data)
+        namespace = truth.vantage.namespace
+    }
+
+    static func get() throws -> Lab { try shared.get() }
+}
+
+/// Path of the fasttrace binary: $FASTTRACE_BIN, else next to this test bundle.
+let fasttraceBinary: String = {
+    if let p = ProcessInfo.processInfo.environment["FASTTRACE_BIN"] { return p }
+    let here = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for candidate in [here, here.deletingLastPathComponent()] {
+        let path = candidate.appendingPathComponent("fasttrace").path
+        if FileManager.default.isExecutableFile(atPath: path) { return path }
+    }
+    return repoRoot + "/.build/debug/fasttrace"
+}()
+
+struct ToolResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a command with output to temporary files (no pipe can fill up), bounded in time.
+@discardableResult
+func runTool(_ arguments: [String], stdin: String? = nil, timeout: Double = 60) -> ToolResult {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ft-e2e-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: dir) }
+    let outURL = dir.appendingPathComponent("out"), errURL = dir.appendingPathComponent("err")
+    FileManager.default.createFile(atPath: outURL.path, contents: nil)
+    FileManager.default.createFile(atPath: errURL.path, contents: nil)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = arguments
+    guard let out = try? FileHandle(forWritingTo: outURL), let err = try? FileHandle(forWritingTo: errURL) else {
+        return ToolResult(status: -1, stdout: "", stderr: "cannot create output files")
+    }
+    process.standardOutput = out
+    process.standardError = err
+    if let stdin {
+        let inURL = dir.appendingPathComponent("in")
+        try? stdin.write(to: inURL, atomically: true, encoding: .utf8)
+        process.standardInput = try? FileHandle(forReadingFrom: inURL)
+    }
+    do { try process.run() } catch { return ToolResult(status: -1, stdout: "", stderr: "\(error)") }
+    let deadline = Date().addingTimeInterval(timeout)
+    while process.isRunning && Date() < deadline { usleep(10_000) }
+    if process.isRunning {
+        process.interrupt()
+        usleep(500_000)
+        if process.isRunning { process.terminate() }
+    }
+    process.waitUntilExit()
+    try? out.close()
+    try? err.close()
+    let o = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+    let e = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+    return ToolResult(status: process.terminationStatus, stdout: o, stderr: e)
+}
+
+// MARK: checking a trace against the truth
+
+/// A trace as fasttrace's JSON line describes it.
+struct JSONTrace {
+    struct Hop {
+        var ttl: Int
+        var addr: String?
+        var rtts: [Double?]
+        var kind: String
+        var addrs: [String]?
+    }
+    var target: String
+    var port: Int
+    var reached: Bool
+    var state: String
+    var stop: String
+    var hops: [Hop]
+
+    init?(line: Substring) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+            let target = object["target"] as? String, let port = object["port"] as? Int,
+            let reached = object["reached"] as? Bool, let state = object["state"] as? String,
+            let stop = object["stop"] as? String, let hops = object["hops"] as? [[String: Any]],
+            object["protocol"] as? String == "tcp"
+        else { return nil }
+        self.target = target
+        self.port = port
+        self.reached = reached
+        self.state = state
+        self.stop = stop
+        self.hops = hops.map { h in
+            Hop(ttl: h["ttl"] as? Int ?? -1, addr: h["addr"] as? String,
+                rtts: (h["rtt_ms"] as? [Any] ?? []).map { $0 as? Double },
+                kind: h["kind"] as? String ?? "?", addrs: h["addrs"] as? [String])
+        }
+    }
+}
+
+func parseTraces(_ output: String) -> [JSONTrace] {
+    output.split(separator: "\n").compactMap(JSONTrace.init(line:))
+}
+
+/// Every way `trace` differs from what the lab's truth says (empty when it is right). `probes` is -q.
+func problems(_ trace: JSONTrace, _ kind: LabTruth.Kind, probes: Int) -> [String] {
+    var out: [String] = []
+    let expected = kind.ports[String(trace.port)] ?? "closed"
+    if trace.state != expected { out.append("state \(trace.state), expected \(expected)") }
+    if trace.reached != (expected != "filtered") { out.append("reached \(trace.reached)") }
+    let routerTTLs = expected == "filtered" ? (kind.filtered_last_ttl ?? 0) : (kind.destination_ttl ?? 1) - 1
+    for (i, hop) in trace.hops.enumerated() {
+        let ttl = i + 1
+        if hop.ttl != ttl { out.append("hop \(i) has ttl \(hop.ttl)") }
+        if hop.rtts.count != probes { out.append("ttl \(ttl): \(hop.rtts.count) probes") }
+        if hop.addrs != nil { out.append("ttl \(ttl): several addresses \(hop.addrs!) on one 5-tuple") }
+        if ttl <= routerTTLs {
+            let allowed = kind.hops[i]
+            if allowed.isEmpty {
+                if hop.addr != nil || hop.kind != "none" { out.append("ttl \(ttl): silent router answered \(hop.addr ?? "-")") }
+            } else {
+                if hop.addr == nil || !allowed.contains(hop.addr!) { out.append("ttl \(ttl): \(hop.addr ?? "*"), expected one of \(allowed)") }
+                if hop.kind != "time-exceeded" { out.append("ttl \(ttl): kind \(hop.kind)") }
+                if hop.rtts.contains(where: { $0 == nil }) { out.append("ttl \(ttl): lost probes \(hop.rtts)") }
+            }
+        } else if expected == "filtered" {
+            if hop.addr != nil { out.append("ttl \(ttl): answer \(hop.addr!) past the filter") }
+        } else if ttl == routerTTLs + 1 {
+            if hop.addr != trace.target { out.append("ttl \(ttl): destination hop from \(hop.addr ?? "*")") }
+            if hop.kind != (expected == "open" ? "syn-ack" : "rst") { out.append("ttl \(ttl): kind \(hop.kind)") }
+        }
+    }
+    if expected != "filtered" && trace.hops.count != (kind.destination_ttl ?? 0) {
+        out.append("\(trace.hops.count) hops, expected \(kind.destination_ttl ?? 0)")
+    }
+    if expected == "filtered" && trace.hops.count <= routerTTLs { out.append("only \(trace.hops.count) hops") }
+    return out
+}
+
+// MARK: the tests
+
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct EndToEndTests {
+    @Test("Every target kind and port gives exactly the ground-truth hops")
+    func everyKindMatchesTheTruth() throws {
+        let lab = try Lab.get()
+        for kind in lab.truth.kinds {
+            for port in kind.ports.keys.sorted() {
+                let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--format", "json", "-w", "1",
+                    "-m", "12", "--gap", "3", kind.example, port])
+                #expect(r.status == 0, "\(kind.kind):\(port): \(r.stderr)")
+                let traces = parseTraces(r.stdout)
+                #expect(traces.count == 1, "\(kind.kind):\(port): \(r.stdout)")
+                guard let trace = traces.first else { continue }
+                #expect(problems(trace, kind, probes: 3) == [], "\(kind.kind) port \(port): \(r.stdout)")
+            }
+        }
+    }
+
+    @Test("A 1,000-target mixed batch is right for every trace")
+    func thousandTargetBatch() throws {
+        let lab = try Lab.get()
+        let list = runTool([repoRoot + "/scripts/lab.sh", "targets", "mixed", "1000"])
+        #expect(list.status == 0)
+        let targets = list.stdout.split(separator: "\n")
+        #expect(targets.count == 1000)
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "443", "--format", "json",
+            "-w", "1", "-m", "12", "--gap", "3", "--rate", "20000"], stdin: list.stdout, timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let traces = parseTraces(r.stdout)
+        #expect(traces.count == 1000)
+        let missing = Set(targets.map(String.init)).subtracting(traces.map(\.target))
+        #expect(missing.isEmpty, "\(missing.count) targets without a trace, e.g. \(missing.prefix(5))")
+        var wrong: [String] = []
+        for trace in traces {
+            guard let kind = lab.truth.kind(of: trace.target) else {
+                wrong.append("\(trace.target): not in any lab prefix")
+                continue
+            }
+            let p = problems(trace, kind, probes: 3)
+            if !p.isEmpty { wrong.append("\(trace.target) (\(kind.kind)): \(p)") }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong traces, first: \(wrong.prefix(5))")
+        // The summary line reports the run.
+        #expect(r.stderr.contains("fasttrace: 1000 traces,"), "\(r.stderr)")
+        #expect(r.stderr.contains(" 0 ring drops"), "\(r.stderr)")
+    }
+
+    @Test("Text output matches tcptraceroute's hops on the same 5-tuple")
+    func textMatchesTcptraceroute() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "silent")
+        let sport = "47123"
+        let ours = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-w", "1", "--sport", sport,
+            kind.example, "443"])
+        #expect(ours.status == 0, "\(ours.stderr)")
+        let theirs = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "-w", "1", "-p", sport,
+            kind.example, "443"])
+        #expect(theirs.status == 0, "tcptraceroute: \(theirs.stderr)")
+        let lines = ours.stdout.split(separator: "\n")
+        #expect(lines.first?.hasPrefix("Selected device \(lab.truth.vantage.interface), address \(lab.truth.vantage.address), port \(sport) for outgoing packets") == true, "\(ours.stdout)")
+        #expect(lines.dropFirst().first == "Tracing the path to \(kind.example) on TCP port 443 (https), 30 hops max")
+        func hopTable(_ text: String) -> [String] {
+            text.split(separator: "\n").compactMap { line -> String? in
+                let fields = line.split(separator: " ")
+                guard let ttl = fields.first, Int(ttl) != nil else { return nil }
+                let address = fields.dropFirst().first { ipv4(String($0)) != nil } ?? "*"
+                let mark = line.contains("[open]") ? " [open]" : line.contains("[closed]") ? " [closed]" : ""
+                return "\(ttl) \(address)\(mark)"
+            }
+        }
+        let ourHops = hopTable(ours.stdout)
+        #expect(ourHops.count == kind.destination_ttl)
+        #expect(ourHops == hopTable(theirs.stdout), "ours:\n\(ours.stdout)\ntcptraceroute:\n\(theirs.stdout)")
+        #expect(ourHops.last == "\(kind.destination_ttl!) \(kind.example) [open]")
+    }
+
+    @Test("While it runs, its ring socket is in /proc/net/packet and its socket filter is loaded")
+    func ringAndFilterAreReal() throws {
+        let lab = try Lab.get()
+        let before = runTool(["ip", "netns", "exec", lab.namespace, "cat", "/proc/net/packet"]).stdout
+            .split(separator: "\n").count
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: fasttraceBinary)
+        process.arguments = ["--netns", lab.namespace, "-n", "-w", "2", "-m", "8",
+            lab.truth.kind(named: "blackhole").example, "443"]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() }; process.waitUntilExit() }
+        usleep(800_000)
+        let during = runTool(["ip", "netns", "exec", lab.namespace, "cat", "/proc/net/packet"]).stdout
+        let programs = runTool(["bpftool", "prog", "show"]).stdout
+        #expect(during.split(separator: "\n").count == before + 1, "\(during)")
+        #expect(programs.contains("socket_filter") && programs.contains("ft_reply_filter"), "\(programs)")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let after = runTool(["bpftool", "prog", "show"]).stdout
+        #expect(!after.contains("ft_reply_filter"), "the filter goes away with the socket")
+    }
+
+    @Test("Forged SYN-ACKs from the traced address are rejected and counted")
+    func forgedRepliesAreRejected() throws {
+        let lab = try Lab.get()
+        let target = lab.truth.kind(named: "blackhole").example
+        let sport = "47200"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: fasttraceBinary)
+        process.arguments = ["--netns", lab.namespace, "-n", "--format", "json", "--summary", "-w", "2", "-m", "9",
+            "--sport", sport, target, "443"]
+        let outURL = FileManager.default.temporaryDirectory.appendingPathComponent("ft-forge-\(UUID().uuidString)")
+        FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        let errURL = outURL.appendingPathExtension("err")
+        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(at: outURL)
+            try? FileManager.default.removeItem(at: errURL)
+        }
+        process.standardOutput = try FileHandle(forWritingTo: outURL)
+        process.standardError = try FileHandle(forWritingTo: errURL)
+        try process.run()
+        defer { if process.isRunning { process.terminate() }; process.waitUntilExit() }
+        usleep(300_000)
+        // From the first router, spoofing the target: SYN-ACKs to our port with made-up ack numbers.
+        let prefix = String(lab.namespace.dropLast("-vantage".count))
+        let flood = runTool(["ip", "netns", "exec", "\(prefix)-r1", "hping3", "-q", "-c", "40", "-i", "u2000",
+            "-S", "-A", "-s", "443", "-k", "-p", sport, "-a", target, lab.truth.vantage.address], timeout: 20)
+        #expect(flood.status == 0 || flood.stderr.contains("statistic"), "hping3: \(flood.stderr)")
+        process.waitUntilExit()
+        let out = (try? String(contentsOf: outURL, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+        let trace = try #require(parseTraces(out).first, "\(out) \(err)")
+        #expect(trace.state == "filtered" && !trace.reached, "a forged SYN-ACK must not open the port")
+        // "N rejected (… forged F, stale S)": all 40 land as forged or stale.
+        let rejected = err.split(separator: ",").first { $0.contains("rejected") }
+            .flatMap { Int($0.split(separator: " ").first ?? "") }
+        #expect((rejected ?? 0) >= 40, "\(err)")
+    }
+
+    @Test("The binary links libmnl and libbpf")
+    func linksTheLibraries() {
+        let ldd = runTool(["ldd", fasttraceBinary]).stdout
+        #expect(ldd.contains("libmnl.so") && ldd.contains("libbpf.so"), "\(ldd)")
+    }
+}
+
+@Suite(.enabled(if: isRoot, "needs root to drop privileges and to enter namespaces"))
+struct CommandLineInputTests {
+    func withFile(_ text: String, _ body: (String) -> Void) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ft-list-\(UUID().uuidString)").path
+        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        body(path)
+    }
+
+    @Test("A malformed target line stops the run before any probe, naming file and line")
+    func malformedLine() {
+        withFile("198.19.0.1\n# fine\n198.19.0.300\n") { path in
+            let r = runTool([fasttraceBinary, "--targets", path, "-p", "443"])
+            #expect(r.status == 2)
+            #expect(r.stderr == "fasttrace: \(path):3: '198.19.0.300' is not a valid IPv4 address\n")
+        }
+    }
+
+    @Test(arguments: [
+        (["198.19.0.1", "70000"], "fasttrace: bad port '70000': ports are 1...65535\n"),
+        (["--targets", "/nonexistent/list", "-p", "443"], "fasttrace: cannot read target file '/nonexistent/list': No such file or directory\n"),
+        (["-q", "9", "198.19.0.1"], "fasttrace: -q: probes per hop must be 1...8\n"),
+        (["-m", "3", "-f", "5", "198.19.0.1"], "fasttrace: -m 3 is below -f 5\n"),
+        (["--netns", "ft-no-such-namespace", "198.19.0.1"], nil),
+    ])
+    func badArguments(arguments: [String], message: String?) {
+        let r = runTool([fasttraceBinary] + arguments)
+        #expect(r.status != 0)
+        if let message { #expect(r.stderr == message) } else {
+            #expect(r.stderr.hasPrefix("fasttrace: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        }
+    }
+
+    @Test("Without privileges it says which capabilities it needs")
+    func missingPrivileges() throws {
+        let lab = try Lab.get()
+        let r = runTool(["ip", "netns", "exec", lab.namespace, "setpriv", "--reuid=65534", "--regid=65534",
+            "--clear-groups", "--inh-caps=-all", fasttraceBinary, "198.19.0.10", "443"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("CAP_NET_RAW") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
+}
