@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# fasttrace against its peers (scamper, nmap, traceroute, tcptraceroute) on the same namespace lab in
+# one run: wall time, CPU time, probes actually sent, probes/s, and correctness against the lab's
+# ground truth (scripts/compare_check.py). Run as root from anywhere; builds fasttrace in release.
+#
+#   scripts/compare.sh [--quick] [--keep]
+#
+#   --quick   small lists (200 / 1,000 / 200 mixed) and short loops: about 2 minutes
+#   --keep    keep the work directory (outputs, logs) instead of deleting it
+#
+# Environment:
+#   FT_RATE          fasttrace --rate (default 20000 probes/s)
+#   FT_SCRATCH_PATH  SwiftPM scratch path for the release build (default .build)
+#   FT_LAB_PREFIX    lab namespace prefix (default ftbench: its own lab, not the default ftlab)
+#
+# Fairness: every tool probes TCP port 443 with one probe per hop, waits at most 1 s for a reply,
+# stops at TTL 16, and (where it has the notion) gives up after 3 consecutive silent hops. "probes"
+# is counted the same way for every tool, by an nftables counter in the first router (r1) on what
+# the vantage point sends it: TCP SYNs (no ACK) plus any non-TCP packets (nmap's ICMP traceroute);
+# the kernel's RSTs to unexpected SYN-ACKs and ARP are not probes. CPU is user+sys of the whole
+# process tree (bash `time`). traceroute and tcptraceroute trace one target at a time, so they run
+# over the first N targets only; their time for the whole list is extrapolated and marked "~".
+# Every tool runs under `timeout`, and the whole script under a deadline (20 min, 5 with --quick).
+
+set -Eeuo pipefail
+
+QUICK=false
+KEEP=false
+for arg in "$@"; do
+    case $arg in
+        --quick) QUICK=true ;;
+        --keep) KEEP=true ;;
+        -h | --help)
+            sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "compare.sh: unknown option $arg (usage: compare.sh [--quick] [--keep])" >&2
+            exit 2
+            ;;
+    esac
+done
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$SCRIPT_DIR/.." && pwd)
+LAB=$SCRIPT_DIR/lab.sh
+CHECK=$SCRIPT_DIR/compare_check.py
+export FT_LAB_PREFIX=${FT_LAB_PREFIX:-ftbench}
+VNS=$FT_LAB_PREFIX-vantage
+R1NS=$FT_LAB_PREFIX-r1
+RATE=${FT_RATE:-20000}
+SCRATCH=${FT_SCRATCH_PATH:-.build}
+PORT=443
+MAXTTL=16
+WAIT=1
+GAP=3
+SCAMPER_PPS=10000  # scamper's maximum (-p accepts 1..10000)
+
+if $QUICK; then
+    N_SMALL=200 N_LARGE=1000 N_MIXED=200 N_LOOP=20 N_LOOP_SLOW=10 BUDGET=300
+else
+    N_SMALL=1000 N_LARGE=10000 N_MIXED=1000 N_LOOP=100 N_LOOP_SLOW=30 BUDGET=1200
+fi
+START=$SECONDS
+
+die() {
+    echo "compare.sh: $*" >&2
+    exit 1
+}
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (the lab needs network namespaces, the tools raw sockets): sudo $0 $*"
+command -v python3 >/dev/null || die "python3 is needed for the checker"
+command -v nft >/dev/null || die "nft is needed (the lab and the probe counter): apt-get install -y nftables"
+
+WORK=$(mktemp -d /tmp/ftcompare.XXXXXX)
+LAB_UP=false
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if $LAB_UP; then
+        "$LAB" down >/dev/null 2>&1 || echo "compare.sh: lab down failed; run: FT_LAB_PREFIX=$FT_LAB_PREFIX $LAB down" >&2
+    fi
+    if $KEEP || ((status != 0)); then
+        echo "compare.sh: outputs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'echo "compare.sh: interrupted" >&2; exit 130' INT TERM
+
+# Seconds left before the script's own deadline.
+remaining() { echo $((BUDGET - (SECONDS - START))); }
+
+# The smaller of a tool's own limit and what is left of the budget (keeping 20 s for the rest).
+bound() {
+    local limit=$1 left
+    left=$(($(remaining) - 20))
+    ((left < limit)) && limit=$left
+    echo "$limit"
+}
+
+# --- peers -------------------------------------------------------------------------------------
+
+PEERS=(scamper nmap traceroute tcptraceroute)
+missing_peers() {
+    local p out=()
+    for p in "${PEERS[@]}"; do command -v "$p" >/dev/null || out+=("$p"); done
+    echo "${out[*]}"
+}
+missing=$(missing_peers)
+if [[ -n $missing && -x $SCRIPT_DIR/install-deps.sh ]]; then
+    echo "== missing peers: $missing; running scripts/install-deps.sh"
+    timeout 600 "$SCRIPT_DIR/install-deps.sh" || echo "compare.sh: install-deps.sh failed; continuing without the missing peers" >&2
+    missing=$(missing_peers)
+fi
+have() { command -v "$1" >/dev/null; }
+[[ -z $missing ]] || echo "== skipping missing peers: $missing"
+
+# --- fasttrace ---------------------------------------------------------------------------------
+
+echo "== building fasttrace (release, scratch path $SCRATCH)"
+(cd "$REPO" && timeout 900 swift build -c release --product fasttrace --scratch-path "$SCRATCH" 2>&1 | tail -n 3) ||
+    die "release build failed"
+FASTTRACE=$(cd "$REPO" && swift build -c release --scratch-path "$SCRATCH" --show-bin-path)/fasttrace
+[[ -x $FASTTRACE ]] || die "no fasttrace binary at $FASTTRACE"
+
+# --- lab ---------------------------------------------------------------------------------------
+
+echo "== lab $FT_LAB_PREFIX up"
+LAB_UP=true
+"$LAB" up >"$WORK/lab-up.log" 2>&1 || die "lab up failed: $(tail -n 5 "$WORK/lab-up.log")"
+"$LAB" truth >"$WORK/truth.json"
+VANTAGE_ADDR=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["vantage"]["address"])' "$WORK/truth.json")
+
+# The probe counter, in the first router: what the vantage point sends, whichever tool sent it and
+# however (raw IP socket, AF_PACKET ring, kernel stack).
+ip netns exec "$R1NS" nft -f - <<EOF
+table ip ftcompare {
+    counter syn {}
+    counter other {}
+    chain count {
+        type filter hook prerouting priority -400; policy accept;
+        iifname "up0" ip saddr $VANTAGE_ADDR tcp flags & (syn | ack) == syn counter name "syn"
+        iifname "up0" ip saddr $VANTAGE_ADDR meta l4proto != tcp counter name "other"
+    }
+}
+EOF
+
+reset_counter() { ip netns exec "$R1NS" nft reset counters table ip ftcompare >/dev/null; }
+read_counter() {
+    ip netns exec "$R1NS" nft list counters table ip ftcompare |
+        awk '/packets/ { for (i = 1; i < NF; i++) if ($i == "packets") n += $(i + 1) } END { print n + 0 }'
+}
+
+# --- target lists ------------------------------------------------------------------------------
+
+declare -A LIST_FILE LIST_N
+LISTS=(open-$N_SMALL open-$N_LARGE mixed-$N_MIXED)
+"$LAB" targets open "$N_SMALL" >"$WORK/open-$N_SMALL.txt"
+"$LAB" targets open "$N_LARGE" >"$WORK/open-$N_LARGE.txt"
+"$LAB" targets mixed "$N_MIXED" >"$WORK/mixed-$N_MIXED.txt"
+for l in "${LISTS[@]}"; do
+    LIST_FILE[$l]=$WORK/$l.txt
+    LIST_N[$l]=$(wc -l <"$WORK/$l.txt")
+done
+
+# --- running and scoring -----------------------------------------------------------------------
+
+RESULTS=$WORK/results.tsv
+: >"$RESULTS"
+
+# run TOOL LIST TIMEOUT OUTFILE CMD...: runs CMD (stdout to OUTFILE) under `timeout`, timing it and
+# counting the probes it sent. Sets RUN_WALL RUN_CPU RUN_PROBES RUN_RC.
+run() {
+    local tool=$1 list=$2 limit=$3 out=$4
+    shift 4
+    local tf=$WORK/$tool-$list.time
+    reset_counter
+    local TIMEFORMAT='%R %U %S'
+    set +e
+    { time timeout --kill-after=5 "$limit" "$@" >"$out" 2>"$WORK/$tool-$list.err"; } 2>"$tf"
+    RUN_RC=$?
+    set -e
+    RUN_PROBES=$(read_counter)
+    read -r RUN_WALL user sys <"$tf"
+    RUN_CPU=$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+}
+
+# score TOOL LIST OUTFILE NTARGETS [NOTE]: checks the output and appends a result row.
+score() {
+    local tool=$1 list=$2 out=$3 n=$4 note=${5:-} check pct detail
+    check=$(python3 "$CHECK" --truth "$WORK/truth.json" --targets "${LIST_FILE[$list]}" --tool "$tool" \
+        --output "$out" --limit "$n" --port "$PORT" --show 3) || check='{"percent": "?", "failures": []}'
+    echo "$check" >"$WORK/$tool-$list.check.json"
+    pct=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["percent"])' "$check")
+    detail=$(python3 -c '
+import json, sys
+c = json.loads(sys.argv[1])
+for f in c.get("failures", []):
+    print("      wrong: %s (%s): %s; hops %s" % (f["target"], f["kind"], f["reason"], f["hops"]))
+' "$check")
+    ((RUN_RC == 0)) || note="${note:+$note; }exit $RUN_RC$( ((RUN_RC == 124)) && echo ' (timed out)')"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$list" "$n" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$pct" \
+        "$note" >>"$RESULTS"
+    printf '   %-13s %-12s %6s targets  %7.2f s wall  %7.2f s CPU  %8s probes  %6s%% correct %s\n' \
+        "$tool" "$list" "$n" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$pct" "${note:+($note)}"
+    [[ -z $detail ]] || echo "$detail"
+}
+
+# loop_cmd TOOL LIST N: a shell loop tracing the first N targets one at a time.
+loop_script() {
+    local tool=$1 file=$2 n=$3
+    local cmd
+    case $tool in
+        traceroute) cmd="traceroute -T -p $PORT -q 1 -w $WAIT -m $MAXTTL -n" ;;
+        tcptraceroute) cmd="tcptraceroute -q 1 -w $WAIT -m $MAXTTL -n" ;;
+    esac
+    # Per target: bounded by timeout; tcptraceroute takes the port after the host.
+    local portarg=""
+    [[ $tool == tcptraceroute ]] && portarg=$PORT
+    echo "head -n $n '$file' | while read -r t; do echo \"### \$t\"; timeout 40 $cmd \"\$t\" $portarg 2>&1; done"
+}
+
+echo "== settings"
+echo "   fasttrace     --targets LIST -p $PORT --format json -q 1 -w $WAIT -m $MAXTTL --gap $GAP --rate $RATE"
+echo "   scamper       -p $SCAMPER_PPS -w 0 -O json -c 'trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP' -f LIST"
+echo "                 (-p $SCAMPER_PPS is scamper's maximum packets/s; -w 0 = no limit on traces in parallel)"
+echo "   nmap          -sS -Pn -n -p $PORT --traceroute -T4 --min-rate 5000 -iL LIST -oX OUT (not on the $N_LARGE list)"
+echo "   traceroute    -T -p $PORT -q 1 -w $WAIT -m $MAXTTL -n TARGET, one target at a time, first $N_LOOP targets"
+echo "   tcptraceroute -q 1 -w $WAIT -m $MAXTTL -n TARGET $PORT, one target at a time, first $N_LOOP_SLOW targets"
+echo "   (traceroute sends its 16 TTLs at once; tcptraceroute one probe at a time; neither has a gap limit)"
+
+for list in "${LISTS[@]}"; do
+    file=${LIST_FILE[$list]}
+    n=${LIST_N[$list]}
+    echo "== $list ($n targets)"
+
+    limit=$(bound 180)
+    if ((limit > 5)); then
+        run fasttrace "$list" "$limit" "$WORK/fasttrace-$list.json" \
+            ip netns exec "$VNS" "$FASTTRACE" --targets "$file" -p "$PORT" --format json -q 1 -w "$WAIT" \
+            -m "$MAXTTL" --gap "$GAP" --rate "$RATE"
+        claimed=$(grep -o '[0-9]* probes sent' "$WORK/fasttrace-$list.err" | awk '{ print $1 }' | tail -n 1)
+        score fasttrace "$list" "$WORK/fasttrace-$list.json" "$n" "rate $RATE${claimed:+, says $claimed sent}"
+    fi
+
+    if have scamper && (($(bound 300) > 5)); then
+        run scamper "$list" "$(bound 300)" "$WORK/scamper-$list.json" \
+            ip netns exec "$VNS" scamper -p "$SCAMPER_PPS" -w 0 -O json \
+            -c "trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP" -f "$file"
+        score scamper "$list" "$WORK/scamper-$list.json" "$n"
+    fi
+
+    if have nmap && ((n <= 1000)) && (($(bound 300) > 5)); then
+        run nmap "$list" "$(bound 300)" /dev/null \
+            ip netns exec "$VNS" nmap -sS -Pn -n -p "$PORT" --traceroute -T4 --min-rate 5000 -iL "$file" \
+            -oX "$WORK/nmap-$list.xml"
+        score nmap "$list" "$WORK/nmap-$list.xml" "$n"
+    elif have nmap; then
+        echo "   nmap          skipped on $list: too slow for the time budget (about 1 min per 1,000 targets)"
+        printf 'nmap\t%s\t%s\t-\t-\t-\t-\tskipped (time budget)\n' "$list" "$n" >>"$RESULTS"
+    fi
+
+    for tool in traceroute tcptraceroute; do
+        have "$tool" || continue
+        loop_n=$N_LOOP
+        [[ $tool == tcptraceroute ]] && loop_n=$N_LOOP_SLOW
+        ((loop_n <= n)) || loop_n=$n
+        (($(bound 240) > 5)) || continue
+        run "$tool" "$list" "$(bound 240)" "$WORK/$tool-$list.txt" \
+            ip netns exec "$VNS" bash -c "$(loop_script "$tool" "$file" "$loop_n")"
+        score "$tool" "$list" "$WORK/$tool-$list.txt" "$loop_n" "first $loop_n of $n"
+    done
+done
+
+# --- table -------------------------------------------------------------------------------------
+
+echo
+echo "== results (lab $FT_LAB_PREFIX; port $PORT, 1 probe/hop, wait ${WAIT}s, max TTL $MAXTTL; fasttrace --rate $RATE)"
+python3 - "$RESULTS" "$(declare -p LIST_N | sed 's/^declare -A LIST_N=//')" <<'PYEOF'
+import re, sys
+
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+list_sizes = dict(re.findall(r'\[([^\]]+)\]="?(\d+)"?', sys.argv[2]))
+fast = {r[1]: float(r[3]) for r in rows if r[0] == "fasttrace" and r[3] not in ("-", "")}
+
+hdr = ["tool", "list", "targets", "wall s", "CPU s", "probes", "probes/s", "correct %", "wall, whole list", "× faster", "note"]
+out = []
+for tool, lst, n, wall, cpu, probes, pct, note in rows:
+    if wall == "-":
+        out.append([tool, lst, n, "-", "-", "-", "-", "-", "-", "-", note])
+        continue
+    w, total = float(wall), int(list_sizes.get(lst, n))
+    pps = f"{int(probes) / w:,.0f}" if w > 0 else "-"
+    whole = w * total / int(n) if int(n) else w
+    mark = "" if int(n) == total else "~"
+    whole_s = f"{mark}{whole:,.1f}"
+    if tool == "fasttrace":
+        faster = "1.0"
+    elif lst in fast and fast[lst] > 0:
+        faster = f"{mark}{whole / fast[lst]:,.1f}"
+    else:
+        faster = "-"
+    out.append([tool, lst, n, f"{w:.2f}", cpu, f"{int(probes):,}", pps, pct, whole_s, faster, note])
+
+widths = [max(len(str(r[i])) for r in out + [hdr]) for i in range(len(hdr))]
+def line(r):
+    return "  ".join(str(c).rjust(widths[i]) if 2 <= i <= 9 else str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+print(line(hdr))
+print(line(["-" * w for w in widths]))
+for r in out:
+    print(line(r))
+print()
+print("probes: SYNs (and non-TCP packets) the vantage point sent, counted at r1.  × faster: the peer's wall time")
+print("for the whole list / fasttrace's.  ~ = extrapolated from the first N targets (one-at-a-time tools).")
+PYEOF
+echo "== done in $((SECONDS - START)) s; outputs in $WORK$($KEEP || echo ' (deleted; --keep keeps them)')"

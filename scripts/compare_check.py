@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Scores one tool's traceroute output against the lab's ground truth (scripts/lab.sh truth).
+
+Used by scripts/compare.sh; runnable on its own:
+
+    compare_check.py --truth truth.json --targets LIST --tool fasttrace|scamper|nmap|traceroute|tcptraceroute
+                     --output FILE [--limit N] [--port 443] [--show 5]
+
+A target counts as correct when, for its kind in truth.json:
+  * every TTL 1..len(hops) answered from an allowed address (either ECMP branch at the ECMP hop), and
+    a TTL whose truth is [] (the silent router) did not answer at all;
+  * the destination itself answered at `destination_ttl` (firewalled: 8, via the firewall at 7), and
+    the tool calls the port open where it says so (fasttrace state, nmap port state);
+  * for a black hole (`destination_ttl` null): nothing answered beyond the last truth hop and the tool
+    did not claim to reach the target.
+Hops past the destination TTL are ignored. A target missing from the output is wrong.
+
+Prints one JSON object: {"tool", "targets", "correct", "percent", "missing", "by_kind", "failures"}.
+"""
+
+import argparse
+import ipaddress
+import json
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+
+class Trace:
+    """A tool's answer for one target, normalised: TTL -> first responder (None = no answer)."""
+
+    def __init__(self, target):
+        self.target = target
+        self.hops = {}
+        self.reached = None  # True/False when the tool says so, None when it has no such notion
+        self.port_state = None  # "open", "closed", "filtered" when the tool reports one
+
+    def set_hop(self, ttl, addr):
+        # Keep the first answer a TTL got (several probes per hop would give several).
+        if self.hops.get(ttl) is None:
+            self.hops[ttl] = addr
+
+
+# --- parsers ---------------------------------------------------------------------------------------
+
+
+def parse_fasttrace(path):
+    """JSON lines, one object per trace: target, port, reached, state, hops[{ttl, addr, ...}]."""
+    traces = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            obj = json.loads(line)
+            t = Trace(obj["target"])
+            for hop in obj.get("hops", []):
+                t.set_hop(int(hop["ttl"]), hop.get("addr"))
+            t.reached = bool(obj.get("reached"))
+            t.port_state = obj.get("state")
+            traces[t.target] = t
+    return traces
+
+
+def parse_scamper(path):
+    """scamper -O json: one object per line; type "trace" has dst, stop_reason, hops[{probe_ttl, addr}]."""
+    traces = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the timeout
+            if obj.get("type") != "trace":
+                continue
+            t = Trace(obj["dst"])
+            for hop in obj.get("hops", []):
+                t.set_hop(int(hop["probe_ttl"]), hop.get("addr"))
+            t.reached = obj.get("stop_reason") == "COMPLETED"
+            traces[t.target] = t
+    return traces
+
+
+def parse_nmap(path):
+    """nmap -oX: <host><address addr/><ports><port portid><state state/></port></ports><trace><hop ttl ipaddr/>."""
+    traces = {}
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError:
+        # nmap killed by its timeout leaves the XML unterminated: close it and parse what is there.
+        text = open(path).read()
+        text = text[: text.rfind("</host>") + len("</host>")] + "</nmaprun>"
+        root = ET.fromstring(text)
+    for host in root.iter("host"):
+        addr = next((a.get("addr") for a in host.iter("address") if a.get("addrtype") == "ipv4"), None)
+        if addr is None:
+            continue
+        t = Trace(addr)
+        for port in host.iter("port"):
+            state = port.find("state")
+            if state is not None:
+                t.port_state = state.get("state")
+        trace = host.find("trace")
+        if trace is not None:
+            for hop in trace.iter("hop"):
+                t.set_hop(int(hop.get("ttl")), hop.get("ipaddr"))
+        t.reached = t.port_state == "open"
+        traces[addr] = t
+    return traces
+
+
+HOP_LINE = re.compile(r"^\s*(\d+)\s+(.*)$")
+IPV4 = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b")
+
+
+def parse_text(path):
+    """traceroute / tcptraceroute text, one block per target after a `### TARGET` marker line that
+    compare.sh writes. A hop line is `TTL ADDR [open] RTT ms` or `TTL *`."""
+    traces = {}
+    current = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            if line.startswith("### "):
+                current = Trace(line.split()[1])
+                current.reached = False
+                traces[current.target] = current
+                continue
+            if current is None:
+                continue
+            m = HOP_LINE.match(line)
+            if not m:
+                continue
+            ttl, rest = int(m.group(1)), m.group(2).strip()
+            if rest.startswith("*"):
+                current.set_hop(ttl, None)
+                continue
+            a = IPV4.search(rest)
+            current.set_hop(ttl, a.group(1) if a else None)
+            if a and a.group(1) == current.target:
+                current.reached = True
+                if "[closed]" in rest:
+                    current.port_state = "closed"
+                else:
+                    current.port_state = "open"
+    return traces
+
+
+PARSERS = {
+    "fasttrace": parse_fasttrace,
+    "scamper": parse_scamper,
+    "nmap": parse_nmap,
+    "traceroute": parse_text,
+    "tcptraceroute": parse_text,
+}
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+
+def kind_of(addr, kinds):
+    ip = ipaddress.ip_address(addr)
+    for k in kinds:
+        if ip in ipaddress.ip_network(k["prefix"]):
+            return k
+    return None
+
+
+def judge(trace, kind, port):
+    """Returns None when the trace matches the truth, else a short reason."""
+    target = trace.target
+    expected = kind["hops"]
+    for ttl, allowed in enumerate(expected, start=1):
+        got = trace.hops.get(ttl)
+        if allowed and got not in allowed:
+            return f"ttl {ttl}: got {got}, expected one of {allowed}"
+        if not allowed and got is not None:
+            return f"ttl {ttl}: got {got}, expected silence"
+    dest_ttl = kind["destination_ttl"]
+    if dest_ttl is not None:
+        # Nothing between the last truth hop and the destination (there is no such TTL in this lab,
+        # but keep the rule general), and the destination at its TTL.
+        for ttl in range(len(expected) + 1, dest_ttl):
+            if trace.hops.get(ttl) is not None:
+                return f"ttl {ttl}: got {trace.hops.get(ttl)}, expected silence"
+        got = trace.hops.get(dest_ttl)
+        if got != target:
+            return f"destination ttl {dest_ttl}: got {got}, expected {target}"
+        for ttl in range(1, dest_ttl):
+            if trace.hops.get(ttl) == target:
+                return f"destination answered early at ttl {ttl}"
+        want_state = kind["ports"].get(str(port))
+        if trace.port_state is not None and want_state is not None and trace.port_state != want_state:
+            return f"port state {trace.port_state}, expected {want_state}"
+        if trace.reached is False:
+            return "tool says not reached"
+    else:
+        beyond = {ttl: a for ttl, a in trace.hops.items() if ttl > len(expected) and a is not None}
+        if beyond:
+            return f"answers beyond ttl {len(expected)}: {beyond}"
+        if trace.reached:
+            return "tool says reached (black hole)"
+        want_state = kind["ports"].get(str(port))
+        if trace.port_state not in (None, want_state):
+            return f"port state {trace.port_state}, expected {want_state}"
+    return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--truth", required=True)
+    ap.add_argument("--targets", required=True, help="the target list the tool was given")
+    ap.add_argument("--tool", required=True, choices=sorted(PARSERS))
+    ap.add_argument("--output", required=True, help="the tool's output file")
+    ap.add_argument("--limit", type=int, default=0, help="score only the first N targets of the list")
+    ap.add_argument("--port", type=int, default=443)
+    ap.add_argument("--show", type=int, default=5, help="failures to list")
+    args = ap.parse_args()
+
+    truth = json.load(open(args.truth))
+    targets = [l.strip() for l in open(args.targets) if l.strip() and not l.startswith("#")]
+    if args.limit:
+        targets = targets[: args.limit]
+    try:
+        traces = PARSERS[args.tool](args.output)
+    except (OSError, ET.ParseError, ValueError) as e:
+        traces = {}
+        print(f"compare_check: cannot parse {args.output}: {e}", file=sys.stderr)
+
+    correct = missing = 0
+    by_kind = {}
+    failures = []
+    for target in targets:
+        kind = kind_of(target, truth["kinds"])
+        if kind is None:
+            raise SystemExit(f"compare_check: {target} is in no lab prefix")
+        stats = by_kind.setdefault(kind["kind"], [0, 0])
+        stats[1] += 1
+        trace = traces.get(target)
+        if trace is None:
+            missing += 1
+            reason = "missing from output"
+        else:
+            reason = judge(trace, kind, args.port)
+        if reason is None:
+            correct += 1
+            stats[0] += 1
+        elif len(failures) < args.show:
+            hops = None if trace is None else {t: trace.hops[t] for t in sorted(trace.hops)}
+            failures.append({"target": target, "kind": kind["kind"], "reason": reason, "hops": hops})
+
+    n = len(targets)
+    print(json.dumps({
+        "tool": args.tool,
+        "targets": n,
+        "correct": correct,
+        "percent": round(100.0 * correct / n, 1) if n else 0.0,
+        "missing": missing,
+        "by_kind": {k: f"{c}/{t}" for k, (c, t) in by_kind.items()},
+        "failures": failures,
+    }))
+
+
+if __name__ == "__main__":
+    main()
