@@ -2,7 +2,8 @@
 //
 //   vantage  v0 198.18.1.2/24 ── r0 198.18.1.1/24  router  r1 198.18.2.1/24 ── p0 198.18.2.2/24  peer
 //
-// The vantage has a default route via the router and a blackhole for 198.19.99.0/24; the router
+// The vantage has a default route via the router, a blackhole for 198.19.99.0/24 and a two-way
+// multipath route for 198.19.50.0/24 (via 198.18.1.1 and 198.18.1.3); the router
 // forwards and answers TTL-expired probes without ICMP rate limiting; the peer can run a TCP listener.
 // Every veth is created inside a namespace (never in the root namespace) and every address comes
 // from 198.18.0.0/15. `ip netns del` removes the namespaces and their links; tests call it in a defer.
@@ -56,6 +57,7 @@ final class TestNetwork: @unchecked Sendable {
     static let routerFar = IPv4Address(198, 18, 2, 1)
     static let peerAddress = IPv4Address(198, 18, 2, 2)
     static let blackholed = IPv4Address(198, 19, 99, 5)
+    static let multipath = IPv4Address(198, 19, 50, 5)
     private var listener: Process?
 
     private static let counter = Counter()
@@ -96,6 +98,8 @@ final class TestNetwork: @unchecked Sendable {
         try run(["ip", "-n", peer, "link", "set", "p0", "up"])
         try run(["ip", "-n", vantage, "route", "add", "default", "via", "198.18.1.1"])
         try run(["ip", "-n", vantage, "route", "add", "blackhole", "198.19.99.0/24"])
+        try run(["ip", "-n", vantage, "route", "add", "198.19.50.0/24",
+                 "nexthop", "via", "198.18.1.1", "nexthop", "via", "198.18.1.3"])
         try run(["ip", "-n", peer, "route", "add", "default", "via", "198.18.2.1"])
         try run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
         try run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"])

@@ -121,6 +121,11 @@ struct TransportLabTests {
         #expect(onLink.gateway == nil)
         #expect(onLink.source == TestNetwork.vantageAddress)
         #expect(table.lookup(TestNetwork.blackholed) == nil)
+        // Multipath: both nexthops counted, the first one's gateway and interface used.
+        #expect(table.bestEntry(for: TestNetwork.multipath)?.nexthops == 2)
+        #expect(table.lookup(TestNetwork.multipath)
+            == Route(interfaceIndex: route.interfaceIndex, interfaceName: "v0", source: TestNetwork.vantageAddress,
+                     gateway: TestNetwork.routerNear))
         #expect(table.sourceAddressExists(TestNetwork.vantageAddress))
         #expect(!table.sourceAddressExists(TestNetwork.peerAddress))
         #expect(table.firstAddress(ofInterface: "v0") == TestNetwork.vantageAddress)
@@ -268,6 +273,11 @@ struct TransportLabTests {
         #expect(after == 0, "closed when the transport goes away")
         #expect(programs.contains("socket_filter"))
         #expect(programs.contains("ft_reply_filter"))
+    }
+
+    @Test("As root, Privileges.check() finds nothing missing")
+    func privilegesAsRoot() {
+        #expect(Privileges.check() == nil)
     }
 
     @Test("startReceiving twice throws; stopReceiving is idempotent")
