@@ -4,6 +4,10 @@
 //
 //   cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
 //   swift package --allow-writing-to-package-directory benchmark thresholds check   (0 mallocs per op)
+//
+// Thresholds/ holds the static thresholds (mallocCountTotal 0 only: wall-clock limits would be noise
+// on shared machines). package-benchmark 1.38.1 writes them with `_` for spaces in benchmark names
+// but reads them back by the name as written, with spaces: keep the files named with spaces.
 import PackageDescription
 
 let package = Package(
