@@ -133,6 +133,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let staleCount = Atomic<UInt64>(0)
     private let duplicateCount = Atomic<UInt64>(0)
     private let overflowCount = Atomic<UInt64>(0)
+    private let watermark = Atomic<UInt64>(0)
 
     /// Makes the tables for `grid`.
     public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec) {
@@ -166,6 +167,17 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     @inline(__always) private func bump(_ counter: borrowing Atomic<UInt64>) {
         counter.wrappingAdd(1, ordering: .relaxed)
     }
+
+    /// Records how far the receive path has caught up (see `ReplySink.receivedThrough`).
+    public func receivedThrough(_ timestampNanos: UInt64) {
+        // One writer (the receive thread): a plain max is enough.
+        if timestampNanos > watermark.load(ordering: .relaxed) {
+            watermark.store(timestampNanos, ordering: .releasing)
+        }
+    }
+
+    /// Every reply stamped before this time has been recorded.
+    public var receivedThroughNanos: UInt64 { watermark.load(ordering: .acquiring) }
 
     /// Decodes, validates and records one reply. Runs on the receive thread.
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {

@@ -14,9 +14,11 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var probesPerHop: Int = 3
     /// How long to wait for a probe's reply (`-w`), in ns.
     public var waitNanos: UInt64 = 3_000_000_000
-    /// Extra time before a timeout is final, covering the receive path's own delay (the ring hands a
-    /// block to user space up to its retire timeout late). The RTT itself comes from kernel timestamps.
-    public var receiveSlackNanos: UInt64 = 0
+    /// A probe counts as answered when its reply's kernel timestamp is within `waitNanos` of the send,
+    /// however late user space reads it: a timeout is final only once the transport reports it has
+    /// delivered everything stamped before the deadline. If the receive path lags by more than this,
+    /// the timeout is taken anyway (so a stalled receiver cannot hang the run).
+    public var maxReceiveLagNanos: UInt64 = 2_000_000_000
     /// Source port of every probe (`--sport`).
     public var sourcePort: UInt16 = 33434
     /// IP type of service (`-t`).
@@ -340,7 +342,7 @@ public final class TraceEngine {
                     status[cell] = Self.sent
                     slots[p.slot].lastSend = sendTime
                     slots[p.slot].probesSent += 1
-                    timeouts.push(Timeout(deadline: sendTime + configuration.waitNanos + configuration.receiveSlackNanos,
+                    timeouts.push(Timeout(deadline: sendTime + configuration.waitNanos,
                         slot: Int32(p.slot), generation: slots[p.slot].generation, cell: Int32(cell)))
                 } else {
                     // Not taken by the kernel (socket buffer full): give the probe back.
@@ -356,7 +358,8 @@ public final class TraceEngine {
 
     private func nextWake(now: UInt64) -> UInt64 {
         var wake = now + configuration.pollIntervalNanos
-        if let head = timeouts.peek(), head.deadline < wake { wake = max(now, head.deadline) }
+        // A deadline already passed waits on the receive watermark: look again after one poll interval.
+        if let head = timeouts.peek(), head.deadline > now, head.deadline < wake { wake = head.deadline }
         if !ready.isEmpty && tokens < 1 {
             let needed = UInt64((1 - tokens) * 1e9 / Double(configuration.rate))
             wake = min(wake, now + max(needed, 1))
@@ -367,7 +370,10 @@ public final class TraceEngine {
     // MARK: replies and timeouts
 
     private func expireTimeouts(now: UInt64) {
-        while let head = timeouts.peek(), head.deadline <= now {
+        let received = dispatcher.receivedThroughNanos
+        while let head = timeouts.peek(), head.deadline <= now,
+            head.deadline <= received || now >= head.deadline + configuration.maxReceiveLagNanos
+        {
             _ = timeouts.pop()
             let index = Int(head.slot)
             guard slots[index].active, slots[index].generation == head.generation,
@@ -397,7 +403,9 @@ public final class TraceEngine {
                 let cell = base + ttlIndex * grid.attempts + attempt
                 guard status[cell] == Self.sent else { continue }
                 let reply = PackedReply(word: dispatcher.results.load(cell))
-                guard reply.isValid, reply.generation == slot.generation else { continue }
+                guard reply.isValid, reply.generation == slot.generation,
+                    UInt64(reply.rttMicros) * 1_000 <= configuration.waitNanos
+                else { continue }
                 status[cell] = Self.answered
                 slots[index].highestAnswered = max(slots[index].highestAnswered, ttlIndex)
                 switch reply.outcome {

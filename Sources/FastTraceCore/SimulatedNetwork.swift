@@ -169,12 +169,16 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         pendingReplies.append((clockNanos + delay, order, bytes))
     }
 
+    /// How long after its timestamp a reply reaches the receiver (user-space lag; timestamps stay true).
+    public var receiveLagNanos: UInt64 = 0
+
     private func deliverDue() {
+        defer { sink?.receivedThrough(clockNanos >= receiveLagNanos ? clockNanos - receiveLagNanos : 0) }
         guard !pendingReplies.isEmpty else { return }
         pendingReplies.sort { ($0.at, $0.order) < ($1.at, $1.order) }
         var delivered = 0
         for reply in pendingReplies {
-            guard reply.at <= clockNanos else { break }
+            guard reply.at + receiveLagNanos <= clockNanos else { break }
             counters.packetsReceived += 1
             reply.bytes.withUnsafeBytes { sink?.handleReply($0, timestampNanos: reply.at) }
             delivered += 1

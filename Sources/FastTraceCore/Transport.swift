@@ -10,6 +10,12 @@ public protocol ReplySink: AnyObject, Sendable {
     /// One captured packet starting at its IPv4 header, and the kernel's receive timestamp in
     /// nanoseconds on the same clock as `EngineClock.now()`. The bytes are valid only during the call.
     func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64)
+
+    /// Every packet the kernel stamped before `timestampNanos` has now been handed to `handleReply`.
+    /// Transports call this as they catch up (at least whenever they find nothing left to read), so
+    /// the engine can declare a probe lost only once its deadline is behind this mark: a reply judged
+    /// by its kernel timestamp, however late user space got to it.
+    func receivedThrough(_ timestampNanos: UInt64)
 }
 
 /// Sends probes and delivers replies.

@@ -273,15 +273,25 @@ private final class Receiver: @unchecked Sendable {
 
     func run(sink: ReplySink) {
         let maxBlocks = ring.geometry.blockCount
+        // A packet can sit in the block the kernel is still filling until that block retires: up to
+        // about two retire timeouts. Allow that, plus 1 ms for packets stamped on other CPUs.
+        let inFlightNanos = UInt64(2 * ring.geometry.retireTimeoutMilliseconds + 1) * 1_000_000
+        let clock = RealtimeClock()
         while !stop.load(ordering: .acquiring) {
+            var newest: UInt64 = 0
             let delivered = ring.drain(maxBlocks: maxBlocks) { bytes, nanos in
                 sink.handleReply(bytes, timestampNanos: nanos)
+                newest = max(newest, nanos)
             }
             if delivered > 0 {
                 packetsReceived.add(UInt64(delivered), ordering: .relaxed)
+                if newest > 1_000_000 { sink.receivedThrough(newest - 1_000_000) }
                 continue
             }
             if ring.hasReadyBlock { continue }  // a block of zero packets (retired empty)
+            // Nothing ready: everything stamped before the oldest packet that could still be waiting in
+            // an unretired block has been delivered.
+            sink.receivedThrough(clock.now() - inFlightNanos)
             var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0)
             _ = poll(&pfd, 1, Self.pollTimeoutMilliseconds)  // EINTR: loop and poll again
         }

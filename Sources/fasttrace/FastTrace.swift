@@ -179,9 +179,6 @@ struct FastTrace: ParsableCommand {
         config.gapLimit = gap ?? (batch ? 5 : 0)
         config.maxInFlight = maxInFlight
         config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
-        // The ring hands blocks over up to its retire timeout late; a reply the kernel stamped in time
-        // must not be declared lost because user space saw it a few ms later.
-        config.receiveSlackNanos = 50_000_000
         if let problem = config.problem { throw UsageFailure(problem) }
 
         // 2. The system: namespace, privileges, routes, sockets.

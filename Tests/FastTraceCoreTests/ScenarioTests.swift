@@ -254,3 +254,34 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
 
 func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
 func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
+
+@Suite struct ReceiveLagTests {
+    @Test func repliesStampedInTimeCountEvenWhenReadLate() throws {
+        // Every reply reaches user space 1.5 s after the kernel stamped it, longer than the 1 s wait;
+        // the RTTs (kernel timestamps) are well inside it, so every probe is answered.
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        net.receiveLagNanos = 1_500_000_000
+        let t = try #require(try trace(net, [(target, 443)]).results.first)
+        #expect(t.state == .open && t.hops.count == 4)
+        #expect(t.hops.allSatisfy { $0.probes.allSatisfy { $0.outcome != .none } })
+    }
+
+    @Test func repliesSlowerThanTheWaitAreStars() throws {
+        // 3 hops × 400 ms per hop: the third router answers after 1.2 s, past a 1 s wait.
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        net.perHopDelayNanos = 400_000_000
+        let t = try #require(try trace(net, [(target, 443)]) { $0.maxTTL = 4 }.results.first)
+        #expect(t.hops.map(\.firstResponder) == [r(1), r(5), nil, nil])
+        #expect(!t.reached && t.stopReason == .maxTTL)
+    }
+
+    @Test func aStalledReceiverCannotHangTheRun() throws {
+        // Replies reach user space 10 s late: past maxReceiveLag the timeouts are taken anyway.
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        net.receiveLagNanos = 10_000_000_000
+        let start = net.now()
+        let (results, _) = try trace(net, [(target, 443)]) { $0.maxTTL = 4 }
+        #expect(results.count == 1)
+        #expect(net.now() - start < 8_000_000_000)
+    }
+}

@@ -23,6 +23,15 @@ final class CollectingSink: ReplySink {
     }
 
     var snapshot: [Packet] { packets.withLock { $0 } }
+
+    private let mark = Mutex<UInt64>(0)
+
+    func receivedThrough(_ timestampNanos: UInt64) {
+        mark.withLock { $0 = max($0, timestampNanos) }
+    }
+
+    /// The receive thread's latest "everything stamped before this was delivered" mark.
+    var receivedThroughNanos: UInt64 { mark.withLock { $0 } }
 }
 
 /// What a captured reply is, read by hand from the bytes (independent of FastTraceWire's parser).
@@ -137,7 +146,7 @@ struct TransportLabTests {
         let net = try TestNetwork.make()
         defer { net.destroy() }
         try net.startListener(port: 8080)
-        let (packets, counters) = try await inNamespace(net.vantage) { () -> ([CollectingSink.Packet], TransportCounters) in
+        let (packets, counters, mark) = try await inNamespace(net.vantage) { () -> ([CollectingSink.Packet], TransportCounters, UInt64) in
             let route = try #require(try RouteTable.load().lookup(TestNetwork.peerAddress))
             let transport = try LinuxTransport(configuration: .init(sourcePorts: sourcePorts))
             let sink = CollectingSink()
@@ -150,9 +159,13 @@ struct TransportLabTests {
             ])
             #expect(sent == 3)
             _ = waitUntil(seconds: 3) { sink.snapshot.count >= 3 }
+            // Once the ring is empty the receive thread says it has delivered everything stamped so far.
+            let newest = sink.snapshot.map(\.timestamp).max() ?? 0
+            _ = waitUntil(seconds: 3) { sink.receivedThroughNanos > newest }
             transport.stopReceiving()
-            return (sink.snapshot, transport.counters)
+            return (sink.snapshot, transport.counters, sink.receivedThroughNanos)
         }
+        #expect(mark > packets.map(\.timestamp).max() ?? .max, "the receive watermark passes every delivered packet")
         let now = RealtimeClock().now()
         let kinds = packets.map { ReplyKind($0.bytes) }
         #expect(kinds.contains(.timeExceeded(from: TestNetwork.routerNear, quotedSourcePort: 40_001)))
