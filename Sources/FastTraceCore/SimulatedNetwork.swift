@@ -125,12 +125,14 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     }
 
     private func respond(to packet: [UInt8]) {
-        guard packet.count >= 40, packet[0] >> 4 == 4, packet[9] == 6 else { return }
-        let ihl = Int(packet[0] & 0x0F) * 4
-        let probe = SentProbe(
-            source: IPv4Address(be32(packet, 12)), destination: IPv4Address(be32(packet, 16)),
-            sourcePort: be16(packet, ihl), destinationPort: be16(packet, ihl + 2),
-            sequence: be32(packet, ihl + 4), ttl: packet[8], time: clockNanos)
+        let parsed: SentProbe? = packet.withUnsafeBytes { bytes in
+            guard let ip = IPv4HeaderView(bytes), ip.version == 4, ip.proto == 6,
+                let tcp = TCPHeaderView(ip.payload)
+            else { return nil }
+            return SentProbe(source: ip.source, destination: ip.destination, sourcePort: tcp.sourcePort,
+                destinationPort: tcp.destinationPort, sequence: tcp.sequence, ttl: ip.ttl, time: clockNanos)
+        }
+        guard let probe = parsed else { return }
         sent.append(probe)
         guard let path = paths(probe.destination) else { return }
         if path.loss > 0 && nextRandom() < path.loss { return }
@@ -139,7 +141,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):
-                schedule(icmp(type: 11, code: 0, from: address, quoting: packet), delay: delay)
+                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: packet), delay: delay)
             case .silent:
                 break
             case .ecmp(let routers):
@@ -148,9 +150,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 h ^= UInt64(probe.sourcePort) << 16 | UInt64(probe.destinationPort)
                 h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
                 let router = routers[Int((h >> 32) % UInt64(routers.count))]
-                schedule(icmp(type: 11, code: 0, from: router, quoting: packet), delay: delay)
+                schedule(Self.icmpError(type: 11, code: 0, from: router, quoting: packet), delay: delay)
             case .unreachable(let address, let code):
-                schedule(icmp(type: 3, code: code, from: address, quoting: packet), delay: delay)
+                schedule(Self.icmpError(type: 3, code: code, from: address, quoting: packet), delay: delay)
             }
             return
         }
@@ -159,8 +161,10 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         switch path.destination {
         case .blackHole: return
         case .listening(let ports):
-            let flags: UInt8 = ports.contains(probe.destinationPort) ? 0x12 : 0x14
-            schedule(tcpReply(to: probe, flags: flags), delay: delay)
+            let open = ports.contains(probe.destinationPort)
+            schedule(Self.tcpReply(from: probe.destination, to: probe.source, sourcePort: probe.destinationPort,
+                destinationPort: probe.sourcePort, acknowledgement: probe.sequence &+ 1,
+                flags: open ? TCPLayout.syn | TCPLayout.ack : TCPLayout.rst | TCPLayout.ack), delay: delay)
         }
     }
 
@@ -186,38 +190,54 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         pendingReplies.removeFirst(delivered)
     }
 
-    private func icmp(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8]) -> [UInt8] {
-        let ihl = Int(probe[0] & 0x0F) * 4
-        let quoted = Array(probe[0..<(ihl + 8)])
-        var out = ipv4Header(total: 20 + 8 + quoted.count, protocol: 1, source: from,
-            destination: IPv4Address(be32(probe, 12)))
-        out += [type, code, 0, 0, 0, 0, 0, 0]
-        out += quoted
+    // MARK: reply bytes (also used by tests to forge and replay replies)
+
+    /// An ICMP error from `from` quoting the IPv4 header and first 8 bytes of `probe`, as a router sends it.
+    public static func icmpError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8]) -> [UInt8] {
+        let quotedLength = min(probe.count, Int(probe[0] & 0x0F) * 4 + 8)
+        let probeSource = probe.withUnsafeBytes { IPv4HeaderView($0)?.source } ?? .any
+        var out = [UInt8](repeating: 0, count: 20 + 8 + quotedLength)
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 1, source: from, destination: probeSource)
+            let icmp = ICMPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
+            icmp.setType(type)
+            icmp.setCode(code)
+            bytes[28...].copyBytes(from: probe[0..<quotedLength])
+            icmp.updateChecksum()
+        }
         return out
     }
 
-    private func tcpReply(to probe: SentProbe, flags: UInt8) -> [UInt8] {
-        var out = ipv4Header(total: 40, protocol: 6, source: probe.destination, destination: probe.source)
-        out += bytes16(probe.destinationPort) + bytes16(probe.sourcePort)
-        out += bytes32(flags == 0x12 ? 0x1234_5678 : 0) + bytes32(probe.sequence &+ 1)
-        out += [0x50, flags, 0xFF, 0xFF, 0, 0, 0, 0]
-        return out
-    }
-
-    private func ipv4Header(total: Int, protocol proto: UInt8, source: IPv4Address, destination: IPv4Address)
-        -> [UInt8]
+    /// A TCP reply (SYN-ACK or RST+ACK) as a destination sends it.
+    public static func tcpReply(from: IPv4Address, to: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
+        acknowledgement: UInt32, flags: UInt8) -> [UInt8]
     {
-        var h: [UInt8] = [0x45, 0] + bytes16(UInt16(total)) + [0, 0, 0, 0, 64, proto, 0, 0]
-        h += bytes32(source.value) + bytes32(destination.value)
-        return h
+        var out = [UInt8](repeating: 0, count: 40)
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: 40, protocol: 6, source: from, destination: to)
+            let tcp = TCPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
+            tcp.setSourcePort(sourcePort)
+            tcp.setDestinationPort(destinationPort)
+            tcp.setSequence(flags & TCPLayout.syn != 0 ? 0x1234_5678 : 0)
+            tcp.setAcknowledgement(acknowledgement)
+            tcp.setHeaderLength(20)
+            tcp.setFlags(flags)
+            tcp.setWindow(65535)
+            tcp.updateChecksum(source: from, destination: to)
+        }
+        return out
     }
-}
 
-private func be16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
-private func be32(_ b: [UInt8], _ o: Int) -> UInt32 {
-    UInt32(b[o]) << 24 | UInt32(b[o + 1]) << 16 | UInt32(b[o + 2]) << 8 | UInt32(b[o + 3])
-}
-private func bytes16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
-private func bytes32(_ v: UInt32) -> [UInt8] {
-    [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)]
+    private static func writeIPv4(_ bytes: UnsafeMutableRawBufferPointer, total: Int, protocol proto: UInt8,
+        source: IPv4Address, destination: IPv4Address)
+    {
+        let ip = IPv4HeaderWriter(bytes)
+        ip.setHeaderLength(20)
+        ip.setTotalLength(UInt16(total))
+        ip.setTTL(64)
+        ip.setProtocol(proto)
+        ip.setSource(source)
+        ip.setDestination(destination)
+        ip.updateChecksum()
+    }
 }

@@ -236,24 +236,21 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
 }
 
 func synAck(from: IPv4Address, to: IPv4Address, sport: UInt16, dport: UInt16, ack: UInt32) -> [UInt8] {
-    var b: [UInt8] = [0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0]
-    b += be(from.value) + be(to.value)
-    b += be16(sport) + be16(dport) + be(0x1111_2222) + be(ack) + [0x50, 0x12, 0xFF, 0xFF, 0, 0, 0, 0]
-    return b
+    SimulatedNetwork.tcpReply(from: from, to: to, sourcePort: sport, destinationPort: dport, acknowledgement: ack,
+        flags: TCPLayout.syn | TCPLayout.ack)
 }
 
+/// A time exceeded from `from` quoting a bare 40-byte SYN with these fields.
 func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination: IPv4Address, sport: UInt16,
     dport: UInt16, seq: UInt32) -> [UInt8]
 {
-    var b: [UInt8] = [0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0] + be(from.value) + be(probeSource.value)
-    b += [11, 0, 0, 0, 0, 0, 0, 0]
-    b += [0x45, 0, 0, 40, 0, 0, 0, 0, 1, 6, 0, 0] + be(probeSource.value) + be(probeDestination.value)
-    b += be16(sport) + be16(dport) + be(seq)
-    return b
+    var probe = [UInt8](repeating: 0, count: 40)
+    _ = probe.withUnsafeMutableBytes {
+        TCPProbeWriter.write(TCPProbe(source: probeSource, destination: probeDestination, sourcePort: sport,
+            destinationPort: dport, sequence: seq, ttl: 1), into: $0)
+    }
+    return SimulatedNetwork.icmpError(type: 11, code: 0, from: from, quoting: probe)
 }
-
-func be(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8(v >> 16 & 0xFF), UInt8(v >> 8 & 0xFF), UInt8(v & 0xFF)] }
-func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xFF)] }
 
 @Suite struct ReceiveLagTests {
     @Test func repliesStampedInTimeCountEvenWhenReadLate() throws {
