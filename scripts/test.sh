@@ -19,8 +19,7 @@ echo "== the committed eBPF object matches bpf/"
 scripts/build-bpf.sh --check
 
 echo "== build"
-swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Merging|Wrapping)' || true
-swift build --build-tests >/dev/null
+swift build --build-tests 2>&1 | { grep -Ev '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Merging|Wrapping)' || true; }
 
 echo "== lab"
 cleanup() { scripts/lab.sh down >/dev/null 2>&1 || true; }

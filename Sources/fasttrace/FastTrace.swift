@@ -226,7 +226,6 @@ struct FastTrace: ParsableCommand {
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
         let totalTraces = targets.reduce(0) { $0 + $1.target.addressCount } * ports.count
-        var finished = 0
 
         if let request = singleRequest {
             let device = routes.lookup(request.destination)?.interfaceName ?? i ?? "?"
@@ -250,7 +249,7 @@ struct FastTrace: ParsableCommand {
                 let line = "\r[fasttrace] \(p.finished)/\(totalTraces) traces, \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
                 if line != lastProgress { Out.raw(line, fd: 2); lastProgress = line }
             }
-            let summaryLine = try runEngine(engine, &requests, batch: true, text: text) { finished += 1 }
+            let summaryLine = try runEngine(engine, &requests, batch: true, text: text)
             if progress { Out.raw("\r" + String(repeating: " ", count: lastProgress.count) + "\r", fd: 2) }
             Out.error(summaryLine + (skipped > 0 ? ", \(skipped) targets skipped" : ""))
         }
@@ -258,12 +257,10 @@ struct FastTrace: ParsableCommand {
     }
 
     private func runEngine<R: IteratorProtocol<TraceRequest>>(
-        _ engine: TraceEngine, _ requests: inout R, batch: Bool, text: TextFormatter,
-        onEach: @escaping () -> Void = {}
+        _ engine: TraceEngine, _ requests: inout R, batch: Bool, text: TextFormatter
     ) throws -> String {
         let format = self.format
         let result = try engine.run(&requests) { trace in
-            onEach()
             switch format {
             case .json: Out.line(JSONFormatter.line(trace))
             case .text: if batch { Out.line(text.block(trace)) }

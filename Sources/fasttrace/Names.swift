@@ -46,7 +46,7 @@ final class ReverseNames {
                 getnameinfo($0, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NAMEREQD)
             }
         }
-        let name = rc == 0 ? String(cString: host) : nil
+        let name = rc == 0 ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
         cache[address] = name
         return name
     }

@@ -424,7 +424,7 @@ struct EndToEndTests {
 struct CommandLineInputTests {
     func withFile(_ text: String, _ body: (String) -> Void) {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("ft-list-\(UUID().uuidString)").path
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
         defer { try? FileManager.default.removeItem(atPath: path) }
         body(path)
     }
