@@ -281,6 +281,10 @@ public final class TraceEngine {
         let slot = slots[index]
         guard slot.active else { return false }
         let ttlIndex = slot.nextProbe / grid.attempts
+        // With a gap limit, TTLs more than `gap` past the highest that answered are speculative: if
+        // those `gap` stay silent the trace stops there, so wait for an answer before going further.
+        let gap = configuration.gapLimit
+        if gap > 0 && ttlIndex > slot.highestAnswered + gap { return false }
         return ttlIndex <= slot.stopTTLIndex && ttlIndex < slot.resolvedTTLs + configuration.window
     }
 

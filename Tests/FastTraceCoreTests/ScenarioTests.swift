@@ -67,6 +67,9 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         #expect(t.stopReason == .gapLimit && t.state == .filtered && !t.reached)
         #expect(t.hops.count == 3 + 4)
         #expect(t.hops.suffix(4).allSatisfy { $0.outcome == .none })
+        // Nothing is sent past the gap: the last router is TTL 3, so TTL 7 is the highest probed.
+        #expect(net.sent.map(\.ttl).max() == 7)
+        #expect(net.sent.count == 7 * 3)
     }
 
     @Test func withoutGapLimitTheTraceRunsToMaxTTL() throws {
