@@ -333,6 +333,20 @@ warm_neighbours() {
         IFS=: read -r node dev addr <<<"$pair"
         ip -n "$(ns "$node")" neigh replace "$addr" dev "$dev" use
     done
+    # The requests are only sent above; wait (at most 5 s) until no entry anywhere is still
+    # unresolved. A run started while one is INCOMPLETE loses most of its first burst on that hop
+    # (the kernel queues only a few packets per unresolved neighbour): seen for every tool.
+    local try node_name pending
+    for ((try = 0; try < 50; try++)); do
+        pending=""
+        for node in "${NODES[@]}"; do
+            node_name=$(ns "$node")
+            if ip -n "$node_name" neigh show | grep -qE 'INCOMPLETE|FAILED'; then pending+=" $node"; fi
+        done
+        [[ -z $pending ]] && return 0
+        sleep 0.1
+    done
+    die "neighbours still unresolved after 5 s in:$pending"
 }
 
 start_listeners() {
