@@ -10,8 +10,11 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var firstTTL: UInt8 = 1
     /// Last TTL probed (`-m`).
     public var maxTTL: UInt8 = 30
-    /// Probes per TTL (`-q`), 1...8.
+    /// Probes per TTL (`-q`): the columns of a hop line.
     public var probesPerHop: Int = 3
+    /// Times a probe that got no answer is sent again before its column is `*` (`--retries`).
+    /// `probesPerHop × (1 + retries)` must fit the tag's attempt field (8).
+    public var retries: Int = 0
     /// How long to wait for a probe's reply (`-w`), in ns.
     public var waitNanos: UInt64 = 3_000_000_000
     /// A probe counts as answered when its reply's kernel timestamp is within `waitNanos` of the send,
@@ -49,6 +52,9 @@ public struct EngineConfiguration: Sendable, Equatable {
         if maxTTL < firstTTL { return "max TTL (\(maxTTL)) is below the first TTL (\(firstTTL))" }
         if probesPerHop < 1 || probesPerHop > ProbeTag.attemptCount {
             return "probes per hop must be 1...\(ProbeTag.attemptCount)"
+        }
+        if retries < 0 || probesPerHop * (1 + retries) > ProbeTag.attemptCount {
+            return "probes per hop × (1 + retries) must be at most \(ProbeTag.attemptCount)"
         }
         if waitNanos == 0 { return "wait time must be positive" }
         if packetLength < TCPProbeWriter.minimumLength || packetLength > TCPProbeWriter.maximumLength {
@@ -120,8 +126,11 @@ public final class TraceEngine {
     /// reported with what they have.
     public var shouldCancel: () -> Bool = { false }
 
-    // Probe status per cell (scheduler-only).
-    private static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3
+    // Probe status per cell (scheduler-only). A cell is one try: attempt `sample + samples × try`.
+    private static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
+        retryQueued: UInt8 = 4
+    /// Columns per hop (`-q`).
+    private let samples: Int
 
     private struct Slot {
         var active = false
@@ -142,6 +151,14 @@ public final class TraceEngine {
         var slot: Int
         var ttlIndex: Int
         var attempt: Int
+        var isRetry: Bool
+    }
+
+    private struct Retry {
+        var slot: Int32
+        var generation: UInt8
+        var ttlIndex: Int32
+        var attempt: Int32
     }
 
     private struct Timeout {
@@ -156,6 +173,7 @@ public final class TraceEngine {
     private var freeSlots: [Int]
     private var ready: RingQueue<Int32>
     private var timeouts: RingQueue<Timeout>
+    private var retryQueue: RingQueue<Retry>
     private var pending: [PendingProbe]
     private var activeCount = 0
     private var summary = RunSummary()
@@ -174,8 +192,9 @@ public final class TraceEngine {
         self.transport = transport
         self.clock = clock
         self.codec = codec
+        samples = configuration.probesPerHop
         grid = ProbeGrid(firstTTL: configuration.firstTTL, maxTTL: configuration.maxTTL,
-            attempts: configuration.probesPerHop, slots: configuration.maxInFlight)
+            attempts: configuration.probesPerHop * (1 + configuration.retries), slots: configuration.maxInFlight)
         dispatcher = Dispatcher(grid: grid, sourcePort: configuration.sourcePort, codec: codec)
         slots = Array(repeating: Slot(), count: grid.slots)
         status = Array(repeating: Self.unsent, count: grid.slots * grid.cellsPerSlot)
@@ -183,7 +202,9 @@ public final class TraceEngine {
         ready = RingQueue(capacity: grid.slots)
         timeouts = RingQueue(capacity: min(1 << 20, grid.slots * min(configuration.window, grid.ttlCount)
             * grid.attempts + transport.maxBatch))
-        pending = Array(repeating: PendingProbe(slot: 0, ttlIndex: 0, attempt: 0), count: transport.maxBatch)
+        retryQueue = RingQueue(capacity: 1024)
+        pending = Array(repeating: PendingProbe(slot: 0, ttlIndex: 0, attempt: 0, isRetry: false),
+            count: transport.maxBatch)
     }
 
     /// Traces every request, calling `onResult` as each finishes (in completion order). Returns when
@@ -280,7 +301,7 @@ public final class TraceEngine {
     private func canSend(_ index: Int) -> Bool {
         let slot = slots[index]
         guard slot.active else { return false }
-        let ttlIndex = slot.nextProbe / grid.attempts
+        let ttlIndex = slot.nextProbe / samples
         // With a gap limit, TTLs more than `gap` past the highest that answered are speculative: if
         // those `gap` stay silent the trace stops there, so wait for an answer before going further.
         let gap = configuration.gapLimit
@@ -296,9 +317,20 @@ public final class TraceEngine {
         let burst = max(Double(transport.maxBatch), Double(configuration.rate) / 100)
         tokens = min(burst, tokens + Double(elapsed) * Double(configuration.rate) / 1e9)
 
-        while tokens >= 1 && !ready.isEmpty {
+        while tokens >= 1 && !(ready.isEmpty && retryQueue.isEmpty) {
             let limit = min(transport.maxBatch, Int(tokens))
             var count = 0
+            // Retries first: their traces are waiting on them to settle a TTL.
+            while count < limit, let retry = retryQueue.pop() {
+                let index = Int(retry.slot)
+                let cell = index * grid.cellsPerSlot + Int(retry.ttlIndex) * grid.attempts + Int(retry.attempt)
+                guard slots[index].active, slots[index].generation == retry.generation,
+                    status[cell] == Self.retryQueued
+                else { continue }
+                pending[count] = PendingProbe(slot: index, ttlIndex: Int(retry.ttlIndex), attempt: Int(retry.attempt),
+                    isRetry: true)
+                count += 1
+            }
             var passes = ready.count
             while count < limit && passes > 0, let popped = ready.pop() {
                 passes -= 1
@@ -311,8 +343,8 @@ public final class TraceEngine {
                     continue
                 }
                 let probe = slots[index].nextProbe
-                pending[count] = PendingProbe(slot: index, ttlIndex: probe / grid.attempts,
-                    attempt: probe % grid.attempts)
+                pending[count] = PendingProbe(slot: index, ttlIndex: probe / samples, attempt: probe % samples,
+                    isRetry: false)
                 slots[index].nextProbe += 1
                 count += 1
                 enqueue(index)
@@ -348,8 +380,11 @@ public final class TraceEngine {
                     slots[p.slot].probesSent += 1
                     timeouts.push(Timeout(deadline: sendTime + configuration.waitNanos,
                         slot: Int32(p.slot), generation: slots[p.slot].generation, cell: Int32(cell)))
-                } else {
+                } else if p.isRetry {
                     // Not taken by the kernel (socket buffer full): give the probe back.
+                    retryQueue.push(Retry(slot: Int32(p.slot), generation: slots[p.slot].generation,
+                        ttlIndex: Int32(p.ttlIndex), attempt: Int32(p.attempt)))
+                } else {
                     slots[p.slot].nextProbe -= 1
                     enqueue(p.slot)
                 }
@@ -364,7 +399,7 @@ public final class TraceEngine {
         var wake = now + configuration.pollIntervalNanos
         // A deadline already passed waits on the receive watermark: look again after one poll interval.
         if let head = timeouts.peek(), head.deadline > now, head.deadline < wake { wake = head.deadline }
-        if !ready.isEmpty && tokens < 1 {
+        if !(ready.isEmpty && retryQueue.isEmpty) && tokens < 1 {
             let needed = UInt64((1 - tokens) * 1e9 / Double(configuration.rate))
             wake = min(wake, now + max(needed, 1))
         }
@@ -384,7 +419,18 @@ public final class TraceEngine {
                 status[Int(head.cell)] == Self.sent
             else { continue }
             ingest(index)
-            if status[Int(head.cell)] == Self.sent { status[Int(head.cell)] = Self.timedOut }
+            let cell = Int(head.cell)
+            if status[cell] == Self.sent {
+                status[cell] = Self.timedOut
+                // Another try for this column, if any are left: the next attempt number of its sample.
+                let offset = cell - index * grid.cellsPerSlot
+                let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
+                if attempt + samples < grid.attempts && ttlIndex <= slots[index].stopTTLIndex {
+                    status[cell + samples] = Self.retryQueued
+                    retryQueue.push(Retry(slot: head.slot, generation: head.generation, ttlIndex: Int32(ttlIndex),
+                        attempt: Int32(attempt + samples)))
+                }
+            }
             advance(index)
         }
     }
@@ -400,7 +446,7 @@ public final class TraceEngine {
     private func ingest(_ index: Int) {
         let slot = slots[index]
         let base = index * grid.cellsPerSlot
-        let lastTTL = min(slot.stopTTLIndex, (slot.nextProbe - 1) / grid.attempts)
+        let lastTTL = min(slot.stopTTLIndex, (slot.nextProbe - 1) / samples)
         guard lastTTL >= slot.resolvedTTLs else { return }
         for ttlIndex in slot.resolvedTTLs...lastTTL {
             for attempt in 0..<grid.attempts {
@@ -437,9 +483,12 @@ public final class TraceEngine {
             let row = base + slots[index].resolvedTTLs * grid.attempts
             var answeredAny = false
             var settled = true
-            for attempt in 0..<grid.attempts {
-                let s = status[row + attempt]
-                if s == Self.answered { answeredAny = true } else if s != Self.timedOut { settled = false; break }
+            for sample in 0..<samples {
+                switch columnState(row: row, sample: sample) {
+                case .answered: answeredAny = true
+                case .silent: break
+                case .pending: settled = false
+                }
             }
             guard settled else { break }
             slots[index].silentRun = answeredAny ? 0 : slots[index].silentRun + 1
@@ -463,17 +512,39 @@ public final class TraceEngine {
         }
     }
 
+    private enum ColumnState { case pending, answered, silent }
+
+    /// One column of a hop: answered by any of its tries, silent once its last try timed out (or no
+    /// further try was queued), pending otherwise.
+    private func columnState(row: Int, sample: Int) -> ColumnState {
+        var attempt = sample
+        while attempt < grid.attempts {
+            switch status[row + attempt] {
+            case Self.answered: return .answered
+            case Self.sent, Self.retryQueued: return .pending
+            case Self.unsent: return attempt == sample ? .pending : .silent
+            default: attempt += samples  // timed out: look at the next try
+            }
+        }
+        return .silent
+    }
+
     private func hop(_ index: Int, ttlIndex: Int) -> HopResult {
         let base = index * grid.cellsPerSlot + ttlIndex * grid.attempts
         var probes: [ProbeResult] = []
-        probes.reserveCapacity(grid.attempts)
-        for attempt in 0..<grid.attempts {
-            if status[base + attempt] == Self.answered {
-                let reply = PackedReply(word: dispatcher.results.load(base + attempt))
-                probes.append(ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome))
-            } else {
-                probes.append(.silent)
+        probes.reserveCapacity(samples)
+        for sample in 0..<samples {
+            var result = ProbeResult.silent
+            var attempt = sample
+            while attempt < grid.attempts {
+                if status[base + attempt] == Self.answered {
+                    let reply = PackedReply(word: dispatcher.results.load(base + attempt))
+                    result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+                    break
+                }
+                attempt += samples
             }
+            probes.append(result)
         }
         return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)
     }
@@ -482,7 +553,7 @@ public final class TraceEngine {
         let slot = slots[index]
         // Retire the occupant first: from here the receive thread counts its replies as stale.
         dispatcher.slotWords.store(index, 0)
-        let sentTTL = slot.nextProbe > 0 ? (slot.nextProbe - 1) / grid.attempts : -1
+        let sentTTL = slot.nextProbe > 0 ? (slot.nextProbe - 1) / samples : -1
         let lastTTL = min(slot.stopTTLIndex, max(slot.resolvedTTLs - 1, sentTTL))
         var hops: [HopResult] = []
         if lastTTL >= 0 {

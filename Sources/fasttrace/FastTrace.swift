@@ -55,6 +55,9 @@ struct FastTrace: ParsableCommand {
     @Option(name: .short, help: "Probes per hop, 1...8 (default 3).")
     var q: Int = 3
 
+    @Option(help: "Send a probe that got no answer again, up to N times, before printing * (default 0; -q × (1+N) ≤ 8).")
+    var retries: Int = 0
+
     @Option(name: .short, help: "Seconds to wait for each reply (default 3).")
     var w: Double = 3
 
@@ -171,6 +174,10 @@ struct FastTrace: ParsableCommand {
         config.firstTTL = UInt8(f)
         config.maxTTL = UInt8(m)
         config.probesPerHop = q
+        guard retries >= 0, q * (1 + retries) <= ProbeTag.attemptCount else {
+            throw UsageFailure("--retries: -q × (1 + retries) must be at most \(ProbeTag.attemptCount)")
+        }
+        config.retries = retries
         config.waitNanos = UInt64(w * 1e9)
         config.tos = UInt8(t)
         config.packetLength = l

@@ -285,3 +285,50 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         #expect(net.now() - start < 8_000_000_000)
     }
 }
+
+@Suite struct RetryTests {
+    @Test func retriesRecoverLostProbes() throws {
+        // 40% loss, one column per hop: without retries some hops print *, with three retries (four
+        // tries) the same seeded loss leaves every hop answered; each column still has one entry.
+        func run(retries: Int) throws -> (TraceResult, Int) {
+            let net = SimulatedNetwork(seed: 11) { _ in
+                SimulatedPath(hops: threeRouters + threeRouters, destination: .listening(ports: [443]), loss: 0.4)
+            }
+            let t = try #require(try trace(net, [(target, 443)]) {
+                $0.probesPerHop = 1
+                $0.retries = retries
+                $0.maxTTL = 10
+            }.results.first)
+            return (t, net.sent.count)
+        }
+        let (without, sentWithout) = try run(retries: 0)
+        let (with, sentWith) = try run(retries: 3)
+        #expect(without.hops.contains { $0.outcome == .none })
+        #expect(with.hops.count == 7 && with.hops.allSatisfy { $0.probes.count == 1 && $0.outcome != .none })
+        #expect(sentWith > sentWithout)
+    }
+
+    @Test func aSilentHopIsTriedOncePerRetry() throws {
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .silent, .router(r(9))], destination: .listening(ports: [443]))
+        }
+        let t = try #require(try trace(net, [(target, 443)]) {
+            $0.probesPerHop = 2
+            $0.retries = 2
+        }.results.first)
+        #expect(t.hops.map(\.firstResponder) == [r(1), nil, r(9), target])
+        #expect(t.hops[1].probes == [.silent, .silent])
+        // Two columns × three tries at the silent TTL; answered TTLs need one try per column.
+        #expect(net.sent.filter { $0.ttl == 2 }.count == 6)
+        #expect(net.sent.filter { $0.ttl == 1 }.count == 2)
+        // Every try carries its own attempt number, so no two probes share a sequence number.
+        #expect(Set(net.sent.map(\.sequence)).count == net.sent.count)
+    }
+
+    @Test func tooManyTriesForTheTagIsRefused() {
+        var config = EngineConfiguration()
+        config.probesPerHop = 3
+        config.retries = 2
+        #expect(config.problem == "probes per hop × (1 + retries) must be at most 8")
+    }
+}
