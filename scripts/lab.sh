@@ -7,7 +7,7 @@
 #   scripts/lab.sh up [--ratelimit]   build the lab (tears down an existing one first)
 #   scripts/lab.sh down               remove everything `up` made (idempotent)
 #   scripts/lab.sh truth              print the ground-truth JSON
-#   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|mixed
+#   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|mixed
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
 #   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
 #
@@ -17,6 +17,11 @@
 #                                                     +- fw     - t-fw   198.18.32.0/20  (443 only)
 #                                                     +- silent - t-silent 198.18.48.0/20 (no ICMP)
 #                                                     +- hole              198.18.64.0/20 (drops all)
+#                                                     +- nat - natr - t-nat 198.18.80.0/20 -> 198.18.96.0/20
+#
+# The nat router maps 198.18.80.0/20 one-to-one onto 198.18.96.0/20 (DNAT) and, like some NAT devices,
+# leaves the ICMP errors coming back untranslated, so natr's time exceeded (TTL 8) quotes the
+# translated destination: what tcptraceroute's DNAT detection looks for. The target answers at TTL 9.
 #
 # Namespace names carry the prefix $FT_LAB_PREFIX (default ftlab). Addresses are the same in every
 # lab; labs with different prefixes do not share anything, but tools should use one at a time.
@@ -49,15 +54,19 @@ R5=198.18.0.25         # hop 5 (br0; r4a is .26, r4b is .27 on the same /29)
 R6=198.18.0.33         # hop 6
 FW=198.18.0.41         # hop 7 toward the firewalled prefix
 SILENT=198.18.0.49     # hop 7 toward the silent-router prefix (never answers)
+NAT=198.18.0.61        # hop 7 toward the DNAT prefix (the NAT router)
+NATR=198.18.0.65       # hop 8 toward the DNAT prefix (behind the NAT: quotes the translated address)
 
 OPEN_NET=198.19.0.0/16
 FW_NET=198.18.32.0/20
 SILENT_NET=198.18.48.0/20
 HOLE_NET=198.18.64.0/20
-TARGET_NETS=("$OPEN_NET" "$FW_NET" "$SILENT_NET" "$HOLE_NET")
+DNAT_NET=198.18.80.0/20      # what the vantage point probes
+INSIDE_NET=198.18.96.0/20    # where the NAT sends it (same host part)
+TARGET_NETS=("$OPEN_NET" "$FW_NET" "$SILENT_NET" "$HOLE_NET" "$DNAT_NET")
 
-ROUTERS=(r1 r2 r3 r4a r4b r5 r6 fw silent)
-TARGETS=(t-open t-fw t-silent)
+ROUTERS=(r1 r2 r3 r4a r4b r5 r6 fw silent nat natr)
+TARGETS=(t-open t-fw t-silent t-nat)
 NODES=(vantage "${ROUTERS[@]}" "${TARGETS[@]}" hole)
 
 ns() { printf '%s-%s' "$PREFIX" "$1"; }
@@ -140,10 +149,10 @@ lab_exists() {
 
 # One `ip -batch` in the root namespace creates every veth pair directly inside its namespaces.
 create_links() {
-    local v r1 r2 r3 r4a r4b r5 r6 fw silent to tf ts hole
+    local v r1 r2 r3 r4a r4b r5 r6 fw silent to tf ts hole nat natr tn
     v=$(ns vantage) r1=$(ns r1) r2=$(ns r2) r3=$(ns r3) r4a=$(ns r4a) r4b=$(ns r4b) r5=$(ns r5)
     r6=$(ns r6) fw=$(ns fw) silent=$(ns silent) to=$(ns t-open) tf=$(ns t-fw) ts=$(ns t-silent)
-    hole=$(ns hole)
+    hole=$(ns hole) nat=$(ns nat) natr=$(ns natr) tn=$(ns t-nat)
     ip -batch - <<EOF
 link add veth0 netns $v type veth peer name up0 netns $r1
 link add dn netns $r1 type veth peer name up0 netns $r2
@@ -159,6 +168,9 @@ link add dn netns $fw type veth peer name up0 netns $tf
 link add dn-silent netns $r6 type veth peer name up0 netns $silent
 link add dn netns $silent type veth peer name up0 netns $ts
 link add dn-hole netns $r6 type veth peer name up0 netns $hole
+link add dn-nat netns $r6 type veth peer name up0 netns $nat
+link add dn netns $nat type veth peer name up0 netns $natr
+link add dn netns $natr type veth peer name up0 netns $tn
 EOF
 }
 
@@ -179,7 +191,10 @@ addr_batch() {
             "addr add $R5/29 dev br0" "link set dev br0 up" "addr add 198.18.0.34/30 dev dn" ;;
         r6) printf '%s\n' "addr add $R6/30 dev up0" "addr add 198.18.0.38/30 dev dn-open" \
             "addr add 198.18.0.42/30 dev dn-fw" "addr add 198.18.0.50/30 dev dn-silent" \
-            "addr add 198.18.0.58/30 dev dn-hole" ;;
+            "addr add 198.18.0.58/30 dev dn-hole" "addr add 198.18.0.62/30 dev dn-nat" ;;
+        nat) printf '%s\n' "addr add $NAT/30 dev up0" "addr add 198.18.0.66/30 dev dn" ;;
+        natr) printf '%s\n' "addr add $NATR/30 dev up0" "addr add 198.18.0.70/30 dev dn" ;;
+        t-nat) printf '%s\n' "addr add 198.18.0.69/30 dev up0" "route add local $INSIDE_NET dev lo" ;;
         fw) printf '%s\n' "addr add $FW/30 dev up0" "addr add 198.18.0.46/30 dev dn" ;;
         silent) printf '%s\n' "addr add $SILENT/30 dev up0" "addr add 198.18.0.54/30 dev dn" ;;
         t-open) printf '%s\n' "addr add 198.18.0.37/30 dev up0" "route add local $OPEN_NET dev lo" ;;
@@ -188,12 +203,12 @@ addr_batch() {
         hole) printf '%s\n' "addr add 198.18.0.57/30 dev up0" ;;
     esac
     local dev
-    for dev in up0 dn dn-a dn-b dn-open dn-fw dn-silent dn-hole; do
+    for dev in up0 dn dn-a dn-b dn-open dn-fw dn-silent dn-hole dn-nat; do
         case "$node:$dev" in
             vantage:*) ;;
             r1:up0 | r1:dn | r2:up0 | r2:dn | r3:up0 | r3:dn-a | r3:dn-b | r4a:up0 | r4a:dn | r4b:up0 | r4b:dn | \
-                r5:dn | r6:up0 | r6:dn-open | r6:dn-fw | r6:dn-silent | r6:dn-hole | fw:up0 | fw:dn | \
-                silent:up0 | silent:dn | t-*:up0 | hole:up0)
+                r5:dn | r6:up0 | r6:dn-open | r6:dn-fw | r6:dn-silent | r6:dn-hole | r6:dn-nat | fw:up0 | \
+                fw:dn | silent:up0 | silent:dn | nat:up0 | nat:dn | natr:up0 | natr:dn | t-*:up0 | hole:up0)
                 echo "link set dev $dev up"
                 ;;
         esac
@@ -230,7 +245,13 @@ route_batch() {
             "route add $FW_NET via $FW dev dn-fw" "route add 198.18.0.44/30 via $FW dev dn-fw" \
             "route add $SILENT_NET via $SILENT dev dn-silent" \
             "route add 198.18.0.52/30 via $SILENT dev dn-silent" \
-            "route add $HOLE_NET via 198.18.0.57 dev dn-hole" ;;
+            "route add $HOLE_NET via 198.18.0.57 dev dn-hole" \
+            "route add $DNAT_NET via $NAT dev dn-nat" ;;
+        nat) printf '%s\n' "route add 198.18.0.0/26 via 198.18.0.62 dev up0" \
+            "route add $INSIDE_NET via $NATR dev dn" ;;
+        natr) printf '%s\n' "route add 198.18.0.0/26 via 198.18.0.66 dev up0" \
+            "route add $INSIDE_NET via 198.18.0.69 dev dn" ;;
+        t-nat) echo "route add default via 198.18.0.70 dev up0" ;;
         fw) printf '%s\n' "route add 198.18.0.0/26 via 198.18.0.42 dev up0" \
             "route add $FW_NET via 198.18.0.45 dev dn" ;;
         silent) printf '%s\n' "route add 198.18.0.0/26 via 198.18.0.50 dev up0" \
@@ -255,7 +276,7 @@ fi
 for f in $c/conf/*/rp_filter; do echo 0 >"$f"; done
 EOF
     case $node in
-        r* | fw | silent)
+        r* | fw | silent | nat | natr)
             cat <<'EOF'
 echo 1 >$c/ip_forward
 echo 1 >$c/icmp_errors_use_inbound_ifaddr
@@ -304,6 +325,20 @@ table ip ftlab {
 }
 EOF
             ;;
+        nat)
+            cat <<EOF
+table ip ftlab {
+    chain untracked {
+        type filter hook prerouting priority -300; policy accept;
+        meta l4proto icmp notrack
+    }
+    chain translate {
+        type nat hook prerouting priority -100; policy accept;
+        ip daddr $DNAT_NET dnat ip prefix to ip daddr map { $DNAT_NET : $INSIDE_NET }
+    }
+}
+EOF
+            ;;
         hole)
             cat <<'EOF'
 table ip ftlab {
@@ -328,7 +363,8 @@ warm_neighbours() {
     local pairs=(r1:up0:198.18.0.2 r2:up0:198.18.0.6 r3:up0:198.18.0.10 r4a:up0:198.18.0.14
         r4b:up0:198.18.0.18 r5:br0:198.18.0.26 r5:br0:198.18.0.27 r6:up0:198.18.0.34
         r6:dn-hole:198.18.0.57 t-open:up0:198.18.0.38 fw:up0:198.18.0.42 t-fw:up0:198.18.0.46
-        silent:up0:198.18.0.50 t-silent:up0:198.18.0.54)
+        silent:up0:198.18.0.50 t-silent:up0:198.18.0.54 r6:dn-nat:$NAT nat:up0:198.18.0.62
+        nat:dn:$NATR natr:up0:198.18.0.66 natr:dn:198.18.0.69 t-nat:up0:198.18.0.70)
     for pair in "${pairs[@]}"; do
         IFS=: read -r node dev addr <<<"$pair"
         ip -n "$(ns "$node")" neigh replace "$addr" dev "$dev" use
@@ -369,6 +405,8 @@ start_listeners() {
     done
 }
 
+# The truth's "hops" list, per TTL, the addresses that may answer; "target" stands for the traced
+# address itself (a NAT router's own ICMP errors leave with the original destination as source).
 write_truth() {
     local ratelimit=$1
     local common="[\"$R1\"], [\"$R2\"], [\"$R3\"], [\"$R4A\", \"$R4B\"], [\"$R5\"], [\"$R6\"]"
@@ -394,7 +432,12 @@ write_truth() {
      "hops": [$common],
      "destination_ttl": null,
      "ports": {"443": "filtered", "80": "filtered", "25": "filtered"},
-     "filtered_last_ttl": 6}
+     "filtered_last_ttl": 6},
+    {"kind": "dnat", "prefix": "$DNAT_NET", "example": "$(example dnat)",
+     "hops": [$common, ["target"], ["$NATR"]],
+     "destination_ttl": 9,
+     "ports": {"80": "open", "443": "open", "25": "closed"},
+     "dnat": {"ttl": 8, "prefix": "$INSIDE_NET"}}
   ]
 }
 EOF
@@ -433,7 +476,7 @@ lab_up() {
         route_batch "$node" | ip -n "$(ns "$node")" -batch -
     done
     warm_neighbours
-    for node in fw silent hole; do nft_rules "$node" | ip netns exec "$(ns "$node")" nft -f -; done
+    for node in fw silent hole nat; do nft_rules "$node" | ip netns exec "$(ns "$node")" nft -f -; done
     start_listeners
     write_truth "$ratelimit" >"$STATE/truth.json"
     trap - ERR EXIT
@@ -447,6 +490,7 @@ lab_up() {
     echo "  firewalled $FW_NET  e.g. $(example firewalled)  fw $FW at TTL 7; 443 open at TTL 8, rest dropped"
     echo "  silent     $SILENT_NET  e.g. $(example silent)  TTL 7 silent; answers at TTL 8"
     echo "  blackhole  $HOLE_NET  e.g. $(example blackhole)  nothing beyond r6 (TTL 6)"
+    echo "  dnat       $DNAT_NET  e.g. $(example dnat)  NAT $NAT (TTL 7) maps it onto $INSIDE_NET; TTL 8 quotes that; answers at TTL 9"
     echo "  truth    $STATE/truth.json"
 }
 
@@ -457,7 +501,7 @@ lab_up() {
 kind_capacity() {
     case $1 in
         open) echo $((256 * 254)) ;;
-        firewalled | silent | blackhole) echo $((16 * 254)) ;;
+        firewalled | silent | blackhole | dnat) echo $((16 * 254)) ;;
         mixed) echo $((16 * 254 * 10)) ;;
         *) return 1 ;;
     esac
@@ -470,6 +514,7 @@ print_targets() {
             if (k == "open") return sprintf("198.19.%d.%d", int(i / 254), i % 254 + 1)
             if (k == "firewalled") base = 32
             else if (k == "silent") base = 48
+            else if (k == "dnat") base = 80
             else base = 64
             return sprintf("198.18.%d.%d", base + int(i / 254), i % 254 + 1)
         }
@@ -489,9 +534,9 @@ example() {
 }
 
 lab_targets() {
-    (($# == 2)) || die "usage: targets open|firewalled|silent|blackhole|mixed N"
+    (($# == 2)) || die "usage: targets open|firewalled|silent|blackhole|dnat|mixed N"
     local kind=$1 n=$2 cap
-    cap=$(kind_capacity "$kind") || die "targets: unknown kind '$kind' (open, firewalled, silent, blackhole, mixed)"
+    cap=$(kind_capacity "$kind") || die "targets: unknown kind '$kind' (open, firewalled, silent, blackhole, dnat, mixed)"
     [[ $n =~ ^[0-9]+$ ]] || die "targets: N must be a non-negative integer, got '$n'"
     ((n <= cap)) || die "targets: at most $cap distinct $kind targets"
     print_targets "$kind" "$n"
@@ -552,11 +597,17 @@ for kind in truth["kinds"]:
     for sport in range(41000, 41008):
         runs = [trace(addr, port, sport, max_ttl) for _ in range(2)]
         got = runs[0]
+        dnat_ttl = (kind.get("dnat") or {}).get("ttl")
         for ttl, allowed in enumerate(expected, start=1):
             answer = got.get(ttl)
+            allowed = [addr if a == "target" else a for a in allowed]
+            ecmp = len(allowed) > 1
+            if ttl == dnat_ttl:
+                # traceroute does not match an ICMP error whose quote names the translated address.
+                allowed = allowed + ["*"]
             good = answer == "*" if not allowed else answer in allowed
             check(good, f"{name} {addr}:{port} sport {sport} ttl {ttl}: {answer} in {allowed or ['*']}")
-            if len(allowed) > 1:
+            if ecmp:
                 seen.setdefault(ttl, set()).add(answer)
                 check(runs[1].get(ttl) == answer,
                       f"{name} sport {sport} ttl {ttl}: same branch twice ({answer}, {runs[1].get(ttl)})")

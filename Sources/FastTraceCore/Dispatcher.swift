@@ -123,6 +123,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let sendTimes: AtomicWordTable
     /// Per cell: `PackedReply` (receiver writes with release, scheduler reads with acquire).
     public let results: AtomicWordTable
+    /// Per cell: the destination the reply's quote named when a NAT on the path had rewritten it
+    /// (`1 << 32 | address`), else 0. Written before the result's release store, so a reader that saw
+    /// the result sees this too.
+    public let translations: AtomicWordTable
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing
 
@@ -143,6 +147,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         slotWords = AtomicWordTable(count: grid.slots)
         sendTimes = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
+        translations = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
     }
 
@@ -191,9 +196,18 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         // The slot must still hold the trace this probe belonged to: same generation, and the reply
         // must concern that trace's destination and port (a forger must know both).
         let slotWord = slotWords.load(Int(tag.slot))
-        guard slotWord == Self.slotWord(generation: tag.generation, destination: reply.probeDestination,
+        let expected = Self.slotWord(generation: tag.generation, destination: reply.probeDestination,
             port: reply.destinationPort)
-        else { return bump(staleCount) }
+        var translated: UInt64 = 0
+        if slotWord != expected {
+            // DNAT: a router behind a NAT that does not rewrite quoted headers quotes the translated
+            // destination. Accept an ICMP error whose quote matches in everything but that address
+            // (keyed tag, slot, generation, port) and remember where the NAT sent the probe.
+            guard reply.kind == .timeExceeded || reply.kind == .unreachable, slotWord >> 63 == 1,
+                slotWord >> 32 == expected >> 32
+            else { return bump(staleCount) }
+            translated = 1 << 32 | UInt64(reply.probeDestination.value)
+        }
 
         // Destination answers must come from the destination itself.
         let outcome: ProbeOutcome
@@ -214,6 +228,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let rtt = timestampNanos > sent ? (timestampNanos - sent) / 1_000 : 0
         let packed = PackedReply(generation: tag.generation, outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
+        translations.storeRelaxed(cell, translated)
         results.store(cell, packed.word)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }

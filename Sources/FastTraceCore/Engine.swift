@@ -539,7 +539,9 @@ public final class TraceEngine {
             while attempt < grid.attempts {
                 if status[base + attempt] == Self.answered {
                     let reply = PackedReply(word: dispatcher.results.load(base + attempt))
-                    result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+                    let translation = dispatcher.translations.loadRelaxed(base + attempt)
+                    result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
+                        translatedDestination: translation >> 32 == 1 ? IPv4Address(UInt32(truncatingIfNeeded: translation)) : nil)
                     break
                 }
                 attempt += samples

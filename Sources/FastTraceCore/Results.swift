@@ -61,11 +61,17 @@ public struct ProbeResult: Sendable, Equatable {
     public var rttMicros: UInt32?
     /// How it was answered.
     public var outcome: ProbeOutcome
+    /// Where a NAT on the path had sent the probe, when the answer's quote names a destination other
+    /// than the target (DNAT detection); nil otherwise.
+    public var translatedDestination: IPv4Address?
 
-    public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: ProbeOutcome) {
+    public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: ProbeOutcome,
+        translatedDestination: IPv4Address? = nil)
+    {
         self.responder = responder
         self.rttMicros = rttMicros
         self.outcome = outcome
+        self.translatedDestination = translatedDestination
     }
 
     /// The unanswered probe.
@@ -86,6 +92,8 @@ public struct HopResult: Sendable, Equatable {
 
     /// The first address that answered at this TTL, if any.
     public var firstResponder: IPv4Address? { probes.lazy.compactMap(\.responder).first }
+    /// The translated destination the answers at this TTL quoted (DNAT detected), if any.
+    public var translatedDestination: IPv4Address? { probes.lazy.compactMap(\.translatedDestination).first }
     /// The most telling outcome at this TTL: a destination answer beats unreachable beats time exceeded.
     public var outcome: ProbeOutcome {
         if probes.allSatisfy({ $0.outcome == .none }) { return .none }

@@ -32,11 +32,22 @@ public struct SimulatedPath: Sendable, Equatable {
     public var destination: SimulatedDestination
     /// Probability (0...1) that a probe is lost on the way, per probe.
     public var loss: Double
+    /// A NAT at TTL `afterTTL` rewrites the destination to `to`; routers past it quote the rewritten
+    /// address (a NAT that does not fix up ICMP quotes), the destination still answers as the target.
+    public var dnat: (afterTTL: Int, to: IPv4Address)?
 
-    public init(hops: [SimulatedHop], destination: SimulatedDestination, loss: Double = 0) {
+    public init(hops: [SimulatedHop], destination: SimulatedDestination, loss: Double = 0,
+        dnat: (afterTTL: Int, to: IPv4Address)? = nil)
+    {
         self.hops = hops
         self.destination = destination
         self.loss = loss
+        self.dnat = dnat
+    }
+
+    public static func == (a: SimulatedPath, b: SimulatedPath) -> Bool {
+        a.hops == b.hops && a.destination == b.destination && a.loss == b.loss
+            && a.dnat?.afterTTL == b.dnat?.afterTTL && a.dnat?.to == b.dnat?.to
     }
 }
 
@@ -138,6 +149,11 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if path.loss > 0 && nextRandom() < path.loss { return }
         let ttl = Int(probe.ttl)
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
+        var packet = packet
+        if let dnat = path.dnat, ttl > dnat.afterTTL {
+            // What routers past the NAT see (and quote): the rewritten destination.
+            packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
+        }
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):

@@ -73,6 +73,9 @@ struct FastTrace: ParsableCommand {
     @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
     var n = false
 
+    @Flag(help: "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten.")
+    var dnat = false
+
     @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
     var dontFragment = false
 
@@ -229,7 +232,7 @@ struct FastTrace: ParsableCommand {
         installSignalHandlers()
         engine.shouldCancel = { cancelRequested.load(ordering: .relaxed) }
 
-        let text = TextFormatter(names: (n || batch) ? nil : ReverseNames())
+        let text = TextFormatter(names: (n || batch) ? nil : ReverseNames(), showDNAT: dnat)
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
         let totalTraces = targets.reduce(0) { $0 + $1.target.addressCount } * ports.count
@@ -242,8 +245,9 @@ struct FastTrace: ParsableCommand {
                 Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
                 Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
                 Out.flush()
+                var lastTranslation: IPv4Address?
                 engine.onHop = { _, hop in
-                    Out.line(text.hopLine(hop))
+                    for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
                     Out.flush()
                 }
             }

@@ -43,6 +43,21 @@ enum Out {
 struct TextFormatter {
     /// Names for addresses (nil: numeric output).
     var names: ReverseNames?
+    /// Print tcptraceroute's `Detected DNAT to …` line where a hop's quote first names a new
+    /// destination (`--dnat`).
+    var showDNAT = false
+
+    /// The lines for one hop: the DNAT notice if `showDNAT` and the translation changed since
+    /// `lastTranslation` (which is updated), then the hop line.
+    func hopLines(_ hop: HopResult, lastTranslation: inout IPv4Address?) -> [String] {
+        var lines: [String] = []
+        if let translated = hop.translatedDestination, translated != lastTranslation {
+            if showDNAT { lines.append("      Detected DNAT to \(translated)") }
+            lastTranslation = translated
+        }
+        lines.append(hopLine(hop))
+        return lines
+    }
 
     /// The hop line: ` 1  name (addr)  0.123 ms  0.101 ms  *`, `[open]`/`[closed]` after the
     /// destination, `!H`-style marks after unreachable answers, a new address printed where an attempt
@@ -84,7 +99,8 @@ struct TextFormatter {
         case .maxTTL: how = "not reached within TTL \(result.hops.last?.ttl ?? 0)"
         }
         var lines = ["\(target) port \(result.request.port): \(result.state.rawValue), \(how)"]
-        for hop in result.hops { lines.append(hopLine(hop)) }
+        var lastTranslation: IPv4Address?
+        for hop in result.hops { lines += hopLines(hop, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -129,6 +145,7 @@ enum JSONFormatter {
             s += hop.probes.map { p in p.rttMicros.map { formatMillis($0) } ?? "null" }.joined(separator: ",")
             s += "],\"kind\":\"\(hop.outcome)\""
             if case .unreachable(let code) = hop.outcome { s += ",\"code\":\(code)" }
+            if let translated = hop.translatedDestination { s += ",\"dnat\":\"\(translated)\"" }
             var distinct: [IPv4Address] = []
             for p in hop.probes { if let r = p.responder, !distinct.contains(r) { distinct.append(r) } }
             if distinct.count > 1 { s += ",\"addrs\":[" + distinct.map { "\"\($0)\"" }.joined(separator: ",") + "]" }

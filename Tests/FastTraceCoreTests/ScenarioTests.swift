@@ -332,3 +332,32 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         #expect(config.problem == "probes per hop × (1 + retries) must be at most 8")
     }
 }
+
+@Suite struct DNATTests {
+    @Test func quotesOfTheTranslatedDestinationAreMatchedAndReported() throws {
+        let inside = IPv4Address(198, 18, 96, 10)
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: threeRouters + [.router(r(13))], destination: .listening(ports: [443]),
+                dnat: (afterTTL: 2, to: inside))
+        }
+        let (results, summary) = try trace(net, [(target, 443)])
+        let t = try #require(results.first)
+        #expect(t.state == .open && t.hops.count == 5)
+        #expect(t.hops.map(\.translatedDestination) == [nil, nil, inside, inside, nil])
+        #expect(t.hops.map(\.firstResponder) == [r(1), r(5), r(9), r(13), target])
+        #expect(summary.dispatch.stale == 0 && summary.dispatch.matched == 15)
+    }
+
+    @Test func aQuoteForAnotherPortIsStillRejected() throws {
+        // Right tag, right slot and generation, translated destination, but the wrong destination port:
+        // relaxing the address for DNAT does not relax anything else.
+        let codec = ProbeTagCodec(key0: 1, key1: 2)
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let seq = codec.encode(ProbeTag(slot: 0, generation: 1, ttl: 1, attempt: 0))
+        net.inject(timeExceeded(from: r(1), probeSource: vantage, probeDestination: IPv4Address(198, 18, 96, 10),
+            sport: 40000, dport: 80, seq: seq), at: net.now() + 100_000)
+        let (results, summary) = try trace(net, [(target, 443)], codec: codec)
+        #expect(results[0].hops.allSatisfy { $0.translatedDestination == nil })
+        #expect(summary.dispatch.stale == 1 && summary.dispatch.matched == 12)
+    }
+}

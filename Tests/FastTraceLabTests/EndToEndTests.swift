@@ -22,6 +22,12 @@ struct LabTruth: Decodable {
         var destination_ttl: Int?
         var ports: [String: String]
         var filtered_last_ttl: Int?
+        /// Routers from `ttl` on quote the destination rewritten into `prefix` (same host part).
+        var dnat: DNAT?
+    }
+    struct DNAT: Decodable {
+        var ttl: Int
+        var prefix: String
     }
     var vantage: Vantage
     var kinds: [Kind]
@@ -186,6 +192,7 @@ struct JSONTrace {
         var rtts: [Double?]
         var kind: String
         var addrs: [String]?
+        var dnat: String?
     }
     var target: String
     var port: Int
@@ -209,9 +216,18 @@ struct JSONTrace {
         self.hops = hops.map { h in
             Hop(ttl: h["ttl"] as? Int ?? -1, addr: h["addr"] as? String,
                 rtts: (h["rtt_ms"] as? [Any] ?? []).map { $0 as? Double },
-                kind: h["kind"] as? String ?? "?", addrs: h["addrs"] as? [String])
+                kind: h["kind"] as? String ?? "?", addrs: h["addrs"] as? [String], dnat: h["dnat"] as? String)
         }
     }
+}
+
+/// `address` with its network part replaced by `prefix`'s (a one-to-one prefix NAT).
+func translate(_ address: String, into prefix: String) -> String? {
+    let parts = prefix.split(separator: "/")
+    guard let a = ipv4(address), let base = ipv4(String(parts[0])), let length = Int(parts[1]) else { return nil }
+    let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << (32 - length)
+    let t = base & mask | a & ~mask
+    return "\(t >> 24).\(t >> 16 & 0xFF).\(t >> 8 & 0xFF).\(t & 0xFF)"
 }
 
 func parseTraces(_ output: String) -> [JSONTrace] {
@@ -230,8 +246,15 @@ func problems(_ trace: JSONTrace, _ kind: LabTruth.Kind, probes: Int) -> [String
         if hop.ttl != ttl { out.append("hop \(i) has ttl \(hop.ttl)") }
         if hop.rtts.count != probes { out.append("ttl \(ttl): \(hop.rtts.count) probes") }
         if hop.addrs != nil { out.append("ttl \(ttl): several addresses \(hop.addrs!) on one 5-tuple") }
+        if let dnat = kind.dnat, ttl <= routerTTLs {
+            // Quotes past the NAT name the translated destination, those before it the target.
+            let expectedDNAT = ttl >= dnat.ttl ? translate(trace.target, into: dnat.prefix) : nil
+            if hop.dnat != expectedDNAT { out.append("ttl \(ttl): dnat \(hop.dnat ?? "none"), expected \(expectedDNAT ?? "none")") }
+        } else if hop.dnat != nil {
+            out.append("ttl \(ttl): dnat \(hop.dnat!) on a path without NAT")
+        }
         if ttl <= routerTTLs {
-            let allowed = kind.hops[i]
+            let allowed = kind.hops[i].map { $0 == "target" ? trace.target : $0 }
             if allowed.isEmpty {
                 if hop.addr != nil || hop.kind != "none" { out.append("ttl \(ttl): silent router answered \(hop.addr ?? "-")") }
             } else {
@@ -356,6 +379,30 @@ struct EndToEndTests {
         #expect(ourHops.count == kind.destination_ttl)
         #expect(ourHops == hopTable(theirs.stdout), "ours:\n\(ours.stdout)\ntcptraceroute:\n\(theirs.stdout)")
         #expect(ourHops.last == "\(kind.destination_ttl!) \(kind.example) [open]")
+    }
+
+    @Test("DNAT detection says what tcptraceroute --dnat says, at the same hop")
+    func dnatMatchesTcptraceroute() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "dnat")
+        let dnat = try #require(kind.dnat)
+        let sport = "47321"
+        let ours = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--dnat", "-w", "1", "--sport", sport,
+            kind.example, "443"])
+        let theirs = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "--dnat", "-w", "1",
+            "-p", sport, kind.example, "443"])
+        #expect(ours.status == 0 && theirs.status == 0, "\(ours.stderr) \(theirs.stderr)")
+        let notice = "      Detected DNAT to \(translate(kind.example, into: dnat.prefix)!)"
+        func around(_ text: String) -> [String] {
+            // The notice and the hop line after it, addresses only.
+            let lines = text.split(separator: "\n").map(String.init)
+            guard let i = lines.firstIndex(of: notice), i + 1 < lines.count else { return [] }
+            let hop = lines[i + 1].split(separator: " ")
+            return [notice, "\(hop[0]) \(hop[1])"]
+        }
+        #expect(around(ours.stdout) == [notice, "\(dnat.ttl) \(kind.hops[dnat.ttl - 1][0])"], "\(ours.stdout)")
+        #expect(around(ours.stdout) == around(theirs.stdout), "ours:\n\(ours.stdout)\ntcptraceroute:\n\(theirs.stdout)")
+        #expect(ours.stdout.split(separator: "\n").last?.contains("\(kind.example) [open]") == true)
     }
 
     @Test("While it runs, its ring socket is in /proc/net/packet and its socket filter is loaded")
