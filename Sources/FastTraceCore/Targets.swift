@@ -69,7 +69,7 @@ public enum TargetParser {
                 return .failure(ReasonError(
                     "'\(text)' expands to \(size) addresses; the cap is \(maxPrefixAddresses) (--max-prefix-addresses)"))
             }
-            let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << (32 - length)
+            let mask = IPv4Address.prefixMask(length: length)
             return .success(length == 32 ? .address(address) : .prefix(IPv4Address(address.value & mask), length: length))
         }
         if let address = IPv4Address(String(text)) { return .success(.address(address)) }

@@ -61,7 +61,7 @@ public struct RouteTable: Sendable {
                     gateway: IPv4Address? = nil, preferredSource: IPv4Address? = nil, metric: UInt32 = 0,
                     nexthops: Int = 1) {
             precondition((0...32).contains(prefixLength))
-            self.destination = IPv4Address(destination.value & RouteTable.mask(prefixLength))
+            self.destination = IPv4Address(destination.value & IPv4Address.prefixMask(length: prefixLength))
             self.prefixLength = prefixLength
             self.kind = kind
             self.interfaceIndex = interfaceIndex
@@ -164,7 +164,7 @@ public struct RouteTable: Sendable {
     /// The most specific entry covering `destination`, whatever its kind.
     public func bestEntry(for destination: IPv4Address) -> Entry? {
         for length in prefixLengths {
-            if let entry = byPrefix[length][destination.value & Self.mask(length)] { return entry }
+            if let entry = byPrefix[length][destination.value & IPv4Address.prefixMask(length: length)] { return entry }
         }
         return nil
     }
@@ -195,17 +195,13 @@ public struct RouteTable: Sendable {
         let onInterface = addresses.filter { $0.interfaceIndex == entry.interfaceIndex }
         let neighbour = entry.gateway ?? destination
         if let match = onInterface.first(where: {
-            let mask = Self.mask($0.prefixLength)
+            let mask = IPv4Address.prefixMask(length: $0.prefixLength)
             return $0.address.value & mask == neighbour.value & mask
         }) {
             return match.address
         }
         if let first = onInterface.first { return first.address }
         return addresses.first { $0.address.value >> 24 != 127 }?.address
-    }
-
-    static func mask(_ length: Int) -> UInt32 {
-        length == 0 ? 0 : UInt32.max << UInt32(32 - length)
     }
 
     private static func interfaceName(_ index: Int32) -> String {

@@ -35,6 +35,12 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
 
     public static func < (lhs: IPv4Address, rhs: IPv4Address) -> Bool { lhs.value < rhs.value }
 
+    /// The netmask of a prefix length (0...32) as a host-order integer: `/24` is `0xFFFF_FF00`.
+    @inlinable public static func prefixMask(length: Int) -> UInt32 {
+        precondition(length >= 0 && length <= 32, "prefix length out of range")
+        return length == 0 ? 0 : ~UInt32(0) << (32 - length)
+    }
+
     /// The unspecified address `0.0.0.0`.
     public static let any = IPv4Address(0)
 }

@@ -3,6 +3,7 @@
 // and with tcptraceroute's view of the same path. Root only; the lab is brought up here if it is not
 // up already (scripts/test.sh brings it up first) and torn down at exit by whoever brought it up.
 
+import FastTraceWire
 import Foundation
 import Testing
 
@@ -40,7 +41,7 @@ struct LabTruth: Decodable {
         return kinds.first { k in
             let parts = k.prefix.split(separator: "/")
             guard let base = ipv4(String(parts[0])), let len = Int(parts[1]) else { return false }
-            let mask: UInt32 = len == 0 ? 0 : ~UInt32(0) << (32 - len)
+            let mask = IPv4Address.prefixMask(length: len)
             return a & mask == base & mask
         }
     }
@@ -225,7 +226,7 @@ struct JSONTrace {
 func translate(_ address: String, into prefix: String) -> String? {
     let parts = prefix.split(separator: "/")
     guard let a = ipv4(address), let base = ipv4(String(parts[0])), let length = Int(parts[1]) else { return nil }
-    let mask: UInt32 = length == 0 ? 0 : ~UInt32(0) << (32 - length)
+    let mask = IPv4Address.prefixMask(length: length)
     let t = base & mask | a & ~mask
     return "\(t >> 24).\(t >> 16 & 0xFF).\(t >> 8 & 0xFF).\(t & 0xFF)"
 }
