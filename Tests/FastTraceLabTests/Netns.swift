@@ -12,32 +12,6 @@ import Foundation
 import FastTraceLinux
 import FastTraceWire
 
-/// Runs a command, waits (bounded), and returns its standard output. Throws on a non-zero exit.
-@discardableResult
-func run(_ arguments: [String], timeoutSeconds: Double = 20) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = arguments
-    let output = Pipe()
-    let errors = Pipe()
-    process.standardOutput = output
-    process.standardError = errors
-    try process.run()
-    let deadline = Date().addingTimeInterval(timeoutSeconds)
-    while process.isRunning && Date() < deadline { usleep(5_000) }
-    if process.isRunning {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        throw LabError("timed out: \(arguments.joined(separator: " "))")
-    }
-    let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    guard process.terminationStatus == 0 else {
-        throw LabError("\(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(err)")
-    }
-    return out
-}
-
 struct LabError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
@@ -58,7 +32,7 @@ final class TestNetwork: @unchecked Sendable {
     static let peerAddress = IPv4Address(198, 18, 2, 2)
     static let blackholed = IPv4Address(198, 19, 99, 5)
     static let multipath = IPv4Address(198, 19, 50, 5)
-    private var listener: Process?
+    private var listener: Child?
 
     private static let counter = Counter()
 
@@ -115,12 +89,9 @@ final class TestNetwork: @unchecked Sendable {
             while True:
                 c, _ = s.accept(); c.close()
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ip", "netns", "exec", peer, python3, "-c", script]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        guard let process = Child(["ip", "netns", "exec", peer, python3, "-c", script]) else {
+            throw LabError("cannot start the listener")
+        }
         listener = process
         for _ in 0..<200 {
             let sockets = try run(["ip", "netns", "exec", peer, "ss", "-Hltn", "sport = :\(port)"])
@@ -137,12 +108,8 @@ final class TestNetwork: @unchecked Sendable {
 
     /// Stops the listener and deletes the namespaces (and with them the veths). Safe to call twice.
     func destroy() {
-        if let listener, listener.isRunning {
-            // `ip netns exec` execs python in place, so killing the child ends the listener. SIGKILL,
-            // because children spawned from the test runner's threads inherit a mask blocking SIGTERM.
-            kill(listener.processIdentifier, SIGKILL)
-            listener.waitUntilExit()
-        }
+        // `ip netns exec` execs python in place, so killing the child ends the listener.
+        listener?.stop()
         listener = nil
         for ns in [vantage, router, peer] {
             _ = try? run(["ip", "netns", "del", ns])
