@@ -100,7 +100,12 @@ public struct ProbeGrid: Sendable, Equatable {
     @inlinable public var cellsPerSlot: Int { ttlCount * attempts }
     /// The cell of (slot, ttl, attempt).
     @inlinable public func cell(slot: Int, ttl: UInt8, attempt: Int) -> Int {
-        slot * cellsPerSlot + (Int(ttl) - Int(firstTTL)) * attempts + attempt
+        cell(slot: slot, ttlIndex: Int(ttl) - Int(firstTTL), attempt: attempt)
+    }
+
+    /// The cell of (slot, TTL counted from `firstTTL`, attempt).
+    @inlinable public func cell(slot: Int, ttlIndex: Int, attempt: Int) -> Int {
+        slot * cellsPerSlot + ttlIndex * attempts + attempt
     }
 }
 

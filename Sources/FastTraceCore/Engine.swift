@@ -323,7 +323,7 @@ public final class TraceEngine {
             // Retries first: their traces are waiting on them to settle a TTL.
             while count < limit, let retry = retryQueue.pop() {
                 let index = Int(retry.slot)
-                let cell = index * grid.cellsPerSlot + Int(retry.ttlIndex) * grid.attempts + Int(retry.attempt)
+                let cell = grid.cell(slot: index, ttlIndex: Int(retry.ttlIndex), attempt: Int(retry.attempt))
                 guard slots[index].active, slots[index].generation == retry.generation,
                     status[cell] == Self.retryQueued
                 else { continue }
@@ -354,7 +354,7 @@ public final class TraceEngine {
             let sendTime = clock.now()
             for i in 0..<count {
                 let p = pending[i]
-                let cell = p.slot * grid.cellsPerSlot + p.ttlIndex * grid.attempts + p.attempt
+                let cell = grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt)
                 dispatcher.sendTimes.store(cell, sendTime)
             }
             let sentCount = try transport.send(count: count) { i, buffer in
@@ -373,7 +373,7 @@ public final class TraceEngine {
             }
             for i in 0..<count {
                 let p = pending[i]
-                let cell = p.slot * grid.cellsPerSlot + p.ttlIndex * grid.attempts + p.attempt
+                let cell = grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt)
                 if i < sentCount {
                     status[cell] = Self.sent
                     slots[p.slot].lastSend = sendTime
@@ -445,12 +445,11 @@ public final class TraceEngine {
     /// Marks answered probes and applies what the answers mean (destination reached, unreachable).
     private func ingest(_ index: Int) {
         let slot = slots[index]
-        let base = index * grid.cellsPerSlot
         let lastTTL = min(slot.stopTTLIndex, (slot.nextProbe - 1) / samples)
         guard lastTTL >= slot.resolvedTTLs else { return }
         for ttlIndex in slot.resolvedTTLs...lastTTL {
             for attempt in 0..<grid.attempts {
-                let cell = base + ttlIndex * grid.attempts + attempt
+                let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: attempt)
                 guard status[cell] == Self.sent else { continue }
                 let reply = PackedReply(word: dispatcher.results.load(cell))
                 guard reply.isValid, reply.generation == slot.generation,
@@ -478,9 +477,8 @@ public final class TraceEngine {
 
     /// Settles TTLs in order; finishes the trace or queues it for more sending.
     private func advance(_ index: Int) {
-        let base = index * grid.cellsPerSlot
         while slots[index].resolvedTTLs <= slots[index].stopTTLIndex {
-            let row = base + slots[index].resolvedTTLs * grid.attempts
+            let row = grid.cell(slot: index, ttlIndex: slots[index].resolvedTTLs, attempt: 0)
             var answeredAny = false
             var settled = true
             for sample in 0..<samples {
@@ -530,7 +528,7 @@ public final class TraceEngine {
     }
 
     private func hop(_ index: Int, ttlIndex: Int) -> HopResult {
-        let base = index * grid.cellsPerSlot + ttlIndex * grid.attempts
+        let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         var probes: [ProbeResult] = []
         probes.reserveCapacity(samples)
         for sample in 0..<samples {
