@@ -44,43 +44,45 @@ class Trace:
 # --- parsers ---------------------------------------------------------------------------------------
 
 
-def parse_fasttrace(path):
-    """JSON lines, one object per trace: target, port, reached, state, hops[{ttl, addr, ...}]."""
-    traces = {}
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line.startswith("{"):
-                continue
-            obj = json.loads(line)
-            t = Trace(obj["target"])
-            for hop in obj.get("hops", []):
-                t.set_hop(int(hop["ttl"]), hop.get("addr"))
-            t.reached = bool(obj.get("reached"))
-            t.port_state = obj.get("state")
-            traces[t.target] = t
-    return traces
-
-
-def parse_scamper(path):
-    """scamper -O json: one object per line; type "trace" has dst, stop_reason, hops[{probe_ttl, addr}]."""
-    traces = {}
+def json_lines(path, tolerate_cut=False):
+    """The JSON objects of a JSON-lines file, skipping lines that are not objects. With tolerate_cut,
+    a line a timeout cut short is skipped too; otherwise it is an error."""
     with open(path) as f:
         for line in f:
             line = line.strip()
             if not line.startswith("{"):
                 continue
             try:
-                obj = json.loads(line)
+                yield json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut short by the timeout
-            if obj.get("type") != "trace":
-                continue
-            t = Trace(obj["dst"])
-            for hop in obj.get("hops", []):
-                t.set_hop(int(hop["probe_ttl"]), hop.get("addr"))
-            t.reached = obj.get("stop_reason") == "COMPLETED"
-            traces[t.target] = t
+                if not tolerate_cut:
+                    raise
+
+
+def parse_fasttrace(path):
+    """JSON lines, one object per trace: target, port, reached, state, hops[{ttl, addr, ...}]."""
+    traces = {}
+    for obj in json_lines(path):
+        t = Trace(obj["target"])
+        for hop in obj.get("hops", []):
+            t.set_hop(int(hop["ttl"]), hop.get("addr"))
+        t.reached = bool(obj.get("reached"))
+        t.port_state = obj.get("state")
+        traces[t.target] = t
+    return traces
+
+
+def parse_scamper(path):
+    """scamper -O json: one object per line; type "trace" has dst, stop_reason, hops[{probe_ttl, addr}]."""
+    traces = {}
+    for obj in json_lines(path, tolerate_cut=True):
+        if obj.get("type") != "trace":
+            continue
+        t = Trace(obj["dst"])
+        for hop in obj.get("hops", []):
+            t.set_hop(int(hop["probe_ttl"]), hop.get("addr"))
+        t.reached = obj.get("stop_reason") == "COMPLETED"
+        traces[t.target] = t
     return traces
 
 
