@@ -226,7 +226,7 @@ public final class TraceEngine {
                 summary.cancelled = true
                 break
             }
-            dispatcher.notifications.drain { slot in self.settle(Int(slot), now: now) }
+            dispatcher.notifications.drain { slot in self.settle(Int(slot)) }
             expireTimeouts(now: now)
             if !exhausted { exhausted = admit(&requests) }
             try sendBurst(now: now)
@@ -243,7 +243,7 @@ public final class TraceEngine {
 
         if summary.cancelled {
             for index in slots.indices where slots[index].active {
-                settle(index, now: clock.now())
+                settle(index)
                 if slots[index].active { finish(index) }
             }
         }
@@ -436,7 +436,7 @@ public final class TraceEngine {
     }
 
     /// Takes in whatever the dispatcher recorded for a slot, then moves the trace on.
-    private func settle(_ index: Int, now: UInt64) {
+    private func settle(_ index: Int) {
         guard slots[index].active else { return }
         ingest(index)
         advance(index)
