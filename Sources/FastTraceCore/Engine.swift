@@ -212,6 +212,18 @@ public final class TraceEngine {
     public func run<Requests: IteratorProtocol<TraceRequest>>(
         _ requests: inout Requests, onResult: @escaping (TraceResult) -> Void
     ) throws -> RunSummary {
+        var source = IteratorRequestSource(requests)
+        defer { requests = source.iterator }
+        return try run(source: &source, onResult: onResult)
+    }
+
+    /// Traces every request `source` yields, calling `onResult` as each finishes (in completion order).
+    /// A source that is not ready (`.pending`, e.g. a name still resolving) never holds up the traces
+    /// already in flight. Returns when the source is finished and every trace is done, or the run was
+    /// cancelled.
+    public func run<Source: TraceRequestSource>(
+        source requests: inout Source, onResult: @escaping (TraceResult) -> Void
+    ) throws -> RunSummary {
         self.onResult = onResult
         let started = clock.now()
         lastRefill = started
@@ -258,10 +270,15 @@ public final class TraceEngine {
 
     /// Fills free slots while the send queue is short (about 20 ms of work at the configured rate), so
     /// traces in flight grow with the rate and with how many are waiting on timeouts, not with the list.
-    private func admit<Requests: IteratorProtocol<TraceRequest>>(_ requests: inout Requests) -> Bool {
+    private func admit<Source: TraceRequestSource>(_ requests: inout Source) -> Bool {
         let readyTarget = max(64, configuration.rate / 50)
         while !freeSlots.isEmpty && ready.count < readyTarget {
-            guard let request = requests.next() else { return true }
+            let request: TraceRequest
+            switch requests.poll() {
+            case .request(let next): request = next
+            case .pending: return false
+            case .finished: return true
+            }
             let index = freeSlots.removeLast()
             var slot = slots[index]
             slot.active = true

@@ -66,3 +66,28 @@ public protocol EngineClock: AnyObject {
     /// advances virtual time here and delivers replies that fall due.
     func sleep(until deadline: UInt64)
 }
+
+/// What a request source has for the engine when asked.
+public enum SourcePoll: Sendable, Equatable {
+    /// The next trace to run.
+    case request(TraceRequest)
+    /// Nothing ready now (a line still being read, a name still resolving); ask again later.
+    case pending
+    /// No more requests, ever.
+    case finished
+}
+
+/// Where the engine takes new traces from. `poll` runs on the scheduler thread and must not block:
+/// slow work (reading a long list, resolving names) belongs on another thread, behind `.pending`.
+public protocol TraceRequestSource {
+    /// The next request, `.pending` when none is ready yet, or `.finished`.
+    mutating func poll() -> SourcePoll
+}
+
+/// A source over an iterator whose `next()` is cheap (an in-memory list): never pending.
+public struct IteratorRequestSource<Base: IteratorProtocol<TraceRequest>>: TraceRequestSource {
+    /// The wrapped iterator.
+    public var iterator: Base
+    public init(_ iterator: Base) { self.iterator = iterator }
+    public mutating func poll() -> SourcePoll { iterator.next().map { .request($0) } ?? .finished }
+}
