@@ -9,7 +9,8 @@ import Synchronization
 /// The packed result of one probe, as stored in a result cell.
 ///
 /// Layout (64 bits): `valid:1 | generation:2 | kind:5 | rttMicros:24 | responder:32`. `kind` is
-/// 1 time exceeded, 2 SYN-ACK, 3 RST, 4+code destination unreachable (code 0...15).
+/// 1 time exceeded, 2 SYN-ACK, 3 RST, 4+code destination unreachable (code 0...15). `generation` is the
+/// low two bits of the slot's epoch; the full epoch is in the cell's `details` word.
 public struct PackedReply: Sendable, Equatable {
     /// The raw word.
     public var word: UInt64
@@ -62,6 +63,8 @@ public struct DispatchCounters: Sendable, Equatable {
     public var forged: UInt64 = 0
     /// Replies naming a slot that is free or now holds another trace (late or stray replies).
     public var stale: UInt64 = 0
+    /// Replies to probes never handed to the kernel, or stamped before their probe was sent.
+    public var premature: UInt64 = 0
     /// Second replies to a probe already answered.
     public var duplicates: UInt64 = 0
     /// Notifications lost because the scheduler's ring was full (the result is still recorded).
@@ -70,7 +73,7 @@ public struct DispatchCounters: Sendable, Equatable {
     public init() {}
 
     /// Replies rejected for any reason (malformed, foreign, forged, stale).
-    public var rejected: UInt64 { malformed + foreign + forged + stale }
+    public var rejected: UInt64 { malformed + foreign + forged + stale + premature }
 }
 
 /// The shape of the probe table: which TTLs and attempts each slot has cells for.
@@ -119,19 +122,27 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let grid: ProbeGrid
     /// Source port every probe of this run carries.
     public let sourcePort: UInt16
+    /// Bytes of TCP payload every probe carries (`-l` − 40): a RST acknowledges them too.
+    public let payloadLength: UInt32
     let codec: ProbeTagCodec
 
-    /// Per slot: `active:1 | generation:2 | port:16 | destination:32` (see `slotWord`). Written by
-    /// the scheduler when a trace takes or leaves a slot, read by the receive thread.
+    /// Per slot: `active:1 | epoch:15 | port:16 | destination:32` (see `slotWord`). Written by the
+    /// scheduler when a trace takes or leaves a slot (leaving clears only `active`: a retired slot
+    /// still names its last occupant, so late replies to it are recognised as late), read by the
+    /// receive thread.
     public let slotWords: AtomicWordTable
-    /// Per cell: send time in ns (scheduler writes before sending, receiver reads).
+    /// Per slot: `epoch:16 | 0:16 | source:32`, written with the slot word. The receive thread trusts
+    /// the pair only when both name the same epoch (the scheduler may be changing occupants).
+    public let slotSources: AtomicWordTable
+    /// Per cell: send time in ns on the reply-timestamp clock, 0 while the probe is not in the kernel's
+    /// hands (scheduler writes, receiver reads).
     public let sendTimes: AtomicWordTable
     /// Per cell: `PackedReply` (receiver writes with release, scheduler reads with acquire).
     public let results: AtomicWordTable
-    /// Per cell: the destination the reply's quote named when a NAT on the path had rewritten it
-    /// (`1 << 32 | address`), else 0. Written before the result's release store, so a reader that saw
-    /// the result sees this too.
-    public let translations: AtomicWordTable
+    /// Per cell: `epoch:16 | 0:15 | translated:1 | address:32`: the epoch of the occupant the result
+    /// belongs to and, when a NAT on the path had rewritten the destination, what the quote named.
+    /// Written before the result's release store, so a reader that saw the result sees this too.
+    public let details: AtomicWordTable
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing
 
@@ -140,25 +151,33 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let foreignCount = Atomic<UInt64>(0)
     private let forgedCount = Atomic<UInt64>(0)
     private let staleCount = Atomic<UInt64>(0)
+    private let prematureCount = Atomic<UInt64>(0)
     private let duplicateCount = Atomic<UInt64>(0)
     private let overflowCount = Atomic<UInt64>(0)
     private let watermark = Atomic<UInt64>(0)
 
     /// Makes the tables for `grid`.
-    public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec) {
+    public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec, payloadLength: Int = 0) {
         self.grid = grid
         self.sourcePort = sourcePort
         self.codec = codec
+        self.payloadLength = UInt32(payloadLength)
         slotWords = AtomicWordTable(count: grid.slots)
+        slotSources = AtomicWordTable(count: grid.slots)
         sendTimes = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
-        translations = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
+        details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
     }
 
     /// The slot word for an active trace.
-    @inlinable public static func slotWord(generation: UInt8, destination: IPv4Address, port: UInt16) -> UInt64 {
-        1 << 63 | UInt64(generation & 3) << 48 | UInt64(port) << 32 | UInt64(destination.value)
+    @inlinable public static func slotWord(epoch: UInt16, destination: IPv4Address, port: UInt16) -> UInt64 {
+        1 << 63 | UInt64(epoch & 0x7FFF) << 48 | UInt64(port) << 32 | UInt64(destination.value)
+    }
+
+    /// The slot-source word for an occupant.
+    @inlinable public static func slotSource(epoch: UInt16, source: IPv4Address) -> UInt64 {
+        UInt64(epoch & 0x7FFF) << 48 | UInt64(source.value)
     }
 
     /// Counters so far.
@@ -169,6 +188,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         c.foreign = foreignCount.load(ordering: .relaxed)
         c.forged = forgedCount.load(ordering: .relaxed)
         c.stale = staleCount.load(ordering: .relaxed)
+        c.premature = prematureCount.load(ordering: .relaxed)
         c.duplicates = duplicateCount.load(ordering: .relaxed)
         c.notifyOverflows = overflowCount.load(ordering: .relaxed)
         return c
@@ -189,53 +209,100 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// Every reply stamped before this time has been recorded.
     public var receivedThroughNanos: UInt64 { watermark.load(ordering: .acquiring) }
 
-    /// Decodes, validates and records one reply. Runs on the receive thread.
+    /// Decodes, verifies and records one reply. Runs on the receive thread.
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
         guard let reply = ReplyParser.parse(packet) else { return bump(malformedCount) }
         guard reply.sourcePort == sourcePort else { return bump(foreignCount) }
-        guard let tag = codec.decode(reply.tagWord) else { return bump(forgedCount) }
+        // A RST to a SYN that carried data acknowledges the data as well; a middlebox answering for the
+        // destination may acknowledge only the SYN. Both readings are tried: each is held to the MAC.
+        if reply.kind == .reset && payloadLength > 0 {
+            if accept(reply, word: reply.tagWord &- payloadLength, at: timestampNanos, countFailure: false) { return }
+        }
+        _ = accept(reply, word: reply.tagWord, at: timestampNanos, countFailure: true)
+    }
+
+    /// Verifies `reply` as carrying sequence number `word` and records it. Returns false (counting why,
+    /// if `countFailure`) when it fails verification; once verified, the reply is handled (recorded,
+    /// or counted as late, premature or a duplicate) and the result is true.
+    @inline(__always)
+    private func accept(_ reply: ParsedReply, word: UInt32, at timestampNanos: UInt64, countFailure: Bool) -> Bool {
+        let (tag, macBits) = codec.identify(word)
         guard Int(tag.slot) < grid.slots, tag.ttl >= grid.firstTTL, tag.ttl <= grid.maxTTL,
             Int(tag.attempt) < grid.attempts
-        else { return bump(forgedCount) }
-
-        // The slot must still hold the trace this probe belonged to: same generation, and the reply
-        // must concern that trace's destination and port (a forger must know both).
+        else {
+            if countFailure { bump(forgedCount) }
+            return false
+        }
+        // The slot's occupant (or, once retired, its last one). The two words are trusted only when
+        // they name the same epoch: otherwise the scheduler is handing the slot over right now.
         let slotWord = slotWords.load(Int(tag.slot))
-        let expected = Self.slotWord(generation: tag.generation, destination: reply.probeDestination,
-            port: reply.destinationPort)
-        var translated: UInt64 = 0
-        if slotWord != expected {
-            // DNAT: a router behind a NAT that does not rewrite quoted headers quotes the translated
-            // destination. Accept an ICMP error whose quote matches in everything but that address
-            // (keyed tag, slot, generation, port) and remember where the NAT sent the probe.
-            guard reply.kind == .timeExceeded || reply.kind == .unreachable, slotWord >> 63 == 1,
-                slotWord >> 32 == expected >> 32
-            else { return bump(staleCount) }
-            translated = 1 << 32 | UInt64(reply.probeDestination.value)
+        let sourceWord = slotSources.load(Int(tag.slot))
+        let epoch = UInt16(truncatingIfNeeded: slotWord >> 48) & 0x7FFF
+        guard slotWord != 0, UInt16(truncatingIfNeeded: sourceWord >> 48) == epoch else {
+            if countFailure { bump(staleCount) }
+            return false
+        }
+        let flow = ProbeFlow(source: IPv4Address(UInt32(truncatingIfNeeded: sourceWord)),
+            destination: IPv4Address(UInt32(truncatingIfNeeded: slotWord)), sourcePort: sourcePort,
+            destinationPort: UInt16(truncatingIfNeeded: slotWord >> 32), epoch: epoch)
+        guard reply.probeSource == flow.source else {
+            if countFailure { bump(foreignCount) }
+            return false
+        }
+        // The MAC binds the tag to this occupant's whole flow and epoch: a made-up word, or a late
+        // reply to an earlier occupant, fails here (ICMP quotes are also held to the quoted IPv4 ID).
+        guard reply.destinationPort == flow.destinationPort,
+            codec.verify(tag, macBits: macBits, quotedIPID: reply.quotesProbe ? reply.quotedIPID : nil, flow: flow)
+        else {
+            if countFailure { bump(forgedCount) }
+            return false
+        }
+        // Genuine, but the trace has finished: a late reply.
+        guard slotWord >> 63 == 1 else {
+            bump(staleCount)
+            return true
         }
 
-        // Destination answers must come from the destination itself.
         let outcome: ProbeOutcome
+        var translated: UInt64 = 0
         switch reply.kind {
-        case .timeExceeded: outcome = .timeExceeded
-        case .unreachable: outcome = .unreachable(code: reply.icmpCode)
+        case .timeExceeded, .unreachable:
+            outcome = reply.kind == .timeExceeded ? .timeExceeded : .unreachable(code: reply.icmpCode)
+            // DNAT: a router behind a NAT that leaves quotes untranslated quotes the rewritten
+            // destination. The reply has passed the full MAC for this occupant's own flow, so the
+            // address it names is what the NAT did, not a guess.
+            if reply.probeDestination != flow.destination {
+                translated = 1 << 32 | UInt64(reply.probeDestination.value)
+            }
         case .synAck, .reset:
-            guard reply.responder == reply.probeDestination else { return bump(forgedCount) }
+            // Destination answers must come from the destination itself.
+            guard reply.responder == flow.destination, reply.probeDestination == flow.destination else {
+                bump(forgedCount)
+                return true
+            }
             outcome = reply.kind == .synAck ? .synAck : .reset
         }
 
         let cell = grid.cell(slot: Int(tag.slot), ttl: tag.ttl, attempt: Int(tag.attempt))
         let sent = sendTimes.load(cell)
-        guard sent != 0 else { return bump(forgedCount) }  // a tag for a probe not (yet) sent
+        // A probe never handed to the kernel cannot have been answered, nor one stamped after its reply.
+        guard sent != 0, timestampNanos >= sent else {
+            bump(prematureCount)
+            return true
+        }
         let existing = PackedReply(word: results.loadRelaxed(cell))
-        if existing.isValid && existing.generation == tag.generation { return bump(duplicateCount) }
+        if existing.isValid && details.loadRelaxed(cell) >> 48 == UInt64(epoch) {
+            bump(duplicateCount)
+            return true
+        }
 
-        let rtt = timestampNanos > sent ? (timestampNanos - sent) / 1_000 : 0
-        let packed = PackedReply(generation: tag.generation, outcome: outcome,
+        let rtt = (timestampNanos - sent) / 1_000
+        let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
-        translations.storeRelaxed(cell, translated)
+        details.storeRelaxed(cell, UInt64(epoch) << 48 | translated)
         results.store(cell, packed.word)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }
+        return true
     }
 }

@@ -1,6 +1,8 @@
 // The scheduler: many traces in flight, each a small state machine over its TTLs, fed by a token
 // bucket and driven by replies the dispatcher recorded and by timeouts. It runs on one thread (the
-// caller's); the only thing it shares with the receive thread is the dispatcher's atomic tables.
+// caller's); the only thing it shares with the receive thread is the dispatcher's atomic tables. Its
+// parts each do one job: `TokenBucket` (rate), `SlotPool` (admission and slot reuse), `PositionBook`
+// (rate-limit inference), the timeout and re-ask queues, and result assembly (`TraceEngine+Results`).
 
 import FastTraceWire
 
@@ -15,6 +17,13 @@ public struct EngineConfiguration: Sendable, Equatable {
     /// Times a probe that got no answer is sent again before its column is `*` (`--retries`).
     /// `probesPerHop × (1 + retries)` must fit the tag's attempt field (8).
     public var retries: Int = 0
+    /// Most times a silent hop is asked again later, when a router answers ICMP at that position for
+    /// other traces (so the silence may be a rate limit). Capped by the attempts left in the tag:
+    /// `probesPerHop × (1 + retries + reasks) ≤ 8`; nil picks the most that fit, up to 2.
+    public var reasks: Int? = nil
+    /// How long after a silent hop's last timeout its first re-ask is sent (each further one waits
+    /// twice as long). Linux routers refill their ICMP budget at one message a second.
+    public var reaskDelayNanos: UInt64 = 1_000_000_000
     /// How long to wait for a probe's reply (`-w`), in ns.
     public var waitNanos: UInt64 = 3_000_000_000
     /// A probe counts as answered when its reply's kernel timestamp is within `waitNanos` of the send,
@@ -22,6 +31,9 @@ public struct EngineConfiguration: Sendable, Equatable {
     /// delivered everything stamped before the deadline. If the receive path lags by more than this,
     /// the timeout is taken anyway (so a stalled receiver cannot hang the run).
     public var maxReceiveLagNanos: UInt64 = 2_000_000_000
+    /// How long a freed slot rests before another trace takes it, beyond the wait time: replies to its
+    /// last occupant that arrive meanwhile are recognised as late, not taken for the new occupant's.
+    public var slotQuarantineExtraNanos: UInt64 = 500_000_000
     /// Source port of every probe (`--sport`).
     public var sourcePort: UInt16 = 33434
     /// IP type of service (`-t`).
@@ -46,6 +58,11 @@ public struct EngineConfiguration: Sendable, Equatable {
 
     public init() {}
 
+    /// Re-asks per silent hop this configuration allows.
+    public var effectiveReasks: Int {
+        reasks ?? max(0, min(2, ProbeTag.attemptCount / probesPerHop - 1 - retries))
+    }
+
     /// A reason this configuration cannot run, or nil.
     public var problem: String? {
         if firstTTL < 1 { return "first TTL must be at least 1" }
@@ -55,6 +72,9 @@ public struct EngineConfiguration: Sendable, Equatable {
         }
         if retries < 0 || probesPerHop * (1 + retries) > ProbeTag.attemptCount {
             return "probes per hop × (1 + retries) must be at most \(ProbeTag.attemptCount)"
+        }
+        if let reasks, reasks < 0 || probesPerHop * (1 + retries + reasks) > ProbeTag.attemptCount {
+            return "probes per hop × (1 + retries + re-asks) must be at most \(ProbeTag.attemptCount)"
         }
         if waitNanos == 0 { return "wait time must be positive" }
         if packetLength < TCPProbeWriter.minimumLength || packetLength > TCPProbeWriter.maximumLength {
@@ -86,6 +106,14 @@ public struct RunSummary: Sendable, Equatable {
     public var elapsedNanos: UInt64 = 0
     /// True when the run was cancelled before every trace finished.
     public var cancelled = false
+    /// Traces cut short by the cancellation (reported with stop reason `interrupted`).
+    public var interrupted = 0
+    /// Hops with no answer where rate limiting explains the silence.
+    public var rateLimitedHops = 0
+    /// Positions (TTL after a given router) where a router was caught rate-limiting.
+    public var rateLimitedPositions = 0
+    /// Hops asked again later because a router answers at that position for other traces.
+    public var reasksSent: UInt64 = 0
 
     public init() {}
 
@@ -103,7 +131,7 @@ public struct RunProgress: Sendable, Equatable {
     public var inFlight: Int
     /// Probes sent so far.
     public var probesSent: UInt64
-    /// Average send rate so far.
+    /// Send rate over the last progress interval.
     public var probesPerSecond: Double
 }
 
@@ -123,64 +151,82 @@ public final class TraceEngine {
     /// Called about four times a second with how the run is going (for a progress line).
     public var onProgress: ((RunProgress) -> Void)?
     /// Polled once per scheduler turn; when it returns true the run stops and the traces in flight are
-    /// reported with what they have.
+    /// reported with what they have, as `interrupted`.
     public var shouldCancel: () -> Bool = { false }
 
-    // Probe status per cell (scheduler-only). A cell is one try: attempt `sample + samples × try`.
-    private static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
-        retryQueued: UInt8 = 4
+    // Probe status per cell (scheduler-only). A cell is one try: attempt `column + samples × try`.
+    static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
+        retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6
     /// Columns per hop (`-q`).
-    private let samples: Int
+    let samples: Int
+    /// Tries per column that are immediate retries (1 + `--retries`); the tries after them are re-asks.
+    let immediateTries: Int
 
-    private struct Slot {
+    struct Slot {
         var active = false
-        var generation: UInt8 = 0
+        var epoch: UInt16 = 0
         var request = TraceRequest(index: 0, destination: .any, port: 0, source: .any)
         var nextProbe = 0
         var resolvedTTLs = 0
         var stopTTLIndex = 0
         var stopReason = StopReason.maxTTL
+        /// Lowest TTL index the destination answered at, and lowest an unreachable came from.
+        var destinationTTLIndex = Int.max
+        var unreachableTTLIndex = Int.max
         var lastSend: UInt64 = 0
         var silentRun = 0
-        var highestAnswered = -1
+        /// Highest TTL index that answered, is being asked again, or whose silence is a rate limit: the
+        /// trace is known to go on at least this far, for the gap limit's look-ahead.
+        var frontier = -1
         var probesSent = 0
         var inReadyQueue = false
     }
 
-    private struct PendingProbe {
+    struct PendingProbe {
         var slot: Int
         var ttlIndex: Int
         var attempt: Int
         var isRetry: Bool
     }
 
-    private struct Retry {
+    /// A queued retry or re-ask; it names its trace by slot and epoch, so once that trace is gone it is
+    /// a no-op.
+    struct Retry {
         var slot: Int32
-        var generation: UInt8
+        var epoch: UInt16
         var ttlIndex: Int32
         var attempt: Int32
+        var due: UInt64 = 0
     }
 
-    private struct Timeout {
+    /// A probe's deadline on both clocks: the monotonic one paces the scheduler; the reply-timestamp
+    /// one is compared with the receive watermark. It names exactly one probe (slot, epoch, cell).
+    struct Timeout {
         var deadline: UInt64
+        var stampDeadline: UInt64
         var slot: Int32
-        var generation: UInt8
+        var epoch: UInt16
         var cell: Int32
     }
 
-    private var slots: [Slot]
-    private var status: [UInt8]
-    private var freeSlots: [Int]
-    private var ready: RingQueue<Int32>
-    private var timeouts: RingQueue<Timeout>
-    private var retryQueue: RingQueue<Retry>
-    private var pending: [PendingProbe]
-    private var activeCount = 0
-    private var summary = RunSummary()
-    private var tokens: Double = 0
-    private var lastRefill: UInt64 = 0
-    private var onResult: (TraceResult) -> Void = { _ in }
-    private var lastProgress: UInt64 = 0
+    var slots: [Slot]
+    var status: [UInt8]
+    /// Per (slot, TTL index): the TTL's silence is explained by rate limiting.
+    var rateLimitedTTL: [Bool]
+    var pool: SlotPool
+    var bucket: TokenBucket
+    var book = PositionBook()
+    var ready: RingQueue<Int32>
+    var timeouts: RingQueue<Timeout>
+    var retryQueue: RingQueue<Retry>
+    var reaskQueue: RingQueue<Retry>
+    var pending: [PendingProbe]
+    var activeCount = 0
+    var summary = RunSummary()
+    var onResult: (TraceResult) -> Void = { _ in }
+    var lastProgress: UInt64 = 0
+    var lastProgressProbes: UInt64 = 0
+    var cancelling = false
 
     /// Makes an engine. The configuration must be valid (`problem == nil`).
     public init(configuration: EngineConfiguration, transport: ProbeTransport, clock: EngineClock,
@@ -193,16 +239,27 @@ public final class TraceEngine {
         self.clock = clock
         self.codec = codec
         samples = configuration.probesPerHop
+        immediateTries = 1 + configuration.retries
+        // Slots that rest after use (see `SlotPool`) are not in flight: keep room for them beyond
+        // `maxInFlight`, within what the tag can name.
+        let slotCount = min(ProbeTag.slotCount, configuration.maxInFlight + max(configuration.maxInFlight, 1024))
         grid = ProbeGrid(firstTTL: configuration.firstTTL, maxTTL: configuration.maxTTL,
-            attempts: configuration.probesPerHop * (1 + configuration.retries), slots: configuration.maxInFlight)
-        dispatcher = Dispatcher(grid: grid, sourcePort: configuration.sourcePort, codec: codec)
+            attempts: configuration.probesPerHop * (immediateTries + configuration.effectiveReasks),
+            slots: slotCount)
+        dispatcher = Dispatcher(grid: grid, sourcePort: configuration.sourcePort, codec: codec,
+            payloadLength: configuration.packetLength - TCPProbeWriter.minimumLength)
         slots = Array(repeating: Slot(), count: grid.slots)
         status = Array(repeating: Self.unsent, count: grid.slots * grid.cellsPerSlot)
-        freeSlots = Array((0..<grid.slots).reversed())
+        rateLimitedTTL = Array(repeating: false, count: grid.slots * grid.ttlCount)
+        pool = SlotPool(slots: grid.slots,
+            quarantineNanos: configuration.waitNanos + configuration.slotQuarantineExtraNanos)
+        bucket = TokenBucket(rate: configuration.rate,
+            capacity: max(Double(transport.maxBatch), Double(configuration.rate) / 100), now: 0)
         ready = RingQueue(capacity: grid.slots)
         timeouts = RingQueue(capacity: min(1 << 20, grid.slots * min(configuration.window, grid.ttlCount)
             * grid.attempts + transport.maxBatch))
         retryQueue = RingQueue(capacity: 1024)
+        reaskQueue = RingQueue(capacity: 1024)
         pending = Array(repeating: PendingProbe(slot: 0, ttlIndex: 0, attempt: 0, isRetry: false),
             count: transport.maxBatch)
     }
@@ -226,8 +283,8 @@ public final class TraceEngine {
     ) throws -> RunSummary {
         self.onResult = onResult
         let started = clock.now()
-        lastRefill = started
-        tokens = 1
+        bucket = TokenBucket(rate: configuration.rate, capacity: bucket.capacity, now: started)
+        lastProgress = started
         try transport.startReceiving(dispatcher)
         defer { transport.stopReceiving() }
         var exhausted = false
@@ -238,31 +295,36 @@ public final class TraceEngine {
                 summary.cancelled = true
                 break
             }
-            dispatcher.notifications.drain { slot in self.settle(Int(slot)) }
+            dispatcher.notifications.drain { slot in self.settle(Int(slot), now: now) }
             expireTimeouts(now: now)
-            if !exhausted { exhausted = admit(&requests) }
+            releaseReasks(now: now)
+            if !exhausted { exhausted = admit(&requests, now: now) }
             try sendBurst(now: now)
             if exhausted && activeCount == 0 { break }
             if let onProgress, now >= lastProgress + 250_000_000 {
-                lastProgress = now
-                let seconds = Double(now &- started) / 1e9
+                let seconds = Double(now - lastProgress) / 1e9
                 onProgress(RunProgress(finished: summary.traces, inFlight: activeCount,
                     probesSent: summary.probesSent,
-                    probesPerSecond: seconds > 0 ? Double(summary.probesSent) / seconds : 0))
+                    probesPerSecond: Double(summary.probesSent - lastProgressProbes) / seconds))
+                lastProgress = now
+                lastProgressProbes = summary.probesSent
             }
             clock.sleep(until: nextWake(now: now))
         }
 
         if summary.cancelled {
+            cancelling = true
+            let now = clock.now()
             for index in slots.indices where slots[index].active {
-                settle(index)
-                if slots[index].active { finish(index) }
+                ingest(index)
+                finish(index, now: now)
             }
         }
         summary.elapsedNanos = clock.now() &- started
         transport.stopReceiving()
         summary.dispatch = dispatcher.counters
         summary.transport = transport.counters
+        summary.rateLimitedPositions = book.limitedPositions
         return summary
     }
 
@@ -270,38 +332,34 @@ public final class TraceEngine {
 
     /// Fills free slots while the send queue is short (about 20 ms of work at the configured rate), so
     /// traces in flight grow with the rate and with how many are waiting on timeouts, not with the list.
-    private func admit<Source: TraceRequestSource>(_ requests: inout Source) -> Bool {
+    private func admit<Source: TraceRequestSource>(_ requests: inout Source, now: UInt64) -> Bool {
         let readyTarget = max(64, configuration.rate / 50)
-        while !freeSlots.isEmpty && ready.count < readyTarget {
+        while activeCount < configuration.maxInFlight && ready.count < readyTarget,
+            let next = pool.nextAvailable, next <= now
+        {
             let request: TraceRequest
             switch requests.poll() {
-            case .request(let next): request = next
+            case .request(let r): request = r
             case .pending: return false
             case .finished: return true
             }
-            let index = freeSlots.removeLast()
-            var slot = slots[index]
+            guard let index = pool.take(now: now) else { preconditionFailure("slot pool changed under admission") }
+            var slot = Slot()
             slot.active = true
-            slot.generation = (slot.generation &+ 1) & 3
+            slot.epoch = (slots[index].epoch &+ 1) & UInt16(ProbeFlow.epochCount - 1)
             slot.request = request
-            slot.nextProbe = 0
-            slot.resolvedTTLs = 0
             slot.stopTTLIndex = grid.ttlCount - 1
-            slot.stopReason = .maxTTL
-            slot.lastSend = 0
-            slot.silentRun = 0
-            slot.highestAnswered = -1
-            slot.probesSent = 0
             let base = index * grid.cellsPerSlot
             for cell in base..<(base + grid.cellsPerSlot) {
                 status[cell] = Self.unsent
                 dispatcher.results.storeRelaxed(cell, 0)
                 dispatcher.sendTimes.storeRelaxed(cell, 0)
             }
+            for t in 0..<grid.ttlCount { rateLimitedTTL[index * grid.ttlCount + t] = false }
             // Publish the occupant last: the receive thread accepts replies for it from here on.
+            dispatcher.slotSources.store(index, Dispatcher.slotSource(epoch: slot.epoch, source: request.source))
             dispatcher.slotWords.store(index,
-                Dispatcher.slotWord(generation: slot.generation, destination: request.destination,
-                    port: request.port))
+                Dispatcher.slotWord(epoch: slot.epoch, destination: request.destination, port: request.port))
             slots[index] = slot
             activeCount += 1
             enqueue(index)
@@ -319,29 +377,32 @@ public final class TraceEngine {
         let slot = slots[index]
         guard slot.active else { return false }
         let ttlIndex = slot.nextProbe / samples
-        // With a gap limit, TTLs more than `gap` past the highest that answered are speculative: if
-        // those `gap` stay silent the trace stops there, so wait for an answer before going further.
+        // With a gap limit, TTLs more than `gap` past the frontier are speculative: if those `gap` stay
+        // silent the trace stops there, so wait for news before going further.
         let gap = configuration.gapLimit
-        if gap > 0 && ttlIndex > slot.highestAnswered + gap { return false }
+        if gap > 0 && ttlIndex > slot.frontier + gap { return false }
         return ttlIndex <= slot.stopTTLIndex && ttlIndex < slot.resolvedTTLs + configuration.window
     }
 
     // MARK: sending
 
-    private func sendBurst(now: UInt64) throws {
-        let elapsed = now &- lastRefill
-        lastRefill = now
-        let burst = max(Double(transport.maxBatch), Double(configuration.rate) / 100)
-        tokens = min(burst, tokens + Double(elapsed) * Double(configuration.rate) / 1e9)
+    /// The flow of a slot's current occupant, as its probes carry it.
+    func flow(of index: Int) -> ProbeFlow {
+        let slot = slots[index]
+        return ProbeFlow(source: slot.request.source, destination: slot.request.destination,
+            sourcePort: configuration.sourcePort, destinationPort: slot.request.port, epoch: slot.epoch)
+    }
 
-        while tokens >= 1 && !(ready.isEmpty && retryQueue.isEmpty) {
-            let limit = min(transport.maxBatch, Int(tokens))
+    private func sendBurst(now: UInt64) throws {
+        bucket.refill(now: now)
+        while bucket.available >= 1 && !(ready.isEmpty && retryQueue.isEmpty) {
+            let limit = min(transport.maxBatch, bucket.available)
             var count = 0
-            // Retries first: their traces are waiting on them to settle a TTL.
+            // Retries and re-asks first: their traces are waiting on them to settle a TTL.
             while count < limit, let retry = retryQueue.pop() {
                 let index = Int(retry.slot)
                 let cell = grid.cell(slot: index, ttlIndex: Int(retry.ttlIndex), attempt: Int(retry.attempt))
-                guard slots[index].active, slots[index].generation == retry.generation,
+                guard slots[index].active, slots[index].epoch == retry.epoch,
                     status[cell] == Self.retryQueued
                 else { continue }
                 pending[count] = PendingProbe(slot: index, ttlIndex: Int(retry.ttlIndex), attempt: Int(retry.attempt),
@@ -368,38 +429,42 @@ public final class TraceEngine {
             }
             if count == 0 { break }
 
-            let sendTime = clock.now()
-            for i in 0..<count {
-                let p = pending[i]
-                let cell = grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt)
-                dispatcher.sendTimes.store(cell, sendTime)
-            }
             let sentCount = try transport.send(count: count) { i, buffer in
                 let p = self.pending[i]
-                let slot = self.slots[p.slot]
                 let ttl = UInt8(Int(self.grid.firstTTL) + p.ttlIndex)
-                let tag = ProbeTag(slot: UInt16(p.slot), generation: slot.generation, ttl: ttl,
-                    attempt: UInt8(p.attempt))
+                let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
+                let request = self.slots[p.slot].request
+                let stamp = self.codec.encode(tag, flow: self.flow(of: p.slot))
                 let probe = TCPProbe(
-                    source: slot.request.source, destination: slot.request.destination,
-                    sourcePort: self.configuration.sourcePort, destinationPort: slot.request.port,
-                    sequence: self.codec.encode(tag), ttl: ttl, tos: self.configuration.tos,
-                    ipID: UInt16(truncatingIfNeeded: p.slot &* 31 &+ Int(ttl) << 3 &+ p.attempt),
+                    source: request.source, destination: request.destination,
+                    sourcePort: self.configuration.sourcePort, destinationPort: request.port,
+                    sequence: stamp.sequence, ttl: ttl, tos: self.configuration.tos, ipID: stamp.ipID,
                     dontFragment: self.configuration.dontFragment, length: self.configuration.packetLength)
-                return (TCPProbeWriter.write(probe, into: buffer), slot.request.destination)
+                let length = TCPProbeWriter.write(probe, into: buffer)
+                // Stamped per packet, as it is built, on the clock the ring stamps replies with.
+                self.dispatcher.sendTimes.store(
+                    self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())
+                return (length, request.destination)
             }
+            let sentAt = clock.now()
             for i in 0..<count {
                 let p = pending[i]
                 let cell = grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt)
                 if i < sentCount {
                     status[cell] = Self.sent
-                    slots[p.slot].lastSend = sendTime
+                    slots[p.slot].lastSend = sentAt
                     slots[p.slot].probesSent += 1
-                    timeouts.push(Timeout(deadline: sendTime + configuration.waitNanos,
-                        slot: Int32(p.slot), generation: slots[p.slot].generation, cell: Int32(cell)))
-                } else if p.isRetry {
-                    // Not taken by the kernel (socket buffer full): give the probe back.
-                    retryQueue.push(Retry(slot: Int32(p.slot), generation: slots[p.slot].generation,
+                    let stamp = dispatcher.sendTimes.loadRelaxed(cell)
+                    timeouts.push(Timeout(deadline: sentAt + configuration.waitNanos,
+                        stampDeadline: stamp + configuration.waitNanos,
+                        slot: Int32(p.slot), epoch: slots[p.slot].epoch, cell: Int32(cell)))
+                    if p.attempt >= samples * immediateTries { summary.reasksSent += 1 }
+                    continue
+                }
+                // Not taken by the kernel: it was never sent, so no reply can be for it.
+                dispatcher.sendTimes.store(cell, 0)
+                if p.isRetry {
+                    retryQueue.push(Retry(slot: Int32(p.slot), epoch: slots[p.slot].epoch,
                         ttlIndex: Int32(p.ttlIndex), attempt: Int32(p.attempt)))
                 } else {
                     slots[p.slot].nextProbe -= 1
@@ -407,7 +472,7 @@ public final class TraceEngine {
                 }
             }
             summary.probesSent += UInt64(sentCount)
-            tokens -= Double(sentCount)
+            bucket.spend(sentCount)
             if sentCount < count { break }
         }
     }
@@ -416,47 +481,118 @@ public final class TraceEngine {
         var wake = now + configuration.pollIntervalNanos
         // A deadline already passed waits on the receive watermark: look again after one poll interval.
         if let head = timeouts.peek(), head.deadline > now, head.deadline < wake { wake = head.deadline }
-        if !(ready.isEmpty && retryQueue.isEmpty) && tokens < 1 {
-            let needed = UInt64((1 - tokens) * 1e9 / Double(configuration.rate))
-            wake = min(wake, now + max(needed, 1))
+        if !(ready.isEmpty && retryQueue.isEmpty) && bucket.available < 1 {
+            wake = min(wake, now + bucket.nanosUntilToken())
         }
+        if let reask = reaskQueue.peek(), reask.due > now, reask.due < wake { wake = reask.due }
         return wake
     }
 
-    // MARK: replies and timeouts
+    // MARK: replies, timeouts and re-asks
 
     private func expireTimeouts(now: UInt64) {
         let received = dispatcher.receivedThroughNanos
         while let head = timeouts.peek(), head.deadline <= now,
-            head.deadline <= received || now >= head.deadline + configuration.maxReceiveLagNanos
+            head.stampDeadline <= received || now >= head.deadline + configuration.maxReceiveLagNanos
         {
             _ = timeouts.pop()
             let index = Int(head.slot)
-            guard slots[index].active, slots[index].generation == head.generation,
-                status[Int(head.cell)] == Self.sent
-            else { continue }
-            ingest(index)
             let cell = Int(head.cell)
+            // A timeout for a trace that has finished (or a slot now holding another) is a no-op.
+            guard slots[index].active, slots[index].epoch == head.epoch, status[cell] == Self.sent else { continue }
+            ingest(index)
             if status[cell] == Self.sent {
                 status[cell] = Self.timedOut
-                // Another try for this column, if any are left: the next attempt number of its sample.
-                let offset = cell - index * grid.cellsPerSlot
-                let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
-                if attempt + samples < grid.attempts && ttlIndex <= slots[index].stopTTLIndex {
-                    status[cell + samples] = Self.retryQueued
-                    retryQueue.push(Retry(slot: head.slot, generation: head.generation, ttlIndex: Int32(ttlIndex),
-                        attempt: Int32(attempt + samples)))
-                }
+                followUp(index, cell: cell, now: now)
             }
-            advance(index)
+            advance(index, now: now)
+        }
+    }
+
+    /// After a try timed out: retry it at once if retries are left; otherwise, for a hop with no answer
+    /// yet at a position where some router answers ICMP, ask again later (a re-ask), once per hop.
+    private func followUp(_ index: Int, cell: Int, now: UInt64) {
+        let offset = cell - index * grid.cellsPerSlot
+        let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
+        let column = attempt % samples, tryNumber = attempt / samples
+        guard ttlIndex <= slots[index].stopTTLIndex, attempt + samples < grid.attempts else { return }
+        let next = cell + samples
+        if tryNumber + 1 < immediateTries {
+            status[next] = Self.retryQueued
+            retryQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
+                attempt: Int32(attempt + samples)))
+            return
+        }
+        // Re-asks: one column per hop, only while nothing at this TTL answered, only where worth it.
+        guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex),
+            book.answers(at: position(index, ttlIndex: ttlIndex))
+        else { return }
+        let reaskNumber = tryNumber + 1 - immediateTries
+        status[next] = Self.reaskQueued
+        slots[index].frontier = max(slots[index].frontier, ttlIndex)
+        reaskQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
+            attempt: Int32(attempt + samples), due: now + configuration.reaskDelayNanos << UInt64(reaskNumber)))
+        enqueue(index)
+    }
+
+    /// Moves re-asks that are due to the send queue, or settles them unsent when their position is
+    /// known to be rate-limited and its re-ask budget is spent.
+    private func releaseReasks(now: UInt64) {
+        // Re-asks are queued in order of due time except across re-ask rounds, whose delays double:
+        // a later round waiting at the head only delays earlier ones by less than its own delay.
+        var budget = reaskQueue.count
+        while budget > 0, let head = reaskQueue.peek() {
+            budget -= 1
+            if head.due > now { break }
+            _ = reaskQueue.pop()
+            let index = Int(head.slot)
+            guard slots[index].active, slots[index].epoch == head.epoch else { continue }
+            let cell = grid.cell(slot: index, ttlIndex: Int(head.ttlIndex), attempt: Int(head.attempt))
+            guard status[cell] == Self.reaskQueued else { continue }
+            if ttlAnswered(index, ttlIndex: Int(head.ttlIndex))
+                || !book.allowReask(at: position(index, ttlIndex: Int(head.ttlIndex)), now: now)
+            {
+                status[cell] = Self.reaskSkipped
+                advance(index, now: now)
+                continue
+            }
+            status[cell] = Self.retryQueued
+            retryQueue.push(head)
         }
     }
 
     /// Takes in whatever the dispatcher recorded for a slot, then moves the trace on.
-    private func settle(_ index: Int) {
+    private func settle(_ index: Int, now: UInt64) {
         guard slots[index].active else { return }
         ingest(index)
-        advance(index)
+        advance(index, now: now)
+    }
+
+    /// True when some try at this TTL has been answered.
+    func ttlAnswered(_ index: Int, ttlIndex: Int) -> Bool {
+        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+        for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered { return true }
+        return false
+    }
+
+    /// The router (time exceeded or unreachable) that answered at this TTL, if any.
+    func router(_ index: Int, ttlIndex: Int) -> IPv4Address? {
+        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+        for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
+            let reply = PackedReply(word: dispatcher.results.load(row + attempt))
+            if !reply.outcome.isFromDestination { return reply.responder }
+        }
+        return nil
+    }
+
+    /// Where a TTL of this trace sits: its TTL and the nearest router below it that answered.
+    func position(_ index: Int, ttlIndex: Int) -> Position {
+        var below = ttlIndex - 1
+        while below >= 0 {
+            if let r = router(index, ttlIndex: below) { return Position(ttl: UInt8(ttlIndex), upstream: r.value) }
+            below -= 1
+        }
+        return Position(ttl: UInt8(ttlIndex), upstream: 0)
     }
 
     /// Marks answered probes and applies what the answers mean (destination reached, unreachable).
@@ -469,164 +605,111 @@ public final class TraceEngine {
                 let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: attempt)
                 guard status[cell] == Self.sent else { continue }
                 let reply = PackedReply(word: dispatcher.results.load(cell))
-                guard reply.isValid, reply.generation == slot.generation,
+                guard reply.isValid, reply.generation == UInt8(truncatingIfNeeded: slot.epoch) & 3,
+                    dispatcher.details.loadRelaxed(cell) >> 48 == UInt64(slot.epoch),
                     UInt64(reply.rttMicros) * 1_000 <= configuration.waitNanos
                 else { continue }
                 status[cell] = Self.answered
-                slots[index].highestAnswered = max(slots[index].highestAnswered, ttlIndex)
+                slots[index].frontier = max(slots[index].frontier, ttlIndex)
                 switch reply.outcome {
                 case .synAck, .reset:
-                    if ttlIndex < slots[index].stopTTLIndex || slots[index].stopReason != .destination {
-                        slots[index].stopTTLIndex = min(slots[index].stopTTLIndex, ttlIndex)
-                        slots[index].stopReason = .destination
-                    }
+                    slots[index].destinationTTLIndex = min(slots[index].destinationTTLIndex, ttlIndex)
                 case .unreachable:
-                    if ttlIndex < slots[index].stopTTLIndex {
-                        slots[index].stopTTLIndex = ttlIndex
-                        slots[index].stopReason = .unreachable
-                    }
+                    slots[index].unreachableTTLIndex = min(slots[index].unreachableTTLIndex, ttlIndex)
                 case .timeExceeded, .none:
                     break
                 }
             }
         }
+        // Where the trace stops: the destination's own answer wins (the port's state is what the trace
+        // is for); otherwise the first unreachable. Probes past it stop; probes below it settle.
+        let s = slots[index]
+        if s.destinationTTLIndex != Int.max {
+            if s.stopReason != .destination || s.destinationTTLIndex < s.stopTTLIndex {
+                slots[index].stopTTLIndex = s.destinationTTLIndex
+                slots[index].stopReason = .destination
+            }
+        } else if s.unreachableTTLIndex < s.stopTTLIndex {
+            slots[index].stopTTLIndex = s.unreachableTTLIndex
+            slots[index].stopReason = .unreachable
+        }
     }
 
     /// Settles TTLs in order; finishes the trace or queues it for more sending.
-    private func advance(_ index: Int) {
+    private func advance(_ index: Int, now: UInt64) {
         while slots[index].resolvedTTLs <= slots[index].stopTTLIndex {
-            let row = grid.cell(slot: index, ttlIndex: slots[index].resolvedTTLs, attempt: 0)
+            let ttlIndex = slots[index].resolvedTTLs
+            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
             var answeredAny = false
+            var silentAny = false
             var settled = true
-            for sample in 0..<samples {
-                switch columnState(row: row, sample: sample) {
+            for column in 0..<samples {
+                switch columnState(row: row, column: column) {
                 case .answered: answeredAny = true
-                case .silent: break
+                case .silent: silentAny = true
                 case .pending: settled = false
                 }
             }
             guard settled else { break }
-            slots[index].silentRun = answeredAny ? 0 : slots[index].silentRun + 1
-            slots[index].resolvedTTLs += 1
-            if let onHop {
-                onHop(slots[index].request, hop(index, ttlIndex: slots[index].resolvedTTLs - 1))
+            learn(index, ttlIndex: ttlIndex, answeredAny: answeredAny, silentAny: silentAny, now: now)
+            if answeredAny {
+                slots[index].silentRun = 0
+            } else if rateLimitedTTL[index * grid.ttlCount + ttlIndex] {
+                summary.rateLimitedHops += 1
+                slots[index].frontier = max(slots[index].frontier, ttlIndex)
+            } else {
+                slots[index].silentRun += 1
             }
+            slots[index].resolvedTTLs += 1
+            if let onHop { onHop(slots[index].request, hop(index, ttlIndex: ttlIndex)) }
             let gap = configuration.gapLimit
-            if gap > 0 && slots[index].silentRun >= gap
-                && slots[index].highestAnswered < slots[index].resolvedTTLs - gap
-                && slots[index].resolvedTTLs - 1 < slots[index].stopTTLIndex
+            let resolved = slots[index].resolvedTTLs
+            if gap > 0 && slots[index].silentRun >= gap && slots[index].frontier < resolved - gap
+                && resolved - 1 < slots[index].stopTTLIndex
             {
-                slots[index].stopTTLIndex = slots[index].resolvedTTLs - 1
+                slots[index].stopTTLIndex = resolved - 1
                 slots[index].stopReason = .gapLimit
             }
         }
         if slots[index].resolvedTTLs > slots[index].stopTTLIndex {
-            finish(index)
+            finish(index, now: now)
         } else {
             enqueue(index)
         }
     }
 
-    private enum ColumnState { case pending, answered, silent }
+    /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of
+    /// this flow's probes while answering others (a rate limit); and whether this TTL's silence is
+    /// explained by a rate limit seen there.
+    private func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) {
+        let position = position(index, ttlIndex: ttlIndex)
+        if router(index, ttlIndex: ttlIndex) != nil {
+            book.noteAnswer(at: position)
+            // Same flow, same router, same moment: some tries answered, others not.
+            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+            var dropped = silentAny
+            for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
+            if dropped { book.noteDrop(at: position, now: now) }
+        }
+        if !answeredAny && book.isLimited(position) {
+            rateLimitedTTL[index * grid.ttlCount + ttlIndex] = true
+        }
+    }
+
+    enum ColumnState { case pending, answered, silent }
 
     /// One column of a hop: answered by any of its tries, silent once its last try timed out (or no
     /// further try was queued), pending otherwise.
-    private func columnState(row: Int, sample: Int) -> ColumnState {
-        var attempt = sample
+    func columnState(row: Int, column: Int) -> ColumnState {
+        var attempt = column
         while attempt < grid.attempts {
             switch status[row + attempt] {
             case Self.answered: return .answered
-            case Self.sent, Self.retryQueued: return .pending
-            case Self.unsent: return attempt == sample ? .pending : .silent
-            default: attempt += samples  // timed out: look at the next try
+            case Self.sent, Self.retryQueued, Self.reaskQueued: return .pending
+            case Self.unsent: return attempt == column ? .pending : .silent
+            default: attempt += samples  // timed out or skipped: look at the next try
             }
         }
         return .silent
-    }
-
-    private func hop(_ index: Int, ttlIndex: Int) -> HopResult {
-        let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-        var probes: [ProbeResult] = []
-        probes.reserveCapacity(samples)
-        for sample in 0..<samples {
-            var result = ProbeResult.silent
-            var attempt = sample
-            while attempt < grid.attempts {
-                if status[base + attempt] == Self.answered {
-                    let reply = PackedReply(word: dispatcher.results.load(base + attempt))
-                    let translation = dispatcher.translations.loadRelaxed(base + attempt)
-                    result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
-                        translatedDestination: translation >> 32 == 1 ? IPv4Address(UInt32(truncatingIfNeeded: translation)) : nil)
-                    break
-                }
-                attempt += samples
-            }
-            probes.append(result)
-        }
-        return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)
-    }
-
-    private func finish(_ index: Int) {
-        let slot = slots[index]
-        // Retire the occupant first: from here the receive thread counts its replies as stale.
-        dispatcher.slotWords.store(index, 0)
-        let sentTTL = slot.nextProbe > 0 ? (slot.nextProbe - 1) / samples : -1
-        let lastTTL = min(slot.stopTTLIndex, max(slot.resolvedTTLs - 1, sentTTL))
-        var hops: [HopResult] = []
-        if lastTTL >= 0 {
-            hops.reserveCapacity(lastTTL + 1)
-            for ttlIndex in 0...lastTTL { hops.append(hop(index, ttlIndex: ttlIndex)) }
-        }
-        let outcomes = hops.last?.probes.map(\.outcome) ?? []
-        let state: PortState =
-            outcomes.contains(.synAck) ? .open : outcomes.contains(.reset) ? .closed : .filtered
-        let result = TraceResult(
-            request: slot.request, hops: hops, reached: state != .filtered, state: state,
-            stopReason: slot.stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent)
-        slots[index].active = false
-        activeCount -= 1
-        freeSlots.append(index)
-        summary.traces += 1
-        if result.reached { summary.reached += 1 }
-        onResult(result)
-    }
-}
-
-/// A growable FIFO ring (amortised growth only; no allocation in steady state).
-struct RingQueue<Element> {
-    private var storage: [Element?]
-    private var head = 0
-    private(set) var count = 0
-
-    init(capacity: Int) {
-        var size = 16
-        while size < capacity { size <<= 1 }
-        storage = Array(repeating: nil, count: size)
-    }
-
-    var isEmpty: Bool { count == 0 }
-
-    mutating func push(_ element: Element) {
-        if count == storage.count { grow() }
-        storage[(head + count) & (storage.count - 1)] = element
-        count += 1
-    }
-
-    func peek() -> Element? { count == 0 ? nil : storage[head] }
-
-    mutating func pop() -> Element? {
-        guard count > 0 else { return nil }
-        let element = storage[head]
-        storage[head] = nil
-        head = (head + 1) & (storage.count - 1)
-        count -= 1
-        return element
-    }
-
-    private mutating func grow() {
-        var bigger: [Element?] = Array(repeating: nil, count: storage.count * 2)
-        for i in 0..<count { bigger[i] = storage[(head + i) & (storage.count - 1)] }
-        storage = bigger
-        head = 0
     }
 }

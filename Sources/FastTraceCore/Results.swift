@@ -53,6 +53,17 @@ public enum ProbeOutcome: Sendable, Equatable, CustomStringConvertible {
     public var isFromDestination: Bool { self == .synAck || self == .reset }
 }
 
+/// Why a probe has no answer.
+public enum Silence: String, Sendable, Equatable {
+    /// Nothing came back within the wait time (after every retry and re-ask).
+    case timedOut = "none"
+    /// Nothing came back, at a position where a router was caught rate-limiting its ICMP errors to us
+    /// during this run: the silence says nothing about the path.
+    case rateLimited = "rate-limited"
+    /// The run was interrupted before this probe's wait was over, or before it was sent.
+    case interrupted
+}
+
 /// One probe's result.
 public struct ProbeResult: Sendable, Equatable {
     /// Who answered, or nil.
@@ -64,6 +75,8 @@ public struct ProbeResult: Sendable, Equatable {
     /// Where a NAT on the path had sent the probe, when the answer's quote names a destination other
     /// than the target (DNAT detection); nil otherwise.
     public var translatedDestination: IPv4Address?
+    /// Why there is no answer; nil when there is one.
+    public var silence: Silence?
 
     public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: ProbeOutcome,
         translatedDestination: IPv4Address? = nil)
@@ -72,10 +85,17 @@ public struct ProbeResult: Sendable, Equatable {
         self.rttMicros = rttMicros
         self.outcome = outcome
         self.translatedDestination = translatedDestination
+        self.silence = responder == nil ? .timedOut : nil
+    }
+
+    /// A probe with no answer, for `reason`.
+    public init(silence reason: Silence) {
+        self.init(responder: nil, rttMicros: nil, outcome: .none)
+        silence = reason
     }
 
     /// The unanswered probe.
-    public static let silent = ProbeResult(responder: nil, rttMicros: nil, outcome: .none)
+    public static let silent = ProbeResult(silence: .timedOut)
 }
 
 /// One TTL of a trace.
@@ -94,6 +114,19 @@ public struct HopResult: Sendable, Equatable {
     public var firstResponder: IPv4Address? { probes.lazy.compactMap(\.responder).first }
     /// The translated destination the answers at this TTL quoted (DNAT detected), if any.
     public var translatedDestination: IPv4Address? { probes.lazy.compactMap(\.translatedDestination).first }
+    /// The hop's kind as output prints it: the most telling outcome, or for a hop with no answer at all,
+    /// why: `rate-limited` when rate limiting explains the silence, `interrupted` when the run was cut
+    /// short before the wait was over, `none` otherwise.
+    public var kind: String {
+        if outcome != .none { return outcome.description }
+        if probes.contains(where: { $0.silence == .rateLimited }) { return Silence.rateLimited.rawValue }
+        if probes.contains(where: { $0.silence == .interrupted }) { return Silence.interrupted.rawValue }
+        return "none"
+    }
+
+    /// True when no probe at this TTL was answered and rate limiting explains it.
+    public var isRateLimited: Bool { outcome == .none && probes.contains { $0.silence == .rateLimited } }
+
     /// The most telling outcome at this TTL: a destination answer beats unreachable beats time exceeded.
     public var outcome: ProbeOutcome {
         if probes.allSatisfy({ $0.outcome == .none }) { return .none }
@@ -124,6 +157,8 @@ public enum StopReason: String, Sendable, Equatable {
     case gapLimit = "gap-limit"
     /// The maximum TTL was probed.
     case maxTTL = "max-ttl"
+    /// The run was interrupted (SIGINT, SIGTERM) before the trace was done: what it has is partial.
+    case interrupted
 }
 
 /// A finished trace.

@@ -97,6 +97,15 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
 
     public func now() -> UInt64 { clockNanos }
 
+    /// The wall clock's offset from the monotonic one, in ns. Tests step it to model a wall-clock step
+    /// (NTP, an operator): send stamps and reply timestamps move with it, deadlines do not.
+    public var wallOffsetNanos: Int64 = 0
+
+    /// The wall clock (what replies are stamped with) at monotonic time `t`.
+    private func wall(_ t: UInt64) -> UInt64 { UInt64(Int64(bitPattern: t) &+ wallOffsetNanos) }
+
+    public func stampNow() -> UInt64 { wall(clockNanos) }
+
     public func sleep(until deadline: UInt64) {
         if deadline > clockNanos { clockNanos = deadline }
         deliverDue()
@@ -178,8 +187,11 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         case .blackHole: return
         case .listening(let ports):
             let open = ports.contains(probe.destinationPort)
+            // A SYN-ACK acknowledges the SYN only (data on a SYN is not accepted without TCP Fast Open); a
+            // RST acknowledges everything the segment carried (RFC 9293 3.10.7.1), as Linux does.
+            let payload = UInt32(packet.count - 40)
             schedule(Self.tcpReply(from: probe.destination, to: probe.source, sourcePort: probe.destinationPort,
-                destinationPort: probe.sourcePort, acknowledgement: probe.sequence &+ 1,
+                destinationPort: probe.sourcePort, acknowledgement: probe.sequence &+ 1 &+ (open ? 0 : payload),
                 flags: open ? TCPLayout.syn | TCPLayout.ack : TCPLayout.rst | TCPLayout.ack), delay: delay)
         }
     }
@@ -193,14 +205,14 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     public var receiveLagNanos: UInt64 = 0
 
     private func deliverDue() {
-        defer { sink?.receivedThrough(clockNanos >= receiveLagNanos ? clockNanos - receiveLagNanos : 0) }
+        defer { sink?.receivedThrough(wall(clockNanos >= receiveLagNanos ? clockNanos - receiveLagNanos : 0)) }
         guard !pendingReplies.isEmpty else { return }
         pendingReplies.sort { ($0.at, $0.order) < ($1.at, $1.order) }
         var delivered = 0
         for reply in pendingReplies {
             guard reply.at + receiveLagNanos <= clockNanos else { break }
             counters.packetsReceived += 1
-            reply.bytes.withUnsafeBytes { sink?.handleReply($0, timestampNanos: reply.at) }
+            reply.bytes.withUnsafeBytes { sink?.handleReply($0, timestampNanos: wall(reply.at)) }
             delivered += 1
         }
         pendingReplies.removeFirst(delivered)

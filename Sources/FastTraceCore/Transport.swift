@@ -57,13 +57,16 @@ public struct TransportCounters: Sendable, Equatable {
     public init() {}
 }
 
-/// The engine's notion of time: nanoseconds on the same clock as reply timestamps (CLOCK_REALTIME for
-/// the Linux transport, whose ring stamps packets with it; virtual time in the simulator).
+/// The engine's notion of time, on two clocks. Deadlines and pacing run on a monotonic clock, which a
+/// step of the wall clock cannot stall or fast-forward; send stamps are taken on the clock the transport
+/// stamps replies with (CLOCK_REALTIME for the Linux ring), so an RTT is one clock minus itself.
 public protocol EngineClock: AnyObject {
-    /// Now, in nanoseconds.
+    /// Now on the monotonic clock, in nanoseconds (CLOCK_MONOTONIC; virtual time in the simulator).
     func now() -> UInt64
-    /// Waits until `deadline` (or a little earlier, or not at all if it has passed). The simulator
-    /// advances virtual time here and delivers replies that fall due.
+    /// Now on the reply-timestamp clock, in nanoseconds: what a probe's send time is stamped with.
+    func stampNow() -> UInt64
+    /// Waits until monotonic `deadline` (or a little earlier, or not at all if it has passed). The
+    /// simulator advances virtual time here and delivers replies that fall due.
     func sleep(until deadline: UInt64)
 }
 

@@ -276,7 +276,7 @@ private final class Receiver: @unchecked Sendable {
         // A packet can sit in the block the kernel is still filling until that block retires: up to
         // about two retire timeouts. Allow that, plus 1 ms for packets stamped on other CPUs.
         let inFlightNanos = UInt64(2 * ring.geometry.retireTimeoutMilliseconds + 1) * 1_000_000
-        let clock = RealtimeClock()
+        let clock = SystemClock()
         while !stop.load(ordering: .acquiring) {
             var newest: UInt64 = 0
             let delivered = ring.drain(maxBlocks: maxBlocks) { bytes, nanos in
@@ -291,7 +291,7 @@ private final class Receiver: @unchecked Sendable {
             if ring.hasReadyBlock { continue }  // a block of zero packets (retired empty)
             // Nothing ready: everything stamped before the oldest packet that could still be waiting in
             // an unretired block has been delivered.
-            sink.receivedThrough(clock.now() - inFlightNanos)
+            sink.receivedThrough(clock.stampNow() - inFlightNanos)
             var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0)
             _ = poll(&pfd, 1, Self.pollTimeoutMilliseconds)  // EINTR: loop and poll again
         }

@@ -1,52 +1,62 @@
-// Writes a ProbeTag into the one 32-bit field every kind of reply brings back (the TCP sequence
-// number: quoted by ICMP errors, acknowledged plus one by SYN-ACK and RST) and reads it back, with a
-// keyed check so that replies the engine did not provoke are mostly rejected before any lookup.
+// Writes a probe's identity into the fields replies bring back and checks it when they do: the tag
+// (slot, TTL, attempt) travels encrypted in the TCP sequence number, and a keyed MAC over the tag and
+// the whole flow (addresses, ports, protocol, the slot occupant's epoch) fills the rest of the sequence
+// number and the IPv4 ID. A reply is accepted only when that MAC checks out against the slot's own
+// occupant, so neither a forger nor a late reply for an earlier occupant gets a hop accepted.
 
-/// Keyed, reversible encoding of a `ProbeTag` as a 32-bit TCP sequence number.
+/// Keyed encoding and verification of probe identity.
 ///
-/// **Layout.** The 32-bit plaintext is, from the most significant bit:
-/// `slot` (14) | `generation` (2) | `ttl` (8) | `attempt` (3) | `check` (5), where `check` is 5 bits
-/// of a keyed hash of the other 27 bits. The word on the wire is a keyed permutation of that
-/// plaintext: a 4-round balanced Feistel network on the two 16-bit halves, whose round function
-/// is a cheap keyed multiply/xorshift mixer of (half, round number, round key). A Feistel network is
-/// a bijection whatever its round function, so `decode(encode(t)) == t` for every tag and key.
+/// **Bit budget, per probe kind** (what a reply quotes back, and how it is spent):
 ///
-/// **What the check buys.** `decode` inverts the Feistel network and recomputes the check. A word
-/// that was not made by `encode` with this key (a reply to someone else's probe, a middlebox that
-/// rewrites sequence numbers, a spoofed or stale reply, a run with another key) decodes to pseudo-
-/// random plaintext, and is accepted only when its 5 check bits happen to match: with probability
-/// about 2^-5 (1 in 32). Such a word also decodes to an unrelated slot, so the engine's own checks,
-/// which every accepted reply must still pass (the slot is occupied, its generation matches, the
-/// reply's destination and ports are the slot's), reject nearly all of the rest. The key is secret
-/// per run, so an off-path host cannot make words that pass the check more often than by chance.
-/// This is a filter against confusion and casual forgery, not cryptographic authentication: with
-/// 5 check bits and a 32-bit block it cannot be.
+/// | probe | field | bits | spent on |
+/// |---|---|---|---|
+/// | TCP SYN, IPv4 | TCP sequence number | 32 | tag (slot 14, TTL 8, attempt 3) + MAC 7, through a keyed 32-bit permutation |
+/// | | IPv4 ID | 16 | MAC (next 16 bits) |
+/// | | SYN-ACK / RST acknowledgement | 32 | sequence + 1 (+ payload length for RST): tag + MAC 7 |
+/// | UDP, IPv4 (next) | IPv4 ID + UDP checksum (set through 2 payload bytes) | 32 | the same 32-bit word; ports stay fixed (Paris) |
+/// | ICMP echo, IPv4 (next) | sequence 16 + checksum (payload) 16, IPv4 ID 16 | 48 | identifier stays fixed (Paris) |
+/// | TCP SYN, IPv6 (next) | sequence number | 32 | as IPv4 without the IPv4 ID; the flow label stays fixed |
 ///
-/// **Cost.** Encoding or decoding is a handful of multiplies, shifts and xors (no tables, no
-/// allocation); everything is inlinable so that it inlines into the engine's hot path.
+/// The 32-bit word is `permute(slot 14 | ttl 8 | attempt 3 | mac 7)`, where `permute` is a 4-round
+/// Feistel network keyed per run and `mac` is SipHash-1-3 (128-bit per-run key) over the flow, the
+/// slot's epoch, the slot, the TTL and the attempt. The IPv4 ID is the MAC's next 16 bits (0 is
+/// replaced by 0xFFFF: the kernel overwrites a zero ID on raw sends).
+///
+/// **The forgery bound, by construction.** The permutation is a bijection, so every 32-bit word
+/// decrypts to exactly one (tag, mac) pair, and for a probe still outstanding exactly one word in
+/// 2^32 names it with the right MAC. A made-up word is therefore accepted with probability at most
+/// (probes outstanding for that flow) × 2^-32; an ICMP error must also carry the quoted IPv4 ID, which
+/// cuts that by another 2^-16 to 2^-48 per outstanding probe. The key is secret and fresh per run, so
+/// seeing replies to other probes does not help: the MAC of a new (tag, flow, epoch) is unpredictable.
+///
+/// **Cost.** A permutation and one short SipHash (3 message words): about 20 ns, no allocation.
 public struct ProbeTagCodec: Sendable {
-    /// Key words of the check hash.
-    @usableFromInline let checkKey0: UInt64
-    @usableFromInline let checkKey1: UInt64
+    /// SipHash key.
+    @usableFromInline let macKey0: UInt64
+    @usableFromInline let macKey1: UInt64
     /// One 32-bit key per Feistel round.
     @usableFromInline let roundKey0: UInt32
     @usableFromInline let roundKey1: UInt32
     @usableFromInline let roundKey2: UInt32
     @usableFromInline let roundKey3: UInt32
 
+    /// MAC bits carried in the sequence number.
+    public static let sequenceMACBits = 7
+    /// MAC bits carried in the IPv4 ID.
+    public static let ipIDMACBits = 16
+
     /// Makes a codec from a per-run secret. Equal keys give equal codecs (tests use fixed keys).
     public init(key0: UInt64, key1: UInt64) {
-        // Derive independent-looking check and round keys from the two words, so that related user
-        // keys (say 0 and 1) do not give related round keys. SplitMix64's finalizer is a bijection,
-        // so every bit of both key words reaches every derived key.
+        // Derive independent-looking MAC and round keys from the two words, so that related user keys
+        // (say 0 and 1) do not give related derived keys. SplitMix64's finalizer is a bijection.
         let mixedKey1 = Self.splitMix(key1 ^ 0x1319_8A2E_0370_7344)
         var counter: UInt64 = 0
         func next() -> UInt64 {
             counter &+= 1
             return Self.splitMix(Self.splitMix(key0 &+ counter &* 0x9E37_79B9_7F4A_7C15) ^ mixedKey1)
         }
-        checkKey0 = next()
-        checkKey1 = next() | 1
+        macKey0 = next()
+        macKey1 = next()
         let r01 = next()
         let r23 = next()
         roundKey0 = UInt32(truncatingIfNeeded: r01)
@@ -69,22 +79,59 @@ public struct ProbeTagCodec: Sendable {
         return z ^ (z >> 31)
     }
 
-    // MARK: Bit layout
+    // MARK: Bit layout of the plaintext word
 
     @inlinable static var slotShift: UInt32 { 18 }
-    @inlinable static var generationShift: UInt32 { 16 }
-    @inlinable static var ttlShift: UInt32 { 8 }
-    @inlinable static var attemptShift: UInt32 { 5 }
-    @inlinable static var checkMask: UInt32 { 0x1F }
+    @inlinable static var ttlShift: UInt32 { 10 }
+    @inlinable static var attemptShift: UInt32 { 7 }
+    @inlinable static var macMask: UInt32 { 0x7F }
 
-    /// The 5-bit keyed check of the 27 tag bits (`body` has its low 5 bits zero).
+    // MARK: The MAC
+
     @inlinable @inline(__always)
-    func check(_ body: UInt32) -> UInt32 {
-        var x = (UInt64(body) ^ checkKey0) &* checkKey1
-        x ^= x >> 29
-        x &*= 0xBF58_476D_1CE4_E5B9
-        return UInt32(truncatingIfNeeded: x >> 59)  // top 5 bits: the best mixed
+    static func rotl(_ x: UInt64, _ b: UInt64) -> UInt64 { (x << b) | (x >> (64 &- b)) }
+
+    /// SipHash-1-3 of three 64-bit words (24 bytes) under the codec's key.
+    @inlinable @inline(__always)
+    func sipHash(_ m0: UInt64, _ m1: UInt64, _ m2: UInt64) -> UInt64 {
+        var v0 = macKey0 ^ 0x736f_6d65_7073_6575
+        var v1 = macKey1 ^ 0x646f_7261_6e64_6f6d
+        var v2 = macKey0 ^ 0x6c79_6765_6e65_7261
+        var v3 = macKey1 ^ 0x7465_6462_7974_6573
+        @inline(__always) func round() {
+            v0 &+= v1; v1 = Self.rotl(v1, 13); v1 ^= v0; v0 = Self.rotl(v0, 32)
+            v2 &+= v3; v3 = Self.rotl(v3, 16); v3 ^= v2
+            v0 &+= v3; v3 = Self.rotl(v3, 21); v3 ^= v0
+            v2 &+= v1; v1 = Self.rotl(v1, 17); v1 ^= v2; v2 = Self.rotl(v2, 32)
+        }
+        v3 ^= m0; round(); v0 ^= m0
+        v3 ^= m1; round(); v0 ^= m1
+        v3 ^= m2; round(); v0 ^= m2
+        let last: UInt64 = 24 << 56  // no tail bytes; the length byte
+        v3 ^= last; round(); v0 ^= last
+        v2 ^= 0xFF
+        round(); round(); round()
+        return v0 ^ v1 ^ v2 ^ v3
     }
+
+    /// The 64-bit MAC of one probe: its tag, its flow and its slot's epoch.
+    @inlinable @inline(__always)
+    public func mac(_ tag: ProbeTag, _ flow: ProbeFlow) -> UInt64 {
+        let addresses = UInt64(flow.source.value) << 32 | UInt64(flow.destination.value)
+        let ports = UInt64(flow.sourcePort) << 48 | UInt64(flow.destinationPort) << 32
+            | UInt64(flow.protocolNumber) << 16 | UInt64(flow.epoch)
+        let probe = UInt64(tag.slot) << 16 | UInt64(tag.ttl) << 8 | UInt64(tag.attempt)
+        return sipHash(addresses, ports, probe)
+    }
+
+    /// The IPv4 ID a probe with this MAC carries (never 0).
+    @inlinable @inline(__always)
+    public static func ipID(fromMAC mac: UInt64) -> UInt16 {
+        let id = UInt16(truncatingIfNeeded: mac >> 7)
+        return id == 0 ? 0xFFFF : id
+    }
+
+    // MARK: The permutation
 
     /// The Feistel round function: a keyed mixer of a 16-bit half and the round number.
     @inlinable @inline(__always)
@@ -123,39 +170,46 @@ public struct ProbeTagCodec: Sendable {
 
     // MARK: Public API
 
-    /// The sequence number that carries `tag`.
-    @inlinable
-    public func encode(_ tag: ProbeTag) -> UInt32 {
-        let body = UInt32(tag.slot) << Self.slotShift
-            | UInt32(tag.generation) << Self.generationShift
-            | UInt32(tag.ttl) << Self.ttlShift
-            | UInt32(tag.attempt) << Self.attemptShift
-        return permute(body | check(body))
+    /// What a probe carries: its sequence number and its IPv4 ID.
+    public struct Stamp: Sendable, Equatable {
+        /// The TCP sequence number.
+        public var sequence: UInt32
+        /// The IPv4 identification.
+        public var ipID: UInt16
+
+        @inlinable public init(sequence: UInt32, ipID: UInt16) {
+            self.sequence = sequence
+            self.ipID = ipID
+        }
     }
 
-    /// The tag carried by `word`, or nil when its keyed check fails (the word was not made by this
-    /// codec's `encode`, except with probability about 2^-5; see the type's documentation).
+    /// The sequence number and IPv4 ID of the probe `tag` of `flow`.
     @inlinable
-    public func decode(_ word: UInt32) -> ProbeTag? {
-        let plain = unpermute(word)
-        let body = plain & ~Self.checkMask
-        guard plain & Self.checkMask == check(body) else { return nil }
-        return ProbeTag(
-            uncheckedSlot: UInt16(truncatingIfNeeded: plain >> Self.slotShift),
-            generation: UInt8(truncatingIfNeeded: plain >> Self.generationShift & 0x3),
-            ttl: UInt8(truncatingIfNeeded: plain >> Self.ttlShift),
-            attempt: UInt8(truncatingIfNeeded: plain >> Self.attemptShift & 0x7))
+    public func encode(_ tag: ProbeTag, flow: ProbeFlow) -> Stamp {
+        let mac = mac(tag, flow)
+        let plain = UInt32(tag.slot) << Self.slotShift | UInt32(tag.ttl) << Self.ttlShift
+            | UInt32(tag.attempt) << Self.attemptShift | UInt32(truncatingIfNeeded: mac) & Self.macMask
+        return Stamp(sequence: permute(plain), ipID: Self.ipID(fromMAC: mac))
     }
-}
 
-extension ProbeTag {
-    /// Makes a tag from fields already known to be in range (they come out of fixed-width bit
-    /// fields), skipping the range check of the public initializer on the decode path.
+    /// The tag a sequence number names, and the MAC bits it carries. Every word names some tag (the
+    /// permutation is a bijection); only `verify` says whether the word is genuine.
     @inlinable @inline(__always)
-    init(uncheckedSlot slot: UInt16, generation: UInt8, ttl: UInt8, attempt: UInt8) {
-        self.slot = slot
-        self.generation = generation
-        self.ttl = ttl
-        self.attempt = attempt
+    public func identify(_ word: UInt32) -> (tag: ProbeTag, mac: UInt8) {
+        let plain = unpermute(word)
+        return (ProbeTag(uncheckedSlot: UInt16(truncatingIfNeeded: plain >> Self.slotShift),
+            ttl: UInt8(truncatingIfNeeded: plain >> Self.ttlShift),
+            attempt: UInt8(truncatingIfNeeded: plain >> Self.attemptShift & 0x7)),
+            UInt8(truncatingIfNeeded: plain & Self.macMask))
+    }
+
+    /// True when `macBits` (from `identify`) and, for an ICMP quote, the quoted IPv4 ID are exactly
+    /// what probe `tag` of `flow` carried.
+    @inlinable @inline(__always)
+    public func verify(_ tag: ProbeTag, macBits: UInt8, quotedIPID: UInt16?, flow: ProbeFlow) -> Bool {
+        let mac = mac(tag, flow)
+        guard UInt8(truncatingIfNeeded: mac) & UInt8(Self.macMask) == macBits else { return false }
+        if let quotedIPID { return quotedIPID == Self.ipID(fromMAC: mac) }
+        return true
     }
 }

@@ -30,17 +30,23 @@ public struct ParsedReply: Sendable, Equatable {
     public var sourcePort: UInt16
     /// The probe's destination port: the quoted destination port (ICMP) or the reply's source port (TCP).
     public var destinationPort: UInt16
-    /// The probe's sequence number: the quoted sequence (ICMP) or the acknowledgement minus 1 (TCP).
+    /// The probe's sequence number: the quoted sequence (ICMP) or the acknowledgement minus 1 (TCP). A
+    /// RST answering a SYN that carried data acknowledges that data too: subtract its length as well.
     public var tagWord: UInt32
     /// Outer IP TTL of the reply (for diagnostics: distance and asymmetry hints).
     public var replyTTL: UInt8
+    /// The IPv4 ID of the quoted probe header (ICMP errors); 0 for TCP replies, which quote none.
+    public var quotedIPID: UInt16
+
+    /// True for an ICMP error, which quotes the probe's IPv4 header (and so its ID).
+    @inlinable public var quotesProbe: Bool { kind == .timeExceeded || kind == .unreachable }
 
     /// Makes a parsed reply (the parser does this; tests and the simulated network may too).
     @inlinable
     public init(
         kind: ReplyKind, icmpCode: UInt8, responder: IPv4Address, probeSource: IPv4Address,
         probeDestination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16, tagWord: UInt32,
-        replyTTL: UInt8
+        replyTTL: UInt8, quotedIPID: UInt16 = 0
     ) {
         self.kind = kind
         self.icmpCode = icmpCode
@@ -51,6 +57,7 @@ public struct ParsedReply: Sendable, Equatable {
         self.destinationPort = destinationPort
         self.tagWord = tagWord
         self.replyTTL = replyTTL
+        self.quotedIPID = quotedIPID
     }
 }
 
@@ -98,7 +105,7 @@ public enum ReplyParser {
             kind: kind, icmpCode: icmp.code, responder: ip.source,
             probeSource: quoted.source, probeDestination: quoted.destination,
             sourcePort: tcp.sourcePort, destinationPort: tcp.destinationPort,
-            tagWord: tcp.sequence, replyTTL: ip.ttl)
+            tagWord: tcp.sequence, replyTTL: ip.ttl, quotedIPID: quoted.identification)
     }
 
     /// The target's own SYN+ACK or RST+ACK, acknowledging the probe's sequence number plus one.

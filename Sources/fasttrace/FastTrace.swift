@@ -228,7 +228,7 @@ struct FastTrace: ParsableCommand {
 
         let transport = try LinuxTransport(configuration: .init(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
-        let engine = TraceEngine(configuration: config, transport: transport, clock: RealtimeClock())
+        let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
         installSignalHandlers()
         engine.shouldCancel = { cancelRequested.load(ordering: .relaxed) }
 
@@ -237,6 +237,7 @@ struct FastTrace: ParsableCommand {
         let progress = batch && isatty(2) == 1
         let totalTraces = targets.reduce(0) { $0 + $1.target.addressCount } * ports.count
 
+        var singleFinished: (TraceResult) -> Void = { _ in }
         if let request = singleRequest {
             let device = routes.lookup(request.destination)?.interfaceName ?? i ?? "?"
             let service = serviceName(request.port).map { " (\($0))" } ?? ""
@@ -246,13 +247,24 @@ struct FastTrace: ParsableCommand {
                 Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
                 Out.flush()
                 var lastTranslation: IPv4Address?
+                var printedThrough: UInt8 = 0
                 engine.onHop = { _, hop in
                     for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
+                    printedThrough = hop.ttl
                     Out.flush()
+                }
+                // Interrupted: the hops not yet settled, with `?` for probes not waited for, and a
+                // line saying the trace is incomplete.
+                singleFinished = { result in
+                    guard result.stopReason == .interrupted else { return }
+                    for hop in result.hops where hop.ttl > printedThrough {
+                        for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
+                    }
+                    Out.line("Interrupted: the trace is incomplete (? = probe not waited for)")
                 }
             }
             var one = CollectionOfOne(request).makeIterator()
-            let summaryLine = try runEngine(engine, &one, batch: false, text: text)
+            let summaryLine = try runEngine(engine, &one, batch: false, text: text, single: singleFinished)
             if summary { Out.error(summaryLine) }
         } else {
             engine.onProgress = { p in
@@ -268,13 +280,14 @@ struct FastTrace: ParsableCommand {
     }
 
     private func runEngine<R: IteratorProtocol<TraceRequest>>(
-        _ engine: TraceEngine, _ requests: inout R, batch: Bool, text: TextFormatter
+        _ engine: TraceEngine, _ requests: inout R, batch: Bool, text: TextFormatter,
+        single: @escaping (TraceResult) -> Void = { _ in }
     ) throws -> String {
         let format = self.format
         let result = try engine.run(&requests) { trace in
             switch format {
             case .json: Out.line(JSONFormatter.line(trace))
-            case .text: if batch { Out.line(text.block(trace)) }
+            case .text: if batch { Out.line(text.block(trace)) } else { single(trace) }
             }
             Out.flush()
         }
@@ -282,9 +295,11 @@ struct FastTrace: ParsableCommand {
         let seconds = Double(result.elapsedNanos) / 1e9
         return "fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
             + "\(d.matched) replies matched, \(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), "
-            + "forged \(d.forged), stale \(d.stale)), \(d.duplicates) duplicates, \(result.transport.ringDrops) ring drops, "
+            + "forged \(d.forged), stale \(d.stale), premature \(d.premature)), \(d.duplicates) duplicates, "
+            + "\(result.rateLimitedHops) rate-limited hops (\(result.reasksSent) re-asks), "
+            + "\(result.transport.ringDrops) ring drops, "
             + "\(formatSeconds(seconds)) s, \(Int(result.probesPerSecond)) probes/s"
-            + (result.cancelled ? " (interrupted)" : "")
+            + (result.cancelled ? ", interrupted: \(result.interrupted) traces partial" : "")
     }
 }
 

@@ -61,13 +61,14 @@ struct TextFormatter {
 
     /// The hop line: ` 1  name (addr)  0.123 ms  0.101 ms  *`, `[open]`/`[closed]` after the
     /// destination, `!H`-style marks after unreachable answers, a new address printed where an attempt
-    /// met a different router.
+    /// met a different router. A probe the run was interrupted before waiting for prints `?`; a hop
+    /// whose silence rate limiting explains ends in `[rate-limited]`.
     func hopLine(_ hop: HopResult) -> String {
         var line = hop.ttl < 10 ? " \(hop.ttl) " : "\(hop.ttl) "
         var lastAddress: IPv4Address?
         for probe in hop.probes {
             guard let responder = probe.responder, let rtt = probe.rttMicros else {
-                line += " *"
+                line += probe.silence == .interrupted ? " ?" : " *"
                 continue
             }
             if responder != lastAddress {
@@ -79,6 +80,7 @@ struct TextFormatter {
             line += "  " + formatMillis(rtt) + " ms"
             if case .unreachable(let code) = probe.outcome { line += " " + unreachableMark(code) }
         }
+        if hop.probes.contains(where: { $0.silence == .rateLimited }) { line += "  [rate-limited]" }
         return line
     }
 
@@ -97,6 +99,7 @@ struct TextFormatter {
         case .unreachable: how = "unreachable at TTL \(result.hops.last?.ttl ?? 0)"
         case .gapLimit: how = "stopped after \(result.hops.count) TTLs: silent gap"
         case .maxTTL: how = "not reached within TTL \(result.hops.last?.ttl ?? 0)"
+        case .interrupted: how = "interrupted after \(result.hops.count) TTLs (partial)"
         }
         var lines = ["\(target) port \(result.request.port): \(result.state.rawValue), \(how)"]
         var lastTranslation: IPv4Address?
@@ -143,7 +146,9 @@ enum JSONFormatter {
             s += hop.firstResponder.map { "\"\($0)\"" } ?? "null"
             s += ",\"rtt_ms\":["
             s += hop.probes.map { p in p.rttMicros.map { formatMillis($0) } ?? "null" }.joined(separator: ",")
-            s += "],\"kind\":\"\(hop.outcome)\""
+            s += "],\"kind\":\"\(hop.kind)\""
+            let limited = hop.probes.count { $0.silence == .rateLimited }
+            if limited > 0 && hop.outcome != .none { s += ",\"rate_limited\":\(limited)" }
             if case .unreachable(let code) = hop.outcome { s += ",\"code\":\(code)" }
             if let translated = hop.translatedDestination { s += ",\"dnat\":\"\(translated)\"" }
             var distinct: [IPv4Address] = []

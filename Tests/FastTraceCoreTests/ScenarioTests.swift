@@ -203,11 +203,12 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
     @Test func aReplayedReplyIsADuplicate() throws {
         let codec = ProbeTagCodec(key0: 1, key1: 2)
         let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
-        // The engine's first probe is slot 0, generation 1, TTL 1, attempt 0; replay its SYN-ACK-like echo
-        // as a second time-exceeded answer shortly after the real one.
-        let seq = codec.encode(ProbeTag(slot: 0, generation: 1, ttl: 1, attempt: 0))
-        net.inject(timeExceeded(from: r(1), probeSource: vantage, probeDestination: target, sport: 40000, dport: 443, seq: seq),
-            at: net.now() + 500_000)
+        // The engine's first probe is slot 0, epoch 1, TTL 1, attempt 0; replay its time exceeded shortly
+        // after the real one.
+        let stamp = codec.encode(ProbeTag(slot: 0, ttl: 1, attempt: 0),
+            flow: ProbeFlow(source: vantage, destination: target, sourcePort: 40000, destinationPort: 443, epoch: 1))
+        net.inject(timeExceeded(from: r(1), probeSource: vantage, probeDestination: target, sport: 40000, dport: 443,
+            seq: stamp.sequence, ipID: stamp.ipID), at: net.now() + 500_000)
         let (results, summary) = try trace(net, [(target, 443)], codec: codec)
         #expect(results[0].state == .open)
         #expect(summary.dispatch.duplicates == 1 && summary.dispatch.matched == 12)
@@ -245,14 +246,14 @@ func synAck(from: IPv4Address, to: IPv4Address, sport: UInt16, dport: UInt16, ac
 
 /// A time exceeded from `from` quoting a bare 40-byte SYN with these fields.
 func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination: IPv4Address, sport: UInt16,
-    dport: UInt16, seq: UInt32) -> [UInt8]
+    dport: UInt16, seq: UInt32, ipID: UInt16 = 1, type: UInt8 = 11, code: UInt8 = 0) -> [UInt8]
 {
     var probe = [UInt8](repeating: 0, count: 40)
     _ = probe.withUnsafeMutableBytes {
         TCPProbeWriter.write(TCPProbe(source: probeSource, destination: probeDestination, sourcePort: sport,
-            destinationPort: dport, sequence: seq, ttl: 1), into: $0)
+            destinationPort: dport, sequence: seq, ttl: 1, ipID: ipID), into: $0)
     }
-    return SimulatedNetwork.icmpError(type: 11, code: 0, from: from, quoting: probe)
+    return SimulatedNetwork.icmpError(type: type, code: code, from: from, quoting: probe)
 }
 
 @Suite struct ReceiveLagTests {
@@ -353,11 +354,12 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         // relaxing the address for DNAT does not relax anything else.
         let codec = ProbeTagCodec(key0: 1, key1: 2)
         let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
-        let seq = codec.encode(ProbeTag(slot: 0, generation: 1, ttl: 1, attempt: 0))
+        let stamp = codec.encode(ProbeTag(slot: 0, ttl: 1, attempt: 0),
+            flow: ProbeFlow(source: vantage, destination: target, sourcePort: 40000, destinationPort: 443, epoch: 1))
         net.inject(timeExceeded(from: r(1), probeSource: vantage, probeDestination: IPv4Address(198, 18, 96, 10),
-            sport: 40000, dport: 80, seq: seq), at: net.now() + 100_000)
+            sport: 40000, dport: 80, seq: stamp.sequence, ipID: stamp.ipID), at: net.now() + 100_000)
         let (results, summary) = try trace(net, [(target, 443)], codec: codec)
         #expect(results[0].hops.allSatisfy { $0.translatedDestination == nil })
-        #expect(summary.dispatch.stale == 1 && summary.dispatch.matched == 12)
+        #expect(summary.dispatch.forged == 1 && summary.dispatch.matched == 12)
     }
 }

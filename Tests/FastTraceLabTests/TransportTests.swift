@@ -166,7 +166,7 @@ struct TransportLabTests {
             return (sink.snapshot, transport.counters, sink.receivedThroughNanos)
         }
         #expect(mark > packets.map(\.timestamp).max() ?? .max, "the receive watermark passes every delivered packet")
-        let now = RealtimeClock().now()
+        let now = SystemClock().stampNow()
         let kinds = packets.map { ReplyKind($0.bytes) }
         #expect(kinds.contains(.timeExceeded(from: TestNetwork.routerNear, quotedSourcePort: 40_001)))
         #expect(kinds.contains(.synAck(from: TestNetwork.peerAddress, destinationPort: 40_002)))
@@ -380,11 +380,11 @@ struct TransportUnitTests {
         #expect(RouteTable(entries: [], addresses: []).lookup(IPv4Address(8, 8, 8, 8)) == nil)
     }
 
-    @Test("RealtimeClock is CLOCK_REALTIME nanoseconds and sleeps until the deadline")
-    func realtimeClock() {
-        let clock = RealtimeClock()
+    @Test("SystemClock stamps on CLOCK_REALTIME and sleeps until a CLOCK_MONOTONIC deadline")
+    func systemClock() {
+        let clock = SystemClock()
         let wall = UInt64(Date().timeIntervalSince1970 * 1e9)
-        let now = clock.now()
+        let now = clock.stampNow()
         #expect(now > wall - 1_000_000_000 && now < wall + 1_000_000_000)
         let deadline = clock.now() + 20_000_000
         clock.sleep(until: deadline)

@@ -56,7 +56,6 @@ extension ProbeTag {
     static func random(using rng: inout SeededGenerator) -> ProbeTag {
         ProbeTag(
             slot: UInt16.random(in: 0..<UInt16(ProbeTag.slotCount), using: &rng),
-            generation: UInt8.random(in: 0..<UInt8(ProbeTag.generationCount), using: &rng),
             ttl: UInt8.random(in: 0...255, using: &rng),
             attempt: UInt8.random(in: 0..<UInt8(ProbeTag.attemptCount), using: &rng))
     }

@@ -1,0 +1,89 @@
+// Result assembly: turns a slot's cells into the `HopResult`s and the `TraceResult` the CLI prints, once
+// per settled hop and once per finished trace (never per packet), and hands the slot back to the pool.
+
+import FastTraceWire
+
+extension TraceEngine {
+    /// One TTL of a trace as it stands: each column's answer, or why it has none.
+    func hop(_ index: Int, ttlIndex: Int) -> HopResult {
+        let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+        let limitedHere = rateLimitedTTL[index * grid.ttlCount + ttlIndex]
+            || (ttlAnswered(index, ttlIndex: ttlIndex) && book.isLimited(position(index, ttlIndex: ttlIndex)))
+        var probes: [ProbeResult] = []
+        probes.reserveCapacity(samples)
+        for column in 0..<samples {
+            var result: ProbeResult?
+            var attempt = column
+            var waiting = false
+            while attempt < grid.attempts {
+                switch status[base + attempt] {
+                case Self.answered:
+                    let reply = PackedReply(word: dispatcher.results.load(base + attempt))
+                    let details = dispatcher.details.loadRelaxed(base + attempt)
+                    result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
+                        translatedDestination: details >> 32 & 1 == 1
+                            ? IPv4Address(UInt32(truncatingIfNeeded: details)) : nil)
+                case Self.sent, Self.retryQueued, Self.reaskQueued:
+                    waiting = true
+                case Self.unsent where attempt == column:
+                    waiting = true
+                default:
+                    break
+                }
+                if result != nil { break }
+                attempt += samples
+            }
+            if let result {
+                probes.append(result)
+            } else if waiting && cancelling {
+                probes.append(ProbeResult(silence: .interrupted))
+            } else {
+                probes.append(ProbeResult(silence: limitedHere ? .rateLimited : .timedOut))
+            }
+        }
+        return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)
+    }
+
+    /// Reports a trace and frees its slot.
+    func finish(_ index: Int, now: UInt64) {
+        let slot = slots[index]
+        // Retire the occupant first: from here the receive thread counts its replies as late. The slot
+        // word keeps naming it (only `active` is cleared) while the slot rests in the pool.
+        dispatcher.slotWords.store(index, dispatcher.slotWords.loadRelaxed(index) & ~(1 << 63))
+        var lastTTL: Int
+        if cancelling {
+            // Interrupted: every TTL some probe went to, and none it never reached.
+            lastTTL = -1
+            for ttlIndex in 0...min(slot.stopTTLIndex, grid.ttlCount - 1) {
+                let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+                for attempt in 0..<grid.attempts where status[row + attempt] != Self.unsent {
+                    lastTTL = ttlIndex
+                    break
+                }
+            }
+        } else {
+            let sentTTL = slot.nextProbe > 0 ? (slot.nextProbe - 1) / samples : -1
+            lastTTL = min(slot.stopTTLIndex, max(slot.resolvedTTLs - 1, sentTTL))
+        }
+        var hops: [HopResult] = []
+        if lastTTL >= 0 {
+            hops.reserveCapacity(lastTTL + 1)
+            for ttlIndex in 0...lastTTL { hops.append(hop(index, ttlIndex: ttlIndex)) }
+        }
+        // The port's state is what the destination said, wherever in the trace it said it.
+        let outcomes = hops.flatMap { $0.probes.map(\.outcome) }
+        let state: PortState =
+            outcomes.contains(.synAck) ? .open : outcomes.contains(.reset) ? .closed : .filtered
+        let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
+        let result = TraceResult(
+            request: slot.request, hops: hops, reached: state != .filtered, state: state,
+            stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent)
+        slots[index].active = false
+        activeCount -= 1
+        pool.give(index, now: now)
+        summary.traces += 1
+        if cancelling { summary.interrupted += 1 }
+        if result.reached { summary.reached += 1 }
+        onResult(result)
+    }
+}
