@@ -68,9 +68,24 @@ final class Lab: Sendable {
         }
     }()
 
+    /// The lab's namespace prefix: `$FT_LAB_PREFIX` (as scripts/lab.sh reads it), default `ftlab`.
+    static let prefix: String = {
+        let value = ProcessInfo.processInfo.environment["FT_LAB_PREFIX"] ?? ""
+        return value.isEmpty ? "ftlab" : value
+    }()
+
+    /// Where scripts/lab.sh writes the truth for `prefix` (lab-state/ for the default lab,
+    /// lab-state/PREFIX/ for another).
+    static var truthPath: String {
+        repoRoot + (prefix == "ftlab" ? "/lab-state/truth.json" : "/lab-state/\(prefix)/truth.json")
+    }
+
+    /// The lab's namespace for `node` (`vantage`, `r1`, …).
+    static func namespace(_ node: String) -> String { "\(prefix)-\(node)" }
+
     private init() throws {
-        let truthPath = repoRoot + "/lab-state/truth.json"
-        let up = FileManager.default.fileExists(atPath: "/run/netns/ftlab-vantage")
+        let truthPath = Self.truthPath
+        let up = FileManager.default.fileExists(atPath: "/run/netns/\(Self.namespace("vantage"))")
             && FileManager.default.fileExists(atPath: truthPath)
         if !up {
             let r = runTool([repoRoot + "/scripts/lab.sh", "up"], timeout: 120)
