@@ -112,10 +112,16 @@ struct FastTrace: ParsableCommand {
         } catch let error as SystemError {
             Out.error("fasttrace: \(error)")
             throw ExitCode(1)
+        } catch let error as OutputFailure {
+            Out.error("fasttrace: \(error.message)")
+            throw ExitCode(1)
         }
     }
 
     private func execute() throws {
+        // A reader that goes away (`| head`) must not kill fasttrace silently: EPIPE comes back from
+        // write instead, and is reported like any other failed write of results.
+        signal(SIGPIPE, SIG_IGN)
         // 1. Input: everything the user typed is checked before any socket is opened.
         let batch = targetsFile != nil
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
@@ -230,7 +236,12 @@ struct FastTrace: ParsableCommand {
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
         let engine = TraceEngine(configuration: config, transport: transport, clock: RealtimeClock())
         installSignalHandlers()
-        engine.shouldCancel = { cancelRequested.load(ordering: .relaxed) }
+        // Polled every scheduler turn: results waiting more than ~100 ms go out, and a failed write of
+        // results stops the run like an interrupt (reported and exit 1 after the engine returns).
+        engine.shouldCancel = {
+            Out.flushIfDue()
+            return cancelRequested.load(ordering: .relaxed) || Out.writeError != nil
+        }
 
         let text = TextFormatter(names: (n || batch) ? nil : ReverseNames(), showDNAT: dnat)
         var lastProgress = ""
@@ -244,7 +255,7 @@ struct FastTrace: ParsableCommand {
             if format == .text {
                 Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
                 Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
-                Out.flush()
+                try Out.finish()
                 var lastTranslation: IPv4Address?
                 engine.onHop = { _, hop in
                     for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
@@ -272,12 +283,13 @@ struct FastTrace: ParsableCommand {
     ) throws -> String {
         let format = self.format
         let result = try engine.run(&requests) { trace in
+            // Buffered: the buffer goes out when full, every ~100 ms (shouldCancel) and at the end.
             switch format {
             case .json: Out.line(JSONFormatter.line(trace))
             case .text: if batch { Out.line(text.block(trace)) }
             }
-            Out.flush()
         }
+        try Out.finish()
         let d = result.dispatch
         let seconds = Double(result.elapsedNanos) / 1e9
         return "fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
