@@ -201,19 +201,35 @@ struct FastTrace: ParsableCommand {
         if let netns { try enterNetworkNamespace(named: netns) }
         if let problem = Privileges.check() { throw UsageFailure(problem) }
         let routes = try RouteTable.load()
-        if let i, routes.interfaceIndex(named: i) == nil { throw UsageFailure("-i: no interface named '\(i)'") }
         if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
             throw UsageFailure("-s: \(sourceOverride) is not an address of this host")
         }
-        let interfaceSource: IPv4Address? = try i.map { name in
-            guard let address = routes.firstAddress(ofInterface: name) else {
-                throw UsageFailure("-i: interface '\(name)' has no IPv4 address")
+        // -i: probes really leave through that interface (the transport binds its raw socket to it), so
+        // routes are looked up as the kernel does for a bound socket: only those through it.
+        var pathRoutes = routes
+        if let i {
+            guard let index = routes.interfaceIndex(named: i) else { throw UsageFailure("-i: no interface named '\(i)'") }
+            guard routes.firstAddress(ofInterface: i) != nil else {
+                throw UsageFailure("-i: interface '\(i)' has no IPv4 address")
             }
-            return address
+            pathRoutes = routes.restricted(toInterface: index)
+        }
+        // The route each target's probes take; a target whose route cannot use -i or -s is refused
+        // (one target: exit 2; a list: skipped with its line), never probed into silence.
+        let routeFor: @Sendable (IPv4Address) -> Result<Route, ReasonError> = { [pathRoutes, i, sourceOverride] destination in
+            guard let route = pathRoutes.lookup(destination) else {
+                if let i, routes.lookup(destination) != nil {
+                    return .failure(ReasonError("no route through \(i) (-i \(i))"))
+                }
+                return .failure(ReasonError("no route to host"))
+            }
+            if let sourceOverride, let problem = routes.problem(source: sourceOverride, on: route) {
+                return .failure(ReasonError("-s \(sourceOverride) cannot be used: \(problem)"))
+            }
+            return .success(route)
         }
         let sourceFor: TraceRequestIterator.SourceFor = { destination in
-            guard let route = routes.lookup(destination) else { return .failure(ReasonError("no route to host")) }
-            return .success(sourceOverride ?? interfaceSource ?? route.source)
+            routeFor(destination).map { sourceOverride ?? $0.source }
         }
 
         var skipped = 0
@@ -249,7 +265,8 @@ struct FastTrace: ParsableCommand {
         let totalTraces = targets.reduce(0) { $0 + $1.target.addressCount } * ports.count
 
         if let request = singleRequest {
-            let device = routes.lookup(request.destination)?.interfaceName ?? i ?? "?"
+            // The device the probes actually leave through (the route sourceFor accepted).
+            let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
             let service = serviceName(request.port).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text {

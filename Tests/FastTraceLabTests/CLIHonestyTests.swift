@@ -68,3 +68,101 @@ struct CLIHonestyTests {
         #expect(scratch.read("err") == "fasttrace: writing results: Broken pipe\n")
     }
 }
+
+// MARK: 2. -i and -s the route cannot use
+
+/// An interface `ftdum0` (203.0.113.1/24) in the lab's vantage namespace, with a /32 route for
+/// `decoy` through it: the routing table sends `decoy` into a device that leads nowhere. Removed
+/// by `remove()` (call it in a defer).
+struct DecoyInterface {
+    static let name = "ftdum0"
+    static let address = "203.0.113.1"
+    static let decoy = "198.19.254.201"
+    let namespace: String
+
+    init(namespace: String) throws {
+        self.namespace = namespace
+        remove()
+        // A veth pair with both ends in the namespace (this kernel has no dummy driver): nothing sent
+        // into it goes anywhere.
+        try run(["ip", "-n", namespace, "link", "add", Self.name, "type", "veth", "peer", "name", Self.name + "p"])
+        try run(["ip", "-n", namespace, "link", "set", Self.name + "p", "up"])
+        try run(["ip", "-n", namespace, "addr", "add", Self.address + "/24", "dev", Self.name])
+        try run(["ip", "-n", namespace, "link", "set", Self.name, "up"])
+        try run(["ip", "-n", namespace, "route", "add", Self.decoy + "/32", "dev", Self.name])
+    }
+
+    func remove() { _ = runTool(["ip", "-n", namespace, "link", "del", Self.name]) }
+}
+
+extension CLIHonestyTests {
+    @Test("-i lo and -s 127.0.0.1 toward a lab target: exit 2 with one line, no probes into silence")
+    func unusableInterfaceOrSource() throws {
+        let lab = try Lab.get()
+        let target = lab.truth.kind(named: "open").example
+        let cases: [([String], String)] = [
+            (["-i", "lo"], "fasttrace: \(target): no route through lo (-i lo)\n"),
+            (["-s", "127.0.0.1"],
+             "fasttrace: \(target): -s 127.0.0.1 cannot be used: the route leaves through \(lab.truth.vantage.interface), and 127.0.0.1 is an address of lo\n"),
+        ]
+        for (option, message) in cases {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-w", "1", "-m", "8"] + option
+                + [target, "443"], timeout: 60)
+            #expect(r.status == 2, "\(option): \(r.stdout)")
+            #expect(r.stderr == message, "\(option)")
+            #expect(r.stdout.isEmpty, "\(option): no header for a trace that is not run")
+        }
+    }
+
+    @Test("In a list, a target whose route cannot use -i is skipped with its line")
+    func unusableInterfaceInAList() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let open = lab.truth.kind(named: "open").example
+        let silent = lab.truth.kind(named: "silent").example
+        scratch.write("list", "\(open)\n\(silent)\n")
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"), "-p", "443",
+            "--format", "json", "-w", "1", "-i", "lo"], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.isEmpty, "no trace probed into silence: \(r.stdout)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.prefix(2) == [
+            "fasttrace: \(scratch.file("list")):1: \(open): no route through lo (-i lo) (skipped)",
+            "fasttrace: \(scratch.file("list")):2: \(silent): no route through lo (-i lo) (skipped)",
+        ][...], "\(r.stderr)")
+        #expect(r.stderr.contains("2 targets skipped"), "\(r.stderr)")
+    }
+
+    @Test("-i sends through that interface: the header's device is the one the probes take")
+    func interfaceReallySends() throws {
+        let lab = try Lab.get()
+        let decoy = try DecoyInterface(namespace: lab.namespace)
+        defer { decoy.remove() }
+        let vantage = lab.truth.vantage
+        // The routing table sends the decoy address into ftdum0; -i veth0 must still send (and trace)
+        // through veth0, where the open prefix lives: reached at TTL 7 like any open target.
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-w", "1", "-m", "8", "--sport", "47555",
+            "-i", vantage.interface, DecoyInterface.decoy, "443"], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.first == "Selected device \(vantage.interface), address \(vantage.address), port 47555 for outgoing packets",
+            "\(r.stdout)")
+        #expect(lines.last?.hasPrefix(" 7  \(DecoyInterface.decoy) [open]") == true, "\(r.stdout)")
+        // Without -i the header names the device the routing table picks (and the trace goes silent there).
+        let plain = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-w", "0.3", "-m", "2", "-q", "1",
+            DecoyInterface.decoy, "443"], timeout: 60)
+        #expect(plain.stdout.hasPrefix("Selected device \(DecoyInterface.name), address \(DecoyInterface.address),"),
+            "\(plain.stdout)")
+        // An address of another interface, or an interface the route does not take: refused.
+        let target = lab.truth.kind(named: "open").example
+        for (option, message) in [
+            (["-s", DecoyInterface.address],
+             "fasttrace: \(target): -s \(DecoyInterface.address) cannot be used: the route leaves through \(vantage.interface), and \(DecoyInterface.address) is an address of \(DecoyInterface.name)\n"),
+            (["-i", DecoyInterface.name], "fasttrace: \(target): no route through \(DecoyInterface.name) (-i \(DecoyInterface.name))\n"),
+        ] {
+            let refused = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-w", "1"] + option + [target, "443"])
+            #expect(refused.status == 2 && refused.stderr == message, "\(option): \(refused.stderr)")
+        }
+    }
+}
