@@ -166,3 +166,102 @@ extension CLIHonestyTests {
         }
     }
 }
+
+// MARK: 3. streaming input
+
+/// `VmHWM` (peak resident set) of a process, in KiB, from /proc.
+func peakResidentKiB(_ pid: pid_t) -> Int? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+    return line.flatMap { Int($0.split(separator: " ").dropFirst().first ?? "") }
+}
+
+extension CLIHonestyTests {
+    @Test("A list from a slow pipe: the first results come out before the writer has finished")
+    func slowWriter() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let targets = runTool([repoRoot + "/scripts/lab.sh", "targets", "open", "100"]).stdout.split(separator: "\n")
+        #expect(targets.count == 100)
+        scratch.write("first", targets.prefix(50).joined(separator: "\n") + "\n")
+        scratch.write("second", targets.suffix(50).joined(separator: "\n") + "\n")
+        // The writer marks the moment it has written everything (just before it closes the pipe).
+        let script = """
+            { cat "$1"; sleep 3; cat "$2"; touch "$3"; } | "$0" --netns "$4" --targets - -p 443 --format json -w 1 -m 8
+            """
+        let child = try #require(Child(["bash", "-c", script, fasttraceBinary, scratch.file("first"),
+            scratch.file("second"), scratch.file("done"), lab.namespace],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        let sawResults = waitUntil(seconds: 30) { traceCount(scratch.read("out")) > 0 }
+        let writerDone = FileManager.default.fileExists(atPath: scratch.file("done"))
+        #expect(sawResults && !writerDone, "results only after the writer finished: \(scratch.read("err"))")
+        #expect(child.wait(timeout: 60) == 0, "\(scratch.read("err"))")
+        #expect(traceCount(scratch.read("out")) == 100)
+    }
+
+    @Test("A name whose lookup is slow holds up no other line")
+    func slowName() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // The vantage namespace gets its own resolv.conf (ip netns exec mounts /etc/netns/NS/ files over
+        // /etc): a name server in the lab's black hole, which never answers. The host's files are not
+        // touched.
+        let directory = "/etc/netns/\(lab.namespace)"
+        let madeDirectory = !FileManager.default.fileExists(atPath: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer {
+            try? FileManager.default.removeItem(atPath: directory + "/resolv.conf")
+            if madeDirectory { try? FileManager.default.removeItem(atPath: directory) }
+        }
+        let hole = lab.truth.kind(named: "blackhole").example
+        #expect(FileManager.default.createFile(atPath: directory + "/resolv.conf",
+            contents: Data("nameserver \(hole)\noptions timeout:10 attempts:1\n".utf8)))
+        let targets = runTool([repoRoot + "/scripts/lab.sh", "targets", "open", "50"]).stdout
+        scratch.write("list", "slow.example.\n" + targets)
+        let child = try #require(Child(["ip", "netns", "exec", lab.namespace, fasttraceBinary,
+            "--targets", scratch.file("list"), "-p", "443", "--format", "json", "-w", "1", "-m", "8"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        // All 50 addresses are traced while the name on line 1 is still being looked up (10 s).
+        let allTraced = waitUntil(seconds: 7) { traceCount(scratch.read("out")) == 50 }
+        #expect(allTraced, "\(traceCount(scratch.read("out"))) of 50 traced while the name was looking up")
+        #expect(child.isRunning && !scratch.read("err").contains("slow.example"), "the lookup is still going on")
+        #expect(child.wait(timeout: 60) == 0, "\(scratch.read("err"))")
+        #expect(scratch.read("err").hasPrefix("fasttrace: \(scratch.file("list")):1: cannot resolve 'slow.example.'"),
+            "\(scratch.read("err"))")
+        #expect(scratch.read("err").contains("fasttrace: 50 traces,"), "\(scratch.read("err"))")
+    }
+
+    @Test("A 1,000,000-line list: probing starts at once and memory stays flat")
+    func millionLines() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // 1,000,000 addresses inside the lab's open prefix 198.19.0.0/16 (each about 15 times).
+        var text = ""
+        text.reserveCapacity(15_000_000)
+        for i in 0..<1_000_000 { text += "198.19.\(i >> 8 & 255).\(i & 255)\n" }
+        scratch.write("list", text)
+        text = ""
+        let child = try #require(Child(["ip", "netns", "exec", lab.namespace, fasttraceBinary,
+            "--targets", scratch.file("list"), "-p", "443", "--format", "json", "-m", "2", "-q", "1", "-w", "0.2",
+            "--rate", "50000", "--max-in-flight", "1024"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        // `ip netns exec` execs fasttrace in place: the child's pid is fasttrace's.
+        let started = waitUntil(seconds: 5) { !scratch.read("out").isEmpty }
+        #expect(started, "no result within 5 s: the list is being read whole first? \(scratch.read("err"))")
+        usleep(2_000_000)
+        let peak = peakResidentKiB(child.pid)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        // Reading the list whole costs about 125 MB here (debug build); streaming about 35 MB, most of
+        // it the receive ring.
+        #expect((peak ?? .max) < 64 * 1024, "peak RSS \(peak.map { "\($0) KiB" } ?? "unknown")")
+        #expect(traceCount(scratch.read("out")) > 1000)
+        #expect(scratch.read("err").contains("(interrupted)"), "\(scratch.read("err"))")
+    }
+}
