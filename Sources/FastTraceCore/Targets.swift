@@ -82,7 +82,23 @@ public enum TargetParser {
         return .success(.hostname(String(text)))
     }
 
-    /// Parses a whole list. Returns every usable line, or the first bad one.
+    /// Parses one line of a target list: nil for a blank or comment-only line, else the target, or why
+    /// the line is not usable. `#` starts a comment; surrounding blanks and a trailing CR are ignored.
+    public static func parseLine(_ rawLine: Substring, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
+        -> Result<TargetSpec?, ReasonError>
+    {
+        var line = rawLine
+        if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+        let trimmed = line.trimmingWhitespace()
+        if trimmed.isEmpty { return .success(nil) }
+        if trimmed.contains(where: { $0 == " " || $0 == "\t" }) {
+            return .failure(ReasonError("'\(trimmed)': one target per line"))
+        }
+        return parseTarget(trimmed, maxPrefixAddresses: maxPrefixAddresses).map { $0 }
+    }
+
+    /// Parses a whole list in memory. Returns every usable line, or the first bad one. (The CLI reads
+    /// lists as a stream, line by line with `LineSplitter` and `parseLine`; this is the same rule.)
     public static func parseList(_ text: String, source: String,
         maxPrefixAddresses: Int = defaultMaxPrefixAddresses) -> Result<[(line: Int, target: TargetSpec)], TargetInputError>
     {
@@ -90,16 +106,9 @@ public enum TargetParser {
         var number = 0
         for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline) {
             number += 1
-            var line = rawLine
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let trimmed = line.trimmingWhitespace()
-            if trimmed.isEmpty { continue }
-            if trimmed.contains(where: { $0 == " " || $0 == "\t" }) {
-                return .failure(TargetInputError(source: source, line: number,
-                    reason: "'\(trimmed)': one target per line"))
-            }
-            switch parseTarget(trimmed, maxPrefixAddresses: maxPrefixAddresses) {
-            case .success(let target): out.append((number, target))
+            switch parseLine(rawLine, maxPrefixAddresses: maxPrefixAddresses) {
+            case .success(let target?): out.append((number, target))
+            case .success(nil): continue
             case .failure(let error): return .failure(TargetInputError(source: source, line: number, reason: error.reason))
             }
         }

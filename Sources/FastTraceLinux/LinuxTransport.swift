@@ -19,7 +19,9 @@ public final class LinuxTransport: ProbeTransport {
         /// The probes' TCP source ports. The reply filter keeps only SYN-ACK/RST to these ports and
         /// ICMP errors quoting a TCP header from them.
         public var sourcePorts: ClosedRange<UInt16>
-        /// Capture replies on this interface only; nil captures on every interface of the namespace.
+        /// Send through this interface only (`SO_BINDTODEVICE` on the raw socket, so every probe leaves
+        /// through it whatever the routing table says) and capture replies on it only; nil sends as the
+        /// routing table says and captures on every interface of the namespace.
         public var interfaceName: String?
         /// Receive ring geometry.
         public var ring: RingGeometry
@@ -92,6 +94,14 @@ public final class LinuxTransport: ProbeTransport {
             try setSocketOption(sendSocket.raw, SOL_SOCKET, SO_SNDBUFFORCE, sendBuffer, "setsockopt(SO_SNDBUFFORCE)")
         } catch {
             try setSocketOption(sendSocket.raw, SOL_SOCKET, SO_SNDBUF, sendBuffer, "setsockopt(SO_SNDBUF)")
+        }
+
+        if let name = configuration.interfaceName {
+            // As tcptraceroute does for -i (libnet binds its raw socket the same way): the kernel then
+            // routes each probe through this interface only.
+            try syscallBlocking("setsockopt(SO_BINDTODEVICE, \(name))") {
+                name.withCString { setsockopt(sendSocket.raw, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0))) }
+            }
         }
 
         // Receive side. Protocol 0 at creation: the socket sees nothing until the bind at the end,

@@ -169,6 +169,30 @@ public struct RouteTable: Sendable {
         return nil
     }
 
+    /// The table a socket bound to interface `index` sees (`SO_BINDTODEVICE`, fasttrace's `-i`): the
+    /// kernel's lookup then skips routes whose next hop is another interface, while blackhole,
+    /// unreachable and prohibit routes still apply. (The kernel would treat a destination with no route
+    /// through the interface as on-link and ARP for it; `lookup` on this table says "no route" instead.)
+    /// For a multipath route only the first next hop's interface is known here.
+    public func restricted(toInterface index: Int32) -> RouteTable {
+        RouteTable(entries: entries.filter { $0.interfaceIndex == index || $0.kind == .reject },
+                   addresses: addresses, interfaceNames: interfaceNames)
+    }
+
+    /// Why `source` cannot be the source of probes along `route`, or nil when it can: it must be the
+    /// route's preferred source or an address of the route's outgoing interface, so the probes say
+    /// where they left from and the replies can come back to it. (A loopback source on a path out of
+    /// the host, or an address of another interface, would leave every hop silent.)
+    public func problem(source: IPv4Address, on route: Route) -> String? {
+        if source == route.source { return nil }
+        if addresses.contains(where: { $0.interfaceIndex == route.interfaceIndex && $0.address == source }) {
+            return nil
+        }
+        let owner = addresses.first { $0.address == source }.map { interfaceNames[$0.interfaceIndex] ?? "if\($0.interfaceIndex)" }
+        return "the route leaves through \(route.interfaceName), and \(source) is "
+            + (owner.map { "an address of \($0)" } ?? "not an address of it")
+    }
+
     /// True when `address` is configured on some interface (to validate a user's `-s`).
     public func sourceAddressExists(_ address: IPv4Address) -> Bool {
         addresses.contains { $0.address == address }

@@ -112,10 +112,16 @@ struct FastTrace: ParsableCommand {
         } catch let error as SystemError {
             Out.error("fasttrace: \(error)")
             throw ExitCode(1)
+        } catch let error as OutputFailure {
+            Out.error("fasttrace: \(error.message)")
+            throw ExitCode(1)
         }
     }
 
     private func execute() throws {
+        // A reader that goes away (`| head`) must not kill fasttrace silently: EPIPE comes back from
+        // write instead, and is reported like any other failed write of results.
+        signal(SIGPIPE, SIG_IGN)
         // 1. Input: everything the user typed is checked before any socket is opened.
         let batch = targetsFile != nil
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
@@ -149,27 +155,11 @@ struct FastTrace: ParsableCommand {
             sourceOverride = address
         }
 
-        let targets: [(line: Int, target: TargetSpec)]
-        if let targetsFile {
-            let text: String
-            if targetsFile == "-" {
-                var all = ""
-                while let line = readLine(strippingNewline: false) { all += line }
-                text = all
-            } else {
-                guard let contents = readWholeFile(targetsFile) else {
-                    throw UsageFailure("cannot read target file '\(targetsFile)': \(String(cString: strerror(errno)))")
-                }
-                text = contents
-            }
-            switch TargetParser.parseList(text, source: targetsFile, maxPrefixAddresses: maxPrefixAddresses) {
-            case .success(let list): targets = list
-            case .failure(let error): throw UsageFailure(error.description)
-            }
-            if targets.isEmpty { throw UsageFailure("\(targetsFile): no targets") }
-        } else {
-            switch TargetParser.parseTarget(Substring(host!), maxPrefixAddresses: 1) {
-            case .success(let spec): targets = [(1, spec)]
+        // One target is parsed here; a list is read as a stream once the namespace and routes are known.
+        var singleTarget: TargetSpec?
+        if let host {
+            switch TargetParser.parseTarget(Substring(host), maxPrefixAddresses: 1) {
+            case .success(let spec): singleTarget = spec
             case .failure(let error): throw UsageFailure(error.reason)
             }
         }
@@ -195,57 +185,85 @@ struct FastTrace: ParsableCommand {
         if let netns { try enterNetworkNamespace(named: netns) }
         if let problem = Privileges.check() { throw UsageFailure(problem) }
         let routes = try RouteTable.load()
-        if let i, routes.interfaceIndex(named: i) == nil { throw UsageFailure("-i: no interface named '\(i)'") }
         if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
             throw UsageFailure("-s: \(sourceOverride) is not an address of this host")
         }
-        let interfaceSource: IPv4Address? = try i.map { name in
-            guard let address = routes.firstAddress(ofInterface: name) else {
-                throw UsageFailure("-i: interface '\(name)' has no IPv4 address")
+        // -i: probes really leave through that interface (the transport binds its raw socket to it), so
+        // routes are looked up as the kernel does for a bound socket: only those through it.
+        var pathRoutes = routes
+        if let i {
+            guard let index = routes.interfaceIndex(named: i) else { throw UsageFailure("-i: no interface named '\(i)'") }
+            guard routes.firstAddress(ofInterface: i) != nil else {
+                throw UsageFailure("-i: interface '\(i)' has no IPv4 address")
             }
-            return address
+            pathRoutes = routes.restricted(toInterface: index)
+        }
+        // The route each target's probes take; a target whose route cannot use -i or -s is refused
+        // (one target: exit 2; a list: skipped with its line), never probed into silence.
+        let routeFor: @Sendable (IPv4Address) -> Result<Route, ReasonError> = { [pathRoutes, i, sourceOverride] destination in
+            guard let route = pathRoutes.lookup(destination) else {
+                if let i, routes.lookup(destination) != nil {
+                    return .failure(ReasonError("no route through \(i) (-i \(i))"))
+                }
+                return .failure(ReasonError("no route to host"))
+            }
+            if let sourceOverride, let problem = routes.problem(source: sourceOverride, on: route) {
+                return .failure(ReasonError("-s \(sourceOverride) cannot be used: \(problem)"))
+            }
+            return .success(route)
         }
         let sourceFor: TraceRequestIterator.SourceFor = { destination in
-            guard let route = routes.lookup(destination) else { return .failure(ReasonError("no route to host")) }
-            return .success(sourceOverride ?? interfaceSource ?? route.source)
+            routeFor(destination).map { sourceOverride ?? $0.source }
         }
-
-        var skipped = 0
-        var requests = TraceRequestIterator(
-            targets: targets, ports: ports, resolve: resolveHostname, sourceFor: sourceFor,
-            onSkip: { line, target, reason in
-                skipped += 1
-                Out.error(batch ? "fasttrace: \(targetsFile!):\(line): \(reason) (skipped)" : "fasttrace: \(reason)")
-            })
 
         // Single-target mode resolves its one target up front: an unresolvable name or a missing route
         // is an error, not a skip, and the header line needs the route.
         var singleRequest: TraceRequest?
-        if !batch {
-            guard let request = requests.next() else { throw ExitCode(2) }
+        if let singleTarget {
+            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports, resolve: resolveHostname,
+                sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
+            guard let request = one.next() else { throw ExitCode(2) }
             singleRequest = request
+        }
+        // A list: read, parsed and resolved on other threads while the engine runs (TargetStream).
+        var stream: TargetStream?
+        if let targetsFile {
+            do {
+                stream = try TargetStream(path: targetsFile, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
+                    resolve: { resolveHostname($0) }, sourceFor: { [sourceOverride] destination in
+                        routeFor(destination).map { sourceOverride ?? $0.source }
+                    })
+            } catch {
+                throw UsageFailure("cannot read target file '\(targetsFile)': \(String(cString: strerror(error.errno)))")
+            }
+            stream!.onSkip = { skip in Out.error("fasttrace: \(targetsFile):\(skip.line): \(skip.reason) (skipped)") }
         }
 
         let transport = try LinuxTransport(configuration: .init(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
         let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
         installSignalHandlers()
-        engine.shouldCancel = { cancelRequested.load(ordering: .relaxed) }
+        // Polled every scheduler turn: results waiting more than ~100 ms go out, and a failed write of
+        // results stops the run like an interrupt (reported and exit 1 after the engine returns).
+        engine.shouldCancel = {
+            Out.flushIfDue()
+            return cancelRequested.load(ordering: .relaxed) || Out.writeError != nil
+        }
 
         let text = TextFormatter(names: (n || batch) ? nil : ReverseNames(), showDNAT: dnat)
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
-        let totalTraces = targets.reduce(0) { $0 + $1.target.addressCount } * ports.count
 
         var singleFinished: (TraceResult) -> Void = { _ in }
         if let request = singleRequest {
-            let device = routes.lookup(request.destination)?.interfaceName ?? i ?? "?"
+            // The device the probes actually leave through (the route sourceFor accepted).
+            let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
             let service = serviceName(request.port).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text {
                 Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
                 Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
-                Out.flush()
+                try Out.finish()
                 var lastTranslation: IPv4Address?
                 var printedThrough: UInt8 = 0
                 engine.onHop = { _, hop in
@@ -263,34 +281,53 @@ struct FastTrace: ParsableCommand {
                     Out.line("Interrupted: the trace is incomplete (? = probe not waited for)")
                 }
             }
-            var one = CollectionOfOne(request).makeIterator()
-            let summaryLine = try runEngine(engine, &one, batch: false, text: text, single: singleFinished)
+            var one = IteratorRequestSource(CollectionOfOne(request).makeIterator())
+            let summaryLine = try runEngine(engine, source: &one, text: text, single: singleFinished)
             if summary { Out.error(summaryLine) }
-        } else {
+        } else if let stream {
             engine.onProgress = { p in
                 guard progress else { return }
-                let line = "\r[fasttrace] \(p.finished)/\(totalTraces) traces, \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
+                // The total is known only once the whole list is read and every name looked up.
+                let done = stream.total.map { "\(p.finished)/\($0) traces" } ?? "\(p.finished) traces done"
+                let line = "\r[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
                 if line != lastProgress { Out.raw(line, fd: 2); lastProgress = line }
             }
-            let summaryLine = try runEngine(engine, &requests, batch: true, text: text)
+            try stream.start()
+            var source = stream
+            let summaryLine: String
+            do {
+                defer { stream.cancel() }
+                summaryLine = try runEngine(engine, source: &source, text: text)
+            }
             if progress { Out.raw("\r" + String(repeating: " ", count: lastProgress.count) + "\r", fd: 2) }
+            let skipped = stream.skipped
+            if stream.failure == nil && stream.readError == nil && !cancelRequested.load(ordering: .relaxed)
+                && stream.produced == 0 && skipped == 0
+            {
+                throw UsageFailure("\(stream.sourceName): no targets")
+            }
             Out.error(summaryLine + (skipped > 0 ? ", \(skipped) targets skipped" : ""))
+            // A bad line or a failed read ends the reading; what was before it has been traced.
+            if let readError = stream.readError { throw readError }
+            if let failure = stream.failure { throw UsageFailure(failure.description) }
         }
         if cancelRequested.load(ordering: .relaxed) { throw ExitCode(130) }
     }
 
-    private func runEngine<R: IteratorProtocol<TraceRequest>>(
-        _ engine: TraceEngine, _ requests: inout R, batch: Bool, text: TextFormatter,
+    private func runEngine<Source: TraceRequestSource>(
+        _ engine: TraceEngine, source: inout Source, text: TextFormatter,
         single: @escaping (TraceResult) -> Void = { _ in }
     ) throws -> String {
         let format = self.format
-        let result = try engine.run(&requests) { trace in
+        let batch = targetsFile != nil
+        let result = try engine.run(source: &source) { trace in
+            // Buffered: the buffer goes out when full, every ~100 ms (shouldCancel) and at the end.
             switch format {
             case .json: Out.line(JSONFormatter.line(trace))
             case .text: if batch { Out.line(text.block(trace)) } else { single(trace) }
             }
-            Out.flush()
         }
+        try Out.finish()
         let d = result.dispatch
         let seconds = Double(result.elapsedNanos) / 1e9
         return "fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
@@ -312,20 +349,6 @@ struct UsageFailure: Error {
 func formatSeconds(_ s: Double) -> String {
     let tenths = Int((s * 100).rounded())
     return "\(tenths / 100).\(tenths % 100 < 10 ? "0" : "")\(tenths % 100)"
-}
-
-func readWholeFile(_ path: String) -> String? {
-    guard let file = fopen(path, "r") else { return nil }
-    defer { fclose(file) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, file)
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count { break }
-    }
-    if ferror(file) != 0 { return nil }
-    return String(decoding: bytes, as: UTF8.self)
 }
 
 func installSignalHandlers() {

@@ -8,35 +8,93 @@ import FastTraceWire
 import Glibc
 #endif
 
-/// Writes lines to stdout through one buffer (flushed per finished trace, not per packet) and
-/// to stderr directly. Only the thread running the engine (the main thread) writes.
+/// Writes results to stdout in batches and messages to stderr directly. Only the thread running the
+/// engine (the main thread) writes.
+///
+/// Results collect in one buffer that goes out with one `write` when it is big (`flushBytes`), when
+/// it is older than `flushIntervalNanos` (`flushIfDue`, polled every scheduler turn), and at the end.
+/// A failed write of results (ENOSPC, EPIPE, EIO, …) is never ignored: it is kept in `writeError`,
+/// nothing more is written to stdout, and the CLI stops the run and exits 1 naming the problem.
 enum Out {
     nonisolated(unsafe) private static var buffer: [UInt8] = []
+    /// When the buffer last went out (CLOCK_MONOTONIC ns).
+    nonisolated(unsafe) private static var lastFlush: UInt64 = 0
+    /// The errno of the first failed write to stdout, if any.
+    nonisolated(unsafe) private(set) static var writeError: Int32?
 
+    /// Buffered results go out once they reach this size…
+    static let flushBytes = 1 << 16
+    /// …or once the oldest of them has waited this long.
+    static let flushIntervalNanos: UInt64 = 100_000_000
+
+    /// Appends a line of results (written by the next flush).
     static func line(_ text: String) {
+        guard writeError == nil else { return }
+        if buffer.isEmpty { lastFlush = monotonicNanos() }
         buffer.append(contentsOf: text.utf8)
         buffer.append(0x0A)
-        if buffer.count >= 1 << 16 { flush() }
+        if buffer.count >= flushBytes { flush() }
     }
 
+    /// Writes out whatever is buffered now.
     static func flush() {
-        writeAll(1, buffer)
-        buffer.removeAll(keepingCapacity: true)
+        defer { buffer.removeAll(keepingCapacity: true) }
+        guard writeError == nil, !buffer.isEmpty else { return }
+        if let failure = writeAll(1, buffer) { writeError = failure }
     }
 
+    /// Flushes if the buffered lines have waited `flushIntervalNanos`. Cheap enough for every turn.
+    static func flushIfDue() {
+        guard !buffer.isEmpty, monotonicNanos() &- lastFlush >= flushIntervalNanos else { return }
+        flush()
+    }
+
+    /// Flushes, then throws if any write of results failed.
+    static func finish() throws(OutputFailure) {
+        flush()
+        if let writeError { throw OutputFailure(errno: writeError) }
+    }
+
+    /// A message on stderr. A failure to write it cannot be reported anywhere, so it is not.
     static func error(_ text: String) { raw(text + "\n", fd: 2) }
 
-    static func raw(_ text: String, fd: Int32) { writeAll(fd, Array(text.utf8)) }
+    /// Unbuffered text on `fd` (stderr: the progress line); write errors are dropped (see `error`).
+    static func raw(_ text: String, fd: Int32) { _ = writeAll(fd, Array(text.utf8)) }
 
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    /// Writes all of `bytes`; returns the errno of a failure, or nil. Retries EINTR; waits for room when
+    /// the descriptor is non-blocking.
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }  // stdout closed (e.g. a pipe to head): drop the rest quietly
-            offset += n
+            if n > 0 {
+                offset += n
+                continue
+            }
+            if n == 0 { return EIO }  // no progress on a non-empty write: the device is not taking data
+            let code = errno
+            switch code {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK:
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                if poll(&pfd, 1, -1) < 0 && errno != EINTR { return errno }
+            default: return code
+            }
         }
+        return nil
     }
+
+    private static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+/// Writing results failed: the run stops and fasttrace exits 1 with `fasttrace: writing results: …`.
+struct OutputFailure: Error {
+    let errno: Int32
+    var message: String { "writing results: " + (strerror(errno).map { String(cString: $0) } ?? "errno \(errno)") }
 }
 
 /// Text in tcptraceroute's style.

@@ -68,9 +68,24 @@ final class Lab: Sendable {
         }
     }()
 
+    /// The lab's namespace prefix: `$FT_LAB_PREFIX` (as scripts/lab.sh reads it), default `ftlab`.
+    static let prefix: String = {
+        let value = ProcessInfo.processInfo.environment["FT_LAB_PREFIX"] ?? ""
+        return value.isEmpty ? "ftlab" : value
+    }()
+
+    /// Where scripts/lab.sh writes the truth for `prefix` (lab-state/ for the default lab,
+    /// lab-state/PREFIX/ for another).
+    static var truthPath: String {
+        repoRoot + (prefix == "ftlab" ? "/lab-state/truth.json" : "/lab-state/\(prefix)/truth.json")
+    }
+
+    /// The lab's namespace for `node` (`vantage`, `r1`, …).
+    static func namespace(_ node: String) -> String { "\(prefix)-\(node)" }
+
     private init() throws {
-        let truthPath = repoRoot + "/lab-state/truth.json"
-        let up = FileManager.default.fileExists(atPath: "/run/netns/ftlab-vantage")
+        let truthPath = Self.truthPath
+        let up = FileManager.default.fileExists(atPath: "/run/netns/\(Self.namespace("vantage"))")
             && FileManager.default.fileExists(atPath: truthPath)
         if !up {
             let r = runTool([repoRoot + "/scripts/lab.sh", "up"], timeout: 120)
@@ -390,12 +405,19 @@ struct CommandLineInputTests {
         body(path)
     }
 
-    @Test("A malformed target line stops the run before any probe, naming file and line")
-    func malformedLine() {
-        withFile("198.19.0.1\n# fine\n198.19.0.300\n") { path in
-            let r = runTool([fasttraceBinary, "--targets", path, "-p", "443"])
+    @Test("A malformed target line ends the run with exit 2, naming file and line; lines before it are traced")
+    func malformedLine() throws {
+        // The list is read as a stream, so probing may have started when the bad line is read: it is
+        // run in the lab, never from the root namespace.
+        let lab = try Lab.get()
+        withFile("198.19.0.1\n# fine\n198.19.0.300\n198.19.0.2\n") { path in
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", path, "-p", "443",
+                "--format", "json", "-w", "1", "-m", "8"])
             #expect(r.status == 2)
-            #expect(r.stderr == "fasttrace: \(path):3: '198.19.0.300' is not a valid IPv4 address\n")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.last == "fasttrace: \(path):3: '198.19.0.300' is not a valid IPv4 address", "\(r.stderr)")
+            #expect(lines.first?.hasPrefix("fasttrace: 1 traces,") == true, "the summary: \(r.stderr)")
+            #expect(parseTraces(r.stdout).map(\.target) == ["198.19.0.1"], "\(r.stdout)")
         }
     }
 

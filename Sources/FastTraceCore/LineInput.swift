@@ -1,0 +1,120 @@
+// The pure parts of reading a target list as a stream: cutting bytes that arrive in arbitrary chunks
+// into numbered lines (bounded memory, however long a line is), and a fixed-capacity FIFO for the
+// hand-over between the reading thread and the engine. The threads and the reads live in the CLI and
+// FastTraceLinux; nothing here blocks or calls the system.
+
+/// One line of input, without its line ending.
+public struct InputLine: Sendable, Equatable {
+    /// Line number, from 1.
+    public var number: Int
+    /// The text (invalid UTF-8 is replaced). At most `LineSplitter.maxLineBytes` bytes of it are kept.
+    public var text: String
+    /// True when the line was longer than `LineSplitter.maxLineBytes` and the rest was dropped.
+    public var truncated: Bool
+
+    public init(number: Int, text: String, truncated: Bool = false) {
+        self.number = number
+        self.text = text
+        self.truncated = truncated
+    }
+}
+
+/// Cuts a byte stream into lines at `\n` (a CR before it is the parser's business). Feed chunks as
+/// they arrive, then call `finish` at end of input for a last line without a newline. Holds at most
+/// one partial line of `maxLineBytes`, so a huge line (or a file with no newline) cannot fill memory.
+public struct LineSplitter: Sendable {
+    /// Longest line kept; a target is far shorter (a hostname is at most 253 bytes).
+    public static let maxLineBytes = 4096
+
+    private var partial: [UInt8] = []
+    private var partialTruncated = false
+    private var number = 0
+
+    public init() {}
+
+    /// The complete lines in `chunk` (together with what earlier chunks left over), in order.
+    public mutating func lines(in chunk: UnsafeRawBufferPointer) -> [InputLine] {
+        var out: [InputLine] = []
+        var start = 0
+        for i in 0..<chunk.count where chunk[i] == 0x0A {
+            keep(UnsafeRawBufferPointer(rebasing: chunk[start..<i]))
+            out.append(takeLine())
+            start = i + 1
+        }
+        keep(UnsafeRawBufferPointer(rebasing: chunk[start..<chunk.count]))
+        return out
+    }
+
+    /// The last line, if the input did not end with a newline.
+    public mutating func finish() -> InputLine? {
+        guard !partial.isEmpty || partialTruncated else { return nil }
+        return takeLine()
+    }
+
+    private mutating func keep(_ bytes: UnsafeRawBufferPointer) {
+        let room = Self.maxLineBytes - partial.count
+        if bytes.count > room { partialTruncated = true }
+        partial.append(contentsOf: bytes.prefix(max(0, room)))
+    }
+
+    private mutating func takeLine() -> InputLine {
+        number += 1
+        let line = InputLine(number: number, text: String(decoding: partial, as: UTF8.self), truncated: partialTruncated)
+        partial.removeAll(keepingCapacity: true)
+        partialTruncated = false
+        return line
+    }
+}
+
+extension TargetParser {
+    /// `parseLine` for a line from a `LineSplitter`: a line cut short is refused unless what was kept
+    /// is already a comment (a long comment is fine).
+    public static func parseLine(_ line: InputLine, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
+        -> Result<TargetSpec?, ReasonError>
+    {
+        if line.truncated && !line.text.contains("#") {
+            return .failure(ReasonError("line is longer than \(LineSplitter.maxLineBytes) bytes"))
+        }
+        return parseLine(Substring(line.text), maxPrefixAddresses: maxPrefixAddresses)
+    }
+}
+
+/// A first-in first-out queue of fixed capacity: `push` refuses when full, so whoever fills it must
+/// wait (the reader thread) and memory stays flat however long the input is. Not thread-safe by
+/// itself; the streaming source guards it with its lock.
+public struct BoundedQueue<Element> {
+    private var storage: [Element?]
+    private var head = 0
+    /// Elements queued.
+    public private(set) var count = 0
+
+    /// An empty queue holding at most `capacity` (≥ 1) elements.
+    public init(capacity: Int) {
+        precondition(capacity >= 1)
+        storage = Array(repeating: nil, count: capacity)
+    }
+
+    /// Most elements it holds.
+    public var capacity: Int { storage.count }
+    public var isEmpty: Bool { count == 0 }
+    public var isFull: Bool { count == storage.count }
+
+    /// Appends `element`; false (and nothing changes) when full.
+    @discardableResult
+    public mutating func push(_ element: Element) -> Bool {
+        guard count < storage.count else { return false }
+        storage[(head + count) % storage.count] = element
+        count += 1
+        return true
+    }
+
+    /// Removes and returns the oldest element, or nil when empty.
+    public mutating func pop() -> Element? {
+        guard count > 0 else { return nil }
+        let element = storage[head]
+        storage[head] = nil
+        head = (head + 1) % storage.count
+        count -= 1
+        return element
+    }
+}

@@ -1,0 +1,356 @@
+// A target list read as a stream: a reader thread reads the file (or stdin) in chunks, parses it line
+// by line and expands each line into trace requests; a small pool of resolver threads looks names up
+// (getaddrinfo can take seconds) so no lookup ever runs on the scheduler thread. Requests reach the
+// engine through a bounded queue (`TraceRequestSource.poll` never blocks; the reader blocks when the
+// queue is full), so memory stays flat however long the list is.
+//
+// Order: requests come out in input order, except that a name's requests come out when its lookup
+// finishes, so a slow name holds up nothing but itself.
+// A malformed line ends the reading: every line before it is still traced, nothing after it is.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import FastTraceCore
+import FastTraceWire
+
+/// Streams trace requests from a target list. `start()` starts the threads; the engine polls it.
+public final class TargetStream: TraceRequestSource, @unchecked Sendable {
+    // @unchecked Sendable: every mutable field is in `state`, touched only with `monitor` held; the
+    // threads get the object once, through `start()`.
+
+    /// Resolves a hostname (called on a resolver thread).
+    public typealias Resolve = @Sendable (String) -> Result<IPv4Address, ReasonError>
+    /// The source address to probe a destination from, or why it cannot be probed (any thread).
+    public typealias SourceFor = @Sendable (IPv4Address) -> Result<IPv4Address, ReasonError>
+
+    /// Sizes of the pipeline.
+    public struct Limits: Sendable {
+        /// Requests (and skip notices) queued between the reader and the engine.
+        public var queueCapacity = 4096
+        /// Resolver threads: lookups in progress at once.
+        public var resolverThreads = 4
+        /// Names read but not yet being looked up; past this the reader waits.
+        public var queuedNames = 64
+        /// Bytes per read.
+        public var chunkBytes = 64 * 1024
+        public init() {}
+    }
+
+    /// Something for the scheduler thread to report: a line (or part of one) that was skipped.
+    public struct Skip: Sendable, Equatable {
+        /// Line number in the list.
+        public var line: Int
+        /// Why, e.g. `198.19.99.0/24: no route to host for 256 of 256 addresses`.
+        public var reason: String
+        /// Addresses (traces per port) skipped.
+        public var count: Int
+    }
+
+    private enum Item {
+        case request(destination: IPv4Address, port: UInt16, source: IPv4Address, name: String?)
+        case skip(Skip)
+    }
+
+    private struct NameJob {
+        var line: Int
+        var host: String
+    }
+
+    private struct State {
+        var queue: BoundedQueue<Item>
+        var names: BoundedQueue<NameJob>
+        var resolving = 0
+        var readerDone = false
+        var cancelled = false
+        var produced = 0
+        var handedOut = 0
+        var skipped = 0
+        var failure: TargetInputError?
+        var readError: SystemError?
+    }
+
+    /// File name as the user gave it (`-` for stdin), for messages.
+    public let sourceName: String
+    private let fd: Int32
+    private let ownsDescriptor: Bool
+    private let ports: [UInt16]
+    private let maxPrefixAddresses: Int
+    private let limits: Limits
+    private let resolve: Resolve
+    private let sourceFor: SourceFor
+    private let monitor = Monitor()
+    private var state: State
+    /// Called on the polling (scheduler) thread for every skipped line, in queue order.
+    public var onSkip: (Skip) -> Void = { _ in }
+
+    /// Opens `path` (`-` is standard input) for reading. Throws if it cannot be opened.
+    public init(path: String, ports: [UInt16], maxPrefixAddresses: Int, limits: Limits = Limits(),
+                resolve: @escaping Resolve, sourceFor: @escaping SourceFor) throws(SystemError) {
+        precondition(!ports.isEmpty && limits.resolverThreads >= 1)
+        sourceName = path
+        if path == "-" {
+            fd = 0
+            ownsDescriptor = false
+        } else {
+            fd = try syscallBlocking("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
+            ownsDescriptor = true
+        }
+        self.ports = ports
+        self.maxPrefixAddresses = maxPrefixAddresses
+        self.limits = limits
+        self.resolve = resolve
+        self.sourceFor = sourceFor
+        state = State(queue: BoundedQueue(capacity: limits.queueCapacity),
+                      names: BoundedQueue(capacity: limits.queuedNames))
+    }
+
+    deinit {
+        if ownsDescriptor { _ = close(fd) }
+    }
+
+    /// Starts the reader and resolver threads (detached: `cancel()` stops them, or process exit does
+    /// if one is blocked in a read of a pipe or in a lookup). Start them from a thread already in the
+    /// right network namespace: they inherit it, and lookups open their sockets there.
+    public func start() throws(SystemError) {
+        try spawn { $0.readLoop() }
+        for _ in 0..<limits.resolverThreads { try spawn { $0.resolveLoop() } }
+    }
+
+    /// Stops reading and resolving (after the run, or on an interrupt).
+    public func cancel() {
+        monitor.locked {
+            state.cancelled = true
+            monitor.broadcast()
+        }
+    }
+
+    // MARK: what the run learns
+
+    /// Requests handed out or queued so far.
+    public var produced: Int { monitor.locked { state.produced } }
+    /// Addresses skipped so far (no address for a name, no usable route).
+    public var skipped: Int { monitor.locked { state.skipped } }
+    /// The total number of requests once everything is read and resolved, else nil.
+    public var total: Int? { monitor.locked { isComplete ? state.produced : nil } }
+    /// The malformed line that ended the reading, if any.
+    public var failure: TargetInputError? { monitor.locked { state.failure } }
+    /// A failed read of the list, if any.
+    public var readError: SystemError? { monitor.locked { state.readError } }
+
+    private var isComplete: Bool { state.readerDone && state.names.isEmpty && state.resolving == 0 }
+
+    // MARK: the engine's side
+
+    /// The next request, `.pending` while the reader or a lookup is behind, `.finished` when all is
+    /// read, resolved and handed out (or cancelled). Never waits for I/O. Skips met on the way are
+    /// reported through `onSkip` first.
+    public func poll() -> SourcePoll {
+        var skips: [Skip] = []
+        let result: SourcePoll = monitor.locked {
+            while true {
+                let wasFull = state.queue.isFull
+                guard let item = state.queue.pop() else {
+                    return isComplete || state.cancelled ? .finished : .pending
+                }
+                if wasFull { monitor.broadcast() }
+                switch item {
+                case .skip(let skip): skips.append(skip)
+                case .request(let destination, let port, let source, let name):
+                    state.handedOut += 1
+                    return .request(TraceRequest(index: state.handedOut - 1, destination: destination, port: port, source: source, name: name))
+                }
+            }
+        }
+        for skip in skips { onSkip(skip) }
+        return result
+    }
+
+    // MARK: the reader thread
+
+    private func readLoop() {
+        var splitter = LineSplitter()
+        var buffer = [UInt8](repeating: 0, count: limits.chunkBytes)
+        reading: while !monitor.locked({ state.cancelled }) {
+            let count: Int
+            do {
+                let result = try buffer.withUnsafeMutableBytes { bytes throws(SystemError) in
+                    try syscall("read(\(sourceName))") { read(fd, bytes.baseAddress, bytes.count) }
+                }
+                switch result {
+                case .done(let n): count = n
+                case .wouldBlock:  // a non-blocking stdin: wait until there is something to read
+                    var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                    _ = Glibc.poll(&pfd, 1, 100)
+                    continue reading
+                }
+            } catch {
+                monitor.locked { state.readError = (error as? SystemError) ?? SystemError(operation: "read(\(sourceName))", errno: EIO) }
+                break reading
+            }
+            if count == 0 {
+                if let last = splitter.finish() { _ = handle(last) }
+                break reading
+            }
+            let lines = buffer.withUnsafeBytes { splitter.lines(in: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            for line in lines where !handle(line) { break reading }
+        }
+        monitor.locked {
+            state.readerDone = true
+            monitor.broadcast()
+        }
+    }
+
+    /// Parses and expands one line; false when reading must stop (a malformed line, or cancelled).
+    private func handle(_ line: InputLine) -> Bool {
+        switch TargetParser.parseLine(line, maxPrefixAddresses: maxPrefixAddresses) {
+        case .failure(let error):
+            monitor.locked {
+                state.failure = TargetInputError(source: sourceName, line: line.number, reason: error.reason)
+            }
+            return false
+        case .success(nil):
+            return true
+        case .success(.address(let address)?):
+            return emit(line: line.number, address: address, name: nil)
+        case .success(.prefix(let base, let length)?):
+            let size = 1 << (32 - length)
+            var skipped = 0
+            var reason: String?
+            for offset in 0..<size {
+                let address = IPv4Address(base.value &+ UInt32(offset))
+                switch sourceFor(address) {
+                case .success(let source):
+                    for port in ports where !push(.request(destination: address, port: port, source: source, name: nil)) {
+                        return false
+                    }
+                case .failure(let error):
+                    skipped += 1
+                    if reason == nil { reason = error.reason }
+                }
+            }
+            // One notice for the whole prefix, however many of its addresses have no usable route.
+            if skipped > 0 {
+                let spec = TargetSpec.prefix(base, length: length)
+                return push(.skip(Skip(line: line.number,
+                    reason: "\(spec): \(reason!) for \(skipped) of \(size) addresses", count: skipped)))
+            }
+            return true
+        case .success(.hostname(let host)?):
+            return monitor.locked {
+                while state.names.isFull && !state.cancelled { monitor.wait() }
+                guard !state.cancelled else { return false }
+                state.names.push(NameJob(line: line.number, host: host))
+                monitor.broadcast()
+                return true
+            }
+        }
+    }
+
+    /// Queues the requests for one address (all ports), or a skip if it cannot be probed.
+    private func emit(line: Int, address: IPv4Address, name: String?) -> Bool {
+        switch sourceFor(address) {
+        case .success(let source):
+            for port in ports where !push(.request(destination: address, port: port, source: source, name: name)) {
+                return false
+            }
+            return true
+        case .failure(let error):
+            return push(.skip(Skip(line: line, reason: "\(address): \(error.reason)", count: 1)))
+        }
+    }
+
+    /// Puts an item on the queue, waiting while it is full; false if cancelled.
+    private func push(_ item: Item) -> Bool {
+        monitor.locked {
+            while state.queue.isFull && !state.cancelled { monitor.wait() }
+            guard !state.cancelled else { return false }
+            state.queue.push(item)
+            switch item {
+            case .request: state.produced += 1
+            case .skip(let skip): state.skipped += skip.count
+            }
+            return true
+        }
+    }
+
+    // MARK: the resolver threads
+
+    private func resolveLoop() {
+        while true {
+            let job: NameJob? = monitor.locked {
+                while state.names.isEmpty && !state.readerDone && !state.cancelled { monitor.wait() }
+                guard !state.cancelled, let job = state.names.pop() else { return nil }
+                state.resolving += 1
+                monitor.broadcast()  // room for the reader's next name
+                return job
+            }
+            guard let job else { return }
+            switch resolve(job.host) {
+            case .success(let address): _ = emit(line: job.line, address: address, name: job.host)
+            case .failure(let error): _ = push(.skip(Skip(line: job.line, reason: error.reason, count: 1)))
+            }
+            monitor.locked {
+                state.resolving -= 1
+                monitor.broadcast()
+            }
+        }
+    }
+
+    private func spawn(_ body: @escaping @Sendable (TargetStream) -> Void) throws(SystemError) {
+        let context = Unmanaged.passRetained(ThreadContext { body(self) })
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { raw in
+            // SAFETY: `raw` is the retained ThreadContext passed below; taken exactly once here.
+            Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, context.toOpaque())
+        guard rc == 0 else {
+            context.release()
+            throw SystemError(operation: "pthread_create(target reader)", errno: rc)
+        }
+        pthread_detach(tid)
+    }
+}
+
+/// What a new thread runs.
+private final class ThreadContext: @unchecked Sendable {
+    // @unchecked Sendable: handed to exactly one new thread, never touched by the creator after.
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+/// A mutex with one condition variable (pthread): `wait` sleeps until another thread `broadcast`s.
+/// Every waiter re-checks its own condition, so one condition serves the reader, the resolvers and
+/// the engine's side.
+final class Monitor: @unchecked Sendable {
+    // @unchecked Sendable: the pthread objects are made for sharing between threads.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+
+    init() {
+        // SAFETY: freshly allocated, initialised once here, destroyed once in deinit.
+        pthread_mutex_init(mutex, nil)
+        pthread_cond_init(condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(condition)
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+        condition.deallocate()
+    }
+
+    /// Runs `body` with the mutex held.
+    func locked<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
+    /// Releases the mutex until woken, then holds it again. Call only inside `locked`.
+    func wait() { pthread_cond_wait(condition, mutex) }
+
+    /// Wakes every waiter. Call inside `locked`.
+    func broadcast() { pthread_cond_broadcast(condition) }
+}
