@@ -141,7 +141,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let results: AtomicWordTable
     /// Per cell: `epoch:16 | 0:15 | translated:1 | address:32`: the epoch of the occupant the result
     /// belongs to and, when a NAT on the path had rewritten the destination, what the quote named.
-    /// Written before the result's release store, so a reader that saw the result sees this too.
+    /// Written before the result's release store, so a reader that saw the result sees this or a later
+    /// value. A later value can belong to the next reply: readers accept a result only when its own
+    /// generation bits (the epoch's low two) and this word's epoch both name their occupant, so a late
+    /// write for the previous occupant read beside the new occupant's details is refused
+    /// (DispatcherStressTests races exactly that).
     public let details: AtomicWordTable
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing

@@ -10,10 +10,14 @@
 // is never caught answering, so its silence stays plain silence.
 
 /// Where a hop sits on a path, as far as one trace knows: its TTL and the nearest router below it that
-/// answered (0 when none did).
+/// answered (0 when none did: then the position stands for every path at that TTL, which is what a
+/// trace whose near hops are all rate-limited can still say).
 struct Position: Hashable {
     var ttl: UInt8
     var upstream: UInt32
+
+    /// The same TTL on any path.
+    var anyPath: Position { Position(ttl: ttl, upstream: 0) }
 }
 
 /// What the run has learnt about each position. Scheduler-only; bounded in size.
@@ -55,21 +59,29 @@ struct PositionBook {
         return entries.count - 1
     }
 
-    /// A router answered with ICMP at `position`.
+    /// A router answered with ICMP at `position` (learnt for the position and for its TTL on any path).
     mutating func noteAnswer(at position: Position) {
-        guard let i = entry(position) else { return }
-        entries[i].answered = true
+        for p in [position, position.anyPath] {
+            guard let i = entry(p) else { return }
+            entries[i].answered = true
+        }
     }
 
-    /// A router at `position` answered some probes of one flow and not others.
+    /// A router at `position` answered some probes of one flow and not others (learnt for the position
+    /// and for its TTL on any path).
     mutating func noteDrop(at position: Position, now: UInt64) {
+        noteDropAt(position, now: now)
+        if position.upstream != 0 { noteDropAt(position.anyPath, now: now) }
+    }
+
+    private mutating func noteDropAt(_ position: Position, now: UInt64) {
         guard let i = entry(position) else { return }
         entries[i].answered = true
         if !entries[i].limited {
             entries[i].limited = true
             entries[i].tokens = reaskBurst
             entries[i].lastRefill = now
-            limitedPositions += 1
+            if position.upstream != 0 || position.ttl <= 1 { limitedPositions += 1 }
         }
     }
 

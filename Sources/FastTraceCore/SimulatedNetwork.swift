@@ -14,6 +14,9 @@ public enum SimulatedHop: Sendable, Equatable {
     case ecmp([IPv4Address])
     /// A router that answers destination unreachable (with code) and forwards nothing.
     case unreachable(IPv4Address, code: UInt8)
+    /// A router that answers time exceeded, but limits its ICMP errors to us with a token bucket
+    /// (`perSecond` refill, `burst` deep) shared by every path it is on, as Linux does per destination.
+    case rateLimited(IPv4Address, perSecond: Double, burst: Double)
 }
 
 /// What the destination does with a SYN.
@@ -76,6 +79,14 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     public private(set) var counters = TransportCounters()
     /// Limit on probes one `send` accepts (to exercise partial sends); nil means all.
     public var acceptLimit: Int?
+    /// Extra delay for the reply to a probe (nil: none): late replies, across slot reuse.
+    public var extraReplyDelay: ((SentProbe) -> UInt64?)?
+    /// Called once per probe sent, after it is recorded: tests inject replies or step clocks here.
+    public var onSend: ((SentProbe) -> Void)?
+    /// ICMP token buckets of rate-limited routers, by address: (tokens, last refill).
+    private var icmpBuckets: [IPv4Address: (tokens: Double, last: UInt64)] = [:]
+    /// ICMP errors rate-limited routers did not send.
+    public private(set) var rateLimitedDrops = 0
 
     public let maxBatch: Int
     public let maxPacketLength = 1500
@@ -98,13 +109,22 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     public func now() -> UInt64 { clockNanos }
 
     /// The wall clock's offset from the monotonic one, in ns. Tests step it to model a wall-clock step
-    /// (NTP, an operator): send stamps and reply timestamps move with it, deadlines do not.
-    public var wallOffsetNanos: Int64 = 0
+    /// (NTP, an operator). Like the kernel's ring, the network stamps replies on the wall clock as they
+    /// arrive, and like the Linux receive thread it converts them back to the monotonic clock with the
+    /// offset in force when the receiver reads them.
+    public private(set) var wallOffsetNanos: Int64 = 0
+    /// When the wall clock was last stepped (monotonic ns) and its offset before that step.
+    private var stepAt: UInt64 = 0
+    private var offsetBeforeStep: Int64 = 0
 
-    /// The wall clock (what replies are stamped with) at monotonic time `t`.
-    private func wall(_ t: UInt64) -> UInt64 { UInt64(Int64(bitPattern: t) &+ wallOffsetNanos) }
+    /// Steps the wall clock by `nanos` now.
+    public func stepWallClock(by nanos: Int64) {
+        offsetBeforeStep = wallOffsetNanos
+        stepAt = clockNanos
+        wallOffsetNanos &+= nanos
+    }
 
-    public func stampNow() -> UInt64 { wall(clockNanos) }
+    public func stampNow() -> UInt64 { clockNanos }
 
     public func sleep(until deadline: UInt64) {
         if deadline > clockNanos { clockNanos = deadline }
@@ -154,6 +174,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         }
         guard let probe = parsed else { return }
         sent.append(probe)
+        onSend?(probe)
         guard let path = paths(probe.destination) else { return }
         if path.loss > 0 && nextRandom() < path.loss { return }
         let ttl = Int(probe.ttl)
@@ -166,7 +187,8 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):
-                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: packet), delay: delay)
+                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: packet),
+                    delay: delay + (extraReplyDelay?(probe) ?? 0))
             case .silent:
                 break
             case .ecmp(let routers):
@@ -178,6 +200,18 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 schedule(Self.icmpError(type: 11, code: 0, from: router, quoting: packet), delay: delay)
             case .unreachable(let address, let code):
                 schedule(Self.icmpError(type: 3, code: code, from: address, quoting: packet), delay: delay)
+            case .rateLimited(let address, let perSecond, let burst):
+                var bucket = icmpBuckets[address] ?? (burst, clockNanos)
+                bucket.tokens = min(burst, bucket.tokens + Double(clockNanos - bucket.last) * perSecond / 1e9)
+                bucket.last = clockNanos
+                if bucket.tokens >= 1 {
+                    bucket.tokens -= 1
+                    schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: packet),
+                        delay: delay + (extraReplyDelay?(probe) ?? 0))
+                } else {
+                    rateLimitedDrops += 1
+                }
+                icmpBuckets[address] = bucket
             }
             return
         }
@@ -205,14 +239,17 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     public var receiveLagNanos: UInt64 = 0
 
     private func deliverDue() {
-        defer { sink?.receivedThrough(wall(clockNanos >= receiveLagNanos ? clockNanos - receiveLagNanos : 0)) }
+        defer { sink?.receivedThrough(clockNanos >= receiveLagNanos ? clockNanos - receiveLagNanos : 0) }
         guard !pendingReplies.isEmpty else { return }
         pendingReplies.sort { ($0.at, $0.order) < ($1.at, $1.order) }
         var delivered = 0
         for reply in pendingReplies {
             guard reply.at + receiveLagNanos <= clockNanos else { break }
             counters.packetsReceived += 1
-            reply.bytes.withUnsafeBytes { sink?.handleReply($0, timestampNanos: wall(reply.at)) }
+            // Stamped on the wall clock when it arrived, converted with today's offset when read.
+            let stamped = Int64(bitPattern: reply.at) &+ (reply.at <= stepAt ? offsetBeforeStep : wallOffsetNanos)
+            let converted = UInt64(bitPattern: stamped &- wallOffsetNanos)
+            reply.bytes.withUnsafeBytes { sink?.handleReply($0, timestampNanos: converted) }
             delivered += 1
         }
         pendingReplies.removeFirst(delivered)

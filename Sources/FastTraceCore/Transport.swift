@@ -57,9 +57,10 @@ public struct TransportCounters: Sendable, Equatable {
     public init() {}
 }
 
-/// The engine's notion of time, on two clocks. Deadlines and pacing run on a monotonic clock, which a
-/// step of the wall clock cannot stall or fast-forward; send stamps are taken on the clock the transport
-/// stamps replies with (CLOCK_REALTIME for the Linux ring), so an RTT is one clock minus itself.
+/// The engine's notion of time. Deadlines and pacing run on a monotonic clock, which a step of the wall
+/// clock cannot stall or fast-forward; send stamps are taken on the clock the transport delivers reply
+/// timestamps on (the Linux transport converts the ring's CLOCK_REALTIME stamps to CLOCK_MONOTONIC),
+/// so an RTT is one clock minus itself.
 public protocol EngineClock: AnyObject {
     /// Now on the monotonic clock, in nanoseconds (CLOCK_MONOTONIC; virtual time in the simulator).
     func now() -> UInt64

@@ -289,7 +289,12 @@ private final class Receiver: @unchecked Sendable {
         let clock = SystemClock()
         while !stop.load(ordering: .acquiring) {
             var newest: UInt64 = 0
-            let delivered = ring.drain(maxBlocks: maxBlocks) { bytes, nanos in
+            // The ring stamps packets on CLOCK_REALTIME; the engine runs on CLOCK_MONOTONIC. Convert
+            // with the clocks' offset read now: a wall-clock step skews only packets stamped before the
+            // step and read after it, instead of every deadline in flight.
+            let offset = SystemClock.realtimeMinusMonotonic()
+            let delivered = ring.drain(maxBlocks: maxBlocks) { bytes, realtime in
+                let nanos = UInt64(bitPattern: Int64(bitPattern: realtime) &- offset)
                 sink.handleReply(bytes, timestampNanos: nanos)
                 newest = max(newest, nanos)
             }
@@ -306,8 +311,9 @@ private final class Receiver: @unchecked Sendable {
             _ = poll(&pfd, 1, Self.pollTimeoutMilliseconds)  // EINTR: loop and poll again
         }
         // Deliver what is already in ready blocks, so counts read after stop include it.
-        let delivered = ring.drain(maxBlocks: ring.geometry.blockCount) { bytes, nanos in
-            sink.handleReply(bytes, timestampNanos: nanos)
+        let finalOffset = SystemClock.realtimeMinusMonotonic()
+        let delivered = ring.drain(maxBlocks: ring.geometry.blockCount) { bytes, realtime in
+            sink.handleReply(bytes, timestampNanos: UInt64(bitPattern: Int64(bitPattern: realtime) &- finalOffset))
         }
         packetsReceived.add(UInt64(delivered), ordering: .relaxed)
     }

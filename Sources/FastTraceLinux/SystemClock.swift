@@ -1,13 +1,14 @@
-// The engine's clocks for the Linux transport. Deadlines and pacing run on CLOCK_MONOTONIC, which a
-// wall-clock step (NTP, an operator) cannot stall or fast-forward. The packet ring stamps replies with
-// CLOCK_REALTIME, so probes' send stamps are taken on that clock, and an RTT is one clock minus itself.
+// The engine's clock for the Linux transport: CLOCK_MONOTONIC, which a wall-clock step (NTP, an
+// operator) cannot stall or fast-forward, for deadlines, pacing and send stamps alike. The packet ring
+// stamps replies on CLOCK_REALTIME; the receive thread converts those stamps to CLOCK_MONOTONIC with
+// the clocks' offset read as it takes each batch, so an RTT is one clock minus itself.
 
 #if canImport(Glibc)
 import Glibc
 #endif
 import FastTraceCore
 
-/// `EngineClock` on CLOCK_MONOTONIC (scheduling) and CLOCK_REALTIME (send stamps), in nanoseconds.
+/// `EngineClock` on CLOCK_MONOTONIC, in nanoseconds.
 public final class SystemClock: EngineClock, @unchecked Sendable {
     // @unchecked Sendable: the class has no stored state.
 
@@ -24,8 +25,16 @@ public final class SystemClock: EngineClock, @unchecked Sendable {
     /// Now, in CLOCK_MONOTONIC nanoseconds.
     public func now() -> UInt64 { Self.read(CLOCK_MONOTONIC) }
 
-    /// Now, in CLOCK_REALTIME nanoseconds (the clock of the ring's `tp_sec`/`tp_nsec`).
-    public func stampNow() -> UInt64 { Self.read(CLOCK_REALTIME) }
+    /// Now on the clock reply timestamps are delivered on: CLOCK_MONOTONIC (the receive thread
+    /// converts the ring's CLOCK_REALTIME stamps).
+    public func stampNow() -> UInt64 { Self.read(CLOCK_MONOTONIC) }
+
+    /// CLOCK_REALTIME minus CLOCK_MONOTONIC, now, in nanoseconds: what converts a ring timestamp.
+    public static func realtimeMinusMonotonic() -> Int64 {
+        let monotonic = read(CLOCK_MONOTONIC)
+        let realtime = read(CLOCK_REALTIME)
+        return Int64(bitPattern: realtime) &- Int64(bitPattern: monotonic)
+    }
 
     /// Sleeps until monotonic `deadline`. Returns at once if it has passed.
     public func sleep(until deadline: UInt64) {

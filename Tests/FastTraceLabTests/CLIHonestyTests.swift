@@ -262,6 +262,6 @@ extension CLIHonestyTests {
         // it the receive ring.
         #expect((peak ?? .max) < 64 * 1024, "peak RSS \(peak.map { "\($0) KiB" } ?? "unknown")")
         #expect(traceCount(scratch.read("out")) > 1000)
-        #expect(scratch.read("err").contains("(interrupted)"), "\(scratch.read("err"))")
+        #expect(scratch.read("err").contains(", interrupted: "), "\(scratch.read("err"))")
     }
 }

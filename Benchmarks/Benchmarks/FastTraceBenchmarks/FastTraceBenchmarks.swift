@@ -18,15 +18,19 @@ private let router = IPv4Address(198, 18, 0, 9)
 private let target = IPv4Address(198, 19, 0, 10)
 private let sourcePort: UInt16 = 41_000
 private let destinationPort: UInt16 = 443
+/// The flow every benchmark probe belongs to (slot epoch 2).
+private let benchmarkFlow = ProbeFlow(source: vantage, destination: target, sourcePort: sourcePort,
+    destinationPort: destinationPort, epoch: 2)
 
 /// What a Linux router sends back for a probe that expired there: IPv4 (20) + ICMP time exceeded (8)
 /// quoting the whole 40-byte probe as the router received it (TTL 1), 68 bytes, as captured in the lab.
 private func timeExceededReply(quoting tag: ProbeTag, probeTTL: UInt8) -> [UInt8] {
     var packet = [UInt8](repeating: 0, count: 20 + 8 + 40)
     packet.withUnsafeMutableBytes { bytes in
+        let stamp = benchmarkCodec.encode(tag, flow: benchmarkFlow)
         let probe = TCPProbe(
             source: vantage, destination: target, sourcePort: sourcePort, destinationPort: destinationPort,
-            sequence: benchmarkCodec.encode(tag), ttl: probeTTL, ipID: 0x1234)
+            sequence: stamp.sequence, ttl: probeTTL, ipID: stamp.ipID)
         _ = TCPProbeWriter.write(probe, into: UnsafeMutableRawBufferPointer(rebasing: bytes[28...]))
         // The quote carries the TTL the router saw (1), not the one sent.
         IPv4HeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[28..<48])).setTTL(1)
@@ -91,10 +95,10 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.startMeasurement()
         for i in benchmark.scaledIterations {
             let ttl = UInt8(truncatingIfNeeded: i & 15) + 1
-            let tag = ProbeTag(
-                slot: UInt16(truncatingIfNeeded: i & 0x3FFF), generation: UInt8(truncatingIfNeeded: i & 3),
-                ttl: ttl, attempt: 0)
-            probe.sequence = benchmarkCodec.encode(tag)
+            let tag = ProbeTag(slot: UInt16(truncatingIfNeeded: i & 0x3FFF), ttl: ttl, attempt: 0)
+            let stamp = benchmarkCodec.encode(tag, flow: benchmarkFlow)
+            probe.sequence = stamp.sequence
+            probe.ipID = stamp.ipID
             probe.ttl = ttl
             blackHole(TCPProbeWriter.write(probe, into: buffer))
         }
@@ -104,18 +108,23 @@ let benchmarks: @Sendable () -> Void = {
 
     // MARK: Receive side
 
-    let parseReply = pinned(
-        timeExceededReply(quoting: ProbeTag(slot: 1234, generation: 2, ttl: 5, attempt: 0), probeTTL: 5))
-    precondition(ReplyParser.parse(parseReply).flatMap { benchmarkCodec.decode($0.tagWord) }?.slot == 1234,
-        "benchmark reply does not parse and validate")
+    /// Parses and verifies a reply against the benchmark flow (what the dispatcher does per reply).
+    @inline(__always) func verified(_ packet: UnsafeRawBufferPointer) -> (ParsedReply, ProbeTag)? {
+        guard let parsed = ReplyParser.parse(packet) else { return nil }
+        let (tag, mac) = benchmarkCodec.identify(parsed.tagWord)
+        guard benchmarkCodec.verify(tag, macBits: mac, quotedIPID: parsed.quotedIPID, flow: benchmarkFlow) else {
+            return nil
+        }
+        return (parsed, tag)
+    }
+    let parseReply = pinned(timeExceededReply(quoting: ProbeTag(slot: 1234, ttl: 5, attempt: 0), probeTTL: 5))
+    precondition(verified(parseReply)?.1.slot == 1234, "benchmark reply does not parse and verify")
     Benchmark("parse+validate reply") { benchmark in
         do {
             let packet = parseReply
             benchmark.startMeasurement()
             for _ in benchmark.scaledIterations {
-                guard let parsed = ReplyParser.parse(packet), let tag = benchmarkCodec.decode(parsed.tagWord) else {
-                    fatalError("reply stopped parsing")
-                }
+                guard let (parsed, tag) = verified(packet) else { fatalError("reply stopped parsing") }
                 blackHole(parsed.responder)
                 blackHole(tag)
             }
@@ -126,16 +135,16 @@ let benchmarks: @Sendable () -> Void = {
     let grid = ProbeGrid(firstTTL: 1, maxTTL: 30, attempts: 3, slots: 4096)
     let dispatcher = Dispatcher(grid: grid, sourcePort: sourcePort, codec: benchmarkCodec)
     let slot = 1234
-    let generation: UInt8 = 2
+    let epoch: UInt16 = 2
     let ttl: UInt8 = 5
     let cell = grid.cell(slot: slot, ttl: ttl, attempt: 0)
     let sendTime: UInt64 = 1_700_000_000_000_000_000
-    dispatcher.slotWords.store(
-        slot, Dispatcher.slotWord(generation: generation, destination: target, port: destinationPort))
+    dispatcher.slotSources.store(slot, Dispatcher.slotSource(epoch: epoch, source: vantage))
+    dispatcher.slotWords.store(slot, Dispatcher.slotWord(epoch: epoch, destination: target, port: destinationPort))
     dispatcher.sendTimes.store(cell, sendTime)
     let dispatchReply = pinned(
         timeExceededReply(
-            quoting: ProbeTag(slot: UInt16(slot), generation: generation, ttl: ttl, attempt: 0), probeTTL: ttl))
+            quoting: ProbeTag(slot: UInt16(slot), ttl: ttl, attempt: 0), probeTTL: ttl))
     // Check once that the call takes the full path (matched and recorded), not an early reject.
     dispatcher.handleReply(dispatchReply, timestampNanos: sendTime + 42_000)
     let recorded = PackedReply(word: dispatcher.results.load(cell))

@@ -1,0 +1,273 @@
+// The engine where real networks are unkind: late replies across slot reuse, forged sprays, a RST that
+// acknowledges payload, a wall-clock step, contradictory answers in one turn, refused sends, ICMP rate
+// limits and interruption. Each test names the wrong answer it guards against.
+
+import FastTraceWire
+import Testing
+
+@testable import FastTraceCore
+
+/// A router address that belongs to one destination only, so a reply landing in the wrong trace shows
+/// up as an address that trace could never have met.
+func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
+    IPv4Address(198, 18, UInt8(truncatingIfNeeded: destination.value), 100 + hop)
+}
+
+@Suite struct LateAndForgedTests {
+    @Test func lateRepliesAcrossSlotReuseNeverLandInAnotherTrace() throws {
+        // 3,000 traces through at most 4 in flight; every TTL-2 answer arrives 0.3 to 2.5 s late (after
+        // its 0.2 s wait, often after its trace finished and its slot rested and was reused).
+        let destinations = (0..<3000).map { IPv4Address(198, 51, 100 + UInt8($0 / 250), UInt8($0 % 250) + 1) }
+        let net = SimulatedNetwork { d in
+            SimulatedPath(hops: [.router(r(1)), .router(ownRouter(d, hop: 2)), .router(ownRouter(d, hop: 3))],
+                destination: .listening(ports: [443]))
+        }
+        var lateCount = 0
+        net.extraReplyDelay = { probe in
+            guard probe.ttl == 2 else { return nil }
+            lateCount += 1
+            return 300_000_000 + UInt64(probe.sequence % 2_200) * 1_000_000
+        }
+        let (results, summary) = try trace(net, destinations.map { ($0, 443) }) {
+            $0.waitNanos = 200_000_000
+            $0.maxInFlight = 4
+            $0.probesPerHop = 1
+            $0.reasks = 0
+        }
+        #expect(results.count == 3000)
+        for t in results {
+            let d = t.request.destination
+            #expect(t.state == .open && t.stopReason == .destination)
+            #expect(t.hops.map(\.firstResponder) == [r(1), nil, ownRouter(d, hop: 3), d], "trace to \(d)")
+        }
+        // Every late answer was delivered and refused: counted as late (slot still resting) or as failing
+        // the MAC of the slot's new occupant. None was matched.
+        #expect(summary.dispatch.matched == 3000 * 3)
+        // (The last few are still on their way when the run ends.)
+        let refused = summary.dispatch.stale + summary.dispatch.forged
+        #expect(refused <= UInt64(lateCount) && refused >= UInt64(lateCount) * 9 / 10)
+    }
+
+    @Test func aForgedSprayGetsNothingAccepted() throws {
+        // 64 traces toward black holes keep ~500 probes outstanding for a second; meanwhile an off-path
+        // forger who knows our address, source port and every destination and port sprays 100,000 time
+        // exceeded and 100,000 SYN-ACKs with random sequence numbers and IPv4 IDs.
+        let destinations = (0..<64).map { IPv4Address(203, 0, 113, UInt8($0 + 1)) }
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        var rng = SeededRandom(seed: 11)
+        let start = net.now()
+        for i in 0..<100_000 {
+            let d = destinations[i % destinations.count]
+            let word = UInt32(truncatingIfNeeded: rng.next())
+            let at = start + 2_000_000 + UInt64(i) * 8_000
+            net.inject(timeExceeded(from: r(77), probeSource: vantage, probeDestination: d, sport: 40000, dport: 443,
+                seq: word, ipID: UInt16(truncatingIfNeeded: rng.next())), at: at)
+            net.inject(synAck(from: d, to: vantage, sport: 443, dport: 40000, ack: word &+ 1), at: at + 4_000)
+        }
+        let (results, summary) = try trace(net, destinations.map { ($0, 443) }) { $0.gapLimit = 3 }
+        #expect(results.allSatisfy { $0.state == .filtered && !$0.reached })
+        #expect(results.allSatisfy { $0.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)] })
+        #expect(results.allSatisfy { t in t.hops.allSatisfy { !$0.probes.contains { $0.responder == r(77) } } })
+        // Exactly the genuine answers were matched: 3 routers × 3 probes per trace; the spray was refused.
+        #expect(summary.dispatch.matched == 64 * 9)
+        #expect(summary.dispatch.forged + summary.dispatch.stale == 200_000)
+    }
+
+    @Test func aResetToASynWithPayloadIsClosedNotFiltered() throws {
+        // `-l 100`: 60 bytes of payload, which the RST acknowledges (seq + 1 + 60).
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let (results, summary) = try trace(net, [(target, 25), (IPv4Address(target.value + 1), 443)]) {
+            $0.packetLength = 100
+        }
+        #expect(results[0].state == .closed && results[0].reached && results[0].stopReason == .destination)
+        #expect(results[0].hops.last?.probes.allSatisfy { $0.outcome == .reset } == true)
+        #expect(results[1].state == .open)
+        #expect(summary.dispatch.rejected == 0)
+    }
+
+    @Test func aReplyStampedBeforeItsProbeWasSentIsRefused() throws {
+        // A genuine-looking answer to the first probe, stamped before the engine sent anything.
+        let codec = ProbeTagCodec(key0: 1, key1: 2)
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let stamp = codec.encode(ProbeTag(slot: 0, ttl: 1, attempt: 0),
+            flow: ProbeFlow(source: vantage, destination: target, sourcePort: 40000, destinationPort: 443, epoch: 1))
+        var injected = false
+        net.onSend = { probe in
+            guard !injected else { return }
+            injected = true
+            // Stamped 1 ms before now: before this probe left.
+            net.inject(timeExceeded(from: r(66), probeSource: vantage, probeDestination: target, sport: 40000,
+                dport: 443, seq: stamp.sequence, ipID: stamp.ipID), at: probe.time - 1_000_000)
+        }
+        let (results, summary) = try trace(net, [(target, 443)], configure: { $0.probesPerHop = 1 }, codec: codec)
+        #expect(results[0].hops[0].firstResponder == r(1))
+        #expect(summary.dispatch.premature == 1)
+    }
+
+    @Test func aReplyToAProbeTheKernelRefusedIsRefused() throws {
+        // The transport takes one probe per send call; the rest of each batch is refused and sent later.
+        // A reply naming a refused probe (never on the wire) must not match.
+        let codec = ProbeTagCodec(key0: 1, key1: 2)
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        net.acceptLimit = 1
+        let flow = ProbeFlow(source: vantage, destination: target, sourcePort: 40000, destinationPort: 443, epoch: 1)
+        var injected = false
+        net.onSend = { probe in
+            guard !injected else { return }
+            injected = true
+            // The first batch holds TTL 1 attempt 0 (accepted) and TTL 1 attempt 1 (refused) at least.
+            let refused = codec.encode(ProbeTag(slot: 0, ttl: 1, attempt: 1), flow: flow)
+            net.inject(timeExceeded(from: r(66), probeSource: vantage, probeDestination: target, sport: 40000,
+                dport: 443, seq: refused.sequence, ipID: refused.ipID), at: probe.time + 1_000)
+        }
+        let (results, summary) = try trace(net, [(target, 443)], configure: { $0.probeSpacingNanos = 0 }, codec: codec)
+        #expect(results[0].hops[0].probes.allSatisfy { $0.responder == r(1) })
+        #expect(summary.dispatch.premature == 1)
+    }
+}
+
+@Suite struct ClockAndStopTests {
+    @Test(arguments: [Int64(10_000_000_000), -10_000_000_000])
+    func aWallClockStepChangesNothing(step: Int64) throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        var stepped = false
+        net.onSend = { probe in
+            if !stepped && net.sent.count == 40 {
+                stepped = true
+                net.stepWallClock(by: step)
+            }
+        }
+        let destinations = (0..<20).map { (IPv4Address(target.value + UInt32($0)), UInt16(443)) }
+        let (results, _) = try trace(net, destinations)
+        #expect(stepped)
+        for t in results {
+            #expect(t.state == .open)
+            #expect(t.hops.map(\.firstResponder) == [r(1), r(5), r(9), t.request.destination])
+            #expect(t.hops.allSatisfy { $0.probes.allSatisfy { ($0.rttMicros ?? .max) < 1_000_000 } })
+        }
+    }
+
+    @Test func anUnreachableAndASynAckInOneTurnGiveOneConsistentAnswer() throws {
+        // TTL 2 is silent; a late unreachable for its first probe arrives at the same moment as the
+        // destination's SYN-ACK at TTL 4, so the scheduler reads both in one turn.
+        let codec = ProbeTagCodec(key0: 1, key1: 2)
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .silent, .router(r(9))], destination: .listening(ports: [443]))
+        }
+        let flow = ProbeFlow(source: vantage, destination: target, sourcePort: 40000, destinationPort: 443, epoch: 1)
+        var injected = false
+        net.onSend = { probe in
+            guard !injected, probe.ttl == 4 else { return }
+            injected = true
+            let stamp = codec.encode(ProbeTag(slot: 0, ttl: 2, attempt: 0), flow: flow)
+            net.inject(timeExceeded(from: r(5), probeSource: vantage, probeDestination: target, sport: 40000,
+                dport: 443, seq: stamp.sequence, ipID: stamp.ipID, type: 3, code: 13),
+                at: probe.time + 4 * net.perHopDelayNanos)
+        }
+        let (results, _) = try trace(net, [(target, 443)], codec: codec)
+        let t = try #require(results.first)
+        #expect(injected)
+        // What the network said: the port answered SYN-ACK at TTL 4. reached, state and stop agree, and
+        // the unreachable stays visible where it came from.
+        #expect(t.reached && t.state == .open && t.stopReason == .destination)
+        #expect(t.hops.count == 4 && t.hops.last?.firstResponder == target)
+        #expect(t.hops[1].probes[0].outcome == .unreachable(code: 13))
+    }
+
+    @Test func anInterruptedTraceSaysSoAndShowsNoTTLItNeverProbed() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        var turns = 0
+        let (results, summary) = try trace(net, [(target, 443)], configure: { $0.window = 2; $0.gapLimit = 0 },
+            engineSetup: { engine in
+                engine.shouldCancel = {
+                    turns += 1
+                    return turns > 20
+                }
+            })
+        let t = try #require(results.first)
+        #expect(summary.cancelled && summary.interrupted == 1)
+        #expect(t.stopReason == .interrupted && !t.reached && t.state == .filtered)
+        // Only TTLs some probe went to; probes not waited for say so instead of `*`.
+        // The routers at TTL 1-3 answered; TTLs 4 and 5 (the window of 2 past them) were probed and not
+        // waited for; nothing beyond was probed, so nothing beyond is shown.
+        #expect(t.hops.map(\.ttl) == [1, 2, 3, 4, 5])
+        #expect(t.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)])
+        #expect(t.hops.suffix(2).allSatisfy { $0.kind == "interrupted" && $0.probes.contains { $0.silence == .interrupted } })
+        #expect(!t.hops.contains { $0.probes.contains { $0.silence == .timedOut } })
+    }
+}
+
+@Suite struct RateLimitTests {
+    /// Near routers that answer 1 ICMP error a second after a burst of 6, as Linux's defaults do.
+    static let limitedPath: [SimulatedHop] = [
+        .rateLimited(r(1), perSecond: 1, burst: 6), .rateLimited(r(5), perSecond: 1, burst: 6),
+        .rateLimited(r(9), perSecond: 1, burst: 6), .router(r(13)),
+    ]
+
+    @Test func rateLimitedNearHopsNeitherStopTracesNorHideTheDestination() throws {
+        let destinations = (0..<200).map { (IPv4Address(198, 51, 100, UInt8($0 + 1)), UInt16(443)) }
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.limitedPath, destination: .listening(ports: [443])) }
+        let (results, summary) = try trace(net, destinations) {
+            $0.gapLimit = 2
+            $0.probesPerHop = 1
+        }
+        #expect(net.rateLimitedDrops > 0)
+        for t in results {
+            // Reach, state and the destination's TTL are right for every trace.
+            #expect(t.reached && t.state == .open && t.stopReason == .destination)
+            #expect(t.hops.count == 5 && t.hops.last?.firstResponder == t.request.destination)
+            // Every hop is either what the network said or marked as rate-limited: never a wrong router,
+            // never an unexplained `*`.
+            for (i, hop) in t.hops.prefix(3).enumerated() {
+                #expect(hop.firstResponder == [r(1), r(5), r(9)][i] || hop.isRateLimited, "\(t.request.destination) ttl \(hop.ttl): \(hop.kind)")
+            }
+            #expect(t.hops[3].firstResponder == r(13))
+        }
+        #expect(summary.rateLimitedHops > 0 && summary.rateLimitedPositions >= 1)
+    }
+
+    @Test func aSilentRouterIsNotRateLimited() throws {
+        // Branches after r(9): one router answers, the other is silent; limits off everywhere. The silent
+        // branch's hop shares a position with an answering router, so it is asked again, and stays `none`.
+        let net = SimulatedNetwork { d in
+            let branch: SimulatedHop = d.value & 1 == 0 ? .router(r(21)) : .silent
+            return SimulatedPath(hops: threeRouters + [branch], destination: .listening(ports: [443]))
+        }
+        let destinations = (0..<100).map { (IPv4Address(198, 51, 100, UInt8($0 + 1)), UInt16(443)) }
+        let (results, summary) = try trace(net, destinations) { $0.gapLimit = 2 }
+        #expect(summary.rateLimitedHops == 0 && summary.rateLimitedPositions == 0)
+        for t in results {
+            #expect(t.state == .open && t.hops.count == 5)
+            let fourth = t.hops[3]
+            if t.request.destination.value & 1 == 0 {
+                #expect(fourth.firstResponder == r(21))
+            } else {
+                #expect(fourth.kind == "none" && fourth.probes.allSatisfy { $0.silence == .timedOut })
+            }
+        }
+        #expect(summary.reasksSent > 0)  // the silent branch was asked again, once per trace
+    }
+
+    @Test func withoutRateLimitsNothingIsFlaggedAndNoProbeIsSpentAgain() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443, 80])) }
+        var destinations: [(IPv4Address, UInt16)] = []
+        for i in 0..<300 {
+            let port: UInt16 = i < 250 ? 443 : 25
+            destinations.append((IPv4Address(198, 51, 100, UInt8(i % 250 + 1)), port))
+        }
+        let (_, summary) = try trace(net, destinations) { $0.gapLimit = 2 }
+        #expect(summary.rateLimitedHops == 0 && summary.reasksSent == 0)
+    }
+}
+
+/// xorshift64*: the forger's random numbers (deterministic).
+struct SeededRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed | 1 }
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+}
