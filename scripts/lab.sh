@@ -9,6 +9,7 @@
 #   scripts/lab.sh truth              print the ground-truth JSON
 #   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|mixed
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
+#   scripts/lab.sh ratelimit on|off   switch the routers' ICMP rate limits (kernel defaults) on the running lab
 #   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
 #
 # Topology (all links are veth pairs; the ECMP hop answers from r4a or r4b per 5-tuple):
@@ -638,10 +639,29 @@ sys.exit(1 if failures else 0)
 PYEOF
 }
 
+# Switches the routers' ICMP error rate limits on the running lab: "on" restores the kernel's defaults
+# (icmp_ratelimit 1000 ms per destination, icmp_msgs_per_sec 1000, icmp_msgs_burst 50), "off" lifts
+# them. The truth file's "ratelimit" follows. Existing per-destination token state is not reset.
+lab_ratelimit() {
+    local mode=$1 node value
+    for node in "${ROUTERS[@]}"; do
+        if [[ $mode == on ]]; then
+            ip netns exec "$(ns "$node")" sh -c 'c=/proc/sys/net/ipv4; echo 1000 >$c/icmp_ratelimit;
+                echo 1000 >$c/icmp_msgs_per_sec; echo 50 >$c/icmp_msgs_burst'
+        else
+            ip netns exec "$(ns "$node")" sh -c 'c=/proc/sys/net/ipv4; echo 0 >$c/icmp_ratelimit;
+                echo 1000000 >$c/icmp_msgs_per_sec; echo 1000000 >$c/icmp_msgs_burst'
+        fi
+    done
+    value=$([[ $mode == on ]] && echo true || echo false)
+    sed -i "s/\"ratelimit\": [a-z]*/\"ratelimit\": $value/" "$STATE/truth.json"
+    echo "lab.sh: ICMP rate limits $mode on ${#ROUTERS[@]} routers" >&2
+}
+
 # --- main --------------------------------------------------------------------------------------
 
 usage() {
-    sed -n '7,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '7,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -665,6 +685,12 @@ case $cmd in
         require_root exec
         ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
         exec ip netns exec "$(ns vantage)" "$@"
+        ;;
+    ratelimit)
+        require_root ratelimit
+        [[ $# -eq 1 && ($1 == on || $1 == off) ]] || die "usage: ratelimit on|off"
+        ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+        lab_ratelimit "$1"
         ;;
     -h | --help | help) usage ;;
     *) usage ;;

@@ -58,6 +58,9 @@ struct FastTrace: ParsableCommand {
     @Option(help: "Send a probe that got no answer again, up to N times, before printing * (default 0; -q × (1+N) ≤ 8).")
     var retries: Int = 0
 
+    @Option(help: "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that position for other traces: tells ICMP rate limiting from silence (default: as many as fit, up to 2; 0 = never).")
+    var reasks: Int?
+
     @Option(name: .short, help: "Seconds to wait for each reply (default 3).")
     var w: Double = 3
 
@@ -171,6 +174,12 @@ struct FastTrace: ParsableCommand {
             throw UsageFailure("--retries: -q × (1 + retries) must be at most \(ProbeTag.attemptCount)")
         }
         config.retries = retries
+        if let reasks {
+            guard reasks >= 0, q * (1 + retries + reasks) <= ProbeTag.attemptCount else {
+                throw UsageFailure("--reasks: -q × (1 + retries + reasks) must be at most \(ProbeTag.attemptCount)")
+            }
+            config.reasks = reasks
+        }
         config.waitNanos = UInt64(w * 1e9)
         config.tos = UInt8(t)
         config.packetLength = l
