@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, the committed BPF object checked against
-# bpf/, every unit test, and the privileged tests against the namespace lab (brought up here and torn
-# down on exit, also on failure). Run as root from anywhere: scripts/test.sh
+# bpf/, every unit test, the engine tests again under ThreadSanitizer, and the privileged tests against
+# the namespace lab (brought up here and torn down on exit, also on failure). Run as root from anywhere:
+# scripts/test.sh
 set -Eeuo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,17 +19,38 @@ scripts/install-deps.sh
 echo "== the committed eBPF object matches bpf/"
 scripts/build-bpf.sh --check
 
+quiet() { grep -Ev '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Merging|Wrapping)' || true; }
+summary() { grep -Ev '^(✔ Test .* passed|◇ Test .* started|Test Suite|Test Case|	 Executed)' || true; }
+
 echo "== build"
-swift build --build-tests 2>&1 | { grep -Ev '^\[[0-9]+/[0-9]+\] (Compiling|Emitting|Linking|Write|Merging|Wrapping)' || true; }
+swift build --build-tests 2>&1 | quiet
+
+status=0
+log=$(mktemp /tmp/fasttrace-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+echo "== wire and engine tests"
+swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests' 2>&1 | tee "$log" | summary
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+
+echo "== engine tests under ThreadSanitizer (the receive and scheduler threads racing)"
+swift build --build-tests --sanitize=thread --scratch-path .build-tsan 2>&1 | quiet
+TSAN_OPTIONS=halt_on_error=1 swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
+    --filter FastTraceCoreTests 2>&1 | tee "$log" | summary
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+if grep -q "WARNING: ThreadSanitizer" "$log"; then
+    echo "test.sh: ThreadSanitizer reported a race" >&2
+    status=1
+fi
 
 echo "== lab"
-cleanup() { scripts/lab.sh down >/dev/null 2>&1 || true; }
+cleanup() { scripts/lab.sh down >/dev/null 2>&1 || true; rm -f "$log"; }
 trap cleanup EXIT
 scripts/lab.sh up
 
-echo "== tests"
-FASTTRACE_BIN="$repo/.build/debug/fasttrace" swift test --skip-build 2>&1 | tee /tmp/fasttrace-test.log \
-    | grep -Ev '^(✔ Test .* passed|◇ Test .* started|Test Suite|Test Case|	 Executed)'
-status=${PIPESTATUS[0]}
-grep -E '^(✔|✘) Test run with' /tmp/fasttrace-test.log || true
+echo "== lab tests (one at a time: some switch the shared lab's ICMP rate limits)"
+FASTTRACE_BIN="$repo/.build/debug/fasttrace" swift test --skip-build --no-parallel --filter FastTraceLabTests 2>&1 \
+    | tee "$log" | summary
+[[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
+
 exit "$status"

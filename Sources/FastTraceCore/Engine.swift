@@ -655,7 +655,6 @@ public final class TraceEngine {
             if answeredAny {
                 slots[index].silentRun = 0
             } else if rateLimitedTTL[index * grid.ttlCount + ttlIndex] {
-                summary.rateLimitedHops += 1
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
             } else {
                 slots[index].silentRun += 1

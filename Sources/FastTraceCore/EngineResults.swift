@@ -7,8 +7,10 @@ extension TraceEngine {
     /// One TTL of a trace as it stands: each column's answer, or why it has none.
     func hop(_ index: Int, ttlIndex: Int) -> HopResult {
         let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+        // What the run knows now: a position found rate-limited after this TTL settled still explains
+        // its silence when the trace is reported.
         let limitedHere = rateLimitedTTL[index * grid.ttlCount + ttlIndex]
-            || (ttlAnswered(index, ttlIndex: ttlIndex) && book.isLimited(position(index, ttlIndex: ttlIndex)))
+            || book.isLimited(position(index, ttlIndex: ttlIndex))
         var probes: [ProbeResult] = []
         probes.reserveCapacity(samples)
         for column in 0..<samples {
@@ -83,6 +85,7 @@ extension TraceEngine {
         pool.give(index, now: now)
         summary.traces += 1
         if cancelling { summary.interrupted += 1 }
+        summary.rateLimitedHops += hops.count { $0.isRateLimited }
         if result.reached { summary.reached += 1 }
         onResult(result)
     }

@@ -85,21 +85,32 @@ struct PositionBook {
         }
     }
 
-    /// Some router answers ICMP at `position`: silence there may be a rate limit, worth asking again.
+    /// Some router answers ICMP at `position`, or at its TTL on any path: silence there may be a rate
+    /// limit, worth asking again. (A trace whose lower hops were themselves rate-limited knows a
+    /// different upstream router than its neighbours do; its TTL on any path still says something.)
     func answers(at position: Position) -> Bool {
-        index[position].map { entries[Int($0)].answered } ?? false
+        flags(position).answered || flags(position.anyPath).answered
     }
 
-    /// A router at `position` was caught rate-limiting during this run.
+    /// A router at `position` was caught rate-limiting during this run; or nothing is known of the
+    /// position itself and one was caught at its TTL on another path.
     func isLimited(_ position: Position) -> Bool {
-        index[position].map { entries[Int($0)].limited } ?? false
+        let own = flags(position)
+        return own.limited || (!own.answered && flags(position.anyPath).limited)
+    }
+
+    private func flags(_ position: Position) -> (answered: Bool, limited: Bool) {
+        guard let i = index[position] else { return (false, false) }
+        return (entries[Int(i)].answered, entries[Int(i)].limited)
     }
 
     /// Whether a re-ask to `position` may be sent now: always while the position is not known to be
     /// limited; within its budget once it is (asking a limited router faster than it answers only buys
     /// more silence).
     mutating func allowReask(at position: Position, now: UInt64) -> Bool {
-        guard let i = index[position].map(Int.init), entries[i].limited else { return true }
+        guard isLimited(position) else { return true }
+        let key = flags(position).limited ? position : position.anyPath
+        guard let i = index[key].map(Int.init) else { return true }
         if now > entries[i].lastRefill {
             entries[i].tokens = min(reaskBurst, entries[i].tokens + Double(now - entries[i].lastRefill) * reaskRate / 1e9)
             entries[i].lastRefill = now

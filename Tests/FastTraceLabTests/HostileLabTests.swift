@@ -1,0 +1,131 @@
+// The hostile lab: the same routers with the kernel's default ICMP rate limits switched on
+// (`scripts/lab.sh ratelimit on`), a RST acknowledging probe payload, and an interrupted batch. Every
+// answer must be what the network said or be marked for what it is. The rate-limit switch changes the
+// shared lab, so scripts/test.sh runs the lab tests one at a time (--no-parallel).
+
+import Foundation
+import Testing
+
+/// The lab's routers with ICMP rate limits on for the duration of `body` (off again even if it throws).
+func withRateLimits<T>(_ body: () throws -> T) throws -> T {
+    let on = runTool([repoRoot + "/scripts/lab.sh", "ratelimit", "on"])
+    guard on.status == 0 else { throw LabError("lab.sh ratelimit on: \(on.stderr)") }
+    defer { _ = runTool([repoRoot + "/scripts/lab.sh", "ratelimit", "off"]) }
+    return try body()
+}
+
+/// A batch of every target kind: 40 of each (DNAT included), as one list.
+func everyKindList() -> String {
+    ["mixed 160", "dnat 40"].map { spec in
+        runTool([repoRoot + "/scripts/lab.sh", "targets"] + spec.split(separator: " ").map(String.init)).stdout
+    }.joined()
+}
+
+/// What is wrong with `trace` for a lab whose routers may be rate-limiting: reach, state and the
+/// destination's TTL exactly as the truth says; every address shown one the truth allows at that TTL;
+/// every silent hop where the truth has a router marked `rate-limited`, never a bare `*`.
+func problemsUnderRateLimits(_ trace: JSONTrace, _ kind: LabTruth.Kind) -> [String] {
+    var out: [String] = []
+    let expected = kind.ports[String(trace.port)] ?? "closed"
+    if trace.state != expected { out.append("state \(trace.state), expected \(expected)") }
+    if trace.reached != (expected != "filtered") { out.append("reached \(trace.reached)") }
+    if expected != "filtered" && trace.hops.count != (kind.destination_ttl ?? 0) {
+        out.append("\(trace.hops.count) hops, destination expected at TTL \(kind.destination_ttl ?? 0)")
+    }
+    for hop in trace.hops where hop.ttl <= kind.hops.count {
+        let allowed = kind.hops[hop.ttl - 1].map { $0 == "target" ? trace.target : $0 }
+        if let addr = hop.addr {
+            if !allowed.contains(addr) { out.append("ttl \(hop.ttl): \(addr), expected one of \(allowed)") }
+        } else if !allowed.isEmpty && hop.kind != "rate-limited" {
+            out.append("ttl \(hop.ttl): a router that answers others shown as \(hop.kind)")
+        }
+    }
+    return out
+}
+
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct HostileLabTests {
+    @Test("With ICMP rate limits on, every kind's reach, state and destination TTL are right, and silence is marked")
+    func rateLimitedBatch() throws {
+        let lab = try Lab.get()
+        let list = everyKindList()
+        let r = try withRateLimits {
+            runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "443", "--format", "json",
+                "-w", "1", "-m", "12", "--gap", "3"], stdin: list, timeout: 180)
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        let traces = parseTraces(r.stdout)
+        #expect(traces.count == 200)
+        var wrong: [String] = []
+        var rateLimited = 0
+        for trace in traces {
+            guard let kind = lab.truth.kind(of: trace.target) else { continue }
+            let p = problemsUnderRateLimits(trace, kind)
+            if !p.isEmpty { wrong.append("\(trace.target) (\(kind.kind)): \(p)") }
+            rateLimited += trace.hops.count { $0.kind == "rate-limited" }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong traces, first: \(wrong.prefix(5))")
+        // The limits bit: most near hops were silenced, and the summary says how many were marked.
+        #expect(rateLimited > 200, "only \(rateLimited) hops marked rate-limited")
+        #expect(r.stderr.contains(" \(rateLimited) rate-limited hops"), "\(r.stderr)")
+    }
+
+    @Test("With rate limits off, the same batch is exact and nothing is marked rate-limited")
+    func sameBatchWithoutLimits() throws {
+        let lab = try Lab.get()
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "443", "--format", "json",
+            "-w", "1", "-m", "12", "--gap", "3"], stdin: everyKindList(), timeout: 180)
+        #expect(r.status == 0, "\(r.stderr)")
+        let traces = parseTraces(r.stdout)
+        #expect(traces.count == 200)
+        var wrong: [String] = []
+        for trace in traces {
+            guard let kind = lab.truth.kind(of: trace.target) else { continue }
+            let p = problems(trace, kind, probes: 3)
+            if !p.isEmpty { wrong.append("\(trace.target) (\(kind.kind)): \(p)") }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong traces, first: \(wrong.prefix(5))")
+        #expect(!r.stdout.contains("rate-limited"))
+        #expect(r.stderr.contains(" 0 rate-limited hops"), "\(r.stderr)")
+    }
+
+    @Test("-l 100 to a closed port: the RST acknowledges the payload and the port is [closed]")
+    func resetToPayload() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "open")
+        let text = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-l", "100", "-w", "1", kind.example, "25"])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.split(separator: "\n").last?.contains("\(kind.example) [closed]") == true, "\(text.stdout)")
+        let json = runTool([fasttraceBinary, "--netns", lab.namespace, "-l", "100", "-w", "1", "--format", "json",
+            kind.example, "25"])
+        let trace = try #require(parseTraces(json.stdout).first, "\(json.stdout) \(json.stderr)")
+        #expect(trace.state == "closed" && trace.reached && trace.hops.count == kind.destination_ttl)
+    }
+
+    @Test("SIGINT mid-batch: every line is valid JSON, traces cut short say interrupted, exit 130")
+    func interruptedBatch() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        scratch.write("list", runTool([repoRoot + "/scripts/lab.sh", "targets", "blackhole", "300"]).stdout)
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"),
+            "-p", "443", "--format", "json", "-w", "3", "--rate", "200"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        usleep(1_500_000)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let lines = scratch.read("out").split(separator: "\n")
+        let traces = lines.compactMap(JSONTrace.init(line:))
+        #expect(!lines.isEmpty && traces.count == lines.count, "every line must be a whole JSON object")
+        let interrupted = traces.filter { $0.stop == "interrupted" }
+        #expect(!interrupted.isEmpty)
+        for trace in interrupted {
+            // What was answered is there; probes not waited for say so; nothing is a made-up `*`.
+            #expect(!trace.reached && trace.state == "filtered")
+            #expect(trace.hops.allSatisfy { $0.kind != "none" || $0.ttl <= 7 }, "\(trace.hops.map(\.kind))")
+            #expect(trace.hops.contains { $0.kind == "interrupted" } || trace.hops.allSatisfy { $0.addr != nil },
+                "\(trace.hops.map(\.kind))")
+        }
+        #expect(scratch.read("err").contains(", interrupted: \(interrupted.count) traces partial"), "\(scratch.read("err"))")
+    }
+}
