@@ -524,12 +524,15 @@ public final class TraceEngine {
             return
         }
         // Re-asks: one column per hop, only while nothing at this TTL answered, only where worth it.
-        guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex),
-            book.answers(at: position(index, ttlIndex: ttlIndex))
-        else { return }
+        guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex) else { return }
+        let position = position(index, ttlIndex: ttlIndex)
+        if tryNumber >= immediateTries { book.noteSilentReask(at: position) }  // a re-ask found silence
+        guard book.worthReasking(position) else { return }
         let reaskNumber = tryNumber + 1 - immediateTries
         status[next] = Self.reaskQueued
-        slots[index].frontier = max(slots[index].frontier, ttlIndex)
+        // Where routers answer, the hop may well be alive behind a rate limit: let the trace look past
+        // it meanwhile. Where nothing is known yet, it is asked again but does not move the look-ahead.
+        if book.answers(at: position) { slots[index].frontier = max(slots[index].frontier, ttlIndex) }
         reaskQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
             attempt: Int32(attempt + samples), due: now + configuration.reaskDelayNanos << UInt64(reaskNumber)))
         enqueue(index)
@@ -652,9 +655,16 @@ public final class TraceEngine {
             }
             guard settled else { break }
             learn(index, ttlIndex: ttlIndex, answeredAny: answeredAny, silentAny: silentAny, now: now)
+            // The gap counts silent TTLs past the last one known to be alive. Alive: answered, silent
+            // because of a rate limit, or silent at a position where a router answers for other traces
+            // (a rate limit the run may not have caught yet). Such TTLs also move the look-ahead, so a
+            // trace never waits on TTLs it will not send.
             if answeredAny {
                 slots[index].silentRun = 0
-            } else if rateLimitedTTL[index * grid.ttlCount + ttlIndex] {
+            } else if rateLimitedTTL[index * grid.ttlCount + ttlIndex]
+                || book.answersAtOwnPosition(position(index, ttlIndex: ttlIndex))
+            {
+                slots[index].silentRun = 0
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
             } else {
                 slots[index].silentRun += 1
@@ -672,9 +682,30 @@ public final class TraceEngine {
         }
         if slots[index].resolvedTTLs > slots[index].stopTTLIndex {
             finish(index, now: now)
+        } else if !canSend(index) && !hasOutstanding(index) {
+            // Nothing in flight and nothing it may send: only the gap's look-ahead holds it back, so the
+            // silent TTLs it has settled are as far as the gap limit lets it go.
+            slots[index].stopTTLIndex = slots[index].resolvedTTLs - 1
+            slots[index].stopReason = .gapLimit
+            finish(index, now: now)
         } else {
             enqueue(index)
         }
+    }
+
+    /// True when some probe of the trace at or above its first unsettled TTL is in flight or queued.
+    private func hasOutstanding(_ index: Int) -> Bool {
+        let slot = slots[index]
+        let lastTTL = min(slot.stopTTLIndex, (slot.nextProbe - 1) / samples)
+        guard lastTTL >= slot.resolvedTTLs else { return false }
+        for ttlIndex in slot.resolvedTTLs...lastTTL {
+            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+            for attempt in 0..<grid.attempts {
+                let s = status[row + attempt]
+                if s == Self.sent || s == Self.retryQueued || s == Self.reaskQueued { return true }
+            }
+        }
+        return false
     }
 
     /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of

@@ -27,6 +27,8 @@ struct PositionBook {
         var answered = false
         /// A router here was caught dropping some of our probes while answering others: rate limiting.
         var limited = false
+        /// Re-asks here that found the hop still silent, while no router has answered here.
+        var silentReasks = 0
         /// Re-ask budget once the position is known to be limited (token bucket).
         var tokens: Double = 0
         var lastRefill: UInt64 = 0
@@ -90,6 +92,32 @@ struct PositionBook {
     /// different upstream router than its neighbours do; its TTL on any path still says something.)
     func answers(at position: Position) -> Bool {
         flags(position).answered || flags(position.anyPath).answered
+    }
+
+    /// Some router answers ICMP at exactly this position (at its TTL on any path when the trace knows
+    /// no router below it). Narrower than `answers(at:)`: the gap limit uses it, so that one branch's
+    /// routers do not keep another branch's black hole alive.
+    func answersAtOwnPosition(_ position: Position) -> Bool {
+        flags(position).answered
+    }
+
+    /// Re-asks that must fail at a position where nothing ever answered before it counts as silent
+    /// (a router that never sends ICMP, or the end of the path) and is no longer asked again.
+    static let silentAfterReasks = 8
+
+    /// A re-ask at `position` timed out with its hop still silent.
+    mutating func noteSilentReask(at position: Position) {
+        guard let i = entry(position) else { return }
+        entries[i].silentReasks += 1
+    }
+
+    /// Whether a silent hop at `position` is worth asking again: some router answers there (it may be
+    /// rate-limiting), or too little is known yet (early in a run, a rate-limited router may not have
+    /// answered anyone). Not where re-asks have kept finding silence and nothing ever answered.
+    func worthReasking(_ position: Position) -> Bool {
+        if answers(at: position) { return true }
+        guard let i = index[position] else { return true }
+        return entries[Int(i)].silentReasks < Self.silentAfterReasks
     }
 
     /// A router at `position` was caught rate-limiting during this run; or nothing is known of the

@@ -248,6 +248,30 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(summary.reasksSent > 0)  // the silent branch was asked again, once per trace
     }
 
+    @Test func aBlackHoleBesideABranchThatAnswersStillStopsAtTheGap() throws {
+        // Half the destinations have a fourth router; the other half are black holes after the third.
+        // The black holes' fourth TTL sits where a router answers for other traces, so it does not count
+        // towards the gap; the trace must still stop (it once waited forever on its own look-ahead).
+        let net = SimulatedNetwork { d in
+            d.value & 1 == 0
+                ? SimulatedPath(hops: threeRouters + [.router(r(21))], destination: .listening(ports: [443]))
+                : SimulatedPath(hops: threeRouters, destination: .blackHole)
+        }
+        let destinations = (0..<40).map { (IPv4Address(198, 51, 100, UInt8($0 + 1)), UInt16(443)) }
+        var turns = 0
+        let (results, summary) = try trace(net, destinations, configure: { $0.gapLimit = 2; $0.maxTTL = 12 },
+            engineSetup: { engine in
+                engine.shouldCancel = {
+                    turns += 1
+                    return turns > 2_000_000  // a stalled trace would spin here; bounded either way
+                }
+            })
+        #expect(!summary.cancelled)
+        for t in results where t.request.destination.value & 1 == 1 {
+            #expect(t.stopReason == .gapLimit && t.state == .filtered && t.hops.count <= 7, "\(t.hops.map(\.kind))")
+        }
+    }
+
     @Test func withoutRateLimitsNothingIsFlaggedAndNoProbeIsSpentAgain() throws {
         let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443, 80])) }
         var destinations: [(IPv4Address, UInt16)] = []

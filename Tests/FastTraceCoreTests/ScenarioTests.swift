@@ -69,7 +69,9 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         #expect(t.hops.suffix(4).allSatisfy { $0.outcome == .none })
         // Nothing is sent past the gap: the last router is TTL 3, so TTL 7 is the highest probed.
         #expect(net.sent.map(\.ttl).max() == 7)
-        #expect(net.sent.count == 7 * 3)
+        // Three probes per TTL, and one re-ask for each silent TTL: nothing is known of those positions
+        // yet in this run (a rate-limited router may not have answered anyone so far).
+        #expect(net.sent.count == 7 * 3 + 4)
     }
 
     @Test func withoutGapLimitTheTraceRunsToMaxTTL() throws {
@@ -173,7 +175,7 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
             case 1:
                 #expect(t.state == .closed && t.hops.map(\.firstResponder) == [r(1), nil, r(9), t.request.destination])
             case 2:
-                #expect(t.state == .filtered && t.stopReason == .gapLimit && t.hops.count == 6)
+                #expect(t.state == .filtered && t.stopReason == .gapLimit && t.hops.count == 6, "\(t.stopReason) \(t.hops.map(\.kind))")
             default:
                 #expect(t.state == .open && t.hops.count == 3 && Set(t.hops[1].probes.compactMap(\.responder)).count == 1)
             }
@@ -319,8 +321,9 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         }.results.first)
         #expect(t.hops.map(\.firstResponder) == [r(1), nil, r(9), target])
         #expect(t.hops[1].probes == [.silent, .silent])
-        // Two columns × three tries at the silent TTL; answered TTLs need one try per column.
-        #expect(net.sent.filter { $0.ttl == 2 }.count == 6)
+        // Two columns × three tries at the silent TTL, and one re-ask (nothing is known of that position
+        // yet, so it is asked once more later); answered TTLs need one try per column.
+        #expect(net.sent.filter { $0.ttl == 2 }.count == 7)
         #expect(net.sent.filter { $0.ttl == 1 }.count == 2)
         // Every try carries its own attempt number, so no two probes share a sequence number.
         #expect(Set(net.sent.map(\.sequence)).count == net.sent.count)
