@@ -156,7 +156,7 @@ public final class TraceEngine {
 
     // Probe status per cell (scheduler-only). A cell is one try: attempt `column + samples × try`.
     static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
-        retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6
+        retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6, reaskHeld: UInt8 = 7
     /// Columns per hop (`-q`).
     let samples: Int
     /// Tries per column that are immediate retries (1 + `--retries`); the tries after them are re-asks.
@@ -220,6 +220,8 @@ public final class TraceEngine {
     var timeouts: RingQueue<Timeout>
     var retryQueue: RingQueue<Retry>
     var reaskQueue: RingQueue<Retry>
+    /// Re-asks held over budget, judged at their deadline (see `releaseReasks`).
+    var heldReasks: RingQueue<Timeout>
     var pending: [PendingProbe]
     var activeCount = 0
     var summary = RunSummary()
@@ -260,6 +262,7 @@ public final class TraceEngine {
             * grid.attempts + transport.maxBatch))
         retryQueue = RingQueue(capacity: 1024)
         reaskQueue = RingQueue(capacity: 1024)
+        heldReasks = RingQueue(capacity: 1024)
         pending = Array(repeating: PendingProbe(slot: 0, ttlIndex: 0, attempt: 0, isRetry: false),
             count: transport.maxBatch)
     }
@@ -485,6 +488,7 @@ public final class TraceEngine {
             wake = min(wake, now + bucket.nanosUntilToken())
         }
         if let reask = reaskQueue.peek(), reask.due > now, reask.due < wake { wake = reask.due }
+        if let held = heldReasks.peek(), held.deadline > now, held.deadline < wake { wake = held.deadline }
         return wake
     }
 
@@ -538,9 +542,17 @@ public final class TraceEngine {
         enqueue(index)
     }
 
-    /// Moves re-asks that are due to the send queue, or settles them unsent when their position is
-    /// known to be rate-limited and its re-ask budget is spent.
+    /// Moves re-asks that are due to the send queue, or holds them unsent when their position's re-ask
+    /// budget is spent; held ones are settled (unsent) at their deadline.
     private func releaseReasks(now: UInt64) {
+        while let head = heldReasks.peek(), head.deadline <= now {
+            _ = heldReasks.pop()
+            let index = Int(head.slot)
+            guard slots[index].active, slots[index].epoch == head.epoch, status[Int(head.cell)] == Self.reaskHeld
+            else { continue }
+            status[Int(head.cell)] = Self.reaskSkipped
+            advance(index, now: now)
+        }
         // Re-asks are queued in order of due time except across re-ask rounds, whose delays double:
         // a later round waiting at the head only delays earlier ones by less than its own delay.
         var budget = reaskQueue.count
@@ -552,11 +564,19 @@ public final class TraceEngine {
             guard slots[index].active, slots[index].epoch == head.epoch else { continue }
             let cell = grid.cell(slot: index, ttlIndex: Int(head.ttlIndex), attempt: Int(head.attempt))
             guard status[cell] == Self.reaskQueued else { continue }
-            if ttlAnswered(index, ttlIndex: Int(head.ttlIndex))
-                || !book.allowReask(at: position(index, ttlIndex: Int(head.ttlIndex)), now: now)
-            {
+            if ttlAnswered(index, ttlIndex: Int(head.ttlIndex)) {
                 status[cell] = Self.reaskSkipped
                 advance(index, now: now)
+                continue
+            }
+            if !book.allowReask(at: position(index, ttlIndex: Int(head.ttlIndex)), now: now) {
+                // Over the position's budget: not sent, but judged only after the re-asks that were
+                // sent (and the next round of them) have had their wait, so the verdict has their
+                // evidence. (Queued in deadline order: every held re-ask waits the same time.)
+                status[cell] = Self.reaskHeld
+                heldReasks.push(Timeout(deadline: now + configuration.reaskDelayNanos + configuration.waitNanos,
+                    stampDeadline: 0,
+                    slot: head.slot, epoch: head.epoch, cell: Int32(cell)))
                 continue
             }
             status[cell] = Self.retryQueued
@@ -702,7 +722,9 @@ public final class TraceEngine {
             let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
             for attempt in 0..<grid.attempts {
                 let s = status[row + attempt]
-                if s == Self.sent || s == Self.retryQueued || s == Self.reaskQueued { return true }
+                if s == Self.sent || s == Self.retryQueued || s == Self.reaskQueued || s == Self.reaskHeld {
+                    return true
+                }
             }
         }
         return false
@@ -735,7 +757,7 @@ public final class TraceEngine {
         while attempt < grid.attempts {
             switch status[row + attempt] {
             case Self.answered: return .answered
-            case Self.sent, Self.retryQueued, Self.reaskQueued: return .pending
+            case Self.sent, Self.retryQueued, Self.reaskQueued, Self.reaskHeld: return .pending
             case Self.unsent: return attempt == column ? .pending : .silent
             default: attempt += samples  // timed out or skipped: look at the next try
             }

@@ -29,26 +29,36 @@ struct PositionBook {
         var limited = false
         /// Re-asks here that found the hop still silent, while no router has answered here.
         var silentReasks = 0
-        /// Re-ask budget once the position is known to be limited (token bucket).
-        var tokens: Double = 0
+        /// Re-ask budget (token bucket): `reaskBurst`/`reaskRate` while the position is not known to be
+        /// limited, `limitedBurst`/`limitedRate` once it is.
+        var tokens: Double = -1
         var lastRefill: UInt64 = 0
     }
 
     /// Most positions remembered; beyond that new positions are not learnt (their silence stays plain).
     let capacity: Int
-    /// Re-asks per second allowed to a position known to be rate-limited.
+    /// Re-asks per second to a position not known to be limited: enough to catch a rate limit (one
+    /// answered re-ask is evidence), never a flood at a router that is silent anyway.
     let reaskRate: Double
-    /// Burst of re-asks allowed to a limited position.
+    /// Burst of re-asks to a position not known to be limited.
     let reaskBurst: Double
+    /// Re-asks per second to a position known to be limited: about what it answers.
+    let limitedRate: Double
+    /// Burst of re-asks to a limited position.
+    let limitedBurst: Double
     private var index: [Position: Int32] = [:]
     private var entries: [Entry] = []
-    /// Positions found rate-limited (for the summary).
+    /// Positions found rate-limited (for the summary; each TTL on any path counts as one too).
     private(set) var limitedPositions = 0
 
-    init(capacity: Int = 1 << 16, reaskRate: Double = 1, reaskBurst: Double = 2) {
+    init(capacity: Int = 1 << 16, reaskRate: Double = 8, reaskBurst: Double = 16, limitedRate: Double = 1,
+        limitedBurst: Double = 2)
+    {
         self.capacity = capacity
         self.reaskRate = reaskRate
         self.reaskBurst = reaskBurst
+        self.limitedRate = limitedRate
+        self.limitedBurst = limitedBurst
         index.reserveCapacity(1024)
         entries.reserveCapacity(1024)
     }
@@ -81,9 +91,9 @@ struct PositionBook {
         entries[i].answered = true
         if !entries[i].limited {
             entries[i].limited = true
-            entries[i].tokens = reaskBurst
+            entries[i].tokens = min(entries[i].tokens, limitedBurst)
             entries[i].lastRefill = now
-            if position.upstream != 0 || position.ttl <= 1 { limitedPositions += 1 }
+            limitedPositions += 1
         }
     }
 
@@ -120,11 +130,14 @@ struct PositionBook {
         return entries[Int(i)].silentReasks < Self.silentAfterReasks
     }
 
-    /// A router at `position` was caught rate-limiting during this run; or nothing is known of the
-    /// position itself and one was caught at its TTL on another path.
+    /// Silence at `position` is explained by rate limiting: a router there, or at its TTL on another
+    /// path, was caught rate-limiting (the near routers serve every path; a trace's view of "the router
+    /// below" varies with which of them happened to answer it); or routers answer at this position for
+    /// other traces in a run where rate limiting has been caught at all, and the catch here may come
+    /// only later. In a run where no router was ever caught, nothing is limited.
     func isLimited(_ position: Position) -> Bool {
-        let own = flags(position)
-        return own.limited || (!own.answered && flags(position.anyPath).limited)
+        guard limitedPositions > 0 else { return false }
+        return flags(position).limited || flags(position.anyPath).limited || answers(at: position)
     }
 
     private func flags(_ position: Position) -> (answered: Bool, limited: Bool) {
@@ -132,19 +145,30 @@ struct PositionBook {
         return (entries[Int(i)].answered, entries[Int(i)].limited)
     }
 
-    /// Whether a re-ask to `position` may be sent now: always while the position is not known to be
-    /// limited; within its budget once it is (asking a limited router faster than it answers only buys
-    /// more silence).
+    /// Whether a re-ask to `position` may be sent now: within the budget of its TTL on any path (the
+    /// routers near the vantage point serve every path) and of the position itself. A re-ask over
+    /// budget is not sent; its hop is judged once the re-asks that were sent have had their wait.
     mutating func allowReask(at position: Position, now: UInt64) -> Bool {
-        guard isLimited(position) else { return true }
-        let key = flags(position).limited ? position : position.anyPath
-        guard let i = index[key].map(Int.init) else { return true }
-        if now > entries[i].lastRefill {
-            entries[i].tokens = min(reaskBurst, entries[i].tokens + Double(now - entries[i].lastRefill) * reaskRate / 1e9)
-            entries[i].lastRefill = now
+        guard let any = entry(position.anyPath) else { return true }
+        refill(any, now: now)
+        guard entries[any].tokens >= 1 else { return false }
+        if position.upstream != 0 {
+            guard let own = entry(position) else { return true }
+            refill(own, now: now)
+            guard entries[own].tokens >= 1 else { return false }
+            entries[own].tokens -= 1
         }
-        guard entries[i].tokens >= 1 else { return false }
-        entries[i].tokens -= 1
+        entries[any].tokens -= 1
         return true
+    }
+
+    private mutating func refill(_ i: Int, now: UInt64) {
+        let (rate, burst) = entries[i].limited ? (limitedRate, limitedBurst) : (reaskRate, reaskBurst)
+        if entries[i].tokens < 0 {
+            entries[i].tokens = burst
+        } else if now > entries[i].lastRefill {
+            entries[i].tokens = min(burst, entries[i].tokens + Double(now - entries[i].lastRefill) * rate / 1e9)
+        }
+        entries[i].lastRefill = now
     }
 }
