@@ -5,11 +5,24 @@
 #
 #   scripts/compare.sh [--quick] [--keep]
 #
-#   --quick   small lists (200 / 1,000 / 200 mixed) and short loops: about 2 minutes
+#   --quick   small lists (200 / 1,000 / 200 mixed) and short loops: about 2-3 minutes
 #   --keep    keep the work directory (outputs, logs) instead of deleting it
+#
+# After the main table, two more comparisons with scamper:
+#   equal rates   CPU at the same probe rate: fasttrace --rate set to the rate scamper achieved on the
+#                 large open list (its -p maximum), both on that list, in alternating pairs
+#                 (3, or FT_EQ_PAIRS); the medians and their ratio fasttrace/scamper. The lab's
+#                 forwarding runs in the sender's softirq and is charged to the sender, so only equal
+#                 rates and equal probe counts give comparable CPU.
+#   rate limits   the mixed list with the routers' ICMP rate limits on (lab.sh ratelimit on, then off):
+#                 per tool, traces with the right reach/state, wrong hops, hops discovered, hops
+#                 discovered per probe, and the hops fasttrace marked rate-limited.
 #
 # Environment:
 #   FT_RATE          fasttrace --rate (default 20000 probes/s)
+#   FT_EQ_RATE       fasttrace --rate for the equal-rate comparison (default: scamper's achieved rate,
+#                    or 8000 without scamper)
+#   FT_EQ_PAIRS      alternating scamper/fasttrace pairs for the equal-rate comparison (default 3)
 #   FT_SCRATCH_PATH  SwiftPM scratch path for the release build (default .build)
 #   FT_LAB_PREFIX    lab namespace prefix (default ftbench: its own lab, not the default ftlab)
 #
@@ -55,6 +68,7 @@ MAXTTL=16
 WAIT=1
 GAP=3
 SCAMPER_PPS=10000  # scamper's maximum (-p accepts 1..10000)
+EQ_PAIRS=${FT_EQ_PAIRS:-3}
 
 if $QUICK; then
     N_SMALL=200 N_LARGE=1000 N_MIXED=200 N_LOOP=20 N_LOOP_SLOW=10 N_NMAP_MIXED=30 BUDGET=300
@@ -157,7 +171,7 @@ read_counter() {
 
 # --- target lists ------------------------------------------------------------------------------
 
-declare -A LIST_FILE LIST_N
+declare -A LIST_FILE LIST_N SCAMPER_RATE
 LISTS=(open-$N_SMALL open-$N_LARGE mixed-$N_MIXED)
 "$LAB" targets open "$N_SMALL" >"$WORK/open-$N_SMALL.txt"
 "$LAB" targets open "$N_LARGE" >"$WORK/open-$N_LARGE.txt"
@@ -260,6 +274,7 @@ for list in "${LISTS[@]}"; do
             ip netns exec "$VNS" scamper -p "$SCAMPER_PPS" -w 0 -O json \
             -c "trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP" -f "$file"
         score scamper "$list" "$WORK/scamper-$list.json" "$n"
+        SCAMPER_RATE[$list]=$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { if (w > 0) printf "%d", p / w }')
     fi
 
     # nmap is quick on open targets but slow on silent and black-holed ones (its traceroute of a
@@ -331,4 +346,134 @@ print()
 print("probes: SYNs (and non-TCP packets) the vantage point sent, counted at r1.  × faster: the peer's wall time")
 print("for the whole list / fasttrace's.  ~ = extrapolated from the first N targets (one-at-a-time tools).")
 PYEOF
+
+# --- equal rates: CPU ----------------------------------------------------------------------------
+
+# Both tools on the large open list at the same probe rate, in alternating pairs so that whatever
+# else the machine is doing falls on both. CPU is user+sys of the process tree, as above.
+EQ_LIST=open-$N_LARGE
+EQ_FILE=${LIST_FILE[$EQ_LIST]}
+EQ_N=${LIST_N[$EQ_LIST]}
+EQ_RATE=${FT_EQ_RATE:-${SCAMPER_RATE[$EQ_LIST]:-8000}}
+((EQ_RATE > 0)) || EQ_RATE=8000
+EQUAL=$WORK/equal.tsv
+: >"$EQUAL"
+if have scamper; then
+    echo
+    echo "== equal rates: $EQ_LIST, fasttrace --rate $EQ_RATE (scamper's achieved rate at -p $SCAMPER_PPS), $EQ_PAIRS pairs"
+    for ((pair = 1; pair <= EQ_PAIRS; pair++)); do
+        (($(bound 120) > 30)) || { echo "   (stopping early: time budget)"; break; }
+        run scamper "eq$pair" "$(bound 120)" "$WORK/scamper-eq$pair.json" \
+            ip netns exec "$VNS" scamper -p "$SCAMPER_PPS" -w 0 -O json \
+            -c "trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP" -f "$EQ_FILE"
+        printf 'scamper\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$EQUAL"
+        printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" scamper "$RUN_WALL" \
+            "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
+        run fasttrace "eq$pair" "$(bound 120)" "$WORK/fasttrace-eq$pair.json" \
+            ip netns exec "$VNS" "$FASTTRACE" --targets "$EQ_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
+            -m "$MAXTTL" --gap "$GAP" --rate "$EQ_RATE"
+        printf 'fasttrace\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$EQUAL"
+        printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" fasttrace "$RUN_WALL" \
+            "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
+    done
+    python3 - "$EQUAL" "$EQ_N" "$EQ_RATE" <<'PYEOF'
+import statistics, sys
+
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+n, rate = sys.argv[2], sys.argv[3]
+med = {}
+for tool in ("scamper", "fasttrace"):
+    mine = [r for r in rows if r[0] == tool and r[5] == "0"]
+    if not mine:
+        continue
+    cpu = statistics.median(float(r[3]) for r in mine)
+    probes = statistics.median(int(r[4]) for r in mine)
+    pps = statistics.median(int(r[4]) / float(r[2]) for r in mine if float(r[2]) > 0)
+    med[tool] = cpu
+    print(f"   median {tool:<9} {cpu:5.2f} s CPU  {probes:8,.0f} probes  {pps:6,.0f} probes/s"
+          f"  ({1e6 * cpu / probes if probes else 0:.1f} µs CPU per probe)")
+if len(med) == 2 and med["scamper"] > 0:
+    print(f"   CPU at equal rates, fasttrace/scamper: {med['fasttrace'] / med['scamper']:.2f} "
+          f"({n} open targets, {rate} probes/s, median of the pairs)")
+PYEOF
+fi
+
+# --- rate limits on ----------------------------------------------------------------------------
+
+RL_LIST=mixed-$N_MIXED
+RL_FILE=${LIST_FILE[$RL_LIST]}
+RL_N=${LIST_N[$RL_LIST]}
+RATELIMITED=$WORK/ratelimited.tsv
+RL_REST=7  # seconds for the routers' ICMP budgets to refill before each tool's run
+: >"$RATELIMITED"
+
+# rl_score TOOL OUT: scores a rate-limited run (reach/state, wrong hops, hops found) into the table.
+rl_score() {
+    local tool=$1 out=$2 check note="" rl_summary=""
+    check=$(python3 "$CHECK" --truth "$WORK/truth.json" --targets "$RL_FILE" --tool "$tool" --output "$out" \
+        --port "$PORT" --show 3) || check='{}'
+    echo "$check" >"$WORK/$tool-rl.check.json"
+    if ((RUN_RC == 124 || RUN_RC == 137)); then note="timed out"; elif ((RUN_RC != 0)); then note="exit $RUN_RC"; fi
+    if [[ $tool == fasttrace ]]; then
+        rl_summary=$(grep -o '[0-9]* rate-limited hops ([0-9]* re-asks)' "$WORK/fasttrace-rl.err" | tail -n 1)
+    fi
+    python3 - "$check" "$tool" "$RL_N" "$RUN_WALL" "$RUN_PROBES" "$note" "$rl_summary" >>"$RATELIMITED" <<'PYEOF'
+import json, sys
+c = json.loads(sys.argv[1] or "{}")
+tool, n, wall, probes, note, summary = sys.argv[2:8]
+probes = int(probes or 0)
+found = c.get("hops_found", 0)
+print("\t".join(str(x) for x in [
+    tool, n, wall, c.get("reach_correct", "?"), c.get("reach_percent", "?"), c.get("wrong_hops", "?"), found,
+    probes, f"{found / probes:.3f}" if probes else "-",
+    c.get("rate_limited_hops", 0) if tool == "fasttrace" else "-", summary, note]))
+for f in c.get("reach_failures", []):
+    print(f"#      wrong: {f['target']} ({f['kind']}): {f['reason']}; hops {f['hops']}", file=sys.stderr)
+PYEOF
+}
+
+echo
+echo "== rate limits on: $RL_LIST with the routers' ICMP rate limits on (lab.sh ratelimit on)"
+if (($(bound 240) > 30)); then
+    "$LAB" ratelimit on >"$WORK/ratelimit.log" 2>&1 || die "lab ratelimit on failed: $(tail -n 3 "$WORK/ratelimit.log")"
+    # Each tool starts with the routers' full ICMP budget (a burst of 6, then 1 a second per
+    # destination): the runs before have just spent it, and a tool that starts while every router is
+    # still silent learns nothing from them (see the README).
+    sleep "$RL_REST"
+    run fasttrace rl "$(bound 240)" "$WORK/fasttrace-rl.json" \
+        ip netns exec "$VNS" "$FASTTRACE" --targets "$RL_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
+        -m "$MAXTTL" --gap "$GAP" --rate "$RATE"
+    rl_score fasttrace "$WORK/fasttrace-rl.json"
+    if have scamper && (($(bound 240) > 30)); then
+        sleep "$RL_REST"
+        run scamper rl "$(bound 240)" "$WORK/scamper-rl.json" \
+            ip netns exec "$VNS" scamper -p "$SCAMPER_PPS" -w 0 -O json \
+            -c "trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP" -f "$RL_FILE"
+        rl_score scamper "$WORK/scamper-rl.json"
+    fi
+    "$LAB" ratelimit off >>"$WORK/ratelimit.log" 2>&1 || die "lab ratelimit off failed: $(tail -n 3 "$WORK/ratelimit.log")"
+    python3 - "$RATELIMITED" <<'PYEOF'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+hdr = ["tool", "targets", "wall s", "reach/state right", "%", "wrong hops", "hops found", "probes", "hops/probe",
+       "rate-limited hops", "note"]
+out = []
+for tool, n, wall, right, pct, wrong, found, probes, per, limited, summary, note in rows:
+    out.append([tool, n, f"{float(wall):.2f}", right, pct, wrong, found, f"{int(probes):,}", per, limited,
+                "; ".join(x for x in (summary and "fasttrace says " + summary, note) if x)])
+widths = [max(len(str(r[i])) for r in out + [hdr]) for i in range(len(hdr))]
+def line(r):
+    return "  ".join(str(c).rjust(widths[i]) if 1 <= i <= 9 else str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+print("   " + line(hdr))
+print("   " + line(["-" * w for w in widths]))
+for r in out:
+    print("   " + line(r))
+print("   reach/state right: reached exactly when the truth has a destination, and the port state the truth")
+print("   gives (where the tool reports one). wrong hops: answers from an address the truth does not allow at")
+print("   that TTL. hops found: router TTLs answered from an allowed address. probes: counted at r1.")
+PYEOF
+else
+    echo "   skipped: time budget"
+fi
+
 echo "== done in $((SECONDS - START)) s; outputs in $WORK$($KEEP || echo ' (deleted; --keep keeps them)')"

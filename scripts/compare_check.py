@@ -15,7 +15,18 @@ A target counts as correct when, for its kind in truth.json:
     did not claim to reach the target.
 Hops past the destination TTL are ignored. A target missing from the output is wrong.
 
-Prints one JSON object: {"tool", "targets", "correct", "percent", "missing", "by_kind", "failures"}.
+With ICMP rate limits on (lab.sh ratelimit on) routers rightly stay silent for many probes, so a
+trace is not expected to show every hop. What is scored then, per tool:
+  * reach/state right: the tool says reached exactly when the truth has a destination TTL, and
+    (where the tool reports one) the port state the truth gives; a target missing is wrong;
+  * wrong hops: answers at a TTL from an address the truth does not allow there (a silent TTL
+    answering, another router, the target early, anything beyond a black hole's last hop);
+  * hops discovered: router TTLs (1..len(hops)) answered from an allowed address; divided by the
+    probes the tool sent (compare.sh counts them) that is hops discovered per probe;
+  * rate-limited hops: hops fasttrace reported with kind "rate-limited".
+
+Prints one JSON object: {"tool", "targets", "correct", "percent", "missing", "by_kind", "failures",
+"reach_correct", "reach_percent", "reach_failures", "wrong_hops", "hops_found", "rate_limited_hops"}.
 """
 
 import argparse
@@ -34,6 +45,7 @@ class Trace:
         self.hops = {}
         self.reached = None  # True/False when the tool says so, None when it has no such notion
         self.port_state = None  # "open", "closed", "filtered" when the tool reports one
+        self.rate_limited = 0  # hops the tool itself reported as rate-limited (fasttrace)
 
     def set_hop(self, ttl, addr):
         # Keep the first answer a TTL got (several probes per hop would give several).
@@ -66,6 +78,8 @@ def parse_fasttrace(path):
         t = Trace(obj["target"])
         for hop in obj.get("hops", []):
             t.set_hop(int(hop["ttl"]), hop.get("addr"))
+            if hop.get("kind") == "rate-limited":
+                t.rate_limited += 1
         t.reached = bool(obj.get("reached"))
         t.port_state = obj.get("state")
         traces[t.target] = t
@@ -210,6 +224,48 @@ def judge(trace, kind, port):
     return None
 
 
+def allowed_at(kind, ttl, target):
+    """The addresses the truth allows at `ttl` (the "target" token made the traced address), or None
+    past the truth's router hops."""
+    if ttl > len(kind["hops"]):
+        return None
+    return [target if a == "target" else a for a in kind["hops"][ttl - 1]]
+
+
+def judge_reach(trace, kind, port):
+    """Reach and port state only (what must hold even when rate limits hide hops): None or a reason."""
+    want_reached = kind["destination_ttl"] is not None
+    want_state = kind["ports"].get(str(port))
+    if trace.reached is not None and trace.reached != want_reached:
+        return f"tool says {'reached' if trace.reached else 'not reached'}, truth says {'reached' if want_reached else 'not reached'}"
+    if trace.port_state is not None and want_state is not None and trace.port_state != want_state:
+        return f"port state {trace.port_state}, expected {want_state}"
+    return None
+
+
+def hop_counts(trace, kind):
+    """(hops discovered, wrong hops) of one trace against the truth."""
+    found = wrong = 0
+    dest_ttl = kind["destination_ttl"]
+    for ttl, got in trace.hops.items():
+        if got is None:
+            continue
+        allowed = allowed_at(kind, ttl, trace.target)
+        if allowed is not None:
+            if got in allowed:
+                found += 1
+            else:
+                wrong += 1
+        elif dest_ttl is None:
+            wrong += 1  # anything past a black hole's last router
+        elif ttl < dest_ttl:
+            wrong += 1  # between the last router and the destination (none in this lab)
+        elif ttl == dest_ttl and got != trace.target:
+            wrong += 1
+        # Past the destination TTL: ignored, as in judge().
+    return found, wrong
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--truth", required=True)
@@ -232,8 +288,10 @@ def main():
         print(f"compare_check: cannot parse {args.output}: {e}", file=sys.stderr)
 
     correct = missing = 0
+    reach_correct = wrong_hops = hops_found = rate_limited = 0
     by_kind = {}
     failures = []
+    reach_failures = []
     for target in targets:
         kind = kind_of(target, truth["kinds"])
         if kind is None:
@@ -246,6 +304,17 @@ def main():
             reason = "missing from output"
         else:
             reason = judge(trace, kind, args.port)
+        reach_reason = "missing from output" if trace is None else judge_reach(trace, kind, args.port)
+        if reach_reason is None:
+            reach_correct += 1
+        elif len(reach_failures) < args.show:
+            hops = None if trace is None else {t: trace.hops[t] for t in sorted(trace.hops)}
+            reach_failures.append({"target": target, "kind": kind["kind"], "reason": reach_reason, "hops": hops})
+        if trace is not None:
+            found, wrong = hop_counts(trace, kind)
+            hops_found += found
+            wrong_hops += wrong
+            rate_limited += trace.rate_limited
         if reason is None:
             correct += 1
             stats[0] += 1
@@ -262,6 +331,12 @@ def main():
         "missing": missing,
         "by_kind": {k: f"{c}/{t}" for k, (c, t) in by_kind.items()},
         "failures": failures,
+        "reach_correct": reach_correct,
+        "reach_percent": round(100.0 * reach_correct / n, 1) if n else 0.0,
+        "reach_failures": reach_failures,
+        "wrong_hops": wrong_hops,
+        "hops_found": hops_found,
+        "rate_limited_hops": rate_limited,
     }))
 
 

@@ -73,9 +73,13 @@ extension TraceEngine {
             for ttlIndex in 0...lastTTL { hops.append(hop(index, ttlIndex: ttlIndex)) }
         }
         // The port's state is what the destination said, wherever in the trace it said it.
-        let outcomes = hops.flatMap { $0.probes.map(\.outcome) }
-        let state: PortState =
-            outcomes.contains(.synAck) ? .open : outcomes.contains(.reset) ? .closed : .filtered
+        var state = PortState.filtered
+        for hop in hops {
+            for probe in hop.probes {
+                if probe.outcome == .synAck { state = .open }
+                if probe.outcome == .reset && state == .filtered { state = .closed }
+            }
+        }
         let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
         let result = TraceResult(
             request: slot.request, hops: hops, reached: state != .filtered, state: state,

@@ -149,11 +149,11 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         var skips: [Skip] = []
         let result: SourcePoll = monitor.locked {
             while true {
-                let wasFull = state.queue.isFull
                 guard let item = state.queue.pop() else {
                     return isComplete || state.cancelled ? .finished : .pending
                 }
-                if wasFull { monitor.broadcast() }
+                // Producers blocked on a full queue sleep until it is half empty (see `push`).
+                if state.queue.count == refillMark { monitor.broadcast() }
                 switch item {
                 case .skip(let skip): skips.append(skip)
                 case .request(let destination, let port, let source, let name):
@@ -260,10 +260,18 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         }
     }
 
-    /// Puts an item on the queue, waiting while it is full; false if cancelled.
+    /// The queue length at which the engine wakes producers waiting for room.
+    private var refillMark: Int { state.queue.capacity / 2 }
+
+    /// Puts an item on the queue; false if cancelled. A full queue makes the caller wait until it is
+    /// half empty, not just until there is room for one: waking the reader (and, through the shared
+    /// condition, the resolvers) for every request the engine takes cost five context switches per
+    /// trace, more CPU than the trace's own probes at moderate rates.
     private func push(_ item: Item) -> Bool {
         monitor.locked {
-            while state.queue.isFull && !state.cancelled { monitor.wait() }
+            if state.queue.isFull {
+                while state.queue.count > refillMark && !state.cancelled { monitor.wait() }
+            }
             guard !state.cancelled else { return false }
             state.queue.push(item)
             switch item {

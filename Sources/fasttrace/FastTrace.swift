@@ -332,7 +332,7 @@ struct FastTrace: ParsableCommand {
         let result = try engine.run(source: &source) { trace in
             // Buffered: the buffer goes out when full, every ~100 ms (shouldCancel) and at the end.
             switch format {
-            case .json: Out.line(JSONFormatter.line(trace))
+            case .json: Out.json(trace)
             case .text: if batch { Out.line(text.block(trace)) } else { single(trace) }
             }
         }

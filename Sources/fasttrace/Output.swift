@@ -36,6 +36,15 @@ enum Out {
         if buffer.count >= flushBytes { flush() }
     }
 
+    /// Appends one trace as a JSON line, formatted straight into the buffer.
+    static func json(_ result: TraceResult) {
+        guard writeError == nil else { return }
+        if buffer.isEmpty { lastFlush = monotonicNanos() }
+        JSONFormatter.write(result, into: &buffer)
+        buffer.append(0x0A)
+        if buffer.count >= flushBytes { flush() }
+    }
+
     /// Writes out whatever is buffered now.
     static func flush() {
         defer { buffer.removeAll(keepingCapacity: true) }
@@ -189,32 +198,91 @@ func formatMillis(_ micros: UInt32) -> String {
 }
 
 /// JSON lines. The schema is documented in the README; keys are stable.
+///
+/// A trace is written as UTF-8 straight into the output buffer: no String is built, so a trace costs
+/// no allocation beyond the buffer's growth (building it as a String, piece by piece, cost about 50
+/// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
+    /// One trace as a line (without the newline), for callers that want a String.
     static func line(_ result: TraceResult) -> String {
-        var s = "{\"target\":\"\(result.request.destination)\""
-        if let name = result.request.name { s += ",\"name\":\(quote(name))" }
-        s += ",\"port\":\(result.request.port),\"protocol\":\"tcp\""
-        s += ",\"source\":\"\(result.request.source)\",\"sport\":\(result.sourcePort)"
-        s += ",\"reached\":\(result.reached),\"state\":\"\(result.state.rawValue)\""
-        s += ",\"stop\":\"\(result.stopReason.rawValue)\",\"probes_sent\":\(result.probesSent)"
-        s += ",\"hops\":["
-        for (i, hop) in result.hops.enumerated() {
-            if i > 0 { s += "," }
-            s += "{\"ttl\":\(hop.ttl),\"addr\":"
-            s += hop.firstResponder.map { "\"\($0)\"" } ?? "null"
-            s += ",\"rtt_ms\":["
-            s += hop.probes.map { p in p.rttMicros.map { formatMillis($0) } ?? "null" }.joined(separator: ",")
-            s += "],\"kind\":\"\(hop.kind)\""
-            let limited = hop.probes.count { $0.silence == .rateLimited }
-            if limited > 0 && hop.outcome != .none { s += ",\"rate_limited\":\(limited)" }
-            if case .unreachable(let code) = hop.outcome { s += ",\"code\":\(code)" }
-            if let translated = hop.translatedDestination { s += ",\"dnat\":\"\(translated)\"" }
-            var distinct: [IPv4Address] = []
-            for p in hop.probes { if let r = p.responder, !distinct.contains(r) { distinct.append(r) } }
-            if distinct.count > 1 { s += ",\"addrs\":[" + distinct.map { "\"\($0)\"" }.joined(separator: ",") + "]" }
-            s += "}"
+        var bytes: [UInt8] = []
+        write(result, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends one trace's object (without the newline) to `out`.
+    static func write(_ result: TraceResult, into out: inout [UInt8]) {
+        out.appendLiteral("{\"target\":\"")
+        out.appendAddress(result.request.destination)
+        out.appendLiteral("\"")
+        if let name = result.request.name {
+            out.appendLiteral(",\"name\":")
+            out.append(contentsOf: quote(name).utf8)
         }
-        return s + "]}"
+        out.appendLiteral(",\"port\":")
+        out.appendDecimal(UInt64(result.request.port))
+        out.appendLiteral(",\"protocol\":\"tcp\",\"source\":\"")
+        out.appendAddress(result.request.source)
+        out.appendLiteral("\",\"sport\":")
+        out.appendDecimal(UInt64(result.sourcePort))
+        out.appendLiteral(result.reached ? ",\"reached\":true,\"state\":\"" : ",\"reached\":false,\"state\":\"")
+        out.appendText(result.state.rawValue)
+        out.appendLiteral("\",\"stop\":\"")
+        out.appendText(result.stopReason.rawValue)
+        out.appendLiteral("\",\"probes_sent\":")
+        out.appendDecimal(UInt64(max(0, result.probesSent)))
+        out.appendLiteral(",\"hops\":[")
+        for (i, hop) in result.hops.enumerated() {
+            if i > 0 { out.appendLiteral(",") }
+            out.appendLiteral("{\"ttl\":")
+            out.appendDecimal(UInt64(hop.ttl))
+            out.appendLiteral(",\"addr\":")
+            if let first = hop.firstResponder {
+                out.appendLiteral("\"")
+                out.appendAddress(first)
+                out.appendLiteral("\"")
+            } else {
+                out.appendLiteral("null")
+            }
+            out.appendLiteral(",\"rtt_ms\":[")
+            for (j, probe) in hop.probes.enumerated() {
+                if j > 0 { out.appendLiteral(",") }
+                if let rtt = probe.rttMicros { out.appendMillis(rtt) } else { out.appendLiteral("null") }
+            }
+            out.appendLiteral("],\"kind\":\"")
+            out.appendText(hop.kind)
+            out.appendLiteral("\"")
+            let outcome = hop.outcome
+            let limited = hop.probes.count { $0.silence == .rateLimited }
+            if limited > 0 && outcome != .none {
+                out.appendLiteral(",\"rate_limited\":")
+                out.appendDecimal(UInt64(limited))
+            }
+            if case .unreachable(let code) = outcome {
+                out.appendLiteral(",\"code\":")
+                out.appendDecimal(UInt64(code))
+            }
+            if let translated = hop.translatedDestination {
+                out.appendLiteral(",\"dnat\":\"")
+                out.appendAddress(translated)
+                out.appendLiteral("\"")
+            }
+            // Every address when attempts met different routers (rare: ECMP without Paris, a route
+            // change): only then is the list of distinct addresses built.
+            if let first = hop.firstResponder, hop.probes.contains(where: { $0.responder.map { $0 != first } ?? false }) {
+                var distinct: [IPv4Address] = []
+                for p in hop.probes { if let r = p.responder, !distinct.contains(r) { distinct.append(r) } }
+                out.appendLiteral(",\"addrs\":[")
+                for (k, address) in distinct.enumerated() {
+                    out.appendLiteral(k > 0 ? ",\"" : "\"")
+                    out.appendAddress(address)
+                    out.appendLiteral("\"")
+                }
+                out.appendLiteral("]")
+            }
+            out.appendLiteral("}")
+        }
+        out.appendLiteral("]}")
     }
 
     static func quote(_ text: String) -> String {
@@ -229,6 +297,54 @@ enum JSONFormatter {
             }
         }
         return out + "\""
+    }
+}
+
+/// Appending JSON pieces to a byte buffer as UTF-8.
+extension [UInt8] {
+    /// Literal text (keys, punctuation), copied as is.
+    mutating func appendLiteral(_ literal: StaticString) {
+        literal.withUTF8Buffer { append(contentsOf: $0) }
+    }
+
+    /// Text known to need no escaping (enum raw values: ASCII letters and `-`).
+    mutating func appendText(_ string: String) {
+        var string = string
+        string.withUTF8 { append(contentsOf: $0) }
+    }
+
+    /// An unsigned integer in decimal.
+    mutating func appendDecimal(_ value: UInt64) {
+        var divisor: UInt64 = 1
+        while divisor <= value / 10 { divisor *= 10 }
+        var rest = value
+        while true {
+            append(0x30 + UInt8(rest / divisor))
+            rest %= divisor
+            if divisor == 1 { return }
+            divisor /= 10
+        }
+    }
+
+    /// Dotted-quad text.
+    mutating func appendAddress(_ address: IPv4Address) {
+        appendDecimal(UInt64(address.value >> 24))
+        append(0x2E)
+        appendDecimal(UInt64(address.value >> 16 & 0xFF))
+        append(0x2E)
+        appendDecimal(UInt64(address.value >> 8 & 0xFF))
+        append(0x2E)
+        appendDecimal(UInt64(address.value & 0xFF))
+    }
+
+    /// Milliseconds with three decimals from microseconds (`0.051`), as `formatMillis` writes them.
+    mutating func appendMillis(_ micros: UInt32) {
+        appendDecimal(UInt64(micros / 1000))
+        let fraction = micros % 1000
+        append(0x2E)
+        append(0x30 + UInt8(fraction / 100))
+        append(0x30 + UInt8(fraction / 10 % 10))
+        append(0x30 + UInt8(fraction % 10))
     }
 }
 
