@@ -15,7 +15,9 @@ struct Scratch {
     }
     func file(_ name: String) -> String { path + "/" + name }
     func read(_ name: String) -> String { (try? String(contentsOfFile: file(name), encoding: .utf8)) ?? "" }
-    func write(_ name: String, _ text: String) { FileManager.default.createFile(atPath: file(name), contents: Data(text.utf8)) }
+    func write(_ name: String, _ text: String) {
+        _ = FileManager.default.createFile(atPath: file(name), contents: Data(text.utf8))
+    }
     func cleanup() { try? FileManager.default.removeItem(atPath: path) }
 }
 
