@@ -372,7 +372,7 @@ public final class TraceEngine {
         return false
     }
 
-    private func enqueue(_ index: Int) {
+    func enqueue(_ index: Int) {
         guard !slots[index].inReadyQueue, canSend(index) else { return }
         slots[index].inReadyQueue = true
         ready.push(Int32(index))
@@ -517,77 +517,6 @@ public final class TraceEngine {
         }
     }
 
-    /// After a try timed out: retry it at once if retries are left; otherwise, for a hop with no answer
-    /// yet at a position where some router answers ICMP, ask again later (a re-ask), once per hop.
-    private func followUp(_ index: Int, cell: Int, now: UInt64) {
-        let offset = cell - index * grid.cellsPerSlot
-        let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
-        let column = attempt % samples, tryNumber = attempt / samples
-        guard ttlIndex <= slots[index].stopTTLIndex, attempt + samples < grid.attempts else { return }
-        let next = cell + samples
-        if tryNumber + 1 < immediateTries {
-            status[next] = Self.retryQueued
-            retryQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
-                attempt: Int32(attempt + samples)))
-            return
-        }
-        // Re-asks: one column per hop, only while nothing at this TTL answered, only where worth it.
-        guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex) else { return }
-        let position = position(index, ttlIndex: ttlIndex)
-        if tryNumber >= immediateTries { book.noteSilentReask(at: position) }  // a re-ask found silence
-        guard book.worthReasking(position) else { return }
-        let reaskNumber = tryNumber + 1 - immediateTries
-        status[next] = Self.reaskQueued
-        // Where routers answer, the hop may well be alive behind a rate limit: let the trace look past
-        // it meanwhile. Where nothing is known yet, it is asked again but does not move the look-ahead.
-        if book.answers(at: position) { slots[index].frontier = max(slots[index].frontier, ttlIndex) }
-        reaskQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
-            attempt: Int32(attempt + samples), due: now + configuration.reaskDelayNanos << UInt64(reaskNumber)))
-        enqueue(index)
-    }
-
-    /// Moves re-asks that are due to the send queue, or holds them unsent when their position's re-ask
-    /// budget is spent; held ones are settled (unsent) at their deadline.
-    private func releaseReasks(now: UInt64) {
-        while let head = heldReasks.peek(), head.deadline <= now {
-            _ = heldReasks.pop()
-            let index = Int(head.slot)
-            guard slots[index].active, slots[index].epoch == head.epoch, status[Int(head.cell)] == Self.reaskHeld
-            else { continue }
-            status[Int(head.cell)] = Self.reaskSkipped
-            advance(index, now: now)
-        }
-        // Re-asks are queued in order of due time except across re-ask rounds, whose delays double:
-        // a later round waiting at the head only delays earlier ones by less than its own delay.
-        var budget = reaskQueue.count
-        while budget > 0, let head = reaskQueue.peek() {
-            budget -= 1
-            if head.due > now { break }
-            _ = reaskQueue.pop()
-            let index = Int(head.slot)
-            guard slots[index].active, slots[index].epoch == head.epoch else { continue }
-            let cell = grid.cell(slot: index, ttlIndex: Int(head.ttlIndex), attempt: Int(head.attempt))
-            guard status[cell] == Self.reaskQueued else { continue }
-            if ttlAnswered(index, ttlIndex: Int(head.ttlIndex)) {
-                status[cell] = Self.reaskSkipped
-                advance(index, now: now)
-                continue
-            }
-            if !book.allowReask(at: position(index, ttlIndex: Int(head.ttlIndex)), now: now) {
-                // Over the position's budget: not sent, but judged only after the re-asks that were
-                // sent (and the next round of them) have had their wait, so the verdict has their
-                // evidence. (Queued in deadline order: every held re-ask waits the same time.)
-                status[cell] = Self.reaskHeld
-                heldReasks.push(Timeout(deadline: now + configuration.reaskDelayNanos + configuration.waitNanos,
-                    stampDeadline: 0,
-                    slot: head.slot, epoch: head.epoch, cell: Int32(cell)))
-                continue
-            }
-            status[cell] = Self.retryQueued
-            retryQueue.push(head)
-        }
-    }
-
     /// Takes in whatever the dispatcher recorded for a slot, then moves the trace on.
     private func settle(_ index: Int, now: UInt64) {
         guard slots[index].active else { return }
@@ -600,26 +529,6 @@ public final class TraceEngine {
         let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered { return true }
         return false
-    }
-
-    /// The router (time exceeded or unreachable) that answered at this TTL, if any.
-    func router(_ index: Int, ttlIndex: Int) -> IPv4Address? {
-        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-        for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
-            let reply = PackedReply(word: dispatcher.results.load(row + attempt))
-            if !reply.outcome.isFromDestination { return reply.responder }
-        }
-        return nil
-    }
-
-    /// Where a TTL of this trace sits: its TTL and the nearest router below it that answered.
-    func position(_ index: Int, ttlIndex: Int) -> Position {
-        var below = ttlIndex - 1
-        while below >= 0 {
-            if let r = router(index, ttlIndex: below) { return Position(ttl: UInt8(ttlIndex), upstream: r.value) }
-            below -= 1
-        }
-        return Position(ttl: UInt8(ttlIndex), upstream: 0)
     }
 
     /// Marks answered probes and applies what the answers mean (destination reached, unreachable).
@@ -663,7 +572,7 @@ public final class TraceEngine {
     }
 
     /// Settles TTLs in order; finishes the trace or queues it for more sending.
-    private func advance(_ index: Int, now: UInt64) {
+    func advance(_ index: Int, now: UInt64) {
         while slots[index].resolvedTTLs <= slots[index].stopTTLIndex {
             let ttlIndex = slots[index].resolvedTTLs
             let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
@@ -732,24 +641,6 @@ public final class TraceEngine {
             }
         }
         return false
-    }
-
-    /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of
-    /// this flow's probes while answering others (a rate limit); and whether this TTL's silence is
-    /// explained by a rate limit seen there.
-    private func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) {
-        let position = position(index, ttlIndex: ttlIndex)
-        if router(index, ttlIndex: ttlIndex) != nil {
-            book.noteAnswer(at: position)
-            // Same flow, same router, same moment: some tries answered, others not.
-            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-            var dropped = silentAny
-            for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
-            if dropped { book.noteDrop(at: position, now: now) }
-        }
-        if !answeredAny && book.isLimited(position) {
-            rateLimitedTTL[index * grid.ttlCount + ttlIndex] = true
-        }
     }
 
     enum ColumnState { case pending, answered, silent }
