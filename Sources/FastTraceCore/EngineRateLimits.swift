@@ -6,6 +6,31 @@
 import FastTraceWire
 
 extension TraceEngine {
+    /// Why a probe at this TTL of this trace has no answer, as far as the run knows now:
+    /// - `rateLimited` when a router at this very position (the router below it known) was caught
+    ///   rate-limiting; or, in a run where routers were caught rate-limiting, when this trace is known to
+    ///   go on past this TTL (a deeper TTL answered): a router is there, and it did not answer;
+    /// - `unknown` when rate limiting explains silence at this TTL on other paths but this trace heard
+    ///   nothing from here on: the silence may be a rate limit or the end of the path;
+    /// - `timedOut` (plain `none`) when nothing in the run explains it.
+    func silenceVerdict(_ index: Int, ttlIndex: Int) -> Silence {
+        let position = position(index, ttlIndex: ttlIndex)
+        if position.upstream != 0 && book.caughtLimiting(at: position) { return .rateLimited }
+        guard book.limitedPositions > 0 else { return .timedOut }
+        if ttlIndex < deepestHeard(index) { return .rateLimited }
+        return book.isLimited(position) ? .unknown : .timedOut
+    }
+
+    /// The deepest TTL index of this trace that anything answered (a router or the destination), or -1.
+    func deepestHeard(_ index: Int) -> Int {
+        var ttlIndex = min(slots[index].stopTTLIndex, grid.ttlCount - 1)
+        while ttlIndex >= 0 {
+            if ttlAnswered(index, ttlIndex: ttlIndex) { return ttlIndex }
+            ttlIndex -= 1
+        }
+        return -1
+    }
+
     /// After a try timed out: retry it at once if retries are left; otherwise, for a hop with no answer
     /// yet at a position where some router answers ICMP, ask again later (a re-ask), once per hop.
     func followUp(_ index: Int, cell: Int, now: UInt64) {
@@ -87,14 +112,14 @@ extension TraceEngine {
         return nil
     }
 
-    /// Where a TTL of this trace sits: its TTL and the nearest router below it that answered.
+    /// Where a TTL of this trace sits: its TTL and the router right below it, if that one answered.
     func position(_ index: Int, ttlIndex: Int) -> Position {
-        var below = ttlIndex - 1
-        while below >= 0 {
-            if let r = router(index, ttlIndex: below) { return Position(ttl: UInt8(ttlIndex), upstream: r.value) }
-            below -= 1
+        // Only the router right below counts: one further down may sit above a branch, and would lump a
+        // black hole in with a router on another branch at the same distance.
+        guard ttlIndex > 0, let r = router(index, ttlIndex: ttlIndex - 1) else {
+            return Position(ttl: UInt8(ttlIndex), upstream: 0)
         }
-        return Position(ttl: UInt8(ttlIndex), upstream: 0)
+        return Position(ttl: UInt8(ttlIndex), upstream: r.value)
     }
 
     /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of
@@ -110,7 +135,7 @@ extension TraceEngine {
             for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
             if dropped { book.noteDrop(at: position, now: now) }
         }
-        if !answeredAny && book.isLimited(position) {
+        if !answeredAny && silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut {
             rateLimitedTTL[index * grid.ttlCount + ttlIndex] = true
         }
     }

@@ -9,8 +9,7 @@ extension TraceEngine {
         let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         // What the run knows now: a position found rate-limited after this TTL settled still explains
         // its silence when the trace is reported.
-        let limitedHere = rateLimitedTTL[index * grid.ttlCount + ttlIndex]
-            || book.isLimited(position(index, ttlIndex: ttlIndex))
+        let verdict = silenceVerdict(index, ttlIndex: ttlIndex)
         var probes: [ProbeResult] = []
         probes.reserveCapacity(samples)
         for column in 0..<samples {
@@ -40,7 +39,7 @@ extension TraceEngine {
             } else if waiting && cancelling {
                 probes.append(ProbeResult(silence: .interrupted))
             } else {
-                probes.append(ProbeResult(silence: limitedHere ? .rateLimited : .timedOut))
+                probes.append(ProbeResult(silence: verdict))
             }
         }
         return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)

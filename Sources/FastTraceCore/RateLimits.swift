@@ -3,15 +3,15 @@
 // low-TTL probes, go quiet for most traces of a busy run. Silence there says nothing about the path,
 // and must neither stop a trace (the gap limit) nor be printed as if the router never answers.
 //
-// What is known here, per *position* (a TTL and the nearest router below it that answered, as a trace
+// What is known here, per *position* (a TTL and the router right below it when it answered, as a trace
 // sees them): whether any router answers ICMP there at all, and whether one was caught dropping some of
 // our probes while answering others of the same flow (the signature of a rate limit: Paris-style probes
 // of one flow take one path, so the router is the same). A silent router (one that never sends ICMP)
 // is never caught answering, so its silence stays plain silence.
 
-/// Where a hop sits on a path, as far as one trace knows: its TTL and the nearest router below it that
-/// answered (0 when none did: then the position stands for every path at that TTL, which is what a
-/// trace whose near hops are all rate-limited can still say).
+/// Where a hop sits on a path, as far as one trace knows: its TTL and the router right below it, when
+/// that one answered (0 when it did not: then the position stands for every path at that TTL, which is
+/// what a trace whose near hops are rate-limited can still say).
 struct Position: Hashable {
     var ttl: UInt8
     var upstream: UInt32
@@ -103,6 +103,9 @@ struct PositionBook {
     func answers(at position: Position) -> Bool {
         flags(position).answered || flags(position.anyPath).answered
     }
+
+    /// A router at exactly this position was caught rate-limiting.
+    func caughtLimiting(at position: Position) -> Bool { flags(position).limited }
 
     /// Some router answers ICMP at exactly this position (at its TTL on any path when the trace knows
     /// no router below it). Narrower than `answers(at:)`: the gap limit uses it, so that one branch's

@@ -62,6 +62,9 @@ public enum Silence: String, Sendable, Equatable {
     case rateLimited = "rate-limited"
     /// The run was interrupted before this probe's wait was over, or before it was sent.
     case interrupted
+    /// Nothing came back, at a TTL where routers on other paths were caught rate-limiting, but past the
+    /// last TTL this trace heard anything from: a rate limit, or the end of the path; cannot tell.
+    case unknown
 }
 
 /// One probe's result.
@@ -116,11 +119,13 @@ public struct HopResult: Sendable, Equatable {
     public var translatedDestination: IPv4Address? { probes.lazy.compactMap(\.translatedDestination).first }
     /// The hop's kind as output prints it: the most telling outcome, or for a hop with no answer at all,
     /// why: `rate-limited` when rate limiting explains the silence, `interrupted` when the run was cut
-    /// short before the wait was over, `none` otherwise.
+    /// short before the wait was over, `unknown` when a rate limit or the end of the path may explain
+    /// it, `none` otherwise.
     public var kind: String {
         if outcome != .none { return outcome.description }
         if probes.contains(where: { $0.silence == .rateLimited }) { return Silence.rateLimited.rawValue }
         if probes.contains(where: { $0.silence == .interrupted }) { return Silence.interrupted.rawValue }
+        if probes.contains(where: { $0.silence == .unknown }) { return Silence.unknown.rawValue }
         return "none"
     }
 

@@ -74,7 +74,16 @@ public enum TargetParser {
         }
         if let address = IPv4Address(String(text)) { return .success(.address(address)) }
         if text.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
+            if text.split(separator: ".").contains(where: { $0.count > 1 && $0.first == "0" }) {
+                return .failure(ReasonError(
+                    "'\(text)' is ambiguous: a leading zero is octal to some tools and decimal to others; write the octets without leading zeros"))
+            }
             return .failure(ReasonError("'\(text)' is not a valid IPv4 address"))
+        }
+        // Every label starting with a digit: an address in a form the resolver would read its own way
+        // (`0x0a.1.1.1` is 10.1.1.1 to getaddrinfo). Only dotted-quad decimal is taken as an address.
+        if text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ $0.first?.isNumber == true }) {
+            return .failure(ReasonError("'\(text)' is not a valid IPv4 address (only dotted-quad decimal is accepted)"))
         }
         guard isHostname(text) else {
             return .failure(ReasonError("'\(text)' is neither an IPv4 address, a CIDR prefix nor a hostname"))

@@ -14,12 +14,15 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
         self.value = UInt32(a) << 24 | UInt32(b) << 16 | UInt32(c) << 8 | UInt32(d)
     }
 
-    /// Parses dotted-quad text (`"198.51.100.7"`); nil for anything else (no shorthand forms).
+    /// Parses dotted-quad decimal text (`"198.51.100.7"`); nil for anything else: no shorthand forms,
+    /// no hex, and no leading zeros (`010` is 10 to some tools and 8, octal, to inet_aton and those
+    /// built on it, so it is refused rather than guessed).
     public init?(_ text: String) {
         var octets: [UInt32] = []
         octets.reserveCapacity(4)
         for part in text.split(separator: ".", omittingEmptySubsequences: false) {
             guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+                part.count == 1 || part.first != "0",
                 let octet = UInt32(part), octet <= 255
             else { return nil }
             octets.append(octet)

@@ -122,6 +122,9 @@ struct FastTrace: ParsableCommand {
     }
 
     private func execute() throws {
+        // First, before anything can take time: a SIGINT or SIGTERM from now on ends the run honestly
+        // (reported as interrupted, exit 130), however early it comes.
+        installSignalHandlers()
         // A reader that goes away (`| head`) must not kill fasttrace silently: EPIPE comes back from
         // write instead, and is reported like any other failed write of results.
         signal(SIGPIPE, SIG_IGN)
@@ -191,7 +194,7 @@ struct FastTrace: ParsableCommand {
         if let problem = config.problem { throw UsageFailure(problem) }
 
         // 2. The system: namespace, privileges, routes, sockets.
-        if let netns { try enterNetworkNamespace(named: netns) }
+        if let netns, let problem = enterNamespace(netns) { throw problem }
         if let problem = Privileges.check() { throw UsageFailure(problem) }
         let routes = try RouteTable.load()
         if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
@@ -251,7 +254,6 @@ struct FastTrace: ParsableCommand {
         let transport = try LinuxTransport(configuration: .init(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
         let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
-        installSignalHandlers()
         // Polled every scheduler turn: results waiting more than ~100 ms go out, and a failed write of
         // results stops the run like an interrupt (reported and exit 1 after the engine returns).
         engine.shouldCancel = {
@@ -358,6 +360,16 @@ struct UsageFailure: Error {
 func formatSeconds(_ s: Double) -> String {
     let tenths = Int((s * 100).rounded())
     return "\(tenths / 100).\(tenths % 100 < 10 ? "0" : "")\(tenths % 100)"
+}
+
+/// Enters network namespace `name`; a usage failure for a name that does not exist, rethrows the rest.
+func enterNamespace(_ name: String) -> Error? {
+    let result = Result { () throws(SystemError) in try enterNetworkNamespace(named: name) }
+    guard case .failure(let error) = result else { return nil }
+    if error.errno == ENOENT || error.errno == EINVAL {
+        return UsageFailure("--netns: no network namespace named '\(name)' (see `ip netns list`)")
+    }
+    return error
 }
 
 func installSignalHandlers() {

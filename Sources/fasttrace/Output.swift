@@ -147,7 +147,11 @@ struct TextFormatter {
             line += "  " + formatMillis(rtt) + " ms"
             if case .unreachable(let code) = probe.outcome { line += " " + unreachableMark(code) }
         }
-        if hop.probes.contains(where: { $0.silence == .rateLimited }) { line += "  [rate-limited]" }
+        if hop.probes.contains(where: { $0.silence == .rateLimited }) {
+            line += "  [rate-limited]"
+        } else if hop.outcome == .none && hop.probes.contains(where: { $0.silence == .unknown }) {
+            line += "  [rate-limited or end of path]"
+        }
         return line
     }
 

@@ -24,6 +24,14 @@ import Testing
         ("bad host!", "t.txt:2: 'bad host!': one target per line"),
         ("under_score$", "t.txt:2: 'under_score$' is neither an IPv4 address, a CIDR prefix nor a hostname"),
         ("10.0.0.0/8", "t.txt:2: '10.0.0.0/8' expands to 16777216 addresses; the cap is 65536 (--max-prefix-addresses)"),
+        // Forms other tools read their own way are refused, never guessed, and never handed to the
+        // resolver (getaddrinfo reads 0x0a.1.1.1 as 10.1.1.1 and 198.19.0.010 as 198.19.0.8).
+        ("198.19.0.010", "t.txt:2: '198.19.0.010' is ambiguous: a leading zero is octal to some tools and decimal to others; write the octets without leading zeros"),
+        ("01.02.03.04", "t.txt:2: '01.02.03.04' is ambiguous: a leading zero is octal to some tools and decimal to others; write the octets without leading zeros"),
+        ("198.19.0.010/32", "t.txt:2: '198.19.0.010/32': '198.19.0.010' is not an IPv4 address"),
+        ("0x0a.1.1.1", "t.txt:2: '0x0a.1.1.1' is not a valid IPv4 address (only dotted-quad decimal is accepted)"),
+        ("198.19.0.0xa", "t.txt:2: '198.19.0.0xa' is not a valid IPv4 address (only dotted-quad decimal is accepted)"),
+        ("1.2.3.4.5", "t.txt:2: '1.2.3.4.5' is not a valid IPv4 address"),
     ])
     func badLinesSayFileLineAndReason(line: String, message: String) {
         let result = TargetParser.parseList("192.0.2.1\n\(line)\n", source: "t.txt")
