@@ -293,7 +293,14 @@ struct FastTrace: ParsableCommand {
                 }
             }
             var one = IteratorRequestSource(CollectionOfOne(request).makeIterator())
-            let summaryLine = try runEngine(engine, source: &one, text: text, single: singleFinished)
+            var reported = false
+            let report = singleFinished
+            let summaryLine = try runEngine(engine, source: &one, text: text, single: { reported = true; report($0) })
+            if format == .text && !reported && cancelRequested.load(ordering: .relaxed) {
+                // Interrupted before the trace was under way: say so rather than end on the header.
+                Out.line("Interrupted before any probe was sent")
+                try Out.finish()
+            }
             if summary { Out.error(summaryLine) }
         } else if let stream {
             engine.onProgress = { p in
