@@ -426,11 +426,16 @@ struct CommandLineInputTests {
         (["--targets", "/nonexistent/list", "-p", "443"], "fasttrace: cannot read target file '/nonexistent/list': No such file or directory\n"),
         (["-q", "9", "198.19.0.1"], "fasttrace: -q: probes per hop must be 1...8\n"),
         (["-m", "3", "-f", "5", "198.19.0.1"], "fasttrace: -m 3 is below -f 5\n"),
-        (["--netns", "ft-no-such-namespace", "198.19.0.1"], nil),
+        (["--netns", "ft-no-such-namespace", "198.19.0.1"],
+         "fasttrace: --netns: no network namespace named 'ft-no-such-namespace' (see `ip netns list`)\n"),
+        (["198.19.0.010", "443"],
+         "fasttrace: '198.19.0.010' is ambiguous: a leading zero is octal to some tools and decimal to others; write the octets without leading zeros\n"),
+        (["0x0a.1.1.1", "443"],
+         "fasttrace: '0x0a.1.1.1' is not a valid IPv4 address (only dotted-quad decimal is accepted)\n"),
     ])
     func badArguments(arguments: [String], message: String?) {
         let r = runTool([fasttraceBinary] + arguments)
-        #expect(r.status != 0)
+        #expect(r.status == 2, "\(arguments): exit \(r.status)")
         if let message { #expect(r.stderr == message) } else {
             #expect(r.stderr.hasPrefix("fasttrace: ") && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
         }
