@@ -2,7 +2,8 @@
 // bucket and driven by replies the dispatcher recorded and by timeouts. It runs on one thread (the
 // caller's); the only thing it shares with the receive thread is the dispatcher's atomic tables. Its
 // parts each do one job: `TokenBucket` (rate), `SlotPool` (admission and slot reuse), `PositionBook`
-// (rate-limit inference), the timeout and re-ask queues, and result assembly (`TraceEngine+Results`).
+// (rate-limit inference) with the policy for silent hops (`EngineRateLimits.swift`), the timeout and
+// re-ask queues, and result assembly (`EngineResults.swift`).
 
 import FastTraceWire
 
@@ -158,6 +159,11 @@ public final class TraceEngine {
     // Probe status per cell (scheduler-only). A cell is one try: attempt `column + samples × try`.
     static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
         retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6, reaskHeld: UInt8 = 7
+    /// A try in flight or queued to go: sent and not yet answered or timed out, or a retry or re-ask
+    /// waiting its turn (or held over its position's budget).
+    @inline(__always) static func isWaiting(_ status: UInt8) -> Bool {
+        status == sent || status == retryQueued || status == reaskQueued || status == reaskHeld
+    }
     /// Columns per hop (`-q`).
     let samples: Int
     /// Tries per column that are immediate retries (1 + `--retries`); the tries after them are re-asks.
@@ -213,8 +219,6 @@ public final class TraceEngine {
 
     var slots: [Slot]
     var status: [UInt8]
-    /// Per (slot, TTL index): the TTL's silence is explained by rate limiting.
-    var rateLimitedTTL: [Bool]
     var pool: SlotPool
     var bucket: TokenBucket
     var book = PositionBook()
@@ -254,7 +258,6 @@ public final class TraceEngine {
             payloadLength: configuration.packetLength - TCPProbeWriter.minimumLength)
         slots = Array(repeating: Slot(), count: grid.slots)
         status = Array(repeating: Self.unsent, count: grid.slots * grid.cellsPerSlot)
-        rateLimitedTTL = Array(repeating: false, count: grid.slots * grid.ttlCount)
         pool = SlotPool(slots: grid.slots,
             quarantineNanos: configuration.waitNanos + configuration.slotQuarantineExtraNanos)
         bucket = TokenBucket(rate: configuration.rate,
@@ -360,7 +363,6 @@ public final class TraceEngine {
                 dispatcher.results.storeRelaxed(cell, 0)
                 dispatcher.sendTimes.storeRelaxed(cell, 0)
             }
-            for t in 0..<grid.ttlCount { rateLimitedTTL[index * grid.ttlCount + t] = false }
             // Publish the occupant last: the receive thread accepts replies for it from here on.
             dispatcher.slotSources.store(index, Dispatcher.slotSource(epoch: slot.epoch, source: request.source))
             dispatcher.slotWords.store(index,
@@ -587,16 +589,14 @@ public final class TraceEngine {
                 }
             }
             guard settled else { break }
-            learn(index, ttlIndex: ttlIndex, answeredAny: answeredAny, silentAny: silentAny, now: now)
-            // The gap counts silent TTLs past the last one known to be alive. Alive: answered, silent
-            // because of a rate limit, or silent at a position where a router answers for other traces
-            // (a rate limit the run may not have caught yet). Such TTLs also move the look-ahead, so a
-            // trace never waits on TTLs it will not send.
+            let silentButAlive = learn(index, ttlIndex: ttlIndex, answeredAny: answeredAny, silentAny: silentAny,
+                now: now)
+            // The gap counts silent TTLs past the last one known to be alive. Alive: answered, or silent
+            // but alive (see `learn`). Such TTLs also move the look-ahead, so a trace never waits on TTLs
+            // it will not send.
             if answeredAny {
                 slots[index].silentRun = 0
-            } else if rateLimitedTTL[index * grid.ttlCount + ttlIndex]
-                || book.answersAtOwnPosition(position(index, ttlIndex: ttlIndex))
-            {
+            } else if silentButAlive {
                 slots[index].silentRun = 0
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
             } else {
@@ -635,9 +635,7 @@ public final class TraceEngine {
             let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
             for attempt in 0..<grid.attempts {
                 let s = status[row + attempt]
-                if s == Self.sent || s == Self.retryQueued || s == Self.reaskQueued || s == Self.reaskHeld {
-                    return true
-                }
+                if Self.isWaiting(s) { return true }
             }
         }
         return false
@@ -652,7 +650,7 @@ public final class TraceEngine {
         while attempt < grid.attempts {
             switch status[row + attempt] {
             case Self.answered: return .answered
-            case Self.sent, Self.retryQueued, Self.reaskQueued, Self.reaskHeld: return .pending
+            case let s where Self.isWaiting(s): return .pending
             case Self.unsent: return attempt == column ? .pending : .silent
             default: attempt += samples  // timed out or skipped: look at the next try
             }

@@ -123,9 +123,10 @@ extension TraceEngine {
     }
 
     /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of
-    /// this flow's probes while answering others (a rate limit); and whether this TTL's silence is
-    /// explained by a rate limit seen there.
-    func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) {
+    /// this flow's probes while answering others (a rate limit). Returns whether the TTL, if nothing
+    /// answered it, is silent but alive: its silence is explained by rate limiting, or a router answers
+    /// other traces at exactly its position (a rate limit the run may not have caught yet).
+    func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Bool {
         let position = position(index, ttlIndex: ttlIndex)
         if router(index, ttlIndex: ttlIndex) != nil {
             book.noteAnswer(at: position)
@@ -135,8 +136,7 @@ extension TraceEngine {
             for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
             if dropped { book.noteDrop(at: position, now: now) }
         }
-        if !answeredAny && silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut {
-            rateLimitedTTL[index * grid.ttlCount + ttlIndex] = true
-        }
+        guard !answeredAny else { return false }
+        return silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position)
     }
 }

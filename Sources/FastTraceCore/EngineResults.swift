@@ -24,7 +24,7 @@ extension TraceEngine {
                     result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
                         translatedDestination: details >> 32 & 1 == 1
                             ? IPv4Address(UInt32(truncatingIfNeeded: details)) : nil)
-                case Self.sent, Self.retryQueued, Self.reaskQueued, Self.reaskHeld:
+                case let s where Self.isWaiting(s):
                     waiting = true
                 case Self.unsent where attempt == column:
                     waiting = true

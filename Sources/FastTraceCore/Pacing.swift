@@ -30,8 +30,6 @@ struct TokenBucket {
     /// Spends `count` tokens.
     mutating func spend(_ count: Int) { tokens -= Double(count) }
 
-    /// Nanoseconds from `now` until a whole token is available (0 if one is).
-    func nanosUntilToken() -> UInt64 { tokens >= 1 ? 0 : UInt64((1 - tokens) * 1e9 / rate) + 1 }
 }
 
 /// Slots for traces: first freed, first reused, and never before `quarantineNanos` have passed since

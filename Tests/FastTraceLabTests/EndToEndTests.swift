@@ -163,12 +163,22 @@ func parseTraces(_ output: String) -> [JSONTrace] {
     output.split(separator: "\n").compactMap(JSONTrace.init(line:))
 }
 
-/// Every way `trace` differs from what the lab's truth says (empty when it is right). `probes` is -q.
-func problems(_ trace: JSONTrace, _ kind: LabTruth.Kind, probes: Int) -> [String] {
+/// How `trace`'s reach, port state and destination TTL differ from the truth (empty when right).
+func reachProblems(_ trace: JSONTrace, _ kind: LabTruth.Kind) -> [String] {
     var out: [String] = []
     let expected = kind.ports[String(trace.port)] ?? "closed"
     if trace.state != expected { out.append("state \(trace.state), expected \(expected)") }
     if trace.reached != (expected != "filtered") { out.append("reached \(trace.reached)") }
+    if expected != "filtered" && trace.hops.count != (kind.destination_ttl ?? 0) {
+        out.append("\(trace.hops.count) hops, expected \(kind.destination_ttl ?? 0)")
+    }
+    return out
+}
+
+/// Every way `trace` differs from what the lab's truth says (empty when it is right). `probes` is -q.
+func problems(_ trace: JSONTrace, _ kind: LabTruth.Kind, probes: Int) -> [String] {
+    var out = reachProblems(trace, kind)
+    let expected = kind.ports[String(trace.port)] ?? "closed"
     let routerTTLs = expected == "filtered" ? (kind.filtered_last_ttl ?? 0) : (kind.destination_ttl ?? 1) - 1
     for (i, hop) in trace.hops.enumerated() {
         let ttl = i + 1
@@ -197,9 +207,6 @@ func problems(_ trace: JSONTrace, _ kind: LabTruth.Kind, probes: Int) -> [String
             if hop.addr != trace.target { out.append("ttl \(ttl): destination hop from \(hop.addr ?? "*")") }
             if hop.kind != (expected == "open" ? "syn-ack" : "rst") { out.append("ttl \(ttl): kind \(hop.kind)") }
         }
-    }
-    if expected != "filtered" && trace.hops.count != (kind.destination_ttl ?? 0) {
-        out.append("\(trace.hops.count) hops, expected \(kind.destination_ttl ?? 0)")
     }
     if expected == "filtered" && trace.hops.count <= routerTTLs { out.append("only \(trace.hops.count) hops") }
     return out

@@ -27,13 +27,8 @@ func everyKindList() -> String {
 /// heard from, `unknown`), never a bare `none`; and past the last node the truth knows of, where there
 /// is nothing to rate-limit, never `rate-limited`.
 func problemsUnderRateLimits(_ trace: JSONTrace, _ kind: LabTruth.Kind) -> [String] {
-    var out: [String] = []
+    var out = reachProblems(trace, kind)
     let expected = kind.ports[String(trace.port)] ?? "closed"
-    if trace.state != expected { out.append("state \(trace.state), expected \(expected)") }
-    if trace.reached != (expected != "filtered") { out.append("reached \(trace.reached)") }
-    if expected != "filtered" && trace.hops.count != (kind.destination_ttl ?? 0) {
-        out.append("\(trace.hops.count) hops, destination expected at TTL \(kind.destination_ttl ?? 0)")
-    }
     let deepestHeard = trace.hops.last { $0.addr != nil }?.ttl ?? 0
     let lastNode = expected == "filtered" ? (kind.filtered_last_ttl ?? kind.hops.count) + 1 : Int.max
     for hop in trace.hops {
