@@ -111,6 +111,7 @@ final class TraceGraph {
     func write(into out: inout [UInt8]) {
         out.appendLiteral("digraph fasttrace {\n")
         out.appendLiteral("  rankdir=LR;\n")
+        out.appendLiteral("  fontname=\"Helvetica\";\n")
         out.appendLiteral("  node [shape=ellipse, fontname=\"Helvetica\", fontsize=11];\n")
         out.appendLiteral("  edge [fontname=\"Helvetica\", fontsize=9];\n")
         out.appendLiteral("  label=")
