@@ -31,6 +31,7 @@ struct FastTrace: ParsableCommand {
             Needs root, or CAP_NET_RAW and CAP_BPF (CAP_NET_RAW alone where \
             kernel.unprivileged_bpf_disabled=0; --netns needs root): scripts/install.sh grants them \
             with setcap. All capabilities are dropped once the sockets and filter are open.
+            Shell completions: fasttrace --generate-completion-script bash|zsh|fish.
             """)
 
     @Argument(help: "Target host (name or IPv4 address) for single-target mode.")
