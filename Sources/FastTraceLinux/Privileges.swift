@@ -172,7 +172,7 @@ public enum Privileges {
     public static func dropAll() throws(SystemError) {
         if let threads = readStatusField("Threads"), threads != "1" {
             throw SystemError(operation: "dropping capabilities", errno: EBUSY,
-                              detail: "\(threads) threads are running; capabilities must be dropped before any other starts")
+                              detail: "\(threads) threads are running; drop capabilities before any other starts")
         }
         try syscallBlocking("prctl(PR_SET_NO_NEW_PRIVS)") { CFastTrace_set_no_new_privs() }
         guard let before = capabilitySets() else {

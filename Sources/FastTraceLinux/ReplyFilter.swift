@@ -45,11 +45,13 @@ final class ReplyFilter {
     /// libbpf's captured warnings as one line: `libbpf: ` prefixes and blank lines dropped, lines
     /// joined with `; `, control bytes replaced; nil when there is nothing.
     static func oneLine(_ text: String) -> String? {
-        let lines = text.replacing("libbpf: libbpf: ", with: "libbpf: ").split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { line -> String in
-            var line = Substring(line)
-            while line.hasPrefix("libbpf: ") { line = line.dropFirst("libbpf: ".count) }
-            return String(line.map { $0.isASCII && ($0.asciiValue! < 0x20 || $0.asciiValue! == 0x7F) ? " " : $0 })
-                .trimmingPrefix(while: { $0 == " " }).description
+        let text = text.replacing("libbpf: libbpf: ", with: "libbpf: ")
+        let lines = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { line -> String in
+            let printable = String(line.map { $0.isASCII && ($0.asciiValue! < 0x20 || $0.asciiValue! == 0x7F) ? " " : $0
+            })
+            var rest = printable.trimmingPrefix(while: { $0 == " " })
+            while rest.hasPrefix("libbpf: ") { rest = rest.dropFirst("libbpf: ".count) }
+            return String(rest)
         }.filter { !$0.isEmpty }
         return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }

@@ -2,7 +2,7 @@
 // capabilities it asks for (and with each smaller set), capabilities read from /proc/PID/status in
 // the middle of a run, and the install script's result run by an unprivileged user. Root and the lab.
 
-import FastTraceLinux
+@testable import FastTraceLinux
 import Foundation
 import Testing
 
@@ -251,6 +251,19 @@ struct PrivilegeRequirementTests {
             + "kernel.unprivileged_bpf_disabled=2) and CAP_SYS_ADMIN (--netns enters a network namespace): run as root, "
             + "or grant exactly what it needs: sudo setcap cap_net_raw,cap_bpf+ep f (--netns needs root all the same)")
         #expect(r.message(effective: full | Capability.sysAdmin.bit, executable: "f") == nil)
+    }
+
+    @Test("libbpf's warnings, when they are the detail of an error, become one line")
+    func libbpfOneLine() {
+        // As the shim captured them for bpf_object__load failing (the text libbpf printed in the issue).
+        let captured = "bpf_object__load(reply filter): Operation not permitted (libbpf: libbpf: Failed to bump "
+            + "RLIMIT_MEMLOCK (err = -1), you might need to do it explicitly!\nlibbpf: Error in "
+            + "bpf_object__probe_loading():Operation not permitted(1).\n\tlibbpf: failed to load object "
+            + "'fasttrace_reply_filter')\n"
+        #expect(ReplyFilter.oneLine(captured) == "bpf_object__load(reply filter): Operation not permitted (libbpf: "
+            + "Failed to bump RLIMIT_MEMLOCK (err = -1), you might need to do it explicitly!; Error in "
+            + "bpf_object__probe_loading():Operation not permitted(1).; failed to load object 'fasttrace_reply_filter')")
+        #expect(ReplyFilter.oneLine("\n\n") == nil)
     }
 
     @Test("capabilitiesNamed reads the missing ones only")
