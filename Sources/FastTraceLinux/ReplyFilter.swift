@@ -47,7 +47,9 @@ final class ReplyFilter {
     static func oneLine(_ text: String) -> String? {
         let text = text.replacing("libbpf: libbpf: ", with: "libbpf: ")
         let lines = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { line -> String in
-            let printable = String(line.map { $0.isASCII && ($0.asciiValue! < 0x20 || $0.asciiValue! == 0x7F) ? " " : $0
+            let printable = String(line.map { character -> Character in
+                guard let ascii = character.asciiValue, ascii < 0x20 || ascii == 0x7F else { return character }
+                return " "  // a control byte
             })
             var rest = printable.trimmingPrefix(while: { $0 == " " })
             while rest.hasPrefix("libbpf: ") { rest = rest.dropFirst("libbpf: ".count) }
