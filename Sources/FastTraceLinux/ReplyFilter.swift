@@ -46,7 +46,7 @@ final class ReplyFilter {
     /// joined with `; `, control bytes replaced; nil when there is nothing.
     static func oneLine(_ text: String) -> String? {
         let text = text.replacing("libbpf: libbpf: ", with: "libbpf: ")
-        let lines = text.split(whereSeparator: { $0 == "\n" || $0 == "\r" }).map { line -> String in
+        let lines = text.split(whereSeparator: \.isNewline).map { line -> String in
             let printable = String(line.map { character -> Character in
                 guard let ascii = character.asciiValue, ascii < 0x20 || ascii == 0x7F else { return character }
                 return " "  // a control byte
