@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, the committed BPF object checked against
 # bpf/, every unit test, the engine tests again under ThreadSanitizer, and the privileged tests against
-# the namespace lab (brought up here and torn down on exit, also on failure). Run as root from anywhere:
+# the namespace lab (brought up here and torn down on exit, also on failure). The lab's install test
+# runs scripts/install.sh, whose release build (static Swift stdlib) goes to .build-release: once, then
+# reused. Run as root from anywhere:
 # scripts/test.sh
 set -Eeuo pipefail
 

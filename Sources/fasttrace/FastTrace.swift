@@ -28,7 +28,10 @@ struct FastTrace: ParsableCommand {
             fasttrace HOST [PORT]                      one target, tcptraceroute-style (port 80 by default)
             fasttrace --targets FILE -p PORT[,PORT…]   many targets (FILE or - for stdin: addresses, \
             hostnames or CIDR prefixes, one per line, # comments)
-            Needs root, or CAP_NET_RAW plus CAP_BPF (or CAP_NET_ADMIN).
+            Needs root, or CAP_NET_RAW and CAP_BPF (CAP_NET_RAW alone where \
+            kernel.unprivileged_bpf_disabled=0; --netns needs root): scripts/install.sh grants them \
+            with setcap. All capabilities are dropped once the sockets and filter are open.
+            Shell completions: fasttrace --generate-completion-script bash|zsh|fish.
             """)
 
     @Argument(help: "Target host (name or IPv4 address) for single-target mode.")
@@ -194,8 +197,8 @@ struct FastTrace: ParsableCommand {
         if let problem = config.problem { throw UsageFailure(problem) }
 
         // 2. The system: namespace, privileges, routes, sockets.
+        if let problem = Privileges.check(entersNamespace: netns != nil) { throw UsageFailure(problem) }
         if let netns, let problem = enterNamespace(netns) { throw problem }
-        if let problem = Privileges.check() { throw UsageFailure(problem) }
         let routes = try RouteTable.load()
         if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
             throw UsageFailure("-s: \(sourceOverride) is not an address of this host")
@@ -228,15 +231,6 @@ struct FastTrace: ParsableCommand {
             routeFor(destination).map { sourceOverride ?? $0.source }
         }
 
-        // Single-target mode resolves its one target up front: an unresolvable name or a missing route
-        // is an error, not a skip, and the header line needs the route.
-        var singleRequest: TraceRequest?
-        if let singleTarget {
-            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports, resolve: resolveHostname,
-                sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
-            guard let request = one.next() else { throw ExitCode(2) }
-            singleRequest = request
-        }
         // A list: read, parsed and resolved on other threads while the engine runs (TargetStream).
         var stream: TargetStream?
         if let targetsFile {
@@ -253,6 +247,20 @@ struct FastTrace: ParsableCommand {
 
         let transport = try LinuxTransport(configuration: .init(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
+        // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
+        // read): from here on nothing needs a capability. Before any thread starts (capabilities are
+        // per thread) and before any name is looked up or any output written.
+        try Privileges.dropAll()
+
+        // Single-target mode resolves its one target up front: an unresolvable name or a missing route
+        // is an error, not a skip, and the header line needs the route.
+        var singleRequest: TraceRequest?
+        if let singleTarget {
+            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports, resolve: resolveHostname,
+                sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
+            guard let request = one.next() else { throw ExitCode(2) }
+            singleRequest = request
+        }
         let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
         // Polled every scheduler turn: results waiting more than ~100 ms go out, and a failed write of
         // results stops the run like an interrupt (reported and exit 1 after the engine returns).
