@@ -31,11 +31,16 @@ func resolveHostname(_ name: String) -> Result<IPv4Address, ReasonError> {
     return .failure(ReasonError("cannot resolve '\(name)': no IPv4 address"))
 }
 
-/// Reverse names, looked up once per address.
+/// Reverse names, looked up once per address. As in tcptraceroute, RFC 1918 addresses are not looked
+/// up unless `includePrivate` (`-N`).
 final class ReverseNames {
     private var cache: [IPv4Address: String?] = [:]
+    let includePrivate: Bool
+
+    init(includePrivate: Bool = false) { self.includePrivate = includePrivate }
 
     func name(for address: IPv4Address) -> String? {
+        if address.isRFC1918 && !includePrivate { return nil }
         if let known = cache[address] { return known }
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
