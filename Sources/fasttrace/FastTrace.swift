@@ -365,11 +365,13 @@ struct FastTrace: ParsableCommand {
             if summary { Out.error(summaryLine) }
             if notReached { throw ExitCode(1) }
         } else if let stream {
+            var rate = RecentRate()
             engine.onProgress = { p in
                 guard progress else { return }
                 // The total is known only once the whole list is read and every name looked up.
                 let done = stream.total.map { "\(p.finished)/\($0) traces" } ?? "\(p.finished) traces done"
-                let line = "[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
+                let now = Int(rate.update(probes: p.probesSent, at: Out.monotonicNanos()))
+                let line = "[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(now) probes/s"
                 if line != lastProgress { Out.showProgress(line); lastProgress = line }
             }
             try stream.start()

@@ -39,8 +39,11 @@ final class ReverseNames {
 
     init(includePrivate: Bool = false) { self.includePrivate = includePrivate }
 
+    /// Whether `address` is looked up at all.
+    func looksUp(_ address: IPv4Address) -> Bool { includePrivate || !address.isRFC1918 }
+
     func name(for address: IPv4Address) -> String? {
-        if address.isRFC1918 && !includePrivate { return nil }
+        guard looksUp(address) else { return nil }
         if let known = cache[address] { return known }
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)

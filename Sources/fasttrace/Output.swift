@@ -116,7 +116,7 @@ enum Out {
         return nil
     }
 
-    private static func monotonicNanos() -> UInt64 {
+    static func monotonicNanos() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -50,3 +50,25 @@ struct ProgressLine {
     /// Forgets the line (after `clear()` for good).
     mutating func reset() { shown = "" }
 }
+
+/// The current probe rate for the progress line: probes sent over about the last second. The engine
+/// reports every quarter second; over so short a window a batch waiting on timeouts swings between
+/// bursts and 0 probes/s, while an average since the start hides what is happening now.
+struct RecentRate {
+    /// How far back the rate looks.
+    var windowNanos: UInt64 = 1_000_000_000
+    /// (time, probes sent so far), oldest first, spanning at most one window before the newest.
+    private var samples: [(nanos: UInt64, probes: UInt64)] = []
+
+    init(windowNanos: UInt64 = 1_000_000_000) { self.windowNanos = windowNanos }
+
+    /// Records `probes` sent in all at `nanos` (monotonic) and returns the rate since the oldest
+    /// sample still in the window (0 for the first sample).
+    mutating func update(probes: UInt64, at nanos: UInt64) -> Double {
+        samples.append((nanos, probes))
+        // Keep one sample at or before the window's start, so the rate spans the whole window.
+        while samples.count > 2 && nanos &- samples[1].nanos >= windowNanos { samples.removeFirst() }
+        guard let first = samples.first, nanos > first.nanos else { return 0 }
+        return Double(probes &- first.probes) / (Double(nanos - first.nanos) / 1e9)
+    }
+}
