@@ -78,6 +78,14 @@ let noSuchNamespace = "ft-no-such-namespace-for-tests"
             "\(r.stdout)")
     }
 
+    @Test("--experimental-dump-help (what swift-argument-parser's generate-manual reads) still works")
+    func dumpHelp() throws {
+        let r = runTool([fasttraceBinary, "--experimental-dump-help"])
+        #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect((object?["command"] as? [String: Any])?["commandName"] as? String == "fasttrace", "\(r.stdout.prefix(300))")
+    }
+
     @Test("The hidden --generate-completion-script still works", arguments: ["bash", "zsh", "fish"])
     func completions(shell: String) {
         let r = runTool([fasttraceBinary, "--generate-completion-script", shell])
