@@ -173,7 +173,8 @@ public enum TargetParser {
             return .failure(ReasonError("bad port range '\(item)': ambiguous (service names contain '-'); use numbers"))
         }
         if badNumber { return .failure(ReasonError("bad port '\(item)': ports are 1...65535")) }
-        if item.isEmpty || item.contains(where: { !$0.isASCII || !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == ".") }) {
+        let nameLike = { (c: Character) in c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".") }
+        if item.isEmpty || !item.allSatisfy(nameLike) {
             return .failure(ReasonError("bad port '\(item)'"))
         }
         return .failure(ReasonError("bad port '\(item)': not a number, and no TCP service of that name"))

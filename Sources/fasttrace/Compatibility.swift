@@ -22,7 +22,8 @@ func parseTOS(_ text: String) -> Result<UInt8, ReasonError> {
     let lower = text.lowercased()
     if lower.hasPrefix("0x") {
         let digits = lower.dropFirst(2)
-        value = !digits.isEmpty && digits.count <= 4 && digits.allSatisfy(\.isHexDigit) ? Int(digits, radix: 16) : nil
+        let valid = !digits.isEmpty && digits.count <= 4 && digits.allSatisfy(\.isHexDigit)
+        value = valid ? Int(digits, radix: 16) : nil
     } else if !text.isEmpty, text.count <= 5, text.allSatisfy({ $0.isASCII && $0.isNumber }) {
         if text.count > 1 && text.first == "0" {
             return .failure(ReasonError("'\(text)' is ambiguous (octal to some tools); write it in decimal or as 0x…"))

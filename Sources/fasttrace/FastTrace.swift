@@ -41,7 +41,8 @@ struct FastTrace: ParsableCommand {
     @Argument(help: ArgumentHelp("Target host (name or IPv4 address) for single-target mode.", valueName: "host"))
     var host: String?
 
-    @Argument(help: ArgumentHelp("Destination port or TCP service name (/etc/services) for single-target mode (default 80).",
+    @Argument(help: ArgumentHelp(
+        "Destination port or TCP service name (/etc/services) for single-target mode (default 80).",
         valueName: "port"))
     var port: String?
 
@@ -50,7 +51,8 @@ struct FastTrace: ParsableCommand {
     var targetsFile: String?
 
     @Option(name: .short, parsing: .unconditional,
-        help: ArgumentHelp("Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default 80).",
+        help: ArgumentHelp(
+            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default 80).",
             valueName: "ports"))
     var p: String?
 
@@ -64,7 +66,8 @@ struct FastTrace: ParsableCommand {
     @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("Maximum TTL, 1...255.", valueName: "ttl"))
     var m: Int = 30
 
-    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("Probes per hop, 1...8.", valueName: "probes"))
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Probes per hop, 1...8.", valueName: "probes"))
     var q: Int = 3
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
@@ -72,12 +75,15 @@ struct FastTrace: ParsableCommand {
     var retries: Int = 0
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that position for other traces: tells ICMP rate limiting from silence (default: as many as fit, up to 2; 0 = never).",
+        "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that "
+            + "position for other traces: tells ICMP rate limiting from silence (default: as many as fit, "
+            + "up to 2; 0 = never).",
         valueName: "n"))
     var reasks: Int?
 
     @Option(name: .short, parsing: .unconditional,
-        help: ArgumentHelp("Seconds to wait for each reply, more than 0 and at most 60 (fractions allowed).", valueName: "seconds"))
+        help: ArgumentHelp(
+            "Seconds to wait for each reply, more than 0 and at most 60 (fractions allowed).", valueName: "seconds"))
     var w: Double = 3
 
     @Option(name: .short, parsing: .unconditional,
@@ -95,29 +101,36 @@ struct FastTrace: ParsableCommand {
     @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
     var n = false
 
-    @Flag(name: .customShort("N"),
-        help: "Look up names for RFC 1918 addresses (10/8, 172.16/12, 192.168/16) too, as tcptraceroute -N does; by default they are shown as numbers.")
+    @Flag(name: .customShort("N"), help: ArgumentHelp(
+        "Look up names for RFC 1918 addresses (10/8, 172.16/12, 192.168/16) too, as tcptraceroute -N does; "
+            + "by default they are shown as numbers."))
     var namesForPrivate = false
 
-    @Flag(inversion: .prefixedNo, help: "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten (tcptraceroute's --dnat).")
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten "
+            + "(tcptraceroute's --dnat)."))
     var dnat = false
 
-    @Flag(name: .customLong("no-dnat-strict"),
-        help: "Ignore ICMP errors whose quote names another destination than the target (tcptraceroute's --no-dnat-strict): hops behind a DNAT that leaves quotes untranslated show *.")
+    @Flag(name: .customLong("no-dnat-strict"), help: ArgumentHelp(
+        "Ignore ICMP errors whose quote names another destination than the target (tcptraceroute's "
+            + "--no-dnat-strict): hops behind a DNAT that leaves quotes untranslated show *."))
     var noDNATStrict = false
 
-    @Flag(name: .customLong("track-port"),
-        help: "Match ICMP errors by the TCP header they quote only, not by the quoted IPv4 ID, for paths that rewrite the IP ID (tcptraceroute's --track-port; the source port stays fixed).")
+    @Flag(name: .customLong("track-port"), help: ArgumentHelp(
+        "Match ICMP errors by the TCP header they quote only, not by the quoted IPv4 ID, for paths that "
+            + "rewrite the IP ID (tcptraceroute's --track-port; the source port stays fixed)."))
     var trackPort = false
 
     @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
     var dontFragment = false
 
     @Option(name: .customLong("sport"), parsing: .unconditional,
-        help: ArgumentHelp("Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
+        help: ArgumentHelp(
+            "Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
     var sourcePort: Int?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Probes per second for the whole run, 1...10000000.", valueName: "probes/s"))
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Probes per second for the whole run, 1...10000000.", valueName: "probes/s"))
     var rate: Int = 2000
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
@@ -125,17 +138,20 @@ struct FastTrace: ParsableCommand {
         valueName: "hops"))
     var gap: Int?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Output format (json: JSON lines, one object per finished trace).", valueName: "format"))
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Output format (json: JSON lines, one object per finished trace).", valueName: "format"))
     var format: OutputFormat = .text
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Most traces in flight at once, 1...16384.", valueName: "traces"))
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Most traces in flight at once, 1...16384.", valueName: "traces"))
     var maxInFlight: Int = 4096
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
         "Largest CIDR prefix a target line may expand to, in addresses (65536: a /16).", valueName: "addresses"))
     var maxPrefixAddresses: Int = TargetParser.defaultMaxPrefixAddresses
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Run inside this network namespace (as `ip netns exec NAME` would).", valueName: "name"))
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Run inside this network namespace (as `ip netns exec NAME` would).", valueName: "name"))
     var netns: String?
 
     @Flag(help: "Print the summary line even for a single target.")
@@ -172,7 +188,9 @@ struct FastTrace: ParsableCommand {
         case .failure(let error): throw UsageFailure((p != nil ? "-p: " : "") + error.reason)
         }
         if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
-        if n && namesForPrivate { throw UsageFailure("give -n (no names) or -N (names for private addresses too), not both") }
+        if n && namesForPrivate {
+            throw UsageFailure("give -n (no names) or -N (names for private addresses too), not both")
+        }
 
         var config = EngineConfiguration()
         guard (1...255).contains(f) else { throw UsageFailure("-f: first TTL must be 1...255 (got \(f))") }
@@ -225,14 +243,15 @@ struct FastTrace: ParsableCommand {
         config.probesPerHop = q
         guard retries >= 0 else { throw UsageFailure("--retries: must be 0 or more (got \(retries))") }
         guard q * (1 + retries) <= ProbeTag.attemptCount else {
-            throw UsageFailure("--retries: -q × (1 + retries) must be at most \(ProbeTag.attemptCount) (got \(q) × (1 + \(retries)))")
+            throw UsageFailure(
+                "--retries: -q × (1 + retries) must be at most \(ProbeTag.attemptCount) (got \(q) × (1 + \(retries)))")
         }
         config.retries = retries
         if let reasks {
             guard reasks >= 0 else { throw UsageFailure("--reasks: must be 0 or more (got \(reasks))") }
             guard q * (1 + retries + reasks) <= ProbeTag.attemptCount else {
-                throw UsageFailure(
-                    "--reasks: -q × (1 + retries + reasks) must be at most \(ProbeTag.attemptCount) (got \(q) × (1 + \(retries) + \(reasks)))")
+                throw UsageFailure("--reasks: -q × (1 + retries + reasks) must be at most \(ProbeTag.attemptCount) "
+                    + "(got \(q) × (1 + \(retries) + \(reasks)))")
             }
             config.reasks = reasks
         }
