@@ -36,7 +36,7 @@ status=0
 log=$(mktemp /tmp/fasttrace-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
-echo "== wire, engine and output-format tests"
+echo "== wire, engine and command-line unit tests (options, marks, escaping, output formats)"
 swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests|FastTraceCLITests' 2>&1 | tee "$log" | summary
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 

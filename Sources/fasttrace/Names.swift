@@ -31,11 +31,19 @@ func resolveHostname(_ name: String) -> Result<IPv4Address, ReasonError> {
     return .failure(ReasonError("cannot resolve '\(name)': no IPv4 address"))
 }
 
-/// Reverse names, looked up once per address.
+/// Reverse names, looked up once per address. As in tcptraceroute, RFC 1918 addresses are not looked
+/// up unless `includePrivate` (`-N`).
 final class ReverseNames {
     private var cache: [IPv4Address: String?] = [:]
+    let includePrivate: Bool
+
+    init(includePrivate: Bool = false) { self.includePrivate = includePrivate }
+
+    /// Whether `address` is looked up at all.
+    func looksUp(_ address: IPv4Address) -> Bool { includePrivate || !address.isRFC1918 }
 
     func name(for address: IPv4Address) -> String? {
+        guard looksUp(address) else { return nil }
         if let known = cache[address] { return known }
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
