@@ -120,6 +120,9 @@ public struct RunSummary: Sendable, Equatable {
     public var rateLimitedHops = 0
     /// Positions (TTL after a given router) where a router was caught rate-limiting.
     public var rateLimitedPositions = 0
+    /// Traces reported with plain silence (`none`) before any rate limit was caught, in a run that
+    /// caught one later: their `*` may be rate limits the run did not know of yet (0 otherwise).
+    public var reportedBeforeLimits = 0
     /// Hops asked again later because a router answers at that position for other traces.
     public var reasksSent: UInt64 = 0
 
@@ -341,6 +344,7 @@ public final class TraceEngine {
         summary.dispatch = dispatcher.counters
         summary.transport = transport.counters
         summary.rateLimitedPositions = book.limitedPositions
+        if book.limitedPositions == 0 { summary.reportedBeforeLimits = 0 }
         return summary
     }
 

@@ -89,6 +89,9 @@ extension TraceEngine {
         summary.traces += 1
         if cancelling { summary.interrupted += 1 }
         summary.rateLimitedHops += hops.count { $0.isRateLimited }
+        if book.limitedPositions == 0 && hops.contains(where: { $0.probes.contains { $0.silence == .timedOut } }) {
+            summary.reportedBeforeLimits += 1
+        }
         if result.reached { summary.reached += 1 }
         onResult(result)
     }

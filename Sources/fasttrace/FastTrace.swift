@@ -421,7 +421,7 @@ struct FastTrace: ParsableCommand {
             {
                 throw UsageFailure("\(stream.sourceName): no targets")
             }
-            Out.error(summaryLine + (skipped > 0 ? ", \(skipped) targets skipped" : ""))
+            Out.error(summaryLine + (skipped > 0 ? ", \(counted(skipped, "target")) skipped" : ""))
             // A bad line or a failed read ends the reading; what was before it has been traced.
             if let readError = stream.readError { throw readError }
             if let failure = stream.failure { throw UsageFailure(failure.description) }
@@ -456,14 +456,30 @@ struct FastTrace: ParsableCommand {
         try Out.finish()
         let d = result.dispatch
         let seconds = Double(result.elapsedNanos) / 1e9
-        return ("fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
-            + "\(d.matched) replies matched, \(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), "
-            + "forged \(d.forged), stale \(d.stale), premature \(d.premature)), \(d.duplicates) duplicates, "
-            + "\(result.rateLimitedHops) rate-limited hops (\(result.reasksSent) re-asks), "
-            + "\(result.transport.ringDrops) ring drops, "
-            + "\(formatSeconds(seconds)) s, \(Int(result.probesPerSecond)) probes/s"
-            + (result.cancelled ? ", interrupted: \(result.interrupted) traces partial" : ""), result)
+        let early = result.reportedBeforeLimits
+        var parts: [String] = []
+        parts.append("fasttrace: \(counted(result.traces, "trace"))")
+        parts.append("\(result.reached) reached")
+        parts.append("\(counted(Int(result.probesSent), "probe")) sent")
+        parts.append("\(counted(Int(d.matched), "reply", "replies")) matched")
+        parts.append("\(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), forged \(d.forged), "
+            + "stale \(d.stale), premature \(d.premature))")
+        parts.append(counted(Int(d.duplicates), "duplicate"))
+        parts.append("\(counted(result.rateLimitedHops, "rate-limited hop")) (\(counted(Int(result.reasksSent), "re-ask")))")
+        if early > 0 {
+            parts.append("\(counted(early, "trace")) reported before any rate limit was caught (their * may be rate limits)")
+        }
+        parts.append(counted(Int(result.transport.ringDrops), "ring drop"))
+        parts.append("\(formatSeconds(seconds)) s")
+        parts.append("\(Int(result.probesPerSecond)) probes/s")
+        if result.cancelled { parts.append("interrupted: \(counted(result.interrupted, "trace")) partial") }
+        return (parts.joined(separator: ", "), result)
     }
+}
+
+/// `n` and the noun, singular for 1: "1 trace", "2 traces".
+func counted(_ n: Int, _ singular: String, _ plural: String? = nil) -> String {
+    "\(n) \(n == 1 ? singular : plural ?? singular + "s")"
 }
 
 /// A problem with what the user asked for: one line, exit status 2.

@@ -255,6 +255,30 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(short.isEmpty, "\(short.count) of \(results.count) wrong, first: \(first)")
     }
 
+    @Test func aHarsherColdStartIsSaidInTheSummary() throws {
+        // Another prober takes 90 % of every refill for 6 s: the first traces settle on silence before
+        // any rate limit is caught, and look like black holes. Those cannot be told apart yet; the
+        // summary says how many traces were reported before a limit was caught, so none is silently so.
+        // (When the whole run ends before the routers answer again, nothing tells it from a network that
+        // drops all ICMP: see the README's limits.)
+        let destinations: [(IPv4Address, UInt16)] = (0..<400).map { (i: Int) in
+            (IPv4Address(198, 19, UInt8(i / 250), UInt8(i % 250 + 1)), 443)
+        }
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.longLimitedPath, destination: .listening(ports: [443])) }
+        net.initialICMPTokens = 0
+        net.competingICMP = (perSecond: 0.9, untilNanos: net.now() + 6_000_000_000)
+        let (results, summary) = try trace(net, destinations) {
+            $0.gapLimit = 3
+            $0.maxTTL = 12
+            $0.rate = 2000
+            $0.maxInFlight = 40  // so that the run outlasts the competitor and catches the limits
+        }
+        let short = results.filter { t in !t.reached }
+        #expect(summary.rateLimitedPositions > 0)
+        #expect(summary.reportedBeforeLimits >= short.count && summary.reportedBeforeLimits > 0,
+            "\(summary.reportedBeforeLimits) flagged, \(short.count) stopped short")
+    }
+
     @Test func aSilentRouterIsNotRateLimited() throws {
         // Branches after r(9): one router answers, the other is silent; limits off everywhere. The silent
         // branch's hop shares a position with an answering router, so it is asked again, and stays `none`.
@@ -328,7 +352,7 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
             destinations.append((IPv4Address(198, 51, 100, UInt8(i % 250 + 1)), port))
         }
         let (_, summary) = try trace(net, destinations) { $0.gapLimit = 2 }
-        #expect(summary.rateLimitedHops == 0 && summary.reasksSent == 0)
+        #expect(summary.rateLimitedHops == 0 && summary.reasksSent == 0 && summary.reportedBeforeLimits == 0)
     }
 }
 

@@ -431,7 +431,7 @@ struct CommandLineInputTests {
             #expect(r.status == 2)
             let lines = r.stderr.split(separator: "\n")
             #expect(lines.last == "fasttrace: \(path):3: '198.19.0.300' is not a valid IPv4 address", "\(r.stderr)")
-            #expect(lines.first?.hasPrefix("fasttrace: 1 traces,") == true, "the summary: \(r.stderr)")
+            #expect(lines.first?.hasPrefix("fasttrace: 1 trace,") == true, "the summary: \(r.stderr)")
             #expect(parseTraces(r.stdout).map(\.target) == ["198.19.0.1"], "\(r.stdout)")
         }
     }
