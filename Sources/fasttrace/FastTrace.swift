@@ -76,6 +76,12 @@ struct FastTrace: ParsableCommand {
     @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
     var n = false
 
+    @Option(help: "Seconds to wait for a hop's reverse name before printing it without one (default 2).")
+    var nameTimeout: Double = 2
+
+    @Option(name: .customLong("asn-db"), help: "IP-to-AS table (iptoasn.com TSV, CAIDA pfx2as, or PREFIX/LEN ASN lines): AS numbers for hops. Repeatable.")
+    var asnDB: [String] = []
+
     @Flag(help: "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten.")
     var dnat = false
 
@@ -154,6 +160,9 @@ struct FastTrace: ParsableCommand {
         }
         if let gap, gap < 0 { throw UsageFailure("--gap must be 0 or more") }
         if let sourcePort, !(1...65535).contains(sourcePort) { throw UsageFailure("--sport must be 1...65535") }
+        guard nameTimeout > 0, nameTimeout <= 60 else {
+            throw UsageFailure("--name-timeout must be more than 0 and at most 60 seconds")
+        }
         guard maxPrefixAddresses >= 1 else { throw UsageFailure("--max-prefix-addresses must be positive") }
         var sourceOverride: IPv4Address?
         if let s {
@@ -192,6 +201,9 @@ struct FastTrace: ParsableCommand {
         config.maxInFlight = maxInFlight
         config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
         if let problem = config.problem { throw UsageFailure(problem) }
+
+        // The AS table, read before anything is set up: a file that cannot be used is bad input.
+        let asnTable = asnDB.isEmpty ? nil : try loadASNTable(asnDB)
 
         // 2. The system: namespace, privileges, routes, sockets.
         if let netns, let problem = enterNamespace(netns) { throw problem }
@@ -254,14 +266,21 @@ struct FastTrace: ParsableCommand {
         let transport = try LinuxTransport(configuration: .init(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
         let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
-        // Polled every scheduler turn: results waiting more than ~100 ms go out, and a failed write of
-        // results stops the run like an interrupt (reported and exit 1 after the engine returns).
+        // Hop names are looked up by resolver threads (started at the first lookup, from this thread, so
+        // they share its namespace); finished output waits in `stage` until its names are in.
+        let resolver = n ? nil : NameResolver(waitNanos: UInt64(nameTimeout * 1e9))
+        defer { resolver?.stop() }
+        let stage = OutputStage(resolver: resolver, asnTable: asnTable)
+        // Polled every scheduler turn: output whose names are in is written, results waiting more than
+        // ~100 ms go out, and a failed write of results stops the run like an interrupt (reported and
+        // exit 1 after the engine returns).
         engine.shouldCancel = {
+            stage.drain()
             Out.flushIfDue()
             return cancelRequested.load(ordering: .relaxed) || Out.writeError != nil
         }
 
-        let text = TextFormatter(names: (n || batch) ? nil : ReverseNames(), showDNAT: dnat)
+        let text = TextFormatter(showDNAT: dnat)
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
 
@@ -276,26 +295,37 @@ struct FastTrace: ParsableCommand {
                 Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
                 try Out.finish()
                 var lastTranslation: IPv4Address?
-                var printedThrough: UInt8 = 0
+                var submittedThrough: UInt8 = 0
+                // Each hop line is printed once its names are in (at most the name timeout after the hop
+                // settled), in TTL order.
                 engine.onHop = { _, hop in
-                    for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
-                    printedThrough = hop.ttl
-                    Out.flush()
+                    submittedThrough = hop.ttl
+                    stage.submit(addresses: hop.responders) { annotator in
+                        for line in text.hopLines(hop, annotator, lastTranslation: &lastTranslation) { Out.line(line) }
+                        Out.flush()
+                    }
                 }
                 // Interrupted: the hops not yet settled, with `?` for probes not waited for, and a
                 // line saying the trace is incomplete.
                 singleFinished = { result in
                     guard result.stopReason == .interrupted else { return }
-                    for hop in result.hops where hop.ttl > printedThrough {
-                        for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
+                    for hop in result.hops where hop.ttl > submittedThrough {
+                        stage.submit(addresses: hop.responders) { annotator in
+                            for line in text.hopLines(hop, annotator, lastTranslation: &lastTranslation) {
+                                Out.line(line)
+                            }
+                        }
                     }
-                    Out.line("Interrupted: the trace is incomplete (? = probe not waited for)")
+                    stage.submit(addresses: EmptyCollection()) { _ in
+                        Out.line("Interrupted: the trace is incomplete (? = probe not waited for)")
+                    }
                 }
             }
             var one = IteratorRequestSource(CollectionOfOne(request).makeIterator())
             var reported = false
             let report = singleFinished
-            let summaryLine = try runEngine(engine, source: &one, text: text, single: { reported = true; report($0) })
+            let summaryLine = try runEngine(engine, source: &one, text: text, stage: stage,
+                single: { reported = true; report($0) })
             if format == .text && !reported && cancelRequested.load(ordering: .relaxed) {
                 // Interrupted before the trace was under way: say so rather than end on the header.
                 Out.line("Interrupted before any probe was sent")
@@ -315,7 +345,7 @@ struct FastTrace: ParsableCommand {
             let summaryLine: String
             do {
                 defer { stream.cancel() }
-                summaryLine = try runEngine(engine, source: &source, text: text)
+                summaryLine = try runEngine(engine, source: &source, text: text, stage: stage)
             }
             if progress { Out.raw("\r" + String(repeating: " ", count: lastProgress.count) + "\r", fd: 2) }
             let skipped = stream.skipped
@@ -333,18 +363,28 @@ struct FastTrace: ParsableCommand {
     }
 
     private func runEngine<Source: TraceRequestSource>(
-        _ engine: TraceEngine, source: inout Source, text: TextFormatter,
+        _ engine: TraceEngine, source: inout Source, text: TextFormatter, stage: OutputStage,
         single: @escaping (TraceResult) -> Void = { _ in }
     ) throws -> String {
         let format = self.format
         let batch = targetsFile != nil
         let result = try engine.run(source: &source) { trace in
-            // Buffered: the buffer goes out when full, every ~100 ms (shouldCancel) and at the end.
+            // Written once its hops' names are in (stage); buffered: the buffer goes out when full, every
+            // ~100 ms (shouldCancel) and at the end.
             switch format {
-            case .json: Out.json(trace)
-            case .text: if batch { Out.line(text.block(trace)) } else { single(trace) }
+            case .json: stage.submit(addresses: trace.responders) { Out.json(trace, $0) }
+            case .text:
+                if batch {
+                    stage.submit(addresses: trace.responders) { Out.line(text.block(trace, $0)) }
+                } else {
+                    single(trace)
+                }
             }
         }
+        // Traces still waiting for names: each goes out when they are in, at its deadline at the latest,
+        // or at once on an interrupt or a failed write.
+        stage.finish(cancelled: { cancelRequested.load(ordering: .relaxed) || Out.writeError != nil },
+            tick: { Out.flushIfDue() })
         try Out.finish()
         let d = result.dispatch
         let seconds = Double(result.elapsedNanos) / 1e9
