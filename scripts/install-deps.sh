@@ -8,6 +8,7 @@ packages=(
     iproute2 nftables python3          # lab: namespaces, routes, firewall rules, listeners
     tcpdump                            # capturing fixtures and debugging
     traceroute tcptraceroute nmap scamper hping3  # peer tools the lab compares against
+    graphviz                           # dot: reads and renders --format dot in the tests and docs
 )
 
 if [[ $(id -u) -ne 0 ]]; then

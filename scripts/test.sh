@@ -34,8 +34,8 @@ status=0
 log=$(mktemp /tmp/fasttrace-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
-echo "== wire and engine tests"
-swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests' 2>&1 | tee "$log" | summary
+echo "== wire, engine and output-format tests"
+swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests|FastTraceCLITests' 2>&1 | tee "$log" | summary
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 
 echo "== engine tests under ThreadSanitizer (the receive and scheduler threads racing)"

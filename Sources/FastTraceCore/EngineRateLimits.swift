@@ -37,7 +37,12 @@ extension TraceEngine {
         let offset = cell - index * grid.cellsPerSlot
         let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
         let column = attempt % samples, tryNumber = attempt / samples
-        guard ttlIndex <= slots[index].stopTTLIndex, attempt + samples < grid.attempts else { return }
+        guard ttlIndex <= slots[index].stopTTLIndex else { return }
+        // A re-ask (the last try too) that found the hop still silent, where nothing answered it.
+        if tryNumber >= immediateTries && !ttlAnswered(index, ttlIndex: ttlIndex) {
+            book.noteSilentReask(at: position(index, ttlIndex: ttlIndex), now: now)
+        }
+        guard attempt + samples < grid.attempts else { return }
         let next = cell + samples
         if tryNumber + 1 < immediateTries {
             status[next] = Self.retryQueued
@@ -48,8 +53,7 @@ extension TraceEngine {
         // Re-asks: one column per hop, only while nothing at this TTL answered, only where worth it.
         guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex) else { return }
         let position = position(index, ttlIndex: ttlIndex)
-        if tryNumber >= immediateTries { book.noteSilentReask(at: position) }  // a re-ask found silence
-        guard book.worthReasking(position) else { return }
+        guard book.worthReasking(position, now: now) else { return }
         let reaskNumber = tryNumber + 1 - immediateTries
         status[next] = Self.reaskQueued
         // Where routers answer, the hop may well be alive behind a rate limit: let the trace look past
@@ -122,11 +126,24 @@ extension TraceEngine {
         return Position(ttl: UInt8(ttlIndex), upstream: r.value)
     }
 
+    /// What a settled TTL says about the path past it, for the gap limit.
+    enum Settled {
+        /// Something answered at this TTL.
+        case answered
+        /// Nothing answered, but a router is there: its silence is explained by rate limiting, or a
+        /// router answers other traces at exactly its position (a rate limit not caught yet).
+        case silentButAlive
+        /// Nothing answered, and nothing is known yet of its position (`PositionBook.isUnexplored`): no
+        /// evidence either way, so no reason to give up on the path here.
+        case unexplored
+        /// Nothing answered where silence is known: evidence towards the gap limit.
+        case silent
+    }
+
     /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of
-    /// this flow's probes while answering others (a rate limit). Returns whether the TTL, if nothing
-    /// answered it, is silent but alive: its silence is explained by rate limiting, or a router answers
-    /// other traces at exactly its position (a rate limit the run may not have caught yet).
-    func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Bool {
+    /// this flow's probes while answering others (a rate limit). Returns what the TTL says about the
+    /// path past it.
+    func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Settled {
         let position = position(index, ttlIndex: ttlIndex)
         if router(index, ttlIndex: ttlIndex) != nil {
             book.noteAnswer(at: position)
@@ -136,7 +153,12 @@ extension TraceEngine {
             for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
             if dropped { book.noteDrop(at: position, now: now) }
         }
-        guard !answeredAny else { return false }
-        return silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position)
+        guard !answeredAny else { return .answered }
+        if silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position) {
+            return .silentButAlive
+        }
+        let firstSent = dispatcher.sendTimes.loadRelaxed(grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0))
+        let young = firstSent != 0 && firstSent < coldUntilStamp
+        return book.isUnexplored(position, young: young, now: now) ? .unexplored : .silent
     }
 }

@@ -29,6 +29,8 @@ struct PositionBook {
         var limited = false
         /// Re-asks here that found the hop still silent, while no router has answered here.
         var silentReasks = 0
+        /// When the first of them found silence (scheduler clock; meaningful once `silentReasks` > 0).
+        var firstSilentReask: UInt64 = 0
         /// Re-ask budget (token bucket): `reaskBurst`/`reaskRate` while the position is not known to be
         /// limited, `limitedBurst`/`limitedRate` once it is.
         var tokens: Double = -1
@@ -115,22 +117,47 @@ struct PositionBook {
     }
 
     /// Re-asks that must fail at a position where nothing ever answered before it counts as silent
-    /// (a router that never sends ICMP, or the end of the path) and is no longer asked again.
+    /// (a router that never sends ICMP, or the end of the path) and is no longer asked again…
     static let silentAfterReasks = 8
+    /// …and how long they must have kept failing: a router whose ICMP budget to us is spent (by earlier
+    /// or other traffic from this host) is silent to everyone for a while, not for good. Linux refills
+    /// one error a second; no common router default keeps a budget empty for this long.
+    static let silentAfterNanos: UInt64 = 5_000_000_000
 
     /// A re-ask at `position` timed out with its hop still silent.
-    mutating func noteSilentReask(at position: Position) {
+    mutating func noteSilentReask(at position: Position, now: UInt64) {
         guard let i = entry(position) else { return }
+        if entries[i].silentReasks == 0 { entries[i].firstSilentReask = now }
         entries[i].silentReasks += 1
+    }
+
+    /// Re-asks at `position` have found silence often enough, over long enough, for it to be silence.
+    private func foundSilent(_ position: Position, now: UInt64) -> Bool {
+        guard let i = index[position] else { return false }
+        let e = entries[Int(i)]
+        return e.silentReasks >= Self.silentAfterReasks && now &- e.firstSilentReask >= Self.silentAfterNanos
     }
 
     /// Whether a silent hop at `position` is worth asking again: some router answers there (it may be
     /// rate-limiting), or too little is known yet (early in a run, a rate-limited router may not have
     /// answered anyone). Not where re-asks have kept finding silence and nothing ever answered.
-    func worthReasking(_ position: Position) -> Bool {
-        if answers(at: position) { return true }
-        guard let i = index[position] else { return true }
-        return entries[Int(i)].silentReasks < Self.silentAfterReasks
+    func worthReasking(_ position: Position, now: UInt64) -> Bool {
+        answers(at: position) || !foundSilent(position, now: now)
+    }
+
+    /// Nothing is known yet of `position`, at a time its silence is no evidence of a black hole: no
+    /// router has answered ICMP there (or at its TTL on any path), re-asks have not yet found it
+    /// silent for long, and either routers were caught rate-limiting in this run or the TTL was first
+    /// probed while the run was young (`young`). When the routers' ICMP budgets to us are spent at the
+    /// start of a run (by earlier traffic, or another prober on this host), the first traces hear from
+    /// a few routers and from most not at all; a trace judged on that silence must not stop at the gap.
+    /// Otherwise silence is silence, as always. (Positions the book has no room for count as known.)
+    func isUnexplored(_ position: Position, young: Bool, now: UInt64) -> Bool {
+        guard limitedPositions > 0 || young else { return false }
+        if answers(at: position) || foundSilent(position, now: now) || foundSilent(position.anyPath, now: now) {
+            return false
+        }
+        return index[position] != nil || entries.count < capacity
     }
 
     /// Silence at `position` is explained by rate limiting: a router there, or at its TTL on another

@@ -87,6 +87,12 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     private var icmpBuckets: [IPv4Address: (tokens: Double, last: UInt64)] = [:]
     /// ICMP errors rate-limited routers did not send.
     public private(set) var rateLimitedDrops = 0
+    /// Tokens a rate-limited router's bucket holds when first probed: its burst (nil, a rested router),
+    /// or fewer (0: a cold start, the budget already spent by earlier traffic to us).
+    public var initialICMPTokens: Double?
+    /// Another prober on this host, sharing our address and so every rate-limited router's budget to us:
+    /// it takes `perSecond` of each router's refill (first) until the clock reaches `untilNanos`.
+    public var competingICMP: (perSecond: Double, untilNanos: UInt64)?
 
     public let maxBatch: Int
     public let maxPacketLength = 1500
@@ -201,8 +207,12 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             case .unreachable(let address, let code):
                 schedule(Self.icmpError(type: 3, code: code, from: address, quoting: packet), delay: delay)
             case .rateLimited(let address, let perSecond, let burst):
-                var bucket = icmpBuckets[address] ?? (burst, clockNanos)
-                bucket.tokens = min(burst, bucket.tokens + Double(clockNanos - bucket.last) * perSecond / 1e9)
+                var bucket = icmpBuckets[address] ?? (initialICMPTokens.map { min($0, burst) } ?? burst, clockNanos)
+                var refill = Double(clockNanos - bucket.last) * perSecond / 1e9
+                if let (taken, until) = competingICMP, bucket.last < until {
+                    refill = max(0, refill - Double(min(clockNanos, until) - bucket.last) * taken / 1e9)
+                }
+                bucket.tokens = min(burst, bucket.tokens + refill)
                 bucket.last = clockNanos
                 if bucket.tokens >= 1 {
                     bucket.tokens -= 1

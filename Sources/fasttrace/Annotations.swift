@@ -81,6 +81,9 @@ final class OutputStage {
     /// Pieces of output waiting for names.
     var waitingCount: Int { items.count - head }
 
+    /// Whether output shows AS numbers (--asn-db given).
+    var showsASN: Bool { asnTable != nil }
+
     /// Queues `write` to run once the names of `addresses` are known (or the name timeout has passed);
     /// it gets their annotations.
     func submit<Addresses: Sequence<IPv4Address>>(addresses: Addresses, write: @escaping (HopAnnotator) -> Void) {

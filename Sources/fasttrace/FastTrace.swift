@@ -16,7 +16,7 @@ import Glibc
 let cancelRequested = Atomic<Bool>(false)
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case text, json
+    case text, json, csv, dot
 }
 
 @main
@@ -97,7 +97,7 @@ struct FastTrace: ParsableCommand {
     @Option(help: "Stop a trace after N consecutive silent hops; 0 = never (default 5 in batch mode, 0 for one target).")
     var gap: Int?
 
-    @Option(help: "Output format: text or json (JSON lines, one object per finished trace).")
+    @Option(help: "Output format: text, json (JSON lines, one object per finished trace), csv (one row per hop) or dot (a Graphviz graph of all traces, written at the end).")
     var format: OutputFormat = .text
 
     @Option(help: "Most traces in flight at once, 1...16384 (default 4096).")
@@ -368,11 +368,16 @@ struct FastTrace: ParsableCommand {
     ) throws -> String {
         let format = self.format
         let batch = targetsFile != nil
+        let csv = CSVFormatter(probesPerHop: q, names: !n, asn: stage.showsASN)
+        let graph = TraceGraph()
+        if format == .csv { Out.append(csv.writeHeader) }
         let result = try engine.run(source: &source) { trace in
             // Written once its hops' names are in (stage); buffered: the buffer goes out when full, every
             // ~100 ms (shouldCancel) and at the end.
             switch format {
             case .json: stage.submit(addresses: trace.responders) { Out.json(trace, $0) }
+            case .csv: stage.submit(addresses: trace.responders) { annotator in Out.append { csv.write(trace, annotator, into: &$0) } }
+            case .dot: stage.submit(addresses: trace.responders) { graph.add(trace, $0) }
             case .text:
                 if batch {
                     stage.submit(addresses: trace.responders) { Out.line(text.block(trace, $0)) }
@@ -385,6 +390,8 @@ struct FastTrace: ParsableCommand {
         // or at once on an interrupt or a failed write.
         stage.finish(cancelled: { cancelRequested.load(ordering: .relaxed) || Out.writeError != nil },
             tick: { Out.flushIfDue() })
+        // The graph needs every trace: it is written once the run is over (also after an interruption).
+        if format == .dot { Out.append(graph.write) }
         try Out.finish()
         let d = result.dispatch
         let seconds = Double(result.elapsedNanos) / 1e9

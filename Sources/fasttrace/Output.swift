@@ -45,6 +45,14 @@ enum Out {
         if buffer.count >= flushBytes { flush() }
     }
 
+    /// Appends what `body` writes (whole lines, newlines included): CSV rows, the DOT graph.
+    static func append(_ body: (inout [UInt8]) -> Void) {
+        guard writeError == nil else { return }
+        if buffer.isEmpty { lastFlush = monotonicNanos() }
+        body(&buffer)
+        if buffer.count >= flushBytes { flush() }
+    }
+
     /// Writes out whatever is buffered now.
     static func flush() {
         defer { buffer.removeAll(keepingCapacity: true) }

@@ -226,6 +226,35 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(summary.rateLimitedHops > 0 && summary.rateLimitedPositions >= 1)
     }
 
+    /// A lab-like path: six routers, every one rate-limiting ICMP to us as Linux does by default.
+    static let longLimitedPath: [SimulatedHop] = [UInt8(1), 5, 9, 13, 17, 21].map { (last: UInt8) -> SimulatedHop in
+        .rateLimited(r(last), perSecond: 1, burst: 6)
+    }
+
+    @Test(arguments: [(3, 3), (1, 2), (3, 2), (1, 3)])
+    func aColdStartStopsNoTraceShort(probes: Int, gap: Int) throws {
+        // The routers' ICMP budgets are already spent when the run starts (earlier traffic to us), and
+        // another prober on this host takes most of what they refill for the first 6 s: the first traces
+        // hear almost nothing from the routers, long before anything is known of their positions.
+        let destinations: [(IPv4Address, UInt16)] = (0..<400).map { (i: Int) in
+            (IPv4Address(198, 19, UInt8(i / 250), UInt8(i % 250 + 1)), 443)
+        }
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.longLimitedPath, destination: .listening(ports: [443])) }
+        net.initialICMPTokens = 0
+        net.competingICMP = (perSecond: 0.9, untilNanos: net.now() + 6_000_000_000)
+        let (results, _) = try trace(net, destinations) {
+            $0.gapLimit = gap
+            $0.probesPerHop = probes
+            $0.maxTTL = 12
+            $0.rate = 2000
+        }
+        let short = results.filter { t in !(t.reached && t.state == PortState.open && t.hops.count == 7) }
+        let first: String = short.first.map { (t: TraceResult) -> String in
+            "\(t.request.destination) \(t.state) \(t.stopReason) \(t.hops.map(\.kind))"
+        } ?? "" 
+        #expect(short.isEmpty, "\(short.count) of \(results.count) wrong, first: \(first)")
+    }
+
     @Test func aSilentRouterIsNotRateLimited() throws {
         // Branches after r(9): one router answers, the other is silent; limits off everywhere. The silent
         // branch's hop shares a position with an answering router, so it is asked again, and stays `none`.
@@ -252,23 +281,42 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         // Half the destinations have a fourth router; the other half are black holes after the third.
         // The black holes' fourth TTL sits where a router answers for other traces, so it does not count
         // towards the gap; the trace must still stop (it once waited forever on its own look-ahead).
+        // Their fifth TTL is where nothing ever answers: unexplored at first (the first black holes
+        // look past it, as they would past routers whose ICMP budget is spent), found silent once
+        // re-asks there have failed for `PositionBook.silentAfterNanos`; from then on they stop at the
+        // gap. Four traces at a time, so that the run spans that time.
         let net = SimulatedNetwork { d in
             d.value & 1 == 0
                 ? SimulatedPath(hops: threeRouters + [.router(r(21))], destination: .listening(ports: [443]))
                 : SimulatedPath(hops: threeRouters, destination: .blackHole)
         }
-        let destinations = (0..<40).map { (IPv4Address(198, 51, 100, UInt8($0 + 1)), UInt16(443)) }
+        let destinations = (0..<80).map { (IPv4Address(198, 51, 100, UInt8($0 + 1)), UInt16(443)) }
         var turns = 0
-        let (results, summary) = try trace(net, destinations, configure: { $0.gapLimit = 2; $0.maxTTL = 12 },
+        let start = net.now()
+        var startedAt: [Int: UInt64] = [:]
+        let (results, summary) = try trace(net, destinations, configure: { $0.gapLimit = 2; $0.maxTTL = 12; $0.maxInFlight = 4 },
             engineSetup: { engine in
                 engine.shouldCancel = {
                     turns += 1
-                    return turns > 2_000_000  // a stalled trace would spin here; bounded either way
+                    return turns > 20_000_000  // a stalled trace would spin here; bounded either way
+                }
+                engine.onHop = { request, _ in
+                    if startedAt[request.index] == nil { startedAt[request.index] = net.now() }
                 }
             })
         #expect(!summary.cancelled)
-        for t in results where t.request.destination.value & 1 == 1 {
-            #expect(t.stopReason == .gapLimit && t.state == .filtered && t.hops.count <= 7, "\(t.hops.map(\.kind))")
+        let holes = results.filter { $0.request.destination.value & 1 == 1 }
+        for t in holes {
+            #expect(!t.reached && t.state == .filtered && (t.stopReason == .gapLimit || t.stopReason == .maxTTL))
+        }
+        // The black holes that started once the first ones' re-asks had found the fifth TTL silent (as
+        // many re-asks as `silentAfterReasks`, spanning `silentAfterNanos`) stopped at the gap.
+        let late = holes.dropFirst(PositionBook.silentAfterReasks).filter {
+            (startedAt[$0.request.index] ?? 0) &- start > PositionBook.silentAfterNanos
+        }
+        #expect(late.count >= 10, "the run must span the exploration (\(late.count) late black holes)")
+        for t in late {
+            #expect(t.stopReason == .gapLimit && t.hops.count <= 7, "\(t.request.index) \(t.hops.map(\.kind))")
         }
     }
 
