@@ -237,6 +237,33 @@ struct AnnotationLabTests {
         #expect(hopLines.first?.hasPrefix(" 1  r1.lab.example (\(open.hops[0][0]))  ") == true, "\(single.stdout)")
         #expect(hopLines.last?.hasPrefix(" 7  web.lab.example (\(open.example)) [open]  ") == true, "\(single.stdout)")
 
+        // CSV and DOT, with the AS table too: `name`, `asn` and `as_name` columns; node labels.
+        let table = labTable(lab)
+        scratch.write("asn.tsv", table.text)
+        let csv = runWithPrivateFiles(binds, batch + ["--format", "csv", "--asn-db", scratch.file("asn.tsv")])
+        #expect(csv.status == 0, "\(csv.stderr)")
+        let reader = """
+            import csv, json, sys
+            print(json.dumps(list(csv.DictReader(sys.stdin, strict=True))))
+            """
+        let rowsJSON = runTool(["python3", "-c", reader], stdin: csv.stdout)
+        let rows = (try? JSONSerialization.jsonObject(with: Data(rowsJSON.stdout.utf8)) as? [[String: String]]) ?? []
+        #expect(rows.count >= 5 * 6, "\(rowsJSON.stderr) \(csv.stdout)")
+        #expect(csv.stdout.hasPrefix("target,target_name,port,protocol,source,sport,reached,state,stop,dest_ttl,probes_sent,ttl,addr,name,asn,as_name,kind,"))
+        for row in rows {
+            let addr = row["addr"] ?? ""
+            let want = table.expected(addr)
+            #expect(row["name"] == (names[addr] ?? ""), "\(row)")
+            #expect(row["asn"] == (want.asn.map(String.init) ?? ""), "\(row)")
+            #expect(row["as_name"] == (want.name ?? ""), "\(row)")
+        }
+        let dot = runWithPrivateFiles(binds, batch + ["--format", "dot", "--asn-db", scratch.file("asn.tsv")])
+        #expect(dot.status == 0, "\(dot.stderr)")
+        #expect(dot.stdout.contains("\"\(open.hops[0][0])\" [label=\"r1.lab.example\\n\(open.hops[0][0])\\nAS64599\""),
+            "\(dot.stdout)")
+        #expect(dot.stdout.contains("\"\(open.example)\" [label=\"web.lab.example\\n\(open.example)\\nAS64501\\nopen 443\""),
+            "\(dot.stdout)")
+
         // -n: no lookups, no name key, numeric text.
         let numeric = runWithPrivateFiles(binds, batch + ["--format", "json", "-n"])
         #expect(numeric.status == 0)
