@@ -7,6 +7,7 @@ packages=(
     libmnl-dev libbpf-dev bpftool      # build: netlink and the eBPF loader; inspecting the filter
     iproute2 nftables python3          # lab: namespaces, routes, firewall rules, listeners
     tcpdump                            # capturing fixtures and debugging
+    libcap2-bin groff-base man-db      # install.sh's setcap; the install test's getcap, groff, man -l
     traceroute tcptraceroute nmap scamper hping3  # peer tools the lab compares against
     graphviz                           # dot: reads and renders --format dot in the tests and docs
 )

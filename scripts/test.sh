@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: system packages, the committed BPF object checked against
 # bpf/, every unit test, the engine tests again under ThreadSanitizer, and the privileged tests against
-# the namespace lab (brought up here and torn down on exit, also on failure). Run as root from anywhere:
+# the namespace lab (brought up here and torn down on exit, also on failure). The lab's install test
+# runs scripts/install.sh, whose release build (static Swift stdlib) goes to .build-release: once, then
+# reused. Run as root from anywhere:
 # scripts/test.sh
 set -Eeuo pipefail
 
@@ -34,7 +36,7 @@ status=0
 log=$(mktemp /tmp/fasttrace-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
-echo "== wire, engine and output-format tests"
+echo "== wire, engine and command-line unit tests (options, marks, escaping, output formats)"
 swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests|FastTraceCLITests' 2>&1 | tee "$log" | summary
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 

@@ -147,6 +147,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// write for the previous occupant read beside the new occupant's details is refused
     /// (DispatcherStressTests races exactly that).
     public let details: AtomicWordTable
+    /// ICMP quotes are held to the quoted IPv4 ID too (off: `--track-port`).
+    let matchQuotedIPID: Bool
+    /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
+    let acceptTranslatedQuotes: Bool
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing
 
@@ -161,7 +165,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let watermark = Atomic<UInt64>(0)
 
     /// Makes the tables for `grid`.
-    public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec, payloadLength: Int = 0) {
+    /// `matchQuotedIPID` and `acceptTranslatedQuotes`: see `EngineConfiguration`.
+    public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec, payloadLength: Int = 0,
+        matchQuotedIPID: Bool = true, acceptTranslatedQuotes: Bool = true)
+    {
+        self.matchQuotedIPID = matchQuotedIPID
+        self.acceptTranslatedQuotes = acceptTranslatedQuotes
         self.grid = grid
         self.sourcePort = sourcePort
         self.codec = codec
@@ -249,14 +258,18 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let flow = ProbeFlow(source: IPv4Address(UInt32(truncatingIfNeeded: sourceWord)),
             destination: IPv4Address(UInt32(truncatingIfNeeded: slotWord)), sourcePort: sourcePort,
             destinationPort: UInt16(truncatingIfNeeded: slotWord >> 32), epoch: epoch)
-        guard reply.probeSource == flow.source else {
+        guard reply.probeSource == flow.source,
+            acceptTranslatedQuotes || !reply.quotesProbe || reply.probeDestination == flow.destination
+        else {
             if countFailure { bump(foreignCount) }
             return false
         }
         // The MAC binds the tag to this occupant's whole flow and epoch: a made-up word, or a late
-        // reply to an earlier occupant, fails here (ICMP quotes are also held to the quoted IPv4 ID).
+        // reply to an earlier occupant, fails here (ICMP quotes are also held to the quoted IPv4 ID,
+        // unless the path rewrites it: `matchQuotedIPID` off).
         guard reply.destinationPort == flow.destinationPort,
-            codec.verify(tag, macBits: macBits, quotedIPID: reply.quotesProbe ? reply.quotedIPID : nil, flow: flow)
+            codec.verify(tag, macBits: macBits,
+                quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, flow: flow)
         else {
             if countFailure { bump(forgedCount) }
             return false

@@ -47,6 +47,12 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var packetLength: Int = 40
     /// Set the IP don't-fragment bit (`-F`).
     public var dontFragment: Bool = false
+    /// Hold ICMP errors to the IPv4 ID they quote (16 more MAC bits). Off (`--track-port`) for paths
+    /// that rewrite the IP ID: the quoted TCP header (ports, sequence number) still names the probe.
+    public var matchQuotedIPID: Bool = true
+    /// Accept ICMP errors whose quote names another destination than the trace's (a DNAT that leaves
+    /// quotes untranslated; reported as `dnat`). Off (`--no-dnat-strict`): they are refused (foreign).
+    public var acceptTranslatedQuotes: Bool = true
     /// Probes per second across the whole run (`--rate`).
     public var rate: Int = 2000
     /// Stop a trace after this many consecutive silent TTLs; 0 disables (`--gap`).
@@ -261,7 +267,9 @@ public final class TraceEngine {
             attempts: configuration.probesPerHop * (immediateTries + configuration.effectiveReasks),
             slots: slotCount)
         dispatcher = Dispatcher(grid: grid, sourcePort: configuration.sourcePort, codec: codec,
-            payloadLength: configuration.packetLength - TCPProbeWriter.minimumLength)
+            payloadLength: configuration.packetLength - TCPProbeWriter.minimumLength,
+            matchQuotedIPID: configuration.matchQuotedIPID,
+            acceptTranslatedQuotes: configuration.acceptTranslatedQuotes)
         slots = Array(repeating: Slot(), count: grid.slots)
         status = Array(repeating: Self.unsent, count: grid.slots * grid.cellsPerSlot)
         pool = SlotPool(slots: grid.slots,

@@ -85,6 +85,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     public var onSend: ((SentProbe) -> Void)?
     /// ICMP token buckets of rate-limited routers, by address: (tokens, last refill).
     private var icmpBuckets: [IPv4Address: (tokens: Double, last: UInt64)] = [:]
+    /// When set, every probe's IPv4 ID is rewritten to this value on the way out (as some stacks and
+    /// middleboxes do), so ICMP errors quote an ID the prober never sent.
+    public var rewrittenIPID: UInt16?
     /// ICMP errors rate-limited routers did not send.
     public private(set) var rateLimitedDrops = 0
     /// Tokens a rate-limited router's bucket holds when first probed: its burst (nil, a rested router),
@@ -186,6 +189,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         let ttl = Int(probe.ttl)
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
         var packet = packet
+        if let rewrittenIPID {
+            packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrittenIPID) }
+        }
         if let dnat = path.dnat, ttl > dnat.afterTTL {
             // What routers past the NAT see (and quote): the rewritten destination.
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }

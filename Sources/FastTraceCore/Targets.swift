@@ -126,23 +126,72 @@ public enum TargetParser {
 
     /// Parses `443`, `80,443`, `8000-8010`, or a mix; rejects 0, > 65535, reversed ranges and junk.
     public static func parsePorts(_ text: String) -> Result<[UInt16], ReasonError> {
+        parsePorts(text, service: { _ in nil })
+    }
+
+    /// Parses ports as above, where a port may also be a service name (`https`, `80,https`,
+    /// `ssh-https`), which `service` turns into its number (the CLI looks names up in /etc/services;
+    /// nil: no such service). Names may contain `-` (`http-alt`), so an item is first tried whole as a
+    /// name; otherwise it is a range split at the one `-` where both ends are ports (two such splits
+    /// are ambiguous and refused).
+    public static func parsePorts(_ text: String, service: (Substring) -> UInt16?) -> Result<[UInt16], ReasonError> {
         var ports: [UInt16] = []
         var seen = Set<UInt16>()
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let parts = item.split(separator: "-", omittingEmptySubsequences: false)
-            guard parts.count == 1 || parts.count == 2 else { return .failure(ReasonError("bad port '\(item)'")) }
-            var bounds: [UInt16] = []
-            for part in parts {
-                guard !part.isEmpty, part.count <= 5, part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                    let value = Int(part), value >= 1, value <= 65535
-                else { return .failure(ReasonError("bad port '\(item)': ports are 1...65535")) }
-                bounds.append(UInt16(value))
+            let low: UInt16, high: UInt16
+            switch parsePortItem(item, service: service) {
+            case .success(let range): (low, high) = range
+            case .failure(let error): return .failure(error)
             }
-            let low = bounds[0], high = bounds.last!
             guard low <= high else { return .failure(ReasonError("bad port range '\(item)': start above end")) }
             for port in low...high where seen.insert(port).inserted { ports.append(port) }
         }
         return .success(ports)
+    }
+
+    /// One comma-separated item: a port, a service name, or a range of either.
+    private static func parsePortItem(_ item: Substring, service: (Substring) -> UInt16?)
+        -> Result<(UInt16, UInt16), ReasonError>
+    {
+        if let single = port(item, service: service) { return .success((single, single)) }
+        if isDecimal(item) || (item.first == "-" && isDecimal(item.dropFirst())) {
+            return .failure(ReasonError("bad port '\(item)': ports are 1...65535"))
+        }
+        var splits: [(UInt16, UInt16)] = []
+        var badNumber = false
+        for dash in item.indices where item[dash] == "-" {
+            let left = item[..<dash], right = item[item.index(after: dash)...]
+            if let low = port(left, service: service), let high = port(right, service: service) {
+                splits.append((low, high))
+            } else if isDecimal(left) || isDecimal(right) {
+                badNumber = badNumber || (isDecimal(left) && port(left, service: service) == nil)
+                    || (isDecimal(right) && port(right, service: service) == nil)
+            }
+        }
+        if splits.count == 1 { return .success(splits[0]) }
+        if splits.count > 1 {
+            return .failure(ReasonError("bad port range '\(item)': ambiguous (service names contain '-'); use numbers"))
+        }
+        if badNumber { return .failure(ReasonError("bad port '\(item)': ports are 1...65535")) }
+        let nameLike = { (c: Character) in c.isASCII && (c.isLetter || c.isNumber || c == "-" || c == "_" || c == ".") }
+        if item.isEmpty || !item.allSatisfy(nameLike) {
+            return .failure(ReasonError("bad port '\(item)'"))
+        }
+        return .failure(ReasonError("bad port '\(item)': not a number, and no TCP service of that name"))
+    }
+
+    /// A port number (1...65535, decimal) or a known service name.
+    private static func port(_ text: Substring, service: (Substring) -> UInt16?) -> UInt16? {
+        if isDecimal(text) {
+            guard text.count <= 5, let value = Int(text), value >= 1, value <= 65535 else { return nil }
+            return UInt16(value)
+        }
+        guard !text.isEmpty, text.first != "-", let number = service(text), number != 0 else { return nil }
+        return number
+    }
+
+    private static func isDecimal(_ text: Substring) -> Bool {
+        !text.isEmpty && text.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
     static func isHostname(_ text: Substring) -> Bool {

@@ -33,9 +33,29 @@ final class ReplyFilter {
         }
         if rc < 0 {
             let text = message.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            // Refused for want of privileges: the capability advice says it all, libbpf's warnings
+            // (RLIMIT_MEMLOCK, "Couldn't load trivial BPF program") would only mislead. Otherwise
+            // (the verifier, a kernel without BPF) they are the detail, on one line.
+            let denied = -rc == EPERM || -rc == EACCES
             throw SystemError(operation: "bpf(BPF_PROG_LOAD, reply filter)", errno: -rc, needsPrivilege: true,
-                              detail: text.isEmpty ? nil : text)
+                              detail: denied ? nil : Self.oneLine(text))
         }
+    }
+
+    /// libbpf's captured warnings as one line: `libbpf: ` prefixes and blank lines dropped, lines
+    /// joined with `; `, control bytes replaced; nil when there is nothing.
+    static func oneLine(_ text: String) -> String? {
+        let text = text.replacing("libbpf: libbpf: ", with: "libbpf: ")
+        let lines = text.split(whereSeparator: \.isNewline).map { line -> String in
+            let printable = String(line.map { character -> Character in
+                guard let ascii = character.asciiValue, ascii < 0x20 || ascii == 0x7F else { return character }
+                return " "  // a control byte
+            })
+            var rest = printable.trimmingPrefix(while: { $0 == " " })
+            while rest.hasPrefix("libbpf: ") { rest = rest.dropFirst("libbpf: ".count) }
+            return String(rest)
+        }.filter { !$0.isEmpty }
+        return lines.isEmpty ? nil : lines.joined(separator: "; ")
     }
 
     /// Kept and dropped counts from the per-CPU `ft_stats` map; nil if the map cannot be read.

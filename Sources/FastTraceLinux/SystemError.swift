@@ -29,10 +29,9 @@ public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
         self.detail = detail
     }
 
-    /// The sentence shown when a privileged operation is refused.
-    public static let privilegeAdvice =
-        "needs CAP_NET_RAW (raw and packet sockets) and CAP_BPF or CAP_NET_ADMIN (the reply filter); "
-        + "run as root or grant them with setcap"
+    /// The sentence shown when a privileged operation is refused: the capabilities this kernel wants
+    /// (`Privileges.advice`).
+    public static var privilegeAdvice: String { Privileges.advice }
 
     /// True for EPERM and EACCES.
     public var isPermissionDenied: Bool { errno == EPERM || errno == EACCES }

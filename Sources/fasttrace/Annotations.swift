@@ -49,6 +49,12 @@ struct HopAnnotator {
     }
 }
 
+/// Whether a hop address gets a reverse lookup: as in tcptraceroute, RFC 1918 addresses only with -N
+/// (`includePrivate`); their reverse zones are private, and asking public DNS only leaks them.
+func looksUpName(of address: IPv4Address, includePrivate: Bool) -> Bool {
+    includePrivate || !address.isRFC1918
+}
+
 /// Holds finished output until the names it shows are known, then writes it, in the order it was
 /// submitted. Lives on the engine's thread, the only one that writes output: `submit` from the engine's
 /// callbacks, `drain` every scheduler turn (from `shouldCancel`), `finish` after the engine returns.
@@ -69,13 +75,16 @@ final class OutputStage {
 
     private let resolver: NameResolver?
     private let asnTable: ASNTable?
+    private let looksUp: (IPv4Address) -> Bool
     private var items: [Item] = []
     private var head = 0
 
-    /// Output annotated with names from `resolver` (nil: -n) and AS numbers from `asnTable`.
-    init(resolver: NameResolver?, asnTable: ASNTable?) {
+    /// Output annotated with names from `resolver` (nil: -n) for the addresses `looksUp` accepts (not
+    /// RFC 1918 ones without -N), and AS numbers from `asnTable`.
+    init(resolver: NameResolver?, asnTable: ASNTable?, looksUp: @escaping (IPv4Address) -> Bool = { _ in true }) {
         self.resolver = resolver
         self.asnTable = asnTable
+        self.looksUp = looksUp
     }
 
     /// Pieces of output waiting for names.
@@ -97,7 +106,8 @@ final class OutputStage {
         }
         var waiting: [IPv4Address] = []
         var names: [(IPv4Address, String)] = []
-        for address in addresses where !waiting.contains(address) && !names.contains(where: { $0.0 == address }) {
+        for address in addresses
+        where looksUp(address) && !waiting.contains(address) && !names.contains(where: { $0.0 == address }) {
             switch resolver.ask(address) {
             case .known(let name?): names.append((address, name))
             case .pending: waiting.append(address)

@@ -24,89 +24,148 @@ struct FastTrace: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fasttrace",
         abstract: "Port-aware TCP traceroute for one target or thousands at once.",
+        usage: """
+            fasttrace [<options>] <host> [<port>]
+            fasttrace [<options>] --targets <file> -p <ports>
+            """,
         discussion: """
-            fasttrace HOST [PORT]                      one target, tcptraceroute-style (port 80 by default)
-            fasttrace --targets FILE -p PORT[,PORT…]   many targets (FILE or - for stdin: addresses, \
-            hostnames or CIDR prefixes, one per line, # comments)
-            Needs root, or CAP_NET_RAW plus CAP_BPF (or CAP_NET_ADMIN).
-            """)
+            One target prints like tcptraceroute (port 80 by default; a port may be a service name \
+            such as https). A list (a file, or - for stdin) holds addresses, hostnames or CIDR \
+            prefixes, one per line, # comments; every target x port is one trace.
+            Needs root, or CAP_NET_RAW and CAP_BPF (CAP_NET_RAW alone where \
+            kernel.unprivileged_bpf_disabled=0; --netns needs root): scripts/install.sh grants them \
+            with setcap. All capabilities are dropped once the sockets and filter are open.
+            Exit status: 0 done (and a single target reached), 1 a single target not reached or a \
+            system failure, 2 bad input, 130 interrupted.
+            Shell completions: fasttrace --generate-completion-script bash|zsh|fish.
+            """,
+        version: FastTraceVersion.versionLine)
 
-    @Argument(help: "Target host (name or IPv4 address) for single-target mode.")
+    @Argument(help: ArgumentHelp("Target host (name or IPv4 address) for single-target mode.", valueName: "host"))
     var host: String?
 
-    @Argument(help: "Destination port for single-target mode (default 80).")
+    @Argument(help: ArgumentHelp(
+        "Destination port or TCP service name (/etc/services) for single-target mode (default 80).",
+        valueName: "port"))
     var port: String?
 
-    @Option(name: .customLong("targets"), help: "File with one target per line (- for stdin): batch mode.")
+    @Option(name: .customLong("targets"), parsing: .unconditional,
+        help: ArgumentHelp("File with one target per line (- for stdin): batch mode.", valueName: "file"))
     var targetsFile: String?
 
-    @Option(name: .short, help: "Destination port(s): 443, 80,443 or 8000-8010 (default 80).")
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default 80).",
+            valueName: "ports"))
     var p: String?
 
-    @Option(name: .short, help: "Interface to send from (its first address is the source).")
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Send through this interface only (default: the route's).", valueName: "interface"))
     var i: String?
 
-    @Option(name: .short, help: "First TTL (default 1).")
+    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("First TTL, 1...255.", valueName: "ttl"))
     var f: Int = 1
 
-    @Option(name: .short, help: "Maximum TTL (default 30).")
+    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("Maximum TTL, 1...255.", valueName: "ttl"))
     var m: Int = 30
 
-    @Option(name: .short, help: "Probes per hop, 1...8 (default 3).")
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Probes per hop, 1...8.", valueName: "probes"))
     var q: Int = 3
 
-    @Option(help: "Send a probe that got no answer again, up to N times, before printing * (default 0; -q × (1+N) ≤ 8).")
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Send a probe that got no answer again, up to N times, before printing * (-q x (1+N) <= 8).", valueName: "n"))
     var retries: Int = 0
 
-    @Option(help: "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that position for other traces: tells ICMP rate limiting from silence (default: as many as fit, up to 2; 0 = never).")
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that "
+            + "position for other traces: tells ICMP rate limiting from silence (default: as many as fit, "
+            + "up to 2; 0 = never).",
+        valueName: "n"))
     var reasks: Int?
 
-    @Option(name: .short, help: "Seconds to wait for each reply (default 3).")
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp(
+            "Seconds to wait for each reply, more than 0 and at most 60 (fractions allowed).", valueName: "seconds"))
     var w: Double = 3
 
-    @Option(name: .short, help: "IP type of service, 0...255 (default 0).")
-    var t: Int = 0
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp("IP type of service, 0...255, decimal or hex (0x10).", valueName: "tos"))
+    var t: String = "0"
 
-    @Option(name: .short, help: "Total packet length in bytes, 40...1500 (default 40: a bare SYN).")
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Total packet length, 40...1500 (40: a bare SYN).", valueName: "bytes"))
     var l: Int = 40
 
-    @Option(name: .short, help: "Source address (must belong to this host).")
+    @Option(name: .short, parsing: .unconditional,
+        help: ArgumentHelp("Source address (one of this host's; default: the route's).", valueName: "address"))
     var s: String?
 
     @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
     var n = false
 
-    @Option(help: "Seconds to wait for a hop's reverse name before printing it without one (default 2).")
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Seconds to wait for a hop's reverse name before printing it without one, more than 0 and at most 60.",
+        valueName: "seconds"))
     var nameTimeout: Double = 2
 
-    @Option(name: .customLong("asn-db"), help: "IP-to-AS table (iptoasn.com TSV, CAIDA pfx2as, or PREFIX/LEN ASN lines): AS numbers for hops. Repeatable.")
+    @Option(name: .customLong("asn-db"), parsing: .unconditionalSingleValue, help: ArgumentHelp(
+        "IP-to-AS table (iptoasn.com TSV, CAIDA pfx2as, or PREFIX/LEN ASN lines): AS numbers for hops. "
+            + "Repeatable.", valueName: "file"))
     var asnDB: [String] = []
 
-    @Flag(help: "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten.")
+    @Flag(name: .customShort("N"), help: ArgumentHelp(
+        "Look up names for RFC 1918 addresses (10/8, 172.16/12, 192.168/16) too, as tcptraceroute -N does; "
+            + "by default they are shown as numbers."))
+    var namesForPrivate = false
+
+    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
+        "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten "
+            + "(tcptraceroute's --dnat)."))
     var dnat = false
+
+    @Flag(name: .customLong("no-dnat-strict"), help: ArgumentHelp(
+        "Ignore ICMP errors whose quote names another destination than the target (tcptraceroute's "
+            + "--no-dnat-strict): hops behind a DNAT that leaves quotes untranslated show *."))
+    var noDNATStrict = false
+
+    @Flag(name: .customLong("track-port"), help: ArgumentHelp(
+        "Match ICMP errors by the TCP header they quote only, not by the quoted IPv4 ID, for paths that "
+            + "rewrite the IP ID (tcptraceroute's --track-port; the source port stays fixed)."))
+    var trackPort = false
 
     @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
     var dontFragment = false
 
-    @Option(name: .customLong("sport"), help: "Source port of every probe (default: random in 20000...59999).")
+    @Option(name: .customLong("sport"), parsing: .unconditional,
+        help: ArgumentHelp(
+            "Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
     var sourcePort: Int?
 
-    @Option(help: "Probes per second, whole run (default 2000).")
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Probes per second for the whole run, 1...10000000.", valueName: "probes/s"))
     var rate: Int = 2000
 
-    @Option(help: "Stop a trace after N consecutive silent hops; 0 = never (default 5 in batch mode, 0 for one target).")
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Stop a trace after N consecutive silent hops; 0 = never (default 5 in batch mode, 0 for one target).",
+        valueName: "hops"))
     var gap: Int?
 
-    @Option(help: "Output format: text, json (JSON lines, one object per finished trace), csv (one row per hop) or dot (a Graphviz graph of all traces, written at the end).")
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Output format: text, json (JSON lines, one object per finished trace), csv (one row per hop) or dot (a Graphviz graph of all traces, written at the end).",
+        valueName: "format"))
     var format: OutputFormat = .text
 
-    @Option(help: "Most traces in flight at once, 1...16384 (default 4096).")
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Most traces in flight at once, 1...16384.", valueName: "traces"))
     var maxInFlight: Int = 4096
 
-    @Option(help: "Largest CIDR prefix a target line may expand to, in addresses (default 65536: a /16).")
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Largest CIDR prefix a target line may expand to, in addresses (65536: a /16).", valueName: "addresses"))
     var maxPrefixAddresses: Int = TargetParser.defaultMaxPrefixAddresses
 
-    @Option(help: "Run inside this network namespace (as `ip netns exec NAME` would).")
+    @Option(parsing: .unconditional,
+        help: ArgumentHelp("Run inside this network namespace (as `ip netns exec NAME` would).", valueName: "name"))
     var netns: String?
 
     @Flag(help: "Print the summary line even for a single target.")
@@ -136,34 +195,51 @@ struct FastTrace: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         // 1. Input: everything the user typed is checked before any socket is opened.
         let batch = targetsFile != nil
-        if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
-        if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
         if port != nil && p != nil { throw UsageFailure("give the port either after HOST or with -p, not both") }
         let ports: [UInt16]
-        switch TargetParser.parsePorts(port ?? p ?? "80") {
+        switch TargetParser.parsePorts(port ?? p ?? "80", service: tcpServicePort) {
         case .success(let list): ports = list
-        case .failure(let error): throw UsageFailure(error.reason)
+        case .failure(let error): throw UsageFailure((p != nil ? "-p: " : "") + error.reason)
         }
         if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
+        if n && namesForPrivate {
+            throw UsageFailure("give -n (no names) or -N (names for private addresses too), not both")
+        }
 
         var config = EngineConfiguration()
-        guard (1...255).contains(f) else { throw UsageFailure("-f: first TTL must be 1...255") }
-        guard (1...255).contains(m) else { throw UsageFailure("-m: max TTL must be 1...255") }
+        guard (1...255).contains(f) else { throw UsageFailure("-f: first TTL must be 1...255 (got \(f))") }
+        guard (1...255).contains(m) else { throw UsageFailure("-m: max TTL must be 1...255 (got \(m))") }
         guard m >= f else { throw UsageFailure("-m \(m) is below -f \(f)") }
-        guard (1...ProbeTag.attemptCount).contains(q) else { throw UsageFailure("-q: probes per hop must be 1...8") }
-        guard w > 0, w <= 60 else { throw UsageFailure("-w: wait must be more than 0 and at most 60 seconds") }
-        guard (0...255).contains(t) else { throw UsageFailure("-t: TOS must be 0...255") }
-        guard (40...1500).contains(l) else { throw UsageFailure("-l: packet length must be 40...1500") }
-        guard rate >= 1 && rate <= 10_000_000 else { throw UsageFailure("--rate must be 1...10000000 probes/s") }
+        guard (1...ProbeTag.attemptCount).contains(q) else {
+            throw UsageFailure("-q: probes per hop must be 1...\(ProbeTag.attemptCount) (got \(q))")
+        }
+        guard w > 0, w <= 60 else {
+            throw UsageFailure("-w: wait must be more than 0 and at most 60 seconds (got \(formatNumber(w)))")
+        }
+        let tos: UInt8
+        switch parseTOS(t) {
+        case .success(let value): tos = value
+        case .failure(let error): throw UsageFailure("-t: " + error.reason)
+        }
+        guard (40...1500).contains(l) else { throw UsageFailure("-l: packet length must be 40...1500 (got \(l))") }
+        guard rate >= 1 && rate <= 10_000_000 else {
+            throw UsageFailure("--rate: must be 1...10000000 probes/s (got \(rate))")
+        }
         guard (1...ProbeTag.slotCount).contains(maxInFlight) else {
-            throw UsageFailure("--max-in-flight must be 1...\(ProbeTag.slotCount)")
+            throw UsageFailure("--max-in-flight: must be 1...\(ProbeTag.slotCount) (got \(maxInFlight))")
         }
-        if let gap, gap < 0 { throw UsageFailure("--gap must be 0 or more") }
-        if let sourcePort, !(1...65535).contains(sourcePort) { throw UsageFailure("--sport must be 1...65535") }
+        if let gap, gap < 0 { throw UsageFailure("--gap: must be 0 or more (got \(gap))") }
+        if let sourcePort, !(1...65535).contains(sourcePort) {
+            throw UsageFailure("--sport: must be 1...65535 (got \(sourcePort))")
+        }
+        guard maxPrefixAddresses >= 1 else {
+            throw UsageFailure("--max-prefix-addresses: must be 1 or more (got \(maxPrefixAddresses))")
+        }
         guard nameTimeout > 0, nameTimeout <= 60 else {
-            throw UsageFailure("--name-timeout must be more than 0 and at most 60 seconds")
+            throw UsageFailure("--name-timeout: must be more than 0 and at most 60 seconds (got \(formatNumber(nameTimeout)))")
         }
-        guard maxPrefixAddresses >= 1 else { throw UsageFailure("--max-prefix-addresses must be positive") }
+        if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
+        if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
         var sourceOverride: IPv4Address?
         if let s {
             guard let address = IPv4Address(s) else { throw UsageFailure("-s: '\(s)' is not an IPv4 address") }
@@ -182,18 +258,24 @@ struct FastTrace: ParsableCommand {
         config.firstTTL = UInt8(f)
         config.maxTTL = UInt8(m)
         config.probesPerHop = q
-        guard retries >= 0, q * (1 + retries) <= ProbeTag.attemptCount else {
-            throw UsageFailure("--retries: -q × (1 + retries) must be at most \(ProbeTag.attemptCount)")
+        guard retries >= 0 else { throw UsageFailure("--retries: must be 0 or more (got \(retries))") }
+        guard q * (1 + retries) <= ProbeTag.attemptCount else {
+            throw UsageFailure(
+                "--retries: -q × (1 + retries) must be at most \(ProbeTag.attemptCount) (got \(q) × (1 + \(retries)))")
         }
         config.retries = retries
         if let reasks {
-            guard reasks >= 0, q * (1 + retries + reasks) <= ProbeTag.attemptCount else {
-                throw UsageFailure("--reasks: -q × (1 + retries + reasks) must be at most \(ProbeTag.attemptCount)")
+            guard reasks >= 0 else { throw UsageFailure("--reasks: must be 0 or more (got \(reasks))") }
+            guard q * (1 + retries + reasks) <= ProbeTag.attemptCount else {
+                throw UsageFailure("--reasks: -q × (1 + retries + reasks) must be at most \(ProbeTag.attemptCount) "
+                    + "(got \(q) × (1 + \(retries) + \(reasks)))")
             }
             config.reasks = reasks
         }
         config.waitNanos = UInt64(w * 1e9)
-        config.tos = UInt8(t)
+        config.tos = tos
+        config.matchQuotedIPID = !trackPort
+        config.acceptTranslatedQuotes = !noDNATStrict
         config.packetLength = l
         config.dontFragment = dontFragment
         config.rate = rate
@@ -206,8 +288,8 @@ struct FastTrace: ParsableCommand {
         let asnTable = asnDB.isEmpty ? nil : try loadASNTable(asnDB)
 
         // 2. The system: namespace, privileges, routes, sockets.
+        if let problem = Privileges.check(entersNamespace: netns != nil) { throw UsageFailure(problem) }
         if let netns, let problem = enterNamespace(netns) { throw problem }
-        if let problem = Privileges.check() { throw UsageFailure(problem) }
         let routes = try RouteTable.load()
         if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
             throw UsageFailure("-s: \(sourceOverride) is not an address of this host")
@@ -240,15 +322,6 @@ struct FastTrace: ParsableCommand {
             routeFor(destination).map { sourceOverride ?? $0.source }
         }
 
-        // Single-target mode resolves its one target up front: an unresolvable name or a missing route
-        // is an error, not a skip, and the header line needs the route.
-        var singleRequest: TraceRequest?
-        if let singleTarget {
-            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports, resolve: resolveHostname,
-                sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
-            guard let request = one.next() else { throw ExitCode(2) }
-            singleRequest = request
-        }
         // A list: read, parsed and resolved on other threads while the engine runs (TargetStream).
         var stream: TargetStream?
         if let targetsFile {
@@ -265,12 +338,28 @@ struct FastTrace: ParsableCommand {
 
         let transport = try LinuxTransport(configuration: .init(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
+        // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
+        // read): from here on nothing needs a capability. Before any thread starts (capabilities are
+        // per thread) and before any name is looked up or any output written.
+        try Privileges.dropAll()
+
+        // Single-target mode resolves its one target up front: an unresolvable name or a missing route
+        // is an error, not a skip, and the header line needs the route.
+        var singleRequest: TraceRequest?
+        if let singleTarget {
+            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports, resolve: resolveHostname,
+                sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
+            guard let request = one.next() else { throw ExitCode(2) }
+            singleRequest = request
+        }
         let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
         // Hop names are looked up by resolver threads (started at the first lookup, from this thread, so
-        // they share its namespace); finished output waits in `stage` until its names are in.
+        // they share its namespace and its dropped capabilities); finished output waits in `stage`
+        // until its names are in. As in tcptraceroute, RFC 1918 addresses are not looked up without -N.
         let resolver = n ? nil : NameResolver(waitNanos: UInt64(nameTimeout * 1e9))
         defer { resolver?.stop() }
-        let stage = OutputStage(resolver: resolver, asnTable: asnTable)
+        let stage = OutputStage(resolver: resolver, asnTable: asnTable,
+            looksUp: { [namesForPrivate] in looksUpName(of: $0, includePrivate: namesForPrivate) })
         // Polled every scheduler turn: output whose names are in is written, results waiting more than
         // ~100 ms go out, and a failed write of results stops the run like an interrupt (reported and
         // exit 1 after the engine returns).
@@ -324,30 +413,38 @@ struct FastTrace: ParsableCommand {
             var one = IteratorRequestSource(CollectionOfOne(request).makeIterator())
             var reported = false
             let report = singleFinished
-            let summaryLine = try runEngine(engine, source: &one, text: text, stage: stage,
+            let (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
                 single: { reported = true; report($0) })
-            if format == .text && !reported && cancelRequested.load(ordering: .relaxed) {
+            let interrupted = cancelRequested.load(ordering: .relaxed)
+            if format == .text && !reported && interrupted {
                 // Interrupted before the trace was under way: say so rather than end on the header.
                 Out.line("Interrupted before any probe was sent")
                 try Out.finish()
             }
+            // Not reached (no SYN-ACK or RST from the target): tcptraceroute's closing line on stderr,
+            // and exit 1, so a script can tell.
+            let notReached = !interrupted && run.traces == 1 && run.reached == 0
+            if notReached && format == .text { Out.error("Destination not reached") }
             if summary { Out.error(summaryLine) }
+            if notReached { throw ExitCode(1) }
         } else if let stream {
+            var rate = RecentRate()
             engine.onProgress = { p in
                 guard progress else { return }
                 // The total is known only once the whole list is read and every name looked up.
                 let done = stream.total.map { "\(p.finished)/\($0) traces" } ?? "\(p.finished) traces done"
-                let line = "\r[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(Int(p.probesPerSecond)) probes/s"
-                if line != lastProgress { Out.raw(line, fd: 2); lastProgress = line }
+                let now = Int(rate.update(probes: p.probesSent, at: Out.monotonicNanos()))
+                let line = "[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(now) probes/s"
+                if line != lastProgress { Out.showProgress(line); lastProgress = line }
             }
             try stream.start()
             var source = stream
             let summaryLine: String
             do {
                 defer { stream.cancel() }
-                summaryLine = try runEngine(engine, source: &source, text: text, stage: stage)
+                summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
             }
-            if progress { Out.raw("\r" + String(repeating: " ", count: lastProgress.count) + "\r", fd: 2) }
+            Out.endProgress()
             let skipped = stream.skipped
             if stream.failure == nil && stream.readError == nil && !cancelRequested.load(ordering: .relaxed)
                 && stream.produced == 0 && skipped == 0
@@ -365,7 +462,7 @@ struct FastTrace: ParsableCommand {
     private func runEngine<Source: TraceRequestSource>(
         _ engine: TraceEngine, source: inout Source, text: TextFormatter, stage: OutputStage,
         single: @escaping (TraceResult) -> Void = { _ in }
-    ) throws -> String {
+    ) throws -> (line: String, summary: RunSummary) {
         let format = self.format
         let batch = targetsFile != nil
         let csv = CSVFormatter(probesPerHop: q, names: !n, asn: stage.showsASN)
@@ -374,13 +471,14 @@ struct FastTrace: ParsableCommand {
         let result = try engine.run(source: &source) { trace in
             // Written once its hops' names are in (stage); buffered: the buffer goes out when full, every
             // ~100 ms (shouldCancel) and at the end.
+            let addresses = trace.responders
             switch format {
-            case .json: stage.submit(addresses: trace.responders) { Out.json(trace, $0) }
-            case .csv: stage.submit(addresses: trace.responders) { annotator in Out.append { csv.write(trace, annotator, into: &$0) } }
-            case .dot: stage.submit(addresses: trace.responders) { graph.add(trace, $0) }
+            case .json: stage.submit(addresses: addresses) { Out.json(trace, $0) }
+            case .csv: stage.submit(addresses: addresses) { annotator in Out.append { csv.write(trace, annotator, into: &$0) } }
+            case .dot: stage.submit(addresses: addresses) { graph.add(trace, $0) }
             case .text:
                 if batch {
-                    stage.submit(addresses: trace.responders) { Out.line(text.block(trace, $0)) }
+                    stage.submit(addresses: addresses) { Out.line(text.block(trace, $0)) }
                 } else {
                     single(trace)
                 }
@@ -395,13 +493,13 @@ struct FastTrace: ParsableCommand {
         try Out.finish()
         let d = result.dispatch
         let seconds = Double(result.elapsedNanos) / 1e9
-        return "fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
+        return ("fasttrace: \(result.traces) traces, \(result.reached) reached, \(result.probesSent) probes sent, "
             + "\(d.matched) replies matched, \(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), "
             + "forged \(d.forged), stale \(d.stale), premature \(d.premature)), \(d.duplicates) duplicates, "
             + "\(result.rateLimitedHops) rate-limited hops (\(result.reasksSent) re-asks), "
             + "\(result.transport.ringDrops) ring drops, "
             + "\(formatSeconds(seconds)) s, \(Int(result.probesPerSecond)) probes/s"
-            + (result.cancelled ? ", interrupted: \(result.interrupted) traces partial" : "")
+            + (result.cancelled ? ", interrupted: \(result.interrupted) traces partial" : ""), result)
     }
 }
 

@@ -53,11 +53,26 @@ enum Out {
         if buffer.count >= flushBytes { flush() }
     }
 
-    /// Writes out whatever is buffered now.
+    /// Writes out whatever is buffered now (wiping the progress line first and drawing it again after,
+    /// when one is shown: stdout and stderr are often the same terminal).
     static func flush() {
         defer { buffer.removeAll(keepingCapacity: true) }
         guard writeError == nil, !buffer.isEmpty else { return }
+        raw(progress.clear(), fd: 2)
         if let failure = writeAll(1, buffer) { writeError = failure }
+        raw(progress.redraw, fd: 2)
+    }
+
+    /// The batch progress line on stderr (only drawn on a terminal).
+    nonisolated(unsafe) private static var progress = ProgressLine()
+
+    /// Draws `line` as the progress line, over the one shown.
+    static func showProgress(_ line: String) { raw(progress.draw(line), fd: 2) }
+
+    /// Wipes the progress line for good.
+    static func endProgress() {
+        raw(progress.clear(), fd: 2)
+        progress.reset()
     }
 
     /// Flushes if the buffered lines have waited `flushIntervalNanos`. Cheap enough for every turn.
@@ -72,11 +87,19 @@ enum Out {
         if let writeError { throw OutputFailure(errno: writeError) }
     }
 
-    /// A message on stderr. A failure to write it cannot be reported anywhere, so it is not.
-    static func error(_ text: String) { raw(text + "\n", fd: 2) }
+    /// A message on stderr, on a line of its own (below the progress line, which is drawn again
+    /// after it). Control characters in it (from a target file, a name, an argument) are written out
+    /// as `\x1b`, never sent to the terminal. A failure to write it cannot be reported anywhere, so it
+    /// is not.
+    static func error(_ text: String) {
+        raw(progress.clear() + escapingControlCharacters(text) + "\n" + progress.redraw, fd: 2)
+    }
 
     /// Unbuffered text on `fd` (stderr: the progress line); write errors are dropped (see `error`).
-    static func raw(_ text: String, fd: Int32) { _ = writeAll(fd, Array(text.utf8)) }
+    static func raw(_ text: String, fd: Int32) {
+        guard !text.isEmpty else { return }
+        _ = writeAll(fd, Array(text.utf8))
+    }
 
     /// Writes all of `bytes`; returns the errno of a failure, or nil. Retries EINTR; waits for room when
     /// the descriptor is non-blocking.
@@ -101,7 +124,7 @@ enum Out {
         return nil
     }
 
-    private static func monotonicNanos() -> UInt64 {
+    static func monotonicNanos() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
@@ -166,7 +189,9 @@ struct TextFormatter {
     /// with -n; then ` [AS64500]` or ` [AS???]` with --asn-db, as mtr -z and traceroute -A show it.
     private func label(_ address: IPv4Address, _ annotator: HopAnnotator) -> String {
         let annotation = annotator[address]
-        var text = annotator.showsNames ? "\(annotation.name ?? address.description) (\(address))" : address.description
+        var text = annotator.showsNames
+            ? "\(annotation.name.map(escapingControlCharacters) ?? address.description) (\(address))"
+            : address.description
         if annotator.showsASN { text += annotation.asn.map { " [AS\($0)]" } ?? " [AS???]" }
         return text
     }
@@ -190,17 +215,22 @@ struct TextFormatter {
     }
 }
 
-/// The `!X` mark traceroute prints after an unreachable answer.
+/// The mark tcptraceroute prints after an ICMP destination unreachable, by code (RFC 792, RFC 1812):
+/// its letters exactly, `!<N>` for codes it has none for.
 func unreachableMark(_ code: UInt8) -> String {
     switch code {
-    case 0: "!N"
-    case 1: "!H"
-    case 2: "!P"
-    case 3: "!"  // port unreachable from a router: unusual for TCP
-    case 4: "!F"
-    case 5: "!S"
-    case 9, 10, 13: "!X"
-    default: "!<\(code)>"
+    case 0: "!N"  // network unreachable
+    case 1: "!H"  // host unreachable
+    case 2: "!P"  // protocol unreachable
+    case 3: "!p"  // port unreachable (from a router: unusual for TCP)
+    case 4: "!F"  // fragmentation needed and DF set
+    case 5: "!S"  // source route failed
+    case 6, 7: "!U"  // destination network / host unknown
+    case 8: "!I"  // source host isolated
+    case 9, 13: "!A"  // network administratively prohibited; communication administratively prohibited
+    case 10: "!C"  // host administratively prohibited
+    case 11, 12: "!T"  // network / host unreachable for TOS
+    default: "!<\(code)>"  // 14 host precedence violation, 15 precedence cutoff, and unassigned codes
     }
 }
 

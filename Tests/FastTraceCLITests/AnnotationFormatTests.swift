@@ -7,6 +7,7 @@ import FastTraceCore
 import FastTraceLinux
 import FastTraceWire
 import Foundation
+import Synchronization
 import Testing
 
 @testable import fasttrace
@@ -29,6 +30,11 @@ let annotated = trace([
     HopResult(ttl: 3, probes: Array(repeating: .silent, count: 3)),
     HopResult(ttl: 4, probes: Array(repeating: answered(target, 80, .synAck), count: 3)),
 ])
+
+/// Counts lookups a stand-in resolver was asked for.
+final class LookupCount: Sendable {
+    let value = Mutex(0)
+}
 
 @Suite struct AnnotationFormatTests {
     @Test("The annotator: the name found, the table's AS and AS name, nil where unknown")
@@ -152,6 +158,20 @@ let annotated = trace([
         late.finish(cancelled: { false }, tick: {})
         let waited = Date().timeIntervalSince(t0)
         #expect(lateOrder == ["none"] && waited >= 0.05 && waited < 0.6, "\(waited) s")
+
+        // Addresses the stage is told not to look up (RFC 1918 without -N): no lookup, written at once.
+        let counted = LookupCount()
+        let counting = NameResolver(waitNanos: 1_000_000_000) { _ in
+            counted.value.withLock { $0 += 1 }
+            return "x.example"
+        }
+        defer { counting.stop() }
+        let privateOnly = OutputStage(resolver: counting, asnTable: nil) { looksUpName(of: $0, includePrivate: false) }
+        var privateNames: [String] = []
+        privateOnly.submit(addresses: [IPv4Address(10, 1, 2, 3), IPv4Address(192, 168, 0, 1)]) { a in
+            privateNames.append(a[IPv4Address(10, 1, 2, 3)].name ?? "none")
+        }
+        #expect(privateNames == ["none"] && counting.counters.started == 0)
 
         // An interrupt writes what waits at once, with the names known so far.
         let interrupted = OutputStage(resolver: slow, asnTable: nil)

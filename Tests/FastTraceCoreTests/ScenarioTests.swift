@@ -380,3 +380,44 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         #expect(summary.dispatch.forged == 1 && summary.dispatch.matched == 12)
     }
 }
+
+/// tcptraceroute's matching options: `--track-port` (the path rewrites the IP ID) and
+/// `--no-dnat-strict` (quotes naming another destination are not ours).
+@Suite struct QuoteMatchingTests {
+    @Test func aPathThatRewritesTheIPIDNeedsTrackPort() throws {
+        let makeNet = {
+            let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+            net.rewrittenIPID = 0x1234
+            return net
+        }
+        // By default the quoted ID is part of the MAC: every router's answer is refused, only the
+        // destination (a SYN-ACK quotes no ID) is heard.
+        let (strict, strictSummary) = try trace(makeNet(), [(target, 443)]) { $0.reasks = 0 }
+        #expect(strict[0].reached && strict[0].hops.prefix(3).allSatisfy { $0.firstResponder == nil })
+        #expect(strictSummary.dispatch.forged == 9)
+        // --track-port: matched by the quoted TCP header alone.
+        let (tracked, trackedSummary) = try trace(makeNet(), [(target, 443)]) {
+            $0.reasks = 0
+            $0.matchQuotedIPID = false
+        }
+        #expect(tracked[0].hops.map(\.firstResponder) == [r(1), r(5), r(9), target])
+        #expect(trackedSummary.dispatch.forged == 0 && trackedSummary.dispatch.matched == 12)
+    }
+
+    @Test func noDNATStrictRefusesTranslatedQuotes() throws {
+        let inside = IPv4Address(198, 18, 96, 10)
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: threeRouters + [.router(r(13))], destination: .listening(ports: [443]),
+                dnat: (afterTTL: 2, to: inside))
+        }
+        let (results, summary) = try trace(net, [(target, 443)]) {
+            $0.reasks = 0
+            $0.acceptTranslatedQuotes = false
+        }
+        let t = try #require(results.first)
+        #expect(t.state == .open)
+        #expect(t.hops.map(\.firstResponder) == [r(1), r(5), nil, nil, target])
+        #expect(t.hops.allSatisfy { $0.translatedDestination == nil })
+        #expect(summary.dispatch.foreign == 6 && summary.dispatch.matched == 9)
+    }
+}

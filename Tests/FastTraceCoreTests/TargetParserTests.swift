@@ -80,4 +80,29 @@ import Testing
             }
         }
     }
+
+    @Test func portsByServiceName() throws {
+        // As /etc/services has them; names may contain '-'.
+        let services: [Substring: UInt16] = ["http": 80, "https": 443, "ssh": 22, "http-alt": 8080, "x11": 6000]
+        let parse = { (text: String) in TargetParser.parsePorts(text, service: { services[$0] }) }
+        #expect(try parse("https").get() == [443])
+        #expect(try parse("https,ssh,443").get() == [443, 22])
+        #expect(try parse("ssh-25").get() == Array(22...25))
+        #expect(try parse("http-alt").get() == [8080])
+        #expect(try parse("8078-http-alt").get() == [8078, 8079, 8080])
+        #expect(try parse("http-alt-8081").get() == [8080, 8081])
+        #expect(try parse("x11-6002").get() == [6000, 6001, 6002])
+        let failures: [(String, String)] = [
+            ("htps", "bad port 'htps': not a number, and no TCP service of that name"),
+            ("443,nosuch", "bad port 'nosuch': not a number, and no TCP service of that name"),
+            ("https-http", "bad port range 'https-http': start above end"),
+            ("ssh-70000", "bad port 'ssh-70000': ports are 1...65535"),
+            ("a\u{1b}b", "bad port 'a\u{1b}b'"),
+        ]
+        for (text, reason) in failures {
+            #expect(parse(text) == .failure(ReasonError(reason)), "\(text)")
+        }
+        // Without a lookup (the engine's own callers), names are refused as before.
+        #expect(TargetParser.parsePorts("https") == .failure(ReasonError("bad port 'https': not a number, and no TCP service of that name")))
+    }
 }

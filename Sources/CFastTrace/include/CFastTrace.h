@@ -13,6 +13,8 @@
  *    (opaque objects, varargs print callback) and is simpler to drive from C.
  *  - libmnl netlink: one dump of the IPv4 routes and addresses, copied into flat C arrays that Swift
  *    reads. Parsing netlink attributes is pointer arithmetic over nested TLVs; it stays in C.
+ *  - capabilities: capget/capset have no glibc wrapper (only libcap's) and prctl is variadic, which
+ *    Swift cannot call; capabilities.c wraps the few calls that check and drop privileges.
  *
  * Per the platform notes: <net/if.h> comes before any <linux/...> header (ifreq clash), and only
  * <linux/if_packet.h> is used for AF_PACKET (never <netpacket/packet.h>). */
@@ -192,5 +194,26 @@ static inline uint8_t CFastTrace_RTN_UNICAST(void) { return 1; }
 int CFastTrace_dump_routes(struct cfasttrace_route *out, size_t capacity);
 /* Dump the IPv4 addresses; same contract as CFastTrace_dump_routes. */
 int CFastTrace_dump_addresses(struct cfasttrace_address *out, size_t capacity);
+
+/* ---------------------------------------------------------------------------------------------
+ * Capabilities (capabilities.c): reading and dropping this thread's capability sets
+ * ------------------------------------------------------------------------------------------- */
+
+/* The calling thread's effective, permitted and inheritable sets as 64-bit masks (bit n = capability
+ * n), through capget(2) with _LINUX_CAPABILITY_VERSION_3. 0 or -1 with errno set. */
+int CFastTrace_capget(uint64_t *effective, uint64_t *permitted, uint64_t *inheritable);
+/* capset(2) with all three sets empty: the calling thread keeps no capability. 0 or -1 with errno. */
+int CFastTrace_capset_clear(void);
+/* prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL). 0 or -1 with errno. */
+int CFastTrace_ambient_clear_all(void);
+/* prctl(PR_CAPBSET_READ, cap): 1 if `cap` is in the bounding set, 0 if not, -1 with errno (EINVAL:
+ * the kernel does not know `cap`). */
+int CFastTrace_capbset_read(int cap);
+/* prctl(PR_CAPBSET_DROP, cap): needs CAP_SETPCAP. 0 or -1 with errno. */
+int CFastTrace_capbset_drop(int cap);
+/* prctl(PR_SET_NO_NEW_PRIVS, 1): execve can never grant privileges again. 0 or -1 with errno. */
+int CFastTrace_set_no_new_privs(void);
+/* prctl(PR_GET_NO_NEW_PRIVS): 1, 0, or -1 with errno. */
+int CFastTrace_get_no_new_privs(void);
 
 #endif

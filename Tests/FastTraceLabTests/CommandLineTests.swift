@@ -1,0 +1,328 @@
+// The command line as an operator meets it: argument errors (one line, exit 2), --help, --version and
+// completions; and tcptraceroute's habits checked against tcptraceroute itself in the lab: service
+// names, hex TOS, "Destination not reached" and exit 1, its `!` letters, --track-port, --no-dnat-strict;
+// then what a terminal sees: escaped control characters and the progress line kept off the results.
+
+import Foundation
+import Testing
+
+/// A namespace that does not exist: argument tests pass it so that a case which wrongly got through
+/// the argument checks stops at `--netns` (and says so) instead of probing from the root namespace.
+let noSuchNamespace = "ft-no-such-namespace-for-tests"
+
+@Suite struct ArgumentErrorTests {
+    @Test(arguments: [
+        (["--bogus", "198.19.0.1"], "fasttrace: unknown option '--bogus'"),
+        (["-q", "-1", "198.19.0.1"], "fasttrace: -q: probes per hop must be 1...8 (got -1)"),
+        (["-q", "1.5", "198.19.0.1"], "fasttrace: the value '1.5' is invalid for '-q <probes>'"),
+        (["-w", "abc", "198.19.0.1"], "fasttrace: the value 'abc' is invalid for '-w <seconds>'"),
+        (["-w", "-1", "198.19.0.1"], "fasttrace: -w: wait must be more than 0 and at most 60 seconds (got -1)"),
+        (["-w", "0.5", "-f", "-3", "198.19.0.1"], "fasttrace: -f: first TTL must be 1...255 (got -3)"),
+        (["198.19.0.1", "-q"], "fasttrace: missing value for '-q <probes>'"),
+        (["198.19.0.1", "443", "extra"], "fasttrace: unexpected argument 'extra'"),
+        (["--rate", "0", "198.19.0.1"], "fasttrace: --rate: must be 1...10000000 probes/s (got 0)"),
+        (["--sport", "-5", "198.19.0.1"], "fasttrace: --sport: must be 1...65535 (got -5)"),
+        (["--format", "xml", "198.19.0.1"],
+         "fasttrace: the value 'xml' is invalid for '--format <format>'. Please provide one of 'text' and 'json'."),
+        (["198.19.0.1", "htps"], "fasttrace: bad port 'htps': not a number, and no TCP service of that name"),
+        (["--targets", "-", "-p", "https,nosuchservice"],
+         "fasttrace: -p: bad port 'nosuchservice': not a number, and no TCP service of that name"),
+        (["-p", "-1", "198.19.0.1"], "fasttrace: -p: bad port '-1': ports are 1...65535"),
+        (["-t", "0x100", "198.19.0.1"], "fasttrace: -t: TOS must be 0...255 (got 0x100)"),
+        (["-t", "lowdelay", "198.19.0.1"], "fasttrace: -t: TOS must be 0...255, decimal or 0x hex (got 'lowdelay')"),
+        (["-n", "-N", "198.19.0.1"], "fasttrace: give -n (no names) or -N (names for private addresses too), not both"),
+        (["--\u{1b}]0;pwned\u{07}", "198.19.0.1"], "fasttrace: unknown option '--\\x1b]0;pwned\\x07'"),
+    ])
+    func oneLineAndExit2(arguments: [String], message: String) {
+        let r = runTool([fasttraceBinary, "--netns", noSuchNamespace] + arguments)
+        #expect(r.status == 2, "\(arguments): exit \(r.status)")
+        #expect(r.stderr == message + "\n", "\(arguments)")
+        #expect(r.stdout.isEmpty, "\(arguments)")
+    }
+
+    @Test("--help: exit 0, the whole help on stdout, a value name for every option, each default once")
+    func help() {
+        let r = runTool([fasttraceBinary, "--help"])
+        #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stderr)")
+        for synopsis in ["-p <ports>", "-i <interface>", "-w <seconds>", "-q <probes>", "-f <ttl>", "-m <ttl>",
+            "-t <tos>", "-l <bytes>", "-s <address>", "--rate <probes/s>", "--targets <file>", "--sport <port>",
+            "--gap <hops>", "--netns <name>", "--max-in-flight <traces>", "--version", "--track-port", "-N",
+            "--no-dnat-strict"]
+        {
+            #expect(r.stdout.contains("  " + synopsis + " ") || r.stdout.contains("  " + synopsis + "\n"),
+                "\(synopsis) missing from:\n\(r.stdout)")
+        }
+        // No value named after its option's letter (`-p <p>`).
+        #expect(r.stdout.range(of: #"-([a-zA-Z]) <\1>"#, options: .regularExpression) == nil, "\(r.stdout)")
+        // Each option's entry (its line and the indented lines after it) says its default at most once.
+        var entries: [String] = []
+        for line in r.stdout.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  -") || line.hasPrefix("  <") { entries.append(String(line)) } else if line
+                .hasPrefix("     "), !entries.isEmpty
+            {
+                entries[entries.count - 1] += " " + line.trimmingCharacters(in: .whitespaces)
+            }
+        }
+        #expect(entries.count >= 25, "\(entries)")
+        for entry in entries {
+            #expect(entry.components(separatedBy: "default").count <= 2, "\(entry)")
+        }
+        #expect(entries.contains { $0.hasPrefix("  -q <probes>") && $0.hasSuffix("(default: 3)") }, "\(entries)")
+    }
+
+    @Test("--version prints the version on stdout and exits 0")
+    func version() {
+        let r = runTool([fasttraceBinary, "--version"])
+        #expect(r.status == 0 && r.stderr.isEmpty)
+        #expect(r.stdout.range(of: #"^fasttrace [0-9]+\.[0-9]+\.[0-9]+\n$"#, options: .regularExpression) != nil,
+            "\(r.stdout)")
+    }
+
+    @Test("--experimental-dump-help (what swift-argument-parser's generate-manual reads) still works")
+    func dumpHelp() throws {
+        let r = runTool([fasttraceBinary, "--experimental-dump-help"])
+        #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        #expect((object?["command"] as? [String: Any])?["commandName"] as? String == "fasttrace", "\(r.stdout.prefix(300))")
+    }
+
+    @Test("The hidden --generate-completion-script still works", arguments: ["bash", "zsh", "fish"])
+    func completions(shell: String) {
+        let r = runTool([fasttraceBinary, "--generate-completion-script", shell])
+        #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stderr)")
+        #expect(r.stdout.contains("track-port") && r.stdout.contains("targets"), "\(r.stdout.prefix(300))")
+    }
+}
+
+/// The lab's namespace for node `name` (`fw`, `vantage`, …).
+func labNamespace(_ name: String) -> String { Lab.prefix + "-" + name }
+
+/// An nftables table `fttest` loaded into namespace `namespace` for the duration of `body`, deleted
+/// afterwards even if `body` throws.
+func withNftTable<T>(in namespace: String, _ rules: String, _ body: () throws -> T) throws -> T {
+    _ = runTool(["ip", "netns", "exec", namespace, "nft", "delete", "table", "ip", "fttest"])
+    let loaded = runTool(["ip", "netns", "exec", namespace, "nft", "-f", "-"],
+        stdin: "table ip fttest {\n\(rules)\n}\n")
+    guard loaded.status == 0 else { throw LabError("nft in \(namespace): \(loaded.stderr)") }
+    defer { _ = runTool(["ip", "netns", "exec", namespace, "nft", "delete", "table", "ip", "fttest"]) }
+    return try body()
+}
+
+/// The hop lines of tcptraceroute-style text, as `TTL ADDRESS [mark]` (`*` for none).
+func hopSummary(_ text: String) -> [String] {
+    text.split(separator: "\n").compactMap { line -> String? in
+        let fields = line.split(separator: " ")
+        guard let ttl = fields.first, Int(ttl) != nil else { return nil }
+        let address = fields.dropFirst().first { ipv4(String($0)) != nil } ?? "*"
+        let mark = fields.first { $0.hasPrefix("!") || $0 == "[open]" || $0 == "[closed]" }.map { " " + $0 } ?? ""
+        return "\(ttl) \(address)\(mark)"
+    }
+}
+
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct TcptracerouteCompatibilityTests {
+    @Test("A port given as a service name is that port: the same header as 443, and as tcptraceroute's")
+    func serviceNames() throws {
+        let lab = try Lab.get()
+        let open = lab.truth.kind(named: "open").example
+        var headers: [String] = []
+        for port in ["443", "https"] {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-w", "1", open, port])
+            #expect(r.status == 0, "\(port): \(r.stderr)")
+            headers.append(r.stdout.split(separator: "\n").dropFirst().first.map(String.init) ?? "")
+        }
+        #expect(headers[0] == "Tracing the path to \(open) on TCP port 443 (https), 30 hops max")
+        #expect(headers[1] == headers[0])
+        // tcptraceroute prints its header on stderr.
+        let theirs = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "-q", "1", "-w", "1",
+            open, "https"])
+        #expect(theirs.stderr.split(separator: "\n").contains { $0 == headers[0] }, "\(theirs.stderr)")
+        // A list: -p with names, in a range too.
+        let list = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "https,smtp,ssh-23",
+            "--format", "json", "-q", "1", "-w", "1", "-m", "8"], stdin: open + "\n")
+        #expect(list.status == 0, "\(list.stderr)")
+        #expect(parseTraces(list.stdout).map(\.port).sorted() == [22, 23, 25, 443], "\(list.stdout)")
+    }
+
+    @Test("-t 0x10 and -t 16 both put TOS 0x10 on the probes (seen on the wire)", arguments: ["0x10", "16"])
+    func hexTypeOfService(tos: String) throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let sport = "47611"
+        let capture = try #require(Child(["ip", "netns", "exec", lab.namespace, "tcpdump", "-l", "-nn", "-v", "-c",
+            "1", "-i", lab.truth.vantage.interface, "tcp src port \(sport)"],
+            stdoutPath: scratch.file("cap"), stderrPath: scratch.file("caperr")))
+        defer { capture.stop() }
+        for _ in 0..<100 where !scratch.read("caperr").contains("listening on") { usleep(50_000) }
+        #expect(scratch.read("caperr").contains("listening on"), "tcpdump: \(scratch.read("caperr"))")
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-w", "1", "-m", "1",
+            "--sport", sport, "-t", tos, lab.truth.kind(named: "open").example, "443"])
+        #expect(r.status == 1, "\(r.stderr)")  // TTL 1 does not reach
+        capture.wait(timeout: 5)
+        #expect(scratch.read("cap").contains("tos 0x10,"), "\(scratch.read("cap"))")
+    }
+
+    @Test("A single target not reached: 'Destination not reached' on stderr and exit 1, as tcptraceroute")
+    func destinationNotReached() throws {
+        let lab = try Lab.get()
+        let hole = lab.truth.kind(named: "blackhole")
+        // One 5-tuple for both, so both take the same ECMP branch.
+        let sport = "47612"
+        let ours = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-w", "1", "-m", "8",
+            "--sport", sport, hole.example, "443"])
+        let theirs = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "-q", "1", "-w", "1",
+            "-m", "8", "-p", sport, hole.example, "443"])
+        #expect(ours.status == 1, "\(ours.stderr)")
+        #expect(ours.stderr == "Destination not reached\n")
+        #expect(theirs.status == 1 && theirs.stderr.hasSuffix("\nDestination not reached\n"), "\(theirs.stderr)")
+        #expect(hopSummary(ours.stdout) == hopSummary(theirs.stdout), "ours:\n\(ours.stdout)\ntheirs:\n\(theirs.stdout)")
+        #expect(hopSummary(ours.stdout).last == "8 *")
+        // JSON: the same exit status; the object says it, no text on stderr.
+        let json = runTool([fasttraceBinary, "--netns", lab.namespace, "--format", "json", "-q", "1", "-w", "1",
+            "-m", "8", hole.example, "443"])
+        #expect(json.status == 1 && json.stderr.isEmpty, "\(json.stderr)")
+        #expect(parseTraces(json.stdout).map(\.reached) == [false])
+        // Reached, open or closed: exit 0 and nothing on stderr.
+        let open = lab.truth.kind(named: "open").example
+        for port in ["443", "25"] {
+            let reached = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-w", "1", open, port])
+            #expect(reached.status == 0 && reached.stderr.isEmpty, "\(port): \(reached.stderr)")
+        }
+    }
+
+    @Test("Code 13 (administratively prohibited) is !A, as tcptraceroute prints it")
+    func adminProhibited() throws {
+        let lab = try Lab.get()
+        let target = "198.18.32.11"  // behind the firewall router (kind firewalled)
+        #expect(lab.truth.kind(of: target)?.kind == "firewalled")
+        let firewall = lab.truth.kind(named: "firewalled").hops[6][0]
+        try withNftTable(in: labNamespace("fw"), """
+            chain forward {
+                type filter hook forward priority -10; policy accept;
+                ip daddr \(target) tcp dport 8443 reject with icmp type admin-prohibited
+            }
+            """) {
+            let sport = "47613"
+            let ours = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-w", "1", "--sport", sport,
+                target, "8443"])
+            let theirs = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "-q", "1", "-w", "1",
+                "-p", sport, target, "8443"])
+            #expect(hopSummary(ours.stdout).last == "8 \(firewall) !A", "\(ours.stdout)")
+            #expect(hopSummary(ours.stdout) == hopSummary(theirs.stdout), "ours:\n\(ours.stdout)\ntheirs:\n\(theirs.stdout)")
+            // The destination did not answer: exit 1 (tcptraceroute exits 0 after a ! mark).
+            #expect(ours.status == 1 && ours.stderr == "Destination not reached\n", "\(ours.stderr)")
+        }
+    }
+
+    @Test("--track-port: a path that rewrites the IPv4 ID still shows its routers")
+    func trackPort() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "open")
+        // The vantage's own output path rewrites the ID of every probe, as some stacks and middleboxes do.
+        try withNftTable(in: lab.namespace, """
+            chain out {
+                type filter hook output priority 0; policy accept;
+                ip protocol tcp tcp dport 443 ip id set 4660
+            }
+            """) {
+            let arguments = ["--netns", lab.namespace, "--format", "json", "-q", "1", "-w", "1", "--reasks", "0",
+                kind.example, "443"]
+            let strict = runTool([fasttraceBinary] + arguments)
+            let tracked = runTool([fasttraceBinary, "--track-port"] + arguments)
+            #expect(strict.status == 0 && tracked.status == 0, "\(strict.stderr) \(tracked.stderr)")
+            let routers = kind.hops.count
+            // Without it the quoted ID fails the MAC: only the destination is heard.
+            let s = try #require(parseTraces(strict.stdout).first)
+            #expect(s.reached && s.hops.prefix(routers).allSatisfy { $0.addr == nil }, "\(strict.stdout)")
+            let t = try #require(parseTraces(tracked.stdout).first)
+            #expect(problems(t, kind, probes: 1) == [], "\(tracked.stdout)")
+        }
+    }
+
+    @Test("--no-dnat-strict: the hop quoting the translated destination is silent, as in tcptraceroute")
+    func noDNATStrict() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "dnat")
+        let dnat = try #require(kind.dnat)
+        let sport = "47614"
+        let ours = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-w", "1", "--reasks", "0",
+            "--sport", sport, "--no-dnat-strict", kind.example, "443"])
+        let theirs = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "-q", "1", "-w", "1",
+            "-p", sport, "--no-dnat-strict", kind.example, "443"])
+        #expect(ours.status == 0, "\(ours.stderr)")
+        let hops = hopSummary(ours.stdout)
+        #expect(hops.count == kind.destination_ttl && hops[dnat.ttl - 1] == "\(dnat.ttl) *", "\(ours.stdout)")
+        #expect(hops == hopSummary(theirs.stdout), "ours:\n\(ours.stdout)\ntheirs:\n\(theirs.stdout)")
+    }
+}
+
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct TerminalOutputTests {
+    @Test("Control characters from a target file are written out in messages, never sent to the terminal")
+    func controlCharactersEscaped() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // A bad line: the message quotes it.
+        scratch.write("list", "\u{1b}]0;pwned\u{07}\u{1b}[2J\n")
+        let bad = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"), "-p", "443"])
+        #expect(bad.status == 2)
+        #expect(!bad.stderr.contains("\u{1b}") && !bad.stderr.contains("\u{07}"), "\(bad.stderr.debugDescription)")
+        #expect(bad.stderr.contains(":1: '\\x1b]0;pwned\\x07\\x1b[2J'"), "\(bad.stderr)")
+        // A skip message quotes the file's name: a name with an escape sequence in it.
+        let hostile = "list\u{1b}[31m"
+        scratch.write(hostile, lab.truth.kind(named: "open").example + "\n")
+        let skipped = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file(hostile), "-p",
+            "443", "-i", "lo"])
+        #expect(skipped.status == 0, "\(skipped.stderr)")
+        let first = skipped.stderr.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(first.hasPrefix("fasttrace: \(scratch.path)/list\\x1b[31m:1: ") && first.hasSuffix("(skipped)"),
+            "\(skipped.stderr.debugDescription)")
+        #expect(!skipped.stderr.contains("\u{1b}"))
+    }
+
+    @Test("On a terminal the progress line is wiped before each result block and drawn again after")
+    func progressLineKeptOffResults() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // Open targets finish at once; black holes after their wait and gap, while the progress line shows.
+        let list = runTool([repoRoot + "/scripts/lab.sh", "targets", "mixed", "30"]).stdout
+        scratch.write("list", list)
+        let command = [fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"), "-p", "443", "-n",
+            "-q", "1", "-w", "1", "--gap", "2"].map { "'\($0)'" }.joined(separator: " ")
+        // script(1) runs it on a pseudo-terminal: stdout and stderr are the same terminal.
+        let r = runTool(["script", "-q", "-e", "-c", command, scratch.file("typescript")], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        let raw = scratch.read("typescript")
+        #expect(raw.contains("[fasttrace] "), "no progress line was drawn: the test proves nothing")
+        // What the terminal shows: each line as carriage returns let later text overwrite it from the
+        // left. (By Unicode scalars: as Characters, "\r\n" is one.)
+        var screen: [String] = []
+        var cells: [Unicode.Scalar] = []
+        var column = 0
+        for scalar in raw.unicodeScalars {
+            switch scalar {
+            case "\n":
+                var line = String(String.UnicodeScalarView(cells))
+                while line.last == " " { line.removeLast() }
+                screen.append(line)
+                cells = []
+                column = 0
+            case "\r":
+                column = 0
+            default:
+                if column < cells.count { cells[column] = scalar } else { cells.append(scalar) }
+                column += 1
+            }
+        }
+        let titles = screen.filter { $0.contains(" port 443: ") }
+        #expect(titles.count == 30, "\(titles)")
+        for title in titles {
+            #expect(!title.contains("[fasttrace]") && ipv4(String(title.prefix { $0 != " " })) != nil, "\(title)")
+        }
+        // The progress line is gone at the end: the summary stands alone.
+        #expect(screen.contains { $0.hasPrefix("fasttrace: 30 traces,") }, "\(screen.suffix(3))")
+    }
+}
