@@ -25,10 +25,6 @@ public struct EngineConfiguration: Sendable, Equatable {
     /// How long after a silent hop's last timeout its first re-ask is sent (each further one waits
     /// twice as long). Linux routers refill their ICMP budget at one message a second.
     public var reaskDelayNanos: UInt64 = 1_000_000_000
-    /// For this long after the run starts, silence at a TTL where no router has answered yet does not
-    /// count towards the gap limit (see `PositionBook.isUnexplored`): the routers' ICMP budgets to us
-    /// may be spent by traffic before the run, and nothing is known of them yet. 0: off.
-    public var coldStartNanos: UInt64 = PositionBook.silentAfterNanos
     /// How long to wait for a probe's reply (`-w`), in ns.
     public var waitNanos: UInt64 = 3_000_000_000
     /// A probe counts as answered when its reply's kernel timestamp is within `waitNanos` of the send,
@@ -232,8 +228,6 @@ public final class TraceEngine {
     var pool: SlotPool
     var bucket: TokenBucket
     var book = PositionBook()
-    /// Probes sent before this send stamp went out while the run was young (`coldStartNanos`).
-    var coldUntilStamp: UInt64 = 0
     var ready: RingQueue<Int32>
     var timeouts: RingQueue<Timeout>
     var retryQueue: RingQueue<Retry>
@@ -305,7 +299,6 @@ public final class TraceEngine {
     ) throws -> RunSummary {
         self.onResult = onResult
         let started = clock.now()
-        coldUntilStamp = clock.stampNow() &+ configuration.coldStartNanos
         bucket = TokenBucket(rate: configuration.rate, capacity: bucket.capacity, now: started)
         lastProgress = started
         try transport.startReceiving(dispatcher)

@@ -157,8 +157,6 @@ extension TraceEngine {
         if silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position) {
             return .silentButAlive
         }
-        let firstSent = dispatcher.sendTimes.loadRelaxed(grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0))
-        let young = firstSent != 0 && firstSent < coldUntilStamp
-        return book.isUnexplored(position, young: young, now: now) ? .unexplored : .silent
+        return book.isUnexplored(position, now: now) ? .unexplored : .silent
     }
 }

@@ -145,15 +145,15 @@ struct PositionBook {
         answers(at: position) || !foundSilent(position, now: now)
     }
 
-    /// Nothing is known yet of `position`, at a time its silence is no evidence of a black hole: no
-    /// router has answered ICMP there (or at its TTL on any path), re-asks have not yet found it
-    /// silent for long, and either routers were caught rate-limiting in this run or the TTL was first
-    /// probed while the run was young (`young`). When the routers' ICMP budgets to us are spent at the
-    /// start of a run (by earlier traffic, or another prober on this host), the first traces hear from
-    /// a few routers and from most not at all; a trace judged on that silence must not stop at the gap.
-    /// Otherwise silence is silence, as always. (Positions the book has no room for count as known.)
-    func isUnexplored(_ position: Position, young: Bool, now: UInt64) -> Bool {
-        guard limitedPositions > 0 || young else { return false }
+    /// In a run where routers were caught rate-limiting, nothing is known yet of `position`: no router
+    /// has answered ICMP there (or at its TTL on any path), and re-asks have not yet found it silent
+    /// for long. Its silence is then no evidence of a black hole: when the routers' ICMP budgets to us
+    /// are spent at the start of a run (by earlier traffic, or another prober on this host), the first
+    /// traces hear from a few routers and from most not at all, and a trace judged on that silence
+    /// must not stop at the gap. In a run where no router was caught, silence is silence, as always.
+    /// (Positions the book has no room for count as known.)
+    func isUnexplored(_ position: Position, now: UInt64) -> Bool {
+        guard limitedPositions > 0 else { return false }
         if answers(at: position) || foundSilent(position, now: now) || foundSilent(position.anyPath, now: now) {
             return false
         }

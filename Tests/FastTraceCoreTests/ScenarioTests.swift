@@ -63,8 +63,7 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
 
     @Test func blackHoleStopsAtGapLimit() throws {
         let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
-        // (With the cold-start allowance off: see `anEarlyBlackHoleIsLookedPastOnceAndStillStops`.)
-        let t = try #require(try trace(net, [(target, 443)]) { $0.gapLimit = 4; $0.coldStartNanos = 0 }.results.first)
+        let t = try #require(try trace(net, [(target, 443)]) { $0.gapLimit = 4 }.results.first)
         #expect(t.stopReason == .gapLimit && t.state == .filtered && !t.reached)
         #expect(t.hops.count == 3 + 4)
         #expect(t.hops.suffix(4).allSatisfy { $0.outcome == .none })
@@ -73,18 +72,6 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         // Three probes per TTL, and one re-ask for each silent TTL: nothing is known of those positions
         // yet in this run (a rate-limited router may not have answered anyone so far).
         #expect(net.sent.count == 7 * 3 + 4)
-    }
-
-    @Test func anEarlyBlackHoleIsLookedPastOnceAndStillStops() throws {
-        // In the first seconds of a run nothing is known of the routers (their ICMP budgets to us may be
-        // spent), so silence at TTLs first probed then does not count towards the gap: the trace looks
-        // one window further. TTLs first probed after that young period count again, and it stops.
-        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
-        var config = EngineConfiguration()
-        let t = try #require(try trace(net, [(target, 443)]) { $0.gapLimit = 4; config = $0 }.results.first)
-        #expect(t.stopReason == .gapLimit && t.state == .filtered && !t.reached)
-        #expect(t.hops.count > 3 + 4 && t.hops.count <= 3 + 4 + config.window + 4, "\(t.hops.count) hops")
-        #expect(t.hops.dropFirst(3).allSatisfy { $0.outcome == .none })
     }
 
     @Test func withoutGapLimitTheTraceRunsToMaxTTL() throws {
@@ -179,7 +166,6 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         let (results, summary) = try trace(net, targets) {
             $0.maxInFlight = 64
             $0.gapLimit = 3
-            $0.coldStartNanos = 0  // exact gap stops from the first trace on
         }
         #expect(results.count == 1000)
         for t in results {

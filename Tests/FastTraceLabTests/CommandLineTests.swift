@@ -23,7 +23,7 @@ let noSuchNamespace = "ft-no-such-namespace-for-tests"
         (["--rate", "0", "198.19.0.1"], "fasttrace: --rate: must be 1...10000000 probes/s (got 0)"),
         (["--sport", "-5", "198.19.0.1"], "fasttrace: --sport: must be 1...65535 (got -5)"),
         (["--format", "xml", "198.19.0.1"],
-         "fasttrace: the value 'xml' is invalid for '--format <format>'. Please provide one of 'text' and 'json'."),
+         "fasttrace: the value 'xml' is invalid for '--format <format>'. Please provide one of 'text', 'json', 'csv' or 'dot'."),
         (["198.19.0.1", "htps"], "fasttrace: bad port 'htps': not a number, and no TCP service of that name"),
         (["--targets", "-", "-p", "https,nosuchservice"],
          "fasttrace: -p: bad port 'nosuchservice': not a number, and no TCP service of that name"),
