@@ -575,7 +575,10 @@ public final class TraceEngine {
                 slots[index].stopTTLIndex = s.destinationTTLIndex
                 slots[index].stopReason = .destination
             }
-        } else if s.unreachableTTLIndex < s.stopTTLIndex {
+        } else if s.unreachableTTLIndex < s.stopTTLIndex
+            || (s.unreachableTTLIndex == s.stopTTLIndex && s.stopReason != .unreachable)
+        {
+            // (At the last TTL too: an unreachable at -m is why the trace stops, not the TTL limit.)
             slots[index].stopTTLIndex = s.unreachableTTLIndex
             slots[index].stopReason = .unreachable
         }

@@ -93,7 +93,15 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
             fd = 0
             ownsDescriptor = false
         } else {
-            fd = try syscallBlocking("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
+            let opened = try syscallBlocking("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) }
+            // A directory opens fine and fails only at the first read: refuse it here, with the
+            // other reasons a list cannot be read.
+            var info = stat()
+            if fstat(opened, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+                _ = close(opened)
+                throw SystemError(operation: "open(\(path))", errno: EISDIR)
+            }
+            fd = opened
             ownsDescriptor = true
         }
         self.ports = ports

@@ -45,7 +45,7 @@ struct FastTrace: ParsableCommand {
     var host: String?
 
     @Argument(help: ArgumentHelp(
-        "Destination port or TCP service name (/etc/services) for single-target mode (default 80).",
+        "Destination port or TCP service name (/etc/services) for single-target mode (default: 80).",
         valueName: "port"))
     var port: String?
 
@@ -55,7 +55,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .short, parsing: .unconditional,
         help: ArgumentHelp(
-            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default 80).",
+            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default: 80).",
             valueName: "ports"))
     var p: String?
 
@@ -147,7 +147,7 @@ struct FastTrace: ParsableCommand {
     var rate: Int = 2000
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Stop a trace after N consecutive silent hops; 0 = never (default 5 in batch mode, 0 for one target).",
+        "Stop a trace after N consecutive silent hops; 0 = never (default: 5 in batch mode, 0 for one target).",
         valueName: "hops"))
     var gap: Int?
 
@@ -213,8 +213,9 @@ struct FastTrace: ParsableCommand {
         guard (1...ProbeTag.attemptCount).contains(q) else {
             throw UsageFailure("-q: probes per hop must be 1...\(ProbeTag.attemptCount) (got \(q))")
         }
-        guard w > 0, w <= 60 else {
-            throw UsageFailure("-w: wait must be more than 0 and at most 60 seconds (got \(formatNumber(w)))")
+        // At least 1 ms: the scheduler looks at timeouts once a millisecond, and no reply comes sooner.
+        guard w >= 0.001, w <= 60 else {
+            throw UsageFailure("-w: wait must be 0.001...60 seconds (got \(formatNumber(w)))")
         }
         let tos: UInt8
         switch parseTOS(t) {
@@ -249,6 +250,10 @@ struct FastTrace: ParsableCommand {
         // One target is parsed here; a list is read as a stream once the namespace and routes are known.
         var singleTarget: TargetSpec?
         if let host {
+            // A prefix is a list of targets: say where it belongs rather than quote a cap it cannot meet.
+            if host.contains("/") && !host.contains(" ") {
+                throw UsageFailure("'\(host)' is a prefix: give it in a --targets list (one target per HOST)")
+            }
             switch TargetParser.parseTarget(Substring(host), maxPrefixAddresses: 1) {
             case .success(let spec): singleTarget = spec
             case .failure(let error): throw UsageFailure(error.reason)
@@ -406,7 +411,7 @@ struct FastTrace: ParsableCommand {
                         }
                     }
                     stage.submit(addresses: EmptyCollection()) { _ in
-                        Out.line("Interrupted: the trace is incomplete (? = probe not waited for)")
+                        Out.line("Interrupted: the trace is incomplete (? = no verdict yet: a probe or re-ask was still waiting)")
                     }
                 }
             }
@@ -455,6 +460,10 @@ struct FastTrace: ParsableCommand {
             // A bad line or a failed read ends the reading; what was before it has been traced.
             if let readError = stream.readError { throw readError }
             if let failure = stream.failure { throw UsageFailure(failure.description) }
+            // Every target refused (no route, -i/-s unusable, unresolvable): nothing was traced.
+            if !cancelRequested.load(ordering: .relaxed) && stream.produced == 0 && skipped > 0 {
+                throw UsageFailure("\(stream.sourceName): no target could be traced (\(skipped) skipped)")
+            }
         }
         if cancelRequested.load(ordering: .relaxed) { throw ExitCode(130) }
     }

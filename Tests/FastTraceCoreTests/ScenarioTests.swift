@@ -97,6 +97,16 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         #expect(t.hops.count == 2 && t.hops[1].outcome == .unreachable(code: 13))
     }
 
+    @Test func anUnreachableAtTheLastTTLIsWhyTheTraceStops() throws {
+        // -m 2, and the router at TTL 2 answers unreachable: the stop is the unreachable, not -m.
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .unreachable(r(5), code: 0)], destination: .listening(ports: [443]))
+        }
+        let t = try #require(try trace(net, [(target, 443)]) { $0.maxTTL = 2 }.results.first)
+        #expect(t.stopReason == .unreachable && t.state == .filtered && !t.reached)
+        #expect(t.hops.count == 2 && t.hops[1].outcome == .unreachable(code: 0))
+    }
+
     @Test func ecmpTraceStaysOnOnePathAndKeepsItsFiveTuple() throws {
         let alternatives = [r(13), r(17)]
         let net = SimulatedNetwork { _ in

@@ -126,7 +126,10 @@ extension CLIHonestyTests {
         scratch.write("list", "\(open)\n\(silent)\n")
         let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"), "-p", "443",
             "--format", "json", "-w", "1", "-i", "lo"], timeout: 60)
-        #expect(r.status == 0, "\(r.stderr)")
+        // Every target refused: nothing was traced, which is bad input (exit 2), said in one last line.
+        #expect(r.status == 2, "\(r.stderr)")
+        #expect(r.stderr.hasSuffix("fasttrace: \(scratch.file("list")): no target could be traced (2 skipped)\n"),
+            "\(r.stderr)")
         #expect(r.stdout.isEmpty, "no trace probed into silence: \(r.stdout)")
         let lines = r.stderr.split(separator: "\n")
         #expect(lines.prefix(2) == [
@@ -134,6 +137,16 @@ extension CLIHonestyTests {
             "fasttrace: \(scratch.file("list")):2: \(silent): no route through lo (-i lo) (skipped)",
         ][...], "\(r.stderr)")
         #expect(r.stderr.contains("2 targets skipped"), "\(r.stderr)")
+    }
+
+    @Test("A directory as --targets: one line and exit 2, like a missing file")
+    func directoryAsTargetList() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.path, "-p", "443"])
+        #expect(r.status == 2 && r.stdout.isEmpty, "\(r.stderr)")
+        #expect(r.stderr == "fasttrace: cannot read target file '\(scratch.path)': Is a directory\n", "\(r.stderr)")
     }
 
     @Test("-i sends through that interface: the header's device is the one the probes take")
