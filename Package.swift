@@ -46,8 +46,10 @@ let package = Package(
         .testTarget(name: "FastTraceWireTests", dependencies: ["FastTraceWire"]),
         .testTarget(name: "FastTraceCoreTests", dependencies: ["FastTraceCore", "FastTraceWire"]),
         // The command line's own pieces (no root, no lab): option values, marks, escaping, progress,
-        // and the formatters (CSV quoting and rows, the DOT graph), through `@testable import fasttrace`.
-        .testTarget(name: "FastTraceCLITests", dependencies: ["fasttrace", "FastTraceCore", "FastTraceWire"]),
+        // the formatters (CSV quoting and rows, the DOT graph) and hop annotations, through
+        // `@testable import fasttrace`.
+        .testTarget(
+            name: "FastTraceCLITests", dependencies: ["fasttrace", "FastTraceCore", "FastTraceLinux", "FastTraceWire"]),
         // Privileged: root + network namespaces built by scripts/lab.sh. Skipped (with a reason) when not root.
         .testTarget(
             name: "FastTraceLabTests",

@@ -13,6 +13,11 @@ struct CSVRow {
     let hop: HopResult?
     /// The TTL the destination answered at (SYN-ACK or RST), if it did.
     let destinationTTL: UInt8?
+    /// Names and AS numbers of the trace's addresses.
+    var annotator: HopAnnotator = .plain
+
+    /// The annotation of the hop's `addr`, if it has one.
+    var annotation: HopAnnotation? { hop?.firstResponder.map { annotator[$0] } }
 }
 
 /// A column: its name in the header row, and how to write its field for a row. A field writes nothing for
@@ -33,8 +38,13 @@ struct CSVFormatter {
     /// Every column in order, for runs with `probes` probes per hop.
     let columns: [CSVColumn]
 
-    init(probesPerHop probes: Int) {
-        columns = Self.traceColumns + Self.hopColumns + Self.probeColumns(probes)
+    /// With `names` (not -n) a `name` column follows `addr`, and with `asn` (--asn-db) `asn` and
+    /// `as_name` columns, as JSON has those keys.
+    init(probesPerHop probes: Int, names: Bool = false, asn: Bool = false) {
+        var hop = Self.hopColumns
+        let annotations = (names ? [Self.nameColumn] : []) + (asn ? Self.asnColumns : [])
+        hop.insert(contentsOf: annotations, at: hop.firstIndex { $0.name == "addr" }! + 1)
+        columns = Self.traceColumns + hop + Self.probeColumns(probes)
     }
 
     /// The trace's identity and outcome, the same on every row of a trace.
@@ -64,6 +74,17 @@ struct CSVFormatter {
         CSVColumn("addrs") { row, out in if let hop = row.hop { out.appendDistinctResponders(hop) } },
     ]
 
+    /// The reverse name of the hop's `addr` (JSON's `hops[].name`): empty when it has none.
+    static let nameColumn = CSVColumn("name") { row, out in
+        if let name = row.annotation?.name { out.appendCSVField(name) }
+    }
+
+    /// The AS of the hop's `addr` and its name from the --asn-db table: empty when unknown.
+    static let asnColumns: [CSVColumn] = [
+        CSVColumn("asn") { row, out in if let asn = row.annotation?.asn { out.appendDecimal(UInt64(asn)) } },
+        CSVColumn("as_name") { row, out in if let name = row.annotation?.asName { out.appendCSVField(name) } },
+    ]
+
     /// One RTT column per probe (`rtt1_ms`…), then one reply column per probe (`reply1`…).
     static func probeColumns(_ probes: Int) -> [CSVColumn] {
         let rtts = (0..<probes).map { i in
@@ -88,14 +109,15 @@ struct CSVFormatter {
         out.append(0x0A)
     }
 
-    /// One row per hop of `trace` (one row with empty hop fields if it has no hops), newlines included.
-    func write(_ trace: TraceResult, into out: inout [UInt8]) {
+    /// One row per hop of `trace` (one row with empty hop fields if it has no hops), newlines included;
+    /// names and AS numbers from `annotator`.
+    func write(_ trace: TraceResult, _ annotator: HopAnnotator = .plain, into out: inout [UInt8]) {
         let destinationTTL = trace.hops.first { $0.outcome.isFromDestination }?.ttl
         if trace.hops.isEmpty {
-            writeRow(CSVRow(trace: trace, hop: nil, destinationTTL: destinationTTL), into: &out)
+            writeRow(CSVRow(trace: trace, hop: nil, destinationTTL: destinationTTL, annotator: annotator), into: &out)
         }
         for hop in trace.hops {
-            writeRow(CSVRow(trace: trace, hop: hop, destinationTTL: destinationTTL), into: &out)
+            writeRow(CSVRow(trace: trace, hop: hop, destinationTTL: destinationTTL, annotator: annotator), into: &out)
         }
     }
 

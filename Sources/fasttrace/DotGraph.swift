@@ -60,14 +60,19 @@ final class TraceGraph {
         var ports: [UInt16: PortMark] = [:]
         /// The name the user gave for this target, if any.
         var name: String?
+        /// The address's reverse name (unless -n), if it has one.
+        var reverseName: String?
+        /// The AS the --asn-db table gives the address, and its name.
+        var asn: UInt32?
+        var asName: String?
     }
 
     private(set) var nodes: [IPv4Address: Node] = [:]
     private(set) var edges: [EdgeKey: Int] = [:]
     private(set) var traces = 0
 
-    /// Adds one trace's nodes and edges.
-    func add(_ trace: TraceResult) {
+    /// Adds one trace's nodes and edges; the names and AS numbers of its hops from `annotator`.
+    func add(_ trace: TraceResult, _ annotator: HopAnnotator = .plain) {
         traces += 1
         let request = trace.request
         nodes[request.source, default: Node()].isSource = true
@@ -86,6 +91,15 @@ final class TraceGraph {
             } else {
                 silent += 1
                 continue
+            }
+            // A name that timed out for one trace may be in for a later one; the AS never changes.
+            if (annotator.showsNames && nodes[address]?.reverseName == nil) || (annotator.showsASN && nodes[address]?.asn == nil) {
+                let annotation = annotator[address]
+                if let name = annotation.name { nodes[address]?.reverseName = name }
+                if let asn = annotation.asn {
+                    nodes[address]?.asn = asn
+                    nodes[address]?.asName = annotation.asName
+                }
             }
             if address != previous || silent > 0 {
                 edges[EdgeKey(from: previous, to: address, link: .hop(silent: silent)), default: 0] += 1
@@ -170,8 +184,9 @@ final class TraceGraph {
 
     private func writeAttributes(of node: Node, at address: IPv4Address, into out: inout [UInt8]) {
         var lines: [String] = []
-        if let name = node.name { lines.append(name) }
+        if let name = node.name ?? node.reverseName { lines.append(name) }
         lines.append(address.description)
+        if let asn = node.asn { lines.append("AS\(asn)" + (node.asName.map { " \($0)" } ?? "")) }
         if node.isSource { lines.append("source") }
         // Ports grouped by what they did, in port order: "open 80, 443", "closed 25".
         var byMark: [PortMark: [UInt16]] = [:]

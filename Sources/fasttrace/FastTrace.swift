@@ -104,6 +104,16 @@ struct FastTrace: ParsableCommand {
     @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
     var n = false
 
+    @Option(parsing: .unconditional, help: ArgumentHelp(
+        "Seconds to wait for a hop's reverse name before printing it without one, more than 0 and at most 60.",
+        valueName: "seconds"))
+    var nameTimeout: Double = 2
+
+    @Option(name: .customLong("asn-db"), parsing: .unconditionalSingleValue, help: ArgumentHelp(
+        "IP-to-AS table (iptoasn.com TSV, CAIDA pfx2as, or PREFIX/LEN ASN lines): AS numbers for hops. "
+            + "Repeatable.", valueName: "file"))
+    var asnDB: [String] = []
+
     @Flag(name: .customShort("N"), help: ArgumentHelp(
         "Look up names for RFC 1918 addresses (10/8, 172.16/12, 192.168/16) too, as tcptraceroute -N does; "
             + "by default they are shown as numbers."))
@@ -226,6 +236,9 @@ struct FastTrace: ParsableCommand {
         guard maxPrefixAddresses >= 1 else {
             throw UsageFailure("--max-prefix-addresses: must be 1 or more (got \(maxPrefixAddresses))")
         }
+        guard nameTimeout > 0, nameTimeout <= 60 else {
+            throw UsageFailure("--name-timeout: must be more than 0 and at most 60 seconds (got \(formatNumber(nameTimeout)))")
+        }
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
         if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
         var sourceOverride: IPv4Address?
@@ -275,6 +288,9 @@ struct FastTrace: ParsableCommand {
         config.maxInFlight = maxInFlight
         config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
         if let problem = config.problem { throw UsageFailure(problem) }
+
+        // The AS table, read before anything is set up: a file that cannot be used is bad input.
+        let asnTable = asnDB.isEmpty ? nil : try loadASNTable(asnDB)
 
         // 2. The system: namespace, privileges, routes, sockets.
         if let problem = Privileges.check(entersNamespace: netns != nil) { throw UsageFailure(problem) }
@@ -342,14 +358,23 @@ struct FastTrace: ParsableCommand {
             singleRequest = request
         }
         let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
-        // Polled every scheduler turn: results waiting more than ~100 ms go out, and a failed write of
-        // results stops the run like an interrupt (reported and exit 1 after the engine returns).
+        // Hop names are looked up by resolver threads (started at the first lookup, from this thread, so
+        // they share its namespace and its dropped capabilities); finished output waits in `stage`
+        // until its names are in. As in tcptraceroute, RFC 1918 addresses are not looked up without -N.
+        let resolver = n ? nil : NameResolver(waitNanos: UInt64(nameTimeout * 1e9))
+        defer { resolver?.stop() }
+        let stage = OutputStage(resolver: resolver, asnTable: asnTable,
+            looksUp: { [namesForPrivate] in looksUpName(of: $0, includePrivate: namesForPrivate) })
+        // Polled every scheduler turn: output whose names are in is written, results waiting more than
+        // ~100 ms go out, and a failed write of results stops the run like an interrupt (reported and
+        // exit 1 after the engine returns).
         engine.shouldCancel = {
+            stage.drain()
             Out.flushIfDue()
             return cancelRequested.load(ordering: .relaxed) || Out.writeError != nil
         }
 
-        let text = TextFormatter(names: (n || batch) ? nil : ReverseNames(includePrivate: namesForPrivate), showDNAT: dnat)
+        let text = TextFormatter(showDNAT: dnat)
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
 
@@ -364,26 +389,36 @@ struct FastTrace: ParsableCommand {
                 Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
                 try Out.finish()
                 var lastTranslation: IPv4Address?
-                var printedThrough: UInt8 = 0
+                var submittedThrough: UInt8 = 0
+                // Each hop line is printed once its names are in (at most the name timeout after the hop
+                // settled), in TTL order.
                 engine.onHop = { _, hop in
-                    for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
-                    printedThrough = hop.ttl
-                    Out.flush()
+                    submittedThrough = hop.ttl
+                    stage.submit(addresses: hop.responders) { annotator in
+                        for line in text.hopLines(hop, annotator, lastTranslation: &lastTranslation) { Out.line(line) }
+                        Out.flush()
+                    }
                 }
                 // Interrupted: the hops not yet settled, with `?` for probes not waited for, and a
                 // line saying the trace is incomplete.
                 singleFinished = { result in
                     guard result.stopReason == .interrupted else { return }
-                    for hop in result.hops where hop.ttl > printedThrough {
-                        for line in text.hopLines(hop, lastTranslation: &lastTranslation) { Out.line(line) }
+                    for hop in result.hops where hop.ttl > submittedThrough {
+                        stage.submit(addresses: hop.responders) { annotator in
+                            for line in text.hopLines(hop, annotator, lastTranslation: &lastTranslation) {
+                                Out.line(line)
+                            }
+                        }
                     }
-                    Out.line("Interrupted: the trace is incomplete (? = no verdict yet: a probe or re-ask was still waiting)")
+                    stage.submit(addresses: EmptyCollection()) { _ in
+                        Out.line("Interrupted: the trace is incomplete (? = no verdict yet: a probe or re-ask was still waiting)")
+                    }
                 }
             }
             var one = IteratorRequestSource(CollectionOfOne(request).makeIterator())
             var reported = false
             let report = singleFinished
-            let (summaryLine, run) = try runEngine(engine, source: &one, text: text,
+            let (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
                 single: { reported = true; report($0) })
             let interrupted = cancelRequested.load(ordering: .relaxed)
             if format == .text && !reported && interrupted {
@@ -412,7 +447,7 @@ struct FastTrace: ParsableCommand {
             let summaryLine: String
             do {
                 defer { stream.cancel() }
-                summaryLine = try runEngine(engine, source: &source, text: text).line
+                summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
             }
             Out.endProgress()
             let skipped = stream.skipped
@@ -434,23 +469,34 @@ struct FastTrace: ParsableCommand {
     }
 
     private func runEngine<Source: TraceRequestSource>(
-        _ engine: TraceEngine, source: inout Source, text: TextFormatter,
+        _ engine: TraceEngine, source: inout Source, text: TextFormatter, stage: OutputStage,
         single: @escaping (TraceResult) -> Void = { _ in }
     ) throws -> (line: String, summary: RunSummary) {
         let format = self.format
         let batch = targetsFile != nil
-        let csv = CSVFormatter(probesPerHop: q)
+        let csv = CSVFormatter(probesPerHop: q, names: !n, asn: stage.showsASN)
         let graph = TraceGraph()
         if format == .csv { Out.append(csv.writeHeader) }
         let result = try engine.run(source: &source) { trace in
-            // Buffered: the buffer goes out when full, every ~100 ms (shouldCancel) and at the end.
+            // Written once its hops' names are in (stage); buffered: the buffer goes out when full, every
+            // ~100 ms (shouldCancel) and at the end.
+            let addresses = trace.responders
             switch format {
-            case .json: Out.json(trace)
-            case .csv: Out.append { csv.write(trace, into: &$0) }
-            case .dot: graph.add(trace)
-            case .text: if batch { Out.line(text.block(trace)) } else { single(trace) }
+            case .json: stage.submit(addresses: addresses) { Out.json(trace, $0) }
+            case .csv: stage.submit(addresses: addresses) { annotator in Out.append { csv.write(trace, annotator, into: &$0) } }
+            case .dot: stage.submit(addresses: addresses) { graph.add(trace, $0) }
+            case .text:
+                if batch {
+                    stage.submit(addresses: addresses) { Out.line(text.block(trace, $0)) }
+                } else {
+                    single(trace)
+                }
             }
         }
+        // Traces still waiting for names: each goes out when they are in, at its deadline at the latest,
+        // or at once on an interrupt or a failed write.
+        stage.finish(cancelled: { cancelRequested.load(ordering: .relaxed) || Out.writeError != nil },
+            tick: { Out.flushIfDue() })
         // The graph needs every trace: it is written once the run is over (also after an interruption).
         if format == .dot { Out.append(graph.write) }
         try Out.finish()

@@ -1,7 +1,8 @@
-// Name resolution for the CLI: forward (getaddrinfo, IPv4 only) for targets given by name, and
-// reverse (getnameinfo, cached) for hop names in single-target text output.
+// Name resolution for the CLI: forward (getaddrinfo, IPv4 only) for targets given by name (hop names
+// are looked up by FastTraceLinux's NameResolver, see Annotations.swift); reading --asn-db tables.
 
 import FastTraceCore
+import FastTraceLinux
 import FastTraceWire
 
 #if canImport(Glibc)
@@ -31,33 +32,27 @@ func resolveHostname(_ name: String) -> Result<IPv4Address, ReasonError> {
     return .failure(ReasonError("cannot resolve '\(name)': no IPv4 address"))
 }
 
-/// Reverse names, looked up once per address. As in tcptraceroute, RFC 1918 addresses are not looked
-/// up unless `includePrivate` (`-N`).
-final class ReverseNames {
-    private var cache: [IPv4Address: String?] = [:]
-    let includePrivate: Bool
-
-    init(includePrivate: Bool = false) { self.includePrivate = includePrivate }
-
-    /// Whether `address` is looked up at all.
-    func looksUp(_ address: IPv4Address) -> Bool { includePrivate || !address.isRFC1918 }
-
-    func name(for address: IPv4Address) -> String? {
-        guard looksUp(address) else { return nil }
-        if let known = cache[address] { return known }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_addr.s_addr = address.value.bigEndian
-        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        let rc = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                getnameinfo($0, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0, NI_NAMEREQD)
-            }
+/// Reads the --asn-db files into one table. A file that cannot be read, or that has no row at all, is
+/// bad input (exit 2); lines that are not rows are skipped and reported in one line per file, naming
+/// the first (`fasttrace: --asn-db t.tsv: 2 lines skipped, first t.tsv:7: 'x' is not an AS number`).
+func loadASNTable(_ paths: [String]) throws -> ASNTable {
+    var builder = ASNTableBuilder()
+    for path in paths {
+        do {
+            try readFileChunks(path: path) { builder.feed($0) }
+        } catch {
+            throw UsageFailure("--asn-db: cannot read '\(path)': \(String(cString: strerror(error.errno)))")
         }
-        let name = rc == 0 ? String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
-        cache[address] = name
-        return name
+        let report = builder.endFile()
+        let first = report.firstBadLine.map { "\(path):\($0): \(report.firstBadReason ?? "")" }
+        if report.rows == 0 {
+            throw UsageFailure("--asn-db: \(path): no IP-to-AS rows" + (first.map { " (first line refused: \($0))" } ?? ""))
+        }
+        if report.badLines > 0, let first {
+            Out.error("fasttrace: --asn-db \(path): \(report.badLines) line\(report.badLines == 1 ? "" : "s") skipped, first \(first)")
+        }
     }
+    return builder.build()
 }
 
 /// The service name of a TCP port (`https`), or nil.

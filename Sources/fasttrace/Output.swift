@@ -37,10 +37,10 @@ enum Out {
     }
 
     /// Appends one trace as a JSON line, formatted straight into the buffer.
-    static func json(_ result: TraceResult) {
+    static func json(_ result: TraceResult, _ annotator: HopAnnotator = .plain) {
         guard writeError == nil else { return }
         if buffer.isEmpty { lastFlush = monotonicNanos() }
-        JSONFormatter.write(result, into: &buffer)
+        JSONFormatter.write(result, annotator, into: &buffer)
         buffer.append(0x0A)
         if buffer.count >= flushBytes { flush() }
     }
@@ -137,31 +137,30 @@ struct OutputFailure: Error {
     var message: String { "writing results: " + (strerror(errno).map { String(cString: $0) } ?? "errno \(errno)") }
 }
 
-/// Text in tcptraceroute's style.
+/// Text in tcptraceroute's style. Names and AS numbers come from the `HopAnnotator` each call gets.
 struct TextFormatter {
-    /// Names for addresses (nil: numeric output).
-    var names: ReverseNames?
     /// Print tcptraceroute's `Detected DNAT to …` line where a hop's quote first names a new
     /// destination (`--dnat`).
     var showDNAT = false
 
     /// The lines for one hop: the DNAT notice if `showDNAT` and the translation changed since
     /// `lastTranslation` (which is updated), then the hop line.
-    func hopLines(_ hop: HopResult, lastTranslation: inout IPv4Address?) -> [String] {
+    func hopLines(_ hop: HopResult, _ annotator: HopAnnotator, lastTranslation: inout IPv4Address?) -> [String] {
         var lines: [String] = []
         if let translated = hop.translatedDestination, translated != lastTranslation {
             if showDNAT { lines.append("      Detected DNAT to \(translated)") }
             lastTranslation = translated
         }
-        lines.append(hopLine(hop))
+        lines.append(hopLine(hop, annotator))
         return lines
     }
 
-    /// The hop line: ` 1  name (addr)  0.123 ms  0.101 ms  *`, `[open]`/`[closed]` after the
+    /// The hop line: ` 1  name (addr)  0.123 ms  0.101 ms  *` (with --asn-db `name (addr) [AS64500]`,
+    /// `[AS???]` where the table has no AS), `[open]`/`[closed]` after the
     /// destination, `!H`-style marks after unreachable answers, a new address printed where an attempt
     /// met a different router. A probe the run was interrupted before waiting for prints `?`; a hop
     /// whose silence rate limiting explains ends in `[rate-limited]`.
-    func hopLine(_ hop: HopResult) -> String {
+    func hopLine(_ hop: HopResult, _ annotator: HopAnnotator = .plain) -> String {
         var line = hop.ttl < 10 ? " \(hop.ttl) " : "\(hop.ttl) "
         var lastAddress: IPv4Address?
         for probe in hop.probes {
@@ -170,7 +169,7 @@ struct TextFormatter {
                 continue
             }
             if responder != lastAddress {
-                line += " " + label(responder)
+                line += " " + label(responder, annotator)
                 if probe.outcome == .synAck { line += " [open]" }
                 if probe.outcome == .reset { line += " [closed]" }
                 lastAddress = responder
@@ -186,13 +185,19 @@ struct TextFormatter {
         return line
     }
 
-    private func label(_ address: IPv4Address) -> String {
-        guard let names else { return address.description }
-        return "\(names.name(for: address).map(escapingControlCharacters) ?? address.description) (\(address))"
+    /// `name (addr)` (tcptraceroute prints `addr (addr)` for an address without a name), or `addr`
+    /// with -n; then ` [AS64500]` or ` [AS???]` with --asn-db, as mtr -z and traceroute -A show it.
+    private func label(_ address: IPv4Address, _ annotator: HopAnnotator) -> String {
+        let annotation = annotator[address]
+        var text = annotator.showsNames
+            ? "\(annotation.name.map(escapingControlCharacters) ?? address.description) (\(address))"
+            : address.description
+        if annotator.showsASN { text += annotation.asn.map { " [AS\($0)]" } ?? " [AS???]" }
+        return text
     }
 
     /// A batch-mode block: a title line, then the hop lines.
-    func block(_ result: TraceResult) -> String {
+    func block(_ result: TraceResult, _ annotator: HopAnnotator = .plain) -> String {
         let target = result.request.name.map { "\($0) (\(result.request.destination))" }
             ?? result.request.destination.description
         let how: String
@@ -205,7 +210,7 @@ struct TextFormatter {
         }
         var lines = ["\(target) port \(result.request.port): \(result.state.rawValue), \(how)"]
         var lastTranslation: IPv4Address?
-        for hop in result.hops { lines += hopLines(hop, lastTranslation: &lastTranslation) }
+        for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -244,14 +249,15 @@ func formatMillis(_ micros: UInt32) -> String {
 /// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
     /// One trace as a line (without the newline), for callers that want a String.
-    static func line(_ result: TraceResult) -> String {
+    static func line(_ result: TraceResult, _ annotator: HopAnnotator = .plain) -> String {
         var bytes: [UInt8] = []
-        write(result, into: &bytes)
+        write(result, annotator, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends one trace's object (without the newline) to `out`.
-    static func write(_ result: TraceResult, into out: inout [UInt8]) {
+    /// Appends one trace's object (without the newline) to `out`. Hops carry `name` unless -n, and
+    /// `asn`/`as_name` with --asn-db (null when unknown), for the hop's `addr`.
+    static func write(_ result: TraceResult, _ annotator: HopAnnotator, into out: inout [UInt8]) {
         out.appendLiteral("{\"target\":\"")
         out.appendAddress(result.request.destination)
         out.appendLiteral("\"")
@@ -283,6 +289,19 @@ enum JSONFormatter {
                 out.appendLiteral("\"")
             } else {
                 out.appendLiteral("null")
+            }
+            if annotator.showsNames || annotator.showsASN {
+                let annotation = hop.firstResponder.map { annotator[$0] } ?? HopAnnotation()
+                if annotator.showsNames {
+                    out.appendLiteral(",\"name\":")
+                    if let name = annotation.name { out.appendQuoted(name) } else { out.appendLiteral("null") }
+                }
+                if annotator.showsASN {
+                    out.appendLiteral(",\"asn\":")
+                    if let asn = annotation.asn { out.appendDecimal(UInt64(asn)) } else { out.appendLiteral("null") }
+                    out.appendLiteral(",\"as_name\":")
+                    if let asName = annotation.asName { out.appendQuoted(asName) } else { out.appendLiteral("null") }
+                }
             }
             out.appendLiteral(",\"rtt_ms\":[")
             for (j, probe) in hop.probes.enumerated() {
@@ -352,6 +371,26 @@ extension [UInt8] {
         var string = string
         string.withUTF8 { append(contentsOf: $0) }
     }
+
+    /// A JSON string: quotes, backslashes and control characters escaped, the rest as UTF-8.
+    mutating func appendQuoted(_ string: String) {
+        append(0x22)
+        for byte in string.utf8 {
+            switch byte {
+            case 0x22: appendLiteral("\\\"")
+            case 0x5C: appendLiteral("\\\\")
+            case 0x0A: appendLiteral("\\n")
+            case 0..<0x20, 0x7F:
+                appendLiteral("\\u00")
+                append(hexDigit(byte >> 4))
+                append(hexDigit(byte & 0xF))
+            default: append(byte)
+            }
+        }
+        append(0x22)
+    }
+
+    private func hexDigit(_ nibble: UInt8) -> UInt8 { nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10 }
 
     /// An unsigned integer in decimal.
     mutating func appendDecimal(_ value: UInt64) {

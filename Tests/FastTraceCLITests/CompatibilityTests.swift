@@ -49,9 +49,9 @@ extension CompatibilityTests {
         let public_ = ["9.255.255.255", "11.0.0.1", "172.15.255.255", "172.32.0.1", "192.167.1.1", "198.18.0.1"]
         for text in private_ { #expect(IPv4Address(text)!.isRFC1918, "\(text)") }
         for text in public_ { #expect(!IPv4Address(text)!.isRFC1918, "\(text)") }
-        #expect(!ReverseNames().looksUp(IPv4Address(10, 1, 2, 3)))
-        #expect(ReverseNames().looksUp(IPv4Address(198, 18, 0, 1)))
-        #expect(ReverseNames(includePrivate: true).looksUp(IPv4Address(10, 1, 2, 3)))
+        #expect(!looksUpName(of: IPv4Address(10, 1, 2, 3), includePrivate: false))
+        #expect(looksUpName(of: IPv4Address(198, 18, 0, 1), includePrivate: false))
+        #expect(looksUpName(of: IPv4Address(10, 1, 2, 3), includePrivate: true))
     }
 }
 

@@ -174,4 +174,7 @@ let benchmarks: @Sendable () -> Void = {
                 && after.notifyOverflows == 0, "dispatch benchmark left the match+record path: \(after)")
         }
     }
+
+    // Not per packet: loading an --asn-db table (ASNTableBenchmark.swift).
+    asnTableBenchmarks()
 }
