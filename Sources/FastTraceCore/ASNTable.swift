@@ -118,6 +118,12 @@ public struct ASNTableBuilder {
 
     public init() {}
 
+    /// The current file's unfinished line is already longer than `maxLineBytes`: whatever it is, it
+    /// is not a table row, and the file need not be read further.
+    public var lineTooLong: Bool { partialTooLong }
+    /// Lines of the current file taken so far, plus the one being read.
+    public var currentLine: Int { line + 1 }
+
     /// Feeds the next bytes of the current file (lines may be split anywhere).
     public mutating func feed(_ chunk: UnsafeRawBufferPointer) {
         let bytes = chunk.bindMemory(to: UInt8.self)

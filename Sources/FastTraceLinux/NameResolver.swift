@@ -154,7 +154,9 @@ private final class ResolverThreadBody: @unchecked Sendable {
 }
 
 /// Reads the file at `path` in chunks of `chunkBytes`, calling `body` with each (on this thread).
-public func readFileChunks(path: String, chunkBytes: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) -> Void)
+/// Reads `path` in chunks, handing each to `body` until the end of the file, or until `body` returns
+/// false (the reader has seen enough: a file that is not what it should be, an interrupt).
+public func readFileChunks(path: String, chunkBytes: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) -> Bool)
     throws(SystemError)
 {
     let fd = OwnedDescriptor(try syscallBlocking("open(\(path))") { open(path, O_RDONLY | O_CLOEXEC) })
@@ -166,6 +168,6 @@ public func readFileChunks(path: String, chunkBytes: Int = 1 << 20, _ body: (Uns
             }
         }.get()
         if count == 0 { return }
-        buffer.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        guard buffer.withUnsafeBytes({ body(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }) else { return }
     }
 }

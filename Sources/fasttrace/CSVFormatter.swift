@@ -141,8 +141,11 @@ extension ProbeResult {
 
 extension [UInt8] {
     /// A CSV field as RFC 4180 has it: as is, or, when it holds a comma, a double quote, CR or LF, in double
-    /// quotes with each double quote doubled.
-    mutating func appendCSVField(_ text: String) {
+    /// quotes with each double quote doubled. Other control characters (ESC and the like, which only a
+    /// hostile hosts file or resolver could put in a name) are written out (`\x1b`), as in every other
+    /// format, so that `cat out.csv` cannot drive the terminal.
+    mutating func appendCSVField(_ raw: String) {
+        let text = escapingControlCharacters(raw, keeping: ["\r", "\n"])
         let needsQuotes = text.utf8.contains { $0 == 0x2C || $0 == 0x22 || $0 == 0x0D || $0 == 0x0A }
         guard needsQuotes else {
             append(contentsOf: text.utf8)

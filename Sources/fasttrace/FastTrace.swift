@@ -50,7 +50,8 @@ struct FastTrace: ParsableCommand {
     var port: String?
 
     @Option(name: .customLong("targets"), parsing: .unconditional,
-        help: ArgumentHelp("File with one target per line (- for stdin): batch mode.", valueName: "file"))
+        help: ArgumentHelp("File with one target per line (- for stdin): batch mode.", valueName: "file"),
+        completion: .file())
     var targetsFile: String?
 
     @Option(name: .short, parsing: .unconditional,
@@ -111,7 +112,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .customLong("asn-db"), parsing: .unconditionalSingleValue, help: ArgumentHelp(
         "IP-to-AS table (iptoasn.com TSV, CAIDA pfx2as, or PREFIX/LEN ASN lines): AS numbers for hops. "
-            + "Repeatable.", valueName: "file"))
+            + "Repeatable.", valueName: "file"), completion: .file())
     var asnDB: [String] = []
 
     @Flag(name: .customShort("N"), help: ArgumentHelp(
@@ -202,9 +203,7 @@ struct FastTrace: ParsableCommand {
         case .failure(let error): throw UsageFailure((p != nil ? "-p: " : "") + error.reason)
         }
         if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
-        if n && namesForPrivate {
-            throw UsageFailure("give -n (no names) or -N (names for private addresses too), not both")
-        }
+        // -n with -N: -n wins (no lookups at all), as in tcptraceroute.
 
         var config = EngineConfiguration()
         guard (1...255).contains(f) else { throw UsageFailure("-f: first TTL must be 1...255 (got \(f))") }
@@ -477,6 +476,7 @@ struct FastTrace: ParsableCommand {
         let csv = CSVFormatter(probesPerHop: q, names: !n, asn: stage.showsASN)
         let graph = TraceGraph()
         if format == .csv { Out.append(csv.writeHeader) }
+        engineStarted.store(true, ordering: .relaxed)
         let result = try engine.run(source: &source) { trace in
             // Written once its hops' names are in (stage); buffered: the buffer goes out when full, every
             // ~100 ms (shouldCancel) and at the end.
@@ -549,8 +549,20 @@ func enterNamespace(_ name: String) -> Error? {
     return error
 }
 
+/// Set just before the engine runs. Until then nothing has been probed or written, and set-up may be
+/// blocked in a call that a signal does not end (a name lookup, reading a file): an interrupt then
+/// ends the process at once, saying so.
+let engineStarted = Atomic<Bool>(false)
+
 func installSignalHandlers() {
-    let handler: @convention(c) (Int32) -> Void = { _ in cancelRequested.store(true, ordering: .relaxed) }
+    let handler: @convention(c) (Int32) -> Void = { _ in
+        cancelRequested.store(true, ordering: .relaxed)
+        guard !engineStarted.load(ordering: .relaxed) else { return }
+        // Async-signal-safe: one write and _exit.
+        let message: StaticString = "fasttrace: interrupted before any probe was sent\n"
+        _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+        _exit(130)
+    }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
 }

@@ -39,9 +39,17 @@ func loadASNTable(_ paths: [String]) throws -> ASNTable {
     var builder = ASNTableBuilder()
     for path in paths {
         do {
-            try readFileChunks(path: path) { builder.feed($0) }
+            // A line longer than any row (/dev/zero, a binary file) ends the reading: not a table.
+            try readFileChunks(path: path) { chunk in
+                builder.feed(chunk)
+                return !builder.lineTooLong
+            }
         } catch {
             throw UsageFailure("--asn-db: cannot read '\(path)': \(String(cString: strerror(error.errno)))")
+        }
+        if builder.lineTooLong {
+            throw UsageFailure("--asn-db: \(path): line \(builder.currentLine) is longer than \(ASNTableBuilder.maxLineBytes) "
+                + "bytes: not an IP-to-AS table (a compressed file? decompress it first)")
         }
         let report = builder.endFile()
         let first = report.firstBadLine.map { "\(path):\($0): \(report.firstBadReason ?? "")" }

@@ -190,7 +190,7 @@ struct TextFormatter {
     private func label(_ address: IPv4Address, _ annotator: HopAnnotator) -> String {
         let annotation = annotator[address]
         var text = annotator.showsNames
-            ? "\(annotation.name.map(escapingControlCharacters) ?? address.description) (\(address))"
+            ? "\(annotation.name.map { escapingControlCharacters($0) } ?? address.description) (\(address))"
             : address.description
         if annotator.showsASN { text += annotation.asn.map { " [AS\($0)]" } ?? " [AS???]" }
         return text

@@ -3,12 +3,13 @@
 // name) cannot drive the terminal with escape sequences.
 
 /// `text` with every control character written out: C0 controls and DEL as `\x1b`, C1 controls (which
-/// some terminals obey as well: U+009B is CSI) as `\u{9b}`. Tab stays as it is.
-func escapingControlCharacters(_ text: String) -> String {
-    guard text.unicodeScalars.contains(where: isControl) else { return text }
+/// some terminals obey as well: U+009B is CSI) as `\u{9b}`. Tab stays as it is, and so do `kept` ones.
+func escapingControlCharacters(_ text: String, keeping kept: Set<Unicode.Scalar> = []) -> String {
+    let escapes = { (scalar: Unicode.Scalar) in isControl(scalar) && !kept.contains(scalar) }
+    guard text.unicodeScalars.contains(where: escapes) else { return text }
     var out = ""
     for scalar in text.unicodeScalars {
-        guard isControl(scalar) else {
+        guard escapes(scalar) else {
             out.unicodeScalars.append(scalar)
             continue
         }

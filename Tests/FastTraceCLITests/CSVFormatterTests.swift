@@ -93,6 +93,9 @@ let pythonReader = """
         #expect(csvField("line\nbreak") == "\"line\nbreak\"")
         #expect(csvField("cr\rhere") == "\"cr\rhere\"")
         #expect(csvField(oddName) == "\"web, \"\"edge\"\"\nbox\"")
+        // Terminal controls other than CR and LF are written out, as in every other format.
+        #expect(csvField("evil\u{1b}]0;pwned\u{07}\u{9b}2J") == "evil\\x1b]0;pwned\\x07\\u{9b}2J")
+        #expect(csvField("tab\there") == "tab\there")
     }
 
     @Test("The header names every column once, with one RTT and one reply column per probe")

@@ -279,6 +279,41 @@ struct AnnotationLabTests {
         #expect(try String(contentsOfFile: "/etc/hosts", encoding: .utf8) == hostsBefore)
     }
 
+    @Test("Ctrl-C while the one target's name is still being looked up ends the run at once (exit 130)")
+    func interruptDuringSetUp() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let hole = lab.truth.kind(named: "blackhole")
+        let nameserver = hole.example.split(separator: ".").dropLast().joined(separator: ".") + ".53"
+        scratch.write("resolv.conf", "nameserver \(nameserver)\noptions timeout:10 attempts:1\n")
+        scratch.write("nsswitch.conf", "hosts: dns\n")
+        let script = #"set -e; while [ "$1" != "--" ]; do mount --bind "$1" "$2"; shift 2; done; shift; exec "$@""#
+        let child = try #require(Child(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+            scratch.file("nsswitch.conf"), "/etc/nsswitch.conf", scratch.file("resolv.conf"), "/etc/resolv.conf", "--",
+            fasttraceBinary, "--netns", lab.namespace, "-w", "1", "web.lab.example", "443"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        usleep(1_500_000)  // the lookup hangs for 10 s; a signal used to wait for it
+        let sent = Date()
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        #expect(Date().timeIntervalSince(sent) < 2, "took \(Date().timeIntervalSince(sent)) s after the signal")
+        #expect(scratch.read("err") == "fasttrace: interrupted before any probe was sent\n", "\(scratch.read("err"))")
+        #expect(scratch.read("out").isEmpty)
+    }
+
+    @Test("--asn-db on something that is not a table with lines (/dev/zero): one line, exit 2, at once")
+    func asnDatabaseWithoutLines() throws {
+        let lab = try Lab.get()
+        let started = Date()
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-m", "1", "--asn-db", "/dev/zero",
+            lab.truth.kind(named: "open").example, "443"], timeout: 30)
+        #expect(r.status == 2 && r.stdout.isEmpty, "\(r.status) \(r.stderr)")
+        #expect(r.stderr == "fasttrace: --asn-db: /dev/zero: line 1 is longer than 1024 bytes: not an IP-to-AS table "
+            + "(a compressed file? decompress it first)\n", "\(r.stderr)")
+        #expect(Date().timeIntervalSince(started) < 10)
+    }
+
     @Test("A resolver that never answers delays names, never probes: traces right, run within the name timeout, names null")
     func slowResolverDelaysOnlyNames() throws {
         let lab = try Lab.get()
