@@ -245,7 +245,7 @@ loop_script() {
 }
 
 echo "== settings"
-echo "   fasttrace     --targets LIST -p $PORT --format json -q 1 -w $WAIT -m $MAXTTL --gap $GAP --rate $RATE"
+echo "   fasttrace     -n --targets LIST -p $PORT --format json -q 1 -w $WAIT -m $MAXTTL --gap $GAP --rate $RATE"
 echo "   scamper       -p $SCAMPER_PPS -w 0 -O json -c 'trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP' -f LIST"
 echo "                 (-p $SCAMPER_PPS is scamper's maximum packets/s; -w 0 = no limit on traces in parallel)"
 echo "   nmap          -sS -Pn -n -p $PORT --traceroute -T4 --min-rate 5000 -iL LIST -oX OUT"
@@ -263,7 +263,7 @@ for list in "${LISTS[@]}"; do
     limit=$(bound 180)
     if ((limit > 5)); then
         run fasttrace "$list" "$limit" "$WORK/fasttrace-$list.json" \
-            ip netns exec "$VNS" "$FASTTRACE" --targets "$file" -p "$PORT" --format json -q 1 -w "$WAIT" \
+            ip netns exec "$VNS" "$FASTTRACE" -n --targets "$file" -p "$PORT" --format json -q 1 -w "$WAIT" \
             -m "$MAXTTL" --gap "$GAP" --rate "$RATE"
         claimed=$(grep -o '[0-9]* probes sent' "$WORK/fasttrace-$list.err" | awk '{ print $1 }' | tail -n 1)
         score fasttrace "$list" "$WORK/fasttrace-$list.json" "$n" "rate $RATE${claimed:+, says $claimed sent}"
@@ -370,7 +370,7 @@ if have scamper; then
         printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" scamper "$RUN_WALL" \
             "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
         run fasttrace "eq$pair" "$(bound 120)" "$WORK/fasttrace-eq$pair.json" \
-            ip netns exec "$VNS" "$FASTTRACE" --targets "$EQ_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
+            ip netns exec "$VNS" "$FASTTRACE" -n --targets "$EQ_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
             -m "$MAXTTL" --gap "$GAP" --rate "$EQ_RATE"
         printf 'fasttrace\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$EQUAL"
         printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" fasttrace "$RUN_WALL" \
@@ -441,7 +441,7 @@ if (($(bound 240) > 30)); then
     # still silent learns nothing from them (see the README).
     sleep "$RL_REST"
     run fasttrace rl "$(bound 240)" "$WORK/fasttrace-rl.json" \
-        ip netns exec "$VNS" "$FASTTRACE" --targets "$RL_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
+        ip netns exec "$VNS" "$FASTTRACE" -n --targets "$RL_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
         -m "$MAXTTL" --gap "$GAP" --rate "$RATE"
     rl_score fasttrace "$WORK/fasttrace-rl.json"
     if have scamper && (($(bound 240) > 30)); then
