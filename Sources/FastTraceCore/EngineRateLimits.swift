@@ -157,6 +157,6 @@ extension TraceEngine {
         if silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position) {
             return .silentButAlive
         }
-        return book.isUnexplored(position, now: now) ? .unexplored : .silent
+        return book.isUnexplored(position, reach: configuration.gapLimit, now: now) ? .unexplored : .silent
     }
 }

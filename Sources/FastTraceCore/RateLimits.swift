@@ -52,6 +52,8 @@ struct PositionBook {
     private var entries: [Entry] = []
     /// Positions found rate-limited (for the summary; each TTL on any path counts as one too).
     private(set) var limitedPositions = 0
+    /// The deepest TTL (index) at which a router has answered ICMP in this run, or -1.
+    private(set) var deepestRouterTTL = -1
 
     init(capacity: Int = 1 << 16, reaskRate: Double = 8, reaskBurst: Double = 16, limitedRate: Double = 1,
         limitedBurst: Double = 2)
@@ -75,6 +77,7 @@ struct PositionBook {
 
     /// A router answered with ICMP at `position` (learnt for the position and for its TTL on any path).
     mutating func noteAnswer(at position: Position) {
+        deepestRouterTTL = max(deepestRouterTTL, Int(position.ttl))
         for p in [position, position.anyPath] {
             guard let i = entry(p) else { return }
             entries[i].answered = true
@@ -152,8 +155,8 @@ struct PositionBook {
     /// traces hear from a few routers and from most not at all, and a trace judged on that silence
     /// must not stop at the gap. In a run where no router was caught, silence is silence, as always.
     /// (Positions the book has no room for count as known.)
-    func isUnexplored(_ position: Position, now: UInt64) -> Bool {
-        guard limitedPositions > 0 else { return false }
+    func isUnexplored(_ position: Position, reach: Int, now: UInt64) -> Bool {
+        guard limitedPositions > 0, Int(position.ttl) < deepestRouterTTL + reach else { return false }
         if answers(at: position) || foundSilent(position, now: now) || foundSilent(position.anyPath, now: now) {
             return false
         }
