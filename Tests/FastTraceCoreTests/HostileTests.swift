@@ -279,6 +279,32 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
             "\(summary.reportedBeforeLimits) flagged, \(short.count) stopped short")
     }
 
+    @Test func underRateLimitsABlackHoleIsLookedPastOnlyAGapBeyondTheDeepestRouter() throws {
+        // Rate limits caught, half the destinations black holes after six limited routers: their TTLs
+        // past the routers are unexplored at first, but no router of the run ever answered there, so
+        // they are looked past by at most --gap TTLs, not to -m.
+        let net = SimulatedNetwork { d in
+            SimulatedPath(hops: Self.longLimitedPath, destination: d.value & 1 == 0 ? .listening(ports: [443]) : .blackHole)
+        }
+        let destinations: [(IPv4Address, UInt16)] = (0..<200).map { (i: Int) in
+            (IPv4Address(198, 19, 1, UInt8(i + 1)), 443)
+        }
+        let (results, summary) = try trace(net, destinations) {
+            $0.gapLimit = 2
+            $0.maxTTL = 20
+            $0.maxInFlight = 40
+        }
+        #expect(summary.rateLimitedPositions > 0)
+        for t in results {
+            if t.request.destination.value & 1 == 0 {
+                #expect(t.reached && t.state == .open && t.hops.count == 7)
+            } else {
+                // Six routers, at most --gap looked past, then --gap silent: 10 TTLs at most.
+                #expect(!t.reached && t.stopReason == .gapLimit && t.hops.count <= 6 + 2 + 2, "\(t.hops.count) hops")
+            }
+        }
+    }
+
     @Test func aSilentRouterIsNotRateLimited() throws {
         // Branches after r(9): one router answers, the other is silent; limits off everywhere. The silent
         // branch's hop shares a position with an answering router, so it is asked again, and stays `none`.
