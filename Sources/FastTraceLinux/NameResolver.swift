@@ -53,7 +53,7 @@ public final class NameResolver: @unchecked Sendable {
     /// The first call starts the threads: they inherit the caller's network namespace (and
     /// capabilities), so call it from the thread that runs the engine.
     public func ask(_ address: IPv4Address) -> NameBook.Answer {
-        let now = monotonicNanos()
+        let now = SystemClock.read(CLOCK_MONOTONIC)
         let (answer, startThreads) = monitor.locked {
             let (answer, queued) = book.ask(address, now: now)
             let startThreads = queued && !started
@@ -62,7 +62,7 @@ public final class NameResolver: @unchecked Sendable {
             return (answer, startThreads)
         }
         if startThreads {
-            for _ in 0..<limits.threads where !spawnThread({ [self] in resolveLoop() }) {
+            for _ in 0..<limits.threads where spawnDetachedThread({ [self] in resolveLoop() }) != 0 {
                 // No thread: the lookups queued stay unanswered and their callers time out.
                 break
             }
@@ -93,7 +93,7 @@ public final class NameResolver: @unchecked Sendable {
         while true {
             let address: IPv4Address? = monitor.locked {
                 while !stopped {
-                    if let next = book.nextLookup(now: monotonicNanos()) { return next }
+                    if let next = book.nextLookup(now: SystemClock.read(CLOCK_MONOTONIC)) { return next }
                     monitor.wait()
                 }
                 return nil
@@ -122,40 +122,8 @@ public final class NameResolver: @unchecked Sendable {
     return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
-/// CLOCK_MONOTONIC in nanoseconds.
-private func monotonicNanos() -> UInt64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-}
-
-/// Starts a detached thread running `body`; false if the system refused.
-private func spawnThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    let context = Unmanaged.passRetained(ResolverThreadBody(body))
-    var tid = pthread_t()
-    let rc = pthread_create(&tid, nil, { raw in
-        // SAFETY: `raw` is the retained ResolverThreadBody passed below; taken exactly once here.
-        Unmanaged<ResolverThreadBody>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, context.toOpaque())
-    guard rc == 0 else {
-        context.release()
-        return false
-    }
-    pthread_detach(tid)
-    return true
-}
-
-/// What a new resolver thread runs.
-private final class ResolverThreadBody: @unchecked Sendable {
-    // @unchecked Sendable: handed to exactly one new thread, never touched by the creator after.
-    let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-}
-
-/// Reads the file at `path` in chunks of `chunkBytes`, calling `body` with each (on this thread).
-/// Reads `path` in chunks, handing each to `body` until the end of the file, or until `body` returns
-/// false (the reader has seen enough: a file that is not what it should be, an interrupt).
+/// Reads the file at `path` in chunks of `chunkBytes`, handing each to `body` (on this thread) until the
+/// end of the file, or until `body` returns false (it has seen enough: a file that is not a table).
 public func readFileChunks(path: String, chunkBytes: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) -> Bool)
     throws(SystemError)
 {

@@ -314,19 +314,26 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     }
 
     private func spawn(_ body: @escaping @Sendable (TargetStream) -> Void) throws(SystemError) {
-        let context = Unmanaged.passRetained(ThreadContext { body(self) })
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { raw in
-            // SAFETY: `raw` is the retained ThreadContext passed below; taken exactly once here.
-            Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, context.toOpaque())
-        guard rc == 0 else {
-            context.release()
-            throw SystemError(operation: "pthread_create(target reader)", errno: rc)
-        }
-        pthread_detach(tid)
+        let rc = spawnDetachedThread { body(self) }
+        guard rc == 0 else { throw SystemError(operation: "pthread_create(target reader)", errno: rc) }
     }
+}
+
+/// Starts a detached thread running `body`. Returns 0, or pthread_create's error number.
+func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32 {
+    let context = Unmanaged.passRetained(ThreadContext(body))
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, nil, { raw in
+        // SAFETY: `raw` is the retained ThreadContext passed below; taken exactly once here.
+        Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue().body()
+        return nil
+    }, context.toOpaque())
+    guard rc == 0 else {
+        context.release()
+        return rc
+    }
+    pthread_detach(tid)
+    return 0
 }
 
 /// What a new thread runs.

@@ -231,27 +231,37 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         .rateLimited(r(last), perSecond: 1, burst: 6)
     }
 
-    @Test(arguments: [(3, 3), (1, 2), (3, 2), (1, 3)])
-    func aColdStartStopsNoTraceShort(probes: Int, gap: Int) throws {
-        // The routers' ICMP budgets are already spent when the run starts (earlier traffic to us), and
-        // another prober on this host takes half of what they refill for the first 6 s: the first traces
-        // hear almost nothing from the routers, long before anything is known of their positions.
+    /// 400 traces to open ports behind `longLimitedPath`, started cold: the routers' ICMP budgets are
+    /// already spent (earlier traffic to us), and another prober on this host takes `taken` of each
+    /// router's refill (per second) for the first 6 s.
+    static func coldStartRun(taken: Double, configure: (inout EngineConfiguration) -> Void) throws
+        -> (results: [TraceResult], summary: RunSummary)
+    {
         let destinations: [(IPv4Address, UInt16)] = (0..<400).map { (i: Int) in
             (IPv4Address(198, 19, UInt8(i / 250), UInt8(i % 250 + 1)), 443)
         }
         let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.longLimitedPath, destination: .listening(ports: [443])) }
         net.initialICMPTokens = 0
-        net.competingICMP = (perSecond: 0.5, untilNanos: net.now() + 6_000_000_000)
-        let (results, _) = try trace(net, destinations) {
-            $0.gapLimit = gap
-            $0.probesPerHop = probes
+        net.competingICMP = (perSecond: taken, untilNanos: net.now() + 6_000_000_000)
+        return try trace(net, destinations) {
             $0.maxTTL = 12
             $0.rate = 2000
+            configure(&$0)
+        }
+    }
+
+    @Test(arguments: [(3, 3), (1, 2), (3, 2), (1, 3)])
+    func aColdStartStopsNoTraceShort(probes: Int, gap: Int) throws {
+        // Half of every refill taken: the first traces hear almost nothing from the routers, long
+        // before anything is known of their positions.
+        let (results, _) = try Self.coldStartRun(taken: 0.5) {
+            $0.gapLimit = gap
+            $0.probesPerHop = probes
         }
         let short = results.filter { t in !(t.reached && t.state == PortState.open && t.hops.count == 7) }
         let first: String = short.first.map { (t: TraceResult) -> String in
             "\(t.request.destination) \(t.state) \(t.stopReason) \(t.hops.map(\.kind))"
-        } ?? "" 
+        } ?? ""
         #expect(short.isEmpty, "\(short.count) of \(results.count) wrong, first: \(first)")
     }
 
@@ -261,16 +271,8 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         // summary says how many traces were reported before a limit was caught, so none is silently so.
         // (When the whole run ends before the routers answer again, nothing tells it from a network that
         // drops all ICMP: see the README's limits.)
-        let destinations: [(IPv4Address, UInt16)] = (0..<400).map { (i: Int) in
-            (IPv4Address(198, 19, UInt8(i / 250), UInt8(i % 250 + 1)), 443)
-        }
-        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.longLimitedPath, destination: .listening(ports: [443])) }
-        net.initialICMPTokens = 0
-        net.competingICMP = (perSecond: 0.9, untilNanos: net.now() + 6_000_000_000)
-        let (results, summary) = try trace(net, destinations) {
+        let (results, summary) = try Self.coldStartRun(taken: 0.9) {
             $0.gapLimit = 3
-            $0.maxTTL = 12
-            $0.rate = 2000
             $0.maxInFlight = 40  // so that the run outlasts the competitor and catches the limits
         }
         let short = results.filter { t in !t.reached }
