@@ -139,8 +139,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let sendTimes: AtomicWordTable
     /// Per cell: `PackedReply` (receiver writes with release, scheduler reads with acquire).
     public let results: AtomicWordTable
-    /// Per cell: `epoch:16 | 0:15 | translated:1 | address:32`: the epoch of the occupant the result
-    /// belongs to and, when a NAT on the path had rewritten the destination, what the quote named.
+    /// Per cell: `epoch:16 | quotedTTL:8 | 0:7 | translated:1 | address:32`: the epoch of the occupant
+    /// the result belongs to, the TTL the ICMP error's quote carried (0 for destination answers), and,
+    /// when a NAT on the path had rewritten the destination, what the quote named.
     /// Written before the result's release store, so a reader that saw the result sees this or a later
     /// value. A later value can belong to the next reply: readers accept a result only when its own
     /// generation bits (the epoch's low two) and this word's epoch both name their occupant, so a late
@@ -316,7 +317,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let rtt = (timestampNanos - sent) / 1_000
         let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
-        details.storeRelaxed(cell, UInt64(epoch) << 48 | translated)
+        details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | translated)
         results.store(cell, packed.word)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }

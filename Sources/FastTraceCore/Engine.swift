@@ -116,8 +116,11 @@ public struct RunSummary: Sendable, Equatable {
     public var cancelled = false
     /// Traces cut short by the cancellation (reported with stop reason `interrupted`).
     public var interrupted = 0
-    /// Hops with no answer where rate limiting explains the silence.
+    /// Hops with no answer whose router the run caught rate-limiting (`rate-limited`).
     public var rateLimitedHops = 0
+    /// Hops with no answer where rate limiting is likely but the router is not known
+    /// (`likely-rate-limited`).
+    public var likelyRateLimitedHops = 0
     /// Positions (TTL after a given router) where a router was caught rate-limiting.
     public var rateLimitedPositions = 0
     /// Traces reported with plain silence (`none`) before any rate limit was caught, in a run that
@@ -189,6 +192,10 @@ public final class TraceEngine {
         /// Lowest TTL index the destination answered at, and lowest an unreachable came from.
         var destinationTTLIndex = Int.max
         var unreachableTTLIndex = Int.max
+        /// The cell whose unreachable is placed at `unreachableTTLIndex` because its quote says the router
+        /// sits there (probes sent past an unreachable router all come back from it), or -1 when the
+        /// unreachable answered a probe at that TTL itself.
+        var unreachableCell = -1
         /// When (the scheduler turn that) sent its last probe, for `probeSpacingNanos`.
         var lastSend: UInt64 = 0
         var silentRun = 0
@@ -565,7 +572,14 @@ public final class TraceEngine {
                 case .synAck, .reset:
                     slots[index].destinationTTLIndex = min(slots[index].destinationTTLIndex, ttlIndex)
                 case .unreachable:
-                    slots[index].unreachableTTLIndex = min(slots[index].unreachableTTLIndex, ttlIndex)
+                    // Where the router sits: the quote's TTL is what the probe had left when it got
+                    // there. A router without a route answers every probe that reaches it, whatever TTL
+                    // it was sent with, so the unreachable for a TTL-6 probe may come from hop 1.
+                    let at = unreachableTTLIndex(cell: cell, ttlIndex: ttlIndex)
+                    if at < slots[index].unreachableTTLIndex {
+                        slots[index].unreachableTTLIndex = at
+                        slots[index].unreachableCell = at == ttlIndex ? -1 : cell
+                    }
                 case .timeExceeded, .none:
                     break
                 }
@@ -586,6 +600,16 @@ public final class TraceEngine {
             slots[index].stopTTLIndex = s.unreachableTTLIndex
             slots[index].stopReason = .unreachable
         }
+    }
+
+    /// The TTL index an unreachable recorded in `cell` (a probe sent at `ttlIndex`) comes from: the
+    /// router is `sent − quoted + 1` hops out. A quote of 0 or 1, or one above what was sent (a router
+    /// that zeroes or rewrites it), places it where it was sent; one before the first TTL, at the first.
+    func unreachableTTLIndex(cell: Int, ttlIndex: Int) -> Int {
+        let quoted = Int(dispatcher.details.loadRelaxed(cell) >> 40 & 0xFF)
+        let sent = Int(grid.firstTTL) + ttlIndex
+        guard quoted > 1, quoted <= sent else { return ttlIndex }
+        return max(0, sent - quoted + 1 - Int(grid.firstTTL))
     }
 
     /// Settles TTLs in order; finishes the trace or queues it for more sending.

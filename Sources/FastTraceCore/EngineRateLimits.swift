@@ -7,18 +7,39 @@ import FastTraceWire
 
 extension TraceEngine {
     /// Why a probe at this TTL of this trace has no answer, as far as the run knows now:
-    /// - `rateLimited` when a router at this very position (the router below it known) was caught
-    ///   rate-limiting; or, in a run where routers were caught rate-limiting, when this trace is known to
-    ///   go on past this TTL (a deeper TTL answered): a router is there, and it did not answer;
+    /// - `rateLimited` when the run has shown it: the router at this hop is known (it answered this trace
+    ///   at this TTL, or it is the one router every trace saw right before this trace's next router) and
+    ///   it was caught answering some probes of a flow while dropping others;
+    /// - `likelyRateLimited` when rate limiting explains it but the router is not known: a router at this
+    ///   very position (the router below it known) was caught rate-limiting, or, in a run where routers
+    ///   were caught rate-limiting, this trace is known to go on past this TTL (a deeper TTL answered). A
+    ///   router that never sends ICMP, beside ones that rate-limit, looks exactly like this;
     /// - `unknown` when rate limiting explains silence at this TTL on other paths but this trace heard
     ///   nothing from here on: the silence may be a rate limit or the end of the path;
     /// - `timedOut` (plain `none`) when nothing in the run explains it.
     func silenceVerdict(_ index: Int, ttlIndex: Int) -> Silence {
         let position = position(index, ttlIndex: ttlIndex)
-        if position.upstream != 0 && book.caughtLimiting(at: position) { return .rateLimited }
-        guard book.limitedPositions > 0 else { return .timedOut }
-        if ttlIndex < deepestHeard(index) { return .rateLimited }
-        return book.isLimited(position) ? .unknown : .timedOut
+        if position.upstream == 0 || !book.caughtLimiting(at: position) {
+            guard book.limitedPositions > 0 else { return .timedOut }
+            guard ttlIndex < deepestHeard(index) else { return book.isLimited(position) ? .unknown : .timedOut }
+        }
+        if let here = knownRouter(index, ttlIndex: ttlIndex), book.isLimitingRouter(here) { return .rateLimited }
+        return .likelyRateLimited
+    }
+
+    /// The router this trace met at this TTL, as far as the run can tell: the one that answered it here;
+    /// at TTL 1, the one router any trace heard there (every probe leaves through the same gateway);
+    /// or else the one router every trace that heard both saw right before the router this trace met at
+    /// the next TTL. nil when the run cannot tell. (Not the one router seen *after* the router below:
+    /// a router that never answers, on a branch beside it, would be invisible to that rule. The lab's
+    /// silent router sits exactly so, beside the firewall and the NAT.)
+    func knownRouter(_ index: Int, ttlIndex: Int) -> UInt32? {
+        if let here = router(index, ttlIndex: ttlIndex) { return here.value }
+        if ttlIndex == 0 && grid.firstTTL == 1, let gateway = book.onlyFirstHop { return gateway }
+        guard ttlIndex < slots[index].stopTTLIndex, ttlIndex + 1 < grid.ttlCount,
+            let next = router(index, ttlIndex: ttlIndex + 1)
+        else { return nil }
+        return book.predecessor(ttl: UInt8(ttlIndex + 1), router: next.value)
     }
 
     /// The deepest TTL index of this trace that anything answered (a router or the destination), or -1.
@@ -106,12 +127,16 @@ extension TraceEngine {
         }
     }
 
-    /// The router (time exceeded or unreachable) that answered at this TTL, if any.
+    /// The router (time exceeded or unreachable) that answered at this TTL, if any: an unreachable whose
+    /// quote places its router at this TTL (from a probe sent further) counts here.
     func router(_ index: Int, ttlIndex: Int) -> IPv4Address? {
         let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
             let reply = PackedReply(word: dispatcher.results.load(row + attempt))
             if !reply.outcome.isFromDestination { return reply.responder }
+        }
+        if ttlIndex == slots[index].unreachableTTLIndex, slots[index].unreachableCell >= 0 {
+            return PackedReply(word: dispatcher.results.load(slots[index].unreachableCell)).responder
         }
         return nil
     }
@@ -145,13 +170,20 @@ extension TraceEngine {
     /// path past it.
     func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Settled {
         let position = position(index, ttlIndex: ttlIndex)
-        if router(index, ttlIndex: ttlIndex) != nil {
+        if let here = router(index, ttlIndex: ttlIndex) {
             book.noteAnswer(at: position)
+            if position.upstream != 0 {
+                book.notePath(ttl: UInt8(ttlIndex), router: here.value, previous: position.upstream)
+            }
+            if ttlIndex == 0 && grid.firstTTL == 1 { book.noteFirstHop(here.value) }
             // Same flow, same router, same moment: some tries answered, others not.
             let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
             var dropped = silentAny
             for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
-            if dropped { book.noteDrop(at: position, now: now) }
+            if dropped {
+                book.noteDrop(at: position, now: now)
+                book.noteLimitingRouter(here.value)
+            }
         }
         guard !answeredAny else { return .answered }
         if silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position) {

@@ -42,6 +42,19 @@ extension TraceEngine {
                 probes.append(ProbeResult(silence: verdict))
             }
         }
+        // An unreachable whose quote places its router here, from a probe sent further: shown here, in the
+        // first column nothing answered (or the last one), marked with the TTL it was sent with.
+        let slot = slots[index]
+        if ttlIndex == slot.unreachableTTLIndex, slot.unreachableCell >= 0,
+            !probes.contains(where: { if case .unreachable = $0.outcome { true } else { false } })
+        {
+            let cell = slot.unreachableCell
+            let reply = PackedReply(word: dispatcher.results.load(cell))
+            var placed = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+            let sentIndex = (cell - index * grid.cellsPerSlot) / grid.attempts
+            placed.sentTTL = UInt8(Int(grid.firstTTL) + sentIndex)
+            probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
+        }
         return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)
     }
 
@@ -71,17 +84,20 @@ extension TraceEngine {
             hops.reserveCapacity(lastTTL + 1)
             for ttlIndex in 0...lastTTL { hops.append(hop(index, ttlIndex: ttlIndex)) }
         }
-        // The port's state is what the destination said, wherever in the trace it said it.
-        var state = PortState.filtered
+        // The port's state is what the destination said, wherever in the trace it said it. A trace cut
+        // short before the destination said anything has no state: `filtered` is a finding, and an
+        // interrupted trace has not found it.
+        var state = cancelling ? PortState.unknown : PortState.filtered
+        var reached = false
         for hop in hops {
             for probe in hop.probes {
-                if probe.outcome == .synAck { state = .open }
-                if probe.outcome == .reset && state == .filtered { state = .closed }
+                if probe.outcome == .synAck { state = .open; reached = true }
+                if probe.outcome == .reset && !reached { state = .closed; reached = true }
             }
         }
         let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
         let result = TraceResult(
-            request: slot.request, hops: hops, reached: state != .filtered, state: state,
+            request: slot.request, hops: hops, reached: reached, state: state,
             stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent)
         slots[index].active = false
         activeCount -= 1
@@ -89,6 +105,7 @@ extension TraceEngine {
         summary.traces += 1
         if cancelling { summary.interrupted += 1 }
         summary.rateLimitedHops += hops.count { $0.isRateLimited }
+        summary.likelyRateLimitedHops += hops.count { $0.isLikelyRateLimited }
         if book.limitedPositions == 0 && hops.contains(where: { $0.probes.contains { $0.silence == .timedOut } }) {
             summary.reportedBeforeLimits += 1
         }

@@ -49,6 +49,18 @@ struct PositionBook {
     /// Burst of re-asks to a limited position.
     let limitedBurst: Double
     private var index: [Position: Int32] = [:]
+    /// Per (TTL, router): the router every trace that heard both saw right before it, or 0 when traces saw
+    /// different ones. What identifies the router a trace met at a TTL it heard nothing from.
+    private var predecessors: [RouterAt: UInt32] = [:]
+    /// Routers caught answering some probes of a flow while dropping others (rate limiting).
+    private var limitingRouters: Set<UInt32> = []
+    /// The router that answered at TTL 1 (0 once two different ones have), nil before any has.
+    private var firstHop: UInt32?
+
+    struct RouterAt: Hashable {
+        var ttl: UInt8
+        var router: UInt32
+    }
     private var entries: [Entry] = []
     /// Positions found rate-limited (for the summary; each TTL on any path counts as one too).
     private(set) var limitedPositions = 0
@@ -83,6 +95,39 @@ struct PositionBook {
             entries[i].answered = true
         }
     }
+
+    /// A trace heard `router` at `ttl` right after `previous` at the TTL below.
+    mutating func notePath(ttl: UInt8, router: UInt32, previous: UInt32) {
+        let key = RouterAt(ttl: ttl, router: router)
+        if let seen = predecessors[key] {
+            if seen != previous && seen != 0 { predecessors[key] = 0 }
+        } else if predecessors.count < capacity {
+            predecessors[key] = previous
+        }
+    }
+
+    /// The one router seen right before `router` at `ttl`, on every trace that heard both; nil when none
+    /// was or different ones were.
+    func predecessor(ttl: UInt8, router: UInt32) -> UInt32? {
+        guard let seen = predecessors[RouterAt(ttl: ttl, router: router)], seen != 0 else { return nil }
+        return seen
+    }
+
+    /// A router answered at TTL 1.
+    mutating func noteFirstHop(_ router: UInt32) {
+        if firstHop == nil { firstHop = router } else if firstHop != router { firstHop = 0 }
+    }
+
+    /// The one router that has answered at TTL 1 in this run, if only one has.
+    var onlyFirstHop: UInt32? { firstHop == 0 ? nil : firstHop }
+
+    /// `router` was caught answering some probes of one flow and not others.
+    mutating func noteLimitingRouter(_ router: UInt32) {
+        if limitingRouters.count < capacity { limitingRouters.insert(router) }
+    }
+
+    /// `router` was caught rate-limiting in this run.
+    func isLimitingRouter(_ router: UInt32) -> Bool { limitingRouters.contains(router) }
 
     /// A router at `position` answered some probes of one flow and not others (learnt for the position
     /// and for its TTL on any path).

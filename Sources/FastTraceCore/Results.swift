@@ -57,9 +57,14 @@ public enum ProbeOutcome: Sendable, Equatable, CustomStringConvertible {
 public enum Silence: String, Sendable, Equatable {
     /// Nothing came back within the wait time (after every retry and re-ask).
     case timedOut = "none"
-    /// Nothing came back, at a position where a router was caught rate-limiting its ICMP errors to us
-    /// during this run: the silence says nothing about the path.
+    /// Nothing came back from a router the run has shown rate-limiting its ICMP errors to us: the router
+    /// at this hop is known (the one every trace saw right before this trace's next router) and it was
+    /// caught answering some probes of a flow and dropping others. The silence says nothing about the path.
     case rateLimited = "rate-limited"
+    /// Nothing came back where routers answer other traces and rate limiting was caught in the run, but
+    /// the run cannot tell which router this trace met here: likely a rate limit, possibly a router that
+    /// never sends ICMP (the two look alike from here).
+    case likelyRateLimited = "likely-rate-limited"
     /// The run was interrupted before this probe's wait was over, or before it was sent.
     case interrupted
     /// Nothing came back, at a TTL where routers on other paths were caught rate-limiting, but past the
@@ -80,6 +85,9 @@ public struct ProbeResult: Sendable, Equatable {
     public var translatedDestination: IPv4Address?
     /// Why there is no answer; nil when there is one.
     public var silence: Silence?
+    /// The TTL the probe was sent with, when the answer is shown at another hop: an unreachable whose
+    /// quoted TTL says its router sits nearer than the TTL the probe carried. nil otherwise.
+    public var sentTTL: UInt8?
 
     public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: ProbeOutcome,
         translatedDestination: IPv4Address? = nil)
@@ -118,12 +126,14 @@ public struct HopResult: Sendable, Equatable {
     /// The translated destination the answers at this TTL quoted (DNAT detected), if any.
     public var translatedDestination: IPv4Address? { probes.lazy.compactMap(\.translatedDestination).first }
     /// The hop's kind as output prints it: the most telling outcome, or for a hop with no answer at all,
-    /// why: `rate-limited` when rate limiting explains the silence, `interrupted` when the run was cut
+    /// why: `rate-limited` when the run showed this hop's router rate-limiting, `likely-rate-limited`
+    /// when routers answer others there but this one cannot be told from a silent router, `interrupted` when the run was cut
     /// short before the wait was over, `unknown` when a rate limit or the end of the path may explain
     /// it, `none` otherwise.
     public var kind: String {
         if outcome != .none { return outcome.description }
         if probes.contains(where: { $0.silence == .rateLimited }) { return Silence.rateLimited.rawValue }
+        if probes.contains(where: { $0.silence == .likelyRateLimited }) { return Silence.likelyRateLimited.rawValue }
         if probes.contains(where: { $0.silence == .interrupted }) { return Silence.interrupted.rawValue }
         if probes.contains(where: { $0.silence == .unknown }) { return Silence.unknown.rawValue }
         return "none"
@@ -131,6 +141,9 @@ public struct HopResult: Sendable, Equatable {
 
     /// True when no probe at this TTL was answered and rate limiting explains it.
     public var isRateLimited: Bool { outcome == .none && probes.contains { $0.silence == .rateLimited } }
+    /// True when no probe at this TTL was answered, none is shown rate-limited, and rate limiting likely
+    /// explains it (`likely-rate-limited`).
+    public var isLikelyRateLimited: Bool { kind == Silence.likelyRateLimited.rawValue }
 
     /// The most telling outcome at this TTL: a destination answer beats unreachable beats time exceeded.
     public var outcome: ProbeOutcome {
@@ -148,8 +161,11 @@ public enum PortState: String, Sendable, Equatable {
     case open
     /// The destination answered RST.
     case closed
-    /// The destination never answered.
+    /// The destination never answered, and the trace ran to its end (gap limit, max TTL, unreachable).
     case filtered
+    /// The trace was cut short (interrupted) before the destination answered: the network has not said
+    /// anything about the port. JSON writes it as `null`, CSV as `unknown`, text names no state.
+    case unknown
 }
 
 /// Why a trace stopped probing further TTLs.
@@ -174,7 +190,7 @@ public struct TraceResult: Sendable, Equatable {
     public var hops: [HopResult]
     /// True when the destination answered (SYN-ACK or RST).
     public var reached: Bool
-    /// Open, closed or filtered.
+    /// Open, closed or filtered; `unknown` for a trace interrupted before the destination answered.
     public var state: PortState
     /// Why the trace stopped.
     public var stopReason: StopReason

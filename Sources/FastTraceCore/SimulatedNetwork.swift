@@ -6,14 +6,26 @@ import FastTraceWire
 
 /// One router position on a simulated path.
 public enum SimulatedHop: Sendable, Equatable {
+    /// True for the kinds that answer destination unreachable.
+    public var isUnreachable: Bool {
+        switch self {
+        case .unreachable, .rateLimitedUnreachable: true
+        default: false
+        }
+    }
+
     /// A router answering time exceeded from this address.
     case router(IPv4Address)
     /// A router that forwards but never sends ICMP.
     case silent
     /// Equal-cost routers: which one a probe meets depends on a hash of its 5-tuple.
     case ecmp([IPv4Address])
-    /// A router that answers destination unreachable (with code) and forwards nothing.
+    /// A router that answers destination unreachable (with code) and forwards nothing. Like a router with
+    /// no route, it answers every probe that reaches it, whatever TTL the probe has left (its quote says
+    /// how much).
     case unreachable(IPv4Address, code: UInt8)
+    /// The same, limiting its ICMP errors to us with a token bucket as `rateLimited` does.
+    case rateLimitedUnreachable(IPv4Address, code: UInt8, perSecond: Double, burst: Double)
     /// A router that answers time exceeded, but limits its ICMP errors to us with a token bucket
     /// (`perSecond` refill, `burst` deep) shared by every path it is on, as Linux does per destination.
     case rateLimited(IPv4Address, perSecond: Double, burst: Double)
@@ -196,12 +208,34 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             // What routers past the NAT see (and quote): the rewritten destination.
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
         }
+        // A router quotes the probe as it got it: with `ttl - hop + 1` left.
+        func quote(atHop hop: Int) -> [UInt8] {
+            var quoted = packet
+            quoted.withUnsafeMutableBytes { IPv4HeaderWriter($0).setTTL(UInt8(ttl - hop + 1)) }
+            return quoted
+        }
+        // The first unreachable router the probe reaches answers it, whatever TTL it has left.
+        if let u = path.hops.prefix(ttl).firstIndex(where: \.isUnreachable) {
+            let hop = u + 1
+            let reply: (IPv4Address, UInt8)?
+            switch path.hops[u] {
+            case .unreachable(let address, let code): reply = (address, code)
+            case .rateLimitedUnreachable(let address, let code, let perSecond, let burst):
+                reply = takeICMPToken(address, perSecond: perSecond, burst: burst) ? (address, code) : nil
+            default: reply = nil
+            }
+            if let (address, code) = reply {
+                schedule(Self.icmpError(type: 3, code: code, from: address, quoting: quote(atHop: hop)),
+                    delay: perHopDelayNanos * UInt64(hop))
+            }
+            return
+        }
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):
-                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: packet),
+                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl)),
                     delay: delay + (extraReplyDelay?(probe) ?? 0))
-            case .silent:
+            case .silent, .unreachable, .rateLimitedUnreachable:
                 break
             case .ecmp(let routers):
                 var h = UInt64(probe.source.value) &* 0x9E37_79B9_7F4A_7C15
@@ -209,30 +243,15 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 h ^= UInt64(probe.sourcePort) << 16 | UInt64(probe.destinationPort)
                 h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
                 let router = routers[Int((h >> 32) % UInt64(routers.count))]
-                schedule(Self.icmpError(type: 11, code: 0, from: router, quoting: packet), delay: delay)
-            case .unreachable(let address, let code):
-                schedule(Self.icmpError(type: 3, code: code, from: address, quoting: packet), delay: delay)
+                schedule(Self.icmpError(type: 11, code: 0, from: router, quoting: quote(atHop: ttl)), delay: delay)
             case .rateLimited(let address, let perSecond, let burst):
-                var bucket = icmpBuckets[address] ?? (initialICMPTokens.map { min($0, burst) } ?? burst, clockNanos)
-                var refill = Double(clockNanos - bucket.last) * perSecond / 1e9
-                if let (taken, until) = competingICMP, bucket.last < until {
-                    refill = max(0, refill - Double(min(clockNanos, until) - bucket.last) * taken / 1e9)
-                }
-                bucket.tokens = min(burst, bucket.tokens + refill)
-                bucket.last = clockNanos
-                if bucket.tokens >= 1 {
-                    bucket.tokens -= 1
-                    schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: packet),
+                if takeICMPToken(address, perSecond: perSecond, burst: burst) {
+                    schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl)),
                         delay: delay + (extraReplyDelay?(probe) ?? 0))
-                } else {
-                    rateLimitedDrops += 1
                 }
-                icmpBuckets[address] = bucket
             }
             return
         }
-        // Routers before the first unreachable one forward; an unreachable hop stops everything.
-        for hop in path.hops { if case .unreachable = hop { return } }
         switch path.destination {
         case .blackHole: return
         case .listening(let ports):
@@ -244,6 +263,25 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 destinationPort: probe.sourcePort, acknowledgement: probe.sequence &+ 1 &+ (open ? 0 : payload),
                 flags: open ? TCPLayout.syn | TCPLayout.ack : TCPLayout.rst | TCPLayout.ack), delay: delay)
         }
+    }
+
+    /// Takes one token from a rate-limited router's ICMP bucket (shared by every path it is on); false,
+    /// counted as a rate-limited drop, when it is empty.
+    private func takeICMPToken(_ address: IPv4Address, perSecond: Double, burst: Double) -> Bool {
+        var bucket = icmpBuckets[address] ?? (initialICMPTokens.map { min($0, burst) } ?? burst, clockNanos)
+        var refill = Double(clockNanos - bucket.last) * perSecond / 1e9
+        if let (taken, until) = competingICMP, bucket.last < until {
+            refill = max(0, refill - Double(min(clockNanos, until) - bucket.last) * taken / 1e9)
+        }
+        bucket.tokens = min(burst, bucket.tokens + refill)
+        bucket.last = clockNanos
+        defer { icmpBuckets[address] = bucket }
+        guard bucket.tokens >= 1 else {
+            rateLimitedDrops += 1
+            return false
+        }
+        bucket.tokens -= 1
+        return true
     }
 
     private func schedule(_ bytes: [UInt8], delay: UInt64) {

@@ -37,6 +37,10 @@ public struct ParsedReply: Sendable, Equatable {
     public var replyTTL: UInt8
     /// The IPv4 ID of the quoted probe header (ICMP errors); 0 for TCP replies, which quote none.
     public var quotedIPID: UInt16
+    /// The TTL of the quoted probe header (ICMP errors): what the probe had left when the responder got
+    /// it, so the responder sits `probe TTL − quotedTTL + 1` hops out (as scamper and yarrp read it).
+    /// 0 for TCP replies, and from routers that zero it.
+    public var quotedTTL: UInt8
 
     /// True for an ICMP error, which quotes the probe's IPv4 header (and so its ID).
     @inlinable public var quotesProbe: Bool { kind == .timeExceeded || kind == .unreachable }
@@ -46,7 +50,7 @@ public struct ParsedReply: Sendable, Equatable {
     public init(
         kind: ReplyKind, icmpCode: UInt8, responder: IPv4Address, probeSource: IPv4Address,
         probeDestination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16, tagWord: UInt32,
-        replyTTL: UInt8, quotedIPID: UInt16 = 0
+        replyTTL: UInt8, quotedIPID: UInt16 = 0, quotedTTL: UInt8 = 0
     ) {
         self.kind = kind
         self.icmpCode = icmpCode
@@ -58,6 +62,7 @@ public struct ParsedReply: Sendable, Equatable {
         self.tagWord = tagWord
         self.replyTTL = replyTTL
         self.quotedIPID = quotedIPID
+        self.quotedTTL = quotedTTL
     }
 }
 
@@ -105,7 +110,7 @@ public enum ReplyParser {
             kind: kind, icmpCode: icmp.code, responder: ip.source,
             probeSource: quoted.source, probeDestination: quoted.destination,
             sourcePort: tcp.sourcePort, destinationPort: tcp.destinationPort,
-            tagWord: tcp.sequence, replyTTL: ip.ttl, quotedIPID: quoted.identification)
+            tagWord: tcp.sequence, replyTTL: ip.ttl, quotedIPID: quoted.identification, quotedTTL: quoted.ttl)
     }
 
     /// The target's own SYN+ACK or RST+ACK, acknowledging the probe's sequence number plus one.

@@ -511,7 +511,8 @@ struct FastTrace: ParsableCommand {
         parts.append("\(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), forged \(d.forged), "
             + "stale \(d.stale), premature \(d.premature))")
         parts.append(counted(Int(d.duplicates), "duplicate"))
-        parts.append("\(counted(result.rateLimitedHops, "rate-limited hop")) (\(counted(Int(result.reasksSent), "re-ask")))")
+        parts.append("\(counted(result.rateLimitedHops, "rate-limited hop")), \(result.likelyRateLimitedHops) likely "
+            + "(\(counted(Int(result.reasksSent), "re-ask")))")
         if early > 0 {
             parts.append("\(counted(early, "trace")) reported before any rate limit was caught (their * may be rate limits)")
         }

@@ -159,7 +159,9 @@ struct TextFormatter {
     /// `[AS???]` where the table has no AS), `[open]`/`[closed]` after the
     /// destination, `!H`-style marks after unreachable answers, a new address printed where an attempt
     /// met a different router. A probe the run was interrupted before waiting for prints `?`; a hop
-    /// whose silence rate limiting explains ends in `[rate-limited]`.
+    /// whose router the run caught rate-limiting ends in `[rate-limited]`, one where rate limiting is
+    /// likely but the router unknown in `[likely rate-limited]`; an unreachable placed here by its
+    /// quoted TTL from a deeper probe says `(sent with TTL N)`.
     func hopLine(_ hop: HopResult, _ annotator: HopAnnotator = .plain) -> String {
         var line = hop.ttl < 10 ? " \(hop.ttl) " : "\(hop.ttl) "
         var lastAddress: IPv4Address?
@@ -176,9 +178,12 @@ struct TextFormatter {
             }
             line += "  " + formatMillis(rtt) + " ms"
             if case .unreachable(let code) = probe.outcome { line += " " + unreachableMark(code) }
+            if let sent = probe.sentTTL { line += " (sent with TTL \(sent))" }
         }
         if hop.probes.contains(where: { $0.silence == .rateLimited }) {
             line += "  [rate-limited]"
+        } else if hop.probes.contains(where: { $0.silence == .likelyRateLimited }) {
+            line += "  [likely rate-limited]"
         } else if hop.outcome == .none && hop.probes.contains(where: { $0.silence == .unknown }) {
             line += "  [rate-limited or end of path]"
         }
@@ -208,7 +213,9 @@ struct TextFormatter {
         case .maxTTL: how = "not reached within TTL \(result.hops.last?.ttl ?? 0)"
         case .interrupted: how = "interrupted after \(result.hops.count) TTLs (partial)"
         }
-        var lines = ["\(target) port \(result.request.port): \(result.state.rawValue), \(how)"]
+        // An interrupted trace the destination never answered has no state to name (not `filtered`).
+        let state = result.state == .unknown ? "" : result.state.rawValue + ", "
+        var lines = ["\(target) port \(result.request.port): \(state)\(how)"]
         var lastTranslation: IPv4Address?
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
@@ -271,9 +278,16 @@ enum JSONFormatter {
         out.appendAddress(result.request.source)
         out.appendLiteral("\",\"sport\":")
         out.appendDecimal(UInt64(result.sourcePort))
-        out.appendLiteral(result.reached ? ",\"reached\":true,\"state\":\"" : ",\"reached\":false,\"state\":\"")
-        out.appendText(result.state.rawValue)
-        out.appendLiteral("\",\"stop\":\"")
+        out.appendLiteral(result.reached ? ",\"reached\":true,\"state\":" : ",\"reached\":false,\"state\":")
+        // null: the trace was interrupted before the destination said anything about the port.
+        if result.state == .unknown {
+            out.appendLiteral("null")
+        } else {
+            out.appendLiteral("\"")
+            out.appendText(result.state.rawValue)
+            out.appendLiteral("\"")
+        }
+        out.appendLiteral(",\"stop\":\"")
         out.appendText(result.stopReason.rawValue)
         out.appendLiteral("\",\"probes_sent\":")
         out.appendDecimal(UInt64(max(0, result.probesSent)))
@@ -316,6 +330,15 @@ enum JSONFormatter {
             if limited > 0 && outcome != .none {
                 out.appendLiteral(",\"rate_limited\":")
                 out.appendDecimal(UInt64(limited))
+            }
+            let likely = hop.probes.count { $0.silence == .likelyRateLimited }
+            if likely > 0 && outcome != .none {
+                out.appendLiteral(",\"likely_rate_limited\":")
+                out.appendDecimal(UInt64(likely))
+            }
+            if let sent = hop.probes.lazy.compactMap(\.sentTTL).first {
+                out.appendLiteral(",\"sent_ttl\":")
+                out.appendDecimal(UInt64(sent))
             }
             if case .unreachable(let code) = outcome {
                 out.appendLiteral(",\"code\":")

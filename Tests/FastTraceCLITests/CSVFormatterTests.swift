@@ -21,15 +21,17 @@ func answered(_ from: IPv4Address, _ micros: UInt32, _ outcome: ProbeOutcome = .
 func trace(_ hops: [HopResult], name: String? = nil, port: UInt16 = 443, destination: IPv4Address = target,
     stop: StopReason? = nil) -> TraceResult
 {
-    var state = PortState.filtered
+    // As the engine assembles it: an interrupted trace the destination never answered has no state.
+    var state = stop == .interrupted ? PortState.unknown : PortState.filtered
     for probe in hops.flatMap(\.probes) {
         if probe.outcome == .synAck { state = .open }
-        if probe.outcome == .reset && state == .filtered { state = .closed }
+        if probe.outcome == .reset && (state == .filtered || state == .unknown) { state = .closed }
     }
+    let reached = state == .open || state == .closed
     return TraceResult(
         request: TraceRequest(index: 0, destination: destination, port: port, source: source, name: name),
-        hops: hops, reached: state != .filtered, state: state,
-        stopReason: stop ?? (state != .filtered ? .destination : .gapLimit), sourcePort: 40000,
+        hops: hops, reached: reached, state: state,
+        stopReason: stop ?? (reached ? .destination : .gapLimit), sourcePort: 40000,
         probesSent: hops.count * 3)
 }
 
@@ -117,7 +119,7 @@ let pythonReader = """
             + "1,198.18.0.1,time-exceeded,,,,0.050,0.050,0.050,time-exceeded,time-exceeded,time-exceeded")
         #expect(lines[2] == "198.51.100.10,,80,tcp,192.0.2.1,40000,false,filtered,unreachable,,6,"
             + "2,198.18.0.41,unreachable,13,,,0.060,0.060,0.060,unreachable,unreachable,unreachable")
-        #expect(lines[3] == "198.51.100.10,,8080,tcp,192.0.2.1,40000,false,filtered,interrupted,,0,,,,,,,,,,,,")
+        #expect(lines[3] == "198.51.100.10,,8080,tcp,192.0.2.1,40000,false,unknown,interrupted,,0,,,,,,,,,,,,")
         #expect(lines[4] == "")
     }
 

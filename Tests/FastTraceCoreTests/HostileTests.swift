@@ -186,7 +186,8 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
             })
         let t = try #require(results.first)
         #expect(summary.cancelled && summary.interrupted == 1)
-        #expect(t.stopReason == .interrupted && !t.reached && t.state == .filtered)
+        // Cut short before the destination said anything: no state (not `filtered`, which is a finding).
+        #expect(t.stopReason == .interrupted && !t.reached && t.state == .unknown)
         // Only TTLs some probe went to; probes not waited for say so instead of `*`.
         // The routers at TTL 1-3 answered; TTLs 4 and 5 (the window of 2 past them) were probed and not
         // waited for; nothing beyond was probed, so nothing beyond is shown.
@@ -216,14 +217,18 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
             // Reach, state and the destination's TTL are right for every trace.
             #expect(t.reached && t.state == .open && t.stopReason == .destination)
             #expect(t.hops.count == 5 && t.hops.last?.firstResponder == t.request.destination)
-            // Every hop is either what the network said or marked as rate-limited: never a wrong router,
-            // never an unexplained `*`.
+            // Every hop is either what the network said or marked as rate-limited (shown, or likely where
+            // the run cannot tell which router the trace met): never a wrong router, never an unexplained `*`.
             for (i, hop) in t.hops.prefix(3).enumerated() {
-                #expect(hop.firstResponder == [r(1), r(5), r(9)][i] || hop.isRateLimited, "\(t.request.destination) ttl \(hop.ttl): \(hop.kind)")
+                #expect(hop.firstResponder == [r(1), r(5), r(9)][i] || hop.isRateLimited || hop.isLikelyRateLimited,
+                    "\(t.request.destination) ttl \(hop.ttl): \(hop.kind)")
             }
             #expect(t.hops[3].firstResponder == r(13))
         }
-        #expect(summary.rateLimitedHops > 0 && summary.rateLimitedPositions >= 1)
+        // One path: the routers are known from the traces that heard them, so most silences are shown
+        // rate-limited; only a silent TTL between two silent ones (TTL 2 here) cannot name its router.
+        print("rate-limited \(summary.rateLimitedHops), likely \(summary.likelyRateLimitedHops)")
+        #expect(summary.rateLimitedHops > summary.likelyRateLimitedHops && summary.rateLimitedPositions >= 1)
     }
 
     /// A lab-like path: six routers, every one rate-limiting ICMP to us as Linux does by default.

@@ -23,7 +23,7 @@ struct CapturedReplyTests {
             name: "time exceeded from the router (hping3 -t 1)", hex: CapturedFixtures.timeExceeded,
             expected: ParsedReply(
                 kind: .timeExceeded, icmpCode: 0, responder: router, probeSource: vantage, probeDestination: target,
-                sourcePort: 40001, destinationPort: 443, tagWord: 659_328_528, replyTTL: 64, quotedIPID: 4097)),
+                sourcePort: 40001, destinationPort: 443, tagWord: 659_328_528, replyTTL: 64, quotedIPID: 4097, quotedTTL: 1)),
         Case(
             name: "SYN-ACK from the listener on 443", hex: CapturedFixtures.synAck,
             expected: ParsedReply(
@@ -38,18 +38,18 @@ struct CapturedReplyTests {
             name: "host unreachable from the router's reject rule", hex: CapturedFixtures.hostUnreachable,
             expected: ParsedReply(
                 kind: .unreachable, icmpCode: 1, responder: router, probeSource: vantage, probeDestination: target,
-                sourcePort: 40004, destinationPort: 82, tagWord: 560_714_626, replyTTL: 64, quotedIPID: 4100)),
+                sourcePort: 40004, destinationPort: 82, tagWord: 560_714_626, replyTTL: 64, quotedIPID: 4100, quotedTTL: 63)),
         Case(
             name: "time exceeded quoting a header with a record-route option",
             hex: CapturedFixtures.timeExceededQuotingOptions,
             expected: ParsedReply(
                 kind: .timeExceeded, icmpCode: 0, responder: router, probeSource: vantage, probeDestination: target,
-                sourcePort: 40005, destinationPort: 443, tagWord: 424_415_921, replyTTL: 64, quotedIPID: 4101)),
+                sourcePort: 40005, destinationPort: 443, tagWord: 424_415_921, replyTTL: 64, quotedIPID: 4101, quotedTTL: 1)),
         Case(
             name: "admin-prohibited from the target's reject rule", hex: CapturedFixtures.adminProhibited,
             expected: ParsedReply(
                 kind: .unreachable, icmpCode: 13, responder: target, probeSource: vantage, probeDestination: target,
-                sourcePort: 40006, destinationPort: 83, tagWord: 1_930_870_991, replyTTL: 63, quotedIPID: 4102)),
+                sourcePort: 40006, destinationPort: 83, tagWord: 1_930_870_991, replyTTL: 63, quotedIPID: 4102, quotedTTL: 63)),
     ]
 
     @Test("parses every field", arguments: cases)

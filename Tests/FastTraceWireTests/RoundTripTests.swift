@@ -43,7 +43,7 @@ struct RoundTripTests {
         #expect(reply == ParsedReply(
             kind: .timeExceeded, icmpCode: 0, responder: Self.router, probeSource: Self.us,
             probeDestination: Self.target, sourcePort: p.sourcePort, destinationPort: 443, tagWord: p.sequence,
-            replyTTL: 250, quotedIPID: p.ipID))
+            replyTTL: 250, quotedIPID: p.ipID, quotedTTL: tag.ttl))
         #expect(verified(reply, flow(tag)) == tag)
     }
 
