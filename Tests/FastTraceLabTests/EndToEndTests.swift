@@ -126,21 +126,22 @@ struct JSONTrace {
     var target: String
     var port: Int
     var reached: Bool
-    var state: String
+    /// nil when JSON says `null`: an interrupted trace the destination never answered.
+    var state: String?
     var stop: String
     var hops: [Hop]
 
     init?(line: Substring) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
             let target = object["target"] as? String, let port = object["port"] as? Int,
-            let reached = object["reached"] as? Bool, let state = object["state"] as? String,
+            let reached = object["reached"] as? Bool, object["state"] is String || object["state"] is NSNull,
             let stop = object["stop"] as? String, let hops = object["hops"] as? [[String: Any]],
             object["protocol"] as? String == "tcp"
         else { return nil }
         self.target = target
         self.port = port
         self.reached = reached
-        self.state = state
+        self.state = object["state"] as? String
         self.stop = stop
         self.hops = hops.map { h in
             Hop(ttl: h["ttl"] as? Int ?? -1, addr: h["addr"] as? String,
