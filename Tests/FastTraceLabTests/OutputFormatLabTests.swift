@@ -24,7 +24,7 @@ let csvToJSONLines = #"""
     rows = list(csv.reader(io.StringIO(raw, newline=""), strict=True))
     if rows[0] != expected: sys.exit("header %r" % rows[0])
     answers = {"time-exceeded", "unreachable", "syn-ack", "rst"}
-    silences = {"none", "rate-limited", "unknown", "interrupted"}
+    silences = {"none", "rate-limited", "likely-rate-limited", "unknown", "interrupted"}
     traces, order, done = {}, [], set()
     for n, row in enumerate(rows[1:], 2):
         if len(row) != len(expected): sys.exit("row %d has %d fields: %r" % (n, len(row), row))
@@ -48,7 +48,7 @@ let csvToJSONLines = #"""
             if bool(rtt) != (reply in answers): sys.exit("row %d: rtt %r with reply %r" % (n, rtt, reply))
         if r["kind"] not in answers | silences: sys.exit("row %d: kind %r" % (n, r["kind"]))
         # The hop's kind is its most telling reply; a silent hop's, the first reason its probes give in this order.
-        told = [k for k in ("rate-limited", "interrupted", "unknown", "none") if k in replies]
+        told = [k for k in ("rate-limited", "likely-rate-limited", "interrupted", "unknown", "none") if k in replies]
         if r["kind"] not in (replies if r["kind"] in answers else told[:1]): sys.exit("row %d: kind %r, replies %r" % (n, r["kind"], replies))
         hop = {"ttl": int(r["ttl"]), "addr": r["addr"] or None, "kind": r["kind"],
                "rtt_ms": [float(x) if x else None for x in rtts], "replies": replies}
