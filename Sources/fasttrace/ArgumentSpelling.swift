@@ -85,15 +85,18 @@ enum ArgumentSpelling {
                 continue
             }
             if argument == "--" { return nil }
+            let body = argument.drop { $0 == "-" }.lowercased()
+            if argument.hasPrefix("-"), argument != "-h", argument != "--help",
+                ["h", "he", "hel", "help", "hlep", "hepl", "halp", "?", "usage"].contains(body)
+            {
+                return argument  // before splitting: `-hlep` would be `-h -l ep`
+            }
             if argument.hasPrefix("--") {
                 valueNext = !argument.contains("=") && valuedLong.contains(String(argument.dropFirst(2)))
             } else if argument.hasPrefix("-"), let last = splitCluster(argument.dropFirst()) {
                 valueNext = last.valueNext
                 continue
             }
-            guard argument.hasPrefix("-"), argument != "-h", argument != "--help" else { continue }
-            let body = argument.drop { $0 == "-" }.lowercased()
-            if ["h", "he", "hel", "help", "hlep", "hepl", "halp", "?", "usage"].contains(body) { return argument }
         }
         return nil
     }

@@ -116,8 +116,8 @@ struct FastTrace: ParsableCommand {
     var q: Int { qOption ?? Defaults.q }
 
     @Option(name: .customLong("retries"), parsing: .unconditional, help: ArgumentHelp(
-        "Send a probe that got no answer again, up to N times, before printing * (-q x (1+N) <= 8; "
-            + "default: \(Defaults.retries)).", valueName: "n"))
+        "Send a probe that got no answer again, up to N times, before printing *; -q x (1+N) <= 8 "
+            + "(default: \(Defaults.retries)).", valueName: "n"))
     var retriesOption: Int?
     var retries: Int { retriesOption ?? Defaults.retries }
 

@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func helpAskedForTheWrongWayIsFound() {
-        for wrong in ["-help", "-HELP", "--h", "-he", "-hel", "--hlep", "-?", "--Help", "-usage"] {
+        for wrong in ["-help", "-HELP", "--h", "-he", "-hel", "--hlep", "-hlep", "-?", "--Help", "-usage"] {
             #expect(ArgumentSpelling.misspelledHelp(in: ["198.18.0.1", wrong]) == wrong, "\(wrong)")
         }
         for fine in [["-h"], ["--help"], ["-nh"], ["--netns", "-help"], ["--", "-help"], ["-s", "-help"], ["help"]] {
