@@ -3,8 +3,9 @@
 // list is traced on the same ports, so a repeated (address, port) is exactly a repeated address: one
 // set of addresses is enough.
 //
-// Memory: single addresses (and names' addresses) in a hash set of 32-bit values, about 8 bytes per
-// address at the set's load (a 1,000,000-line list: 8.4 MB; measured in SeenTargetsTests); a prefix is
+// Memory: single addresses (and names' addresses) in a hash set of 32-bit values, about 9 bytes per
+// address at the set's load (measured, release build: 1,000,000 addresses 9 MB of RSS and 0.1 s to
+// insert and look each up once; 4,194,304, the limit, 34 MB and 0.7 s); a prefix is
 // one entry in a second set, never its addresses, so a /16 costs 8 bytes, not 65,536 entries. Asking
 // costs one lookup in the first set and one per distinct prefix length listed (at most 33). Past
 // `limit` addresses the set stops growing: later repeats of addresses it could not record are traced
