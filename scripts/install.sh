@@ -121,13 +121,10 @@ fi
 
 stage=$(mktemp -d /tmp/fasttrace-install.XXXXXX)
 trap 'rm -rf "$stage"' EXIT
-# The page is dated by the last commit, so the same source gives the same page.
+# The page is dated by the last commit, so the same source gives the same page. man-page.sh drops the
+# implicit `help` subcommand generate-manual lists and writes every exit status.
 date=$(git -C "$repo" log -1 --format=%cs 2>/dev/null || date +%F)
-"$bindir/generate-manual" "$bindir/fasttrace" --date "$date" --output-directory "$stage" >/dev/null
-[[ -s $stage/fasttrace.1 ]] || die "generate-manual wrote no fasttrace.1"
-# generate-manual lists argument-parser's implicit `help` subcommand, and so puts a `subcommand`
-# argument first in the synopsis; fasttrace has none, so that one line goes.
-sed -i '/^\.Ar subcommand$/d' "$stage/fasttrace.1"
+"$repo/scripts/man-page.sh" "$bindir/fasttrace" "$bindir/generate-manual" "$date" "$stage/fasttrace.1"
 for shell in bash zsh fish; do
     "$bindir/fasttrace" --generate-completion-script "$shell" >"$stage/completion.$shell"
     [[ -s $stage/completion.$shell ]] || die "no $shell completion script"
@@ -164,6 +161,19 @@ install -m 0644 "$stage/completion.fish" "$fish_completion"
     for f in "${files[@]}" "$manifest"; do echo "file $f"; done
 } >"$manifest"
 chmod 0644 "$manifest"
+
+# A binary in a directory other users cannot search (a 0700 home, a private /tmp directory) is one only
+# root can run, whatever its own mode and capabilities: say so, naming the directories.
+closed=()
+d=$(dirname "$bin")
+while :; do
+    [[ $(( $(stat -c '%#a' -- "$d") & 01 )) -ne 0 ]] || closed+=("$d ($(stat -c '%a' -- "$d"))")
+    [[ $d == / ]] && break
+    d=$(dirname "$d")
+done
+if (( ${#closed[@]} > 0 )); then
+    echo "install.sh: warning: other users cannot search ${closed[*]}: only root can run $bin (chmod o+x, or install elsewhere)" >&2
+fi
 
 echo "install.sh: installed into $prefix:"
 echo "  $bin  ($(getcap "$bin" | sed 's/^[^ ]* //'); $(du -h "$bin" | cut -f1))"

@@ -31,6 +31,7 @@ summary() {
 
 echo "== build"
 swift build --build-tests 2>&1 | quiet
+swift build --product generate-manual 2>&1 | quiet  # for the man page test (CommandLineTests)
 
 status=0
 log=$(mktemp /tmp/fasttrace-test.XXXXXX)

@@ -11,11 +11,40 @@ public struct InputLine: Sendable, Equatable {
     public var text: String
     /// True when the line was longer than `LineSplitter.maxLineBytes` and the rest was dropped.
     public var truncated: Bool
+    /// True when the line (before any `#`) is not valid UTF-8; `text` then spells each invalid byte out
+    /// as `\xNN`, so a message quoting it shows the bytes that are there.
+    public var invalidUTF8: Bool
 
-    public init(number: Int, text: String, truncated: Bool = false) {
+    public init(number: Int, text: String, truncated: Bool = false, invalidUTF8: Bool = false) {
         self.number = number
         self.text = text
         self.truncated = truncated
+        self.invalidUTF8 = invalidUTF8
+    }
+}
+
+/// `bytes` as text with every byte that is not part of valid UTF-8 written out as `\xNN`, and whether
+/// there was any.
+public func decodingUTF8EscapingInvalid(_ bytes: some Collection<UInt8>) -> (text: String, invalid: Bool) {
+    var parser = Unicode.UTF8.ForwardParser()
+    var iterator = bytes.makeIterator()
+    var text = ""
+    var invalid = false
+    var pending = Array(bytes).makeIterator()
+    while true {
+        switch parser.parseScalar(from: &iterator) {
+        case .valid(let encoded):
+            text.unicodeScalars.append(Unicode.UTF8.decode(encoded))
+            for _ in 0..<encoded.count { _ = pending.next() }
+        case .error(let length):
+            invalid = true
+            for _ in 0..<length {
+                let byte = pending.next() ?? 0
+                text += "\\x" + (byte < 0x10 ? "0" : "") + String(byte, radix: 16)
+            }
+        case .emptyInput:
+            return (text, invalid)
+        }
     }
 }
 
@@ -59,7 +88,17 @@ public struct LineSplitter: Sendable {
 
     private mutating func takeLine() -> InputLine {
         number += 1
-        let line = InputLine(number: number, text: String(decoding: partial, as: UTF8.self), truncated: partialTruncated)
+        // A UTF-8 byte-order mark (what some Windows editors put first) is not part of line 1.
+        if number == 1 && partial.starts(with: [0xEF, 0xBB, 0xBF]) { partial.removeFirst(3) }
+        // Bytes after a `#` are a comment (a Latin-1 comment is fine); before it they must be UTF-8.
+        let hash = partial.firstIndex(of: UInt8(ascii: "#")) ?? partial.endIndex
+        var text = String(decoding: partial, as: UTF8.self)
+        var invalid = false
+        if partial[..<hash].contains(where: { $0 >= 0x80 }) {
+            let decoded = decodingUTF8EscapingInvalid(partial[..<hash])
+            if decoded.invalid { (text, invalid) = (decoded.text, true) }
+        }
+        let line = InputLine(number: number, text: text, truncated: partialTruncated, invalidUTF8: invalid)
         partial.removeAll(keepingCapacity: true)
         partialTruncated = false
         return line
@@ -72,6 +111,9 @@ extension TargetParser {
     public static func parseLine(_ line: InputLine, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
         -> Result<TargetSpec?, ReasonError>
     {
+        if line.invalidUTF8 {
+            return .failure(ReasonError("'\(Substring(line.text).trimmingWhitespace())' is not valid UTF-8 (invalid bytes shown as \\xNN)"))
+        }
         if line.truncated && !line.text.contains("#") {
             return .failure(ReasonError("line is longer than \(LineSplitter.maxLineBytes) bytes"))
         }

@@ -55,6 +55,9 @@ public enum TargetParser {
     public static func parseTarget(_ text: Substring, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
         -> Result<TargetSpec, ReasonError>
     {
+        if looksLikeIPv6(text) {
+            return .failure(ReasonError("'\(text)' is an IPv6 address: only IPv4 targets are traced for now"))
+        }
         if let slash = text.firstIndex(of: "/") {
             let addressText = text[..<slash]
             let lengthText = text[text.index(after: slash)...]
@@ -70,9 +73,21 @@ public enum TargetParser {
                     "'\(text)' expands to \(size) addresses; the cap is \(maxPrefixAddresses) (--max-prefix-addresses)"))
             }
             let mask = IPv4Address.prefixMask(length: length)
-            return .success(length == 32 ? .address(address) : .prefix(IPv4Address(address.value & mask), length: length))
+            let base = IPv4Address(address.value & mask)
+            // A prefix inside a block no host can be in is refused whole; one that only overlaps such a
+            // block (a /3 or wider) has those addresses refused one by one as it expands.
+            if length == 32 { return parseTarget(Substring(address.description)) }
+            if let block = NonHostBlock.all.first(where: { $0.length <= length && $0.contains(base) }) {
+                return .failure(ReasonError("'\(text)' is in the \(block.name) block \(block): no host has these addresses"))
+            }
+            return .success(.prefix(base, length: length))
         }
-        if let address = IPv4Address(String(text)) { return .success(.address(address)) }
+        if let address = IPv4Address(String(text)) {
+            if let block = NonHostBlock.containing(address) {
+                return .failure(ReasonError("'\(text)' is \(block.phrase), not a host's: nothing to trace"))
+            }
+            return .success(.address(address))
+        }
         if text.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
             if text.split(separator: ".").contains(where: { $0.count > 1 && $0.first == "0" }) {
                 return .failure(ReasonError(
@@ -194,6 +209,14 @@ public enum TargetParser {
         !text.isEmpty && text.allSatisfy { $0.isASCII && $0.isNumber }
     }
 
+    /// Hex digits and colons with at least two colons (`::1`, `2001:db8::/32`, `::ffff:1.2.3.4`): an
+    /// IPv6 address or prefix, which no hostname can be (a name has no colon).
+    static func looksLikeIPv6(_ text: Substring) -> Bool {
+        let address = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)[0]
+        return address.filter { $0 == ":" }.count >= 2
+            && address.allSatisfy { $0 == ":" || $0 == "." || $0.isHexDigit }
+    }
+
     static func isHostname(_ text: Substring) -> Bool {
         guard !text.isEmpty, text.count <= 253 else { return false }
         let labels = text.split(separator: ".", omittingEmptySubsequences: false)
@@ -304,5 +327,127 @@ public struct TraceRequestIterator: IteratorProtocol {
                 onSkip(line, target, "\(address): \(error.reason)")
             }
         }
+    }
+}
+
+/// An IPv4 block no host can have an address in (RFC 6890): a target there is refused, never probed.
+public struct NonHostBlock: Sendable, Equatable, CustomStringConvertible {
+    /// First address of the block.
+    public var base: IPv4Address
+    /// Prefix length.
+    public var length: Int
+    /// What one address of it is, as a sentence says it: `the limited broadcast address`.
+    public var phrase: String
+    /// What the block is: `multicast`.
+    public var name: String
+
+    /// Most specific first: `containing` returns the first that matches.
+    public static let all: [NonHostBlock] = [
+        NonHostBlock(base: IPv4Address(0), length: 32, phrase: "the unspecified address", name: "unspecified"),
+        NonHostBlock(base: IPv4Address(0xFFFF_FFFF), length: 32, phrase: "the limited broadcast address",
+            name: "limited broadcast"),
+        NonHostBlock(base: IPv4Address(0), length: 8, phrase: "a \"this network\" address (0.0.0.0/8)",
+            name: "\"this network\""),
+        NonHostBlock(base: IPv4Address(224, 0, 0, 0), length: 4, phrase: "a multicast address (224.0.0.0/4)",
+            name: "multicast"),
+        NonHostBlock(base: IPv4Address(240, 0, 0, 0), length: 4, phrase: "a reserved address (240.0.0.0/4)",
+            name: "reserved"),
+    ]
+
+    /// The block `address` is in, or nil for an address a host may have.
+    public static func containing(_ address: IPv4Address) -> NonHostBlock? {
+        all.first { $0.contains(address) }
+    }
+
+    /// Whether `address` is in this block.
+    public func contains(_ address: IPv4Address) -> Bool {
+        address.value & IPv4Address.prefixMask(length: length) == base.value
+    }
+
+    public var description: String { "\(base)/\(length)" }
+}
+
+/// Says why an address cannot be a host's: one of the `NonHostBlock`s, or the network or broadcast
+/// address of a prefix this host is on (an interface's address and length; /31 and /32 have neither,
+/// RFC 3021). The command line asks it for every target, a name's address and each address a prefix
+/// expands to.
+public struct HostAddressCheck: Sendable {
+    /// A prefix this host has an address in.
+    public struct OnLink: Sendable, Equatable {
+        public var address: IPv4Address
+        public var length: Int
+        public var interface: String
+        public init(address: IPv4Address, length: Int, interface: String) {
+            self.address = address
+            self.length = length
+            self.interface = interface
+        }
+    }
+
+    private let onLink: [OnLink]
+
+    public init(onLink: [OnLink] = []) {
+        self.onLink = onLink.filter { $0.length <= 30 }
+    }
+
+    /// Why `address` is no host's (`the broadcast address of 198.18.0.0/30 (on veth0)`), or nil.
+    public func problem(_ address: IPv4Address) -> String? {
+        if let block = NonHostBlock.containing(address) { return "\(block.phrase), not a host's: nothing to trace" }
+        for prefix in onLink {
+            let mask = IPv4Address.prefixMask(length: prefix.length)
+            let network = prefix.address.value & mask
+            guard address.value & mask == network else { continue }
+            let name = "\(IPv4Address(network))/\(prefix.length) (on \(prefix.interface))"
+            if address.value == network { return "the network address of \(name), not a host's: nothing to trace" }
+            if address.value == network | ~mask { return "the broadcast address of \(name), not a host's: nothing to trace" }
+        }
+        return nil
+    }
+}
+
+/// A port list with what it repeated: `-p https,443` is port 443 once, and says so.
+public struct PortList: Sendable, Equatable {
+    /// The ports, each once, in the order first given.
+    public var ports: [UInt16]
+    /// Ports given more than once: the port, the item that first gave it, and the one that repeated it.
+    public var repeats: [Repeat]
+
+    public struct Repeat: Sendable, Equatable {
+        public var port: UInt16
+        public var first: String
+        public var again: String
+    }
+
+    /// One line about the repeats (nil when none): `port 443 is listed twice ('https' and '443'): traced
+    /// once`; with several, the first three and how many in all.
+    public var repeatsNote: String? {
+        guard let one = repeats.first else { return nil }
+        func pair(_ r: Repeat) -> String { r.first == r.again ? "'\(r.first)' twice" : "'\(r.first)' and '\(r.again)'" }
+        if repeats.count == 1 { return "port \(one.port) is listed twice (\(pair(one))): it is traced once" }
+        let shown = repeats.prefix(3).map { "\($0.port): \(pair($0))" }.joined(separator: "; ")
+        return "\(repeats.count) ports are listed more than once (\(shown)\(repeats.count > 3 ? "; …" : "")): "
+            + "each is traced once"
+    }
+}
+
+extension TargetParser {
+    /// `parsePorts`, also saying which ports were given more than once.
+    public static func parsePortList(_ text: String, service: (Substring) -> UInt16?) -> Result<PortList, ReasonError> {
+        var list = PortList(ports: [], repeats: [])
+        var firstItem: [UInt16: Substring] = [:]
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard case .success(let ports) = parsePorts(String(item), service: service) else {
+                return parsePorts(String(item), service: service).map { _ in list }
+            }
+            for port in ports {
+                if let first = firstItem[port] {
+                    list.repeats.append(.init(port: port, first: String(first), again: String(item)))
+                } else {
+                    firstItem[port] = item
+                    list.ports.append(port)
+                }
+            }
+        }
+        return .success(list)
     }
 }

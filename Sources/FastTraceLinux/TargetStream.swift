@@ -6,7 +6,9 @@
 //
 // Order: requests come out in input order, except that a name's requests come out when its lookup
 // finishes, so a slow name holds up nothing but itself.
-// A malformed line ends the reading: every line before it is still traced, nothing after it is.
+// A line that cannot be used (malformed, IPv6, not UTF-8, an address no host has) is skipped and
+// reported with its number, and the rest of the list goes on. A target listed again (also through a
+// name or a prefix that holds it) is dropped and counted: each target × port is traced once.
 
 #if canImport(Glibc)
 import Glibc
@@ -39,12 +41,23 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
 
     /// Something for the scheduler thread to report: a line (or part of one) that was skipped.
     public struct Skip: Sendable, Equatable {
+        /// What was left out.
+        public enum Kind: Sendable, Equatable {
+            /// A line that is not a target (malformed, IPv6, …): nothing of it is traced.
+            case line
+            /// Addresses that cannot be traced (no address for a name, no usable route).
+            case targets
+            /// Addresses listed before: traced once, where first listed.
+            case duplicates
+        }
         /// Line number in the list.
         public var line: Int
         /// Why, e.g. `198.19.99.0/24: no route to host for 256 of 256 addresses`.
         public var reason: String
-        /// Addresses (traces per port) skipped.
+        /// Addresses (traces per port) left out; 0 for a line that is not a target.
         public var count: Int
+        /// What was left out.
+        public var kind: Kind = .targets
     }
 
     private enum Item {
@@ -66,7 +79,9 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         var produced = 0
         var handedOut = 0
         var skipped = 0
-        var failure: TargetInputError?
+        var linesSkipped = 0
+        var duplicates = 0
+        var seen = SeenTargets()
         var readError: SystemError?
     }
 
@@ -79,14 +94,18 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     private let limits: Limits
     private let resolve: Resolve
     private let sourceFor: SourceFor
+    private let deduplicate: Bool
     private let monitor = Monitor()
     private var state: State
     /// Called on the polling (scheduler) thread for every skipped line, in queue order.
     public var onSkip: (Skip) -> Void = { _ in }
 
     /// Opens `path` (`-` is standard input) for reading. Throws if it cannot be opened.
+    /// With `deduplicate` false every line is traced as often as it is listed.
     public init(path: String, ports: [UInt16], maxPrefixAddresses: Int, limits: Limits = Limits(),
-                resolve: @escaping Resolve, sourceFor: @escaping SourceFor) throws(SystemError) {
+                deduplicate: Bool = true, resolve: @escaping Resolve, sourceFor: @escaping SourceFor)
+        throws(SystemError)
+    {
         precondition(!ports.isEmpty && limits.resolverThreads >= 1)
         sourceName = path
         if path == "-" {
@@ -109,6 +128,7 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         self.limits = limits
         self.resolve = resolve
         self.sourceFor = sourceFor
+        self.deduplicate = deduplicate
         state = State(queue: BoundedQueue(capacity: limits.queueCapacity),
                       names: BoundedQueue(capacity: limits.queuedNames))
     }
@@ -139,10 +159,15 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     public var produced: Int { monitor.locked { state.produced } }
     /// Addresses skipped so far (no address for a name, no usable route).
     public var skipped: Int { monitor.locked { state.skipped } }
+    /// Lines skipped so far because they are not targets (malformed, IPv6, not UTF-8, …).
+    public var linesSkipped: Int { monitor.locked { state.linesSkipped } }
+    /// Addresses dropped so far because they were listed before.
+    public var duplicates: Int { monitor.locked { state.duplicates } }
+    /// True when the duplicate check ran out of room (`SeenTargets.limit` addresses): later repeats of
+    /// addresses it could not record were traced again.
+    public var duplicateCheckFull: Bool { monitor.locked { state.seen.full } }
     /// The total number of requests once everything is read and resolved, else nil.
     public var total: Int? { monitor.locked { isComplete ? state.produced : nil } }
-    /// The malformed line that ended the reading, if any.
-    public var failure: TargetInputError? { monitor.locked { state.failure } }
     /// A failed read of the list, if any.
     public var readError: SystemError? { monitor.locked { state.readError } }
 
@@ -209,24 +234,26 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         }
     }
 
-    /// Parses and expands one line; false when reading must stop (a malformed line, or cancelled).
+    /// Parses and expands one line; false when reading must stop (cancelled).
     private func handle(_ line: InputLine) -> Bool {
         switch TargetParser.parseLine(line, maxPrefixAddresses: maxPrefixAddresses) {
         case .failure(let error):
-            monitor.locked {
-                state.failure = TargetInputError(source: sourceName, line: line.number, reason: error.reason)
-            }
-            return false
+            return push(.skip(Skip(line: line.number, reason: error.reason, count: 0, kind: .line)))
         case .success(nil):
             return true
         case .success(.address(let address)?):
             return emit(line: line.number, address: address, name: nil)
         case .success(.prefix(let base, let length)?):
             let size = 1 << (32 - length)
-            var skipped = 0
-            var reason: String?
+            let spec = TargetSpec.prefix(base, length: length)
+            var skipped = 0, repeated = 0
+            var reason: String?, firstSkip: (IPv4Address, String)?, reasonsDiffer = false
             for offset in 0..<size {
                 let address = IPv4Address(base.value &+ UInt32(offset))
+                if deduplicate && monitor.locked({ state.seen.contains(address) }) {
+                    repeated += 1
+                    continue
+                }
                 switch sourceFor(address) {
                 case .success(let source):
                     for port in ports where !push(.request(destination: address, port: port, source: source, name: nil)) {
@@ -234,14 +261,24 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
                     }
                 case .failure(let error):
                     skipped += 1
-                    if reason == nil { reason = error.reason }
+                    if reason == nil { (reason, firstSkip) = (error.reason, (address, error.reason)) }
+                    reasonsDiffer = reasonsDiffer || error.reason != reason
                 }
             }
-            // One notice for the whole prefix, however many of its addresses have no usable route.
-            if skipped > 0 {
-                let spec = TargetSpec.prefix(base, length: length)
-                return push(.skip(Skip(line: line.number,
-                    reason: "\(spec): \(reason!) for \(skipped) of \(size) addresses", count: skipped)))
+            if deduplicate { monitor.locked { state.seen.insertPrefix(base, length: length) } }
+            if repeated > 0 {
+                let what = repeated == size ? "all \(size) addresses" : "\(repeated) of \(size) addresses"
+                guard push(.skip(Skip(line: line.number, reason: "\(spec): \(what) listed before: traced once",
+                    count: repeated, kind: .duplicates)))
+                else { return false }
+            }
+            // One notice for the whole prefix, however many of its addresses cannot be traced.
+            if skipped > 0, let reason, let firstSkip {
+                let (address, first) = firstSkip
+                let text = reasonsDiffer
+                    ? "\(spec): \(skipped) of \(size) addresses cannot be traced, first \(address): \(first)"
+                    : "\(spec): \(reason) for \(skipped) of \(size) addresses"
+                return push(.skip(Skip(line: line.number, reason: text, count: skipped)))
             }
             return true
         case .success(.hostname(let host)?):
@@ -255,8 +292,14 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         }
     }
 
-    /// Queues the requests for one address (all ports), or a skip if it cannot be probed.
+    /// Queues the requests for one address (all ports), or a skip if it cannot be probed, or a
+    /// duplicate notice if it was listed before.
     private func emit(line: Int, address: IPv4Address, name: String?) -> Bool {
+        if deduplicate && !monitor.locked({ state.seen.insert(address) }) {
+            let what = name.map { "\($0) (\(address))" } ?? address.description
+            return push(.skip(Skip(line: line, reason: "\(what): listed before: traced once", count: 1,
+                kind: .duplicates)))
+        }
         switch sourceFor(address) {
         case .success(let source):
             for port in ports where !push(.request(destination: address, port: port, source: source, name: name)) {
@@ -284,7 +327,12 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
             state.queue.push(item)
             switch item {
             case .request: state.produced += 1
-            case .skip(let skip): state.skipped += skip.count
+            case .skip(let skip):
+                switch skip.kind {
+                case .line: state.linesSkipped += 1
+                case .targets: state.skipped += skip.count
+                case .duplicates: state.duplicates += skip.count
+                }
             }
             return true
         }
@@ -304,7 +352,7 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
             guard let job else { return }
             switch resolve(job.host) {
             case .success(let address): _ = emit(line: job.line, address: address, name: job.host)
-            case .failure(let error): _ = push(.skip(Skip(line: job.line, reason: error.reason, count: 1)))
+            case .failure(let error): _ = push(.skip(Skip(line: job.line, reason: error.reason, count: 1, kind: .targets)))
             }
             monitor.locked {
                 state.resolving -= 1

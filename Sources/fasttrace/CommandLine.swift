@@ -3,6 +3,7 @@
 // value, exit status 2. Help, version and completion-script requests print in full on stdout and exit 0.
 
 import ArgumentParser
+import FastTraceCore
 
 #if canImport(Glibc)
 import Glibc
@@ -12,14 +13,29 @@ extension FastTrace {
     static func main() {
         // Not necessarily a FastTrace: `--help` parses as the parser's own help command, whose run()
         // prints the help.
+        let given = Array(CommandLine.arguments.dropFirst())
+        if let argument = invalidUTF8Argument() {
+            Out.error("fasttrace: argument '\(argument)' is not valid UTF-8 (invalid bytes shown as \\xNN)")
+            Glibc.exit(ExitStatus.badInput.rawValue)
+        }
+        // `-help` and its kin: the parser would suggest some other option or miss a value for `-l`.
+        if let wrong = ArgumentSpelling.misspelledHelp(in: given) {
+            Out.error("fasttrace: unknown option '\(wrong)': for the help, use --help (or -h)")
+            Glibc.exit(ExitStatus.badInput.rawValue)
+        }
+        // `fasttrace help`, as the man page lists it: the help, not a trace to a host named help.
+        if given.count == 1 && given[0].lowercased() == "help" {
+            Out.raw(helpMessage() + "\n", fd: 1)
+            Glibc.exit(ExitStatus.done.rawValue)
+        }
         let command: ParsableCommand
         do {
-            command = try parseAsRoot()
+            command = try parseAsRoot(ArgumentSpelling.splittingAttachedValues(given))
         } catch {
             // --help, --version, --generate-completion-script…: the parser's own full text, exit 0.
             if exitCode(for: error) == .success { exit(withError: error) }
             Out.error("fasttrace: " + usageErrorLine(message(for: error)))
-            Glibc.exit(2)
+            Glibc.exit(ExitStatus.badInput.rawValue)
         }
         do {
             var command = command
@@ -50,4 +66,19 @@ extension Substring {
         while s.last == set { s = s.dropLast() }
         return s
     }
+}
+
+/// The first argument that is not valid UTF-8, its invalid bytes written out as `\xNN`, or nil. (Swift's
+/// `CommandLine.arguments` would have replaced them with U+FFFD: a file name with a Latin-1 byte would
+/// then not be found, and a message would not show what was typed.)
+func invalidUTF8Argument() -> String? {
+    for index in 1..<Int(CommandLine.argc) {
+        guard let pointer = CommandLine.unsafeArgv[index] else { continue }
+        // SAFETY: argv strings are NUL-terminated and live for the whole process.
+        let bytes = UnsafeBufferPointer(start: UnsafeRawPointer(pointer).assumingMemoryBound(to: UInt8.self),
+            count: strlen(pointer))
+        let decoded = decodingUTF8EscapingInvalid(bytes)
+        if decoded.invalid { return decoded.text }
+    }
+    return nil
 }

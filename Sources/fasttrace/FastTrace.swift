@@ -19,6 +19,41 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json, csv, dot
 }
 
+/// `--dnat` / `--no-dnat`.
+enum DNATReport: String, EnumerableFlag {
+    case dnat, noDnat
+
+    static func name(for value: DNATReport) -> NameSpecification {
+        value == .dnat ? .customLong("dnat") : .customLong("no-dnat")
+    }
+
+    static func help(for value: DNATReport) -> ArgumentHelp? {
+        switch value {
+        case .dnat:
+            ArgumentHelp("Print \"Detected DNAT to ADDR\" before the hop whose quote first shows the destination "
+                + "rewritten (tcptraceroute's --dnat).")
+        case .noDnat:
+            ArgumentHelp("Do not print those lines (default: --no-dnat, as in tcptraceroute); such replies are "
+                + "matched either way.")
+        }
+    }
+}
+
+/// The options' defaults, in one place: the code and the help texts (and so the man page) read them.
+enum Defaults {
+    static let f = 1
+    static let m = 30
+    static let q = 3
+    static let retries = 0
+    static let w = 3.0
+    static let t = "0"
+    static let l = 40
+    static let nameTimeout = 2.0
+    static let rate = 2000
+    static let format = OutputFormat.text
+    static let maxInFlight = 4096
+}
+
 @main
 struct FastTrace: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,9 +70,8 @@ struct FastTrace: ParsableCommand {
             Needs root, or CAP_NET_RAW and CAP_BPF (CAP_NET_RAW alone where \
             kernel.unprivileged_bpf_disabled=0; --netns needs root): scripts/install.sh grants them \
             with setcap. All capabilities are dropped once the sockets and filter are open.
-            Exit status: 0 done (and a single target reached), 1 a single target not reached or a \
-            system failure, 2 bad input, 130 interrupted.
-            Shell completions: fasttrace --generate-completion-script bash|zsh|fish.
+            Exit status: \(ExitStatus.summary).
+            For this help, fasttrace --help, -h or fasttrace help. Shell completions: fasttrace --generate-completion-script bash|zsh|fish.
             """,
         version: FastTraceVersion.versionLine)
 
@@ -64,19 +98,28 @@ struct FastTrace: ParsableCommand {
         help: ArgumentHelp("Send through this interface only (default: the route's).", valueName: "interface"))
     var i: String?
 
-    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("First TTL, 1...255.", valueName: "ttl"))
-    var f: Int = 1
+    // Defaults are written into the help texts (and the options are optional, so the parser does not
+    // add its own "(default: …)" as well): the man page, made from these texts, states them too.
+    @Option(name: .customShort("f"), parsing: .unconditional,
+        help: ArgumentHelp("First TTL, 1...255 (default: \(Defaults.f)).", valueName: "ttl"))
+    var fOption: Int?
+    var f: Int { fOption ?? Defaults.f }
 
-    @Option(name: .short, parsing: .unconditional, help: ArgumentHelp("Maximum TTL, 1...255.", valueName: "ttl"))
-    var m: Int = 30
+    @Option(name: .customShort("m"), parsing: .unconditional,
+        help: ArgumentHelp("Maximum TTL, 1...255 (default: \(Defaults.m)).", valueName: "ttl"))
+    var mOption: Int?
+    var m: Int { mOption ?? Defaults.m }
 
-    @Option(name: .short, parsing: .unconditional,
-        help: ArgumentHelp("Probes per hop, 1...8.", valueName: "probes"))
-    var q: Int = 3
+    @Option(name: .customShort("q"), parsing: .unconditional,
+        help: ArgumentHelp("Probes per hop, 1...8 (default: \(Defaults.q)).", valueName: "probes"))
+    var qOption: Int?
+    var q: Int { qOption ?? Defaults.q }
 
-    @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Send a probe that got no answer again, up to N times, before printing * (-q x (1+N) <= 8).", valueName: "n"))
-    var retries: Int = 0
+    @Option(name: .customLong("retries"), parsing: .unconditional, help: ArgumentHelp(
+        "Send a probe that got no answer again, up to N times, before printing *; -q x (1+N) <= 8 "
+            + "(default: \(Defaults.retries)).", valueName: "n"))
+    var retriesOption: Int?
+    var retries: Int { retriesOption ?? Defaults.retries }
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
         "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that "
@@ -85,30 +128,38 @@ struct FastTrace: ParsableCommand {
         valueName: "n"))
     var reasks: Int?
 
-    @Option(name: .short, parsing: .unconditional,
+    @Option(name: .customShort("w"), parsing: .unconditional,
         help: ArgumentHelp(
-            "Seconds to wait for each reply, more than 0 and at most 60 (fractions allowed).", valueName: "seconds"))
-    var w: Double = 3
+            "Seconds to wait for each reply, 0.001 to 60, fractions allowed (default: \(formatNumber(Defaults.w))).",
+            valueName: "seconds"))
+    var wOption: Double?
+    var w: Double { wOption ?? Defaults.w }
 
-    @Option(name: .short, parsing: .unconditional,
-        help: ArgumentHelp("IP type of service, 0...255, decimal or hex (0x10).", valueName: "tos"))
-    var t: String = "0"
+    @Option(name: .customShort("t"), parsing: .unconditional,
+        help: ArgumentHelp("IP type of service, 0...255, decimal or hex such as 0x10 (default: \(Defaults.t)).",
+            valueName: "tos"))
+    var tOption: String?
+    var t: String { tOption ?? Defaults.t }
 
-    @Option(name: .short, parsing: .unconditional,
-        help: ArgumentHelp("Total packet length, 40...1500 (40: a bare SYN).", valueName: "bytes"))
-    var l: Int = 40
+    @Option(name: .customShort("l"), parsing: .unconditional,
+        help: ArgumentHelp("Total packet length, 40...1500; 40 is a bare SYN (default: \(Defaults.l)).",
+            valueName: "bytes"))
+    var lOption: Int?
+    var l: Int { lOption ?? Defaults.l }
 
     @Option(name: .short, parsing: .unconditional,
         help: ArgumentHelp("Source address (one of this host's; default: the route's).", valueName: "address"))
     var s: String?
 
-    @Flag(name: .short, help: "Numeric output: no reverse name lookups.")
+    @Flag(name: .short, help: "Numeric output: no reverse name lookups (default: names are looked up).")
     var n = false
 
-    @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Seconds to wait for a hop's reverse name before printing it without one, more than 0 and at most 60.",
+    @Option(name: .customLong("name-timeout"), parsing: .unconditional, help: ArgumentHelp(
+        "Seconds to wait for a hop's reverse name before printing it without one, more than 0 and at most 60 "
+            + "(default: \(formatNumber(Defaults.nameTimeout))).",
         valueName: "seconds"))
-    var nameTimeout: Double = 2
+    var nameTimeoutOption: Double?
+    var nameTimeout: Double { nameTimeoutOption ?? Defaults.nameTimeout }
 
     @Option(name: .customLong("asn-db"), parsing: .unconditionalSingleValue, help: ArgumentHelp(
         "IP-to-AS table (iptoasn.com TSV, CAIDA pfx2as, or PREFIX/LEN ASN lines): AS numbers for hops. "
@@ -120,10 +171,11 @@ struct FastTrace: ParsableCommand {
             + "by default they are shown as numbers."))
     var namesForPrivate = false
 
-    @Flag(inversion: .prefixedNo, help: ArgumentHelp(
-        "Print \"Detected DNAT to ADDR\" where a router's quote shows the destination was rewritten "
-            + "(tcptraceroute's --dnat)."))
-    var dnat = false
+    // Two flags with a text each (an inverted flag pair shares one text, which read "Print …" for
+    // --no-dnat in the man page); the last one given wins.
+    @Flag(exclusivity: .chooseLast)
+    var dnatOption: DNATReport?
+    var dnat: Bool { dnatOption == .dnat }
 
     @Flag(name: .customLong("no-dnat-strict"), help: ArgumentHelp(
         "Ignore ICMP errors whose quote names another destination than the target (tcptraceroute's "
@@ -143,27 +195,35 @@ struct FastTrace: ParsableCommand {
             "Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
     var sourcePort: Int?
 
-    @Option(parsing: .unconditional,
-        help: ArgumentHelp("Probes per second for the whole run, 1...10000000.", valueName: "probes/s"))
-    var rate: Int = 2000
+    @Option(name: .customLong("rate"), parsing: .unconditional,
+        help: ArgumentHelp("Probes per second for the whole run, 1...10000000 (default: \(Defaults.rate)).",
+            valueName: "probes/s"))
+    var rateOption: Int?
+    var rate: Int { rateOption ?? Defaults.rate }
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
         "Stop a trace after N consecutive silent hops; 0 = never (default: 5 in batch mode, 0 for one target).",
         valueName: "hops"))
     var gap: Int?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Output format: text, json (JSON lines, one object per finished trace), csv (one row per hop) or dot (a Graphviz graph of all traces, written at the end).",
+    @Option(name: .customLong("format"), parsing: .unconditional, help: ArgumentHelp(
+        "Output format: text, json (JSON lines, one object per finished trace), csv (one row per hop) or dot "
+            + "(a Graphviz graph of all traces, written at the end) (default: \(Defaults.format.rawValue)).",
         valueName: "format"))
-    var format: OutputFormat = .text
+    var formatOption: OutputFormat?
+    var format: OutputFormat { formatOption ?? Defaults.format }
 
-    @Option(parsing: .unconditional,
-        help: ArgumentHelp("Most traces in flight at once, 1...16384.", valueName: "traces"))
-    var maxInFlight: Int = 4096
+    @Option(name: .customLong("max-in-flight"), parsing: .unconditional,
+        help: ArgumentHelp("Most traces in flight at once, 1...16384 (default: \(Defaults.maxInFlight)).",
+            valueName: "traces"))
+    var maxInFlightOption: Int?
+    var maxInFlight: Int { maxInFlightOption ?? Defaults.maxInFlight }
 
-    @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Largest CIDR prefix a target line may expand to, in addresses (65536: a /16).", valueName: "addresses"))
-    var maxPrefixAddresses: Int = TargetParser.defaultMaxPrefixAddresses
+    @Option(name: .customLong("max-prefix-addresses"), parsing: .unconditional, help: ArgumentHelp(
+        "Largest CIDR prefix a target line may expand to, in addresses (default: "
+            + "\(TargetParser.defaultMaxPrefixAddresses), a /16).", valueName: "addresses"))
+    var maxPrefixAddressesOption: Int?
+    var maxPrefixAddresses: Int { maxPrefixAddressesOption ?? TargetParser.defaultMaxPrefixAddresses }
 
     @Option(parsing: .unconditional,
         help: ArgumentHelp("Run inside this network namespace (as `ip netns exec NAME` would).", valueName: "name"))
@@ -171,6 +231,11 @@ struct FastTrace: ParsableCommand {
 
     @Flag(help: "Print the summary line even for a single target.")
     var summary = false
+
+    /// For scripts/man-page.sh: the exit statuses, one `STATUS<TAB>MEANING` line each, for the man page's
+    /// EXIT STATUS section (generate-manual writes only "0 on success, >0 if an error occurs").
+    @Flag(name: .customLong("exit-statuses"), help: .private)
+    var printExitStatuses = false
 
     mutating func run() throws {
         do {
@@ -188,6 +253,10 @@ struct FastTrace: ParsableCommand {
     }
 
     private func execute() throws {
+        if printExitStatuses {
+            Out.raw(ExitStatus.table, fd: 1)
+            return
+        }
         // First, before anything can take time: a SIGINT or SIGTERM from now on ends the run honestly
         // (reported as interrupted, exit 130), however early it comes.
         installSignalHandlers()
@@ -198,8 +267,11 @@ struct FastTrace: ParsableCommand {
         let batch = targetsFile != nil
         if port != nil && p != nil { throw UsageFailure("give the port either after HOST or with -p, not both") }
         let ports: [UInt16]
-        switch TargetParser.parsePorts(port ?? p ?? "80", service: tcpServicePort) {
-        case .success(let list): ports = list
+        switch TargetParser.parsePortList(port ?? p ?? "80", service: tcpServicePort) {
+        case .success(let list):
+            ports = list.ports
+            // `-p https,443` is one port: traced once, and said.
+            if let note = list.repeatsNote { Out.error("fasttrace: " + (p != nil ? "-p: " : "") + note) }
         case .failure(let error): throw UsageFailure((p != nil ? "-p: " : "") + error.reason)
         }
         if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
@@ -248,6 +320,12 @@ struct FastTrace: ParsableCommand {
 
         // One target is parsed here; a list is read as a stream once the namespace and routes are known.
         var singleTarget: TargetSpec?
+        if let host, host.lowercased() == "help" {
+            // `fasttrace help` alone prints the help (main); with more arguments it is refused rather
+            // than looked up as a host named help.
+            throw UsageFailure("'\(host)' is not taken as a host name: for the help, use --help; a host named "
+                + "\(host) can be given as '\(host).'")
+        }
         if let host {
             // A prefix is a list of targets: say where it belongs rather than quote a cap it cannot meet.
             if host.contains("/") && !host.contains(" ") {
@@ -310,7 +388,15 @@ struct FastTrace: ParsableCommand {
         }
         // The route each target's probes take; a target whose route cannot use -i or -s is refused
         // (one target: exit 2; a list: skipped with its line), never probed into silence.
+        // No host has a multicast, reserved or broadcast address (nor an on-link prefix's network
+        // address): such a target is refused before any route is looked up (a name that resolves to
+        // 0.0.0.0, a wide prefix, a literal the parser let through as a hostname never could).
+        let hostCheck = HostAddressCheck(onLink: routes.addresses.map {
+            .init(address: $0.address, length: $0.prefixLength,
+                interface: routes.interfaceNames[$0.interfaceIndex] ?? "interface \($0.interfaceIndex)")
+        })
         let routeFor: @Sendable (IPv4Address) -> Result<Route, ReasonError> = { [pathRoutes, i, sourceOverride] destination in
+            if let problem = hostCheck.problem(destination) { return .failure(ReasonError(problem)) }
             guard let route = pathRoutes.lookup(destination) else {
                 if let i, routes.lookup(destination) != nil {
                     return .failure(ReasonError("no route through \(i) (-i \(i))"))
@@ -328,6 +414,7 @@ struct FastTrace: ParsableCommand {
 
         // A list: read, parsed and resolved on other threads while the engine runs (TargetStream).
         var stream: TargetStream?
+        let listNotices = NoticeLimit(limit: 10)
         if let targetsFile {
             do {
                 stream = try TargetStream(path: targetsFile, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
@@ -337,7 +424,17 @@ struct FastTrace: ParsableCommand {
             } catch {
                 throw UsageFailure("cannot read target file '\(targetsFile)': \(String(cString: strerror(error.errno)))")
             }
-            stream!.onSkip = { skip in Out.error("fasttrace: \(targetsFile):\(skip.line): \(skip.reason) (skipped)") }
+            // One line per skipped line, skipped target or duplicate, up to `listNotices.limit`; the rest are
+            // counted (in the summary) and said to be there, so a garbage file cannot flood stderr.
+            stream!.onSkip = { [listNotices] skip in
+                guard listNotices.admit() else { return }
+                let what = switch skip.kind {
+                case .line: "line skipped"
+                case .targets: "skipped"
+                case .duplicates: "duplicate dropped"
+                }
+                Out.error("fasttrace: \(targetsFile):\(skip.line): \(skip.reason) (\(what))")
+            }
         }
 
         let transport = try LinuxTransport(configuration: .init(
@@ -449,22 +546,40 @@ struct FastTrace: ParsableCommand {
                 summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
             }
             Out.endProgress()
-            let skipped = stream.skipped
-            if stream.failure == nil && stream.readError == nil && !cancelRequested.load(ordering: .relaxed)
-                && stream.produced == 0 && skipped == 0
+            let skipped = stream.skipped, linesSkipped = stream.linesSkipped, duplicates = stream.duplicates
+            let interrupted = cancelRequested.load(ordering: .relaxed)
+            if stream.readError == nil && !interrupted && stream.produced == 0 && skipped == 0 && linesSkipped == 0
+                && duplicates == 0
             {
                 throw UsageFailure("\(stream.sourceName): no targets")
             }
-            Out.error(summaryLine + (skipped > 0 ? ", \(counted(skipped, "target")) skipped" : ""))
-            // A bad line or a failed read ends the reading; what was before it has been traced.
-            if let readError = stream.readError { throw readError }
-            if let failure = stream.failure { throw UsageFailure(failure.description) }
-            // Every target refused (no route, -i/-s unusable, unresolvable): nothing was traced.
-            if !cancelRequested.load(ordering: .relaxed) && stream.produced == 0 && skipped > 0 {
-                throw UsageFailure("\(stream.sourceName): no target could be traced (\(skipped) skipped)")
+            if listNotices.held > 0 {
+                Out.error("fasttrace: \(stream.sourceName): … and \(counted(listNotices.held, "more notice")) of "
+                    + "skipped lines, targets or duplicates, not shown (counted in the summary)")
             }
+            if stream.duplicateCheckFull {
+                Out.error("fasttrace: \(stream.sourceName): more than \(SeenTargets().limit) distinct addresses: "
+                    + "repeats of the later ones were not recognised and were traced again")
+            }
+            var tail = ""
+            if linesSkipped > 0 { tail += ", \(counted(linesSkipped, "line")) skipped" }
+            if skipped > 0 { tail += ", \(counted(skipped, "target")) skipped" }
+            if duplicates > 0 { tail += ", \(counted(duplicates, "duplicate target")) dropped" }
+            Out.error(summaryLine + tail)
+            // A failed read ends the reading; what was before it has been traced.
+            if let readError = stream.readError { throw readError }
+            // Nothing could be traced (every line skipped, or every target refused: no route, -i/-s
+            // unusable, unresolvable): bad input, exit 2.
+            if !interrupted && stream.produced == 0 && skipped + linesSkipped > 0 {
+                let what = linesSkipped == 0 ? "\(skipped)"
+                    : [counted(linesSkipped, "line"), skipped > 0 ? counted(skipped, "target") : nil]
+                        .compactMap { $0 }.joined(separator: " and ")
+                throw UsageFailure("\(stream.sourceName): no target could be traced (\(what) skipped)")
+            }
+            // Some of the list was left out: the traces ran, and the status says they are not all of it.
+            if !interrupted && skipped + linesSkipped > 0 { throw ExitCode(ExitStatus.partlySkipped.rawValue) }
         }
-        if cancelRequested.load(ordering: .relaxed) { throw ExitCode(130) }
+        if cancelRequested.load(ordering: .relaxed) { throw ExitCode(ExitStatus.interrupted.rawValue) }
     }
 
     private func runEngine<Source: TraceRequestSource>(

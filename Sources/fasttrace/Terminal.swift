@@ -3,7 +3,8 @@
 // name) cannot drive the terminal with escape sequences.
 
 /// `text` with every control character written out: C0 controls and DEL as `\x1b`, C1 controls (which
-/// some terminals obey as well: U+009B is CSI) as `\u{9b}`. Tab stays as it is, and so do `kept` ones.
+/// some terminals obey as well: U+009B is CSI) and invisible characters (format characters, separators
+/// other than the plain space) as `\u{9b}`. Tab stays as it is, and so do `kept` ones.
 func escapingControlCharacters(_ text: String, keeping kept: Set<Unicode.Scalar> = []) -> String {
     let escapes = { (scalar: Unicode.Scalar) in isControl(scalar) && !kept.contains(scalar) }
     guard text.unicodeScalars.contains(where: escapes) else { return text }
@@ -21,8 +22,16 @@ func escapingControlCharacters(_ text: String, keeping kept: Set<Unicode.Scalar>
     return out
 }
 
+/// A control character, or one that shows as nothing or as a plain space although it is not one (a
+/// zero-width space, a direction override, a no-break space, a BOM, a line separator): in a quoted
+/// input, `'198.18.0.1\u{200b}'` says why the line was refused where `'198.18.0.1'` would not.
 private func isControl(_ scalar: Unicode.Scalar) -> Bool {
-    (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value)
+    if (scalar.value < 0x20 && scalar != "\t") || (0x7F...0x9F).contains(scalar.value) { return true }
+    guard scalar.value >= 0xA0 else { return false }
+    switch scalar.properties.generalCategory {
+    case .format, .lineSeparator, .paragraphSeparator, .spaceSeparator: return true
+    default: return false
+    }
 }
 
 /// The progress line on stderr (batch mode on a terminal). Results are written to stdout, which is

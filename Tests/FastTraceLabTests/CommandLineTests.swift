@@ -10,6 +10,11 @@ import Testing
 /// the argument checks stops at `--netns` (and says so) instead of probing from the root namespace.
 let noSuchNamespace = "ft-no-such-namespace-for-tests"
 
+/// swift-argument-parser's man page generator, built next to the binary under test
+/// (`swift build --product generate-manual`).
+let generateManualBinary = URL(fileURLWithPath: fasttraceBinary).deletingLastPathComponent()
+    .appendingPathComponent("generate-manual").path
+
 @Suite struct ArgumentErrorTests {
     @Test(arguments: [
         (["--bogus", "198.19.0.1"], "fasttrace: unknown option '--bogus'"),
@@ -33,6 +38,22 @@ let noSuchNamespace = "ft-no-such-namespace-for-tests"
         (["-t", "lowdelay", "198.19.0.1"], "fasttrace: -t: TOS must be 0...255, decimal or 0x hex (got 'lowdelay')"),
         (["--\u{1b}]0;pwned\u{07}", "198.19.0.1"], "fasttrace: unknown option '--\\x1b]0;pwned\\x07'"),
         (["198.19.0.0/30", "443"], "fasttrace: '198.19.0.0/30' is a prefix: give it in a --targets list (one target per HOST)"),
+        // Help asked for the wrong way (issue 13): pointed to --help, not to another option or -l's value.
+        (["-help"], "fasttrace: unknown option '-help': for the help, use --help (or -h)"),
+        (["198.19.0.1", "--h"], "fasttrace: unknown option '--h': for the help, use --help (or -h)"),
+        (["-hlep"], "fasttrace: unknown option '-hlep': for the help, use --help (or -h)"),
+        (["help", "443"], "fasttrace: 'help' is not taken as a host name: for the help, use --help; a host named help can be given as 'help.'"),
+        // Values attached to short options are read as tcptraceroute reads them: the arguments pass, and
+        // the run stops at the namespace that does not exist.
+        (["-q1", "-w1", "-m8", "-n", "198.19.0.1", "443"], "fasttrace: --netns: no network namespace named '\(noSuchNamespace)' (see `ip netns list`)"),
+        (["-p443", "--targets", "-"], "fasttrace: --netns: no network namespace named '\(noSuchNamespace)' (see `ip netns list`)"),
+        (["-s198.18.0.2", "-ilo", "-f2", "-t0x10", "-l60", "-nF", "198.19.0.1"],
+         "fasttrace: --netns: no network namespace named '\(noSuchNamespace)' (see `ip netns list`)"),
+        (["-q9", "198.19.0.1"], "fasttrace: -q: probes per hop must be 1...8 (got 9)"),
+        (["-q-1", "198.19.0.1"], "fasttrace: -q: probes per hop must be 1...8 (got -1)"),
+        (["-x1", "198.19.0.1"], "fasttrace: unknown option '-x1'"),
+        (["255.255.255.255"], "fasttrace: '255.255.255.255' is the limited broadcast address, not a host's: nothing to trace"),
+        (["2001:db8::1", "443"], "fasttrace: '2001:db8::1' is an IPv6 address: only IPv4 targets are traced for now"),
     ])
     func oneLineAndExit2(arguments: [String], message: String) {
         let r = runTool([fasttraceBinary, "--netns", noSuchNamespace] + arguments)
@@ -68,7 +89,63 @@ let noSuchNamespace = "ft-no-such-namespace-for-tests"
         for entry in entries {
             #expect(entry.components(separatedBy: "default").count <= 2, "\(entry)")
         }
-        #expect(entries.contains { $0.hasPrefix("  -q <probes>") && $0.hasSuffix("(default: 3)") }, "\(entries)")
+        #expect(entries.contains { $0.hasPrefix("  -q <probes>") && $0.hasSuffix("(default: 3).") }, "\(entries)")
+    }
+
+    @Test("fasttrace help prints the help, as the man page and --help say, rather than trace a host named help")
+    func helpWord() {
+        let r = runTool([fasttraceBinary, "help"])
+        let help = runTool([fasttraceBinary, "--help"])
+        #expect(r.status == 0 && r.stderr.isEmpty, "\(r.stderr)")
+        #expect(r.stdout == help.stdout && r.stdout.hasPrefix("OVERVIEW: "), "\(r.stdout.prefix(200))")
+    }
+
+    @Test("What the man page is made from (--experimental-dump-help) states every default, and reads right for --no-dnat")
+    func dumpHelpStatesDefaults() throws {
+        let r = runTool([fasttraceBinary, "--experimental-dump-help"])
+        let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let arguments = try #require((object?["command"] as? [String: Any])?["arguments"] as? [[String: Any]])
+        var abstracts: [String: String] = [:]
+        for argument in arguments {
+            guard let names = argument["names"] as? [[String: Any]], let abstract = argument["abstract"] as? String else { continue }
+            for name in names {
+                guard let kind = name["kind"] as? String, let text = name["name"] as? String else { continue }
+                abstracts[(kind == "short" ? "-" : "--") + text] = abstract
+            }
+        }
+        let defaults = ["-f": "1", "-m": "30", "-q": "3", "-w": "3", "-t": "0", "-l": "40", "--rate": "2000",
+            "--format": "text", "--max-in-flight": "4096", "--name-timeout": "2", "--retries": "0",
+            "--max-prefix-addresses": "65536", "--no-dnat": "--no-dnat", "-p": "80", "--gap": "5 in batch mode"]
+        for (option, value) in defaults {
+            #expect(abstracts[option]?.contains("(default: \(value)") == true, "\(option): \(abstracts[option] ?? "missing")")
+        }
+        #expect(abstracts["--no-dnat"]?.hasPrefix("Do not print") == true, "\(abstracts["--no-dnat"] ?? "")")
+        #expect(abstracts["--dnat"]?.hasPrefix("Print") == true, "\(abstracts["--dnat"] ?? "")")
+    }
+
+    @Test("The man page (scripts/man-page.sh): defaults, every exit status, no help subcommand; groff renders it cleanly",
+        .enabled(if: FileManager.default.isExecutableFile(atPath: generateManualBinary),
+            "needs swift build --product generate-manual (scripts/test.sh builds it)"))
+    func manPage() throws {
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let made = runTool([repoRoot + "/scripts/man-page.sh", fasttraceBinary, generateManualBinary, "2026-01-01",
+            scratch.file("fasttrace.1")])
+        #expect(made.status == 0, "\(made.stderr)")
+        let groff = runTool(["groff", "-mandoc", "-Tutf8", "-ww", scratch.file("fasttrace.1")])
+        #expect(groff.status == 0 && groff.stderr.isEmpty, "\(groff.stderr)")
+        // As a reader sees it: rendered, overstriking (bold) taken out by col -bx (and no tabs).
+        let page = runTool(["sh", "-c", "MANWIDTH=200 man -l '\(scratch.file("fasttrace.1"))' | col -bx"]).stdout
+        for text in ["(default: 30)", "(default: 2000)", "(default: text)", "(default: 4096)", "(default: 2)",
+            "Do not print those lines", "EXIT STATUS"]
+        {
+            #expect(page.contains(text), "man page lacks \(text)")
+        }
+        #expect(!page.contains("subcommand") && !page.contains(">0 if an error occurs"), "\(page)")
+        let statuses = page.components(separatedBy: "EXIT STATUS").last ?? ""
+        for status in ["0", "1", "2", "3", "130"] {
+            #expect(statuses.range(of: "\n +\(status) +[A-Z]", options: .regularExpression) != nil, "status \(status): \(statuses)")
+        }
     }
 
     @Test("--version prints the version on stdout and exits 0")

@@ -87,7 +87,10 @@ struct InstallTests {
         for text in ["FASTTRACE(1)", "NAME", "SYNOPSIS", "--targets", "--netns", "CAP_NET_RAW"] {
             #expect(man.stdout.contains(text), "man page lacks \(text)")
         }
-        #expect(!man.stdout.contains("subcommand]") && !man.stdout.contains("fasttrace subcommand"), "synopsis")
+        #expect(!man.stdout.contains("subcommand"), "the implicit help subcommand: \(man.stdout)")
+        #expect(man.stdout.contains("(default: 30)") && man.stdout.contains("130") && !man.stdout.contains(">0 if an error"),
+            "defaults and exit statuses")
+        #expect(!install.stderr.contains("warning"), "an open prefix gets no warning: \(install.stderr)")
         let bash = runTool(["bash", "-n", prefix + "/share/bash-completion/completions/fasttrace"])
         #expect(bash.status == 0, "\(bash.stderr)")
         let bashComplete = try String(contentsOfFile: prefix + "/share/bash-completion/completions/fasttrace", encoding: .utf8)
@@ -102,5 +105,17 @@ struct InstallTests {
         #expect(uninstall.status == 0, "\(uninstall.stderr)")
         let left = (FileManager.default.enumerator(atPath: prefix)?.allObjects as? [String]) ?? []
         #expect(left.isEmpty, "left behind: \(left)")
+
+        // Into a directory other users cannot search: installed, with one line saying only root can run it.
+        let closed = try makeOpenDirectory("install-closed")
+        defer { try? FileManager.default.removeItem(atPath: closed) }
+        chmod(closed, 0o700)
+        let privateInstall = runTool(["env", "FT_SCRATCH_PATH=\(repoRoot)/\(Self.scratchPath)", script, closed + "/prefix"],
+            timeout: 1800)
+        #expect(privateInstall.status == 0, "\(privateInstall.stderr)")
+        let warnings = privateInstall.stderr.split(separator: "\n").filter { $0.contains("warning") }
+        #expect(warnings == ["install.sh: warning: other users cannot search \(closed) (700): only root can run "
+            + "\(closed)/prefix/bin/fasttrace (chmod o+x, or install elsewhere)"], "\(privateInstall.stderr)")
+        _ = runTool([script, "--uninstall", closed + "/prefix"], timeout: 60)
     }
 }

@@ -1,0 +1,148 @@
+// What a new user's target lists hold and fasttrace used to trip over (issue 13): addresses no host
+// has, IPv6 lines, a byte-order mark, bytes that are not UTF-8, repeated targets and ports.
+
+import FastTraceWire
+import Testing
+
+@testable import FastTraceCore
+
+@Suite struct NonHostAddressTests {
+    @Test(arguments: [
+        ("255.255.255.255", "'255.255.255.255' is the limited broadcast address, not a host's: nothing to trace"),
+        ("0.0.0.0", "'0.0.0.0' is the unspecified address, not a host's: nothing to trace"),
+        ("0.1.2.3", "'0.1.2.3' is a \"this network\" address (0.0.0.0/8), not a host's: nothing to trace"),
+        ("224.0.0.1", "'224.0.0.1' is a multicast address (224.0.0.0/4), not a host's: nothing to trace"),
+        ("239.255.255.250", "'239.255.255.250' is a multicast address (224.0.0.0/4), not a host's: nothing to trace"),
+        ("240.0.0.1", "'240.0.0.1' is a reserved address (240.0.0.0/4), not a host's: nothing to trace"),
+        ("255.255.255.254", "'255.255.255.254' is a reserved address (240.0.0.0/4), not a host's: nothing to trace"),
+        ("255.255.255.255/32", "'255.255.255.255' is the limited broadcast address, not a host's: nothing to trace"),
+        ("224.0.0.0/24", "'224.0.0.0/24' is in the multicast block 224.0.0.0/4: no host has these addresses"),
+        ("0.0.0.0/16", "'0.0.0.0/16' is in the \"this network\" block 0.0.0.0/8: no host has these addresses"),
+        ("2001:db8::1", "'2001:db8::1' is an IPv6 address: only IPv4 targets are traced for now"),
+        ("2001:db8::/64", "'2001:db8::/64' is an IPv6 address: only IPv4 targets are traced for now"),
+        ("::ffff:198.18.0.1", "'::ffff:198.18.0.1' is an IPv6 address: only IPv4 targets are traced for now"),
+    ])
+    func refusedInOneLine(text: String, reason: String) {
+        #expect(TargetParser.parseTarget(Substring(text)) == .failure(ReasonError(reason)))
+    }
+
+    @Test func hostAddressesAndWidePrefixesStillParse() throws {
+        #expect(try TargetParser.parseTarget("223.255.255.255").get() == .address(IPv4Address(223, 255, 255, 255)))
+        #expect(try TargetParser.parseTarget("1.0.0.0").get() == .address(IPv4Address(1, 0, 0, 0)))
+        // A prefix only partly in a block: its addresses there are refused one by one (HostAddressCheck).
+        #expect(try TargetParser.parseTarget("192.0.0.0/2", maxPrefixAddresses: 1 << 30).get()
+            == .prefix(IPv4Address(192, 0, 0, 0), length: 2))
+        // A host name with a colon-free shape is still a name.
+        #expect(try TargetParser.parseTarget("cafe.example").get() == .hostname("cafe.example"))
+    }
+
+    @Test func onLinkNetworkAndBroadcastAddressesAreNoHosts() {
+        let check = HostAddressCheck(onLink: [
+            .init(address: IPv4Address(198, 18, 0, 2), length: 30, interface: "veth0"),
+            .init(address: IPv4Address(192, 0, 2, 1), length: 31, interface: "p2p"),
+            .init(address: IPv4Address(203, 0, 113, 9), length: 32, interface: "lo"),
+        ])
+        #expect(check.problem(IPv4Address(198, 18, 0, 3))
+            == "the broadcast address of 198.18.0.0/30 (on veth0), not a host's: nothing to trace")
+        #expect(check.problem(IPv4Address(198, 18, 0, 0))
+            == "the network address of 198.18.0.0/30 (on veth0), not a host's: nothing to trace")
+        for host in [IPv4Address(198, 18, 0, 1), IPv4Address(198, 18, 0, 4), IPv4Address(192, 0, 2, 0),
+            IPv4Address(192, 0, 2, 1), IPv4Address(203, 0, 113, 9)]
+        {
+            #expect(check.problem(host) == nil, "\(host)")  // /31 and /32 have no network or broadcast address
+        }
+        #expect(check.problem(IPv4Address(255, 255, 255, 255))
+            == "the limited broadcast address, not a host's: nothing to trace")
+    }
+}
+
+@Suite struct RepeatedTargetTests {
+    @Test func portsGivenTwiceAreSaid() throws {
+        let services: [Substring: UInt16] = ["https": 443, "ssh": 22]
+        let parse = { (text: String) in try TargetParser.parsePortList(text, service: { services[$0] }).get() }
+        let one = try parse("https,443")
+        #expect(one.ports == [443])
+        #expect(one.repeatsNote == "port 443 is listed twice ('https' and '443'): it is traced once")
+        #expect(try parse("443,443").repeatsNote == "port 443 is listed twice ('443' twice): it is traced once")
+        let many = try parse("80-90,85-95,ssh,22")
+        #expect(many.ports == Array(80...95) + [22])
+        #expect(many.repeatsNote == "7 ports are listed more than once (85: '80-90' and '85-95'; 86: '80-90' and "
+            + "'85-95'; 87: '80-90' and '85-95'; …): each is traced once")
+        #expect(try parse("443,22").repeatsNote == nil)
+        #expect(TargetParser.parsePortList("443,nosuch", service: { services[$0] })
+            == .failure(ReasonError("bad port 'nosuch': not a number, and no TCP service of that name")))
+    }
+
+    @Test func anAddressIsSeenAgainAsItselfOrInsideAPrefix() {
+        var seen = SeenTargets()
+        let first = seen.insert(IPv4Address(198, 18, 0, 9)), again = seen.insert(IPv4Address(198, 18, 0, 9))
+        #expect(first && !again)
+        #expect(seen.contains(IPv4Address(198, 18, 0, 9)) && !seen.contains(IPv4Address(198, 18, 0, 10)))
+        // A prefix after the address: the address is in it.
+        #expect(seen.contains(IPv4Address(198, 18, 0, 9)))
+        seen.insertPrefix(IPv4Address(203, 0, 113, 7), length: 24)  // host bits masked
+        #expect(seen.contains(IPv4Address(203, 0, 113, 0)) && seen.contains(IPv4Address(203, 0, 113, 255)))
+        #expect(!seen.contains(IPv4Address(203, 0, 114, 0)))
+        let inside = seen.insert(IPv4Address(203, 0, 113, 77))
+        #expect(!inside)
+        seen.insertPrefix(IPv4Address(192, 0, 2, 0), length: 30)
+        #expect(seen.contains(IPv4Address(192, 0, 2, 3)) && !seen.contains(IPv4Address(192, 0, 2, 4)))
+        // Prefixes are one entry each, never their addresses.
+        #expect(seen.count == 1)
+    }
+
+    @Test func pastItsLimitTheCheckSaysItIsFull() {
+        var seen = SeenTargets(limit: 2)
+        let one = seen.insert(IPv4Address(1)), two = seen.insert(IPv4Address(2))
+        #expect(one && two && !seen.full)
+        let three = seen.insert(IPv4Address(3))
+        #expect(three && seen.full && seen.count == 2)
+        let oneAgain = seen.insert(IPv4Address(1))
+        #expect(!oneAgain)
+    }
+}
+
+@Suite struct ListEncodingTests {
+    func split(_ bytes: [UInt8], chunk size: Int) -> [InputLine] {
+        var splitter = LineSplitter()
+        var out: [InputLine] = []
+        var start = 0
+        while start < bytes.count {
+            let end = min(bytes.count, start + size)
+            out += bytes[start..<end].withUnsafeBytes { splitter.lines(in: $0) }
+            start = end
+        }
+        if let last = splitter.finish() { out.append(last) }
+        return out
+    }
+
+    @Test(arguments: [1, 2, 3, 64])
+    func aByteOrderMarkBeforeLineOneIsNotPartOfIt(size: Int) throws {
+        let lines = split([0xEF, 0xBB, 0xBF] + Array("198.18.0.9\n\u{FEFF}198.18.0.10\n".utf8), chunk: size)
+        #expect(lines.map(\.text) == ["198.18.0.9", "\u{FEFF}198.18.0.10"])
+        #expect(try TargetParser.parseLine(lines[0]).get() == .address(IPv4Address(198, 18, 0, 9)))
+        // Only at the very start: one on a later line is a character in that line, and refused.
+        guard case .failure = TargetParser.parseLine(lines[1]) else {
+            Issue.record("a BOM inside the file was taken")
+            return
+        }
+    }
+
+    @Test func bytesThatAreNotUTF8AreShownAsTheyAre() throws {
+        let lines = split(Array("caf".utf8) + [0xE9] + Array(".example\n".utf8) + [0xFF, 0xFE, 0x31, 0x0A]
+            + Array("198.18.0.9 # caf".utf8) + [0xE9, 0x0A], chunk: 5)
+        #expect(lines.count == 3)
+        #expect(TargetParser.parseLine(lines[0])
+            == .failure(ReasonError("'caf\\xe9.example' is not valid UTF-8 (invalid bytes shown as \\xNN)")))
+        #expect(TargetParser.parseLine(lines[1])
+            == .failure(ReasonError("'\\xff\\xfe1' is not valid UTF-8 (invalid bytes shown as \\xNN)")))
+        // Latin-1 in a comment does not matter.
+        #expect(try TargetParser.parseLine(lines[2]).get() == .address(IPv4Address(198, 18, 0, 9)))
+    }
+
+    @Test func decodingEscapesOnlyWhatIsInvalid() {
+        #expect(decodingUTF8EscapingInvalid(Array("é ok".utf8)) == ("é ok", false))
+        #expect(decodingUTF8EscapingInvalid([0x61, 0xC3, 0x62]) == ("a\\xc3b", true))
+        #expect(decodingUTF8EscapingInvalid([0xED, 0xA0, 0x80]).invalid)  // a surrogate, CESU-8
+    }
+}
