@@ -7,9 +7,8 @@ import FastTraceWire
 
 extension TraceEngine {
     /// Why a probe at this TTL of this trace has no answer, as far as the run knows now:
-    /// - `rateLimited` when the run has shown it: the router at this hop is known (it answered this trace
-    ///   at this TTL, or it is the one router every trace saw right before this trace's next router) and
-    ///   it was caught answering some probes of a flow while dropping others;
+    /// - `rateLimited` when the run has shown it: the router at this hop is known (`knownRouter`) and it
+    ///   was caught answering some probes of a flow while dropping others;
     /// - `likelyRateLimited` when rate limiting explains it but the router is not known: a router at this
     ///   very position (the router below it known) was caught rate-limiting, or, in a run where routers
     ///   were caught rate-limiting, this trace is known to go on past this TTL (a deeper TTL answered). A

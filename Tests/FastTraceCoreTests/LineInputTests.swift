@@ -6,21 +6,23 @@ import Testing
 
 @testable import FastTraceCore
 
+/// Feeds `bytes` to a `LineSplitter` in chunks of `size` bytes and returns every line (with `finish`).
+func chunkedLines(_ bytes: [UInt8], chunk size: Int) -> [InputLine] {
+    var splitter = LineSplitter()
+    var out: [InputLine] = []
+    var start = 0
+    while start < bytes.count {
+        let end = min(bytes.count, start + size)
+        out += bytes[start..<end].withUnsafeBytes { splitter.lines(in: $0) }
+        start = end
+    }
+    if let last = splitter.finish() { out.append(last) }
+    return out
+}
+
 @Suite struct LineInputTests {
     /// Feeds `text` in chunks of `size` bytes and returns every line (with `finish`).
-    func split(_ text: String, chunk size: Int) -> [InputLine] {
-        var splitter = LineSplitter()
-        let bytes = Array(text.utf8)
-        var out: [InputLine] = []
-        var start = 0
-        while start < bytes.count {
-            let end = min(bytes.count, start + size)
-            out += bytes[start..<end].withUnsafeBytes { splitter.lines(in: $0) }
-            start = end
-        }
-        if let last = splitter.finish() { out.append(last) }
-        return out
-    }
+    func split(_ text: String, chunk size: Int) -> [InputLine] { chunkedLines(Array(text.utf8), chunk: size) }
 
     @Test(arguments: [1, 2, 3, 7, 64, 4096])
     func linesAreTheSameHoweverTheInputIsChunked(size: Int) {

@@ -103,18 +103,7 @@ import Testing
 }
 
 @Suite struct ListEncodingTests {
-    func split(_ bytes: [UInt8], chunk size: Int) -> [InputLine] {
-        var splitter = LineSplitter()
-        var out: [InputLine] = []
-        var start = 0
-        while start < bytes.count {
-            let end = min(bytes.count, start + size)
-            out += bytes[start..<end].withUnsafeBytes { splitter.lines(in: $0) }
-            start = end
-        }
-        if let last = splitter.finish() { out.append(last) }
-        return out
-    }
+    func split(_ bytes: [UInt8], chunk size: Int) -> [InputLine] { chunkedLines(bytes, chunk: size) }
 
     @Test(arguments: [1, 2, 3, 64])
     func aByteOrderMarkBeforeLineOneIsNotPartOfIt(size: Int) throws {
