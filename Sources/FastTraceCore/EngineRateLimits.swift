@@ -76,9 +76,13 @@ extension TraceEngine {
         guard book.worthReasking(position, now: now) else { return }
         let reaskNumber = tryNumber + 1 - immediateTries
         status[next] = Self.reaskQueued
-        // Where routers answer, the hop may well be alive behind a rate limit: let the trace look past
-        // it meanwhile. Where nothing is known yet, it is asked again but does not move the look-ahead.
-        if book.answers(at: position) { slots[index].frontier = max(slots[index].frontier, ttlIndex) }
+        // Where routers answer in a run that has caught rate limiting, the hop may well be alive behind
+        // a limit: let the trace look past it meanwhile. Where nothing is known yet, or no limit was
+        // caught (routers answering this TTL on other branches, past a fan-out), it is asked again but
+        // does not move the look-ahead: `--gap N` then stops N silent TTLs past the last answer.
+        if book.limitedPositions > 0 && book.answers(at: position) {
+            slots[index].frontier = max(slots[index].frontier, ttlIndex)
+        }
         reaskQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
             attempt: Int32(attempt + samples), due: now + configuration.reaskDelayNanos << UInt64(reaskNumber)))
         enqueue(index)
@@ -185,7 +189,13 @@ extension TraceEngine {
             }
         }
         guard !answeredAny else { return .answered }
-        if silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut || book.answersAtOwnPosition(position) {
+        // A router answering others at this position says this silence may be a limit not caught here
+        // yet, but only in a run that has caught rate limiting at all: in a clean run it is a router on
+        // another branch past a fan-out (the lab's firewall and NAT beside its black hole, both after
+        // r6), and counting it would make `--gap N` look N + 1 or N + 2 TTLs past the last answer.
+        if silenceVerdict(index, ttlIndex: ttlIndex) != .timedOut
+            || (book.limitedPositions > 0 && book.answersAtOwnPosition(position))
+        {
             return .silentButAlive
         }
         return book.isUnexplored(position, reach: configuration.gapLimit, now: now) ? .unexplored : .silent

@@ -1,0 +1,43 @@
+// `--gap N` means what a user reads: a trace stops N silent TTLs past its last answer. Routers that
+// answer other traces at the same TTL on another branch (past a fan-out, as the lab's firewall and NAT
+// sit beside its black hole after r6) do not stretch a black hole's trace, in a run that has caught
+// no rate limit (issue 13 item 5: a black hole stopped after 4 silent TTLs beside the firewall, after 5
+// beside the NAT, at `--gap 3`).
+
+import FastTraceWire
+import Testing
+
+@testable import FastTraceCore
+
+@Suite struct GapLimitTests {
+    @Test(arguments: [1, 3], [2, 3, 5])
+    func aBlackHoleBesideAnsweringBranchesStopsExactlyAtTheGap(probesPerHop: Int, gap: Int) throws {
+        // Every third destination a black hole after three routers; the others have two more routers
+        // (hop 4 and 5 answer on their branch), then a listening port. Answering traces come first in
+        // the list, so their deeper routers are known before the black holes' silence settles.
+        let net = SimulatedNetwork { d in
+            d.value % 3 == 0
+                ? SimulatedPath(hops: threeRouters, destination: .blackHole)
+                : SimulatedPath(hops: threeRouters + [.router(r(21)), .router(r(25))],
+                    destination: .listening(ports: [443]))
+        }
+        let destinations = (1...60).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(443)) }
+        let (results, summary) = try trace(net, destinations) {
+            $0.gapLimit = gap
+            $0.maxTTL = 20
+            $0.probesPerHop = probesPerHop
+            $0.maxInFlight = 16
+        }
+        #expect(summary.rateLimitedPositions == 0)
+        let holes = results.filter { $0.request.destination.value % 3 == 0 }
+        #expect(holes.count == 20)
+        for t in holes {
+            #expect(t.state == .filtered && t.stopReason == .gapLimit)
+            #expect(t.hops.count == 3 + gap, "\(t.request.destination): \(t.hops.count) TTLs, gap \(gap)")
+            #expect(t.hops.dropFirst(3).allSatisfy { $0.firstResponder == nil })
+        }
+        for t in results where t.request.destination.value % 3 != 0 {
+            #expect(t.reached && t.hops.count == 6)
+        }
+    }
+}
