@@ -2,6 +2,11 @@
 // atomic 64-bit words, and a single-producer/single-consumer ring of slot numbers. Both are
 // allocated once per run; nothing here allocates afterwards.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Synchronization
 
 /// A fixed-size table of `Atomic<UInt64>` on the heap. `Atomic` is non-copyable, so it cannot live in
@@ -13,20 +18,23 @@ public final class AtomicWordTable: @unchecked Sendable {
     /// Number of words.
     public let count: Int
 
-    /// Allocates `count` words, all zero.
+    /// Allocates `count` words, all zero. The memory comes zeroed from `calloc`, which for a table of
+    /// this size maps fresh pages that take no memory until first written: a run pays for the slots it
+    /// uses, not for every slot `--max-in-flight` allows (a single trace touches one slot's cells).
     public init(count: Int) {
         precondition(count > 0)
         self.count = count
-        words = .allocate(capacity: count)
-        for index in 0..<count {
-            // SAFETY: `index < count`, the memory was just allocated and is uninitialised.
-            (words + index).initialize(to: Atomic<UInt64>(0))
-        }
+        let stride = MemoryLayout<Atomic<UInt64>>.stride
+        guard let raw = calloc(count, stride) else { fatalError("out of memory for \(count) atomic words") }
+        // SAFETY: `Atomic<UInt64>` is a plain 64-bit word (size and stride 8, no destructor), and the
+        // all-zero bit pattern is `Atomic<UInt64>(0)`: zeroed memory is a valid initialised table.
+        precondition(stride == 8 && MemoryLayout<Atomic<UInt64>>.size == 8)
+        words = raw.bindMemory(to: Atomic<UInt64>.self, capacity: count)
     }
 
     deinit {
-        words.deinitialize(count: count)
-        words.deallocate()
+        // SAFETY: the words need no deinitialisation (see `init`); the memory came from `calloc`.
+        free(words)
     }
 
     /// Loads word `index` with acquire ordering (pairs with `store`).

@@ -51,6 +51,10 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var acceptTranslatedQuotes: Bool = true
     /// Probes per second across the whole run (`--rate`).
     public var rate: Int = 2000
+    /// At most this many traces will be requested, when the caller knows (one target: 1): the probe
+    /// tables are sized for no more slots than that. More requests still run (slots are then reused
+    /// after their rest), only with fewer in flight. nil sizes them for `maxInFlight`.
+    public var expectedTraces: Int? = nil
     /// Stop a trace after this many consecutive silent TTLs; 0 disables (`--gap`).
     public var gapLimit: Int = 0
     /// Most traces in flight at once (`--max-in-flight`), up to `ProbeTag.slotCount`.
@@ -266,7 +270,11 @@ public final class TraceEngine {
         immediateTries = 1 + configuration.retries
         // Slots that rest after use (see `SlotPool`) are not in flight: keep room for them beyond
         // `maxInFlight`, within what the tag can name.
-        let slotCount = min(ProbeTag.slotCount, configuration.maxInFlight + max(configuration.maxInFlight, 1024))
+        // A run that knows it has at most N traces needs no more than N slots (none is ever reused), and
+        // one spare: admission asks the source for the next request only when a slot is free, and must
+        // learn that the source is finished without waiting for a used slot's rest.
+        var slotCount = min(ProbeTag.slotCount, configuration.maxInFlight + max(configuration.maxInFlight, 1024))
+        if let expected = configuration.expectedTraces { slotCount = min(slotCount, max(1, expected) + 1) }
         grid = ProbeGrid(firstTTL: configuration.firstTTL, maxTTL: configuration.maxTTL,
             attempts: configuration.probesPerHop * (immediateTries + configuration.effectiveReasks),
             slots: slotCount)
@@ -281,7 +289,8 @@ public final class TraceEngine {
         bucket = TokenBucket(rate: configuration.rate,
             capacity: max(Double(transport.maxBatch), Double(configuration.rate) / 100), now: 0)
         ready = RingQueue(capacity: grid.slots)
-        timeouts = RingQueue(capacity: min(1 << 20, grid.slots * min(configuration.window, grid.ttlCount)
+        // Starts small and doubles while the run warms up (to at most slots × window × attempts).
+        timeouts = RingQueue(capacity: min(1 << 12, grid.slots * min(configuration.window, grid.ttlCount)
             * grid.attempts + transport.maxBatch))
         retryQueue = RingQueue(capacity: 1024)
         reaskQueue = RingQueue(capacity: 1024)

@@ -39,6 +39,21 @@ public struct RingGeometry: Sendable, Equatable {
     public static let `default` = RingGeometry(
         blockSize: 256 * 1024, blockCount: 64, frameSize: 2048, retireTimeoutMilliseconds: 2)
 
+    /// The ring for a run sending `rate` probes a second: 64 blocks (each retired block holds at least one
+    /// reply, so at low rates 64 blocks are 128 ms of slack at one block per 2 ms timeout), each big
+    /// enough that the ring holds at least 125 ms of replies at one reply per probe, 16 KiB to 256 KiB
+    /// a block (1 MiB in all at the default 2,000 probes/s and up to 20,000, 16 MiB from ~130,000).
+    /// A probe draws at most one reply from its router or destination; a reply beyond that (a duplicate,
+    /// a spray the filter lets through) that finds the ring full is counted as a ring drop.
+    public static func sized(forRate rate: Int) -> RingGeometry {
+        let replyBytes = 330, blocks = 64
+        let wanted = rate * replyBytes / 8 / blocks  // 125 ms of replies over 64 blocks
+        var blockSize = 16 * 1024
+        while blockSize < wanted && blockSize < 256 * 1024 { blockSize *= 2 }
+        return RingGeometry(blockSize: blockSize, blockCount: blocks, frameSize: 2048,
+            retireTimeoutMilliseconds: `default`.retireTimeoutMilliseconds)
+    }
+
     /// Total bytes mapped.
     public var totalBytes: Int { blockSize * blockCount }
 }

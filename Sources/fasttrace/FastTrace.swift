@@ -363,6 +363,7 @@ struct FastTrace: ParsableCommand {
         config.rate = rate
         config.gapLimit = gap ?? (batch ? 5 : 0)
         config.maxInFlight = maxInFlight
+        if !batch { config.expectedTraces = 1 }
         config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
         if let problem = config.problem { throw UsageFailure(problem) }
 
@@ -438,7 +439,7 @@ struct FastTrace: ParsableCommand {
         }
 
         let transport = try LinuxTransport(configuration: .init(
-            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i))
+            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate)))
         // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
         // read): from here on nothing needs a capability. Before any thread starts (capabilities are
         // per thread) and before any name is looked up or any output written.

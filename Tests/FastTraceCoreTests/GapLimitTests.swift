@@ -41,3 +41,39 @@ import Testing
         }
     }
 }
+
+/// Tables sized to what the run knows it will trace (issue 13 item 13: a single trace took 85 MB).
+@Suite struct TableSizingTests {
+    @Test func oneExpectedTraceEndsWithoutWaitingForASlotsRest() throws {
+        // One slot plus a spare: the run learns the source is finished as soon as its trace is done,
+        // not after the used slot's rest (the wait plus the quarantine, 1.5 s here).
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        let (results, summary) = try trace(net, [(target, 443)]) { $0.expectedTraces = 1 }
+        #expect(results.count == 1 && results[0].reached)
+        #expect(summary.elapsedNanos < 1_000_000_000, "\(summary.elapsedNanos) ns of virtual time")
+    }
+
+    @Test func moreRequestsThanExpectedStillRunEveryTraceRight() throws {
+        // The bound sizes the tables, it does not cap the run: 50 traces through 2 + 1 slots, each
+        // reused after its rest, every one right.
+        let net = SimulatedNetwork { d in
+            d.value & 1 == 0
+                ? SimulatedPath(hops: threeRouters, destination: .listening(ports: [443]))
+                : SimulatedPath(hops: threeRouters, destination: .blackHole)
+        }
+        let destinations = (1...50).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(443)) }
+        let (results, _) = try trace(net, destinations) {
+            $0.expectedTraces = 2
+            $0.gapLimit = 2
+            $0.waitNanos = 100_000_000
+        }
+        #expect(results.count == 50)
+        for t in results {
+            if t.request.destination.value & 1 == 0 {
+                #expect(t.reached && t.hops.count == 4 && t.hops.last?.firstResponder == t.request.destination)
+            } else {
+                #expect(!t.reached && t.stopReason == .gapLimit && t.hops.count == 5)
+            }
+        }
+    }
+}
