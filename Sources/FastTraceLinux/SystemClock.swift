@@ -30,10 +30,10 @@ public final class SystemClock: EngineClock, @unchecked Sendable {
     public func stampNow() -> UInt64 { Self.read(CLOCK_MONOTONIC) }
 
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, now, in nanoseconds: what converts a ring timestamp.
+    /// Read from bracketed clock reads (`ClockOffset`): a thread preempted between two reads would
+    /// otherwise stamp a whole batch of replies early, before their probes were sent.
     public static func realtimeMinusMonotonic() -> Int64 {
-        let monotonic = read(CLOCK_MONOTONIC)
-        let realtime = read(CLOCK_REALTIME)
-        return Int64(bitPattern: realtime) &- Int64(bitPattern: monotonic)
+        ClockOffset.estimate(monotonic: { read(CLOCK_MONOTONIC) }, realtime: { read(CLOCK_REALTIME) })
     }
 
     /// Sleeps until monotonic `deadline`. Returns at once if it has passed.
