@@ -126,14 +126,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let payloadLength: UInt32
     let codec: ProbeTagCodec
 
-    /// Per slot: `active:1 | epoch:15 | port:16 | destination:32` (see `slotWord`). Written by the
-    /// scheduler when a trace takes or leaves a slot (leaving clears only `active`: a retired slot
-    /// still names its last occupant, so late replies to it are recognised as late), read by the
-    /// receive thread.
-    public let slotWords: AtomicWordTable
-    /// Per slot: `epoch:16 | 0:16 | source:32`, written with the slot word. The receive thread trusts
-    /// the pair only when both name the same epoch (the scheduler may be changing occupants).
-    public let slotSources: AtomicWordTable
+    /// Every slot's occupant: its flow in both families' width and the digest its MACs are computed
+    /// from, handed over by the scheduler and read here under the table's sequence lock. A retired slot
+    /// still names its last occupant, so late replies to it are recognised as late.
+    public let slots: SlotTable
     /// Per cell: send time in ns on the reply-timestamp clock, 0 while the probe is not in the kernel's
     /// hands (scheduler writes, receiver reads).
     public let sendTimes: AtomicWordTable
@@ -176,22 +172,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         self.sourcePort = sourcePort
         self.codec = codec
         self.payloadLength = UInt32(payloadLength)
-        slotWords = AtomicWordTable(count: grid.slots)
-        slotSources = AtomicWordTable(count: grid.slots)
+        slots = SlotTable(count: grid.slots)
         sendTimes = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
-    }
-
-    /// The slot word for an active trace.
-    @inlinable public static func slotWord(epoch: UInt16, destination: IPv4Address, port: UInt16) -> UInt64 {
-        1 << 63 | UInt64(epoch & 0x7FFF) << 48 | UInt64(port) << 32 | UInt64(destination.value)
-    }
-
-    /// The slot-source word for an occupant.
-    @inlinable public static func slotSource(epoch: UInt16, source: IPv4Address) -> UInt64 {
-        UInt64(epoch & 0x7FFF) << 48 | UInt64(source.value)
     }
 
     /// Counters so far.
@@ -247,20 +232,16 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             if countFailure { bump(forgedCount) }
             return false
         }
-        // The slot's occupant (or, once retired, its last one). The two words are trusted only when
-        // they name the same epoch: otherwise the scheduler is handing the slot over right now.
-        let slotWord = slotWords.load(Int(tag.slot))
-        let sourceWord = slotSources.load(Int(tag.slot))
-        let epoch = UInt16(truncatingIfNeeded: slotWord >> 48) & 0x7FFF
-        guard slotWord != 0, UInt16(truncatingIfNeeded: sourceWord >> 48) == epoch else {
+        // The slot's occupant (or, once retired, its last one); nil while the scheduler is handing the
+        // slot over right now.
+        guard let occupant = slots.read(Int(tag.slot)) else {
             if countFailure { bump(staleCount) }
             return false
         }
-        let flow = ProbeFlow(source: IPv4Address(UInt32(truncatingIfNeeded: sourceWord)),
-            destination: IPv4Address(UInt32(truncatingIfNeeded: slotWord)), sourcePort: sourcePort,
-            destinationPort: UInt16(truncatingIfNeeded: slotWord >> 32), epoch: epoch)
-        guard reply.probeSource == flow.source,
-            acceptTranslatedQuotes || !reply.quotesProbe || reply.probeDestination == flow.destination
+        let flow = occupant.flow
+        let epoch = flow.epoch
+        guard IPAddress(reply.probeSource) == flow.source,
+            acceptTranslatedQuotes || !reply.quotesProbe || IPAddress(reply.probeDestination) == flow.destination
         else {
             if countFailure { bump(foreignCount) }
             return false
@@ -268,15 +249,15 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         // The MAC binds the tag to this occupant's whole flow and epoch: a made-up word, or a late
         // reply to an earlier occupant, fails here (ICMP quotes are also held to the quoted IPv4 ID,
         // unless the path rewrites it: `matchQuotedIPID` off).
-        guard reply.destinationPort == flow.destinationPort,
+        guard reply.destinationPort == flow.destinationPort, reply.sourcePort == flow.sourcePort,
             codec.verify(tag, macBits: macBits,
-                quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, flow: flow)
+                quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, digest: occupant.digest)
         else {
             if countFailure { bump(forgedCount) }
             return false
         }
         // Genuine, but the trace has finished: a late reply.
-        guard slotWord >> 63 == 1 else {
+        guard occupant.active else {
             bump(staleCount)
             return true
         }
@@ -289,12 +270,13 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             // DNAT: a router behind a NAT that leaves quotes untranslated quotes the rewritten
             // destination. The reply has passed the full MAC for this occupant's own flow, so the
             // address it names is what the NAT did, not a guess.
-            if reply.probeDestination != flow.destination {
+            if IPAddress(reply.probeDestination) != flow.destination {
                 translated = 1 << 32 | UInt64(reply.probeDestination.value)
             }
         case .synAck, .reset:
             // Destination answers must come from the destination itself.
-            guard reply.responder == flow.destination, reply.probeDestination == flow.destination else {
+            guard IPAddress(reply.responder) == flow.destination, IPAddress(reply.probeDestination) == flow.destination
+            else {
                 bump(forgedCount)
                 return true
             }

@@ -188,6 +188,9 @@ public final class TraceEngine {
     struct Slot {
         var active = false
         var epoch: UInt16 = 0
+        /// The occupant's flow digest (`ProbeTagCodec.digest`), as published in the slot table: every
+        /// probe's MAC is computed from it.
+        var digest: UInt64 = 0
         var request = TraceRequest(index: 0, destination: .any, port: 0, source: .any)
         var nextProbe = 0
         var resolvedTTLs = 0
@@ -392,9 +395,10 @@ public final class TraceEngine {
                 dispatcher.sendTimes.storeRelaxed(cell, 0)
             }
             // Publish the occupant last: the receive thread accepts replies for it from here on.
-            dispatcher.slotSources.store(index, Dispatcher.slotSource(epoch: slot.epoch, source: request.source))
-            dispatcher.slotWords.store(index,
-                Dispatcher.slotWord(epoch: slot.epoch, destination: request.destination, port: request.port))
+            let flow = ProbeFlow(source: request.source, destination: request.destination,
+                sourcePort: configuration.sourcePort, destinationPort: request.port, epoch: slot.epoch)
+            slot.digest = codec.digest(flow)
+            dispatcher.slots.publish(index, flow: flow, digest: slot.digest)
             slots[index] = slot
             activeCount += 1
             enqueue(index)
@@ -421,12 +425,6 @@ public final class TraceEngine {
 
     // MARK: sending
 
-    /// The flow of a slot's current occupant, as its probes carry it.
-    func flow(of index: Int) -> ProbeFlow {
-        let slot = slots[index]
-        return ProbeFlow(source: slot.request.source, destination: slot.request.destination,
-            sourcePort: configuration.sourcePort, destinationPort: slot.request.port, epoch: slot.epoch)
-    }
 
     private func sendBurst(now: UInt64) throws {
         bucket.refill(now: now)
@@ -469,7 +467,7 @@ public final class TraceEngine {
                 let ttl = UInt8(Int(self.grid.firstTTL) + p.ttlIndex)
                 let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
                 let request = self.slots[p.slot].request
-                let stamp = self.codec.encode(tag, flow: self.flow(of: p.slot))
+                let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest)
                 let probe = TCPProbe(
                     source: request.source, destination: request.destination,
                     sourcePort: self.configuration.sourcePort, destinationPort: request.port,

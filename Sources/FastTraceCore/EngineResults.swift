@@ -62,8 +62,8 @@ extension TraceEngine {
     func finish(_ index: Int, now: UInt64) {
         let slot = slots[index]
         // Retire the occupant first: from here the receive thread counts its replies as late. The slot
-        // word keeps naming it (only `active` is cleared) while the slot rests in the pool.
-        dispatcher.slotWords.store(index, dispatcher.slotWords.loadRelaxed(index) & ~(1 << 63))
+        // table keeps naming it (only `active` is cleared) while the slot rests in the pool.
+        dispatcher.slots.retire(index)
         var lastTTL: Int
         if cancelling {
             // Interrupted: every TTL some probe went to, and none it never reached.

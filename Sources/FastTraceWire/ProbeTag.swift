@@ -45,9 +45,9 @@ public struct ProbeFlow: Hashable, Sendable {
     public static let epochCount = 1 << 15
 
     /// Our source address.
-    public var source: IPv4Address
+    public var source: IPAddress
     /// The traced destination (before any NAT on the path).
-    public var destination: IPv4Address
+    public var destination: IPAddress
     /// Our source port.
     public var sourcePort: UInt16
     /// The destination port.
@@ -57,8 +57,9 @@ public struct ProbeFlow: Hashable, Sendable {
     /// The slot occupant's epoch, `0..<epochCount`: bumped each time the slot takes a new trace.
     public var epoch: UInt16
 
+    /// A flow of either family (both addresses of one family).
     @inlinable
-    public init(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
+    public init(source: IPAddress, destination: IPAddress, sourcePort: UInt16, destinationPort: UInt16,
         protocolNumber: UInt8 = 6, epoch: UInt16)
     {
         self.source = source
@@ -67,5 +68,14 @@ public struct ProbeFlow: Hashable, Sendable {
         self.destinationPort = destinationPort
         self.protocolNumber = protocolNumber
         self.epoch = epoch & UInt16(Self.epochCount - 1)
+    }
+
+    /// An IPv4 flow.
+    @inlinable
+    public init(source: IPv4Address, destination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
+        protocolNumber: UInt8 = 6, epoch: UInt16)
+    {
+        self.init(source: IPAddress(source), destination: IPAddress(destination), sourcePort: sourcePort,
+            destinationPort: destinationPort, protocolNumber: protocolNumber, epoch: epoch)
     }
 }

@@ -18,8 +18,9 @@
 /// | TCP SYN, IPv6 (next) | sequence number | 32 | as IPv4 without the IPv4 ID; the flow label stays fixed |
 ///
 /// The 32-bit word is `permute(slot 14 | ttl 8 | attempt 3 | mac 7)`, where `permute` is a 4-round
-/// Feistel network keyed per run and `mac` is SipHash-1-3 (128-bit per-run key) over the flow, the
-/// slot's epoch, the slot, the TTL and the attempt. The IPv4 ID is the MAC's next 16 bits (0 is
+/// Feistel network keyed per run and `mac` is SipHash-1-3 (128-bit per-run key) over the flow's digest
+/// (itself SipHash-1-3 over both 128-bit addresses, the ports, the protocol and the slot's epoch,
+/// computed once per slot occupant), the slot, the TTL and the attempt. The IPv4 ID is the MAC's next 16 bits (0 is
 /// replaced by 0xFFFF: the kernel overwrites a zero ID on raw sends).
 ///
 /// **The forgery bound, by construction.** The permutation is a bijection, so every 32-bit word
@@ -88,41 +89,69 @@ public struct ProbeTagCodec: Sendable {
 
     // MARK: The MAC
 
-    @inlinable @inline(__always)
-    static func rotl(_ x: UInt64, _ b: UInt64) -> UInt64 { (x << b) | (x >> (64 &- b)) }
+
+    /// SipHash-1-3 state, compressing 64-bit message words one at a time.
+    @usableFromInline struct SipState {
+        @usableFromInline var v0: UInt64, v1: UInt64, v2: UInt64, v3: UInt64
+
+        @inlinable @inline(__always) init(_ k0: UInt64, _ k1: UInt64) {
+            v0 = k0 ^ 0x736f_6d65_7073_6575
+            v1 = k1 ^ 0x646f_7261_6e64_6f6d
+            v2 = k0 ^ 0x6c79_6765_6e65_7261
+            v3 = k1 ^ 0x7465_6462_7974_6573
+        }
+
+        @inlinable @inline(__always) mutating func round() {
+            v0 &+= v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32)
+            v2 &+= v3; v3 = rotl(v3, 16); v3 ^= v2
+            v0 &+= v3; v3 = rotl(v3, 21); v3 ^= v0
+            v2 &+= v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32)
+        }
+
+        @inlinable @inline(__always) mutating func add(_ m: UInt64) {
+            v3 ^= m; round(); v0 ^= m
+        }
+
+        /// The hash of the `words` words added (no tail bytes; the length byte only).
+        @inlinable @inline(__always) mutating func finish(words: UInt64) -> UInt64 {
+            add((words * 8) << 56)
+            v2 ^= 0xFF
+            round(); round(); round()
+            return v0 ^ v1 ^ v2 ^ v3
+        }
+    }
 
     /// SipHash-1-3 of three 64-bit words (24 bytes) under the codec's key.
     @inlinable @inline(__always)
     func sipHash(_ m0: UInt64, _ m1: UInt64, _ m2: UInt64) -> UInt64 {
-        var v0 = macKey0 ^ 0x736f_6d65_7073_6575
-        var v1 = macKey1 ^ 0x646f_7261_6e64_6f6d
-        var v2 = macKey0 ^ 0x6c79_6765_6e65_7261
-        var v3 = macKey1 ^ 0x7465_6462_7974_6573
-        @inline(__always) func round() {
-            v0 &+= v1; v1 = Self.rotl(v1, 13); v1 ^= v0; v0 = Self.rotl(v0, 32)
-            v2 &+= v3; v3 = Self.rotl(v3, 16); v3 ^= v2
-            v0 &+= v3; v3 = Self.rotl(v3, 21); v3 ^= v0
-            v2 &+= v1; v1 = Self.rotl(v1, 17); v1 ^= v2; v2 = Self.rotl(v2, 32)
-        }
-        v3 ^= m0; round(); v0 ^= m0
-        v3 ^= m1; round(); v0 ^= m1
-        v3 ^= m2; round(); v0 ^= m2
-        let last: UInt64 = 24 << 56  // no tail bytes; the length byte
-        v3 ^= last; round(); v0 ^= last
-        v2 ^= 0xFF
-        round(); round(); round()
-        return v0 ^ v1 ^ v2 ^ v3
+        var state = SipState(macKey0, macKey1)
+        state.add(m0); state.add(m1); state.add(m2)
+        return state.finish(words: 3)
+    }
+
+    /// The flow's digest: SipHash-1-3 (the codec's key) over both 128-bit addresses, the ports, the
+    /// protocol and the slot occupant's epoch. Computed once when a trace takes its slot; every MAC of
+    /// that occupant is computed from it, so a MAC binds the whole flow in either family's width.
+    @inlinable
+    public func digest(_ flow: ProbeFlow) -> UInt64 {
+        var state = SipState(macKey0, macKey1)
+        state.add(flow.source.high); state.add(flow.source.low)
+        state.add(flow.destination.high); state.add(flow.destination.low)
+        state.add(UInt64(flow.sourcePort) << 48 | UInt64(flow.destinationPort) << 32
+            | UInt64(flow.protocolNumber) << 16 | UInt64(flow.epoch))
+        return state.finish(words: 5)
+    }
+
+    /// The 64-bit MAC of one probe: its tag and its flow's digest (`digest(_:)`).
+    @inlinable @inline(__always)
+    public func mac(_ tag: ProbeTag, digest: UInt64) -> UInt64 {
+        let probe = UInt64(tag.slot) << 16 | UInt64(tag.ttl) << 8 | UInt64(tag.attempt)
+        return sipHash(digest, probe, 0x7072_6f62_6531)  // "probe1": the MAC's own domain
     }
 
     /// The 64-bit MAC of one probe: its tag, its flow and its slot's epoch.
     @inlinable @inline(__always)
-    public func mac(_ tag: ProbeTag, _ flow: ProbeFlow) -> UInt64 {
-        let addresses = UInt64(flow.source.value) << 32 | UInt64(flow.destination.value)
-        let ports = UInt64(flow.sourcePort) << 48 | UInt64(flow.destinationPort) << 32
-            | UInt64(flow.protocolNumber) << 16 | UInt64(flow.epoch)
-        let probe = UInt64(tag.slot) << 16 | UInt64(tag.ttl) << 8 | UInt64(tag.attempt)
-        return sipHash(addresses, ports, probe)
-    }
+    public func mac(_ tag: ProbeTag, _ flow: ProbeFlow) -> UInt64 { mac(tag, digest: digest(flow)) }
 
     /// The IPv4 ID a probe with this MAC carries (never 0).
     @inlinable @inline(__always)
@@ -185,8 +214,12 @@ public struct ProbeTagCodec: Sendable {
 
     /// The sequence number and IPv4 ID of the probe `tag` of `flow`.
     @inlinable
-    public func encode(_ tag: ProbeTag, flow: ProbeFlow) -> Stamp {
-        let mac = mac(tag, flow)
+    public func encode(_ tag: ProbeTag, flow: ProbeFlow) -> Stamp { encode(tag, digest: digest(flow)) }
+
+    /// The sequence number and IPv4 ID of the probe `tag` of the flow whose digest is `digest`.
+    @inlinable
+    public func encode(_ tag: ProbeTag, digest: UInt64) -> Stamp {
+        let mac = mac(tag, digest: digest)
         let plain = UInt32(tag.slot) << Self.slotShift | UInt32(tag.ttl) << Self.ttlShift
             | UInt32(tag.attempt) << Self.attemptShift | UInt32(truncatingIfNeeded: mac) & Self.macMask
         return Stamp(sequence: permute(plain), ipID: Self.ipID(fromMAC: mac))
@@ -207,9 +240,18 @@ public struct ProbeTagCodec: Sendable {
     /// what probe `tag` of `flow` carried.
     @inlinable @inline(__always)
     public func verify(_ tag: ProbeTag, macBits: UInt8, quotedIPID: UInt16?, flow: ProbeFlow) -> Bool {
-        let mac = mac(tag, flow)
+        verify(tag, macBits: macBits, quotedIPID: quotedIPID, digest: digest(flow))
+    }
+
+    /// `verify` against a flow's digest (`digest(_:)`), as the receive thread has it from the slot table.
+    @inlinable @inline(__always)
+    public func verify(_ tag: ProbeTag, macBits: UInt8, quotedIPID: UInt16?, digest: UInt64) -> Bool {
+        let mac = mac(tag, digest: digest)
         guard UInt8(truncatingIfNeeded: mac) & UInt8(Self.macMask) == macBits else { return false }
         if let quotedIPID { return quotedIPID == Self.ipID(fromMAC: mac) }
         return true
     }
 }
+
+@inlinable @inline(__always)
+func rotl(_ x: UInt64, _ b: UInt64) -> UInt64 { (x << b) | (x >> (64 &- b)) }

@@ -79,14 +79,15 @@ import Testing
                 }
             }
             // Retire and hand the slot to a new occupant, as finish() and admit() do.
-            dispatcher.slotWords.store(slot, dispatcher.slotWords.loadRelaxed(slot) & ~(1 << 63))
+            dispatcher.slots.retire(slot)
             let next = epoch &+ 1
             for cell in cells {
                 dispatcher.results.storeRelaxed(cell, 0)
                 dispatcher.sendTimes.store(cell, 1_000_000_000)
             }
-            dispatcher.slotSources.store(slot, Dispatcher.slotSource(epoch: next, source: source))
-            dispatcher.slotWords.store(slot, Dispatcher.slotWord(epoch: next, destination: destination(next), port: 443))
+            let flow = ProbeFlow(source: source, destination: destination(next), sourcePort: 40000,
+                destinationPort: 443, epoch: next)
+            dispatcher.slots.publish(slot, flow: flow, digest: codec.digest(flow))
             published.store(slot, UInt64(next))
             epochOf[slot] = next
             dispatcher.notifications.drain { _ in }

@@ -141,11 +141,14 @@ struct ProbeTagCodecTests {
             let tag = ProbeTag.random(using: &rng)
             let stamp = Self.codec.encode(tag, flow: Self.flow)
             var other = Self.flow
-            switch i % 5 {
+            switch i % 7 {
             case 0: other.epoch = (other.epoch + 1) & 0x7FFF
-            case 1: other.destination = IPv4Address(other.destination.value ^ 1)
+            case 1: other.destination = IPAddress(high: other.destination.high, low: other.destination.low ^ 1)
             case 2: other.destinationPort &+= 1
-            case 3: other.source = IPv4Address(other.source.value &+ 256)
+            case 3: other.source = IPAddress(high: other.source.high, low: other.source.low &+ 256)
+            // The same low 32 bits in another family or another /64: the MAC binds all 128 bits.
+            case 4: other.destination = IPAddress(high: 0x2001_0db8_0000_0000, low: other.destination.low)
+            case 5: other.source = IPAddress(high: 1 << 32, low: other.source.low)
             default: other.epoch = UInt16.random(in: 0..<0x8000, using: &rng); if other.epoch == 7 { other.epoch = 8 }
             }
             let (decoded, mac) = Self.codec.identify(stamp.sequence)

@@ -139,8 +139,9 @@ let benchmarks: @Sendable () -> Void = {
     let ttl: UInt8 = 5
     let cell = grid.cell(slot: slot, ttl: ttl, attempt: 0)
     let sendTime: UInt64 = 1_700_000_000_000_000_000
-    dispatcher.slotSources.store(slot, Dispatcher.slotSource(epoch: epoch, source: vantage))
-    dispatcher.slotWords.store(slot, Dispatcher.slotWord(epoch: epoch, destination: target, port: destinationPort))
+    let benchmarkFlow = ProbeFlow(source: vantage, destination: target, sourcePort: sourcePort,
+        destinationPort: destinationPort, epoch: epoch)
+    dispatcher.slots.publish(slot, flow: benchmarkFlow, digest: benchmarkCodec.digest(benchmarkFlow))
     dispatcher.sendTimes.store(cell, sendTime)
     let dispatchReply = pinned(
         timeExceededReply(
