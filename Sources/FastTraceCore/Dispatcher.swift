@@ -8,9 +8,9 @@ import Synchronization
 
 /// The packed result of one probe, as stored in a result cell.
 ///
-/// Layout (64 bits): `valid:1 | generation:2 | kind:5 | rttMicros:24 | responder:32`. `kind` is
-/// 1 time exceeded, 2 SYN-ACK, 3 RST, 4+code destination unreachable (code 0...15). `generation` is the
-/// low two bits of the slot's epoch; the full epoch is in the cell's `details` word.
+/// Layout (64 bits): `valid:1 | generation:2 | response:5 | rttMicros:24 | responder:32`. `response` is
+/// `Response.packedCode`. `generation` is the low two bits of the slot's epoch; the full epoch is in the
+/// cell's `details` word.
 public struct PackedReply: Sendable, Equatable {
     /// The raw word.
     public var word: UInt64
@@ -18,17 +18,10 @@ public struct PackedReply: Sendable, Equatable {
     @inlinable public init(word: UInt64) { self.word = word }
 
     /// Packs a reply.
-    @inlinable public init(generation: UInt8, outcome: ProbeOutcome, rttMicros: UInt32, responder: IPv4Address) {
-        let kind: UInt64
-        switch outcome {
-        case .none: kind = 0
-        case .timeExceeded: kind = 1
-        case .synAck: kind = 2
-        case .reset: kind = 3
-        case .unreachable(let code): kind = 4 + UInt64(code & 0x0F)
-        }
+    @inlinable public init(generation: UInt8, outcome: Response, rttMicros: UInt32, responder: IPv4Address) {
         let rtt = UInt64(min(rttMicros, 0xFF_FFFF))
-        word = 1 << 63 | UInt64(generation & 3) << 61 | kind << 56 | rtt << 32 | UInt64(responder.value)
+        word = 1 << 63 | UInt64(generation & 3) << 61 | UInt64(outcome.packedCode & 0x1F) << 56 | rtt << 32
+            | UInt64(responder.value)
     }
 
     /// True when the cell holds a reply.
@@ -36,15 +29,7 @@ public struct PackedReply: Sendable, Equatable {
     /// The slot generation of the probe this reply answered.
     @inlinable public var generation: UInt8 { UInt8(truncatingIfNeeded: word >> 61) & 3 }
     /// How the probe was answered.
-    public var outcome: ProbeOutcome {
-        switch (word >> 56) & 0x1F {
-        case 1: .timeExceeded
-        case 2: .synAck
-        case 3: .reset
-        case let k where k >= 4: .unreachable(code: UInt8(k - 4))
-        default: .none
-        }
-    }
+    public var outcome: Response { Response(packedCode: UInt8(truncatingIfNeeded: word >> 56) & 0x1F) }
     /// Round-trip time in microseconds (saturates at 2^24-1 µs ≈ 16.7 s).
     @inlinable public var rttMicros: UInt32 { UInt32(truncatingIfNeeded: word >> 32) & 0xFF_FFFF }
     /// Who answered.
@@ -122,9 +107,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let grid: ProbeGrid
     /// Source port every probe of this run carries.
     public let sourcePort: UInt16
-    /// Bytes of TCP payload every probe carries (`-l` − 40): a RST acknowledges them too.
+    /// Bytes of payload every probe carries (`-l` minus the headers): a RST acknowledges them too.
     public let payloadLength: UInt32
     let codec: ProbeTagCodec
+    /// The kind of probe the run sends: it reads every captured packet back.
+    let kind: any ProbeKind
 
     /// Every slot's occupant: its flow in both families' width and the digest its MACs are computed
     /// from, handed over by the scheduler and read here under the table's sequence lock. A retired slot
@@ -164,8 +151,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// Makes the tables for `grid`.
     /// `matchQuotedIPID` and `acceptTranslatedQuotes`: see `EngineConfiguration`.
     public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec, payloadLength: Int = 0,
-        matchQuotedIPID: Bool = true, acceptTranslatedQuotes: Bool = true)
+        kind: any ProbeKind = TCPProbeKind(flags: .syn), matchQuotedIPID: Bool = true,
+        acceptTranslatedQuotes: Bool = true)
     {
+        self.kind = kind
         self.matchQuotedIPID = matchQuotedIPID
         self.acceptTranslatedQuotes = acceptTranslatedQuotes
         self.grid = grid
@@ -210,12 +199,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
 
     /// Decodes, verifies and records one reply. Runs on the receive thread.
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
-        guard let reply = ReplyParser.parse(packet) else { return bump(malformedCount) }
+        guard let reply = kind.parse(packet) else { return bump(malformedCount) }
         guard reply.sourcePort == sourcePort else { return bump(foreignCount) }
-        // A RST to a SYN that carried data acknowledges the data as well; a middlebox answering for the
-        // destination may acknowledge only the SYN. Both readings are tried: each is held to the MAC.
-        if reply.kind == .reset && payloadLength > 0 {
-            if accept(reply, word: reply.tagWord &- payloadLength, at: timestampNanos, countFailure: false) { return }
+        // Some answers have two readings of their tag word (a RST to a SYN that carried data): the kind's
+        // second reading is tried first, quietly; each is held to the MAC.
+        if let alternate = kind.alternateTagWord(of: reply, payloadLength: Int(payloadLength)) {
+            if accept(reply, word: alternate, at: timestampNanos, countFailure: false) { return }
         }
         _ = accept(reply, word: reply.tagWord, at: timestampNanos, countFailure: true)
     }
@@ -262,25 +251,22 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             return true
         }
 
-        let outcome: ProbeOutcome
+        let outcome = reply.response
         var translated: UInt64 = 0
-        switch reply.kind {
-        case .timeExceeded, .unreachable:
-            outcome = reply.kind == .timeExceeded ? .timeExceeded : .unreachable(code: reply.icmpCode)
+        if outcome.isICMPError {
             // DNAT: a router behind a NAT that leaves quotes untranslated quotes the rewritten
             // destination. The reply has passed the full MAC for this occupant's own flow, so the
             // address it names is what the NAT did, not a guess.
             if IPAddress(reply.probeDestination) != flow.destination {
                 translated = 1 << 32 | UInt64(reply.probeDestination.value)
             }
-        case .synAck, .reset:
+        } else {
             // Destination answers must come from the destination itself.
             guard IPAddress(reply.responder) == flow.destination, IPAddress(reply.probeDestination) == flow.destination
             else {
                 bump(forgedCount)
                 return true
             }
-            outcome = reply.kind == .synAck ? .synAck : .reset
         }
 
         let cell = grid.cell(slot: Int(tag.slot), ttl: tag.ttl, attempt: Int(tag.attempt))

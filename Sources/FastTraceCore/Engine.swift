@@ -41,6 +41,8 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var tos: UInt8 = 0
     /// Total IP packet length (`-l`), 40...1500.
     public var packetLength: Int = 40
+    /// What to send (`-T`/`-S`, `-A`, `-E`): the engine writes and reads probes through its kind.
+    public var method: ProbeMethod = .tcp(.syn)
     /// Set the IP don't-fragment bit (`-F`).
     public var dontFragment: Bool = false
     /// Hold ICMP errors to the IPv4 ID they quote (16 more MAC bits). Off (`--track-port`) for paths
@@ -89,8 +91,9 @@ public struct EngineConfiguration: Sendable, Equatable {
             return "probes per hop × (1 + retries + re-asks) must be at most \(ProbeTag.attemptCount)"
         }
         if waitNanos == 0 { return "wait time must be positive" }
-        if packetLength < TCPProbeWriter.minimumLength || packetLength > TCPProbeWriter.maximumLength {
-            return "packet length must be \(TCPProbeWriter.minimumLength)...\(TCPProbeWriter.maximumLength)"
+        let kind = method.kind
+        if packetLength < kind.minimumLength || packetLength > kind.maximumLength {
+            return "packet length must be \(kind.minimumLength)...\(kind.maximumLength)"
         }
         if rate < 1 { return "rate must be at least 1 probe per second" }
         if gapLimit < 0 { return "gap limit must be 0 (off) or positive" }
@@ -162,6 +165,8 @@ public final class TraceEngine {
     let transport: ProbeTransport
     let clock: EngineClock
     let codec: ProbeTagCodec
+    /// The kind of probe the run sends (`configuration.method`'s): writes every probe.
+    let kind: any ProbeKind
     let grid: ProbeGrid
 
     /// Called when a trace's next TTL is settled, in TTL order (for live single-target output).
@@ -191,6 +196,9 @@ public final class TraceEngine {
         /// The occupant's flow digest (`ProbeTagCodec.digest`), as published in the slot table: every
         /// probe's MAC is computed from it.
         var digest: UInt64 = 0
+        /// The occupant's flow, as published: what every probe of it carries.
+        var flow = ProbeFlow(source: IPv4Address.any, destination: IPv4Address.any, sourcePort: 0, destinationPort: 0,
+            epoch: 0)
         var request = TraceRequest(index: 0, destination: .any, port: 0, source: .any)
         var nextProbe = 0
         var resolvedTTLs = 0
@@ -266,6 +274,7 @@ public final class TraceEngine {
         precondition(configuration.problem == nil, configuration.problem ?? "")
         precondition(configuration.packetLength <= transport.maxPacketLength)
         self.configuration = configuration
+        kind = configuration.method.kind
         self.transport = transport
         self.clock = clock
         self.codec = codec
@@ -282,7 +291,7 @@ public final class TraceEngine {
             attempts: configuration.probesPerHop * (immediateTries + configuration.effectiveReasks),
             slots: slotCount)
         dispatcher = Dispatcher(grid: grid, sourcePort: configuration.sourcePort, codec: codec,
-            payloadLength: configuration.packetLength - TCPProbeWriter.minimumLength,
+            payloadLength: configuration.packetLength - kind.minimumLength, kind: kind,
             matchQuotedIPID: configuration.matchQuotedIPID,
             acceptTranslatedQuotes: configuration.acceptTranslatedQuotes)
         slots = Array(repeating: Slot(), count: grid.slots)
@@ -396,7 +405,9 @@ public final class TraceEngine {
             }
             // Publish the occupant last: the receive thread accepts replies for it from here on.
             let flow = ProbeFlow(source: request.source, destination: request.destination,
-                sourcePort: configuration.sourcePort, destinationPort: request.port, epoch: slot.epoch)
+                sourcePort: configuration.sourcePort, destinationPort: request.port,
+                protocolNumber: kind.protocolNumber, epoch: slot.epoch)
+            slot.flow = flow
             slot.digest = codec.digest(flow)
             dispatcher.slots.publish(index, flow: flow, digest: slot.digest)
             slots[index] = slot
@@ -468,12 +479,9 @@ public final class TraceEngine {
                 let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
                 let request = self.slots[p.slot].request
                 let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest)
-                let probe = TCPProbe(
-                    source: request.source, destination: request.destination,
-                    sourcePort: self.configuration.sourcePort, destinationPort: request.port,
-                    sequence: stamp.sequence, ttl: ttl, tos: self.configuration.tos, ipID: stamp.ipID,
-                    dontFragment: self.configuration.dontFragment, length: self.configuration.packetLength)
-                let length = TCPProbeWriter.write(probe, into: buffer)
+                let length = self.kind.write(ProbeSpec(flow: self.slots[p.slot].flow, ttl: ttl, stamp: stamp,
+                    tos: self.configuration.tos, dontFragment: self.configuration.dontFragment,
+                    length: self.configuration.packetLength), into: buffer)
                 // Stamped per packet, as it is built, on the clock the ring stamps replies with.
                 self.dispatcher.sendTimes.store(
                     self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())
@@ -576,7 +584,7 @@ public final class TraceEngine {
                 status[cell] = Self.answered
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
                 switch reply.outcome {
-                case .synAck, .reset:
+                case let answer where answer.isFromDestination:
                     slots[index].destinationTTLIndex = min(slots[index].destinationTTLIndex, ttlIndex)
                 case .unreachable:
                     // Where the router sits: the quote's TTL is what the probe had left when it got
@@ -587,7 +595,7 @@ public final class TraceEngine {
                         slots[index].unreachableTTLIndex = at
                         slots[index].unreachableCell = at == ttlIndex ? -1 : cell
                     }
-                case .timeExceeded, .none:
+                default:
                     break
                 }
             }

@@ -87,18 +87,20 @@ extension TraceEngine {
         // The port's state is what the destination said, wherever in the trace it said it. A trace cut
         // short before the destination said anything has no state: `filtered` is a finding, and an
         // interrupted trace has not found it.
+        // Several answers (a SYN-ACK and a RST): the most telling one (`Response.precedence`) says it.
         var state = cancelling ? PortState.unknown : PortState.filtered
         var reached = false
-        for hop in hops {
-            for probe in hop.probes {
-                if probe.outcome == .synAck { state = .open; reached = true }
-                if probe.outcome == .reset && !reached { state = .closed; reached = true }
-            }
+        let answer = hops.lazy.flatMap(\.probes).map(\.outcome).filter(\.isFromDestination)
+            .max { $0.precedence < $1.precedence }
+        if let answer, let said = kind.portState(for: answer) {
+            state = said
+            reached = true
         }
         let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
         let result = TraceResult(
             request: slot.request, hops: hops, reached: reached, state: state,
-            stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent)
+            stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent,
+            method: configuration.method)
         slots[index].active = false
         activeCount -= 1
         pool.give(index, now: now)

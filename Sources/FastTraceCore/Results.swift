@@ -25,34 +25,6 @@ public struct TraceRequest: Sendable, Equatable {
     }
 }
 
-/// How a probe was answered.
-public enum ProbeOutcome: Sendable, Equatable, CustomStringConvertible {
-    /// No answer within the wait time.
-    case none
-    /// ICMP time exceeded from a router.
-    case timeExceeded
-    /// ICMP destination unreachable with its code.
-    case unreachable(code: UInt8)
-    /// SYN-ACK from the destination: the port is open.
-    case synAck
-    /// RST from the destination: the port is closed.
-    case reset
-
-    /// The name used in JSON output and tests.
-    public var description: String {
-        switch self {
-        case .none: "none"
-        case .timeExceeded: "time-exceeded"
-        case .unreachable: "unreachable"
-        case .synAck: "syn-ack"
-        case .reset: "rst"
-        }
-    }
-
-    /// True for answers from the destination itself.
-    public var isFromDestination: Bool { self == .synAck || self == .reset }
-}
-
 /// Why a probe has no answer.
 public enum Silence: String, Sendable, Equatable {
     /// Nothing came back within the wait time (after every retry and re-ask).
@@ -79,7 +51,7 @@ public struct ProbeResult: Sendable, Equatable {
     /// Round-trip time in microseconds (kernel receive timestamp minus send time), or nil.
     public var rttMicros: UInt32?
     /// How it was answered.
-    public var outcome: ProbeOutcome
+    public var outcome: Response
     /// Where a NAT on the path had sent the probe, when the answer's quote names a destination other
     /// than the target (DNAT detection); nil otherwise.
     public var translatedDestination: IPv4Address?
@@ -89,7 +61,7 @@ public struct ProbeResult: Sendable, Equatable {
     /// quoted TTL says its router sits nearer than the TTL the probe carried. nil otherwise.
     public var sentTTL: UInt8?
 
-    public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: ProbeOutcome,
+    public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: Response,
         translatedDestination: IPv4Address? = nil)
     {
         self.responder = responder
@@ -145,27 +117,10 @@ public struct HopResult: Sendable, Equatable {
     /// explains it (`likely-rate-limited`).
     public var isLikelyRateLimited: Bool { kind == Silence.likelyRateLimited.rawValue }
 
-    /// The most telling outcome at this TTL: a destination answer beats unreachable beats time exceeded.
-    public var outcome: ProbeOutcome {
-        if probes.allSatisfy({ $0.outcome == .none }) { return .none }
-        if let p = probes.first(where: { $0.outcome == .synAck }) { return p.outcome }
-        if let p = probes.first(where: { $0.outcome == .reset }) { return p.outcome }
-        if let p = probes.first(where: { if case .unreachable = $0.outcome { true } else { false } }) { return p.outcome }
-        return probes.first(where: { $0.outcome != .none })?.outcome ?? .none
+    /// The most telling outcome at this TTL (`Response.precedence`; the first of equals).
+    public var outcome: Response {
+        probes.lazy.map(\.outcome).max { $0.precedence < $1.precedence } ?? .none
     }
-}
-
-/// The state of the destination port as the trace saw it.
-public enum PortState: String, Sendable, Equatable {
-    /// The destination answered SYN-ACK.
-    case open
-    /// The destination answered RST.
-    case closed
-    /// The destination never answered, and the trace ran to its end (gap limit, max TTL, unreachable).
-    case filtered
-    /// The trace was cut short (interrupted) before the destination answered: the network has not said
-    /// anything about the port. JSON writes it as `null`, CSV as `unknown`, text names no state.
-    case unknown
 }
 
 /// Why a trace stopped probing further TTLs.
@@ -188,9 +143,10 @@ public struct TraceResult: Sendable, Equatable {
     public var request: TraceRequest
     /// Hops from the first TTL up to where the trace stopped.
     public var hops: [HopResult]
-    /// True when the destination answered (SYN-ACK or RST).
+    /// True when the destination answered (SYN-ACK or RST; for an ACK probe, RST).
     public var reached: Bool
-    /// Open, closed or filtered; `unknown` for a trace interrupted before the destination answered.
+    /// Open, closed (SYN), unfiltered (ACK) or filtered; `unknown` for a trace interrupted before the
+    /// destination answered.
     public var state: PortState
     /// Why the trace stopped.
     public var stopReason: StopReason
@@ -198,11 +154,14 @@ public struct TraceResult: Sendable, Equatable {
     public var sourcePort: UInt16
     /// Probes sent for this trace.
     public var probesSent: Int
+    /// What was sent (protocol and flags): what the destination's answers mean depends on it.
+    public var method: ProbeMethod
 
     public init(
         request: TraceRequest, hops: [HopResult], reached: Bool, state: PortState, stopReason: StopReason,
-        sourcePort: UInt16, probesSent: Int
+        sourcePort: UInt16, probesSent: Int, method: ProbeMethod = .tcp(.syn)
     ) {
+        self.method = method
         self.request = request
         self.hops = hops
         self.reached = reached

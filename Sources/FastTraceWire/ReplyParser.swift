@@ -1,25 +1,11 @@
 // Reduces a captured reply (ICMP error quoting a probe, or the target's own SYN-ACK/RST) to the
 // handful of fields correlation needs. Pure and allocation-free: it runs once per received packet.
 
-/// What kind of answer a reply is.
-public enum ReplyKind: UInt8, Sendable {
-    /// ICMP time exceeded (type 11): a router on the path, at the probe's TTL.
-    case timeExceeded = 1
-    /// TCP SYN+ACK: the target, port open.
-    case synAck = 2
-    /// TCP RST+ACK: the target (or a device speaking for it), port closed.
-    case reset = 3
-    /// ICMP destination unreachable (type 3): `icmpCode` says why (1 host, 3 port, 13 filtered, ...).
-    case unreachable = 4
-}
-
 /// A reply to one of our TCP probes, reduced to what correlation needs. The `probe…` fields are
 /// the probe's own values as the reply reflects them, whichever kind of reply it is.
 public struct ParsedReply: Sendable, Equatable {
-    /// What kind of reply this is.
-    public var kind: ReplyKind
-    /// ICMP code for `.unreachable` and `.timeExceeded`; 0 for TCP replies.
-    public var icmpCode: UInt8
+    /// How it answers the probe (an ICMP error with its code, or the destination's own answer).
+    public var response: Response
     /// Outer IPv4 source: who answered.
     public var responder: IPv4Address
     /// Our address: the quoted source (ICMP) or the outer destination (TCP).
@@ -43,17 +29,16 @@ public struct ParsedReply: Sendable, Equatable {
     public var quotedTTL: UInt8
 
     /// True for an ICMP error, which quotes the probe's IPv4 header (and so its ID).
-    @inlinable public var quotesProbe: Bool { kind == .timeExceeded || kind == .unreachable }
+    @inlinable public var quotesProbe: Bool { response.isICMPError }
 
     /// Makes a parsed reply (the parser does this; tests and the simulated network may too).
     @inlinable
     public init(
-        kind: ReplyKind, icmpCode: UInt8, responder: IPv4Address, probeSource: IPv4Address,
+        response: Response, responder: IPv4Address, probeSource: IPv4Address,
         probeDestination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16, tagWord: UInt32,
         replyTTL: UInt8, quotedIPID: UInt16 = 0, quotedTTL: UInt8 = 0
     ) {
-        self.kind = kind
-        self.icmpCode = icmpCode
+        self.response = response
         self.responder = responder
         self.probeSource = probeSource
         self.probeDestination = probeDestination
@@ -68,6 +53,14 @@ public struct ParsedReply: Sendable, Equatable {
 
 /// Parses captured IPv4 packets into `ParsedReply`s.
 public enum ReplyParser {
+    /// Which TCP answers from the destination a probe can draw, and where they carry its tag word.
+    public enum TCPAnswers: Sendable {
+        /// Answers to a SYN: SYN+ACK or RST+ACK acknowledging the probe's sequence number plus one.
+        case toSyn
+        /// Answers to an ACK: a RST whose sequence number is the probe's acknowledgement number (RFC 793).
+        case resetToAck
+    }
+
     /// Parses one packet. `packet` starts at the IPv4 header (as an AF_PACKET SOCK_DGRAM socket
     /// delivers it) and may be truncated by the capture length or followed by link-layer padding.
     ///
@@ -78,14 +71,18 @@ public enum ReplyParser {
     /// TCP that is neither SYN+ACK nor RST+ACK (a RST without ACK has no usable acknowledgement).
     /// Checksums are not verified (the tag's keyed check does that job); every read is bounded.
     @inlinable
-    public static func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+    public static func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? { parse(packet, answers: .toSyn) }
+
+    /// Parses one packet, reading a TCP answer from the destination as `answers` says.
+    @inlinable
+    public static func parse(_ packet: UnsafeRawBufferPointer, answers: TCPAnswers) -> ParsedReply? {
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }
         let payload = ip.payloadWithinTotalLength
         switch ip.proto {
         case IPv4Layout.protocolICMP:
             return parseICMP(outer: ip, payload)
         case IPv4Layout.protocolTCP:
-            return parseTCP(outer: ip, payload)
+            return answers == .toSyn ? parseTCP(outer: ip, payload) : parseResetToAck(outer: ip, payload)
         default:
             return nil
         }
@@ -95,10 +92,10 @@ public enum ReplyParser {
     @inlinable
     static func parseICMP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let icmp = ICMPHeaderView(payload) else { return nil }
-        let kind: ReplyKind
+        let response: Response
         switch icmp.type {
-        case ICMPLayout.typeTimeExceeded: kind = .timeExceeded
-        case ICMPLayout.typeDestinationUnreachable: kind = .unreachable
+        case ICMPLayout.typeTimeExceeded: response = .timeExceeded
+        case ICMPLayout.typeDestinationUnreachable: response = .unreachable(code: icmp.code)
         default: return nil
         }
         // The quoted datagram is our probe as the responder received it. A quote of a non-first
@@ -107,10 +104,24 @@ public enum ReplyParser {
             quoted.fragmentOffset == 0, let tcp = TCPQuoteView(quoted.payload)
         else { return nil }
         return ParsedReply(
-            kind: kind, icmpCode: icmp.code, responder: ip.source,
+            response: response, responder: ip.source,
             probeSource: quoted.source, probeDestination: quoted.destination,
             sourcePort: tcp.sourcePort, destinationPort: tcp.destinationPort,
             tagWord: tcp.sequence, replyTTL: ip.ttl, quotedIPID: quoted.identification, quotedTTL: quoted.ttl)
+    }
+
+    /// The target's RST answering an ACK probe: no ACK flag, its sequence number is the probe's
+    /// acknowledgement number. Anything else (a SYN, an ACK-only segment) is no answer to an ACK probe.
+    @inlinable
+    static func parseResetToAck(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
+        guard let tcp = TCPHeaderView(payload), tcp.flags & TCPLayout.rst != 0, tcp.flags & TCPLayout.syn == 0 else {
+            return nil
+        }
+        return ParsedReply(
+            response: .reset, responder: ip.source,
+            probeSource: ip.destination, probeDestination: ip.source,
+            sourcePort: tcp.destinationPort, destinationPort: tcp.sourcePort,
+            tagWord: tcp.sequence, replyTTL: ip.ttl)
     }
 
     /// The target's own SYN+ACK or RST+ACK, acknowledging the probe's sequence number plus one.
@@ -119,16 +130,16 @@ public enum ReplyParser {
         guard let tcp = TCPHeaderView(payload) else { return nil }
         let flags = tcp.flags
         guard flags & TCPLayout.ack != 0 else { return nil }
-        let kind: ReplyKind
+        let response: Response
         if flags & TCPLayout.rst != 0 {
-            kind = .reset
+            response = .reset
         } else if flags & TCPLayout.syn != 0 {
-            kind = .synAck
+            response = .synAck
         } else {
             return nil
         }
         return ParsedReply(
-            kind: kind, icmpCode: 0, responder: ip.source,
+            response: response, responder: ip.source,
             probeSource: ip.destination, probeDestination: ip.source,
             sourcePort: tcp.destinationPort, destinationPort: tcp.sourcePort,
             tagWord: tcp.acknowledgement &- 1, replyTTL: ip.ttl)

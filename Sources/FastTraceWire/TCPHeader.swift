@@ -36,6 +36,10 @@ public enum TCPLayout {
     @inlinable public static var psh: UInt8 { 0x08 }
     /// ACK flag.
     @inlinable public static var ack: UInt8 { 0x10 }
+    /// ECE flag (ECN-Echo; with SYN: ECN-capable, RFC 3168).
+    @inlinable public static var ece: UInt8 { 0x40 }
+    /// CWR flag (congestion window reduced; with SYN and ECE: the ECN-setup SYN).
+    @inlinable public static var cwr: UInt8 { 0x80 }
 }
 
 /// A read-only view of a whole (20-byte) TCP header at the start of `bytes`.

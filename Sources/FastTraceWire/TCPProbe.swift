@@ -1,4 +1,4 @@
-// The probe itself: one TCP SYN over IPv4, described by value (`TCPProbe`) and serialized by
+// The probe itself: one TCP segment (SYN, ACK or ECN-setup SYN) over IPv4, described by value (`TCPProbe`) and serialized by
 // `TCPProbeWriter` into a caller-owned buffer, with no allocation, on the send hot path.
 
 /// Parameters of one TCP SYN probe over IPv4.
@@ -25,14 +25,20 @@ public struct TCPProbe: Sendable, Equatable {
     /// many zero payload bytes after the TCP header (as tcptraceroute's `-l` does with filler).
     /// Must lie in `TCPProbeWriter.minimumLength...TCPProbeWriter.maximumLength`.
     public var length: Int
+    /// TCP flags (SYN by default; `TCPProbeFlags.bits`).
+    public var flags: UInt8
+    /// Acknowledgement number (0 unless the ACK flag is set).
+    public var acknowledgement: UInt32
 
     /// Makes a probe description.
     @inlinable
     public init(
         source: IPv4Address, destination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
         sequence: UInt32, ttl: UInt8, tos: UInt8 = 0, ipID: UInt16 = 0, dontFragment: Bool = false,
-        length: Int = 40
+        length: Int = 40, flags: UInt8 = TCPLayout.syn, acknowledgement: UInt32 = 0
     ) {
+        self.flags = flags
+        self.acknowledgement = acknowledgement
         self.source = source
         self.destination = destination
         self.sourcePort = sourcePort
@@ -50,7 +56,7 @@ public struct TCPProbe: Sendable, Equatable {
 ///
 /// The packet: IPv4 version 4, IHL 5, the probe's TOS, total length, ID and DF flag, fragment offset
 /// 0, protocol 6, header checksum; TCP with no options (data offset 5), the probe's ports and
-/// sequence number, acknowledgement 0, flags SYN only, window 5840 (the value tcptraceroute sends:
+/// sequence number, the probe's acknowledgement number (0 but for an ACK probe) and flags (SYN by default), window 5840 (the value tcptraceroute sends:
 /// an ordinary-looking SYN, neither 0, which some middleboxes drop, nor a suspicious maximum),
 /// urgent pointer 0, and the checksum over the IPv4 pseudo-header, header and zero payload.
 public enum TCPProbeWriter {
@@ -92,9 +98,9 @@ public enum TCPProbeWriter {
         tcp.setSourcePort(probe.sourcePort)
         tcp.setDestinationPort(probe.destinationPort)
         tcp.setSequence(probe.sequence)
-        tcp.setAcknowledgement(0)
+        tcp.setAcknowledgement(probe.acknowledgement)
         tcp.setHeaderLength(TCPLayout.minimumHeaderLength)
-        tcp.setFlags(TCPLayout.syn)
+        tcp.setFlags(probe.flags)
         tcp.setWindow(window)
         tcp.setUrgentPointer(0)
         let payloadStart = ipHeaderLength + TCPLayout.minimumHeaderLength

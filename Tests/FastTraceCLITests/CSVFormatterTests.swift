@@ -12,7 +12,7 @@ let source = IPv4Address(192, 0, 2, 1)
 let target = IPv4Address(198, 51, 100, 10)
 func router(_ last: UInt8) -> IPv4Address { IPv4Address(198, 18, 0, last) }
 
-func answered(_ from: IPv4Address, _ micros: UInt32, _ outcome: ProbeOutcome = .timeExceeded,
+func answered(_ from: IPv4Address, _ micros: UInt32, _ outcome: Response = .timeExceeded,
     dnat: IPv4Address? = nil) -> ProbeResult
 {
     ProbeResult(responder: from, rttMicros: micros, outcome: outcome, translatedDestination: dnat)

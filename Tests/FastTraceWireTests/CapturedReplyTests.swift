@@ -22,33 +22,33 @@ struct CapturedReplyTests {
         Case(
             name: "time exceeded from the router (hping3 -t 1)", hex: CapturedFixtures.timeExceeded,
             expected: ParsedReply(
-                kind: .timeExceeded, icmpCode: 0, responder: router, probeSource: vantage, probeDestination: target,
+                response: .timeExceeded, responder: router, probeSource: vantage, probeDestination: target,
                 sourcePort: 40001, destinationPort: 443, tagWord: 659_328_528, replyTTL: 64, quotedIPID: 4097, quotedTTL: 1)),
         Case(
             name: "SYN-ACK from the listener on 443", hex: CapturedFixtures.synAck,
             expected: ParsedReply(
-                kind: .synAck, icmpCode: 0, responder: target, probeSource: vantage, probeDestination: target,
+                response: .synAck, responder: target, probeSource: vantage, probeDestination: target,
                 sourcePort: 40002, destinationPort: 443, tagWord: 340_262_749, replyTTL: 63)),
         Case(
             name: "RST-ACK from the closed port 81", hex: CapturedFixtures.reset,
             expected: ParsedReply(
-                kind: .reset, icmpCode: 0, responder: target, probeSource: vantage, probeDestination: target,
+                response: .reset, responder: target, probeSource: vantage, probeDestination: target,
                 sourcePort: 40003, destinationPort: 81, tagWord: 2_081_780_872, replyTTL: 63)),
         Case(
             name: "host unreachable from the router's reject rule", hex: CapturedFixtures.hostUnreachable,
             expected: ParsedReply(
-                kind: .unreachable, icmpCode: 1, responder: router, probeSource: vantage, probeDestination: target,
+                response: .unreachable(code: 1), responder: router, probeSource: vantage, probeDestination: target,
                 sourcePort: 40004, destinationPort: 82, tagWord: 560_714_626, replyTTL: 64, quotedIPID: 4100, quotedTTL: 63)),
         Case(
             name: "time exceeded quoting a header with a record-route option",
             hex: CapturedFixtures.timeExceededQuotingOptions,
             expected: ParsedReply(
-                kind: .timeExceeded, icmpCode: 0, responder: router, probeSource: vantage, probeDestination: target,
+                response: .timeExceeded, responder: router, probeSource: vantage, probeDestination: target,
                 sourcePort: 40005, destinationPort: 443, tagWord: 424_415_921, replyTTL: 64, quotedIPID: 4101, quotedTTL: 1)),
         Case(
             name: "admin-prohibited from the target's reject rule", hex: CapturedFixtures.adminProhibited,
             expected: ParsedReply(
-                kind: .unreachable, icmpCode: 13, responder: target, probeSource: vantage, probeDestination: target,
+                response: .unreachable(code: 13), responder: target, probeSource: vantage, probeDestination: target,
                 sourcePort: 40006, destinationPort: 83, tagWord: 1_930_870_991, replyTTL: 63, quotedIPID: 4102, quotedTTL: 63)),
     ]
 

@@ -41,7 +41,7 @@ struct RoundTripTests {
             type: ICMPLayout.typeTimeExceeded, code: 0, from: Self.router, quoting: bytes, quoteLength: quoteLength,
             ttl: 250)))
         #expect(reply == ParsedReply(
-            kind: .timeExceeded, icmpCode: 0, responder: Self.router, probeSource: Self.us,
+            response: .timeExceeded, responder: Self.router, probeSource: Self.us,
             probeDestination: Self.target, sourcePort: p.sourcePort, destinationPort: 443, tagWord: p.sequence,
             replyTTL: 250, quotedIPID: p.ipID, quotedTTL: tag.ttl))
         #expect(verified(reply, flow(tag)) == tag)
@@ -53,7 +53,7 @@ struct RoundTripTests {
         let (_, bytes) = probe(tag)
         let reply = try #require(parse(icmpError(
             type: ICMPLayout.typeDestinationUnreachable, code: code, from: Self.target, quoting: bytes)))
-        #expect(reply.kind == .unreachable && reply.icmpCode == code && reply.responder == Self.target)
+        #expect(reply.response == .unreachable(code: code) && reply.responder == Self.target)
         #expect(verified(reply, flow(tag)) == tag)
     }
 
@@ -65,11 +65,11 @@ struct RoundTripTests {
         tags.append(ProbeTag(slot: 0, ttl: 64, attempt: 0))
         for tag in tags {
             let (p, bytes) = probe(tag)
-            for (flags, kind) in [(TCPLayout.syn | TCPLayout.ack, ReplyKind.synAck),
-                                  (TCPLayout.rst | TCPLayout.ack, ReplyKind.reset)] {
+            for (flags, kind) in [(TCPLayout.syn | TCPLayout.ack, Response.synAck),
+                                  (TCPLayout.rst | TCPLayout.ack, Response.reset)] {
                 let reply = try #require(parse(tcpAnswer(to: bytes, flags: flags)))
                 #expect(reply == ParsedReply(
-                    kind: kind, icmpCode: 0, responder: Self.target, probeSource: Self.us,
+                    response: kind, responder: Self.target, probeSource: Self.us,
                     probeDestination: Self.target, sourcePort: p.sourcePort, destinationPort: 443,
                     tagWord: p.sequence, replyTTL: 63))
                 #expect(verified(reply, flow(tag)) == tag)

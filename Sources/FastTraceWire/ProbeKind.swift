@@ -1,0 +1,184 @@
+// The probe-kind seam: everything that differs between kinds of probe (TCP SYN, TCP ACK, … and, as they
+// land, UDP and ICMP echo over both families) lives behind `ProbeKind`: how the probe is written, where
+// its tag travels and how many bits it has there, how a captured packet is read back into the one
+// response model, and what a destination's answer says about the port. The scheduler and the
+// dispatcher call the kind and never name a protocol. `ProbeMethod` is what a user picks; its `kind`
+// is the implementation.
+
+/// What one probe carries, whatever its kind.
+public struct ProbeSpec: Sendable, Equatable {
+    /// The flow: addresses, ports, protocol and the slot occupant's epoch.
+    public var flow: ProbeFlow
+    /// IP TTL (hop limit).
+    public var ttl: UInt8
+    /// The encoded tag: the 32-bit word and the IPv4 ID (`ProbeTagCodec.encode`).
+    public var stamp: ProbeTagCodec.Stamp
+    /// IP type of service (traffic class).
+    public var tos: UInt8
+    /// Set IPv4's don't-fragment flag.
+    public var dontFragment: Bool
+    /// Total packet length from the IP header on.
+    public var length: Int
+
+    @inlinable public init(flow: ProbeFlow, ttl: UInt8, stamp: ProbeTagCodec.Stamp, tos: UInt8 = 0,
+        dontFragment: Bool = false, length: Int)
+    {
+        self.flow = flow
+        self.ttl = ttl
+        self.stamp = stamp
+        self.tos = tos
+        self.dontFragment = dontFragment
+        self.length = length
+    }
+}
+
+/// What a destination's answer says about the port, when the trace reached it.
+public enum PortState: String, Sendable, Equatable {
+    /// The destination accepts connections (a SYN answered SYN-ACK).
+    case open
+    /// The destination refuses them (a SYN answered RST).
+    case closed
+    /// The destination answered an ACK probe (RST): nothing on the way filters it (nmap's word). Says
+    /// nothing of whether the port is open.
+    case unfiltered
+    /// The destination never answered, and the trace ran to its end (gap limit, max TTL, unreachable).
+    case filtered
+    /// The trace was cut short (interrupted) before the destination answered: the network has not said
+    /// anything about the port. JSON writes it as `null`, CSV as `unknown`, text names no state.
+    case unknown
+}
+
+/// One kind of probe: how it is written and how its replies are read.
+public protocol ProbeKind: Sendable {
+    /// The method this kind implements.
+    var method: ProbeMethod { get }
+    /// The IP protocol number the probe carries (and its flow's MAC covers).
+    var protocolNumber: UInt8 { get }
+    /// Smallest packet this kind writes (headers only).
+    var minimumLength: Int { get }
+    /// Largest packet.
+    var maximumLength: Int { get }
+    /// Writes `probe` from its IP header on into `buffer` and returns its length. Allocation-free.
+    func write(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int
+    /// Reads a captured packet (from its IP header on): a router's error quoting a probe of this kind,
+    /// or the destination's answer to one, with the tag word it carries; nil for anything else.
+    /// Allocation-free; every read bounded.
+    func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply?
+    /// A second reading of a destination answer's tag word, tried when the first fails the keyed check;
+    /// nil when there is none. (A RST to a SYN that carried data acknowledges the data as well; a
+    /// middlebox answering for the destination may acknowledge only the SYN.)
+    func alternateTagWord(of reply: ParsedReply, payloadLength: Int) -> UInt32?
+    /// What a destination's answer says about the port; nil for a response that is not one.
+    func portState(for response: Response) -> PortState?
+}
+
+/// The TCP flags a TCP probe carries (tcptraceroute's `-S`, `-A`, `-E`).
+public enum TCPProbeFlags: String, Sendable, Hashable, CaseIterable {
+    /// SYN: a connection request. The destination answers SYN-ACK (open) or RST (closed).
+    case syn
+    /// ACK with no connection behind it: a stateful firewall drops it, a stateless one or the host
+    /// answers RST (`unfiltered`), whether the port is open or not.
+    case ack
+    /// SYN with ECE and CWR (RFC 3168's ECN-setup SYN): answered as a SYN, but some middleboxes treat it
+    /// differently.
+    case synECN = "syn-ecn"
+
+    /// The flag byte.
+    @inlinable public var bits: UInt8 {
+        switch self {
+        case .syn: TCPLayout.syn
+        case .ack: TCPLayout.ack
+        case .synECN: TCPLayout.syn | TCPLayout.ece | TCPLayout.cwr
+        }
+    }
+}
+
+/// What to send, as a user picks it. Hashable, so a result can name the method that traced it.
+public enum ProbeMethod: Sendable, Hashable, CustomStringConvertible {
+    /// TCP with the given flags, to the service's port.
+    case tcp(TCPProbeFlags)
+
+    /// The kind that implements this method.
+    public var kind: any ProbeKind {
+        switch self {
+        case .tcp(let flags): TCPProbeKind(flags: flags)
+        }
+    }
+
+    /// The protocol's name, as JSON's `protocol` and the text header write it.
+    public var protocolName: String {
+        switch self {
+        case .tcp: "tcp"
+        }
+    }
+
+    /// The TCP flags, for a TCP method.
+    public var tcpFlags: TCPProbeFlags? {
+        switch self {
+        case .tcp(let flags): flags
+        }
+    }
+
+    /// `tcp`, `tcp-ack`, `tcp-syn-ecn`: the protocol, and the flags when they are not a plain SYN.
+    public var description: String {
+        switch self {
+        case .tcp(.syn): "tcp"
+        case .tcp(let flags): "tcp-\(flags.rawValue)"
+        }
+    }
+
+    /// What a destination's answer says about the port (the kind's `portState`).
+    public func portState(for response: Response) -> PortState? { kind.portState(for: response) }
+}
+
+/// TCP over IPv4, with SYN, ACK or ECN-setup SYN flags.
+///
+/// Tag: the 32-bit word travels in the sequence number, which every ICMP error quotes (RFC 792
+/// guarantees the first 8 bytes of the transport header: ports and sequence), with 16 more MAC bits in
+/// the IPv4 ID. A SYN's answer acknowledges sequence + 1 (SYN-ACK, RST-ACK); an ACK probe carries the
+/// word as its acknowledgement number too, and the RST answering it takes its sequence number from
+/// there (RFC 793: a reset to a segment with ACK set has SEQ = SEG.ACK).
+public struct TCPProbeKind: ProbeKind {
+    /// The flags every probe carries.
+    public let flags: TCPProbeFlags
+
+    public init(flags: TCPProbeFlags) { self.flags = flags }
+
+    public var method: ProbeMethod { .tcp(flags) }
+    public var protocolNumber: UInt8 { IPv4Layout.protocolTCP }
+    public var minimumLength: Int { TCPProbeWriter.minimumLength }
+    public var maximumLength: Int { TCPProbeWriter.maximumLength }
+
+    @inlinable
+    public func write(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard let source = probe.flow.source.ipv4, let destination = probe.flow.destination.ipv4 else {
+            preconditionFailure("TCP probes over IPv6 are not written yet")
+        }
+        return TCPProbeWriter.write(TCPProbe(
+            source: source, destination: destination, sourcePort: probe.flow.sourcePort,
+            destinationPort: probe.flow.destinationPort, sequence: probe.stamp.sequence, ttl: probe.ttl,
+            tos: probe.tos, ipID: probe.stamp.ipID, dontFragment: probe.dontFragment, length: probe.length,
+            flags: flags.bits, acknowledgement: flags == .ack ? probe.stamp.sequence : 0), into: buffer)
+    }
+
+    @inlinable
+    public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+        ReplyParser.parse(packet, answers: flags == .ack ? .resetToAck : .toSyn)
+    }
+
+    @inlinable
+    public func alternateTagWord(of reply: ParsedReply, payloadLength: Int) -> UInt32? {
+        guard flags != .ack, reply.response == .reset, payloadLength > 0 else { return nil }
+        return reply.tagWord &- UInt32(payloadLength)
+    }
+
+    public func portState(for response: Response) -> PortState? {
+        switch (flags, response) {
+        case (.ack, .reset): .unfiltered
+        case (.ack, _): nil
+        case (_, .synAck): .open
+        case (_, .reset): .closed
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,82 @@
+// How a probe was answered: one model for every probe kind and family. A reply is either a router's
+// (or the destination's) ICMP error with its code, or an answer from the destination itself, whose
+// meaning for the port the probe kind decides (`ProbeKind.portState`). The parser produces it, the
+// dispatcher packs it into a result cell, results carry it and the output names it, all as this one
+// type: its packed code, its name and its precedence are defined here and nowhere else.
+
+/// How one probe was answered.
+public enum Response: Sendable, Hashable, CustomStringConvertible {
+    /// No answer within the wait time.
+    case none
+    /// ICMP time exceeded (IPv4 type 11): a router on the path, at the probe's TTL.
+    case timeExceeded
+    /// ICMP destination unreachable (IPv4 type 3) with its code (1 host, 3 port, 13 administratively
+    /// filtered, …), from a router or from the destination.
+    case unreachable(code: UInt8)
+    /// TCP SYN+ACK from the destination.
+    case synAck
+    /// TCP RST from the destination (or a device speaking for it).
+    case reset
+
+    /// The name JSON, CSV and tests use.
+    public var description: String {
+        switch self {
+        case .none: "none"
+        case .timeExceeded: "time-exceeded"
+        case .unreachable: "unreachable"
+        case .synAck: "syn-ack"
+        case .reset: "rst"
+        }
+    }
+
+    /// True for answers from the destination itself (not ICMP errors).
+    @inlinable public var isFromDestination: Bool {
+        switch self {
+        case .synAck, .reset: true
+        case .none, .timeExceeded, .unreachable: false
+        }
+    }
+
+    /// True for an ICMP error, which quotes the probe (and so its IP header and ID).
+    @inlinable public var isICMPError: Bool {
+        switch self {
+        case .timeExceeded, .unreachable: true
+        case .none, .synAck, .reset: false
+        }
+    }
+
+    /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 16 + code for an
+    /// unreachable (code 0...15).
+    @inlinable public var packedCode: UInt8 {
+        switch self {
+        case .none: 0
+        case .timeExceeded: 1
+        case .synAck: 2
+        case .reset: 3
+        case .unreachable(let code): 16 + (code & 0x0F)
+        }
+    }
+
+    /// The response a packed code names (`packedCode`); codes no response has read as `.none`.
+    @inlinable public init(packedCode: UInt8) {
+        switch packedCode & 0x1F {
+        case 1: self = .timeExceeded
+        case 2: self = .synAck
+        case 3: self = .reset
+        case let c where c >= 16: self = .unreachable(code: c - 16)
+        default: self = .none
+        }
+    }
+
+    /// How telling an answer is when several probes at one TTL were answered differently: a destination
+    /// answer (SYN-ACK before RST) beats an unreachable beats time exceeded beats none.
+    @inlinable public var precedence: Int {
+        switch self {
+        case .none: 0
+        case .timeExceeded: 1
+        case .unreachable: 2
+        case .reset: 3
+        case .synAck: 4
+        }
+    }
+}
