@@ -138,7 +138,8 @@ enum Out {
         var real = timespec(), mono = timespec()
         clock_gettime(CLOCK_MONOTONIC, &mono)
         clock_gettime(CLOCK_REALTIME, &real)
-        let offset = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000 + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+        let offset = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000
+            + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
         return UInt64(max(0, Int64(bitPattern: monotonic) &+ offset))
     }
 }

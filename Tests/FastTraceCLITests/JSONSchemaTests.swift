@@ -54,7 +54,9 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
         for match in body.matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
         let keys = try schemaKeys(try loadSchema())
         #expect(written.count > 20)
-        #expect(written == keys.trace.union(keys.hop), "in the formatter, not the schema: \(written.subtracting(keys.trace.union(keys.hop)).sorted()); in the schema, not the formatter: \(keys.trace.union(keys.hop).subtracting(written).sorted())")
+        let schema = keys.trace.union(keys.hop)
+        let missing = written.subtracting(schema).sorted(), unused = schema.subtracting(written).sorted()
+        #expect(written == schema, "in the formatter, not the schema: \(missing); in the schema, not written: \(unused)")
     }
 
     @Test("Traces with every key: the keys written at each level are exactly the schema's; required ones always there")
@@ -107,7 +109,9 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
             for match in cell.matches(of: /`(?:hops\[\]\.)?([a-z_]+)`/) { named.insert(String(match.1)) }
         }
         let keys = try schemaKeys(try loadSchema())
-        #expect(named == keys.trace.union(keys.hop), "README table lacks \(keys.trace.union(keys.hop).subtracting(named).sorted()), has extra \(named.subtracting(keys.trace.union(keys.hop)).sorted())")
+        let schema = keys.trace.union(keys.hop)
+        let lacks = schema.subtracting(named).sorted(), extra = named.subtracting(schema).sorted()
+        #expect(named == schema, "README table lacks \(lacks), has extra \(extra)")
         #expect(text.contains("docs/trace.schema.json") && text.contains("\"schema\":\(JSONFormatter.schemaVersion)"))
     }
 
