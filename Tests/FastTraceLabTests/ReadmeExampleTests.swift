@@ -226,6 +226,27 @@ func runAndCompare(_ example: ReadmeExample, lab: Lab) throws -> (fits: Bool, ac
     return (false, actual)
 }
 
+/// The lines of every fenced block of `text` (indentation of the fence removed).
+func fencedBlocks(_ text: String) -> [[String]] {
+    var blocks: [[String]] = []
+    var current: [String]?
+    var indent = 0
+    for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        if raw.trimmingCharacters(in: .whitespaces).hasPrefix("```") {
+            if let block = current {
+                blocks.append(block)
+                current = nil
+            } else {
+                current = []
+                indent = raw.prefix { $0 == " " }.count
+            }
+        } else if current != nil {
+            current!.append(raw.prefix(indent).allSatisfy { $0 == " " } ? String(raw.dropFirst(indent)) : String(raw))
+        }
+    }
+    return blocks
+}
+
 /// The README's examples, read once.
 let readmeExamples: [ReadmeExample] = {
     let text = (try? String(contentsOfFile: repoRoot + "/README.md", encoding: .utf8)) ?? ""
@@ -261,6 +282,38 @@ struct ReadmeExampleTests {
             this lab (normalized):
             \(actual.joined(separator: "\n"))
             """)
+    }
+
+    @Test("The Graphviz example: the README's commands, in this lab, print the graph text it shows (the lines shown, in order)")
+    func dotExampleHolds() throws {
+        let lab = try Lab.get()
+        let readme = try String(contentsOfFile: repoRoot + "/README.md", encoding: .utf8)
+        let blocks = fencedBlocks(readme)
+        // The block with the commands (a list from lab.sh, then fasttrace … --format dot | dot …), and the
+        // one with the text behind the picture.
+        let commands = try #require(blocks.first { $0.contains { $0.contains("--format dot | dot") } })
+        let graph = try #require(blocks.first { $0.first == "digraph fasttrace {" })
+        let joined = commands.joined(separator: "\n").replacingOccurrences(of: "\\\n", with: " ")
+            .split(separator: "\n").map(String.init)
+        let listCommand = try #require(joined.first { $0.contains("lab.sh targets") })
+        let traceCommand = try #require(joined.first { $0.hasPrefix("fasttrace ") })
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let list = runTool(["bash", "-c", "cd \"$1\" && " + listCommand.replacingOccurrences(of: "> lab-targets.txt",
+            with: "> \"$2\""), "bash", repoRoot, scratch.file("lab-targets.txt")])
+        #expect(list.status == 0, "\(list.stderr)")
+        let arguments = try #require(traceCommand.components(separatedBy: " | ").first).split(separator: " ")
+            .dropFirst().map { word -> String in
+                switch word {
+                case "ftlab-vantage": lab.namespace
+                case "lab-targets.txt": scratch.file("lab-targets.txt")
+                default: String(word)
+                }
+            }
+        let run = runTool([fasttraceBinary] + arguments, timeout: 120)
+        #expect(run.status == 0, "\(run.stderr)")
+        let actual = run.stdout.split(separator: "\n").map(String.init)
+        #expect(fits(graph, actual), "README:\n\(graph.joined(separator: "\n"))\nthis lab:\n\(run.stdout)")
     }
 
     @Test("The comparison fails when an example drifts: a hop address, a mark, a JSON value changed")
