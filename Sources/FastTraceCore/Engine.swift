@@ -207,6 +207,8 @@ public final class TraceEngine {
         /// trace is known to go on at least this far, for the gap limit's look-ahead.
         var frontier = -1
         var probesSent = 0
+        /// When (the `sendmmsg` that) sent its first probe returned, on the monotonic clock; nil until then.
+        var firstSent: UInt64?
         var inReadyQueue = false
     }
 
@@ -492,6 +494,7 @@ public final class TraceEngine {
                     // a little after the turn began, would hold it back every other turn).
                     slots[p.slot].lastSend = now
                     slots[p.slot].probesSent += 1
+                    if slots[p.slot].firstSent == nil { slots[p.slot].firstSent = sentAt }
                     let stamp = dispatcher.sendTimes.loadRelaxed(cell)
                     timeouts.push(Timeout(deadline: sentAt + configuration.waitNanos,
                         stampDeadline: stamp + configuration.waitNanos,

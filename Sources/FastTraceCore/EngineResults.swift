@@ -98,7 +98,8 @@ extension TraceEngine {
         let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
         let result = TraceResult(
             request: slot.request, hops: hops, reached: reached, state: state,
-            stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent)
+            stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent,
+            startNanos: slot.firstSent)
         slots[index].active = false
         activeCount -= 1
         pool.give(index, now: now)

@@ -603,7 +603,10 @@ struct FastTrace: ParsableCommand {
             // ~100 ms (shouldCancel) and at the end.
             let addresses = trace.responders
             switch format {
-            case .json: stage.submit(addresses: addresses) { Out.json(trace, $0) }
+            case .json:
+                // The wall-clock start is fixed now, with the clocks' offset as the trace finishes.
+                let start = trace.startNanos.map { Out.wallNanos(monotonic: $0) }
+                stage.submit(addresses: addresses) { Out.json(trace, start: start, $0) }
             case .csv: stage.submit(addresses: addresses) { annotator in Out.append { csv.write(trace, annotator, into: &$0) } }
             case .dot: stage.submit(addresses: addresses) { graph.add(trace, $0) }
             case .text:

@@ -44,6 +44,17 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         #expect(summary.traces == 1 && summary.reached == 1)
     }
 
+    @Test("A trace's start is when the kernel took its first probe: set, in admission order, before its replies")
+    func startIsTheFirstProbe() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        // 100 probes/s: one probe every 10 ms of virtual time, round-robin, so the traces start 10 ms apart.
+        let (results, _) = try trace(net, (0..<3).map { (IPv4Address(target.value + UInt32($0)), 443) }) { $0.rate = 100 }
+        let starts = results.compactMap(\.startNanos)
+        #expect(starts.count == 3)
+        #expect(zip(starts, starts.dropFirst()).allSatisfy { $0 < $1 }, "\(starts)")
+        #expect(starts.allSatisfy { $0 <= net.now() })
+    }
+
     @Test func closedPortAnswersReset() throws {
         let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
         let t = try #require(try trace(net, [(target, 25)]).results.first)
