@@ -532,10 +532,10 @@ struct FastTrace: ParsableCommand {
             var rate = RecentRate()
             engine.onProgress = { p in
                 guard progress else { return }
-                // The total is known only once the whole list is read and every name looked up.
-                let done = stream.total.map { "\(p.finished)/\($0) traces" } ?? "\(p.finished) traces done"
+                // The total: counted ahead for a regular file, known at the end for a pipe.
                 let now = Int(rate.update(probes: p.probesSent, at: Out.monotonicNanos()))
-                let line = "[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(now) probes/s"
+                let line = progressText(finished: p.finished, total: stream.totalSoFar, inFlight: p.inFlight,
+                    probes: p.probesSent, perSecond: now)
                 if line != lastProgress { Out.showProgress(line); lastProgress = line }
             }
             try stream.start()
