@@ -318,6 +318,37 @@ struct TcptracerouteCompatibilityTests {
         }
     }
 
+    @Test("A router that rewrites the IPv4 ID: the hops past it are *, and one line names --track-port")
+    func rewrittenIPIDIsHinted() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "open")
+        // r2 (TTL 2) rewrites the ID of every probe it forwards: r2 itself quotes the probe as sent, the
+        // routers past it (TTLs 3–6) quote the rewritten ID.
+        try withNftTable(in: labNamespace("r2"), """
+            chain rewrite {
+                type filter hook forward priority 0; policy accept;
+                ip protocol tcp tcp dport 443 ip id set 4660
+            }
+            """) {
+            let arguments = ["--netns", lab.namespace, "-n", "-q", "1", "-w", "1", "--reasks", "0", kind.example, "443"]
+            let strict = runTool([fasttraceBinary] + arguments)
+            let tracked = runTool([fasttraceBinary, "--track-port"] + arguments)
+            #expect(strict.status == 0 && tracked.status == 0, "\(strict.stderr) \(tracked.stderr)")
+            let routers = kind.hops.count
+            let heard = Array(hopSummary(strict.stdout).prefix(routers))
+            let expected = ["1 \(kind.hops[0][0])", "2 \(kind.hops[1][0])"] + (3...routers).map { "\($0) *" }
+            #expect(heard.joined(separator: "|") == expected.joined(separator: "|"), "\(strict.stdout)")
+            // Said once, with the count and the remedy.
+            let hints = strict.stderr.split(separator: "\n").filter { $0.contains("--track-port") }
+            #expect(hints == ["fasttrace: \(routers - 2) router replies came back with the probe's IP ID rewritten on "
+                + "the way (a NAT or scrubber on the path), so those hops show as *: --track-port matches them without "
+                + "the IP ID"], "\(strict.stderr)")
+            // With --track-port every router is heard and nothing is hinted.
+            #expect(!tracked.stderr.contains("--track-port"), "\(tracked.stderr)")
+            #expect(hopSummary(tracked.stdout).prefix(routers).allSatisfy { !$0.hasSuffix(" *") }, "\(tracked.stdout)")
+        }
+    }
+
     @Test("--no-dnat-strict: the hop quoting the translated destination is silent, as in tcptraceroute")
     func noDNATStrict() throws {
         let lab = try Lab.get()
