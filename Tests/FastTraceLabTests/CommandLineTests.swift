@@ -434,4 +434,28 @@ struct TerminalOutputTests {
         // The progress line is gone at the end: the summary stands alone.
         #expect(screen.contains { $0.hasPrefix("fasttrace: 30 traces,") }, "\(screen.suffix(3))")
     }
+
+    @Test("A 20,000-line list: the progress line has its total long before the list is read (issue 13)")
+    func progressTotalFromTheStart() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // 20,000 open targets on 2 ports take over a minute at the default rate; the run is interrupted
+        // after 3 s, when the reader (held back by its queue of 4,096) is far from the end of the list.
+        let open = try #require(ipv4(lab.truth.kind(named: "open").example))
+        let base = open & 0xFFFF_0000
+        scratch.write("list", (0..<20_000).map { ipv4String(base + 256 + UInt32($0)) + "\n" }.joined())
+        let command = (["timeout", "--preserve-status", "-s", "INT", "3", fasttraceBinary, "--netns", lab.namespace, "--targets",
+            scratch.file("list"), "-p", "443,80", "-n", "-q", "1", "-w", "1", "--format", "json"]
+            .map { "'\($0)'" } + [">/dev/null"]).joined(separator: " ")
+        let r = runTool(["script", "-q", "-e", "-c", command, scratch.file("typescript")], timeout: 60)
+        #expect(r.status == 130, "\(r.stderr)")
+        let drawn = scratch.read("typescript").split(whereSeparator: { $0 == "\r" || $0 == "\n" })
+            .filter { $0.hasPrefix("[fasttrace] ") }
+        #expect(!drawn.isEmpty, "no progress line was drawn: the test proves nothing")
+        // Every line drawn has the total (20,000 targets × 2 ports) or says it is being counted.
+        let unexplained = drawn.filter { !$0.contains("/40,000 traces,") && !$0.contains("list still being counted") }
+        #expect(unexplained.isEmpty, "\(unexplained.prefix(3))")
+        #expect(drawn.contains { $0.contains("/40,000 traces,") }, "\(drawn.suffix(3))")
+    }
 }
