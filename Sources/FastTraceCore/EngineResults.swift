@@ -111,6 +111,12 @@ extension TraceEngine {
             summary.reportedBeforeLimits += 1
         }
         if result.reached { summary.reached += 1 }
+        switch state {
+        case .open: summary.open += 1
+        case .closed: summary.closed += 1
+        case .filtered: summary.filtered += 1
+        case .unknown: summary.unknown += 1
+        }
         onResult(result)
     }
 }
