@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     libmnl-dev libbpf-dev bpftool      # build: netlink and the eBPF loader; inspecting the filter
     iproute2 nftables python3          # lab: namespaces, routes, firewall rules, listeners
+    python3-jsonschema                 # tests: validating JSON output against docs/trace.schema.json
     tcpdump                            # capturing fixtures and debugging
     libcap2-bin groff-base man-db      # install.sh's setcap; the install test's getcap, groff, man -l
     traceroute tcptraceroute nmap scamper hping3  # peer tools the lab compares against

@@ -46,6 +46,11 @@ public struct DispatchCounters: Sendable, Equatable {
     public var foreign: UInt64 = 0
     /// Replies whose tag failed the keyed check or named a TTL/attempt never sent: forged or corrupt.
     public var forged: UInt64 = 0
+    /// ICMP errors that pass every check but the quoted IPv4 ID: source and destination, ports, slot,
+    /// epoch and the MAC bits in the sequence number are a probe of ours, the ID is not the one it was
+    /// sent with. A path that rewrites the ID (a NAT, a scrubber) gives these for every router past it;
+    /// a made-up quote lands here 1 time in 128 (the sequence number's 7 MAC bits), the rest as forged.
+    public var ipIDRewritten: UInt64 = 0
     /// Replies naming a slot that is free or now holds another trace (late or stray replies).
     public var stale: UInt64 = 0
     /// Replies to probes never handed to the kernel, or stamped before their probe was sent.
@@ -57,8 +62,13 @@ public struct DispatchCounters: Sendable, Equatable {
 
     public init() {}
 
-    /// Replies rejected for any reason (malformed, foreign, forged, stale).
-    public var rejected: UInt64 { malformed + foreign + forged + stale + premature }
+    /// Replies rejected for any reason (malformed, foreign, forged, IP ID rewritten, stale, premature).
+    public var rejected: UInt64 { malformed + foreign + forged + ipIDRewritten + stale + premature }
+
+    /// True when router replies came back with the IP ID rewritten on the way, more often than made-up
+    /// quotes could explain: at least 1 for every 32 forged replies (a made-up quote passes the sequence
+    /// number's 7 MAC bits 1 time in 128, so forgers alone stay well below). `--track-port` is the remedy.
+    public var ipIDRewriteSuspected: Bool { ipIDRewritten > 0 && ipIDRewritten * 32 >= forged }
 }
 
 /// The shape of the probe table: which TTLs and attempts each slot has cells for.
@@ -143,6 +153,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let foreignCount = Atomic<UInt64>(0)
     private let forgedCount = Atomic<UInt64>(0)
     private let staleCount = Atomic<UInt64>(0)
+    private let ipIDRewrittenCount = Atomic<UInt64>(0)
     private let prematureCount = Atomic<UInt64>(0)
     private let duplicateCount = Atomic<UInt64>(0)
     private let overflowCount = Atomic<UInt64>(0)
@@ -176,6 +187,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         c.foreign = foreignCount.load(ordering: .relaxed)
         c.forged = forgedCount.load(ordering: .relaxed)
         c.stale = staleCount.load(ordering: .relaxed)
+        c.ipIDRewritten = ipIDRewrittenCount.load(ordering: .relaxed)
         c.premature = prematureCount.load(ordering: .relaxed)
         c.duplicates = duplicateCount.load(ordering: .relaxed)
         c.notifyOverflows = overflowCount.load(ordering: .relaxed)
@@ -238,10 +250,21 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         // The MAC binds the tag to this occupant's whole flow and epoch: a made-up word, or a late
         // reply to an earlier occupant, fails here (ICMP quotes are also held to the quoted IPv4 ID,
         // unless the path rewrites it: `matchQuotedIPID` off).
-        guard reply.destinationPort == flow.destinationPort, reply.sourcePort == flow.sourcePort,
-            codec.verify(tag, macBits: macBits,
-                quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, digest: occupant.digest)
-        else {
+        guard reply.destinationPort == flow.destinationPort, reply.sourcePort == flow.sourcePort else {
+            if countFailure { bump(forgedCount) }
+            return false
+        }
+        switch codec.check(tag, macBits: macBits,
+            quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, digest: occupant.digest)
+        {
+        case .genuine:
+            break
+        case .ipIDMismatch:
+            // Addresses, ports, slot, epoch and the sequence number's MAC bits all name a probe of ours;
+            // only the quoted IPv4 ID differs: the path rewrote it (`--track-port` is the remedy).
+            if countFailure { bump(ipIDRewrittenCount) }
+            return false
+        case .forged:
             if countFailure { bump(forgedCount) }
             return false
         }

@@ -135,13 +135,52 @@ public struct RunSummary: Sendable, Equatable {
     public var reportedBeforeLimits = 0
     /// Hops asked again later because a router answers at that position for other traces.
     public var reasksSent: UInt64 = 0
+    /// Traces by the port state they found (`reached` = open + closed + unfiltered; unknown: interrupted
+    /// before the destination said anything).
+    public var open = 0, closed = 0, unfiltered = 0, filtered = 0, unknown = 0
+    /// What held the send rate below `--rate`, as time over the run.
+    public var sendLimits = SendLimits()
 
     public init() {}
 
-    /// Probes per second over the run.
+    /// Probes per second over the run (its whole wall time, including the wait for the last replies).
     public var probesPerSecond: Double {
         elapsedNanos == 0 ? 0 : Double(probesSent) / (Double(elapsedNanos) / 1e9)
     }
+}
+
+/// Why probes did not go out faster: the run's wall time, split by what the scheduler was waiting for
+/// at the end of each turn (one turn a millisecond; the split is the share of turns, weighted by
+/// their length).
+public struct SendLimits: Sendable, Equatable {
+    /// Probes were ready and the token bucket was empty: held to `--rate`.
+    public var rateNanos: UInt64 = 0
+    /// Tokens to spare, nothing ready to send, `--max-in-flight` traces in flight.
+    public var inFlightCapNanos: UInt64 = 0
+    /// Tokens to spare, room for more traces, but no target ready: the list was being read or a name
+    /// looked up.
+    public var listNanos: UInt64 = 0
+    /// Tokens to spare and every trace in flight waiting: on replies or timeouts (its TTL window is
+    /// full, or it is settling its last TTLs), or on the spacing between one trace's probes.
+    public var repliesNanos: UInt64 = 0
+
+    public init() {}
+
+    /// The reasons a turn can end on.
+    public enum Reason: Sendable { case rate, inFlightCap, list, replies }
+
+    /// Adds `nanos` to `reason`.
+    public mutating func add(_ nanos: UInt64, _ reason: Reason) {
+        switch reason {
+        case .rate: rateNanos &+= nanos
+        case .inFlightCap: inFlightCapNanos &+= nanos
+        case .list: listNanos &+= nanos
+        case .replies: repliesNanos &+= nanos
+        }
+    }
+
+    /// All the time counted.
+    public var totalNanos: UInt64 { rateNanos &+ inFlightCapNanos &+ listNanos &+ repliesNanos }
 }
 
 /// A snapshot of a run in progress.
@@ -218,6 +257,8 @@ public final class TraceEngine {
         /// trace is known to go on at least this far, for the gap limit's look-ahead.
         var frontier = -1
         var probesSent = 0
+        /// When (the `sendmmsg` that) sent its first probe returned, on the monotonic clock; nil until then.
+        var firstSent: UInt64?
         var inReadyQueue = false
     }
 
@@ -335,9 +376,14 @@ public final class TraceEngine {
         try transport.startReceiving(dispatcher)
         defer { transport.stopReceiving() }
         var exhausted = false
+        // What the last turn ended waiting for, and since when (for `SendLimits`).
+        var turnStarted = started
+        var limit = SendLimits.Reason.replies
 
         while true {
             let now = clock.now()
+            summary.sendLimits.add(now &- turnStarted, limit)
+            turnStarted = now
             if shouldCancel() {
                 summary.cancelled = true
                 break
@@ -347,6 +393,7 @@ public final class TraceEngine {
             releaseReasks(now: now)
             if !exhausted { exhausted = admit(&requests, now: now) }
             try sendBurst(now: now)
+            limit = sendLimit(exhausted: exhausted)
             if exhausted && activeCount == 0 { break }
             if let onProgress, now >= lastProgress + 250_000_000 {
                 let seconds = Double(now - lastProgress) / 1e9
@@ -374,6 +421,15 @@ public final class TraceEngine {
         summary.rateLimitedPositions = book.limitedPositions
         if book.limitedPositions == 0 { summary.reportedBeforeLimits = 0 }
         return summary
+    }
+
+    /// What keeps probes from going out faster after this turn's sending: the rate when probes wait
+    /// for tokens; otherwise the in-flight cap, the list, or the traces' own waiting.
+    private func sendLimit(exhausted: Bool) -> SendLimits.Reason {
+        if bucket.available < 1 && !(ready.isEmpty && retryQueue.isEmpty) { return .rate }
+        if activeCount >= configuration.maxInFlight { return .inFlightCap }
+        if !exhausted { return .list }
+        return .replies
     }
 
     // MARK: admission
@@ -498,6 +554,7 @@ public final class TraceEngine {
                     // a little after the turn began, would hold it back every other turn).
                     slots[p.slot].lastSend = now
                     slots[p.slot].probesSent += 1
+                    if slots[p.slot].firstSent == nil { slots[p.slot].firstSent = sentAt }
                     let stamp = dispatcher.sendTimes.loadRelaxed(cell)
                     timeouts.push(Timeout(deadline: sentAt + configuration.waitNanos,
                         stampDeadline: stamp + configuration.waitNanos,

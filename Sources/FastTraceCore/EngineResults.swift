@@ -100,7 +100,7 @@ extension TraceEngine {
         let result = TraceResult(
             request: slot.request, hops: hops, reached: reached, state: state,
             stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent,
-            method: configuration.method)
+            startNanos: slot.firstSent, method: configuration.method)
         slots[index].active = false
         activeCount -= 1
         pool.give(index, now: now)
@@ -112,6 +112,13 @@ extension TraceEngine {
             summary.reportedBeforeLimits += 1
         }
         if result.reached { summary.reached += 1 }
+        switch state {
+        case .open: summary.open += 1
+        case .closed: summary.closed += 1
+        case .unfiltered: summary.unfiltered += 1
+        case .filtered: summary.filtered += 1
+        case .unknown: summary.unknown += 1
+        }
         onResult(result)
     }
 }

@@ -160,3 +160,39 @@ public struct BoundedQueue<Element> {
         return element
     }
 }
+
+/// Counts the targets a list holds, ahead of the stream that traces it, so a progress line can show a
+/// total from the first seconds: fed the same bytes in chunks, it cuts and parses lines exactly as the
+/// stream does (`LineSplitter`, `TargetParser.parseLine`) and adds up the addresses each line expands to
+/// (a prefix its size, a name one). Lines that are not targets count nothing. What it cannot know
+/// before tracing (duplicates, names that do not resolve, addresses without a route) the stream takes
+/// off as it meets them. Memory is one partial line, whatever the list's length.
+public struct TargetCounter: Sendable {
+    private var splitter = LineSplitter()
+    private let maxPrefixAddresses: Int
+    /// Addresses (traces per port) counted so far.
+    public private(set) var addresses = 0
+    /// Lines counted so far.
+    public private(set) var lines = 0
+
+    public init(maxPrefixAddresses: Int = TargetParser.defaultMaxPrefixAddresses) {
+        self.maxPrefixAddresses = maxPrefixAddresses
+    }
+
+    /// Counts the complete lines in `chunk` (with what earlier chunks left over).
+    public mutating func count(_ chunk: UnsafeRawBufferPointer) {
+        for line in splitter.lines(in: chunk) { add(line) }
+    }
+
+    /// Counts the last line, if the input did not end with a newline. Call once, at end of input.
+    public mutating func finish() {
+        if let last = splitter.finish() { add(last) }
+    }
+
+    private mutating func add(_ line: InputLine) {
+        lines += 1
+        if case .success(let spec?) = TargetParser.parseLine(line, maxPrefixAddresses: maxPrefixAddresses) {
+            addresses += spec.addressCount
+        }
+    }
+}

@@ -154,12 +154,15 @@ public struct TraceResult: Sendable, Equatable {
     public var sourcePort: UInt16
     /// Probes sent for this trace.
     public var probesSent: Int
+    /// When the kernel took its first probe, on the engine's monotonic clock (`EngineClock.now`, ns); nil
+    /// when it sent none (interrupted before its first probe). The CLI turns it into wall-clock time.
+    public var startNanos: UInt64?
     /// What was sent (protocol and flags): what the destination's answers mean depends on it.
     public var method: ProbeMethod
 
     public init(
         request: TraceRequest, hops: [HopResult], reached: Bool, state: PortState, stopReason: StopReason,
-        sourcePort: UInt16, probesSent: Int, method: ProbeMethod = .tcp(.syn)
+        sourcePort: UInt16, probesSent: Int, startNanos: UInt64? = nil, method: ProbeMethod = .tcp(.syn)
     ) {
         self.method = method
         self.request = request
@@ -169,5 +172,9 @@ public struct TraceResult: Sendable, Equatable {
         self.stopReason = stopReason
         self.sourcePort = sourcePort
         self.probesSent = probesSent
+        self.startNanos = startNanos
     }
+
+    /// The TTL the destination answered at (SYN-ACK or RST), if it did: CSV's `dest_ttl`, JSON's too.
+    public var destinationTTL: UInt8? { hops.first { $0.outcome.isFromDestination }?.ttl }
 }

@@ -50,19 +50,24 @@ public struct SimulatedPath: Sendable, Equatable {
     /// A NAT at TTL `afterTTL` rewrites the destination to `to`; routers past it quote the rewritten
     /// address (a NAT that does not fix up ICMP quotes), the destination still answers as the target.
     public var dnat: (afterTTL: Int, to: IPv4Address)?
+    /// A middlebox at TTL `afterTTL` rewrites every probe's IPv4 ID to `to` (some NATs and scrubbers
+    /// do): routers past it quote an ID the prober never sent.
+    public var ipIDRewrite: (afterTTL: Int, to: UInt16)?
 
     public init(hops: [SimulatedHop], destination: SimulatedDestination, loss: Double = 0,
-        dnat: (afterTTL: Int, to: IPv4Address)? = nil)
+        dnat: (afterTTL: Int, to: IPv4Address)? = nil, ipIDRewrite: (afterTTL: Int, to: UInt16)? = nil)
     {
         self.hops = hops
         self.destination = destination
         self.loss = loss
         self.dnat = dnat
+        self.ipIDRewrite = ipIDRewrite
     }
 
     public static func == (a: SimulatedPath, b: SimulatedPath) -> Bool {
         a.hops == b.hops && a.destination == b.destination && a.loss == b.loss
             && a.dnat?.afterTTL == b.dnat?.afterTTL && a.dnat?.to == b.dnat?.to
+            && a.ipIDRewrite?.afterTTL == b.ipIDRewrite?.afterTTL && a.ipIDRewrite?.to == b.ipIDRewrite?.to
     }
 }
 
@@ -203,6 +208,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         var packet = packet
         if let rewrittenIPID {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrittenIPID) }
+        }
+        if let rewrite = path.ipIDRewrite, ttl > rewrite.afterTTL {
+            packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrite.to) }
         }
         if let dnat = path.dnat, ttl > dnat.afterTTL {
             // What routers past the NAT see (and quote): the rewritten destination.

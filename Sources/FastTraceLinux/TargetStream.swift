@@ -83,6 +83,23 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         var duplicates = 0
         var seen = SeenTargets()
         var readError: SystemError?
+        /// Addresses the counting pass found (set when it is done), nil while it runs or when there is
+        /// none (a pipe or terminal: the list can be read only once).
+        var counted: Int?
+        var counting = false
+    }
+
+    /// What the run knows of the list's total (requests: targets × ports).
+    public enum Total: Sendable, Equatable {
+        /// Everything is read and resolved: exactly this many.
+        case exact(Int)
+        /// The counting pass is done: this many, less whatever turns out to be a duplicate or cannot be
+        /// traced (the count falls as the stream meets them).
+        case expected(Int)
+        /// A regular file being counted ahead of the stream (for a moment at the start of a long list).
+        case counting
+        /// A pipe or terminal: the list can be read only once, so the total is known only at its end.
+        case unknown
     }
 
     /// File name as the user gave it (`-` for stdin), for messages.
@@ -141,6 +158,14 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     /// if one is blocked in a read of a pipe or in a lookup). Start them from a thread already in the
     /// right network namespace: they inherit it, and lookups open their sockets there.
     public func start() throws(SystemError) {
+        // A regular file (also one on stdin, `< list`) is counted ahead on its own thread with `pread`,
+        // which leaves the reader's file offset alone; a pipe or terminal cannot be read twice.
+        var info = stat()
+        let offset = lseek(fd, 0, SEEK_CUR)
+        if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && offset >= 0 {
+            monitor.locked { state.counting = true }
+            try spawn { $0.countLoop(from: offset) }
+        }
         try spawn { $0.readLoop() }
         for _ in 0..<limits.resolverThreads { try spawn { $0.resolveLoop() } }
     }
@@ -168,6 +193,17 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     public var duplicateCheckFull: Bool { monitor.locked { state.seen.full } }
     /// The total number of requests once everything is read and resolved, else nil.
     public var total: Int? { monitor.locked { isComplete ? state.produced : nil } }
+    /// The list's total as far as it is known (see `Total`).
+    public var totalSoFar: Total {
+        monitor.locked {
+            if isComplete { return .exact(state.produced) }
+            if let counted = state.counted {
+                let left = (counted - state.skipped - state.duplicates) * ports.count
+                return .expected(max(left, state.produced))
+            }
+            return state.counting ? .counting : .unknown
+        }
+    }
     /// A failed read of the list, if any.
     public var readError: SystemError? { monitor.locked { state.readError } }
 
@@ -197,6 +233,35 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         }
         for skip in skips { onSkip(skip) }
         return result
+    }
+
+    // MARK: the counting thread
+
+    /// Counts the list's targets ahead of the reader (see `TargetCounter`), one chunk at a time from
+    /// `offset` (where the reader starts). A failed read ends the count without a total: the reader
+    /// reports its own failure.
+    private func countLoop(from offset: off_t) {
+        var counter = TargetCounter(maxPrefixAddresses: maxPrefixAddresses)
+        var buffer = [UInt8](repeating: 0, count: limits.chunkBytes)
+        var position = offset
+        var complete = false
+        while !monitor.locked({ state.cancelled }) {
+            let result = try? buffer.withUnsafeMutableBytes { bytes throws(SystemError) in
+                try syscall("pread(\(sourceName))") { pread(fd, bytes.baseAddress, bytes.count, position) }
+            }
+            guard case .done(let count)? = result else { break }
+            if count == 0 {
+                counter.finish()
+                complete = true
+                break
+            }
+            buffer.withUnsafeBytes { counter.count(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+            position += off_t(count)
+        }
+        monitor.locked {
+            state.counting = false
+            if complete { state.counted = counter.addresses }
+        }
     }
 
     // MARK: the reader thread

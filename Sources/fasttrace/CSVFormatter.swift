@@ -112,7 +112,7 @@ struct CSVFormatter {
     /// One row per hop of `trace` (one row with empty hop fields if it has no hops), newlines included;
     /// names and AS numbers from `annotator`.
     func write(_ trace: TraceResult, _ annotator: HopAnnotator = .plain, into out: inout [UInt8]) {
-        let destinationTTL = trace.hops.first { $0.outcome.isFromDestination }?.ttl
+        let destinationTTL = trace.destinationTTL
         if trace.hops.isEmpty {
             writeRow(CSVRow(trace: trace, hop: nil, destinationTTL: destinationTTL, annotator: annotator), into: &out)
         }

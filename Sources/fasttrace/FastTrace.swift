@@ -538,10 +538,10 @@ struct FastTrace: ParsableCommand {
             var rate = RecentRate()
             engine.onProgress = { p in
                 guard progress else { return }
-                // The total is known only once the whole list is read and every name looked up.
-                let done = stream.total.map { "\(p.finished)/\($0) traces" } ?? "\(p.finished) traces done"
+                // The total: counted ahead for a regular file, known at the end for a pipe.
                 let now = Int(rate.update(probes: p.probesSent, at: Out.monotonicNanos()))
-                let line = "[fasttrace] \(done), \(p.inFlight) in flight, \(p.probesSent) probes, \(now) probes/s"
+                let line = progressText(finished: p.finished, total: stream.totalSoFar, inFlight: p.inFlight,
+                    probes: p.probesSent, perSecond: now)
                 if line != lastProgress { Out.showProgress(line); lastProgress = line }
             }
             try stream.start()
@@ -571,12 +571,16 @@ struct FastTrace: ParsableCommand {
             if linesSkipped > 0 { tail += ", \(counted(linesSkipped, "line")) skipped" }
             if skipped > 0 { tail += ", \(counted(skipped, "target")) skipped" }
             if duplicates > 0 { tail += ", \(counted(duplicates, "duplicate target")) dropped" }
-            Out.error(summaryLine + tail)
+            // Nothing could be traced (every line skipped, or every target refused: no route, -i/-s
+            // unusable, unresolvable): bad input, exit 2. Or the list could not be read before its first
+            // target. Either way the run ends on that error, and a summary of nothing traced ("0 traces,
+            // 0 reached, …") before it would only hide it.
+            let nothingTraceable = !interrupted && stream.produced == 0 && skipped + linesSkipped > 0
+            let unreadable = !interrupted && stream.produced == 0 && stream.readError != nil
+            if !nothingTraceable && !unreadable { Out.error(summaryLine + tail) }
             // A failed read ends the reading; what was before it has been traced.
             if let readError = stream.readError { throw readError }
-            // Nothing could be traced (every line skipped, or every target refused: no route, -i/-s
-            // unusable, unresolvable): bad input, exit 2.
-            if !interrupted && stream.produced == 0 && skipped + linesSkipped > 0 {
+            if nothingTraceable {
                 let what = linesSkipped == 0 ? "\(skipped)"
                     : [counted(linesSkipped, "line"), skipped > 0 ? counted(skipped, "target") : nil]
                         .compactMap { $0 }.joined(separator: " and ")
@@ -603,7 +607,10 @@ struct FastTrace: ParsableCommand {
             // ~100 ms (shouldCancel) and at the end.
             let addresses = trace.responders
             switch format {
-            case .json: stage.submit(addresses: addresses) { Out.json(trace, $0) }
+            case .json:
+                // The wall-clock start is fixed now, with the clocks' offset as the trace finishes.
+                let start = trace.startNanos.map { Out.wallNanos(monotonic: $0) }
+                stage.submit(addresses: addresses) { Out.json(trace, start: start, $0) }
             case .csv: stage.submit(addresses: addresses) { annotator in Out.append { csv.write(trace, annotator, into: &$0) } }
             case .dot: stage.submit(addresses: addresses) { graph.add(trace, $0) }
             case .text:
@@ -621,27 +628,10 @@ struct FastTrace: ParsableCommand {
         // The graph needs every trace: it is written once the run is over (also after an interruption).
         if format == .dot { Out.append(graph.write) }
         try Out.finish()
-        let d = result.dispatch
-        let seconds = Double(result.elapsedNanos) / 1e9
-        let early = result.reportedBeforeLimits
-        var parts: [String] = []
-        parts.append("fasttrace: \(counted(result.traces, "trace"))")
-        parts.append("\(result.reached) reached")
-        parts.append("\(counted(Int(result.probesSent), "probe")) sent")
-        parts.append("\(counted(Int(d.matched), "reply", "replies")) matched")
-        parts.append("\(d.rejected) rejected (malformed \(d.malformed), foreign \(d.foreign), forged \(d.forged), "
-            + "stale \(d.stale), premature \(d.premature))")
-        parts.append(counted(Int(d.duplicates), "duplicate"))
-        parts.append("\(counted(result.rateLimitedHops, "rate-limited hop")), \(result.likelyRateLimitedHops) likely "
-            + "(\(counted(Int(result.reasksSent), "re-ask")))")
-        if early > 0 {
-            parts.append("\(counted(early, "trace")) reported before any rate limit was caught (their * may be rate limits)")
-        }
-        parts.append(counted(Int(result.transport.ringDrops), "ring drop"))
-        parts.append("\(formatSeconds(seconds)) s")
-        parts.append("\(Int(result.probesPerSecond)) probes/s")
-        if result.cancelled { parts.append("interrupted: \(counted(result.interrupted, "trace")) partial") }
-        return (parts.joined(separator: ", "), result)
+        // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
+        if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
+        return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight),
+            result)
     }
 }
 

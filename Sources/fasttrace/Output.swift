@@ -36,11 +36,12 @@ enum Out {
         if buffer.count >= flushBytes { flush() }
     }
 
-    /// Appends one trace as a JSON line, formatted straight into the buffer.
-    static func json(_ result: TraceResult, _ annotator: HopAnnotator = .plain) {
+    /// Appends one trace as a JSON line, formatted straight into the buffer; `start` is its wall-clock
+    /// start (`wallNanos(monotonic:)` of its `startNanos`).
+    static func json(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator = .plain) {
         guard writeError == nil else { return }
         if buffer.isEmpty { lastFlush = monotonicNanos() }
-        JSONFormatter.write(result, annotator, into: &buffer)
+        JSONFormatter.write(result, start: start, annotator, into: &buffer)
         buffer.append(0x0A)
         if buffer.count >= flushBytes { flush() }
     }
@@ -128,6 +129,18 @@ enum Out {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+
+    /// The wall-clock time (CLOCK_REALTIME, ns since 1970) of a CLOCK_MONOTONIC time `monotonic`, with the
+    /// clocks' offset as it is now: called when a trace finishes, so a step of the wall clock during a
+    /// long run moves only the traces that start after it.
+    static func wallNanos(monotonic: UInt64) -> UInt64 {
+        var real = timespec(), mono = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &mono)
+        clock_gettime(CLOCK_REALTIME, &real)
+        let offset = (Int64(real.tv_sec) - Int64(mono.tv_sec)) * 1_000_000_000
+            + Int64(real.tv_nsec) - Int64(mono.tv_nsec)
+        return UInt64(max(0, Int64(bitPattern: monotonic) &+ offset))
     }
 }
 
@@ -249,23 +262,31 @@ func formatMillis(_ micros: UInt32) -> String {
     return "\(whole)." + String(repeating: "0", count: 3 - fracText.count) + fracText
 }
 
-/// JSON lines. The schema is documented in the README; keys are stable.
+/// JSON lines. Every key is described by `docs/trace.schema.json` (JSON Schema) and the README; a unit
+/// test checks that the keys written here are exactly the schema's. `schemaVersion` goes up with any
+/// change to the keys or what they mean.
 ///
 /// A trace is written as UTF-8 straight into the output buffer: no String is built, so a trace costs
 /// no allocation beyond the buffer's growth (building it as a String, piece by piece, cost about 50
 /// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
+    /// The `schema` key of every trace object: the version of this layout.
+    static let schemaVersion: UInt64 = 1
+
     /// One trace as a line (without the newline), for callers that want a String.
-    static func line(_ result: TraceResult, _ annotator: HopAnnotator = .plain) -> String {
+    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain) -> String {
         var bytes: [UInt8] = []
-        write(result, annotator, into: &bytes)
+        write(result, start: start, annotator, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// Appends one trace's object (without the newline) to `out`. Hops carry `name` unless -n, and
+    /// Appends one trace's object (without the newline) to `out`. `start` is when its first probe was
+    /// sent, wall clock, ns since 1970 (null when none was). Hops carry `name` unless -n, and
     /// `asn`/`as_name` with --asn-db (null when unknown), for the hop's `addr`.
-    static func write(_ result: TraceResult, _ annotator: HopAnnotator, into out: inout [UInt8]) {
-        out.appendLiteral("{\"target\":\"")
+    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, into out: inout [UInt8]) {
+        out.appendLiteral("{\"schema\":")
+        out.appendDecimal(schemaVersion)
+        out.appendLiteral(",\"target\":\"")
         out.appendAddress(result.request.destination)
         out.appendLiteral("\"")
         if let name = result.request.name {
@@ -278,6 +299,14 @@ enum JSONFormatter {
         out.appendAddress(result.request.source)
         out.appendLiteral("\",\"sport\":")
         out.appendDecimal(UInt64(result.sourcePort))
+        out.appendLiteral(",\"start\":")
+        if let start {
+            out.append(0x22)
+            out.appendTimestamp(start)
+            out.append(0x22)
+        } else {
+            out.appendLiteral("null")
+        }
         out.appendLiteral(result.reached ? ",\"reached\":true,\"state\":" : ",\"reached\":false,\"state\":")
         // null: the trace was interrupted before the destination said anything about the port.
         if result.state == .unknown {
@@ -289,7 +318,9 @@ enum JSONFormatter {
         }
         out.appendLiteral(",\"stop\":\"")
         out.appendText(result.stopReason.rawValue)
-        out.appendLiteral("\",\"probes_sent\":")
+        out.appendLiteral("\",\"dest_ttl\":")
+        if let ttl = result.destinationTTL { out.appendDecimal(UInt64(ttl)) } else { out.appendLiteral("null") }
+        out.appendLiteral(",\"probes_sent\":")
         out.appendDecimal(UInt64(max(0, result.probesSent)))
         out.appendLiteral(",\"hops\":[")
         for (i, hop) in result.hops.enumerated() {
@@ -439,6 +470,40 @@ extension [UInt8] {
         appendDecimal(UInt64(address.value & 0xFF))
     }
 
+    /// RFC 3339 UTC with microseconds (`2026-12-07T00:31:02.123456Z`) from ns since 1970.
+    mutating func appendTimestamp(_ nanos: UInt64) {
+        let seconds = nanos / 1_000_000_000
+        let micros = nanos % 1_000_000_000 / 1000
+        let (year, month, day) = civilDate(daysSince1970: Int64(seconds / 86_400))
+        let secondOfDay = seconds % 86_400
+        appendPadded(UInt64(year), width: 4)
+        append(0x2D)
+        appendPadded(UInt64(month), width: 2)
+        append(0x2D)
+        appendPadded(UInt64(day), width: 2)
+        append(0x54)  // T
+        appendPadded(secondOfDay / 3600, width: 2)
+        append(0x3A)
+        appendPadded(secondOfDay / 60 % 60, width: 2)
+        append(0x3A)
+        appendPadded(secondOfDay % 60, width: 2)
+        append(0x2E)
+        appendPadded(micros, width: 6)
+        append(0x5A)  // Z
+    }
+
+    /// `value` in decimal with leading zeros to `width` digits (values that need more digits get them).
+    private mutating func appendPadded(_ value: UInt64, width: Int) {
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        for _ in 0..<Swift.max(0, width - digits) { append(0x30) }
+        appendDecimal(value)
+    }
+
     /// Milliseconds with three decimals from microseconds (`0.051`), as `formatMillis` writes them.
     mutating func appendMillis(_ micros: UInt32) {
         appendDecimal(UInt64(micros / 1000))
@@ -454,4 +519,18 @@ extension [UInt8] {
 func unicodeEscape(_ value: UInt32) -> String {
     let hex = String(value, radix: 16)
     return "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+}
+
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+func civilDate(daysSince1970 days: Int64) -> (year: Int64, month: Int, day: Int) {
+    let z = days + 719_468
+    let era = (z >= 0 ? z : z - 146_096) / 146_097
+    let dayOfEra = z - era * 146_097
+    let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+    let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+    let mp = (5 * dayOfYear + 2) / 153
+    let day = Int(dayOfYear - (153 * mp + 2) / 5 + 1)
+    let month = Int(mp < 10 ? mp + 3 : mp - 9)
+    return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
 }

@@ -2,6 +2,8 @@
 // the result lines, and messages with control characters made visible, so a hostile target file (or
 // name) cannot drive the terminal with escape sequences.
 
+import FastTraceLinux
+
 /// `text` with every control character written out: C0 controls and DEL as `\x1b`, C1 controls (which
 /// some terminals obey as well: U+009B is CSI) and invisible characters (format characters, separators
 /// other than the plain space) as `\u{9b}`. Tab stays as it is, and so do `kept` ones.
@@ -81,4 +83,27 @@ struct RecentRate {
         guard let first = samples.first, nanos > first.nanos else { return 0 }
         return Double(probes &- first.probes) / (Double(nanos - first.nanos) / 1e9)
     }
+}
+
+/// The batch progress line: traces done out of the list's total when it is known (exactly, or as
+/// counted ahead: see `TargetStream.Total`), what is in flight, and the send rate over the last second.
+/// Without a total it says why: a regular file still being counted, or a pipe still being read.
+func progressText(finished: Int, total: TargetStream.Total, inFlight: Int, probes: UInt64, perSecond: Int) -> String {
+    let done = switch total {
+    case .exact(let n), .expected(let n): "\(grouped(finished))/\(grouped(n)) traces"
+    case .counting: "\(grouped(finished)) traces done, list still being counted"
+    case .unknown: "\(grouped(finished)) traces done, list still being read"
+    }
+    return "[fasttrace] \(done), \(grouped(inFlight)) in flight, \(grouped(Int(probes))) probes, \(grouped(perSecond)) probes/s"
+}
+
+/// `n` with a comma between thousands: `20,000`.
+func grouped(_ n: Int) -> String {
+    let digits = String(n.magnitude)
+    var out = ""
+    for (i, digit) in digits.enumerated() {
+        if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(digit)
+    }
+    return (n < 0 ? "-" : "") + out
 }

@@ -44,6 +44,17 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         #expect(summary.traces == 1 && summary.reached == 1)
     }
 
+    @Test("A trace's start is when the kernel took its first probe: set, in admission order, before its replies")
+    func startIsTheFirstProbe() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+        // 100 probes/s: one probe every 10 ms of virtual time, round-robin, so the traces start 10 ms apart.
+        let (results, _) = try trace(net, (0..<3).map { (IPv4Address(target.value + UInt32($0)), 443) }) { $0.rate = 100 }
+        let starts = results.compactMap(\.startNanos)
+        #expect(starts.count == 3)
+        #expect(zip(starts, starts.dropFirst()).allSatisfy { $0 < $1 }, "\(starts)")
+        #expect(starts.allSatisfy { $0 <= net.now() })
+    }
+
     @Test func closedPortAnswersReset() throws {
         let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
         let t = try #require(try trace(net, [(target, 25)]).results.first)
@@ -390,7 +401,9 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         // destination (a SYN-ACK quotes no ID) is heard.
         let (strict, strictSummary) = try trace(makeNet(), [(target, 443)]) { $0.reasks = 0 }
         #expect(strict[0].reached && strict[0].hops.prefix(3).allSatisfy { $0.firstResponder == nil })
-        #expect(strictSummary.dispatch.forged == 9)
+        // Counted as their own reason (everything but the ID names a probe of ours), not as forged.
+        #expect(strictSummary.dispatch.ipIDRewritten == 9 && strictSummary.dispatch.forged == 0)
+        #expect(strictSummary.dispatch.ipIDRewriteSuspected)
         // --track-port: matched by the quoted TCP header alone.
         let (tracked, trackedSummary) = try trace(makeNet(), [(target, 443)]) {
             $0.reasks = 0
@@ -398,6 +411,36 @@ func timeExceeded(from: IPv4Address, probeSource: IPv4Address, probeDestination:
         }
         #expect(tracked[0].hops.map(\.firstResponder) == [r(1), r(5), r(9), target])
         #expect(trackedSummary.dispatch.forged == 0 && trackedSummary.dispatch.matched == 12)
+        #expect(trackedSummary.dispatch.ipIDRewritten == 0 && !trackedSummary.dispatch.ipIDRewriteSuspected)
+    }
+
+    @Test func aHopThatRewritesTheIPIDIsCountedAndHinted() throws {
+        // A scrubber after TTL 2 rewrites the ID: routers 1 and 2 quote the probe as sent and are
+        // heard; the routers past it quote another ID, fail the keyed check on the ID alone and are
+        // counted as such (3 probes each at TTLs 3 and 4), so the run can say `--track-port` is the
+        // remedy. The destination (a SYN-ACK quotes nothing) is reached either way.
+        let path = SimulatedPath(hops: [.router(r(1)), .router(r(5)), .router(r(9)), .router(r(13))],
+            destination: .listening(ports: [443]), ipIDRewrite: (afterTTL: 2, to: 0x4242))
+        let (results, summary) = try trace(SimulatedNetwork { _ in path }, [(target, 443)]) { $0.reasks = 0 }
+        let t = try #require(results.first)
+        #expect(t.reached && t.hops.map(\.firstResponder) == [r(1), r(5), nil, nil, target])
+        #expect(summary.dispatch.ipIDRewritten == 6 && summary.dispatch.forged == 0)
+        #expect(summary.dispatch.matched == 9)
+        #expect(summary.dispatch.ipIDRewriteSuspected)
+        // Without the rewrite nothing is counted and nothing hinted.
+        let clean = SimulatedPath(hops: path.hops, destination: .listening(ports: [443]))
+        let (_, cleanSummary) = try trace(SimulatedNetwork { _ in clean }, [(target, 443)]) { $0.reasks = 0 }
+        #expect(cleanSummary.dispatch.ipIDRewritten == 0 && !cleanSummary.dispatch.ipIDRewriteSuspected)
+    }
+
+    @Test func madeUpQuotesDoNotSuggestTrackPort() {
+        // A forger's quotes land as ipIDRewritten about 1 time in 128; the hint needs 1 in 32 of forged.
+        var c = DispatchCounters()
+        c.forged = 1280
+        c.ipIDRewritten = 10
+        #expect(!c.ipIDRewriteSuspected)
+        c.ipIDRewritten = 40
+        #expect(c.ipIDRewriteSuspected)
     }
 
     @Test func noDNATStrictRefusesTranslatedQuotes() throws {

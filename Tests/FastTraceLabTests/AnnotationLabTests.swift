@@ -375,11 +375,11 @@ struct AnnotationLabTests {
         #expect(wall < (batchEngine ?? 0) + 1 + 2, "\(wall) s for \(batchEngine ?? -1) s of probing")
     }
 
-    /// The run's seconds from the summary line (`…, 0 ring drops, 3.61 s, 307 probes/s`).
+    /// The run's seconds from the summary line (`…, 1106 probes sent in 3.61 s (307 probes/s …`).
     static func seconds(_ stderr: String) -> Double? {
-        guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("fasttrace: ") && $0.contains(" s, ") }),
-            let range = line.range(of: " s, ", options: .backwards)
+        guard let line = stderr.split(separator: "\n").last(where: { $0.hasPrefix("fasttrace: ") && $0.contains(" sent in ") }),
+            let start = line.range(of: " sent in "), let end = line[start.upperBound...].range(of: " s")
         else { return nil }
-        return Double(line[..<range.lowerBound].split(separator: " ").last ?? "")
+        return Double(line[start.upperBound..<end.lowerBound])
     }
 }

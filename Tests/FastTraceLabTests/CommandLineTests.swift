@@ -318,6 +318,37 @@ struct TcptracerouteCompatibilityTests {
         }
     }
 
+    @Test("A router that rewrites the IPv4 ID: the hops past it are *, and one line names --track-port")
+    func rewrittenIPIDIsHinted() throws {
+        let lab = try Lab.get()
+        let kind = lab.truth.kind(named: "open")
+        // r2 (TTL 2) rewrites the ID of every probe it forwards: r2 itself quotes the probe as sent, the
+        // routers past it (TTLs 3–6) quote the rewritten ID.
+        try withNftTable(in: labNamespace("r2"), """
+            chain rewrite {
+                type filter hook forward priority 0; policy accept;
+                ip protocol tcp tcp dport 443 ip id set 4660
+            }
+            """) {
+            let arguments = ["--netns", lab.namespace, "-n", "-q", "1", "-w", "1", "--reasks", "0", kind.example, "443"]
+            let strict = runTool([fasttraceBinary] + arguments)
+            let tracked = runTool([fasttraceBinary, "--track-port"] + arguments)
+            #expect(strict.status == 0 && tracked.status == 0, "\(strict.stderr) \(tracked.stderr)")
+            let routers = kind.hops.count
+            let heard = Array(hopSummary(strict.stdout).prefix(routers))
+            let expected = ["1 \(kind.hops[0][0])", "2 \(kind.hops[1][0])"] + (3...routers).map { "\($0) *" }
+            #expect(heard.joined(separator: "|") == expected.joined(separator: "|"), "\(strict.stdout)")
+            // Said once, with the count and the remedy.
+            let hints = strict.stderr.split(separator: "\n").filter { $0.contains("--track-port") }
+            #expect(hints == ["fasttrace: \(routers - 2) router replies came back with the probe's IP ID rewritten on "
+                + "the way (a NAT or scrubber on the path), so those hops show as *: --track-port matches them without "
+                + "the IP ID"], "\(strict.stderr)")
+            // With --track-port every router is heard and nothing is hinted.
+            #expect(!tracked.stderr.contains("--track-port"), "\(tracked.stderr)")
+            #expect(hopSummary(tracked.stdout).prefix(routers).allSatisfy { !$0.hasSuffix(" *") }, "\(tracked.stdout)")
+        }
+    }
+
     @Test("--no-dnat-strict: the hop quoting the translated destination is silent, as in tcptraceroute")
     func noDNATStrict() throws {
         let lab = try Lab.get()
@@ -402,5 +433,29 @@ struct TerminalOutputTests {
         }
         // The progress line is gone at the end: the summary stands alone.
         #expect(screen.contains { $0.hasPrefix("fasttrace: 30 traces,") }, "\(screen.suffix(3))")
+    }
+
+    @Test("A 20,000-line list: the progress line has its total long before the list is read (issue 13)")
+    func progressTotalFromTheStart() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // 20,000 open targets on 2 ports take over a minute at the default rate; the run is interrupted
+        // after 3 s, when the reader (held back by its queue of 4,096) is far from the end of the list.
+        let open = try #require(ipv4(lab.truth.kind(named: "open").example))
+        let base = open & 0xFFFF_0000
+        scratch.write("list", (0..<20_000).map { ipv4String(base + 256 + UInt32($0)) + "\n" }.joined())
+        let command = (["timeout", "--preserve-status", "-s", "INT", "3", fasttraceBinary, "--netns", lab.namespace, "--targets",
+            scratch.file("list"), "-p", "443,80", "-n", "-q", "1", "-w", "1", "--format", "json"]
+            .map { "'\($0)'" } + [">/dev/null"]).joined(separator: " ")
+        let r = runTool(["script", "-q", "-e", "-c", command, scratch.file("typescript")], timeout: 60)
+        #expect(r.status == 130, "\(r.stderr)")
+        let drawn = scratch.read("typescript").split(whereSeparator: { $0 == "\r" || $0 == "\n" })
+            .filter { $0.hasPrefix("[fasttrace] ") }
+        #expect(!drawn.isEmpty, "no progress line was drawn: the test proves nothing")
+        // Every line drawn has the total (20,000 targets × 2 ports) or says it is being counted.
+        let unexplained = drawn.filter { !$0.contains("/40,000 traces,") && !$0.contains("list still being counted") }
+        #expect(unexplained.isEmpty, "\(unexplained.prefix(3))")
+        #expect(drawn.contains { $0.contains("/40,000 traces,") }, "\(drawn.suffix(3))")
     }
 }

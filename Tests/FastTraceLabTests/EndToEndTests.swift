@@ -53,6 +53,9 @@ func ipv4(_ s: String) -> UInt32? {
     return p[0] << 24 | p[1] << 16 | p[2] << 8 | p[3]
 }
 
+/// Dotted-quad text of `a`.
+func ipv4String(_ a: UInt32) -> String { "\(a >> 24).\(a >> 16 & 0xFF).\(a >> 8 & 0xFF).\(a & 0xFF)" }
+
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().path
 let isRoot = getuid() == 0

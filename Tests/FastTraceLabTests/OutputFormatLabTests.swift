@@ -167,6 +167,74 @@ struct OutputFormatLabTests {
         #expect(scratch.read("err").contains(", interrupted: \(interrupted.count) traces partial"), "\(scratch.read("err"))")
     }
 
+    @Test("JSON validates against docs/trace.schema.json (jsonschema): every kind and port with names and AS numbers, rate limits on, an interrupted batch; start within the run, dest_ttl the truth's")
+    func jsonValidatesAgainstTheSchema() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // An AS table covering the routers and the open targets, so hops have asn and as_name (and null).
+        scratch.write("asn.tsv", "198.18.0.0\t198.18.0.255\t64500\tZZ\tLAB-CORE\n198.19.0.0/16 64501\n")
+        var lines: [String] = []
+        func wall() -> Double { Date().timeIntervalSince1970 }
+
+        // Every kind × the truth's ports, names on (none answer in the lab: null) and --asn-db.
+        let began = wall()
+        let all = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", truthPorts(lab.truth),
+            "-w", "1", "-m", "12", "--gap", "3", "--name-timeout", "0.5", "--asn-db", scratch.file("asn.tsv"),
+            "--format", "json"], stdin: examplesList(lab.truth), timeout: 120)
+        let ended = wall()
+        #expect(all.status == 0, "\(all.stderr)")
+        lines += all.stdout.split(separator: "\n").map(String.init)
+        // dest_ttl is where the truth says the destination answers, null where it does not.
+        for line in all.stdout.split(separator: "\n") {
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            let target = try #require(object["target"] as? String), port = try #require(object["port"] as? Int)
+            let kind = try #require(lab.truth.kind(of: target))
+            let state = kind.ports[String(port)] ?? "closed"
+            if state == "filtered" {
+                #expect(object["dest_ttl"] is NSNull, "\(line)")
+            } else {
+                #expect(object["dest_ttl"] as? Int == kind.destination_ttl, "\(line)")
+            }
+            #expect(object["schema"] as? Int == 1)
+        }
+        let window = "\(began) \(ended)"
+
+        // With the routers' ICMP rate limits on: rate-limited and likely-rate-limited hops.
+        let list = runTool([repoRoot + "/scripts/lab.sh", "targets", "mixed", "40"]).stdout
+        let limited = try withRateLimits {
+            runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "443", "--format",
+                "json", "-w", "1", "-m", "12", "--gap", "3"], stdin: list, timeout: 120)
+        }
+        #expect(limited.status == 0, "\(limited.stderr)")
+        lines += limited.stdout.split(separator: "\n").map(String.init)
+
+        // Interrupted mid-batch: interrupted traces, state null.
+        let open = runTool([repoRoot + "/scripts/lab.sh", "targets", "open", "10"]).stdout
+        let hole = runTool([repoRoot + "/scripts/lab.sh", "targets", "blackhole", "100"]).stdout
+        scratch.write("list", open + hole)
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets",
+            scratch.file("list"), "-p", "443", "--format", "json", "-w", "3", "--rate", "200"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        _ = waitUntil(seconds: 10) { scratch.read("out").split(separator: "\n").count >= 10 }
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let interrupted = scratch.read("out").split(separator: "\n").map(String.init)
+        #expect(interrupted.contains { $0.contains("\"stop\":\"interrupted\"") && $0.contains("\"state\":null") })
+        lines += interrupted
+
+        // Every line, validated; the first run's starts lie within that run (wall clock, 1 s of slack).
+        let check = runTool([python3, "-c", labSchemaCheck, repoRoot + "/docs/trace.schema.json", window],
+            stdin: lines.joined(separator: "\n") + "\n")
+        #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
+        #expect(check.stdout.hasPrefix("valid \(lines.count) "), "\(check.stdout)")
+        // Between them the runs wrote the optional keys too, so those were checked against the schema.
+        for key in ["name", "asn", "as_name", "rate-limited", "interrupted", "null-state"] {
+            #expect(check.stdout.contains(" \(key)"), "no \(key) seen: \(check.stdout)")
+        }
+    }
+
     @Test("DOT of a mixed batch: dot renders it; its nodes and edges are the lab's, ECMP branches and counts included")
     func dotIsTheLab() throws {
         let lab = try Lab.get()
@@ -280,3 +348,31 @@ struct GraphvizView {
         }
     }
 }
+
+/// Validates each JSON line on stdin against the schema (argv[1], Draft 2020-12) with Python's jsonschema;
+/// the lines of the first run (those whose hops carry `asn`) must start within argv[2] ("BEGIN END", Unix
+/// seconds) ± 1 s. Prints `valid N` and what it saw (hop keys, kinds, `null-state`), or the first problem
+/// and exits 1.
+let labSchemaCheck = #"""
+    import datetime, json, sys
+    import jsonschema
+    schema = json.load(open(sys.argv[1]))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    begin, end = (float(x) for x in sys.argv[2].split())
+    seen, n = set(), 0
+    for i, line in enumerate(sys.stdin, 1):
+        if not line.strip(): continue
+        trace = json.loads(line)
+        for error in validator.iter_errors(trace):
+            sys.exit("line %d: %s: %s\n%s" % (i, list(error.absolute_path), error.message, line))
+        if trace["state"] is None: seen.add("null-state")
+        for hop in trace["hops"]:
+            seen.update(hop.keys())
+            seen.add(hop["kind"])
+        if trace["hops"] and "asn" in trace["hops"][0]:
+            start = datetime.datetime.fromisoformat(trace["start"].replace("Z", "+00:00")).timestamp()
+            if not begin - 1 <= start <= end + 1: sys.exit("line %d: start %s outside the run" % (i, trace["start"]))
+        n += 1
+    print("valid %d %s" % (n, " ".join(sorted(seen))))
+    """#

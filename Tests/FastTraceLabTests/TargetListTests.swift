@@ -90,6 +90,9 @@ struct TargetListTests {
         #expect(r.status == 2 && r.stdout.isEmpty, "exit \(r.status): \(r.stderr)")
         #expect(r.stderr.hasSuffix("fasttrace: \(scratch.file("list")): no target could be traced (3 lines skipped)\n"),
             "\(r.stderr)")
+        // Nothing was traced and the run ends on that error: no "0 traces, 0 reached, …" summary before it.
+        #expect(!r.stderr.contains("fasttrace: 0 traces"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 4, "3 notices and the error: \(r.stderr)")
     }
 
     @Test("A garbage list prints 10 notices and a count, not one line per line")

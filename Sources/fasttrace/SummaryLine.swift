@@ -1,0 +1,112 @@
+// The run's summary line and the hints beside it, as text: what a network engineer asks of a run (how
+// many traces, what the ports were, how many probes at what rate and why not faster, which replies
+// were refused and why, what rate limiting was caught). Every counter is explained in the README's
+// "Summary line" table; keep the two together.
+
+import FastTraceCore
+
+/// The summary line of a run (without the target list's tail of skipped lines and duplicates).
+/// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
+func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int) -> String {
+    let d = r.dispatch
+    var parts: [String] = []
+    // Traces by what they found: reached (open, closed), filtered, and unknown (cut short by an
+    // interrupt before the destination said anything).
+    parts.append("fasttrace: \(counted(r.traces, "trace"))")
+    // An ACK run's answers say unfiltered, never open or closed: name what the run could find.
+    parts.append(r.unfiltered > 0 && r.open + r.closed == 0
+        ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
+        : r.unfiltered > 0
+            ? "\(r.reached) reached (\(r.open) open, \(r.closed) closed, \(r.unfiltered) unfiltered)"
+            : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
+    parts.append("\(r.filtered) filtered")
+    if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
+    // Probes, over how long, and why not faster.
+    let seconds = Double(r.elapsedNanos) / 1e9
+    var probes = "\(counted(Int(r.probesSent), "probe")) sent in \(formatSeconds(seconds)) s"
+    if r.probesSent > 0 && r.elapsedNanos > 0 {
+        probes += " (\(formatRate(r.probesPerSecond)) probes/s over the run"
+        if let why = sendLimitText(r.sendLimits, rate: rate, maxInFlight: maxInFlight) { probes += ": \(why)" }
+        probes += ")"
+    }
+    parts.append(probes)
+    parts.append("\(counted(Int(d.matched), "reply", "replies")) matched")
+    // Refused replies: only the reasons that occurred.
+    let reasons: [(UInt64, String)] = [
+        (d.stale, "stale"), (d.forged, "forged"), (d.ipIDRewritten, "IP ID rewritten"), (d.foreign, "foreign"),
+        (d.malformed, "malformed"), (d.premature, "premature"),
+    ].filter { $0.0 > 0 }
+    parts.append("\(d.rejected) rejected"
+        + (reasons.isEmpty ? "" : " (" + reasons.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + ")"))
+    parts.append(counted(Int(d.duplicates), "duplicate reply", "duplicate replies"))
+    // Rate limiting: what was caught, or that none was (re-asks go out for any silent hop at a position
+    // where a router answers others, limits or not).
+    let reasks = counted(Int(r.reasksSent), "re-ask") + " of silent hops"
+    if r.rateLimitedHops == 0 && r.likelyRateLimitedHops == 0 && r.rateLimitedPositions == 0 {
+        parts.append(r.reasksSent > 0 ? "\(reasks), no rate limit caught" : "no rate limit caught")
+    } else {
+        parts.append("\(counted(r.rateLimitedHops, "rate-limited hop")), \(r.likelyRateLimitedHops) likely "
+            + "rate-limited (\(reasks))")
+    }
+    if r.reportedBeforeLimits > 0 {
+        parts.append("\(counted(r.reportedBeforeLimits, "trace")) reported before any rate limit was caught "
+            + "(their * may be rate limits)")
+    }
+    parts.append(counted(Int(r.transport.ringDrops), "ring drop"))
+    if r.cancelled { parts.append("interrupted: \(counted(r.interrupted, "trace")) partial") }
+    return parts.joined(separator: ", ")
+}
+
+/// What held the rate down, by share of the run's time, largest first (shares under 1 % left out):
+/// `93% of the time waiting on replies and timeouts, 7% held to --rate 2000`. Nil when nothing was
+/// counted.
+func sendLimitText(_ limits: SendLimits, rate: Int, maxInFlight: Int) -> String? {
+    let total = limits.totalNanos
+    guard total > 0 else { return nil }
+    let shares: [(UInt64, String)] = [
+        (limits.rateNanos, "held to --rate \(rate)"),
+        (limits.repliesNanos, "waiting on replies and timeouts"),
+        (limits.inFlightCapNanos, "at --max-in-flight \(maxInFlight)"),
+        (limits.listNanos, "waiting for the list (reading, name lookups)"),
+    ]
+    let kept = shares.map { (Int((Double($0.0) * 100 / Double(total)).rounded()), $0.1) }
+        .filter { $0.0 >= 1 }.sorted { $0.0 > $1.0 }
+    guard let first = kept.first else { return nil }
+    return (["\(first.0)% of the time \(first.1)"] + kept.dropFirst().map { "\($0.0)% \($0.1)" })
+        .joined(separator: ", ")
+}
+
+/// A rate with the precision its size needs: `742`, `13`, `5.2`, `0.83`, `0.0042` (two significant digits below 100). Never `0` for a rate that
+/// is not zero.
+func formatRate(_ perSecond: Double) -> String {
+    if perSecond >= 100 { return String(Int(perSecond.rounded())) }
+    if perSecond <= 0 { return "0" }
+    // Two significant digits below 100.
+    var decimals = 1
+    var scaled = perSecond
+    while scaled < 10 && decimals < 9 {
+        scaled *= 10
+        decimals += 1
+    }
+    decimals -= 1
+    let factor = (0..<decimals).reduce(1.0) { acc, _ in acc * 10 }
+    let rounded = (perSecond * factor).rounded() / factor
+    var text = String(rounded)
+    // `String(Double)` may write an exponent for small values; spell it out instead.
+    if text.contains("e") {
+        let units = Int((perSecond * factor).rounded())
+        let digits = String(units)
+        text = "0." + String(repeating: "0", count: max(0, decimals - digits.count)) + digits
+    }
+    if decimals == 0, text.hasSuffix(".0") { text.removeLast(2) }
+    return text
+}
+
+/// One line for a run whose router replies came back with the probe's IPv4 ID rewritten on the way
+/// (`DispatchCounters.ipIDRewriteSuspected`), or nil.
+func ipIDRewriteHint(_ d: DispatchCounters) -> String? {
+    guard d.ipIDRewriteSuspected else { return nil }
+    return "fasttrace: \(counted(Int(d.ipIDRewritten), "router reply", "router replies")) came back with the "
+        + "probe's IP ID rewritten on the way (a NAT or scrubber on the path), so those hops show as *: "
+        + "--track-port matches them without the IP ID"
+}

@@ -1,0 +1,93 @@
+// The summary line as a network engineer reads it (issue 13, item 10) and the one-line hint for a path
+// that rewrites the IP ID (item 11), tested on the functions that write them.
+
+import FastTraceCore
+import Testing
+
+@testable import fasttrace
+
+@Suite struct SummaryLineTests {
+    /// A small run: 8 traces, 10 probes over 12 s, nothing caught.
+    static func smallRun() -> RunSummary {
+        var r = RunSummary()
+        r.traces = 8
+        r.reached = 3
+        r.open = 2
+        r.closed = 1
+        r.filtered = 4
+        r.unknown = 1
+        r.probesSent = 10
+        r.elapsedNanos = 12_040_000_000
+        r.dispatch.matched = 9
+        r.reasksSent = 129
+        r.sendLimits.repliesNanos = 11_000_000_000
+        r.sendLimits.rateNanos = 1_040_000_000
+        return r
+    }
+
+    @Test func portStatesAreBrokenDown() {
+        let line = summaryLine(Self.smallRun(), rate: 2000, maxInFlight: 4096)
+        #expect(line.hasPrefix("fasttrace: 8 traces, 3 reached (2 open, 1 closed), 4 filtered, 1 unknown (interrupted), "),
+            "\(line)")
+    }
+
+    @Test func re_asksWithoutARateLimitDoNotSayRateLimited() {
+        let line = summaryLine(Self.smallRun(), rate: 2000, maxInFlight: 4096)
+        #expect(line.contains(", 129 re-asks of silent hops, no rate limit caught,"), "\(line)")
+        #expect(!line.contains("rate-limited"), "\(line)")
+        var caught = Self.smallRun()
+        caught.rateLimitedHops = 12
+        caught.likelyRateLimitedHops = 2
+        caught.rateLimitedPositions = 3
+        let limited = summaryLine(caught, rate: 2000, maxInFlight: 4096)
+        #expect(limited.contains(", 12 rate-limited hops, 2 likely rate-limited (129 re-asks of silent hops),"), "\(limited)")
+    }
+
+    @Test func theRateSaysOverWhatAndWhyItIsBelowTheLimit() {
+        let line = summaryLine(Self.smallRun(), rate: 2000, maxInFlight: 4096)
+        // 10 probes in 12 s is 0.83 probes/s, not "0 probes/s"; the time is split by what held it back.
+        #expect(line.contains(", 10 probes sent in 12.04 s (0.83 probes/s over the run: 91% of the time waiting on "
+            + "replies and timeouts, 9% held to --rate 2000),"), "\(line)")
+        #expect(!line.contains(" 0 probes/s"))
+        var capped = RunSummary()
+        capped.traces = 1
+        capped.probesSent = 742_000
+        capped.elapsedNanos = 1_000_000_000_000
+        capped.sendLimits.inFlightCapNanos = 1
+        let cappedLine = summaryLine(capped, rate: 2000, maxInFlight: 64)
+        #expect(cappedLine.contains("(742 probes/s over the run: 100% of the time at --max-in-flight 64)"), "\(cappedLine)")
+    }
+
+    @Test func ratesKeepTheirPrecision() {
+        #expect(formatRate(742.4) == "742")
+        #expect(formatRate(12.5) == "13")
+        #expect(formatRate(5.24) == "5.2")
+        #expect(formatRate(10.0 / 12.04) == "0.83")
+        #expect(formatRate(0.0042) == "0.0042")
+        #expect(formatRate(0.000042) == "0.000042")
+        #expect(formatRate(0) == "0")
+    }
+
+    @Test func duplicatesAndRejectionsAreSaidInWords() {
+        var r = Self.smallRun()
+        r.dispatch.duplicates = 2
+        r.dispatch.stale = 5
+        r.dispatch.ipIDRewritten = 18
+        let line = summaryLine(r, rate: 2000, maxInFlight: 4096)
+        #expect(line.contains(", 9 replies matched, 23 rejected (5 stale, 18 IP ID rewritten), 2 duplicate replies,"),
+            "\(line)")
+        let clean = summaryLine(Self.smallRun(), rate: 2000, maxInFlight: 4096)
+        #expect(clean.contains(", 0 rejected, 0 duplicate replies,"), "\(clean)")
+    }
+
+    @Test func aRewrittenIPIDIsHintedOnceWithTheRemedy() {
+        var d = DispatchCounters()
+        #expect(ipIDRewriteHint(d) == nil)
+        d.ipIDRewritten = 18
+        #expect(ipIDRewriteHint(d) == "fasttrace: 18 router replies came back with the probe's IP ID rewritten on the "
+            + "way (a NAT or scrubber on the path), so those hops show as *: --track-port matches them without the IP ID")
+        // A forger's made-up quotes pass the sequence number's MAC bits 1 time in 128: no hint for those.
+        d.forged = 100_000
+        #expect(ipIDRewriteHint(d) == nil)
+    }
+}
