@@ -13,6 +13,8 @@ public struct TraceRequest: Sendable, Equatable {
     public var port: UInt16
     /// Source address the probes carry (from the route, or `-s`).
     public var source: IPv4Address
+    /// The destination's family (`ipv4` in JSON).
+    public var family: IPFamily { .v4 }
     /// The name the user gave, if the target was a hostname.
     public var name: String?
 

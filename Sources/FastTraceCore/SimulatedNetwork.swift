@@ -80,6 +80,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         public var sequence: UInt32
         public var ttl: UInt8
         public var time: UInt64
+        /// TCP flags and acknowledgement number (SYN probes: SYN, 0).
+        public var flags: UInt8 = TCPLayout.syn
+        public var acknowledgement: UInt32 = 0
     }
 
     private let paths: (IPv4Address) -> SimulatedPath?
@@ -196,7 +199,8 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 let tcp = TCPHeaderView(ip.payload)
             else { return nil }
             return SentProbe(source: ip.source, destination: ip.destination, sourcePort: tcp.sourcePort,
-                destinationPort: tcp.destinationPort, sequence: tcp.sequence, ttl: ip.ttl, time: clockNanos)
+                destinationPort: tcp.destinationPort, sequence: tcp.sequence, ttl: ip.ttl, time: clockNanos,
+                flags: tcp.flags, acknowledgement: tcp.acknowledgement)
         }
         guard let probe = parsed else { return }
         sent.append(probe)
@@ -262,6 +266,12 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         }
         switch path.destination {
         case .blackHole: return
+        case .listening(_) where probe.flags & TCPLayout.syn == 0:
+            // An ACK with no connection behind it: the host resets it, open port or not, taking the RST's
+            // sequence number from the segment's acknowledgement (RFC 9293 3.10.7.1; no ACK flag), as Linux does.
+            schedule(Self.tcpReply(from: probe.destination, to: probe.source, sourcePort: probe.destinationPort,
+                destinationPort: probe.sourcePort, acknowledgement: 0, flags: TCPLayout.rst,
+                sequence: probe.acknowledgement), delay: delay)
         case .listening(let ports):
             let open = ports.contains(probe.destinationPort)
             // A SYN-ACK acknowledges the SYN only (data on a SYN is not accepted without TCP Fast Open); a
@@ -335,9 +345,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         return out
     }
 
-    /// A TCP reply (SYN-ACK or RST+ACK) as a destination sends it.
+    /// A TCP reply (SYN-ACK, RST+ACK, or a RST answering an ACK with `sequence`) as a destination sends it.
     public static func tcpReply(from: IPv4Address, to: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
-        acknowledgement: UInt32, flags: UInt8) -> [UInt8]
+        acknowledgement: UInt32, flags: UInt8, sequence: UInt32? = nil) -> [UInt8]
     {
         var out = [UInt8](repeating: 0, count: 40)
         out.withUnsafeMutableBytes { bytes in
@@ -345,7 +355,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             let tcp = TCPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
             tcp.setSourcePort(sourcePort)
             tcp.setDestinationPort(destinationPort)
-            tcp.setSequence(flags & TCPLayout.syn != 0 ? 0x1234_5678 : 0)
+            tcp.setSequence(sequence ?? (flags & TCPLayout.syn != 0 ? 0x1234_5678 : 0))
             tcp.setAcknowledgement(acknowledgement)
             tcp.setHeaderLength(20)
             tcp.setFlags(flags)

@@ -191,6 +191,19 @@ struct FastTrace: ParsableCommand {
     @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
     var dontFragment = false
 
+    @Flag(name: .customShort("S"), help: "Send TCP SYN probes (the default): the port's state is open or closed.")
+    var synFlag = false
+
+    @Flag(name: .customShort("A"), help: ArgumentHelp(
+        "Send TCP ACK probes (tcptraceroute's -A): a stateful firewall drops them; the destination answers "
+            + "RST, so its state is unfiltered (or filtered when nothing answers), never open or closed."))
+    var ackFlag = false
+
+    @Flag(name: .customShort("E"), help: ArgumentHelp(
+        "Send ECN-setup SYN probes (SYN with ECE and CWR, tcptraceroute's -E), for paths that treat ECN "
+            + "differently; states as with SYN."))
+    var ecnFlag = false
+
     @Option(name: .customLong("sport"), parsing: .unconditional,
         help: ArgumentHelp(
             "Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
@@ -198,7 +211,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .customLong("rate"), parsing: .unconditional,
         help: ArgumentHelp("Probes per second for the whole run, 1...10000000 (default: \(Defaults.rate)). "
-            + "The default, 0.64 Mbit/s of 40-byte SYNs, is meant for busy production hosts; lists go as fast as "
+            + "That is 0.64 Mbit/s of 40-byte SYNs, meant for busy production hosts; lists go as fast as "
             + "this allows (20,000 lab targets: 4 min at 2000, 31 s at --rate 20000). Raise it as far as your "
             + "uplink and the networks you probe allow.",
             valueName: "probes/s"))
@@ -365,6 +378,13 @@ struct FastTrace: ParsableCommand {
         config.acceptTranslatedQuotes = !noDNATStrict
         config.packetLength = l
         config.dontFragment = dontFragment
+        switch (synFlag, ackFlag, ecnFlag) {
+        case (_, true, true): throw UsageFailure("-A and -E: a probe is an ACK or an ECN-setup SYN, not both")
+        case (true, true, _): throw UsageFailure("-S and -A: a probe is a SYN or an ACK, not both")
+        case (_, true, _): config.method = .tcp(.ack)
+        case (_, _, true): config.method = .tcp(.synECN)
+        default: config.method = .tcp(.syn)
+        }
         config.rate = rate
         config.gapLimit = gap ?? (batch ? 5 : 0)
         config.maxInFlight = maxInFlight
@@ -476,7 +496,7 @@ struct FastTrace: ParsableCommand {
             return cancelRequested.load(ordering: .relaxed) || Out.writeError != nil
         }
 
-        let text = TextFormatter(showDNAT: dnat)
+        let text = TextFormatter(showDNAT: dnat, method: config.method)
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
 
@@ -488,7 +508,13 @@ struct FastTrace: ParsableCommand {
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text {
                 Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
-                Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service), \(config.maxTTL) hops max")
+                let probes = switch config.method.tcpFlags {
+                case .ack: " with ACK probes"
+                case .synECN: " with ECN-setup SYN probes"
+                case .syn, nil: ""
+                }
+                Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service)\(probes), "
+                    + "\(config.maxTTL) hops max")
                 try Out.finish()
                 var lastTranslation: IPv4Address?
                 var submittedThrough: UInt8 = 0
@@ -630,7 +656,8 @@ struct FastTrace: ParsableCommand {
         try Out.finish()
         // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
-        return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight),
+        return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
+            method: engine.configuration.method),
             result)
     }
 }

@@ -155,6 +155,8 @@ struct TextFormatter {
     /// Print tcptraceroute's `Detected DNAT to …` line where a hop's quote first names a new
     /// destination (`--dnat`).
     var showDNAT = false
+    /// What the run sends: what a destination's answer means for the port (`[open]`, `[unfiltered]`).
+    var method: ProbeMethod = .tcp(.syn)
 
     /// The lines for one hop: the DNAT notice if `showDNAT` and the translation changed since
     /// `lastTranslation` (which is updated), then the hop line.
@@ -169,7 +171,7 @@ struct TextFormatter {
     }
 
     /// The hop line: ` 1  name (addr)  0.123 ms  0.101 ms  *` (with --asn-db `name (addr) [AS64500]`,
-    /// `[AS???]` where the table has no AS), `[open]`/`[closed]` after the
+    /// `[AS???]` where the table has no AS), `[open]`/`[closed]` (`[unfiltered]` for ACK probes) after the
     /// destination, `!H`-style marks after unreachable answers, a new address printed where an attempt
     /// met a different router. A probe the run was interrupted before waiting for prints `?`; a hop
     /// whose router the run caught rate-limiting ends in `[rate-limited]`, one where rate limiting is
@@ -185,8 +187,7 @@ struct TextFormatter {
             }
             if responder != lastAddress {
                 line += " " + label(responder, annotator)
-                if probe.outcome == .synAck { line += " [open]" }
-                if probe.outcome == .reset { line += " [closed]" }
+                if let state = method.portState(for: probe.outcome) { line += " [\(state.rawValue)]" }
                 lastAddress = responder
             }
             line += "  " + formatMillis(rtt) + " ms"
@@ -228,7 +229,8 @@ struct TextFormatter {
         }
         // An interrupted trace the destination never answered has no state to name (not `filtered`).
         let state = result.state == .unknown ? "" : result.state.rawValue + ", "
-        var lines = ["\(target) port \(result.request.port): \(state)\(how)"]
+        let probes = result.method == .tcp(.syn) ? "" : " (\(result.method))"
+        var lines = ["\(target) port \(result.request.port)\(probes): \(state)\(how)"]
         var lastTranslation: IPv4Address?
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
@@ -295,7 +297,15 @@ enum JSONFormatter {
         }
         out.appendLiteral(",\"port\":")
         out.appendDecimal(UInt64(result.request.port))
-        out.appendLiteral(",\"protocol\":\"tcp\",\"source\":\"")
+        out.appendLiteral(",\"protocol\":\"")
+        out.appendText(result.method.protocolName)
+        out.appendLiteral("\",\"family\":\"")
+        out.appendText(result.request.family.description)
+        if let flags = result.method.tcpFlags {
+            out.appendLiteral("\",\"tcp_flags\":\"")
+            out.appendText(flags.rawValue)
+        }
+        out.appendLiteral("\",\"source\":\"")
         out.appendAddress(result.request.source)
         out.appendLiteral("\",\"sport\":")
         out.appendDecimal(UInt64(result.sourcePort))

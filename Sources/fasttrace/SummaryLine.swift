@@ -4,21 +4,20 @@
 // "Summary line" table; keep the two together.
 
 import FastTraceCore
+import FastTraceWire
 
 /// The summary line of a run (without the target list's tail of skipped lines and duplicates).
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
-func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int) -> String {
+func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn)) -> String {
     let d = r.dispatch
     var parts: [String] = []
     // Traces by what they found: reached (open, closed), filtered, and unknown (cut short by an
     // interrupt before the destination said anything).
     parts.append("fasttrace: \(counted(r.traces, "trace"))")
-    // An ACK run's answers say unfiltered, never open or closed: name what the run could find.
-    parts.append(r.unfiltered > 0 && r.open + r.closed == 0
-        ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
-        : r.unfiltered > 0
-            ? "\(r.reached) reached (\(r.open) open, \(r.closed) closed, \(r.unfiltered) unfiltered)"
-            : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
+    // An ACK probe's answer says unfiltered, never open or closed: name what the run could find.
+    parts.append(method.tcpFlags == .ack
+        ? "\(r.reached) reached (unfiltered)"
+        : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
     parts.append("\(r.filtered) filtered")
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
     // Probes, over how long, and why not faster.

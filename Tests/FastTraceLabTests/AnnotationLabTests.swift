@@ -249,7 +249,7 @@ struct AnnotationLabTests {
         let rowsJSON = runTool(["python3", "-c", reader], stdin: csv.stdout)
         let rows = (try? JSONSerialization.jsonObject(with: Data(rowsJSON.stdout.utf8)) as? [[String: String]]) ?? []
         #expect(rows.count >= 5 * 6, "\(rowsJSON.stderr) \(csv.stdout)")
-        #expect(csv.stdout.hasPrefix("target,target_name,port,protocol,source,sport,reached,state,stop,dest_ttl,probes_sent,ttl,addr,name,asn,as_name,kind,"))
+        #expect(csv.stdout.hasPrefix("target,target_name,port,protocol,tcp_flags,source,sport,reached,state,stop,dest_ttl,probes_sent,ttl,addr,name,asn,as_name,kind,"))
         for row in rows {
             let addr = row["addr"] ?? ""
             let want = table.expected(addr)
