@@ -533,7 +533,6 @@ public final class TraceEngine {
                 let p = self.pending[i]
                 let ttl = UInt8(Int(self.grid.firstTTL) + p.ttlIndex)
                 let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
-                let request = self.slots[p.slot].request
                 let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest)
                 let length = self.kind.write(ProbeSpec(flow: self.slots[p.slot].flow, ttl: ttl, stamp: stamp,
                     tos: self.configuration.tos, dontFragment: self.configuration.dontFragment,
@@ -541,7 +540,7 @@ public final class TraceEngine {
                 // Stamped per packet, as it is built, on the clock the ring stamps replies with.
                 self.dispatcher.sendTimes.store(
                     self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())
-                return (length, request.destination)
+                return (length, self.slots[p.slot].flow.destination)
             }
             let sentAt = clock.now()
             for i in 0..<count {

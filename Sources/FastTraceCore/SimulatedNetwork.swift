@@ -162,7 +162,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
 
     // MARK: ProbeTransport
 
-    public func send(count: Int, fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPv4Address))
+    public func send(count: Int, fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress))
         throws -> Int
     {
         let accepted = min(count, acceptLimit ?? count)

@@ -25,13 +25,14 @@ public protocol ProbeTransport: AnyObject {
     /// The largest packet, in bytes, `send` can carry.
     var maxPacketLength: Int { get }
 
-    /// Sends `count` (≤ `maxBatch`) packets. `fill(i, buffer)` writes packet `i` (starting at the IPv4
-    /// header) into `buffer` (at least `maxPacketLength` bytes) and returns its length and destination.
+    /// Sends `count` (≤ `maxBatch`) packets. `fill(i, buffer)` writes packet `i` (starting at its IP
+    /// header) into `buffer` (at least `maxPacketLength` bytes) and returns its length and destination
+    /// (of either family: a transport refuses a family it has no socket for).
     /// Returns how many were handed to the network; the rest were not sent (e.g. the socket buffer
     /// is full) and the caller may retry them.
     func send(
         count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPv4Address)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
     ) throws -> Int
 
     /// Starts delivering replies to `sink`. The Linux transport starts its receive thread here.

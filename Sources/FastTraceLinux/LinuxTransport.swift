@@ -158,7 +158,7 @@ public final class LinuxTransport: ProbeTransport {
     /// the first EAGAIN or ENOBUFS: the rest were not sent and may be retried.
     public func send(
         count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPv4Address)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
     ) throws -> Int {
         precondition(count >= 0 && count <= maxBatch, "send(count:) exceeds maxBatch")
         guard count > 0 else { return 0 }
@@ -369,7 +369,10 @@ private final class SendBatch {
     }
 
     /// Sets the length and destination of packet `i`.
-    func prepare(_ i: Int, length: Int, destination: IPv4Address) {
+    func prepare(_ i: Int, length: Int, destination address: IPAddress) {
+        // The raw socket is IPv4 (IPPROTO_RAW); targets of the other family are refused before any
+        // trace starts, so none reaches the send path.
+        guard let destination = address.ipv4 else { preconditionFailure("IPv6 destination on the IPv4 send socket") }
         // SAFETY: i < count; the arrays were allocated and initialised with `count` elements.
         iovecs[i].iov_len = length
         addresses[i].sin_addr.s_addr = destination.value.bigEndian

@@ -84,7 +84,7 @@ func sendProbes(_ transport: LinuxTransport, source: IPv4Address,
             let p = remaining[i]
             let probe = TCPProbe(source: source, destination: p.destination, sourcePort: p.sourcePort,
                                  destinationPort: p.port, sequence: 0x1234_0000 | UInt32(i), ttl: p.ttl)
-            return (TCPProbeWriter.write(probe, into: buffer), p.destination)
+            return (TCPProbeWriter.write(probe, into: buffer), IPAddress(p.destination))
         }
     }
     return sent
