@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FastTraceCore", targets: ["FastTraceCore"]),
         .library(name: "FastTraceWire", targets: ["FastTraceWire"]),
         .library(name: "FastTraceLinux", targets: ["FastTraceLinux"]),
+        .library(name: "FastTraceAnnotations", targets: ["FastTraceAnnotations"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -24,36 +25,44 @@ let package = Package(
         ),
         // Pure Swift packet code: views, writers, checksums, the probe-tag codec, the reply parser.
         .target(name: "FastTraceWire"),
-        // The engine without syscalls: targets, scheduler, dispatcher, results, the transport seam,
-        // and a simulated network for deterministic tests.
+        // The engine without syscalls: targets, scheduler, dispatcher, slot table, results, the
+        // transport seam.
         .target(name: "FastTraceCore", dependencies: ["FastTraceWire"]),
+        // What is added to hops after the fact: the offline AS table and the hop-name bookkeeping.
+        .target(name: "FastTraceAnnotations", dependencies: ["FastTraceCore", "FastTraceWire"]),
+        // The in-process simulated network (transport and clock) the engine tests run on; shipped to
+        // tests only.
+        .target(name: "FastTraceTestSupport", dependencies: ["FastTraceCore", "FastTraceWire"]),
         // The real transport: AF_PACKET TPACKET_V3 ring + eBPF filter, raw sends, netlink routes.
         .target(
             name: "FastTraceLinux",
             dependencies: [
-                "CFastTrace", "FastTraceCore", "FastTraceWire",
+                "CFastTrace", "FastTraceCore", "FastTraceWire", "FastTraceAnnotations",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "fasttrace",
             dependencies: [
-                "FastTraceCore", "FastTraceWire", "FastTraceLinux",
+                "FastTraceCore", "FastTraceWire", "FastTraceLinux", "FastTraceAnnotations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "FastTraceWireTests", dependencies: ["FastTraceWire"]),
-        .testTarget(name: "FastTraceCoreTests", dependencies: ["FastTraceCore", "FastTraceWire"]),
+        .testTarget(name: "FastTraceCoreTests", dependencies: ["FastTraceCore", "FastTraceWire", "FastTraceTestSupport"]),
+        .testTarget(
+            name: "FastTraceAnnotationsTests", dependencies: ["FastTraceAnnotations", "FastTraceCore", "FastTraceTestSupport"]),
         // The command line's own pieces (no root, no lab): option values, marks, escaping, progress,
         // the formatters (CSV quoting and rows, the DOT graph) and hop annotations, through
         // `@testable import fasttrace`.
         .testTarget(
-            name: "FastTraceCLITests", dependencies: ["fasttrace", "FastTraceCore", "FastTraceLinux", "FastTraceWire"]),
+            name: "FastTraceCLITests",
+            dependencies: ["fasttrace", "FastTraceCore", "FastTraceLinux", "FastTraceWire", "FastTraceAnnotations"]),
         // Privileged: root + network namespaces built by scripts/lab.sh. Skipped (with a reason) when not root.
         .testTarget(
             name: "FastTraceLabTests",
-            dependencies: ["FastTraceLinux", "FastTraceCore", "FastTraceWire"]
+            dependencies: ["FastTraceLinux", "FastTraceCore", "FastTraceWire", "FastTraceAnnotations"]
         ),
     ]
 )

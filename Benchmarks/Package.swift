@@ -25,6 +25,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "FastTraceCore", package: "fasttrace"),
                 .product(name: "FastTraceWire", package: "fasttrace"),
+                .product(name: "FastTraceAnnotations", package: "fasttrace"),
             ],
             path: "Benchmarks/FastTraceBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

@@ -6,6 +6,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceWire
 

@@ -13,6 +13,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceWire
 

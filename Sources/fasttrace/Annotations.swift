@@ -3,6 +3,7 @@
 // on the engine's thread, until the names it shows are known or the name timeout has passed; the
 // engine's probing never waits for a name.
 
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
 import FastTraceWire

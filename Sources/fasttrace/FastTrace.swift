@@ -3,6 +3,7 @@
 // before a packet is sent; each failure is one line saying what and where.
 
 import ArgumentParser
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
 import FastTraceWire

@@ -1,6 +1,7 @@
 // Name resolution for the CLI: forward (getaddrinfo, IPv4 only) for targets given by name (hop names
 // are looked up by FastTraceLinux's NameResolver, see Annotations.swift); reading --asn-db tables.
 
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
 import FastTraceWire

@@ -3,6 +3,7 @@
 // columns after `addr` (only when on, quoted when needed), DOT node labels. And the output stage: what
 // needs no lookup is written at once, in order.
 
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
 import FastTraceWire

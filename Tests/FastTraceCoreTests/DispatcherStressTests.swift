@@ -9,6 +9,7 @@ import Synchronization
 import Testing
 
 @testable import FastTraceCore
+import FastTraceTestSupport
 
 @Suite struct DispatcherStressTests {
     @Test func receiverAndSchedulerRaceWithoutConfusingOccupants() throws {

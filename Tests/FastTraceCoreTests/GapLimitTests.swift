@@ -8,6 +8,7 @@ import FastTraceWire
 import Testing
 
 @testable import FastTraceCore
+import FastTraceTestSupport
 
 @Suite struct GapLimitTests {
     @Test(arguments: [1, 3], [2, 3, 5])

@@ -6,6 +6,7 @@
 import FastTraceCore
 import FastTraceWire
 import Testing
+import FastTraceTestSupport
 
 @Suite struct HonestLabelTests {
     /// 16 targets whose first router has no route: it answers every probe with `!N`, one a second after a

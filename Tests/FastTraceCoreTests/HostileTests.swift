@@ -6,6 +6,7 @@ import FastTraceWire
 import Testing
 
 @testable import FastTraceCore
+import FastTraceTestSupport
 
 /// A router address that belongs to one destination only, so a reply landing in the wrong trace shows
 /// up as an address that trace could never have met.
@@ -392,17 +393,5 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         }
         let (_, summary) = try trace(net, destinations) { $0.gapLimit = 2 }
         #expect(summary.rateLimitedHops == 0 && summary.reasksSent == 0 && summary.reportedBeforeLimits == 0)
-    }
-}
-
-/// xorshift64*: the forger's random numbers (deterministic).
-struct SeededRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed | 1 }
-    mutating func next() -> UInt64 {
-        state ^= state >> 12
-        state ^= state << 25
-        state ^= state >> 27
-        return state &* 0x2545_F491_4F6C_DD1D
     }
 }

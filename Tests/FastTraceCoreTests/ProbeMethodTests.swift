@@ -6,6 +6,7 @@ import FastTraceWire
 import Testing
 
 @testable import FastTraceCore
+import FastTraceTestSupport
 
 @Suite struct ProbeMethodTests {
     @Test(arguments: [TCPProbeFlags.syn, .ack, .synECN])

@@ -4,6 +4,7 @@ import FastTraceWire
 import Testing
 
 @testable import FastTraceCore
+import FastTraceTestSupport
 
 let vantage = IPv4Address(192, 0, 2, 1)
 func r(_ last: UInt8) -> IPv4Address { IPv4Address(198, 18, 0, last) }

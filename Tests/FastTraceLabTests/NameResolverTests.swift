@@ -2,6 +2,7 @@
 // slow lookups are, one lookup per address however often it is asked for, at most `threads` lookups in
 // flight, and answers that arrive after the caller gave up still fill the cache.
 
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
 import FastTraceWire

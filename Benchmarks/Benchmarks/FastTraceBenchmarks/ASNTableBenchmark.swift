@@ -5,6 +5,7 @@
 // no malloc threshold: the figures go into the README (load time, and the table's size).
 
 import Benchmark
+import FastTraceAnnotations
 import FastTraceCore
 import FastTraceWire
 

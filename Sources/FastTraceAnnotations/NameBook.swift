@@ -4,6 +4,7 @@
 // The resolver threads and getnameinfo live in FastTraceLinux (NameResolver); this part is pure and
 // tested on its own.
 
+import FastTraceCore
 import FastTraceWire
 
 /// A fixed-capacity map that forgets its least recently used entry when full. `get` and `set` are O(1):

@@ -2,6 +2,7 @@
 // writes, decides what a modelled path would answer (time exceeded, silence, unreachable, SYN-ACK,
 // RST, loss, ECMP by 5-tuple), builds real reply bytes and delivers them on a virtual clock.
 
+import FastTraceCore
 import FastTraceWire
 
 /// One router position on a simulated path.

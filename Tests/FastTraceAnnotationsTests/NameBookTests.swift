@@ -4,8 +4,10 @@
 
 import FastTraceWire
 import Testing
+import FastTraceTestSupport
 
-@testable import FastTraceCore
+@testable import FastTraceAnnotations
+import FastTraceCore
 
 @Suite struct NameBookTests {
     let a = IPv4Address(198, 51, 100, 1), b = IPv4Address(198, 51, 100, 2), c = IPv4Address(198, 51, 100, 3)

@@ -4,8 +4,10 @@
 
 import FastTraceWire
 import Testing
+import FastTraceTestSupport
 
-@testable import FastTraceCore
+@testable import FastTraceAnnotations
+import FastTraceCore
 
 @Suite struct ASNTableTests {
     /// A table from one file's text, and that file's report.
