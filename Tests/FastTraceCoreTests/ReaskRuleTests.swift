@@ -105,6 +105,33 @@ import Testing
             "\(summary.elapsedNanos / 1_000_000) ms, \(without.elapsedNanos / 1_000_000) ms without re-asks")
     }
 
+    @Test func aReaskQueuedBeforeTheEvidenceIsSettledWhenItComes() throws {
+        // Three targets behind the firewall and five behind the silent router first, then 230 open ones,
+        // then 50 behind the firewall, at 1,000 probes/s: the silent TTLs time out when the firewall
+        // beside them has answered three probes, not yet fast, so they are queued to be asked again;
+        // once it has answered fast (after the open ones), they are settled at once instead of waiting
+        // for re-asks due 2 s in, and answered by nothing 3 s after that.
+        var destinations: [(IPv4Address, UInt16)] = (1...3).map { (IPv4Address(198, 19, Kind.firewalled.rawValue + 1, UInt8($0)), 443) }
+        destinations += (1...5).map { (IPv4Address(198, 19, Kind.silent.rawValue, UInt8($0)), 443) }
+        destinations += (1...230).map { (IPv4Address(198, 19, Kind.open.rawValue, UInt8($0)), 443) }
+        destinations += (1...50).map { (IPv4Address(198, 19, Kind.firewalled.rawValue, UInt8($0)), 443) }
+        func run(reasks: Int?) throws -> (results: [TraceResult], summary: RunSummary) {
+            let net = SimulatedNetwork { Self.path($0) }
+            return try trace(net, destinations) {
+                $0.probesPerHop = 1
+                $0.gapLimit = 3
+                $0.rate = 1000
+                $0.reasks = reasks
+            }
+        }
+        let (results, summary) = try run(reasks: nil)
+        let (_, without) = try run(reasks: 0)
+        Self.expectRight(results)
+        #expect(summary.reasksSent == 0 && summary.rateLimitedPositions == 0)
+        #expect(summary.elapsedNanos <= without.elapsedNanos + 300_000_000,
+            "\(summary.elapsedNanos / 1_000_000) ms, \(without.elapsedNanos / 1_000_000) ms without re-asks")
+    }
+
     @Test(arguments: [false, true])
     func aRouterThatRateLimitsIsAskedAgainAndFlagged(onePerPrefix: Bool) throws {
         // The near routers limit us as Linux does (1 a second after a burst of 6), with one probe per hop;
