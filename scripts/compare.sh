@@ -415,7 +415,9 @@ rl_score() {
     echo "$check" >"$WORK/$tool-rl.check.json"
     if ((RUN_RC == 124 || RUN_RC == 137)); then note="timed out"; elif ((RUN_RC != 0)); then note="exit $RUN_RC"; fi
     if [[ $tool == fasttrace ]]; then
-        rl_summary=$(grep -o '[0-9]* rate-limited hops ([0-9]* re-asks)' "$WORK/fasttrace-rl.err" | tail -n 1)
+        # (The summary says "N rate-limited hops, M likely (K re-asks)"; no match is no reason to stop.)
+        rl_summary=$(grep -o '[0-9]* rate-limited hops, [0-9]* likely ([0-9]* re-asks)' "$WORK/fasttrace-rl.err" |
+            tail -n 1 || true)
     fi
     python3 - "$check" "$tool" "$RL_N" "$RUN_WALL" "$RUN_PROBES" "$note" "$rl_summary" >>"$RATELIMITED" <<'PYEOF'
 import json, sys

@@ -300,6 +300,8 @@ public final class TraceEngine {
     var reaskQueue: RingQueue<Retry>
     /// Re-asks held over budget, judged at their deadline (see `releaseReasks`).
     var heldReasks: RingQueue<Timeout>
+    /// `book.evidence` when queued re-asks were last looked over (`dropUnwantedReasks`).
+    var reaskEvidence = 0
     var pending: [PendingProbe]
     var activeCount = 0
     var summary = RunSummary()

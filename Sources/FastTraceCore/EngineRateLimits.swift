@@ -51,8 +51,57 @@ extension TraceEngine {
         return -1
     }
 
+    /// Whether a silent hop is worth asking again later: only where what the run has seen leaves room
+    /// for a rate limit. A run that has caught one, or seen a silence that looks like one, asks again
+    /// wherever `PositionBook.worthReasking` says (as it always did). A run that has seen neither does
+    /// not ask again:
+    /// - where every router answering at the hop's position has answered faster than a per-destination
+    ///   limit allows, and the router this trace met there is not one the run can name: the silence is
+    ///   this flow's (a router that never sends ICMP on its branch, a filter), not a budget running out;
+    /// - where no router has ever answered at the position, past a router this trace heard: a router
+    ///   that never sends ICMP, or the end of the path (a black hole).
+    /// A silent hop whose router the run can name (`knownRouter`: it answers other traces) is a router
+    /// dropping some of our probes: that is a suspicion, and the hop is asked again. So is one at a
+    /// position whose routers have not (yet) answered fast, and one below every router the trace has
+    /// heard (a cold start: routers whose budget to us was spent before the run answer no one).
+    func reaskWanted(_ index: Int, ttlIndex: Int, position: Position, now: UInt64) -> Bool {
+        guard book.worthReasking(position, now: now) else { return false }
+        if book.suspectsLimiting { return true }
+        if knownRouter(index, ttlIndex: ttlIndex) != nil {
+            book.noteSuspicion()
+            return true
+        }
+        if book.answers(at: position) { return !book.answeringRoutersUnlimited(at: position) }
+        for below in 0..<ttlIndex where router(index, ttlIndex: below) != nil { return false }
+        return true
+    }
+
+    /// Settles at once the queued re-asks the run's evidence no longer calls for (a router at their
+    /// position found answering fast since they were queued), so that their traces do not wait on them.
+    func dropUnwantedReasks(now: UInt64) {
+        guard !book.suspectsLimiting, book.evidence != reaskEvidence else { return }
+        reaskEvidence = book.evidence
+        var count = reaskQueue.count
+        while count > 0, let head = reaskQueue.pop() {
+            count -= 1
+            let index = Int(head.slot), ttlIndex = Int(head.ttlIndex)
+            if slots[index].active, slots[index].epoch == head.epoch {
+                let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: Int(head.attempt))
+                if status[cell] == Self.reaskQueued && !ttlAnswered(index, ttlIndex: ttlIndex)
+                    && !reaskWanted(index, ttlIndex: ttlIndex, position: position(index, ttlIndex: ttlIndex), now: now)
+                {
+                    status[cell] = Self.reaskSkipped
+                    advance(index, now: now)
+                    continue
+                }
+            }
+            reaskQueue.push(head)
+        }
+    }
+
     /// After a try timed out: retry it at once if retries are left; otherwise, for a hop with no answer
-    /// yet at a position where some router answers ICMP, ask again later (a re-ask), once per hop.
+    /// yet where the run's evidence allows a rate limit (`reaskWanted`), ask again later (a re-ask),
+    /// once per hop.
     func followUp(_ index: Int, cell: Int, now: UInt64) {
         let offset = cell - index * grid.cellsPerSlot
         let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
@@ -73,7 +122,7 @@ extension TraceEngine {
         // Re-asks: one column per hop, only while nothing at this TTL answered, only where worth it.
         guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex) else { return }
         let position = position(index, ttlIndex: ttlIndex)
-        guard book.worthReasking(position, now: now) else { return }
+        guard reaskWanted(index, ttlIndex: ttlIndex, position: position, now: now) else { return }
         let reaskNumber = tryNumber + 1 - immediateTries
         status[next] = Self.reaskQueued
         // Where routers answer in a run that has caught rate limiting, the hop may well be alive behind
@@ -91,6 +140,7 @@ extension TraceEngine {
     /// Moves re-asks that are due to the send queue, or holds them unsent when their position's re-ask
     /// budget is spent; held ones are settled (unsent) at their deadline.
     func releaseReasks(now: UInt64) {
+        dropUnwantedReasks(now: now)
         while let head = heldReasks.peek(), head.deadline <= now {
             _ = heldReasks.pop()
             let index = Int(head.slot)
@@ -132,14 +182,18 @@ extension TraceEngine {
 
     /// The router (time exceeded or unreachable) that answered at this TTL, if any: an unreachable whose
     /// quote places its router at this TTL (from a probe sent further) counts here.
-    func router(_ index: Int, ttlIndex: Int) -> IPv4Address? {
+    func router(_ index: Int, ttlIndex: Int) -> IPv4Address? { routerAnswer(index, ttlIndex: ttlIndex)?.router }
+
+    /// The router that answered at this TTL and the cell of the probe it answered.
+    func routerAnswer(_ index: Int, ttlIndex: Int) -> (router: IPv4Address, cell: Int)? {
         let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
             let reply = PackedReply(word: dispatcher.results.load(row + attempt))
-            if !reply.outcome.isFromDestination { return reply.responder }
+            if !reply.outcome.isFromDestination { return (reply.responder, row + attempt) }
         }
         if ttlIndex == slots[index].unreachableTTLIndex, slots[index].unreachableCell >= 0 {
-            return PackedReply(word: dispatcher.results.load(slots[index].unreachableCell)).responder
+            let cell = slots[index].unreachableCell
+            return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
         }
         return nil
     }
@@ -173,8 +227,8 @@ extension TraceEngine {
     /// path past it.
     func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Settled {
         let position = position(index, ttlIndex: ttlIndex)
-        if let here = router(index, ttlIndex: ttlIndex) {
-            book.noteAnswer(at: position)
+        if let (here, cell) = routerAnswer(index, ttlIndex: ttlIndex) {
+            book.noteAnswer(at: position, router: here.value, sentAt: dispatcher.sendTimes.loadRelaxed(cell))
             if position.upstream != 0 {
                 book.notePath(ttl: UInt8(ttlIndex), router: here.value, previous: position.upstream)
             }

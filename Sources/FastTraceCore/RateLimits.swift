@@ -35,6 +35,24 @@ struct PositionBook {
         /// limited, `limitedBurst`/`limitedRate` once it is.
         var tokens: Double = -1
         var lastRefill: UInt64 = 0
+        /// The routers that have answered here (up to four; `manyRouters` once more have).
+        var routers: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+        var manyRouters = false
+
+        mutating func noteRouter(_ router: UInt32) {
+            if routers.0 == router || routers.1 == router || routers.2 == router || routers.3 == router { return }
+            if routers.0 == 0 { routers.0 = router } else if routers.1 == 0 { routers.1 = router }
+            else if routers.2 == 0 { routers.2 = router } else if routers.3 == 0 { routers.3 = router }
+            else { manyRouters = true }
+        }
+    }
+
+    /// How fast a router has answered us: answers to probes sent within one second of the window's
+    /// start, and whether it ever answered more in one second than a per-destination limit allows.
+    struct Pace {
+        var windowStart: UInt64 = 0
+        var count = 0
+        var unlimited = false
     }
 
     /// Most positions remembered; beyond that new positions are not learnt (their silence stays plain).
@@ -56,6 +74,14 @@ struct PositionBook {
     private var limitingRouters: Set<UInt32> = []
     /// The router that answered at TTL 1 (0 once two different ones have), nil before any has.
     private var firstHop: UInt32?
+    /// Per router, how fast it answers (see `Pace`).
+    private var paces: [UInt32: Pace] = [:]
+    /// Silences that look like a rate limit in a run that has caught none yet: a known router silent
+    /// for one trace while it answers others (see `TraceEngine.reaskWanted`).
+    private(set) var suspicions = 0
+    /// Goes up when a router is found answering faster than a per-destination limit: re-asks queued
+    /// before may no longer be wanted.
+    private(set) var evidence = 0
 
     struct RouterAt: Hashable {
         var ttl: UInt8
@@ -87,14 +113,56 @@ struct PositionBook {
         return entries.count - 1
     }
 
-    /// A router answered with ICMP at `position` (learnt for the position and for its TTL on any path).
-    mutating func noteAnswer(at position: Position) {
+    /// `router` answered with ICMP at `position` a probe sent at `sentAt` (learnt for the position and
+    /// for its TTL on any path, and for the router's pace).
+    mutating func noteAnswer(at position: Position, router: UInt32, sentAt: UInt64) {
         deepestRouterTTL = max(deepestRouterTTL, Int(position.ttl))
+        notePace(router, sentAt: sentAt)
         for p in [position, position.anyPath] {
             guard let i = entry(p) else { return }
             entries[i].answered = true
+            entries[i].noteRouter(router)
         }
     }
+
+    /// Linux answers one destination with at most 6 ICMP errors at once and one a second after that
+    /// (`icmp_ratelimit`); other routers' per-destination defaults are lower still. A router that
+    /// answered this many probes sent within one second is not limiting us per destination.
+    static let unlimitedAnswersPerSecond = 10
+
+    private mutating func notePace(_ router: UInt32, sentAt: UInt64) {
+        guard sentAt != 0 else { return }
+        var pace = paces[router] ?? Pace(windowStart: sentAt)
+        guard !pace.unlimited else { return }
+        // Answers are learnt in TTL order, not quite in send order: one sent before the window is not
+        // counted (which can only make a router look slower than it is); one sent after it opens a new one.
+        if sentAt < pace.windowStart { return }
+        if sentAt - pace.windowStart >= 1_000_000_000 { pace = Pace(windowStart: sentAt) }
+        pace.count += 1
+        if pace.count >= Self.unlimitedAnswersPerSecond {
+            pace.unlimited = true
+            evidence += 1
+        }
+        if paces.count < capacity || paces[router] != nil { paces[router] = pace }
+    }
+
+    /// Every router that answers at `position` (at its TTL on any path when none answers at exactly
+    /// it) has answered faster than any per-destination limit allows: a silence there, from a router
+    /// the run cannot name, is not our budget at one of them running out.
+    func answeringRoutersUnlimited(at position: Position) -> Bool {
+        guard let i = index[flags(position).answered ? position : position.anyPath] else { return false }
+        let e = entries[Int(i)]
+        guard !e.manyRouters, e.routers.0 != 0 else { return false }
+        func fast(_ r: UInt32) -> Bool { r == 0 || paces[r]?.unlimited == true }
+        return fast(e.routers.0) && fast(e.routers.1) && fast(e.routers.2) && fast(e.routers.3)
+    }
+
+    /// A silence that looks like a rate limit in a run that has caught none yet.
+    mutating func noteSuspicion() { suspicions += 1 }
+
+    /// The run has caught a rate limit, or seen a silence that looks like one: silent hops are asked
+    /// again as the run's evidence allows (`worthReasking`, the budgets).
+    var suspectsLimiting: Bool { limitedPositions > 0 || suspicions > 0 }
 
     /// A trace heard `router` at `ttl` right after `previous` at the TTL below.
     mutating func notePath(ttl: UInt8, router: UInt32, previous: UInt32) {

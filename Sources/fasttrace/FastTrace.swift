@@ -124,9 +124,9 @@ struct FastTrace: ParsableCommand {
     var retries: Int { retriesOption ?? Defaults.retries }
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
-        "Ask a silent hop again up to N times, 1 s then 2 s later, where a router answers ICMP at that "
-            + "position for other traces: tells ICMP rate limiting from silence (default: as many as fit, "
-            + "up to 2; 0 = never).",
+        "Ask a silent hop again up to N times, 1 s then 2 s later, where what the run has seen leaves room "
+            + "for an ICMP rate limit: tells rate limiting from silence (default: as many as fit, up to 2; "
+            + "0 = never).",
         valueName: "n"))
     var reasks: Int?
 

@@ -321,7 +321,8 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
 
     @Test func aSilentRouterIsNotRateLimited() throws {
         // Branches after r(9): one router answers, the other is silent; limits off everywhere. The silent
-        // branch's hop shares a position with an answering router, so it is asked again, and stays `none`.
+        // branch's hop shares a position with a router answering faster than any per-destination limit,
+        // in a run that has seen no sign of a rate limit: it is not asked again, and stays `none`.
         let net = SimulatedNetwork { d in
             let branch: SimulatedHop = d.value & 1 == 0 ? .router(r(21)) : .silent
             return SimulatedPath(hops: threeRouters + [branch], destination: .listening(ports: [443]))
@@ -338,7 +339,8 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
                 #expect(fourth.kind == "none" && fourth.probes.allSatisfy { $0.silence == .timedOut })
             }
         }
-        #expect(summary.reasksSent > 0)  // the silent branch was asked again, once per trace
+        // (It was asked again once per trace before issue 11, to the same result.)
+        #expect(summary.reasksSent == 0)
     }
 
     @Test func aBlackHoleBesideABranchThatAnswersStillStopsAtTheGap() throws {
