@@ -7,6 +7,7 @@
 
 import FastTraceWire
 import Testing
+import FastTraceTestSupport
 
 @testable import FastTraceCore
 
