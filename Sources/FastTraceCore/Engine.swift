@@ -123,7 +123,8 @@ public struct RunSummary: Sendable, Equatable {
     public var cancelled = false
     /// Traces cut short by the cancellation (reported with stop reason `interrupted`).
     public var interrupted = 0
-    /// Hops with no answer whose router the run caught rate-limiting (`rate-limited`).
+    /// Hops the text marks `[rate-limited]`: a probe there went unanswered by a router the run caught
+    /// rate-limiting, whether or not the hop's other probes were answered.
     public var rateLimitedHops = 0
     /// Hops with no answer where rate limiting is likely but the router is not known
     /// (`likely-rate-limited`).
@@ -256,6 +257,30 @@ public final class TraceEngine {
         /// Highest TTL index that answered, is being asked again, or whose silence is a rate limit: the
         /// trace is known to go on at least this far, for the gap limit's look-ahead.
         var frontier = -1
+        /// TTL indexes whose silence the gap did not count (silent but alive, or unexplored): shown as a
+        /// rate limit or the end of the path (`unknown`), never as plain silence, when nothing else
+        /// explains them. A bit per TTL index (at most 255).
+        var uncounted: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+
+        mutating func markUncounted(_ ttlIndex: Int) {
+            let bit = UInt64(1) << UInt64(ttlIndex & 63)
+            switch ttlIndex >> 6 {
+            case 0: uncounted.0 |= bit
+            case 1: uncounted.1 |= bit
+            case 2: uncounted.2 |= bit
+            default: uncounted.3 |= bit
+            }
+        }
+
+        func isUncounted(_ ttlIndex: Int) -> Bool {
+            let word = switch ttlIndex >> 6 {
+            case 0: uncounted.0
+            case 1: uncounted.1
+            case 2: uncounted.2
+            default: uncounted.3
+            }
+            return word >> UInt64(ttlIndex & 63) & 1 == 1
+        }
         var probesSent = 0
         /// When (the `sendmmsg` that) sent its first probe returned, on the monotonic clock; nil until then.
         var firstSent: UInt64?
@@ -710,6 +735,7 @@ public final class TraceEngine {
             case .silentButAlive, .unexplored:
                 slots[index].silentRun = 0
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
+                slots[index].markUncounted(ttlIndex)
             case .silent:
                 slots[index].silentRun += 1
             }

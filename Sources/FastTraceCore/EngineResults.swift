@@ -9,7 +9,10 @@ extension TraceEngine {
         let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         // What the run knows now: a position found rate-limited after this TTL settled still explains
         // its silence when the trace is reported.
-        let verdict = silenceVerdict(index, ttlIndex: ttlIndex)
+        // A silence the gap did not count is never shown as plain silence: the run took it for a rate
+        // limit, or knew nothing of its position yet (`learn`); either way a limit or the end of the path.
+        var verdict = silenceVerdict(index, ttlIndex: ttlIndex)
+        if verdict == .timedOut && slots[index].isUncounted(ttlIndex) { verdict = .unknown }
         var probes: [ProbeResult] = []
         probes.reserveCapacity(samples)
         for column in 0..<samples {
@@ -106,8 +109,10 @@ extension TraceEngine {
         pool.give(index, now: now)
         summary.traces += 1
         if cancelling { summary.interrupted += 1 }
-        summary.rateLimitedHops += hops.count { $0.isRateLimited }
-        summary.likelyRateLimitedHops += hops.count { $0.isLikelyRateLimited }
+        // As the text marks them: a hop counts where a probe's silence is (likely) a rate limit, answered
+        // by its other probes or not.
+        summary.rateLimitedHops += hops.count { $0.isMarkedRateLimited }
+        summary.likelyRateLimitedHops += hops.count { $0.isMarkedLikelyRateLimited }
         if book.limitedPositions == 0 && hops.contains(where: { $0.probes.contains { $0.silence == .timedOut } }) {
             summary.reportedBeforeLimits += 1
         }

@@ -113,6 +113,14 @@ public struct HopResult: Sendable, Equatable {
         return "none"
     }
 
+    /// True when some probe at this TTL is silent because its router was caught rate-limiting (text
+    /// `[rate-limited]`), whether or not other probes at this TTL were answered.
+    public var isMarkedRateLimited: Bool { probes.contains { $0.silence == .rateLimited } }
+    /// True when no probe is marked rate-limited and some is likely rate-limited (text
+    /// `[likely rate-limited]`).
+    public var isMarkedLikelyRateLimited: Bool {
+        !isMarkedRateLimited && probes.contains { $0.silence == .likelyRateLimited }
+    }
     /// True when no probe at this TTL was answered and rate limiting explains it.
     public var isRateLimited: Bool { outcome == .none && probes.contains { $0.silence == .rateLimited } }
     /// True when no probe at this TTL was answered, none is shown rate-limited, and rate limiting likely

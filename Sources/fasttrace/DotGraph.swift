@@ -38,15 +38,16 @@ final class TraceGraph {
 
     /// What a port of a target did, as the node label shows it.
     enum PortMark: String, Comparable {
-        case open, closed, filtered, interrupted
+        case open, closed, unfiltered, filtered, interrupted
 
         static func < (a: PortMark, b: PortMark) -> Bool { a.order < b.order }
         private var order: Int {
             switch self {
             case .open: 0
             case .closed: 1
-            case .filtered: 2
-            case .interrupted: 3
+            case .unfiltered: 2
+            case .filtered: 3
+            case .interrupted: 4
             }
         }
     }
@@ -84,7 +85,13 @@ final class TraceGraph {
             let address: IPv4Address
             if hop.outcome.isFromDestination {
                 address = request.destination
-                nodes[address, default: Node()].ports[request.port] = hop.outcome == .synAck ? .open : .closed
+                // What the answer means depends on what was sent: an ACK probe's RST is unfiltered.
+                let mark: PortMark = switch trace.method.portState(for: hop.outcome) {
+                case .open: .open
+                case .closed: .closed
+                default: .unfiltered
+                }
+                nodes[address, default: Node()].ports[request.port] = mark
             } else if let responder = hop.firstResponder {
                 address = responder
                 nodes[address, default: Node()].isRouter = true
@@ -204,6 +211,8 @@ final class TraceGraph {
             out.appendLiteral(", shape=box, style=filled, fillcolor=palegreen")
         } else if byMark[.closed] != nil {
             out.appendLiteral(", shape=box, style=filled, fillcolor=lightsalmon")
+        } else if byMark[.unfiltered] != nil {
+            out.appendLiteral(", shape=box, style=filled, fillcolor=lightyellow")
         } else if !node.ports.isEmpty {
             out.appendLiteral(node.isRouter ? ", shape=box, style=dashed" : ", shape=box, style=dashed, color=gray40")
         }

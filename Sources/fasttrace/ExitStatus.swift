@@ -13,7 +13,7 @@ enum ExitStatus: Int32, CaseIterable {
     var meaning: String {
         switch self {
         case .done:
-            "The run completed; for a single target, the destination answered (open or closed)."
+            "The run completed; for a single target, the destination answered (open, closed, or unfiltered with -A)."
         case .notReachedOrFailed:
             "A single target was not reached (Destination not reached), or a system call or a write of the "
                 + "results failed (one line names it)."

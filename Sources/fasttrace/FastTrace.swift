@@ -144,7 +144,7 @@ struct FastTrace: ParsableCommand {
     var t: String { tOption ?? Defaults.t }
 
     @Option(name: .customShort("l"), parsing: .unconditional,
-        help: ArgumentHelp("Total packet length, 40...1500; 40 is a bare SYN (default: \(Defaults.l)).",
+        help: ArgumentHelp("Total packet length, 40...1500; 40 is a bare TCP segment (default: \(Defaults.l)).",
             valueName: "bytes"))
     var lOption: Int?
     var l: Int { lOption ?? Defaults.l }

@@ -16,7 +16,7 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     parts.append("fasttrace: \(counted(r.traces, "trace"))")
     // An ACK probe's answer says unfiltered, never open or closed: name what the run could find.
     parts.append(method.tcpFlags == .ack
-        ? "\(r.reached) reached (unfiltered)"
+        ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
         : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
     parts.append("\(r.filtered) filtered")
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }

@@ -71,6 +71,19 @@ let batch = [
         #expect(lines.contains("label=\"fasttrace: 5 traces, 9 nodes, 9 edges\";"))
     }
 
+    @Test("An ACK probe's RST marks its port unfiltered, never closed (the trial drew every -A port closed)")
+    func ackProbes() {
+        var reset = trace(routers([1, 9, 13], then: answered(t1, 70, .reset)), destination: t1)
+        reset.method = .tcp(.ack)
+        reset.state = .unfiltered
+        var silent = trace(routers([1, 9, nil, nil]), port: 8443, destination: t1)
+        silent.method = .tcp(.ack)
+        let nodeLines = graph([reset, silent]).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        #expect(nodeLines.contains(
+            "\"198.51.100.1\" [label=\"198.51.100.1\\nunfiltered 443\\nfiltered 8443\", shape=box, style=filled, fillcolor=lightyellow];"),
+            "\(nodeLines)")
+    }
+
     @Test("The same traces in any order give the same text")
     func deterministic() {
         let forward = graph(batch)

@@ -78,3 +78,31 @@ import FastTraceTestSupport
         }
     }
 }
+
+/// Under rate limits a black hole's trace may look past silence the gap does not count (nothing is known
+/// yet of that position); that silence is then shown for what it is, a rate limit or the end of the
+/// path, and exactly `--gap` plain silent TTLs end the trace (a new user saw 5 plain `* * *` at
+/// `--gap 3`, with nothing saying why).
+@Suite struct GapUnderRateLimitsTests {
+    @Test(arguments: [2, 3])
+    func onlyTheGapsOwnTTLsArePlainSilence(gap: Int) throws {
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: Array(RateLimitTests.longLimitedPath.prefix(4)), destination: .blackHole)
+        }
+        net.initialICMPTokens = 0
+        let destinations = (1...60).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(443)) }
+        let (results, summary) = try trace(net, destinations) {
+            $0.gapLimit = gap
+            $0.maxTTL = 16
+            $0.rate = 2000
+        }
+        #expect(summary.rateLimitedPositions > 0)
+        for t in results {
+            #expect(t.state == .filtered && t.stopReason == .gapLimit)
+            let tail = t.hops.reversed().prefix { $0.firstResponder == nil }
+            let plain = tail.prefix { $0.kind == "none" }.count
+            #expect(plain == gap, "\(t.request.destination): \(t.hops.map(\.kind)) \(t.hops.map { $0.probes.map { $0.silence?.rawValue ?? "-" } })")
+            #expect(tail.dropFirst(plain).allSatisfy { $0.kind != "none" }, "\(t.hops.map(\.kind))")
+        }
+    }
+}

@@ -125,6 +125,15 @@ struct JSONTrace {
         var kind: String
         var addrs: [String]?
         var dnat: String?
+        /// On an answered hop: how many of its probes went unanswered by a router caught rate-limiting
+        /// (`rate_limited`), or likely so (`likely_rate_limited`).
+        var rateLimited = 0
+        var likelyRateLimited = 0
+
+        /// Marked `[rate-limited]` in text, as the summary counts it.
+        var markedRateLimited: Bool { kind == "rate-limited" || rateLimited > 0 }
+        /// Marked `[likely rate-limited]` in text.
+        var markedLikely: Bool { !markedRateLimited && (kind == "likely-rate-limited" || likelyRateLimited > 0) }
     }
     var target: String
     var port: Int
@@ -149,7 +158,8 @@ struct JSONTrace {
         self.hops = hops.map { h in
             Hop(ttl: h["ttl"] as? Int ?? -1, addr: h["addr"] as? String,
                 rtts: (h["rtt_ms"] as? [Any] ?? []).map { $0 as? Double },
-                kind: h["kind"] as? String ?? "?", addrs: h["addrs"] as? [String], dnat: h["dnat"] as? String)
+                kind: h["kind"] as? String ?? "?", addrs: h["addrs"] as? [String], dnat: h["dnat"] as? String,
+                rateLimited: h["rate_limited"] as? Int ?? 0, likelyRateLimited: h["likely_rate_limited"] as? Int ?? 0)
         }
     }
 }

@@ -81,8 +81,8 @@ struct HostileLabTests {
             guard let kind = lab.truth.kind(of: trace.target) else { continue }
             let p = problemsUnderRateLimits(trace, kind)
             if !p.isEmpty { wrong.append("\(trace.target) (\(kind.kind)): \(p)") }
-            rateLimited += trace.hops.count { $0.kind == "rate-limited" }
-            likely += trace.hops.count { $0.kind == "likely-rate-limited" }
+            rateLimited += trace.hops.count(where: \.markedRateLimited)
+            likely += trace.hops.count(where: \.markedLikely)
         }
         #expect(wrong.isEmpty, "\(wrong.count) wrong traces, first: \(wrong.prefix(5))")
         // The limits bit: most near hops were silenced, and the summary says how many were marked.
