@@ -385,14 +385,23 @@ public struct HostAddressCheck: Sendable {
     }
 
     private let onLink: [OnLink]
+    /// This host's own addresses, with their interfaces.
+    private let own: [IPv4Address: String]
 
     public init(onLink: [OnLink] = []) {
         self.onLink = onLink.filter { $0.length <= 30 }
+        var own: [IPv4Address: String] = [:]
+        for entry in onLink where own[entry.address] == nil { own[entry.address] = entry.interface }
+        self.own = own
     }
 
     /// Why `address` is no host's (`the broadcast address of 198.18.0.0/30 (on veth0)`), or nil.
     public func problem(_ address: IPv4Address) -> String? {
         if let block = NonHostBlock.containing(address) { return "\(block.phrase), not a host's: nothing to trace" }
+        // This host itself: the probes never leave it (the kernel loops them back through `lo`), so
+        // there is no path to trace and no device the header could truthfully name.
+        if address.value >> 24 == 127 { return "a loopback address (127.0.0.0/8): this host itself, nothing on the network to trace" }
+        if let interface = own[address] { return "this host's own address (on \(interface)): nothing on the network to trace" }
         for prefix in onLink {
             let mask = IPv4Address.prefixMask(length: prefix.length)
             let network = prefix.address.value & mask
