@@ -176,7 +176,7 @@ public struct TCPProbeKind: ProbeKind {
         switch (flags, response) {
         case (.ack, .reset): .unfiltered
         case (.ack, _): nil
-        case (_, .synAck): .open
+        case (_, .synAck), (_, .synAckECN): .open
         case (_, .reset): .closed
         default: nil
         }

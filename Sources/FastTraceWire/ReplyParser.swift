@@ -134,7 +134,7 @@ public enum ReplyParser {
         if flags & TCPLayout.rst != 0 {
             response = .reset
         } else if flags & TCPLayout.syn != 0 {
-            response = .synAck
+            response = flags & TCPLayout.ece != 0 ? .synAckECN : .synAck
         } else {
             return nil
         }

@@ -15,6 +15,9 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     case unreachable(code: UInt8)
     /// TCP SYN+ACK from the destination.
     case synAck
+    /// TCP SYN+ACK with ECE from the destination: it accepted an ECN-setup SYN (RFC 3168 6.1.1;
+    /// tcptraceroute's `[open, ecn]`).
+    case synAckECN
     /// TCP RST from the destination (or a device speaking for it).
     case reset
 
@@ -25,6 +28,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .timeExceeded: "time-exceeded"
         case .unreachable: "unreachable"
         case .synAck: "syn-ack"
+        case .synAckECN: "syn-ack-ecn"
         case .reset: "rst"
         }
     }
@@ -32,7 +36,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     /// True for answers from the destination itself (not ICMP errors).
     @inlinable public var isFromDestination: Bool {
         switch self {
-        case .synAck, .reset: true
+        case .synAck, .synAckECN, .reset: true
         case .none, .timeExceeded, .unreachable: false
         }
     }
@@ -41,11 +45,12 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     @inlinable public var isICMPError: Bool {
         switch self {
         case .timeExceeded, .unreachable: true
-        case .none, .synAck, .reset: false
+        case .none, .synAck, .synAckECN, .reset: false
         }
     }
 
-    /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 16 + code for an
+    /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 4 SYN-ACK with ECE,
+    /// 16 + code for an
     /// unreachable (code 0...15).
     @inlinable public var packedCode: UInt8 {
         switch self {
@@ -53,6 +58,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .timeExceeded: 1
         case .synAck: 2
         case .reset: 3
+        case .synAckECN: 4
         case .unreachable(let code): 16 + (code & 0x0F)
         }
     }
@@ -63,6 +69,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case 1: self = .timeExceeded
         case 2: self = .synAck
         case 3: self = .reset
+        case 4: self = .synAckECN
         case let c where c >= 16: self = .unreachable(code: c - 16)
         default: self = .none
         }
@@ -76,7 +83,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .timeExceeded: 1
         case .unreachable: 2
         case .reset: 3
-        case .synAck: 4
+        case .synAck, .synAckECN: 4
         }
     }
 }

@@ -187,7 +187,10 @@ struct TextFormatter {
             }
             if responder != lastAddress {
                 line += " " + label(responder, annotator)
-                if let state = method.portState(for: probe.outcome) { line += " [\(state.rawValue)]" }
+                if let state = method.portState(for: probe.outcome) {
+                    // tcptraceroute's mark for a destination that accepted ECN.
+                    line += probe.outcome == .synAckECN ? " [\(state.rawValue), ecn]" : " [\(state.rawValue)]"
+                }
                 lastAddress = responder
             }
             line += "  " + formatMillis(rtt) + " ms"

@@ -43,7 +43,7 @@ struct ProbeMethodLabTests {
         #expect(ours["\(open.example):443"] == "unfiltered" && ours["\(open.example):25"] == "unfiltered")
     }
 
-    @Test("-E: an ECN-setup SYN is answered as a SYN; the text says which probes were sent and marks the state")
+    @Test("-E: an ECN-setup SYN is answered as a SYN, its acceptance marked as tcptraceroute marks it; the text says which probes were sent")
     func ecnProbes() throws {
         let lab = try Lab.get()
         let open = lab.truth.kind(named: "open")
@@ -51,7 +51,12 @@ struct ProbeMethodLabTests {
             timeout: 60)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("on TCP port 443 (https) with ECN-setup SYN probes"), "\(r.stdout)")
-        #expect(r.stdout.contains("\(open.destination_ttl!)  \(open.example) [open]"), "\(r.stdout)")
+        // The lab's hosts accept ECN when asked (net.ipv4.tcp_ecn=2): their SYN-ACK carries ECE, and the
+        // mark is tcptraceroute's.
+        #expect(r.stdout.contains("\(open.destination_ttl!)  \(open.example) [open, ecn]"), "\(r.stdout)")
+        let peer = runTool(["ip", "netns", "exec", lab.namespace, "tcptraceroute", "-n", "-q", "1", "-E", open.example, "443"],
+            timeout: 60)
+        #expect(peer.stdout.contains("\(open.example) [open, ecn]"), "tcptraceroute: \(peer.stdout)")
         let ack = runTool([fasttraceBinary, "--netns", lab.namespace, "-A", "-n", "-q", "1", "-w", "1", open.example, "25"],
             timeout: 60)
         #expect(ack.stdout.contains("\(open.destination_ttl!)  \(open.example) [unfiltered]"), "\(ack.stdout)")

@@ -62,6 +62,17 @@ import Testing
         #expect(tcpAnswer(to: probe, flags: TCPLayout.syn | TCPLayout.ack).withUnsafeBytes { kind.parse($0) } == nil)
     }
 
+    @Test func aSYNACKWithECEIsAnECNAcceptingOpenPort() throws {
+        // tcptraceroute's `[open, ecn]`: the destination set ECE on its SYN-ACK (RFC 3168 6.1.1).
+        let kind = TCPProbeKind(flags: .synECN)
+        let probe = written(kind, spec())
+        let accepted = try #require(tcpAnswer(to: probe, flags: TCPLayout.syn | TCPLayout.ack | TCPLayout.ece)
+            .withUnsafeBytes { kind.parse($0) })
+        #expect(accepted.response == .synAckECN && kind.portState(for: accepted.response) == .open)
+        let plain = try #require(tcpAnswer(to: probe, flags: TCPLayout.syn | TCPLayout.ack).withUnsafeBytes { kind.parse($0) })
+        #expect(plain.response == .synAck)
+    }
+
     @Test func aSYNKindReadsTheAcknowledgementAndTriesTheDataReadingOfARST() throws {
         let kind = TCPProbeKind(flags: .synECN)
         let answer = try #require(tcpAnswer(to: written(kind, spec(0xFFFF_FFF0)), flags: TCPLayout.rst | TCPLayout.ack)
@@ -83,7 +94,7 @@ import Testing
     }
 
     @Test func everyResponseSurvivesItsPackedCode() {
-        var all: [Response] = [.none, .timeExceeded, .synAck, .reset]
+        var all: [Response] = [.none, .timeExceeded, .synAck, .synAckECN, .reset]
         all += (0...15).map { Response.unreachable(code: UInt8($0)) }
         for response in all { #expect(Response(packedCode: response.packedCode) == response) }
         #expect(Set(all.map(\.packedCode)).count == all.count)
