@@ -70,6 +70,20 @@ import Testing
     }
 }
 
+/// What the help says of speed and of the gap (issue 13 items 5 and 14: a new user's 20,000 targets took
+/// 4 minutes at the default rate and nothing said how to go faster; `--gap` did not say what counts).
+@Suite struct HelpTextTests {
+    @Test func theHelpSaysWhatTheRateIsForAndHowToGoFaster() {
+        let help = FastTrace.helpMessage(columns: 400)
+        let rate = help.split(separator: "\n").first { $0.contains("--rate <probes/s>") } ?? ""
+        #expect(rate.contains("(default: 2000)") && rate.contains("busy production hosts") && rate.contains("--rate 20000"),
+            "\(rate)")
+        #expect(help.contains("--rate 20000 is ten times faster"), "the overview names the way to go faster")
+        let gap = help.split(separator: "\n").first { $0.contains("--gap <hops>") } ?? ""
+        #expect(gap.contains("past its last answer") && gap.contains("rate limiting"), "\(gap)")
+    }
+}
+
 @Suite struct ListNoticeTests {
     @Test func theFirstTenAreShownAndTheRestCounted() {
         let limit = NoticeLimit(limit: 10)
