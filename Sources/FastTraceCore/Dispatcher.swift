@@ -250,7 +250,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         // The MAC binds the tag to this occupant's whole flow and epoch: a made-up word, or a late
         // reply to an earlier occupant, fails here (ICMP quotes are also held to the quoted IPv4 ID,
         // unless the path rewrites it: `matchQuotedIPID` off).
-        guard reply.destinationPort == flow.destinationPort, reply.sourcePort == flow.sourcePort else {
+        guard reply.destinationPort == flow.destinationPort else {
             if countFailure { bump(forgedCount) }
             return false
         }

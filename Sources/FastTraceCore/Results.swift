@@ -14,7 +14,7 @@ public struct TraceRequest: Sendable, Equatable {
     /// Source address the probes carry (from the route, or `-s`).
     public var source: IPv4Address
     /// The destination's family (`ipv4` in JSON).
-    public var family: IPFamily { .v4 }
+    public var family: IPFamily { destination.address.family }
     /// The name the user gave, if the target was a hostname.
     public var name: String?
 

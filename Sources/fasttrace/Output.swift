@@ -197,9 +197,10 @@ struct TextFormatter {
             if case .unreachable(let code) = probe.outcome { line += " " + unreachableMark(code) }
             if let sent = probe.sentTTL { line += " (sent with TTL \(sent))" }
         }
-        if hop.probes.contains(where: { $0.silence == .rateLimited }) {
+        // The same predicates the summary counts by, so the two cannot disagree.
+        if hop.isMarkedRateLimited {
             line += "  [rate-limited]"
-        } else if hop.probes.contains(where: { $0.silence == .likelyRateLimited }) {
+        } else if hop.isMarkedLikelyRateLimited {
             line += "  [likely rate-limited]"
         } else if hop.outcome == .none && hop.probes.contains(where: { $0.silence == .unknown }) {
             line += "  [rate-limited or end of path]"
