@@ -2,8 +2,10 @@
 /* fasttrace reply filter: a socket filter for the AF_PACKET SOCK_DGRAM receive ring (bound to
  * ETH_P_IP, so offset 0 is the IPv4 header). The kernel copies into the ring only what this
  * returns non-zero for, so the ring carries replies to our probes and nothing else:
- *   - ICMP time exceeded / destination unreachable quoting a TCP header whose source port is ours;
- *   - TCP SYN-ACK or RST addressed to one of our source ports.
+ *   - ICMP time exceeded / destination unreachable quoting a header of the probes' protocol (TCP or
+ *     UDP, as `ft_config.flags` says) whose source port is ours;
+ *   - for TCP probes, TCP SYN-ACK or RST addressed to one of our source ports;
+ *   - for UDP probes, UDP addressed to one of our source ports (a service's answer).
  * Our own outgoing probes, fragments after the first, and all other traffic are dropped.
  * The return value is the snap length (bytes kept); 0 drops the packet. */
 #include <linux/bpf.h>
@@ -68,14 +70,26 @@ static __always_inline int ipv4_header(struct __sk_buff *skb, __u32 off, __u8 *p
 
 static __always_inline int accept(struct __sk_buff *skb, const struct ft_config *cfg)
 {
-    if (!(cfg->flags & FT_PROBE_TCP))
+    __u8 probe_proto;
+    if (cfg->flags & FT_PROBE_TCP)
+        probe_proto = IPPROTO_TCP;
+    else if (cfg->flags & FT_PROBE_UDP)
+        probe_proto = IPPROTO_UDP;
+    else
         return 0;
     __u8 proto;
     int ihl = ipv4_header(skb, 0, &proto);
     if (ihl < 0)
         return 0;
 
-    if (proto == IPPROTO_TCP) {
+    if (proto == IPPROTO_UDP && probe_proto == IPPROTO_UDP) {
+        __u8 ports[4];
+        if (bpf_skb_load_bytes(skb, ihl, ports, sizeof(ports)) < 0)
+            return 0;
+        return in_range(((__u16)ports[2] << 8) | ports[3], cfg);
+    }
+
+    if (proto == IPPROTO_TCP && probe_proto == IPPROTO_TCP) {
         __u8 tcp[14]; /* ports, sequence, acknowledgement, offset, flags */
         if (bpf_skb_load_bytes(skb, ihl, tcp, sizeof(tcp)) < 0)
             return 0;
@@ -95,7 +109,7 @@ static __always_inline int accept(struct __sk_buff *skb, const struct ft_config 
         __u32 quoted = ihl + ICMP_HEADER_LEN;
         __u8 qproto;
         int qihl = ipv4_header(skb, quoted, &qproto);
-        if (qihl < 0 || qproto != IPPROTO_TCP)
+        if (qihl < 0 || qproto != probe_proto)
             return 0;
         __u8 sport[2];
         if (bpf_skb_load_bytes(skb, quoted + qihl, sport, sizeof(sport)) < 0)

@@ -59,6 +59,10 @@ public struct DispatchCounters: Sendable, Equatable {
     public var duplicates: UInt64 = 0
     /// Notifications lost because the scheduler's ring was full (the result is still recorded).
     public var notifyOverflows: UInt64 = 0
+    /// Answers from a destination's UDP port that carry nothing naming a probe (a payload no known service
+    /// echoes, `--payload-hex`): the port answered, but which trace and TTL cannot be told, so they are
+    /// not recorded. Not counted as rejected.
+    public var unkeyed: UInt64 = 0
 
     public init() {}
 
@@ -122,6 +126,8 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     let codec: ProbeTagCodec
     /// The kind of probe the run sends: it reads every captured packet back.
     let kind: any ProbeKind
+    /// The kind's tag layout (read once).
+    let tagLayout: ProbeTagCodec.TagLayout
 
     /// Every slot's occupant: its flow in both families' width and the digest its MACs are computed
     /// from, handed over by the scheduler and read here under the table's sequence lock. A retired slot
@@ -157,6 +163,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let prematureCount = Atomic<UInt64>(0)
     private let duplicateCount = Atomic<UInt64>(0)
     private let overflowCount = Atomic<UInt64>(0)
+    private let unkeyedCount = Atomic<UInt64>(0)
     private let watermark = Atomic<UInt64>(0)
 
     /// Makes the tables for `grid`.
@@ -166,6 +173,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         acceptTranslatedQuotes: Bool = true)
     {
         self.kind = kind
+        tagLayout = kind.tagLayout
         self.matchQuotedIPID = matchQuotedIPID
         self.acceptTranslatedQuotes = acceptTranslatedQuotes
         self.grid = grid
@@ -191,6 +199,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         c.premature = prematureCount.load(ordering: .relaxed)
         c.duplicates = duplicateCount.load(ordering: .relaxed)
         c.notifyOverflows = overflowCount.load(ordering: .relaxed)
+        c.unkeyed = unkeyedCount.load(ordering: .relaxed)
         return c
     }
 
@@ -213,6 +222,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
         guard let reply = kind.parse(packet) else { return bump(malformedCount) }
         guard reply.sourcePort == sourcePort else { return bump(foreignCount) }
+        if reply.unkeyed { return bump(unkeyedCount) }
         // Some answers have two readings of their tag word (a RST to a SYN that carried data): the kind's
         // second reading is tried first, quietly; each is held to the MAC.
         if let alternate = kind.alternateTagWord(of: reply, payloadLength: Int(payloadLength)) {
@@ -226,7 +236,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// or counted as late, premature or a duplicate) and the result is true.
     @inline(__always)
     private func accept(_ reply: ParsedReply, word: UInt32, at timestampNanos: UInt64, countFailure: Bool) -> Bool {
-        let (tag, macBits) = codec.identify(word)
+        let (tag, macBits) = codec.identify(word, layout: tagLayout)
         guard Int(tag.slot) < grid.slots, tag.ttl >= grid.firstTTL, tag.ttl <= grid.maxTTL,
             Int(tag.attempt) < grid.attempts
         else {
@@ -255,7 +265,8 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             return false
         }
         switch codec.check(tag, macBits: macBits,
-            quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, digest: occupant.digest)
+            quotedIPID: reply.quotesProbe && matchQuotedIPID && tagLayout == .separateID ? reply.quotedIPID : nil,
+            digest: occupant.digest)
         {
         case .genuine:
             break

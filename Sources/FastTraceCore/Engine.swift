@@ -138,7 +138,7 @@ public struct RunSummary: Sendable, Equatable {
     public var reasksSent: UInt64 = 0
     /// Traces by the port state they found (`reached` = open + closed + unfiltered; unknown: interrupted
     /// before the destination said anything).
-    public var open = 0, closed = 0, unfiltered = 0, filtered = 0, unknown = 0
+    public var open = 0, closed = 0, unfiltered = 0, filtered = 0, openFiltered = 0, unknown = 0
     /// What held the send rate below `--rate`, as time over the run.
     public var sendLimits = SendLimits()
 
@@ -207,6 +207,8 @@ public final class TraceEngine {
     let codec: ProbeTagCodec
     /// The kind of probe the run sends (`configuration.method`'s): writes every probe.
     let kind: any ProbeKind
+    /// The kind's tag layout, read once (not per probe through the existential).
+    let tagLayout: ProbeTagCodec.TagLayout
     let grid: ProbeGrid
 
     /// Called when a trace's next TTL is settled, in TTL order (for live single-target output).
@@ -343,6 +345,7 @@ public final class TraceEngine {
         precondition(configuration.packetLength <= transport.maxPacketLength)
         self.configuration = configuration
         kind = configuration.method.kind
+        tagLayout = kind.tagLayout
         self.transport = transport
         self.clock = clock
         self.codec = codec
@@ -560,7 +563,7 @@ public final class TraceEngine {
                 let p = self.pending[i]
                 let ttl = UInt8(Int(self.grid.firstTTL) + p.ttlIndex)
                 let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
-                let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest)
+                let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest, layout: self.tagLayout)
                 let length = self.kind.write(ProbeSpec(flow: self.slots[p.slot].flow, ttl: ttl, stamp: stamp,
                     tos: self.configuration.tos, dontFragment: self.configuration.dontFragment,
                     length: self.configuration.packetLength), into: buffer)

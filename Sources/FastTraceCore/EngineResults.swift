@@ -91,7 +91,7 @@ extension TraceEngine {
         // short before the destination said anything has no state: `filtered` is a finding, and an
         // interrupted trace has not found it.
         // Several answers (a SYN-ACK and a RST): the most telling one (`Response.precedence`) says it.
-        var state = cancelling ? PortState.unknown : PortState.filtered
+        var state = cancelling ? PortState.unknown : kind.silentState
         var reached = false
         let answer = hops.lazy.flatMap(\.probes).map(\.outcome).filter(\.isFromDestination)
             .max { $0.precedence < $1.precedence }
@@ -122,6 +122,7 @@ extension TraceEngine {
         case .closed: summary.closed += 1
         case .unfiltered: summary.unfiltered += 1
         case .filtered: summary.filtered += 1
+        case .openFiltered: summary.openFiltered += 1
         case .unknown: summary.unknown += 1
         }
         onResult(result)

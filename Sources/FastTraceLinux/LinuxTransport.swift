@@ -34,6 +34,9 @@ public final class LinuxTransport: ProbeTransport {
         public var sendBufferBytes: Int
         /// Bytes of each reply the filter keeps (IPv4 + ICMP + quoted IPv4 + TCP fit in 256).
         public var snapLength: Int
+        /// The IP protocol the probes carry (6 TCP, 17 UDP): the reply filter keeps that protocol's
+        /// answers and ICMP errors quoting it.
+        public var probeProtocol: UInt8 = 6
 
         /// Makes a configuration; the defaults suit tens of thousands of targets.
         public init(
@@ -115,7 +118,7 @@ public final class LinuxTransport: ProbeTransport {
                             "setsockopt(PACKET_VERSION, TPACKET_V3)")
         try setSocketOption(fd, CFastTrace_SOL_PACKET(), CFastTrace_PACKET_IGNORE_OUTGOING(), 1,
                             "setsockopt(PACKET_IGNORE_OUTGOING)")
-        let filter = try ReplyFilter(sourcePorts: configuration.sourcePorts,
+        let filter = try ReplyFilter(sourcePorts: configuration.sourcePorts, probeProtocol: configuration.probeProtocol,
                                      snapLength: UInt32(clamping: configuration.snapLength))
         try setSocketOption(fd, SOL_SOCKET, CFastTrace_SO_ATTACH_BPF(), filter.programDescriptor,
                             "setsockopt(SO_ATTACH_BPF)", needsPrivilege: true)

@@ -84,6 +84,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         /// TCP flags and acknowledgement number (SYN probes: SYN, 0).
         public var flags: UInt8 = TCPLayout.syn
         public var acknowledgement: UInt32 = 0
+        /// The IP protocol (6 TCP, 17 UDP). For UDP, `sequence` is the checksum (high half) and the
+        /// IPv4 ID (low half): the word the probe carries.
+        public var protocolNumber: UInt8 = 6
     }
 
     private let paths: (IPv4Address) -> SimulatedPath?
@@ -195,10 +198,17 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     }
 
     private func respond(to packet: [UInt8]) {
-        let parsed: SentProbe? = packet.withUnsafeBytes { bytes in
-            guard let ip = IPv4HeaderView(bytes), ip.version == 4, ip.proto == 6,
-                let tcp = TCPHeaderView(ip.payload)
-            else { return nil }
+        let parsed: SentProbe? = packet.withUnsafeBytes { (bytes) -> SentProbe? in
+            guard let ip = IPv4HeaderView(bytes), ip.version == 4 else { return nil }
+            if ip.proto == 17, ip.payload.count >= 8 {
+                let udp = ip.payload
+                func word(_ at: Int) -> UInt16 { UInt16(udp[at]) << 8 | UInt16(udp[at + 1]) }
+                return SentProbe(source: ip.source, destination: ip.destination,
+                    sourcePort: word(0), destinationPort: word(2),
+                    sequence: UInt32(word(6)) << 16 | UInt32(ip.identification), ttl: ip.ttl,
+                    time: clockNanos, flags: 0, protocolNumber: 17)
+            }
+            guard ip.proto == 6, let tcp = TCPHeaderView(ip.payload) else { return nil }
             return SentProbe(source: ip.source, destination: ip.destination, sourcePort: tcp.sourcePort,
                 destinationPort: tcp.destinationPort, sequence: tcp.sequence, ttl: ip.ttl, time: clockNanos,
                 flags: tcp.flags, acknowledgement: tcp.acknowledgement)
@@ -267,6 +277,15 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         }
         switch path.destination {
         case .blackHole: return
+        case .listening(let ports) where probe.protocolNumber == 17:
+            // A UDP service answers on its port (echoing the request, as DNS and NTP do); elsewhere the
+            // host says port unreachable, quoting the probe as it got it.
+            if ports.contains(probe.destinationPort) {
+                schedule(Self.udpServiceAnswer(to: packet), delay: delay)
+            } else {
+                schedule(Self.icmpError(type: 3, code: 3, from: probe.destination,
+                    quoting: quote(atHop: path.hops.count + 1)), delay: delay)
+            }
         case .listening(_) where probe.flags & TCPLayout.syn == 0:
             // An ACK with no connection behind it: the host resets it, open port or not, taking the RST's
             // sequence number from the segment's acknowledgement (RFC 9293 3.10.7.1; no ACK flag), as Linux does.
@@ -362,6 +381,41 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             tcp.setFlags(flags)
             tcp.setWindow(65535)
             tcp.updateChecksum(source: from, destination: to)
+        }
+        return out
+    }
+
+    /// A UDP service's answer to `probe` (a whole IPv4 + UDP packet): a DNS answer echoes the query's
+    /// header and question with QR set (and NXDOMAIN), an NTP server copies the transmit timestamp into
+    /// the origin timestamp; any other port echoes the payload back (as the echo service does).
+    public static func udpServiceAnswer(to probe: [UInt8]) -> [UInt8] {
+        let ihl = Int(probe[0] & 0x0F) * 4
+        let source = probe.withUnsafeBytes { IPv4HeaderView($0)!.source }
+        let destination = probe.withUnsafeBytes { IPv4HeaderView($0)!.destination }
+        let sport = UInt16(probe[ihl]) << 8 | UInt16(probe[ihl + 1])
+        let dport = UInt16(probe[ihl + 2]) << 8 | UInt16(probe[ihl + 3])
+        var data = Array(probe[(ihl + 8)...])
+        switch dport {
+        case 53 where data.count >= 12:
+            data[2] |= 0x80  // QR
+            data[3] = 0x83  // RA, NXDOMAIN
+        case 123 where data.count >= 48:
+            var answer = [UInt8](repeating: 0, count: 48)
+            answer[0] = 0x24  // version 4, mode 4 (server)
+            answer[1] = 2
+            answer.replaceSubrange(24..<32, with: data[40..<48])
+            data = answer
+        default:
+            break
+        }
+        var out = [UInt8](repeating: 0, count: 28 + data.count)
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 17, source: destination, destination: source)
+            for (offset, value) in [(20, dport), (22, sport), (24, UInt16(8 + data.count))] {
+                bytes[offset] = UInt8(value >> 8)
+                bytes[offset + 1] = UInt8(value & 0xFF)
+            }
+            bytes[28...].copyBytes(from: data)
         }
         return out
     }

@@ -27,6 +27,9 @@ public struct ParsedReply: Sendable, Equatable {
     /// it, so the responder sits `probe TTL − quotedTTL + 1` hops out (as scamper and yarrp read it).
     /// 0 for TCP replies, and from routers that zero it.
     public var quotedTTL: UInt8
+    /// A destination's answer that carries nothing naming a probe (a UDP answer to a payload no known
+    /// service echoes): it says the port answered, not which probe; the dispatcher counts it apart.
+    public var unkeyed: Bool = false
 
     /// True for an ICMP error, which quotes the probe's IPv4 header (and so its ID).
     @inlinable public var quotesProbe: Bool { response.isICMPError }

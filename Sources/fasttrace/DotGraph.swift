@@ -39,6 +39,7 @@ final class TraceGraph {
     /// What a port of a target did, as the node label shows it.
     enum PortMark: String, Comparable {
         case open, closed, unfiltered, filtered, interrupted
+        case openFiltered = "open|filtered"
 
         static func < (a: PortMark, b: PortMark) -> Bool { a.order < b.order }
         private var order: Int {
@@ -47,7 +48,8 @@ final class TraceGraph {
             case .closed: 1
             case .unfiltered: 2
             case .filtered: 3
-            case .interrupted: 4
+            case .openFiltered: 4
+            case .interrupted: 5
             }
         }
     }
@@ -89,6 +91,7 @@ final class TraceGraph {
                 let mark: PortMark = switch trace.method.portState(for: hop.outcome) {
                 case .open: .open
                 case .closed: .closed
+                case .openFiltered: .openFiltered
                 default: .unfiltered
                 }
                 nodes[address, default: Node()].ports[request.port] = mark
@@ -116,7 +119,8 @@ final class TraceGraph {
         }
         if !trace.reached {
             let target = request.destination
-            nodes[target, default: Node()].ports[request.port] = trace.stopReason == .interrupted ? .interrupted : .filtered
+            nodes[target, default: Node()].ports[request.port] = trace.stopReason == .interrupted
+                ? .interrupted : trace.state == .openFiltered ? .openFiltered : .filtered
             if previous != target {
                 edges[EdgeKey(from: previous, to: target, link: .lastSeen), default: 0] += 1
             }

@@ -59,7 +59,7 @@ enum Defaults {
 struct FastTrace: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fasttrace",
-        abstract: "Port-aware TCP traceroute for one target or thousands at once.",
+        abstract: "Port-aware TCP and UDP traceroute for one target or thousands at once.",
         usage: """
             fasttrace [<options>] <host> [<port>]
             fasttrace [<options>] --targets <file> -p <ports>
@@ -81,7 +81,7 @@ struct FastTrace: ParsableCommand {
     var host: String?
 
     @Argument(help: ArgumentHelp(
-        "Destination port or TCP service name (/etc/services) for single-target mode (default: 80).",
+        "Destination port or service name (/etc/services) for single-target mode (default: 80; 53 with -U).",
         valueName: "port"))
     var port: String?
 
@@ -144,7 +144,8 @@ struct FastTrace: ParsableCommand {
     var t: String { tOption ?? Defaults.t }
 
     @Option(name: .customShort("l"), parsing: .unconditional,
-        help: ArgumentHelp("Total packet length, 40...1500; 40 is a bare TCP segment (default: \(Defaults.l)).",
+        help: ArgumentHelp("Total packet length: TCP 40...1500, 40 a bare segment; UDP 30...1500, where DNS and NTP requests "
+            + "keep their own length (default: \(Defaults.l)).",
             valueName: "bytes"))
     var lOption: Int?
     var l: Int { lOption ?? Defaults.l }
@@ -191,6 +192,25 @@ struct FastTrace: ParsableCommand {
 
     @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
     var dontFragment = false
+
+    @Flag(name: .customShort("T"), help: "Send TCP probes (the default; SYN unless -A or -E).")
+    var tcpFlag = false
+
+    @Flag(name: .customShort("U"), help: ArgumentHelp(
+        "Send UDP probes to the port (traceroute -U; default port 53): open when the service answers, closed "
+            + "when the destination says port unreachable, open|filtered when nothing answers. DNS (53) and "
+            + "NTP (123) get a request their service answers; other ports zero bytes up to -l."))
+    var udpFlag = false
+
+    @Option(name: .customLong("protocol"), parsing: .unconditional, help: ArgumentHelp(
+        "Probe protocol: tcp (the default, -T) or udp (-U).", valueName: "tcp|udp"))
+    var protocolOption: String?
+
+    @Option(name: .customLong("payload-hex"), parsing: .unconditional, help: ArgumentHelp(
+        "UDP payload as hex digits, sent to every port instead of the built-in DNS and NTP requests (at most "
+            + "1470 bytes; 2 more bytes follow it). Answers to it name no probe: they are counted, not recorded.",
+        valueName: "hex"))
+    var payloadHex: String?
 
     @Flag(name: .customShort("S"), help: "Send TCP SYN probes (the default): the port's state is open or closed.")
     var synFlag = false
@@ -271,6 +291,40 @@ struct FastTrace: ParsableCommand {
         }
     }
 
+    /// What to send, from -T/-U/--protocol, the TCP flags and --payload-hex; a contradiction is a usage error.
+    private func probeMethod() throws -> ProbeMethod {
+        var chosen: [(String, String)] = []  // (protocol, as the user wrote it)
+        if tcpFlag { chosen.append(("tcp", "-T")) }
+        if udpFlag { chosen.append(("udp", "-U")) }
+        if let protocolOption {
+            let name = protocolOption.lowercased()
+            switch name {
+            case "tcp", "udp": chosen.append((name, "--protocol \(protocolOption)"))
+            case "icmp": throw UsageFailure("--protocol: icmp probes are not built yet (tcp or udp)")
+            default: throw UsageFailure("--protocol: must be tcp or udp (got '\(protocolOption)')")
+            }
+        }
+        if let other = chosen.first(where: { $0.0 != chosen[0].0 }) {
+            throw UsageFailure("\(chosen[0].1) and \(other.1): a run sends one protocol")
+        }
+        let proto = chosen.first?.0 ?? "tcp"
+        if proto == "udp" {
+            if let flag = [(synFlag, "-S"), (ackFlag, "-A"), (ecnFlag, "-E")].first(where: { $0.0 })?.1 {
+                throw UsageFailure("\(flag) sets TCP flags: not with UDP probes")
+            }
+            guard let payloadHex else { return .udp(.byPort) }
+            return .udp(.fixed(try parsePayloadHex(payloadHex)))
+        }
+        if payloadHex != nil { throw UsageFailure("--payload-hex is for UDP probes (-U)") }
+        switch (synFlag, ackFlag, ecnFlag) {
+        case (_, true, true): throw UsageFailure("-A and -E: a probe is an ACK or an ECN-setup SYN, not both")
+        case (true, true, _): throw UsageFailure("-S and -A: a probe is a SYN or an ACK, not both")
+        case (_, true, _): return .tcp(.ack)
+        case (_, _, true): return .tcp(.synECN)
+        default: return .tcp(.syn)
+        }
+    }
+
     private func execute() throws {
         if printExitStatuses {
             Out.raw(ExitStatus.table, fd: 1)
@@ -285,8 +339,11 @@ struct FastTrace: ParsableCommand {
         // 1. Input: everything the user typed is checked before any socket is opened.
         let batch = targetsFile != nil
         if port != nil && p != nil { throw UsageFailure("give the port either after HOST or with -p, not both") }
+        let method = try probeMethod()
         let ports: [UInt16]
-        switch TargetParser.parsePortList(port ?? p ?? "80", service: tcpServicePort) {
+        let isUDP = method.protocolName == "udp"
+        switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
+            service: isUDP ? udpServicePort : tcpServicePort) {
         case .success(let list):
             ports = list.ports
             // `-p https,443` is one port: traced once, and said.
@@ -312,7 +369,11 @@ struct FastTrace: ParsableCommand {
         case .success(let value): tos = value
         case .failure(let error): throw UsageFailure("-t: " + error.reason)
         }
-        guard (40...1500).contains(l) else { throw UsageFailure("-l: packet length must be 40...1500 (got \(l))") }
+        let lengths = method.kind.minimumLength...method.kind.maximumLength
+        guard lengths.contains(l) else {
+            throw UsageFailure("-l: packet length must be \(lengths.lowerBound)...\(lengths.upperBound) for "
+                + "\(method.protocolName.uppercased()) probes (got \(l))")
+        }
         guard rate >= 1 && rate <= 10_000_000 else {
             throw UsageFailure("--rate: must be 1...10000000 probes/s (got \(rate))")
         }
@@ -379,13 +440,7 @@ struct FastTrace: ParsableCommand {
         config.acceptTranslatedQuotes = !noDNATStrict
         config.packetLength = l
         config.dontFragment = dontFragment
-        switch (synFlag, ackFlag, ecnFlag) {
-        case (_, true, true): throw UsageFailure("-A and -E: a probe is an ACK or an ECN-setup SYN, not both")
-        case (true, true, _): throw UsageFailure("-S and -A: a probe is a SYN or an ACK, not both")
-        case (_, true, _): config.method = .tcp(.ack)
-        case (_, _, true): config.method = .tcp(.synECN)
-        default: config.method = .tcp(.syn)
-        }
+        config.method = method
         config.rate = rate
         config.gapLimit = gap ?? (batch ? 5 : 0)
         config.maxInFlight = maxInFlight
@@ -464,8 +519,10 @@ struct FastTrace: ParsableCommand {
             }
         }
 
-        let transport = try LinuxTransport(configuration: .init(
-            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate)))
+        var transportConfiguration = LinuxTransport.Configuration(
+            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate))
+        transportConfiguration.probeProtocol = config.method.kind.protocolNumber
+        let transport = try LinuxTransport(configuration: transportConfiguration)
         // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
         // read): from here on nothing needs a capability. Before any thread starts (capabilities are
         // per thread) and before any name is looked up or any output written.
@@ -505,7 +562,7 @@ struct FastTrace: ParsableCommand {
         if let request = singleRequest {
             // The device the probes actually leave through (the route sourceFor accepted).
             let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
-            let service = serviceName(request.port).map { " (\($0))" } ?? ""
+            let service = serviceName(request.port, protocol: config.method.protocolName).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text {
                 Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
@@ -514,7 +571,7 @@ struct FastTrace: ParsableCommand {
                 case .synECN: " with ECN-setup SYN probes"
                 case .syn, nil: ""
                 }
-                Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service)\(probes), "
+                Out.line("Tracing the path to \(target) on \(config.method.protocolName.uppercased()) port \(request.port)\(service)\(probes), "
                     + "\(config.maxTTL) hops max")
                 try Out.finish()
                 var lastTranslation: IPv4Address?

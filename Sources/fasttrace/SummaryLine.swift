@@ -18,7 +18,12 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     parts.append(method.tcpFlags == .ack
         ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
         : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
-    parts.append("\(r.filtered) filtered")
+    // A UDP port nothing answered for is open or filtered: a service may ignore what it does not understand.
+    parts.append(method.protocolName == "udp" ? "\(r.openFiltered) open|filtered" : "\(r.filtered) filtered")
+    if d.unkeyed > 0 {
+        parts.append("\(counted(Int(d.unkeyed), "UDP answer")) carrying nothing that names a probe, not recorded "
+            + "(their ports show open|filtered; the built-in DNS and NTP payloads are echoed)")
+    }
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
     // Probes, over how long, and why not faster.
     let seconds = Double(r.elapsedNanos) / 1e9

@@ -1,0 +1,133 @@
+// The engine with UDP probes, through the same seam as TCP: open when the service answers (DNS, NTP
+// echo the probe's tag), closed when the destination says port unreachable, open|filtered when nothing
+// answers; answers that name no probe are counted, never recorded; forged answers and late answers
+// across slot reuse are refused by the same keyed check as every reply.
+
+import FastTraceWire
+import Testing
+
+@testable import FastTraceCore
+import FastTraceTestSupport
+
+@Suite struct UDPMethodTests {
+    @Test func udpTracesFindOpenClosedAndSilentPorts() throws {
+        // Even addresses run DNS, NTP and an echo service on 7; odd ones are black holes.
+        let net = SimulatedNetwork { d in
+            d.value & 1 == 0
+                ? SimulatedPath(hops: threeRouters, destination: .listening(ports: [53, 123, 7]))
+                : SimulatedPath(hops: threeRouters, destination: .blackHole)
+        }
+        let ports: [UInt16] = [53, 123, 33434, 7]
+        let destinations = (1...20).flatMap { i in ports.map { (IPv4Address(198, 51, 100, UInt8(i)), $0) } }
+        let (results, summary) = try trace(net, destinations) {
+            $0.method = .udp(.byPort)
+            $0.gapLimit = 2
+        }
+        #expect(results.count == 80)
+        for t in results {
+            #expect(t.method == .udp(.byPort))
+            #expect(t.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)])
+            let listening = t.request.destination.value & 1 == 0
+            switch (listening, t.request.port) {
+            case (true, 53), (true, 123):
+                #expect(t.reached && t.state == .open && t.stopReason == .destination)
+                #expect(t.hops.count == 4 && t.hops[3].outcome == .udpReply && t.destinationTTL == 4)
+            case (true, 33434):
+                #expect(t.reached && t.state == .closed && t.stopReason == .destination)
+                #expect(t.hops[3].outcome == .portUnreachable && t.hops[3].firstResponder == t.request.destination)
+            default:
+                // A black hole, or the echo service whose answers carry nothing fasttrace wrote: silence
+                // as far as the keyed check can tell, so open|filtered, never a guess.
+                #expect(!t.reached && t.state == .openFiltered && t.stopReason == .gapLimit, "\(t.request)")
+            }
+        }
+        #expect(summary.open == 20 && summary.closed == 10 && summary.openFiltered == 50 && summary.filtered == 0)
+        #expect(summary.dispatch.forged == 0 && summary.dispatch.malformed == 0 && summary.dispatch.stale == 0)
+        // The echo service answered each of its probes that reached it: counted, not recorded.
+        #expect(summary.dispatch.unkeyed > 0)
+        // Paris: every probe of a trace had the same ports; the words differed.
+        for port in ports {
+            let probes = net.sent.filter { $0.destination == IPv4Address(198, 51, 100, 2) && $0.destinationPort == port }
+            #expect(Set(probes.map(\.sourcePort)) == [40000] && Set(probes.map(\.sequence)).count == probes.count)
+            #expect(probes.allSatisfy { $0.protocolNumber == 17 && UInt16(truncatingIfNeeded: $0.sequence) != 0 })
+        }
+    }
+
+    @Test func aForgedSprayOfUDPAnswersAndErrorsGetsNothingAccepted() throws {
+        // 32 traces to black holes on DNS, NTP and a closed port; an off-path forger who knows our address,
+        // source port, every destination and port sprays time exceeded, port unreachable, DNS and NTP
+        // answers with random words.
+        let destinations = (0..<32).map { IPv4Address(203, 0, 113, UInt8($0 + 1)) }
+        let ports: [UInt16] = [53, 123, 33434]
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        var rng = SeededRandom(seed: 12)
+        let start = net.now()
+        let kind = UDPProbeKind()
+        let flow = ProbeFlow(source: vantage, destination: destinations[0], sourcePort: 40000, destinationPort: 53,
+            protocolNumber: 17, epoch: 0)
+        var sprayed = 0
+        for i in 0..<30_000 {
+            let d = destinations[i % destinations.count]
+            let port = ports[i % ports.count]
+            let word = UInt32(truncatingIfNeeded: rng.next())
+            // A probe as we would have sent it, with a made-up word, quoted or answered.
+            var probe = [UInt8](repeating: 0, count: 80)
+            let n = probe.withUnsafeMutableBytes { buffer in
+                var f = flow
+                f.destination = IPAddress(d)
+                f.destinationPort = port
+                return kind.write(ProbeSpec(flow: f, ttl: 2, stamp: .init(sequence: word, ipID: UInt16(truncatingIfNeeded: word)),
+                    length: 40), into: buffer)
+            }
+            probe.removeLast(80 - n)
+            let at = start + 2_000_000 + UInt64(i) * 30_000
+            net.inject(SimulatedNetwork.icmpError(type: 11, code: 0, from: r(77), quoting: probe), at: at)
+            net.inject(SimulatedNetwork.icmpError(type: 3, code: 3, from: d, quoting: probe), at: at + 5_000)
+            net.inject(SimulatedNetwork.udpServiceAnswer(to: probe), at: at + 10_000)
+            sprayed += 3
+        }
+        let (results, summary) = try trace(net, destinations.flatMap { d in ports.map { (d, $0) } }) {
+            $0.method = .udp(.byPort)
+            $0.gapLimit = 3
+        }
+        #expect(results.allSatisfy { $0.state == .openFiltered && !$0.reached })
+        #expect(results.allSatisfy { $0.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)] })
+        #expect(results.allSatisfy { t in t.hops.allSatisfy { !$0.probes.contains { $0.responder == r(77) } } })
+        #expect(summary.dispatch.matched == 96 * 9)
+        // Port 33434's answers echo nothing (unkeyed); everything else failed the keyed check.
+        #expect(summary.dispatch.forged + summary.dispatch.stale + summary.dispatch.unkeyed == UInt64(sprayed))
+        #expect(summary.dispatch.unkeyed == 10_000)
+    }
+
+    @Test func lateUDPAnswersAcrossSlotReuseNeverLandInAnotherTrace() throws {
+        // 1,500 DNS traces through at most 4 in flight; every TTL-2 answer and every destination answer
+        // arrives 0.3 to 2.5 s late, mostly after its slot was reused.
+        let destinations = (0..<1500).map { IPv4Address(198, 51, 100 + UInt8($0 / 250), UInt8($0 % 250) + 1) }
+        let net = SimulatedNetwork { d in
+            SimulatedPath(hops: [.router(r(1)), .router(ownRouter(d, hop: 2)), .router(ownRouter(d, hop: 3))],
+                destination: .listening(ports: [53]))
+        }
+        var lateCount = 0
+        net.extraReplyDelay = { probe in
+            guard probe.ttl == 2 else { return nil }
+            lateCount += 1
+            return 300_000_000 + UInt64(probe.sequence % 2_200) * 1_000_000
+        }
+        let (results, summary) = try trace(net, destinations.map { ($0, 53) }) {
+            $0.method = .udp(.byPort)
+            $0.waitNanos = 200_000_000
+            $0.maxInFlight = 4
+            $0.probesPerHop = 1
+            $0.reasks = 0
+        }
+        #expect(results.count == 1500)
+        for t in results {
+            let d = t.request.destination
+            #expect(t.state == .open && t.stopReason == .destination)
+            #expect(t.hops.map(\.firstResponder) == [r(1), nil, ownRouter(d, hop: 3), d], "trace to \(d)")
+        }
+        #expect(summary.dispatch.matched == 1500 * 3)
+        let refused = summary.dispatch.stale + summary.dispatch.forged
+        #expect(refused <= UInt64(lateCount) && refused >= UInt64(lateCount) * 9 / 10)
+    }
+}
