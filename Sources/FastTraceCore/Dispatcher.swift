@@ -153,6 +153,13 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     let acceptTranslatedQuotes: Bool
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing
+    /// For kinds whose word is split with the IPv4 ID (UDP): per IPv4 ID, 1 + the slot that last sent a
+    /// probe with that ID (0: none). A NAT that rewrites the destination also adjusts the UDP checksum,
+    /// which holds the word's high half; routers past it quote the adjusted value. The ID, untouched,
+    /// names the slot whose destination the NAT rewrote, so the checksum the probe left with can be
+    /// recovered (`InternetChecksum.undoingRewrite`) and the word checked as usual. Written by the
+    /// scheduler as it sends (relaxed: a stale or overwritten entry only costs that recovery).
+    public let slotsByIPID: AtomicWordTable?
 
     private let matchedCount = Atomic<UInt64>(0)
     private let malformedCount = Atomic<UInt64>(0)
@@ -185,6 +192,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
+        slotsByIPID = tagLayout == .splitWithID ? AtomicWordTable(count: 1 << 16) : nil
     }
 
     /// Counters so far.
@@ -228,7 +236,24 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         if let alternate = kind.alternateTagWord(of: reply, payloadLength: Int(payloadLength)) {
             if accept(reply, word: alternate, at: timestampNanos, countFailure: false) { return }
         }
+        if let untranslated = untranslatedWord(reply) {
+            if accept(reply, word: untranslated, at: timestampNanos, countFailure: false) { return }
+        }
         _ = accept(reply, word: reply.tagWord, at: timestampNanos, countFailure: true)
+    }
+
+    /// For an ICMP error quoting a UDP probe whose destination a NAT rewrote: the word the probe left
+    /// with, its checksum half recovered from the adjustment the NAT made (`slotsByIPID`); nil otherwise.
+    @inline(__always)
+    private func untranslatedWord(_ reply: ParsedReply) -> UInt32? {
+        guard let slotsByIPID, reply.quotesProbe else { return nil }
+        let entry = slotsByIPID.loadRelaxed(Int(reply.quotedIPID))
+        guard entry != 0, let occupant = slots.read(Int(entry - 1)),
+            let original = occupant.flow.destination.ipv4, original != reply.probeDestination
+        else { return nil }
+        let checksum = InternetChecksum.undoingRewrite(of: original, into: reply.probeDestination,
+            adjusted: UInt16(truncatingIfNeeded: reply.tagWord >> 16))
+        return UInt32(checksum) << 16 | reply.tagWord & 0xFFFF
     }
 
     /// Verifies `reply` as carrying sequence number `word` and records it. Returns false (counting why,

@@ -567,6 +567,7 @@ public final class TraceEngine {
                 let length = self.kind.write(ProbeSpec(flow: self.slots[p.slot].flow, ttl: ttl, stamp: stamp,
                     tos: self.configuration.tos, dontFragment: self.configuration.dontFragment,
                     length: self.configuration.packetLength), into: buffer)
+                if let byID = self.dispatcher.slotsByIPID { byID.storeRelaxed(Int(stamp.ipID), UInt64(p.slot) + 1) }
                 // Stamped per packet, as it is built, on the clock the ring stamps replies with.
                 self.dispatcher.sendTimes.store(
                     self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())

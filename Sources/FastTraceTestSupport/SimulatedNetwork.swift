@@ -220,6 +220,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if path.loss > 0 && nextRandom() < path.loss { return }
         let ttl = Int(probe.ttl)
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
+        let original = packet
         var packet = packet
         if let rewrittenIPID {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrittenIPID) }
@@ -230,6 +231,25 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if let dnat = path.dnat, ttl > dnat.afterTTL {
             // What routers past the NAT see (and quote): the rewritten destination.
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
+            // A UDP checksum covers the destination: the NAT adjusts it (RFC 1624 eqn. 3, as Linux does;
+            // 0, "no checksum", stays 0).
+            if probe.protocolNumber == 17 {
+                let ihl = Int(packet[0] & 0x0F) * 4
+                let old = UInt16(packet[ihl + 6]) << 8 | UInt16(packet[ihl + 7])
+                if old != 0 {
+                    var sum = UInt32(~old)
+                    for (from, to) in [(probe.destination.value >> 16, dnat.to.value >> 16),
+                        (probe.destination.value & 0xFFFF, dnat.to.value & 0xFFFF)]
+                    {
+                        sum += UInt32(~UInt16(from)) + to
+                    }
+                    while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
+                    var new = ~UInt16(sum)
+                    if new == 0 { new = 0xFFFF }
+                    packet[ihl + 6] = UInt8(new >> 8)
+                    packet[ihl + 7] = UInt8(new & 0xFF)
+                }
+            }
         }
         // A router quotes the probe as it got it: with `ttl - hop + 1` left.
         func quote(atHop hop: Int) -> [UInt8] {
@@ -280,11 +300,15 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         case .listening(let ports) where probe.protocolNumber == 17:
             // A UDP service answers on its port (echoing the request, as DNS and NTP do); elsewhere the
             // host says port unreachable, quoting the probe as it got it.
+            // Behind a NAT the answer goes back through its connection tracking (from the address we
+            // sent to); its ICMP is not tracked (as in the lab), so the error comes from the host's own
+            // address and quotes the rewritten probe.
             if ports.contains(probe.destinationPort) {
-                schedule(Self.udpServiceAnswer(to: packet), delay: delay)
+                schedule(Self.udpServiceAnswer(to: original), delay: delay)
             } else {
-                schedule(Self.icmpError(type: 3, code: 3, from: probe.destination,
-                    quoting: quote(atHop: path.hops.count + 1)), delay: delay)
+                let host = path.dnat.map { ttl > $0.afterTTL ? $0.to : probe.destination } ?? probe.destination
+                schedule(Self.icmpError(type: 3, code: 3, from: host, quoting: quote(atHop: path.hops.count + 1)),
+                    delay: delay)
             }
         case .listening(_) where probe.flags & TCPLayout.syn == 0:
             // An ACK with no connection behind it: the host resets it, open port or not, taking the RST's

@@ -99,6 +99,27 @@ import FastTraceTestSupport
         #expect(summary.dispatch.unkeyed == 10_000)
     }
 
+    @Test func behindANATThatAdjustsTheChecksumRoutersAndClosedPortsStillAnswer() throws {
+        // A NAT at TTL 2 rewrites the destination (and so the UDP checksum, which holds half the word);
+        // the router past it and the host behind it quote the adjusted checksum. The word is recovered
+        // from the NAT's adjustment, so they are heard, and the DNAT is shown as with TCP.
+        let inside = IPv4Address(198, 18, 96, 10)
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .router(r(5)), .router(r(9))], destination: .listening(ports: [53]),
+                dnat: (afterTTL: 2, to: inside))
+        }
+        let (results, summary) = try trace(net, [(target, 33434), (target, 53)]) {
+            $0.method = .udp(.byPort)
+            $0.gapLimit = 2
+        }
+        let closed = try #require(results.first), open = try #require(results.last)
+        #expect(closed.state == .closed && closed.reached && closed.hops.count == 4, "\(closed.hops.map(\.kind))")
+        #expect(closed.hops.map(\.firstResponder) == [r(1), r(5), r(9), inside])
+        #expect(closed.hops[2].probes.allSatisfy { $0.translatedDestination == inside })
+        #expect(open.state == .open && open.hops.map(\.firstResponder) == [r(1), r(5), r(9), target])
+        #expect(summary.dispatch.forged == 0 && summary.dispatch.rejected == 0)
+    }
+
     @Test func lateUDPAnswersAcrossSlotReuseNeverLandInAnotherTrace() throws {
         // 1,500 DNS traces through at most 4 in flight; every TTL-2 answer and every destination answer
         // arrives 0.3 to 2.5 s late, mostly after its slot was reused.
