@@ -277,7 +277,7 @@ func formatMillis(_ micros: UInt32) -> String {
 /// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
     /// The `schema` key of every trace object: the version of this layout.
-    static let schemaVersion: UInt64 = 1
+    static let schemaVersion: UInt64 = 2
 
     /// One trace as a line (without the newline), for callers that want a String.
     static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain) -> String {

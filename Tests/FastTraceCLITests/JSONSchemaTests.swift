@@ -39,7 +39,34 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
     (interrupted, .plain, 1_796_603_464_999_999_999),
     (empty, .plain, nil),
     (annotated, annotator, 951_782_400_000_000_000),
+    (udpClosed, .plain, 1_796_603_465_000_000_000),
+    (udpOpen, .plain, 1_796_603_466_000_000_000),
+    (udpSilent, .plain, 1_796_603_467_000_000_000),
 ]
+
+/// UDP traces (`-U`): a closed port (the destination's port unreachable), an open one (the service's
+/// answer) and one nothing answered (open|filtered); no `tcp_flags`.
+let udpClosed = udp(trace([
+    HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+    HopResult(ttl: 2, probes: Array(repeating: answered(target, 60, .portUnreachable), count: 3)),
+], port: 33434), state: .closed)
+let udpOpen = udp(trace([
+    HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+    HopResult(ttl: 2, probes: [answered(target, 600, .udpReply), .silent, answered(target, 300, .udpReply)]),
+], port: 53), state: .open)
+let udpSilent = udp(trace([
+    HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+    HopResult(ttl: 2, probes: [.silent, .silent, .silent]),
+], port: 123), state: .openFiltered)
+
+func udp(_ t: TraceResult, state: PortState) -> TraceResult {
+    var t = t
+    t.method = .udp(.byPort)
+    t.state = state
+    t.reached = state != .openFiltered
+    t.stopReason = t.reached ? .destination : .gapLimit
+    return t
+}
 
 @Suite struct JSONSchemaTests {
     @Test("Every key the JSON formatter's source writes is in the schema, and the schema has no other")
@@ -88,11 +115,21 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
         #expect(output.stdout == "valid \(schemaFixtures.count)\n")
         // And a line with a key the schema does not have fails: the check can fail.
-        let extra = JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "{\"schema\":1,",
-            with: "{\"schema\":1,\"extra\":0,")
+        let version = "{\"schema\":\(JSONFormatter.schemaVersion),"
+        let extra = JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: version,
+            with: version + "\"extra\":0,")
         let refused = try runTool(["python3", "-c", schemaValidator,
             repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: extra + "\n")
         #expect(refused.status == 1 && refused.stdout.contains("extra"))
+        // tcp_flags belongs to TCP traces: missing on one, or present on a UDP trace, is not valid.
+        for line in [JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "\"tcp_flags\":\"syn\",",
+            with: ""), JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"family\":\"ipv4\",",
+            with: "\"family\":\"ipv4\",\"tcp_flags\":\"syn\",")]
+        {
+            let wrong = try runTool(["python3", "-c", schemaValidator,
+                repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: line + "\n")
+            #expect(wrong.status == 1, "\(line)")
+        }
     }
 
     @Test("The README's JSON table names every key of the schema, and the schema file and version")
