@@ -5,7 +5,10 @@
  *   - ICMP time exceeded / destination unreachable quoting a header of the probes' protocol (TCP or
  *     UDP, as `ft_config.flags` says) whose source port is ours;
  *   - for TCP probes, TCP SYN-ACK or RST addressed to one of our source ports;
- *   - for UDP probes, UDP addressed to one of our source ports (a service's answer).
+ *   - for UDP probes, UDP addressed to one of our source ports (a service's answer);
+ *   - for ICMP echo probes, echo replies carrying one of our identifiers, and errors quoting an echo
+ *     request that carries one (where a transport header has its source port, the identifier is 4
+ *     bytes in).
  * Our own outgoing probes, fragments after the first, and all other traffic are dropped.
  * The return value is the snap length (bytes kept); 0 drops the packet. */
 #include <linux/bpf.h>
@@ -19,6 +22,8 @@
 
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_DEST_UNREACH 3
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
@@ -75,6 +80,8 @@ static __always_inline int accept(struct __sk_buff *skb, const struct ft_config 
         probe_proto = IPPROTO_TCP;
     else if (cfg->flags & FT_PROBE_UDP)
         probe_proto = IPPROTO_UDP;
+    else if (cfg->flags & FT_PROBE_ICMP)
+        probe_proto = IPPROTO_ICMP;
     else
         return 0;
     __u8 proto;
@@ -101,9 +108,12 @@ static __always_inline int accept(struct __sk_buff *skb, const struct ft_config 
     }
 
     if (proto == IPPROTO_ICMP) {
-        __u8 type;
-        if (bpf_skb_load_bytes(skb, ihl, &type, 1) < 0)
+        __u8 head[8]; /* type, code, checksum, identifier, sequence */
+        if (bpf_skb_load_bytes(skb, ihl, head, sizeof(head)) < 0)
             return 0;
+        __u8 type = head[0];
+        if (type == ICMP_ECHOREPLY && probe_proto == IPPROTO_ICMP)
+            return in_range(((__u16)head[4] << 8) | head[5], cfg);
         if (type != ICMP_TIME_EXCEEDED && type != ICMP_DEST_UNREACH)
             return 0;
         __u32 quoted = ihl + ICMP_HEADER_LEN;
@@ -111,6 +121,12 @@ static __always_inline int accept(struct __sk_buff *skb, const struct ft_config 
         int qihl = ipv4_header(skb, quoted, &qproto);
         if (qihl < 0 || qproto != probe_proto)
             return 0;
+        if (probe_proto == IPPROTO_ICMP) {
+            __u8 echo[6]; /* quoted type, code, checksum, identifier */
+            if (bpf_skb_load_bytes(skb, quoted + qihl, echo, sizeof(echo)) < 0)
+                return 0;
+            return echo[0] == ICMP_ECHO && in_range(((__u16)echo[4] << 8) | echo[5], cfg);
+        }
         __u8 sport[2];
         if (bpf_skb_load_bytes(skb, quoted + qihl, sport, sizeof(sport)) < 0)
             return 0;

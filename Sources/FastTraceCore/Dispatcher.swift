@@ -192,7 +192,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
-        slotsByIPID = tagLayout == .splitWithID ? AtomicWordTable(count: 1 << 16) : nil
+        // (Only UDP's checksum covers the addresses: ICMP's does not, so a NAT leaves ICMP probes' words whole.)
+        slotsByIPID = tagLayout == .splitWithID && kind.protocolNumber == IPv4Layout.protocolUDP
+            ? AtomicWordTable(count: 1 << 16) : nil
     }
 
     /// Counters so far.

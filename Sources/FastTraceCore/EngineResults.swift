@@ -123,6 +123,7 @@ extension TraceEngine {
         case .unfiltered: summary.unfiltered += 1
         case .filtered: summary.filtered += 1
         case .openFiltered: summary.openFiltered += 1
+        case .reachable: break  // counted in `reached`: ICMP has no port to be open or closed
         case .unknown: summary.unknown += 1
         }
         onResult(result)

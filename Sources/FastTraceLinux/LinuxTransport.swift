@@ -34,8 +34,8 @@ public final class LinuxTransport: ProbeTransport {
         public var sendBufferBytes: Int
         /// Bytes of each reply the filter keeps (IPv4 + ICMP + quoted IPv4 + TCP fit in 256).
         public var snapLength: Int
-        /// The IP protocol the probes carry (6 TCP, 17 UDP): the reply filter keeps that protocol's
-        /// answers and ICMP errors quoting it.
+        /// The IP protocol the probes carry (6 TCP, 17 UDP, 1 ICMP echo): the reply filter keeps that
+        /// protocol's answers and ICMP errors quoting it.
         public var probeProtocol: UInt8 = 6
 
         /// Makes a configuration; the defaults suit tens of thousands of targets.

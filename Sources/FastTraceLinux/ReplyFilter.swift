@@ -22,13 +22,17 @@ final class ReplyFilter {
     /// The program's descriptor, for `SO_ATTACH_BPF`.
     var programDescriptor: Int32 { handle.prog_fd }
 
-    /// Loads the filter accepting replies to probes of IP protocol `probeProtocol` (TCP, UDP) from
-    /// `sourcePorts`, keeping `snapLength` bytes.
+    /// Loads the filter accepting replies to probes of IP protocol `probeProtocol` (TCP, UDP, ICMP echo)
+    /// from `sourcePorts` (for ICMP echo, identifiers), keeping `snapLength` bytes.
     init(sourcePorts: ClosedRange<UInt16>, probeProtocol: UInt8 = 6, snapLength: UInt32) throws(SystemError) {
-        precondition(probeProtocol == 6 || probeProtocol == 17, "the reply filter knows TCP and UDP probes")
+        let flags: UInt32 = switch probeProtocol {
+        case 6: CFastTrace_FILTER_PROBE_TCP()
+        case 17: CFastTrace_FILTER_PROBE_UDP()
+        case 1: CFastTrace_FILTER_PROBE_ICMP()
+        default: preconditionFailure("the reply filter knows TCP, UDP and ICMP echo probes")
+        }
         var config = cfasttrace_filter_config(
-            sport_lo: sourcePorts.lowerBound, sport_hi: sourcePorts.upperBound,
-            flags: probeProtocol == 17 ? CFastTrace_FILTER_PROBE_UDP() : CFastTrace_FILTER_PROBE_TCP(),
+            sport_lo: sourcePorts.lowerBound, sport_hi: sourcePorts.upperBound, flags: flags,
             snaplen: snapLength, reserved: 0)
         var message = [CChar](repeating: 0, count: 2048)
         let rc = message.withUnsafeMutableBufferPointer { buffer in

@@ -208,6 +208,13 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                     sequence: UInt32(word(6)) << 16 | UInt32(ip.identification), ttl: ip.ttl,
                     time: clockNanos, flags: 0, protocolNumber: 17)
             }
+            if ip.proto == 1, ip.payload.count >= 8, ip.payload[0] == 8 {
+                let echo = ip.payload
+                func word(_ at: Int) -> UInt16 { UInt16(echo[at]) << 8 | UInt16(echo[at + 1]) }
+                return SentProbe(source: ip.source, destination: ip.destination, sourcePort: word(4),
+                    destinationPort: 0, sequence: UInt32(word(6)) << 16 | UInt32(ip.identification), ttl: ip.ttl,
+                    time: clockNanos, flags: 0, protocolNumber: 1)
+            }
             guard ip.proto == 6, let tcp = TCPHeaderView(ip.payload) else { return nil }
             return SentProbe(source: ip.source, destination: ip.destination, sourcePort: tcp.sourcePort,
                 destinationPort: tcp.destinationPort, sequence: tcp.sequence, ttl: ip.ttl, time: clockNanos,
@@ -297,6 +304,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         }
         switch path.destination {
         case .blackHole: return
+        case .listening where probe.protocolNumber == 1:
+            // A host answers an echo request with an echo reply returning its data.
+            schedule(Self.echoReply(to: original), delay: delay)
         case .listening(let ports) where probe.protocolNumber == 17:
             // A UDP service answers on its port (echoing the request, as DNS and NTP do); elsewhere the
             // host says port unreachable, quoting the probe as it got it.
@@ -405,6 +415,24 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             tcp.setFlags(flags)
             tcp.setWindow(65535)
             tcp.updateChecksum(source: from, destination: to)
+        }
+        return out
+    }
+
+    /// A host's echo reply to the echo request `probe` (a whole IPv4 + ICMP packet): the same identifier,
+    /// sequence number and data, type 0, the checksum recomputed.
+    public static func echoReply(to probe: [UInt8]) -> [UInt8] {
+        let ihl = Int(probe[0] & 0x0F) * 4
+        let source = probe.withUnsafeBytes { IPv4HeaderView($0)!.source }
+        let destination = probe.withUnsafeBytes { IPv4HeaderView($0)!.destination }
+        let message = Array(probe[ihl...])
+        var out = [UInt8](repeating: 0, count: 20 + message.count)
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 1, source: destination, destination: source)
+            bytes[20...].copyBytes(from: message)
+            let icmp = ICMPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
+            icmp.setType(0)
+            icmp.updateChecksum()
         }
         return out
     }

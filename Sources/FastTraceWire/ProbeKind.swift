@@ -46,6 +46,8 @@ public enum PortState: String, Sendable, Equatable {
     /// A UDP probe's destination never answered, and the trace ran to its end: a UDP service may ignore a
     /// request it does not understand, so silence says open or filtered (nmap's word).
     case openFiltered = "open|filtered"
+    /// An ICMP echo's destination answered (an echo reply). ICMP has no port: this is what it can say.
+    case reachable
     /// The trace was cut short (interrupted) before the destination answered: the network has not said
     /// anything about the port. JSON writes it as `null`, CSV as `unknown`, text names no state.
     case unknown
@@ -106,12 +108,15 @@ public enum ProbeMethod: Sendable, Hashable, CustomStringConvertible {
     case tcp(TCPProbeFlags)
     /// UDP to the service's port, with a payload its service answers where fasttrace has one.
     case udp(UDPPayloadChoice)
+    /// ICMP echo requests (traceroute -I): no port; the destination answers an echo reply.
+    case icmpEcho
 
     /// The kind that implements this method.
     public var kind: any ProbeKind {
         switch self {
         case .tcp(let flags): TCPProbeKind(flags: flags)
         case .udp(let payload): UDPProbeKind(payload: payload)
+        case .icmpEcho: ICMPProbeKind()
         }
     }
 
@@ -120,14 +125,18 @@ public enum ProbeMethod: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .tcp: "tcp"
         case .udp: "udp"
+        case .icmpEcho: "icmp"
         }
     }
+
+    /// True for a method whose probes go to no port (ICMP echo): a target is traced once, not per port.
+    public var hasPorts: Bool { self != .icmpEcho }
 
     /// The TCP flags, for a TCP method.
     public var tcpFlags: TCPProbeFlags? {
         switch self {
         case .tcp(let flags): flags
-        case .udp: nil
+        case .udp, .icmpEcho: nil
         }
     }
 
@@ -137,6 +146,7 @@ public enum ProbeMethod: Sendable, Hashable, CustomStringConvertible {
         case .tcp(.syn): "tcp"
         case .tcp(let flags): "tcp-\(flags.rawValue)"
         case .udp: "udp"
+        case .icmpEcho: "icmp"
         }
     }
 

@@ -26,6 +26,8 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     /// A UDP datagram from the destination's port, echoing the probe's tag (a DNS answer's question, an
     /// NTP answer's origin timestamp): the service answered.
     case udpReply
+    /// An ICMP echo reply from the destination, returning the probe's data: it answers.
+    case echoReply
 
     /// The name JSON, CSV and tests use.
     public var description: String {
@@ -38,13 +40,14 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .reset: "rst"
         case .portUnreachable: "port-unreachable"
         case .udpReply: "udp-reply"
+        case .echoReply: "echo-reply"
         }
     }
 
     /// True for answers from the destination itself (not ICMP errors).
     @inlinable public var isFromDestination: Bool {
         switch self {
-        case .synAck, .synAckECN, .reset, .portUnreachable, .udpReply: true
+        case .synAck, .synAckECN, .reset, .portUnreachable, .udpReply, .echoReply: true
         case .none, .timeExceeded, .unreachable: false
         }
     }
@@ -54,12 +57,12 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     @inlinable public var isICMPError: Bool {
         switch self {
         case .timeExceeded, .unreachable, .portUnreachable: true
-        case .none, .synAck, .synAckECN, .reset, .udpReply: false
+        case .none, .synAck, .synAckECN, .reset, .udpReply, .echoReply: false
         }
     }
 
     /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 4 SYN-ACK with ECE,
-    /// 5 port unreachable from the destination, 6 UDP answer, 16 + code for an
+    /// 5 port unreachable from the destination, 6 UDP answer, 7 echo reply, 16 + code for an
     /// unreachable (code 0...15).
     @inlinable public var packedCode: UInt8 {
         switch self {
@@ -70,6 +73,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .synAckECN: 4
         case .portUnreachable: 5
         case .udpReply: 6
+        case .echoReply: 7
         case .unreachable(let code): 16 + (code & 0x0F)
         }
     }
@@ -83,6 +87,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case 4: self = .synAckECN
         case 5: self = .portUnreachable
         case 6: self = .udpReply
+        case 7: self = .echoReply
         case let c where c >= 16: self = .unreachable(code: c - 16)
         default: self = .none
         }
@@ -97,7 +102,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .timeExceeded: 1
         case .unreachable: 2
         case .reset, .portUnreachable: 3
-        case .synAck, .synAckECN, .udpReply: 4
+        case .synAck, .synAckECN, .udpReply, .echoReply: 4
         }
     }
 }

@@ -40,6 +40,8 @@ final class TraceGraph {
     enum PortMark: String, Comparable {
         case open, closed, unfiltered, filtered, interrupted
         case openFiltered = "open|filtered"
+        /// An ICMP echo's destination answered: no port to name.
+        case reachable
 
         static func < (a: PortMark, b: PortMark) -> Bool { a.order < b.order }
         private var order: Int {
@@ -50,6 +52,7 @@ final class TraceGraph {
             case .filtered: 3
             case .openFiltered: 4
             case .interrupted: 5
+            case .reachable: 6
             }
         }
     }
@@ -92,6 +95,7 @@ final class TraceGraph {
                 case .open: .open
                 case .closed: .closed
                 case .openFiltered: .openFiltered
+                case .reachable: .reachable
                 default: .unfiltered
                 }
                 nodes[address, default: Node()].ports[request.port] = mark
@@ -205,13 +209,15 @@ final class TraceGraph {
         for (mark, ports) in byMark.sorted(by: { $0.key < $1.key }) {
             let sorted = ports.sorted()
             let shown = sorted.prefix(8).map(String.init).joined(separator: ", ")
-            lines.append("\(mark.rawValue) \(shown)\(sorted.count > 8 ? " (+\(sorted.count - 8) more)" : "")")
+            // ICMP echo has no port (its traces carry port 0): the mark alone.
+            lines.append(sorted == [0] ? mark.rawValue
+                : "\(mark.rawValue) \(shown)\(sorted.count > 8 ? " (+\(sorted.count - 8) more)" : "")")
         }
         out.appendLiteral("label=")
         out.appendDOTLabel(lines)
         if node.isSource {
             out.appendLiteral(", shape=box, style=\"rounded,filled\", fillcolor=lightblue")
-        } else if byMark[.open] != nil {
+        } else if byMark[.open] != nil || byMark[.reachable] != nil {
             out.appendLiteral(", shape=box, style=filled, fillcolor=palegreen")
         } else if byMark[.closed] != nil {
             out.appendLiteral(", shape=box, style=filled, fillcolor=lightsalmon")

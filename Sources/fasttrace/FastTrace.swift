@@ -202,8 +202,13 @@ struct FastTrace: ParsableCommand {
             + "NTP (123) get a request their service answers; other ports zero bytes up to -l."))
     var udpFlag = false
 
+    @Flag(name: .customShort("I"), help: ArgumentHelp(
+        "Send ICMP echo requests (traceroute -I): no port; the destination is reachable when it answers an "
+            + "echo reply."))
+    var icmpFlag = false
+
     @Option(name: .customLong("protocol"), parsing: .unconditional, help: ArgumentHelp(
-        "Probe protocol: tcp (the default, -T) or udp (-U).", valueName: "tcp|udp"))
+        "Probe protocol: tcp (the default, -T), udp (-U) or icmp (-I).", valueName: "tcp|udp|icmp"))
     var protocolOption: String?
 
     @Option(name: .customLong("payload-hex"), parsing: .unconditional, help: ArgumentHelp(
@@ -296,22 +301,26 @@ struct FastTrace: ParsableCommand {
         var chosen: [(String, String)] = []  // (protocol, as the user wrote it)
         if tcpFlag { chosen.append(("tcp", "-T")) }
         if udpFlag { chosen.append(("udp", "-U")) }
+        if icmpFlag { chosen.append(("icmp", "-I")) }
         if let protocolOption {
             let name = protocolOption.lowercased()
             switch name {
-            case "tcp", "udp": chosen.append((name, "--protocol \(protocolOption)"))
-            case "icmp": throw UsageFailure("--protocol: icmp probes are not built yet (tcp or udp)")
-            default: throw UsageFailure("--protocol: must be tcp or udp (got '\(protocolOption)')")
+            case "tcp", "udp", "icmp": chosen.append((name, "--protocol \(protocolOption)"))
+            default: throw UsageFailure("--protocol: must be tcp, udp or icmp (got '\(protocolOption)')")
             }
         }
         if let other = chosen.first(where: { $0.0 != chosen[0].0 }) {
             throw UsageFailure("\(chosen[0].1) and \(other.1): a run sends one protocol")
         }
         let proto = chosen.first?.0 ?? "tcp"
+        if proto != "tcp", let flag = [(synFlag, "-S"), (ackFlag, "-A"), (ecnFlag, "-E")].first(where: { $0.0 })?.1 {
+            throw UsageFailure("\(flag) sets TCP flags: not with \(proto.uppercased()) probes")
+        }
+        if proto == "icmp" {
+            if payloadHex != nil { throw UsageFailure("--payload-hex is for UDP probes (-U)") }
+            return .icmpEcho
+        }
         if proto == "udp" {
-            if let flag = [(synFlag, "-S"), (ackFlag, "-A"), (ecnFlag, "-E")].first(where: { $0.0 })?.1 {
-                throw UsageFailure("\(flag) sets TCP flags: not with UDP probes")
-            }
             guard let payloadHex else { return .udp(.byPort) }
             return .udp(.fixed(try parsePayloadHex(payloadHex)))
         }
@@ -340,16 +349,22 @@ struct FastTrace: ParsableCommand {
         let batch = targetsFile != nil
         if port != nil && p != nil { throw UsageFailure("give the port either after HOST or with -p, not both") }
         let method = try probeMethod()
-        let ports: [UInt16]
+        var ports: [UInt16] = []
         let isUDP = method.protocolName == "udp"
-        switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
+        if !method.hasPorts {
+            // An ICMP echo goes to a host, not a port: each target is traced once.
+            if let given = port ?? p {
+                throw UsageFailure("\(p != nil ? "-p" : "port '\(given)'"): ICMP echo (-I) has no port; give the host alone")
+            }
+        } else { switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
             service: isUDP ? udpServicePort : tcpServicePort) {
         case .success(let list):
             ports = list.ports
             // `-p https,443` is one port: traced once, and said.
             if let note = list.repeatsNote { Out.error("fasttrace: " + (p != nil ? "-p: " : "") + note) }
         case .failure(let error): throw UsageFailure((p != nil ? "-p: " : "") + error.reason)
-        }
+        } }
+        if !method.hasPorts { ports = [0] }
         if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
         // -n with -N: -n wins (no lookups at all), as in tcptraceroute.
 
@@ -571,7 +586,9 @@ struct FastTrace: ParsableCommand {
                 case .synECN: " with ECN-setup SYN probes"
                 case .syn, nil: ""
                 }
-                Out.line("Tracing the path to \(target) on \(config.method.protocolName.uppercased()) port \(request.port)\(service)\(probes), "
+                let toward = config.method.hasPorts
+                    ? "on \(config.method.protocolName.uppercased()) port \(request.port)\(service)" : "with ICMP echo"
+                Out.line("Tracing the path to \(target) \(toward)\(probes), "
                     + "\(config.maxTTL) hops max")
                 try Out.finish()
                 var lastTranslation: IPv4Address?

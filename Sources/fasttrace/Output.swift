@@ -234,7 +234,8 @@ struct TextFormatter {
         // An interrupted trace the destination never answered has no state to name (not `filtered`).
         let state = result.state == .unknown ? "" : result.state.rawValue + ", "
         let probes = result.method == .tcp(.syn) ? "" : " (\(result.method))"
-        var lines = ["\(target) port \(result.request.port)\(probes): \(state)\(how)"]
+        let port = result.method.hasPorts ? " port \(result.request.port)" : ""
+        var lines = ["\(target)\(port)\(probes): \(state)\(how)"]
         var lastTranslation: IPv4Address?
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
@@ -299,8 +300,11 @@ enum JSONFormatter {
             out.appendLiteral(",\"name\":")
             out.append(contentsOf: quote(name).utf8)
         }
-        out.appendLiteral(",\"port\":")
-        out.appendDecimal(UInt64(result.request.port))
+        // ICMP echo has no port: the key is left out (docs/trace.schema.json).
+        if result.method.hasPorts {
+            out.appendLiteral(",\"port\":")
+            out.appendDecimal(UInt64(result.request.port))
+        }
         out.appendLiteral(",\"protocol\":\"")
         out.appendText(result.method.protocolName)
         out.appendLiteral("\",\"family\":\"")

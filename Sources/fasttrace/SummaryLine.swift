@@ -15,9 +15,10 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     // interrupt before the destination said anything).
     parts.append("fasttrace: \(counted(r.traces, "trace"))")
     // An ACK probe's answer says unfiltered, never open or closed: name what the run could find.
+    // An echo reply says the host answers; ICMP has no port to be open or closed.
     parts.append(method.tcpFlags == .ack
         ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
-        : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
+        : method.hasPorts ? "\(r.reached) reached (\(r.open) open, \(r.closed) closed)" : "\(r.reached) reached")
     // A UDP port nothing answered for is open or filtered: a service may ignore what it does not understand.
     parts.append(method.protocolName == "udp" ? "\(r.openFiltered) open|filtered" : "\(r.filtered) filtered")
     if d.unkeyed > 0 {

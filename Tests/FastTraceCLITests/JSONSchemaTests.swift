@@ -42,7 +42,21 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
     (udpClosed, .plain, 1_796_603_465_000_000_000),
     (udpOpen, .plain, 1_796_603_466_000_000_000),
     (udpSilent, .plain, 1_796_603_467_000_000_000),
+    (icmpReached, .plain, 1_796_603_468_000_000_000),
 ]
+
+/// An ICMP echo trace (`-I`): no port, no tcp_flags; the destination's echo reply.
+let icmpReached: TraceResult = {
+    var t = trace([
+        HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+        HopResult(ttl: 2, probes: Array(repeating: answered(target, 70, .echoReply), count: 3)),
+    ], port: 0)
+    t.method = .icmpEcho
+    t.state = .reachable
+    t.reached = true
+    t.stopReason = .destination
+    return t
+}()
 
 /// UDP traces (`-U`): a closed port (the destination's port unreachable), an open one (the service's
 /// answer) and one nothing answered (open|filtered); no `tcp_flags`.
@@ -124,7 +138,11 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         // tcp_flags belongs to TCP traces: missing on one, or present on a UDP trace, is not valid.
         for line in [JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "\"tcp_flags\":\"syn\",",
             with: ""), JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"family\":\"ipv4\",",
-            with: "\"family\":\"ipv4\",\"tcp_flags\":\"syn\",")]
+            with: "\"family\":\"ipv4\",\"tcp_flags\":\"syn\","),
+            // And port belongs to TCP and UDP: on an ICMP trace it is not valid, nor missing on a UDP one.
+            JSONFormatter.line(icmpReached, start: nil, .plain).replacingOccurrences(of: "\"protocol\":\"icmp\",",
+                with: "\"port\":0,\"protocol\":\"icmp\","),
+            JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"port\":53,", with: "")]
         {
             let wrong = try runTool(["python3", "-c", schemaValidator,
                 repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: line + "\n")

@@ -152,3 +152,32 @@ import FastTraceTestSupport
         #expect(refused <= UInt64(lateCount) && refused >= UInt64(lateCount) * 9 / 10)
     }
 }
+
+/// ICMP echo (`-I`) through the same engine: echo replies reach, silence is filtered.
+@Suite struct ICMPMethodTests {
+    @Test func icmpEchoTracesReachHostsAndStopAtBlackHoles() throws {
+        let net = SimulatedNetwork { d in
+            d.value & 1 == 0
+                ? SimulatedPath(hops: threeRouters, destination: .listening(ports: []))
+                : SimulatedPath(hops: threeRouters, destination: .blackHole)
+        }
+        let destinations = (1...40).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(0)) }
+        let (results, summary) = try trace(net, destinations) {
+            $0.method = .icmpEcho
+            $0.gapLimit = 2
+        }
+        #expect(results.count == 40)
+        for t in results {
+            #expect(t.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)])
+            if t.request.destination.value & 1 == 0 {
+                #expect(t.reached && t.state == .reachable && t.hops.count == 4 && t.hops[3].outcome == .echoReply)
+            } else {
+                #expect(!t.reached && t.state == .filtered && t.stopReason == .gapLimit)
+            }
+        }
+        #expect(summary.reached == 20 && summary.filtered == 20 && summary.dispatch.rejected == 0)
+        // Paris: one identifier; words differ.
+        let probes = net.sent.filter { $0.destination == IPv4Address(198, 51, 100, 2) }
+        #expect(Set(probes.map(\.sourcePort)) == [40000] && Set(probes.map(\.sequence)).count == probes.count)
+    }
+}

@@ -24,6 +24,8 @@ struct LabTruth: Decodable {
         var ports: [String: String]
         /// UDP ports' states (53 DNS, 123 NTP, 33434 closed): open, closed or open|filtered.
         var udp_ports: [String: String]?
+        /// What an ICMP echo finds: reachable, filtered, or unreachable (the DNAT kind).
+        var icmp: String?
         var filtered_last_ttl: Int?
         /// Routers from `ttl` on quote the destination rewritten into `prefix` (same host part).
         var dnat: DNAT?

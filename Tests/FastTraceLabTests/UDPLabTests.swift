@@ -182,3 +182,124 @@ struct UDPLabTests {
         #expect(r.stderr.contains("rate-limited hop"), "\(r.stderr)")
     }
 }
+
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct ICMPLabTests {
+    @Test("-I: every kind reachable, filtered or unreachable as the truth says, routers right; the same path as traceroute -I")
+    func icmpBatchMatchesTheTruth() throws {
+        let lab = try Lab.get()
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-I", "--targets", "-", "--format", "json", "-n",
+            "-w", "1", "-m", "12", "--gap", "3"], stdin: everyKindList(), timeout: 240)
+        #expect(r.status == 0, "\(r.stderr)")
+        let traces = r.stdout.split(separator: "\n").compactMap { line -> [String: Any]? in
+            try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+        }
+        #expect(traces.count == 200)
+        var wrong: [String] = []
+        for object in traces {
+            let target = object["target"] as? String ?? "?"
+            guard let kind = lab.truth.kind(of: target), let expected = kind.icmp else {
+                wrong.append("\(target): no truth")
+                continue
+            }
+            if object["protocol"] as? String != "icmp" || object["port"] != nil || object["tcp_flags"] != nil {
+                wrong.append("\(target): keys \(object.keys.sorted())")
+            }
+            let hops = object["hops"] as? [[String: Any]] ?? []
+            let state = object["state"] as? String, stop = object["stop"] as? String
+            switch expected {
+            case "reachable":
+                if state != "reachable" || object["reached"] as? Bool != true || hops.count != kind.destination_ttl
+                    || hops.last?["addr"] as? String != target || hops.last?["kind"] as? String != "echo-reply"
+                {
+                    wrong.append("\(target): \(state ?? "null") after \(hops.count) hops")
+                }
+            case "unreachable":
+                // The NAT does not track ICMP: it has no route for the untranslated address and says so
+                // (!N), as far as its kernel's route-error limit lets it (net.ipv4.route.error_cost, one
+                // setting for every namespace, which the lab leaves alone): once that budget is spent,
+                // TTL 7 is silent and must be marked as a rate limit, never a plain *.
+                if stop == "unreachable" {
+                    if state != "filtered" || hops.count != 7 || hops.last?["addr"] as? String != "198.18.0.61"
+                        || hops.last?["code"] as? Int != 0
+                    {
+                        wrong.append("\(target): \(state ?? "null") at \(hops.count) \(hops.last ?? [:])")
+                    }
+                } else {
+                    let seventh = hops.first { $0["ttl"] as? Int == 7 }
+                    let mark = seventh?["kind"] as? String
+                    if state != "filtered" || (mark != "rate-limited" && mark != "likely-rate-limited") {
+                        wrong.append("\(target): \(state ?? "null") \(stop ?? "-"), ttl 7 \(mark ?? "absent")")
+                    }
+                }
+            default:
+                if state != "filtered" || object["reached"] as? Bool != false { wrong.append("\(target): \(state ?? "null")") }
+            }
+            // Routers below the destination (or the filter) as the truth has them.
+            let routerTTLs = expected == "reachable" ? (kind.destination_ttl ?? 1) - 1 : min(kind.filtered_last_ttl ?? 6, 6)
+            for hop in hops {
+                guard let ttl = hop["ttl"] as? Int, ttl <= routerTTLs else { continue }
+                let allowed = kind.hops[ttl - 1]
+                let addr = hop["addr"] as? String
+                if allowed.isEmpty ? addr != nil : !(addr.map(allowed.contains) ?? false) {
+                    wrong.append("\(target) ttl \(ttl): \(addr ?? "*"), expected \(allowed)")
+                }
+            }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong, first: \(wrong.prefix(10))")
+        #expect(r.stderr.contains(" 0 rejected"), "\(r.stderr)")
+        // traceroute -I to the open host: the same routers (TTL 4 may take the other ECMP branch) and the
+        // destination at the same TTL.
+        let open = lab.truth.kind(named: "open")
+        let ours = runTool([fasttraceBinary, "--netns", lab.namespace, "-I", "-n", "-q", "1", "-w", "1", open.example],
+            timeout: 60)
+        #expect(ours.stdout.contains("with ICMP echo") && ours.stdout.contains(" 7  \(open.example) [reachable]"),
+            "\(ours.stdout)")
+        let peer = runTool(["ip", "netns", "exec", lab.namespace, "traceroute", "-I", "-n", "-q", "1", "-w", "1",
+            open.example], timeout: 60)
+        let peerLines = peer.stdout.split(separator: "\n").filter { $0.first == " " }
+        #expect(peerLines.count == 7 && peerLines.last?.contains(open.example) == true, "\(peer.stdout)")
+        // A port makes no sense for ICMP: one clear line.
+        let bad = runTool([fasttraceBinary, "--netns", lab.namespace, "-I", open.example, "443"], timeout: 30)
+        #expect(bad.status == 2 && bad.stderr.contains("ICMP echo (-I) has no port"), "\(bad.stderr)")
+    }
+
+    @Test("-I with ICMP rate limits on: every reachable host reached at its TTL, every silent router hop marked")
+    func icmpUnderRateLimits() throws {
+        let lab = try Lab.get()
+        let r = try withRateLimits {
+            runTool([fasttraceBinary, "--netns", lab.namespace, "-I", "--targets", "-", "--format", "json", "-n",
+                "-w", "1", "-m", "12", "--gap", "3"], stdin: everyKindList(), timeout: 240)
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        var wrong: [String] = []
+        var count = 0
+        for line in r.stdout.split(separator: "\n") {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let target = object["target"] as? String, let kind = lab.truth.kind(of: target)
+            else { continue }
+            count += 1
+            let hops = object["hops"] as? [[String: Any]] ?? []
+            // Echo replies are not among the ICMP messages Linux limits: the destination is always heard.
+            if kind.icmp == "reachable" && (object["state"] as? String != "reachable" || hops.count != kind.destination_ttl) {
+                wrong.append("\(target): \(object["state"] ?? "null") after \(hops.count) hops")
+            }
+            if kind.icmp == "filtered" && object["state"] as? String != "filtered" { wrong.append("\(target): not filtered") }
+            // As for TCP (`problemsUnderRateLimits`): a silent router's hop is marked rate-limited or likely
+            // so, or, past the last TTL this trace heard anything from, `unknown` (a limit or the end).
+            let deepestHeard = hops.last { $0["addr"] is String }?["ttl"] as? Int ?? 0
+            for hop in hops {
+                guard let ttl = hop["ttl"] as? Int, ttl <= 6 else { continue }
+                let addr = hop["addr"] as? String, mark = hop["kind"] as? String
+                if let addr, !kind.hops[ttl - 1].contains(addr) { wrong.append("\(target) ttl \(ttl): \(addr)") }
+                if addr == nil && mark != "rate-limited" && mark != "likely-rate-limited"
+                    && !(mark == "unknown" && ttl > deepestHeard)
+                {
+                    wrong.append("\(target) ttl \(ttl): silent router shown as \(mark ?? "-")")
+                }
+            }
+        }
+        #expect(count == 200)
+        #expect(wrong.isEmpty, "\(wrong.count) wrong, first: \(wrong.prefix(10))")
+    }
+}
