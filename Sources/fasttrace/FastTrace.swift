@@ -232,7 +232,8 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .customLong("sport"), parsing: .unconditional,
         help: ArgumentHelp(
-            "Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
+            "Source port of every probe (with -I, the ICMP identifier), 1...65535 (default: random in 20000...59999).",
+            valueName: "port"))
     var sourcePort: Int?
 
     @Option(name: .customLong("rate"), parsing: .unconditional,
@@ -580,7 +581,9 @@ struct FastTrace: ParsableCommand {
             let service = serviceName(request.port, protocol: config.method.protocolName).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text {
-                Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
+                // ICMP echo carries the run's identifier where TCP and UDP carry its source port.
+                let sport = config.method.hasPorts ? "port" : "identifier"
+                Out.line("Selected device \(device), address \(request.source), \(sport) \(config.sourcePort) for outgoing packets")
                 let probes = switch config.method.tcpFlags {
                 case .ack: " with ACK probes"
                 case .synECN: " with ECN-setup SYN probes"
