@@ -253,6 +253,9 @@ public final class TraceEngine {
         /// sits there (probes sent past an unreachable router all come back from it), or -1 when the
         /// unreachable answered a probe at that TTL itself.
         var unreachableCell = -1
+        /// The same for a destination answer that quotes its probe (a UDP port unreachable): the cell
+        /// placed at `destinationTTLIndex` because the quote says the destination sits there, or -1.
+        var destinationCell = -1
         /// When (the scheduler turn that) sent its last probe, for `probeSpacingNanos`.
         var lastSend: UInt64 = 0
         var silentRun = 0
@@ -672,7 +675,14 @@ public final class TraceEngine {
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
                 switch reply.outcome {
                 case let answer where answer.isFromDestination:
-                    slots[index].destinationTTLIndex = min(slots[index].destinationTTLIndex, ttlIndex)
+                    // An answer that quotes its probe (port unreachable) says how far the destination is:
+                    // under a host's ICMP limit the nearest probes to reach it may go unanswered and a
+                    // later one be answered, which without this would put the destination further out.
+                    let at = answer.isICMPError ? unreachableTTLIndex(cell: cell, ttlIndex: ttlIndex) : ttlIndex
+                    if at < slots[index].destinationTTLIndex {
+                        slots[index].destinationTTLIndex = at
+                        slots[index].destinationCell = at == ttlIndex ? -1 : cell
+                    }
                 case .unreachable:
                     // Where the router sits: the quote's TTL is what the probe had left when it got
                     // there. A router without a route answers every probe that reaches it, whatever TTL

@@ -197,6 +197,10 @@ extension TraceEngine {
             let cell = slots[index].unreachableCell
             return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
         }
+        if ttlIndex == slots[index].destinationTTLIndex, slots[index].destinationCell >= 0 {
+            let cell = slots[index].destinationCell
+            return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
+        }
         return nil
     }
 

@@ -46,8 +46,18 @@ extension TraceEngine {
             }
         }
         // An unreachable whose quote places its router here, from a probe sent further: shown here, in the
-        // first column nothing answered (or the last one), marked with the TTL it was sent with.
+        // first column nothing answered (or the last one), marked with the TTL it was sent with. The same
+        // for a destination's answer that quotes its probe (a port unreachable).
         let slot = slots[index]
+        if ttlIndex == slot.destinationTTLIndex, slot.destinationCell >= 0,
+            !probes.contains(where: { $0.outcome.isFromDestination })
+        {
+            let cell = slot.destinationCell
+            let reply = PackedReply(word: dispatcher.results.load(cell))
+            var placed = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+            placed.sentTTL = UInt8(Int(grid.firstTTL) + (cell - index * grid.cellsPerSlot) / grid.attempts)
+            probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
+        }
         if ttlIndex == slot.unreachableTTLIndex, slot.unreachableCell >= 0,
             !probes.contains(where: { if case .unreachable = $0.outcome { true } else { false } })
         {
@@ -91,7 +101,8 @@ extension TraceEngine {
         // short before the destination said anything has no state: `filtered` is a finding, and an
         // interrupted trace has not found it.
         // Several answers (a SYN-ACK and a RST): the most telling one (`Response.precedence`) says it.
-        var state = cancelling ? PortState.unknown : kind.silentState
+        // Silence says open|filtered for UDP, but not past a router's unreachable: nothing got there.
+        var state = cancelling ? PortState.unknown : slot.stopReason == .unreachable ? .filtered : kind.silentState
         var reached = false
         let answer = hops.lazy.flatMap(\.probes).map(\.outcome).filter(\.isFromDestination)
             .max { $0.precedence < $1.precedence }

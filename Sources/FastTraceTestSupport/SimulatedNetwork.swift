@@ -54,6 +54,9 @@ public struct SimulatedPath: Sendable, Equatable {
     /// A middlebox at TTL `afterTTL` rewrites every probe's IPv4 ID to `to` (some NATs and scrubbers
     /// do): routers past it quote an ID the prober never sent.
     public var ipIDRewrite: (afterTTL: Int, to: UInt16)?
+    /// The destination's ICMP errors (a UDP port unreachable) are limited as a Linux host limits them:
+    /// a token bucket per `host` (one host may answer for many addresses, as the lab's do).
+    public var destinationICMPLimit: (host: IPv4Address, perSecond: Double, burst: Double)?
 
     public init(hops: [SimulatedHop], destination: SimulatedDestination, loss: Double = 0,
         dnat: (afterTTL: Int, to: IPv4Address)? = nil, ipIDRewrite: (afterTTL: Int, to: UInt16)? = nil)
@@ -317,6 +320,11 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 schedule(Self.udpServiceAnswer(to: original), delay: delay)
             } else {
                 let host = path.dnat.map { ttl > $0.afterTTL ? $0.to : probe.destination } ?? probe.destination
+                if let limit = path.destinationICMPLimit,
+                    !takeICMPToken(limit.host, perSecond: limit.perSecond, burst: limit.burst)
+                {
+                    return
+                }
                 schedule(Self.icmpError(type: 3, code: 3, from: host, quoting: quote(atHop: path.hops.count + 1)),
                     delay: delay)
             }

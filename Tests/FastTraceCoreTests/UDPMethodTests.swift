@@ -120,6 +120,45 @@ import FastTraceTestSupport
         #expect(summary.dispatch.forged == 0 && summary.dispatch.rejected == 0)
     }
 
+    @Test func aClosedPortWhoseNearerAnswersWereLimitedIsPlacedWhereItsQuoteSays() throws {
+        // One host answers for 60 addresses and limits its port unreachables (Linux's 1/s after a burst
+        // of 6): often the probes that reached it first go unanswered and one sent with a larger TTL is
+        // answered. Its quote says how far the host is; the trace must say so, never a TTL further out.
+        var path = SimulatedPath(hops: threeRouters, destination: .listening(ports: []))
+        path.destinationICMPLimit = (host: IPv4Address(198, 51, 100, 254), perSecond: 1, burst: 6)
+        let net = SimulatedNetwork { _ in path }
+        let destinations = (1...60).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(33434)) }
+        let (results, _) = try trace(net, destinations) {
+            $0.method = .udp(.byPort)
+            $0.gapLimit = 3
+            $0.probesPerHop = 1
+            $0.waitNanos = 200_000_000
+        }
+        var placed = 0
+        for t in results {
+            guard t.state == .closed else {
+                #expect(t.state == .openFiltered, "\(t.request.destination)")
+                continue
+            }
+            #expect(t.destinationTTL == 4 && t.hops.count == 4, "\(t.request.destination): \(t.hops.map(\.kind))")
+            #expect(t.hops.last?.firstResponder == t.request.destination)
+            if let sent = t.hops.last?.probes.first(where: { $0.outcome == .portUnreachable })?.sentTTL {
+                #expect(sent > 4)
+                placed += 1
+            }
+        }
+        #expect(placed > 0, "no answer came from a probe sent further: the test did not exercise the placement")
+    }
+
+    @Test func aRoutersUnreachableMakesAUDPTraceFilteredNotOpenFiltered() throws {
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .unreachable(r(5), code: 0)], destination: .listening(ports: [53]))
+        }
+        let (results, _) = try trace(net, [(target, 53)]) { $0.method = .udp(.byPort) }
+        let t = try #require(results.first)
+        #expect(t.stopReason == .unreachable && t.state == .filtered && !t.reached)
+    }
+
     @Test func lateUDPAnswersAcrossSlotReuseNeverLandInAnotherTrace() throws {
         // 1,500 DNS traces through at most 4 in flight; every TTL-2 answer and every destination answer
         // arrives 0.3 to 2.5 s late, mostly after its slot was reused.
