@@ -53,8 +53,12 @@ public struct TransportCounters: Sendable, Equatable {
     public var ringDrops: UInt64 = 0
     /// Packets the kernel accepted for sending.
     public var packetsSent: UInt64 = 0
-    /// Send attempts that failed (other than "would block").
+    /// Packets the kernel refused for good (other than "would block"): EMSGSIZE for a probe larger
+    /// than the route's MTU, EPERM from a local firewall, ENETUNREACH… The engine counted them as sent
+    /// (their probes can get no answer); the run says so.
     public var sendErrors: UInt64 = 0
+    /// The errno of the first of them (0: none).
+    public var firstSendErrno: Int32 = 0
     public init() {}
 }
 

@@ -71,6 +71,7 @@ public final class LinuxTransport: ProbeTransport {
     private let thread = Mutex<pthread_t?>(nil)
     private let packetsSent = Atomic<UInt64>(0)
     private let sendErrors = Atomic<UInt64>(0)
+    private let firstSendErrno = Atomic<Int32>(0)
     /// PACKET_STATISTICS resets on every read; the running total lives here.
     private let ringDropsTotal = Mutex<UInt64>(0)
 
@@ -197,6 +198,7 @@ public final class LinuxTransport: ProbeTransport {
             // A per-packet refusal (EPERM from a firewall, ENETUNREACH, EMSGSIZE…): skip that packet.
             consumed += 1
             errors += 1
+            _ = firstSendErrno.compareExchange(expected: 0, desired: code, ordering: .relaxed)
         }
         if sent > 0 { packetsSent.add(UInt64(sent), ordering: .relaxed) }
         if errors > 0 { sendErrors.add(UInt64(errors), ordering: .relaxed) }
@@ -250,6 +252,7 @@ public final class LinuxTransport: ProbeTransport {
         counters.packetsReceived = receiver.packetsReceived.load(ordering: .relaxed)
         counters.packetsSent = packetsSent.load(ordering: .relaxed)
         counters.sendErrors = sendErrors.load(ordering: .relaxed)
+        counters.firstSendErrno = firstSendErrno.load(ordering: .relaxed)
         counters.ringDrops = ringDropsTotal.withLock { total in
             var packets: UInt64 = 0
             var drops: UInt64 = 0

@@ -21,12 +21,13 @@ func udpServicePort(_ name: Substring) -> UInt16? {
     return UInt16(bigEndian: UInt16(truncatingIfNeeded: entry.pointee.s_port))
 }
 
-/// `--payload-hex`: hex digits, two per byte (spaces and a leading 0x allowed), 1...1470 bytes.
+/// `--payload-hex`: hex digits, two per byte (a leading 0x allowed, nothing else), 1...1470 bytes.
 func parsePayloadHex(_ text: String) throws -> [UInt8] {
-    var digits = Substring(text.filter { !$0.isWhitespace })
-    if digits.lowercased().hasPrefix("0x") { digits = digits.dropFirst(2) }
-    guard !digits.isEmpty, digits.allSatisfy(\.isHexDigit), digits.allSatisfy(\.isASCII) else {
-        throw UsageFailure("--payload-hex: '\(text)' is not hex digits")
+    var digits = Substring(text)
+    if digits.hasPrefix("0x") || digits.hasPrefix("0X") { digits = digits.dropFirst(2) }
+    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isHexDigit }) else {
+        let shown = text.count > 40 ? text.prefix(40) + "…" : Substring(text)
+        throw UsageFailure("--payload-hex: '\(shown)' is not hex digits (two per byte, no spaces; a leading 0x is allowed)")
     }
     guard digits.count % 2 == 0 else {
         throw UsageFailure("--payload-hex: an odd number of hex digits (\(digits.count)): two per byte")

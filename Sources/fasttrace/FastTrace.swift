@@ -92,7 +92,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .short, parsing: .unconditional,
         help: ArgumentHelp(
-            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default: 80).",
+            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default: 80; 53 with -U).",
             valueName: "ports"))
     var p: String?
 
@@ -317,12 +317,17 @@ struct FastTrace: ParsableCommand {
         if proto != "tcp", let flag = [(synFlag, "-S"), (ackFlag, "-A"), (ecnFlag, "-E")].first(where: { $0.0 })?.1 {
             throw UsageFailure("\(flag) sets TCP flags: not with \(proto.uppercased()) probes")
         }
+        if proto != "tcp" && trackPort {
+            throw UsageFailure("--track-port: \(proto.uppercased()) probes carry half their tag in the IP ID, so a path that "
+                + "rewrites it cannot be traced with them; use TCP (-T)")
+        }
         if proto == "icmp" {
             if payloadHex != nil { throw UsageFailure("--payload-hex is for UDP probes (-U)") }
             return .icmpEcho
         }
         if proto == "udp" {
             guard let payloadHex else { return .udp(.byPort) }
+            if lOption != nil { throw UsageFailure("-l and --payload-hex: the payload sets the packet's length") }
             return .udp(.fixed(try parsePayloadHex(payloadHex)))
         }
         if payloadHex != nil { throw UsageFailure("--payload-hex is for UDP probes (-U)") }
@@ -358,7 +363,7 @@ struct FastTrace: ParsableCommand {
                 throw UsageFailure("\(p != nil ? "-p" : "port '\(given)'"): ICMP echo (-I) has no port; give the host alone")
             }
         } else { switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
-            service: isUDP ? udpServicePort : tcpServicePort) {
+            service: isUDP ? udpServicePort : tcpServicePort, serviceProtocol: isUDP ? "UDP" : "TCP") {
         case .success(let list):
             ports = list.ports
             // `-p https,443` is one port: traced once, and said.
@@ -734,6 +739,7 @@ struct FastTrace: ParsableCommand {
         try Out.finish()
         // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
+        if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
             method: engine.configuration.method),
             result)

@@ -4,7 +4,12 @@
 // "Summary line" table; keep the two together.
 
 import FastTraceCore
+import FastTraceLinux
 import FastTraceWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The summary line of a run (without the target list's tail of skipped lines and duplicates).
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
@@ -22,8 +27,9 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     // A UDP port nothing answered for is open or filtered: a service may ignore what it does not understand.
     parts.append(method.protocolName == "udp" ? "\(r.openFiltered) open|filtered" : "\(r.filtered) filtered")
     if d.unkeyed > 0 {
+        let remedy = method == .udp(.byPort) ? "; the built-in DNS and NTP requests are echoed" : ""
         parts.append("\(counted(Int(d.unkeyed), "UDP answer")) carrying nothing that names a probe, not recorded "
-            + "(their ports show open|filtered; the built-in DNS and NTP payloads are echoed)")
+            + "(their ports show open|filtered\(remedy))")
     }
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
     // Probes, over how long, and why not faster.
@@ -105,6 +111,17 @@ func formatRate(_ perSecond: Double) -> String {
     }
     if decimals == 0, text.hasSuffix(".0") { text.removeLast(2) }
     return text
+}
+
+/// One line for a run in which the kernel refused some probes outright (a probe larger than the route's
+/// MTU, a local firewall): their hops show `*` that no network said. Nil when it refused none.
+func sendRefusalHint(_ t: TransportCounters, packetLength: Int) -> String? {
+    guard t.sendErrors > 0 else { return nil }
+    let why = t.firstSendErrno == 0 ? "" : " (first: sendmmsg: \(SystemError.errnoText(t.firstSendErrno)))"
+    let advice = t.firstSendErrno == EMSGSIZE
+        ? ": probes larger than the route's MTU (-l \(packetLength)); try a smaller -l or --payload-hex" : ""
+    return "fasttrace: the kernel refused \(counted(Int(t.sendErrors), "probe")) before sending\(why)\(advice); "
+        + "their * are not the network's answer"
 }
 
 /// One line for a run whose router replies came back with the probe's IPv4 ID rewritten on the way
