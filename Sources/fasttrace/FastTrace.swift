@@ -603,8 +603,10 @@ struct FastTrace: ParsableCommand {
                 var submittedThrough: UInt8 = 0
                 // Each hop line is printed once its names are in (at most the name timeout after the hop
                 // settled), in TTL order.
+                var printedPlaced: Set<UInt8> = []
                 engine.onHop = { _, hop in
                     submittedThrough = hop.ttl
+                    if hop.probes.contains(where: { $0.sentTTL != nil }) { printedPlaced.insert(hop.ttl) }
                     stage.submit(addresses: hop.responders) { annotator in
                         for line in text.hopLines(hop, annotator, lastTranslation: &lastTranslation) { Out.line(line) }
                         Out.flush()
@@ -613,6 +615,17 @@ struct FastTrace: ParsableCommand {
                 // Interrupted: the hops not yet settled, with `?` for probes not waited for, and a
                 // line saying the trace is incomplete.
                 singleFinished = { result in
+                    // An answer placed at a hop already printed (an unreachable whose quote says its router
+                    // sits nearer than the probe's TTL, arriving after that hop settled): that hop again,
+                    // with it, so the reason the trace stopped is on screen.
+                    for hop in result.hops where hop.ttl <= submittedThrough && !printedPlaced.contains(hop.ttl)
+                        && hop.probes.contains(where: { $0.sentTTL != nil })
+                    {
+                        stage.submit(addresses: hop.responders) { annotator in
+                            var none: IPv4Address?
+                            for line in text.hopLines(hop, annotator, lastTranslation: &none) { Out.line(line) }
+                        }
+                    }
                     guard result.stopReason == .interrupted else { return }
                     for hop in result.hops where hop.ttl > submittedThrough {
                         stage.submit(addresses: hop.responders) { annotator in

@@ -142,6 +142,24 @@ struct UDPLabTests {
         }
     }
 
+    @Test("An unreachable placed at a hop already printed is printed with it, so the reason a trace stopped shows")
+    func placedUnreachableIsPrinted() throws {
+        let lab = try Lab.get()
+        let open = lab.truth.kind(named: "open")
+        // r2's link toward r3 at MTU 1400: a 1500-byte probe with DF set is refused there (fragmentation
+        // needed, !F) for every probe sent with TTL 3 or more, from r2, which sits at hop 2. That answer
+        // often arrives after hop 2 has settled and been printed.
+        let r2 = Lab.namespace("r2")
+        _ = try run(["ip", "-n", r2, "link", "set", "dn", "mtu", "1400"])
+        defer { _ = try? run(["ip", "-n", r2, "link", "set", "dn", "mtu", "1500"]) }
+        for _ in 0..<6 {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-U", "-F", "-l", "1500", "-q", "1", "-n",
+                open.example, "33434"], timeout: 30)
+            #expect(r.status == 1 && r.stderr.contains("Destination not reached"), "\(r.stderr)")
+            #expect(r.stdout.contains(" 2  198.18.0.5  ") && r.stdout.contains("!F (sent with TTL 3)"), "\(r.stdout)")
+        }
+    }
+
     @Test("-U with ICMP rate limits on: no wrong state, routers right or marked, a silenced port unreachable shown for what it is")
     func udpUnderRateLimits() throws {
         let lab = try Lab.get()
