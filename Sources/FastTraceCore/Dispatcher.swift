@@ -138,15 +138,20 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let sendTimes: AtomicWordTable
     /// Per cell: `PackedReply` (receiver writes with release, scheduler reads with acquire).
     public let results: AtomicWordTable
-    /// Per cell: `epoch:16 | quotedTTL:8 | 0:7 | translated:1 | address:32`: the epoch of the occupant
-    /// the result belongs to, the TTL the ICMP error's quote carried (0 for destination answers), and,
-    /// when a NAT on the path had rewritten the destination, what the quote named.
+    /// Per cell: `epoch:16 | quotedTTL:8 | 0:3 | mplsDepth:4 | translated:1 | address:32`: the epoch of the
+    /// occupant the result belongs to, the TTL the ICMP error's quote carried (0 for destination
+    /// answers), how many MPLS label stack entries its extensions reported (the top two are in `mpls`),
+    /// and, when a NAT on the path had rewritten the destination, what the quote named.
     /// Written before the result's release store, so a reader that saw the result sees this or a later
     /// value. A later value can belong to the next reply: readers accept a result only when its own
     /// generation bits (the epoch's low two) and this word's epoch both name their occupant, so a late
     /// write for the previous occupant read beside the new occupant's details is refused
     /// (DispatcherStressTests races exactly that).
     public let details: AtomicWordTable
+    /// Per cell: the top two MPLS label stack entries of an ICMP error that carried some (`top:32 |
+    /// second:32`), written before the result's release store like `details`. calloc'd: cells no
+    /// extension ever reached cost no memory.
+    public let mpls: AtomicWordTable
     /// ICMP quotes are held to the quoted IPv4 ID too (off: `--track-port`).
     let matchQuotedIPID: Bool
     /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
@@ -191,6 +196,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         sendTimes = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
+        mpls = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
         // (Only UDP's checksum covers the addresses: ICMP's does not, so a NAT leaves ICMP probes' words whole.)
         slotsByIPID = tagLayout == .splitWithID && kind.protocolNumber == IPv4Layout.protocolUDP
@@ -346,7 +352,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let rtt = (timestampNanos - sent) / 1_000
         let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
-        details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | translated)
+        let depth = reply.mpls.depth
+        if depth > 0 { mpls.storeRelaxed(cell, UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second)) }
+        details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | UInt64(depth & 0xF) << 33
+            | translated)
         results.store(cell, packed.word)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }

@@ -27,6 +27,12 @@ extension TraceEngine {
                     result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
                         translatedDestination: details >> 32 & 1 == 1
                             ? IPv4Address(UInt32(truncatingIfNeeded: details)) : nil)
+                    let depth = UInt8(truncatingIfNeeded: details >> 33) & 0xF
+                    if depth > 0 {
+                        let words = dispatcher.mpls.loadRelaxed(base + attempt)
+                        result?.mpls = MPLSStack(depth: depth, top: UInt32(truncatingIfNeeded: words >> 32),
+                            second: UInt32(truncatingIfNeeded: words))
+                    }
                 case let s where Self.isWaiting(s):
                     waiting = true
                 case Self.unsent where attempt == column:

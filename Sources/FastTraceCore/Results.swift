@@ -62,6 +62,8 @@ public struct ProbeResult: Sendable, Equatable {
     /// The TTL the probe was sent with, when the answer is shown at another hop: an unreachable whose
     /// quoted TTL says its router sits nearer than the TTL the probe carried. nil otherwise.
     public var sentTTL: UInt8?
+    /// The MPLS label stack the answer's ICMP extensions reported (RFC 4950), if any.
+    public var mpls: MPLSStack?
 
     public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: Response,
         translatedDestination: IPv4Address? = nil)

@@ -115,6 +115,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     /// When set, every probe's IPv4 ID is rewritten to this value on the way out (as some stacks and
     /// middleboxes do), so ICMP errors quote an ID the prober never sent.
     public var rewrittenIPID: UInt16?
+    /// Routers whose time exceeded carries an MPLS label stack in RFC 4884 extensions (RFC 4950): the
+    /// entries, top first, as they are on the wire.
+    public var mplsStacks: [IPv4Address: [UInt32]] = [:]
     /// ICMP errors rate-limited routers did not send.
     public private(set) var rateLimitedDrops = 0
     /// Tokens a rate-limited router's bucket holds when first probed: its burst (nil, a rested router),
@@ -286,8 +289,8 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):
-                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl)),
-                    delay: delay + (extraReplyDelay?(probe) ?? 0))
+                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl),
+                    mpls: mplsStacks[address] ?? []), delay: delay + (extraReplyDelay?(probe) ?? 0))
             case .silent, .unreachable, .rateLimitedUnreachable:
                 break
             case .ecmp(let routers):
@@ -392,7 +395,10 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     // MARK: reply bytes (also used by tests to forge and replay replies)
 
     /// An ICMP error from `from` quoting the IPv4 header and first 8 bytes of `probe`, as a router sends it.
-    public static func icmpError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8]) -> [UInt8] {
+    public static func icmpError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8],
+        mpls: [UInt32] = []) -> [UInt8]
+    {
+        if !mpls.isEmpty { return extendedICMPError(type: type, code: code, from: from, quoting: probe, mpls: mpls) }
         let quotedLength = min(probe.count, Int(probe[0] & 0x0F) * 4 + 8)
         let probeSource = probe.withUnsafeBytes { IPv4HeaderView($0)?.source } ?? .any
         var out = [UInt8](repeating: 0, count: 20 + 8 + quotedLength)
@@ -402,6 +408,32 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             icmp.setType(type)
             icmp.setCode(code)
             bytes[28...].copyBytes(from: probe[0..<quotedLength])
+            icmp.updateChecksum()
+        }
+        return out
+    }
+
+    /// An ICMP error as RFC 4884 lays out one with extensions: the probe quoted and zero-padded to 128
+    /// bytes, the length field set (32 words), then an extension structure (version 2, its checksum) with
+    /// one MPLS label stack object (RFC 4950) of `mpls`.
+    public static func extendedICMPError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8],
+        mpls: [UInt32]) -> [UInt8]
+    {
+        let probeSource = probe.withUnsafeBytes { IPv4HeaderView($0)?.source } ?? .any
+        var ext: [UInt8] = [0x20, 0, 0, 0, UInt8((4 + 4 * mpls.count) >> 8), UInt8((4 + 4 * mpls.count) & 0xFF), 1, 1]
+        for entry in mpls { ext += [UInt8(entry >> 24), UInt8(entry >> 16 & 0xFF), UInt8(entry >> 8 & 0xFF), UInt8(entry & 0xFF)] }
+        let sum = ext.withUnsafeBytes { InternetChecksum.checksum($0) }
+        ext[2] = UInt8(sum >> 8)
+        ext[3] = UInt8(sum & 0xFF)
+        var original = Array(probe.prefix(128))
+        original += [UInt8](repeating: 0, count: 128 - original.count)
+        var out = [UInt8](repeating: 0, count: 20 + 8) + original + ext
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 1, source: from, destination: probeSource)
+            let icmp = ICMPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
+            icmp.setType(type)
+            icmp.setCode(code)
+            icmp.setRestOfHeader(32 << 16)  // length: 128 bytes of original datagram, in 32-bit words
             icmp.updateChecksum()
         }
         return out

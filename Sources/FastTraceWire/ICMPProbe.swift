@@ -102,11 +102,13 @@ public struct ICMPProbeKind: ProbeKind {
             let response: Response = icmp.type == ICMPLayout.typeTimeExceeded
                 ? .timeExceeded : .unreachable(code: icmp.code)
             let word = UInt32(echo.bytes.wireUInt16(at: ICMPEchoLayout.sequence)) << 16 | UInt32(quoted.identification)
-            return ParsedReply(
+            var reply = ParsedReply(
                 response: response, responder: ip.source, probeSource: quoted.source,
                 probeDestination: quoted.destination,
                 sourcePort: echo.bytes.wireUInt16(at: ICMPEchoLayout.identifier), destinationPort: 0,
                 tagWord: word, replyTTL: ip.ttl, quotedIPID: quoted.identification, quotedTTL: quoted.ttl)
+            reply.mpls = ICMPExtensions.mplsStack(icmp)
+            return reply
         default:
             return nil
         }

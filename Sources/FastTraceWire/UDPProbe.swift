@@ -204,11 +204,13 @@ public struct UDPProbeKind: ProbeKind {
         default: return nil
         }
         let word = UInt32(udp.wireUInt16(at: UDPLayout.checksum)) << 16 | UInt32(quoted.identification)
-        return ParsedReply(
+        var reply = ParsedReply(
             response: response, responder: ip.source, probeSource: quoted.source,
             probeDestination: quoted.destination, sourcePort: udp.wireUInt16(at: UDPLayout.sourcePort),
             destinationPort: udp.wireUInt16(at: UDPLayout.destinationPort), tagWord: word, replyTTL: ip.ttl,
             quotedIPID: quoted.identification, quotedTTL: quoted.ttl)
+        reply.mpls = ICMPExtensions.mplsStack(icmp)
+        return reply
     }
 
     /// A UDP datagram from the destination's port: keyed when it is the answer of a service fasttrace

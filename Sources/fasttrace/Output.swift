@@ -187,6 +187,11 @@ struct TextFormatter {
             }
             if responder != lastAddress {
                 line += " " + label(responder, annotator)
+                // traceroute's mark for the MPLS label stack the router reported (RFC 4950).
+                if let stack = probe.mpls {
+                    line += " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
+                        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
+                }
                 if let state = method.portState(for: probe.outcome) {
                     // tcptraceroute's mark for a destination that accepted ECN.
                     line += probe.outcome == .synAckECN ? " [\(state.rawValue), ecn]" : " [\(state.rawValue)]"
@@ -397,6 +402,27 @@ enum JSONFormatter {
                 out.appendLiteral(",\"dnat\":\"")
                 out.appendAddress(translated)
                 out.appendLiteral("\"")
+            }
+            // The MPLS label stack the hop's ICMP extensions reported (RFC 4950), top first; its depth when
+            // deeper than the two entries kept.
+            if let stack = hop.probes.lazy.compactMap(\.mpls).first {
+                out.appendLiteral(",\"mpls\":[")
+                for (k, entry) in stack.entries.enumerated() {
+                    out.appendLiteral(k > 0 ? ",{\"label\":" : "{\"label\":")
+                    out.appendDecimal(UInt64(entry.label))
+                    out.appendLiteral(",\"tc\":")
+                    out.appendDecimal(UInt64(entry.tc))
+                    out.appendLiteral(",\"s\":")
+                    out.appendDecimal(entry.bottom ? 1 : 0)
+                    out.appendLiteral(",\"ttl\":")
+                    out.appendDecimal(UInt64(entry.ttl))
+                    out.appendLiteral("}")
+                }
+                out.appendLiteral("]")
+                if stack.depth > 2 {
+                    out.appendLiteral(",\"mpls_depth\":")
+                    out.appendDecimal(UInt64(stack.depth))
+                }
             }
             // Every address when attempts met different routers (rare: ECMP without Paris, a route
             // change): only then is the list of distinct addresses built.

@@ -20,13 +20,15 @@ func loadSchema() throws -> [String: Any] {
     return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
 }
 
-/// The keys the schema allows on a trace object and on a hop object.
-func schemaKeys(_ schema: [String: Any]) throws -> (trace: Set<String>, hop: Set<String>) {
+/// The keys the schema allows on a trace object, on a hop object and on a hop's MPLS label entry.
+func schemaKeys(_ schema: [String: Any]) throws -> (trace: Set<String>, hop: Set<String>, mpls: Set<String>) {
     let traceProperties = try #require(schema["properties"] as? [String: Any])
     let defs = try #require(schema["$defs"] as? [String: Any])
     let hop = try #require(defs["hop"] as? [String: Any])
     let hopProperties = try #require(hop["properties"] as? [String: Any])
-    return (Set(traceProperties.keys), Set(hopProperties.keys))
+    let mpls = try #require(hopProperties["mpls"] as? [String: Any])
+    let entry = try #require((mpls["items"] as? [String: Any])?["properties"] as? [String: Any])
+    return (Set(traceProperties.keys), Set(hopProperties.keys), Set(entry.keys))
 }
 
 /// Traces that between them make the formatter write every key it has: a target name, every hop kind,
@@ -43,7 +45,23 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
     (udpOpen, .plain, 1_796_603_466_000_000_000),
     (udpSilent, .plain, 1_796_603_467_000_000_000),
     (icmpReached, .plain, 1_796_603_468_000_000_000),
+    (mplsTrace, .plain, 1_796_603_469_000_000_000),
 ]
+
+/// A trace through an MPLS network: one hop's stack of three entries (two kept), one of one.
+let mplsTrace: TraceResult = {
+    var three = answered(router(5), 80)
+    three.mpls = MPLSStack(depth: 3, top: MPLSLabelEntry(label: 24001, tc: 0, bottom: false, ttl: 1).raw,
+        second: MPLSLabelEntry(label: 16, tc: 5, bottom: false, ttl: 1).raw)
+    var one = answered(router(9), 90)
+    one.mpls = MPLSStack(depth: 1, top: MPLSLabelEntry(label: 1048575, tc: 7, bottom: true, ttl: 255).raw)
+    return trace([
+        HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+        HopResult(ttl: 2, probes: [three, three, .silent]),
+        HopResult(ttl: 3, probes: [one, one, one]),
+        HopResult(ttl: 4, probes: Array(repeating: answered(target, 100, .synAck), count: 3)),
+    ])
+}()
 
 /// An ICMP echo trace (`-I`): no port, no tcp_flags; the destination's echo reply.
 let icmpReached: TraceResult = {
@@ -95,7 +113,7 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         for match in body.matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
         let keys = try schemaKeys(try loadSchema())
         #expect(written.count > 20)
-        let schema = keys.trace.union(keys.hop)
+        let schema = keys.trace.union(keys.hop).union(keys.mpls)
         let missing = written.subtracting(schema).sorted(), unused = schema.subtracting(written).sorted()
         #expect(written == schema, "in the formatter, not the schema: \(missing); in the schema, not written: \(unused)")
     }

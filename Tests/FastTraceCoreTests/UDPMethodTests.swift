@@ -219,4 +219,21 @@ import FastTraceTestSupport
         let probes = net.sent.filter { $0.destination == IPv4Address(198, 51, 100, 2) }
         #expect(Set(probes.map(\.sourcePort)) == [40000] && Set(probes.map(\.sequence)).count == probes.count)
     }
+
+    @Test func mplsLabelStacksReachTheHopsOfEveryKind() throws {
+        for method in [ProbeMethod.tcp(.syn), .udp(.byPort), .icmpEcho] {
+            let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443, 53])) }
+            let top = MPLSLabelEntry(label: 24001, tc: 0, bottom: false, ttl: 1)
+            let bottom = MPLSLabelEntry(label: 16, tc: 5, bottom: true, ttl: 1)
+            net.mplsStacks[r(5)] = [top.raw, bottom.raw]
+            let (results, summary) = try trace(net, [(target, method == .icmpEcho ? 0 : (method == .udp(.byPort) ? 53 : 443))]) {
+                $0.method = method
+            }
+            let t = try #require(results.first)
+            #expect(t.reached && t.hops.count == 4, "\(method)")
+            #expect(t.hops[1].probes.allSatisfy { $0.mpls?.entries == [top, bottom] }, "\(method)")
+            #expect(t.hops[0].probes.allSatisfy { $0.mpls == nil } && t.hops[2].probes.allSatisfy { $0.mpls == nil })
+            #expect(summary.dispatch.rejected == 0)
+        }
+    }
 }
