@@ -160,7 +160,14 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
             // And port belongs to TCP and UDP: on an ICMP trace it is not valid, nor missing on a UDP one.
             JSONFormatter.line(icmpReached, start: nil, .plain).replacingOccurrences(of: "\"protocol\":\"icmp\",",
                 with: "\"port\":0,\"protocol\":\"icmp\","),
-            JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"port\":53,", with: "")]
+            JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"port\":53,", with: ""),
+            // And each protocol has its own states: open|filtered is UDP's, reachable ICMP's, unfiltered TCP's.
+            JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "\"state\":\"open\"",
+                with: "\"state\":\"open|filtered\""),
+            JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"state\":\"open\"",
+                with: "\"state\":\"unfiltered\""),
+            JSONFormatter.line(icmpReached, start: nil, .plain).replacingOccurrences(of: "\"state\":\"reachable\"",
+                with: "\"state\":\"open\"")]
         {
             let wrong = try runTool(["python3", "-c", schemaValidator,
                 repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: line + "\n")
