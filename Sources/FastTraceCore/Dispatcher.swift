@@ -60,8 +60,9 @@ public struct DispatchCounters: Sendable, Equatable {
     /// Notifications lost because the scheduler's ring was full (the result is still recorded).
     public var notifyOverflows: UInt64 = 0
     /// Answers from a destination's UDP port that carry nothing naming a probe (a payload no known service
-    /// echoes, `--payload-hex`): the port answered, but which trace and TTL cannot be told, so they are
-    /// not recorded. Not counted as rejected.
+    /// echoes, `--payload-hex`): the port answered, but not which probe it answered, so no hop records
+    /// them. One that comes from the destination and port of a trace in flight tells that trace its port
+    /// answered (`TraceResult.answerUnmatched`). Not counted as rejected.
     public var unkeyed: UInt64 = 0
 
     public init() {}
@@ -165,6 +166,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// recovered (`InternetChecksum.undoingRewrite`) and the word checked as usual. Written by the
     /// scheduler as it sends (relaxed: a stale or overwritten entry only costs that recovery).
     public let slotsByIPID: AtomicWordTable?
+    /// For UDP: per hash of (destination, port), 1 + the slot last given a trace to it (`flowBucket`); an
+    /// answer that names no probe finds its trace here, checked against the slot's occupant (a collision
+    /// overwrites: that trace then learns nothing, never something wrong).
+    public let slotsByFlow: AtomicWordTable?
+    /// For UDP, per slot: 1 + the epoch of the occupant an answer naming no probe came for (0: none).
+    public let unmatchedAnswers: AtomicWordTable?
 
     private let matchedCount = Atomic<UInt64>(0)
     private let malformedCount = Atomic<UInt64>(0)
@@ -201,6 +208,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         // (Only UDP's checksum covers the addresses: ICMP's does not, so a NAT leaves ICMP probes' words whole.)
         slotsByIPID = tagLayout == .splitWithID && kind.protocolNumber == IPv4Layout.protocolUDP
             ? AtomicWordTable(count: 1 << 16) : nil
+        let udp = kind.protocolNumber == IPv4Layout.protocolUDP
+        var buckets = 1024
+        while buckets < grid.slots * 2 { buckets <<= 1 }
+        slotsByFlow = udp ? AtomicWordTable(count: buckets) : nil
+        unmatchedAnswers = udp ? AtomicWordTable(count: grid.slots) : nil
     }
 
     /// Counters so far.
@@ -238,7 +250,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
         guard let reply = kind.parse(packet) else { return bump(malformedCount) }
         guard reply.sourcePort == sourcePort else { return bump(foreignCount) }
-        if reply.unkeyed { return bump(unkeyedCount) }
+        if reply.unkeyed {
+            noteUnmatched(reply)
+            return bump(unkeyedCount)
+        }
         // Some answers have two readings of their tag word (a RST to a SYN that carried data): the kind's
         // second reading is tried first, quietly; each is held to the MAC.
         if let alternate = kind.alternateTagWord(of: reply, payloadLength: Int(payloadLength)) {
@@ -248,6 +263,30 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             if accept(reply, word: untranslated, at: timestampNanos, countFailure: false) { return }
         }
         _ = accept(reply, word: reply.tagWord, at: timestampNanos, countFailure: true)
+    }
+
+    /// The bucket of `slotsByFlow` for a destination and port.
+    @inline(__always)
+    public func flowBucket(_ destination: IPAddress, port: UInt16) -> Int {
+        guard let slotsByFlow else { return 0 }
+        var h = destination.high &* 0x9E37_79B9_7F4A_7C15 ^ destination.low
+        h = (h ^ UInt64(port) &* 0xC2B2_AE3D_27D4_EB4F)
+        h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        return Int(truncatingIfNeeded: h >> 32) & (slotsByFlow.count - 1)
+    }
+
+    /// An answer naming no probe, from the destination and port of a trace in flight: that trace's port
+    /// answered.
+    @inline(__always)
+    private func noteUnmatched(_ reply: ParsedReply) {
+        guard let slotsByFlow, let unmatchedAnswers else { return }
+        let destination = IPAddress(reply.responder)
+        let entry = slotsByFlow.loadRelaxed(flowBucket(destination, port: reply.destinationPort))
+        guard entry != 0, let occupant = slots.read(Int(entry - 1)), occupant.active,
+            occupant.flow.destination == destination, occupant.flow.destinationPort == reply.destinationPort,
+            occupant.flow.source == IPAddress(reply.probeSource)
+        else { return }
+        unmatchedAnswers.storeRelaxed(Int(entry - 1), UInt64(occupant.flow.epoch) + 1)
     }
 
     /// For an ICMP error quoting a UDP probe whose destination a NAT rewrote: the word the probe left

@@ -498,7 +498,11 @@ public final class TraceEngine {
                 protocolNumber: kind.protocolNumber, epoch: slot.epoch)
             slot.flow = flow
             slot.digest = codec.digest(flow)
+            dispatcher.unmatchedAnswers?.storeRelaxed(index, 0)
             dispatcher.slots.publish(index, flow: flow, digest: slot.digest)
+            if let byFlow = dispatcher.slotsByFlow {
+                byFlow.storeRelaxed(dispatcher.flowBucket(flow.destination, port: flow.destinationPort), UInt64(index) + 1)
+            }
             slots[index] = slot
             activeCount += 1
             enqueue(index)

@@ -116,11 +116,21 @@ extension TraceEngine {
             state = said
             reached = true
         }
+        // No answer named a probe, but one came from the destination's port (UDP to a service that echoes
+        // nothing fasttrace wrote). It cannot be told from a forged one, so the state stays what the keyed
+        // answers say (open|filtered); the trace is marked so the user knows something did answer.
+        var unmatched = false
+        if !reached, !cancelling, let answers = dispatcher.unmatchedAnswers,
+            answers.loadRelaxed(index) == UInt64(slot.epoch) + 1
+        {
+            unmatched = true
+        }
         let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
-        let result = TraceResult(
+        var result = TraceResult(
             request: slot.request, hops: hops, reached: reached, state: state,
             stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent,
             startNanos: slot.firstSent, method: configuration.method)
+        result.answerUnmatched = unmatched
         slots[index].active = false
         activeCount -= 1
         pool.give(index, now: now)

@@ -615,6 +615,12 @@ struct FastTrace: ParsableCommand {
                 // Interrupted: the hops not yet settled, with `?` for probes not waited for, and a
                 // line saying the trace is incomplete.
                 singleFinished = { result in
+                    if result.answerUnmatched {
+                        stage.submit(addresses: EmptyCollection()) { _ in
+                            Out.line("An answer came from \(request.destination) port \(request.port), but it names no probe, "
+                                + "so it cannot be told from a forged one: likely open, at a TTL not known")
+                        }
+                    }
                     // An answer placed at a hop already printed (an unreachable whose quote says its router
                     // sits nearer than the probe's TTL, arriving after that hop settled): that hop again,
                     // with it, so the reason the trace stopped is on screen.

@@ -237,7 +237,9 @@ struct TextFormatter {
         case .interrupted: how = "interrupted after \(result.hops.count) TTLs (partial)"
         }
         // An interrupted trace the destination never answered has no state to name (not `filtered`).
-        let state = result.state == .unknown ? "" : result.state.rawValue + ", "
+        let state = result.state == .unknown ? ""
+            : result.answerUnmatched ? "open|filtered (an answer came from the port, but it names no probe, so it cannot be checked), "
+            : result.state.rawValue + ", "
         let probes = result.method == .tcp(.syn) ? "" : " (\(result.method))"
         let port = result.method.hasPorts ? " port \(result.request.port)" : ""
         var lines = ["\(target)\(port)\(probes): \(state)\(how)"]
@@ -339,6 +341,7 @@ enum JSONFormatter {
             out.appendText(result.state.rawValue)
             out.appendLiteral("\"")
         }
+        if result.answerUnmatched { out.appendLiteral(",\"answer_unmatched\":true") }
         out.appendLiteral(",\"stop\":\"")
         out.appendText(result.stopReason.rawValue)
         out.appendLiteral("\",\"dest_ttl\":")

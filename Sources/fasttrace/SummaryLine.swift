@@ -29,7 +29,7 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     if d.unkeyed > 0 {
         let remedy = method == .udp(.byPort) ? "; the built-in DNS and NTP requests are echoed" : ""
         parts.append("\(counted(Int(d.unkeyed), "UDP answer")) carrying nothing that names a probe, not recorded "
-            + "(their ports show open|filtered\(remedy))")
+            + "(their traces stay open|filtered, marked answer_unmatched\(remedy))")
     }
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
     // Probes, over how long, and why not faster.

@@ -46,7 +46,19 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
     (udpSilent, .plain, 1_796_603_467_000_000_000),
     (icmpReached, .plain, 1_796_603_468_000_000_000),
     (mplsTrace, .plain, 1_796_603_469_000_000_000),
+    (udpUnmatched, .plain, 1_796_603_470_000_000_000),
 ]
+
+/// A UDP trace whose port answered with nothing naming its probe: open, TTL unknown.
+let udpUnmatched: TraceResult = {
+    var t = udp(trace([
+        HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+        HopResult(ttl: 2, probes: [.silent, .silent, .silent]),
+    ], port: 7), state: .openFiltered)
+    t.answerUnmatched = true
+    t.stopReason = .gapLimit
+    return t
+}()
 
 /// A trace through an MPLS network: one hop's stack of three entries (two kept), one of one.
 let mplsTrace: TraceResult = {

@@ -35,10 +35,15 @@ import FastTraceTestSupport
             case (true, 33434):
                 #expect(t.reached && t.state == .closed && t.stopReason == .destination)
                 #expect(t.hops[3].outcome == .portUnreachable && t.hops[3].firstResponder == t.request.destination)
+            case (true, 7):
+                // The echo service's answers carry nothing fasttrace wrote: no hop records them and the state
+                // stays what the keyed check can say, but the trace is marked: something answered.
+                #expect(!t.reached && t.state == .openFiltered && t.answerUnmatched && t.destinationTTL == nil,
+                    "\(t.request)")
+                #expect(t.stopReason == .gapLimit && !t.hops.contains { $0.outcome.isFromDestination })
             default:
-                // A black hole, or the echo service whose answers carry nothing fasttrace wrote: silence
-                // as far as the keyed check can tell, so open|filtered, never a guess.
-                #expect(!t.reached && t.state == .openFiltered && t.stopReason == .gapLimit, "\(t.request)")
+                #expect(!t.reached && t.state == .openFiltered && t.stopReason == .gapLimit && !t.answerUnmatched,
+                    "\(t.request)")
             }
         }
         #expect(summary.open == 20 && summary.closed == 10 && summary.openFiltered == 50 && summary.filtered == 0)
@@ -91,6 +96,8 @@ import FastTraceTestSupport
             $0.gapLimit = 3
         }
         #expect(results.allSatisfy { $0.state == .openFiltered && !$0.reached })
+        // (The forged answers to 33434 name no probe: those traces are marked, never opened.)
+        #expect(results.filter(\.answerUnmatched).allSatisfy { $0.request.port == 33434 })
         #expect(results.allSatisfy { $0.hops.prefix(3).map(\.firstResponder) == [r(1), r(5), r(9)] })
         #expect(results.allSatisfy { t in t.hops.allSatisfy { !$0.probes.contains { $0.responder == r(77) } } })
         #expect(summary.dispatch.matched == 96 * 9)

@@ -131,6 +131,19 @@ struct UDPLabTests {
         for trace in parseTraces(r.stdout) { states[trace.port] = trace.state }
         // The lab's DNS server ignores three bytes that are no query: silence, open|filtered.
         #expect(states == [33434: "closed", 53: "open|filtered"], "\(states)")
+        #expect(!r.stdout.contains("answer_unmatched"))
+        // A DNS query of the user's own: the server answers, but nothing in the answer is fasttrace's, so
+        // the trace stays open|filtered, marked answer_unmatched, and the summary counts the answers.
+        let query = "12340100000100000000000007" + "6578616d706c65" + "00" + "00010001"
+        let own = runTool([fasttraceBinary, "--netns", lab.namespace, "-U", "--payload-hex", query, "-n", "-q", "1",
+            "-w", "1", "--gap", "2", "--targets", "-", "-p", "53", "--format", "json"], stdin: open.example + "\n",
+            timeout: 60)
+        #expect(own.stdout.contains("\"state\":\"open|filtered\",\"answer_unmatched\":true"), "\(own.stdout)")
+        #expect(own.stderr.contains("UDP answers carrying nothing that names a probe"), "\(own.stderr)")
+        let single = runTool([fasttraceBinary, "--netns", lab.namespace, "-U", "--payload-hex", query, "-n", "-q", "1",
+            "-w", "1", "-m", "9", open.example, "53"], timeout: 60)
+        #expect(single.stdout.contains("An answer came from \(open.example) port 53, but it names no probe"),
+            "\(single.stdout)")
         for (arguments, message) in [(["--payload-hex", "0f0"], "odd number"), (["--payload-hex", "zz"], "not hex digits"),
             (["-A"], "sets TCP flags"), (["--protocol", "sctp"], "must be tcp, udp or icmp"), (["-T"], "one protocol"),
             (["-p", "http"], "no UDP service of that name"), (["--track-port"], "cannot be traced with them"),
