@@ -42,13 +42,20 @@ extension TraceEngine {
     }
 
     /// The deepest TTL index of this trace that anything answered (a router or the destination), or -1.
+    /// An answer placed nearer than the TTL its probe was sent with (an unreachable, or a destination's port
+    /// unreachable, whose quote says where its sender sits) counts where it is placed: the trace was heard
+    /// from there, whichever probe it answered.
     func deepestHeard(_ index: Int) -> Int {
-        var ttlIndex = min(slots[index].stopTTLIndex, grid.ttlCount - 1)
-        while ttlIndex >= 0 {
+        let slot = slots[index]
+        var placed = -1
+        if slot.unreachableTTLIndex != Int.max { placed = slot.unreachableTTLIndex }
+        if slot.destinationTTLIndex != Int.max { placed = max(placed, slot.destinationTTLIndex) }
+        var ttlIndex = min(slot.stopTTLIndex, grid.ttlCount - 1)
+        while ttlIndex > placed {
             if ttlAnswered(index, ttlIndex: ttlIndex) { return ttlIndex }
             ttlIndex -= 1
         }
-        return -1
+        return placed
     }
 
     /// Whether a silent hop is worth asking again later: only where what the run has seen leaves room

@@ -48,17 +48,8 @@ public struct ICMPProbeKind: ProbeKind {
         // SAFETY: every slice below lies within buffer[0..<length], checked just above.
         let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
         let ipLength = IPv4Layout.minimumHeaderLength
-        let ip = IPv4HeaderWriter(UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
-        ip.setHeaderLength(ipLength)
-        ip.setTOS(probe.tos)
-        ip.setTotalLength(UInt16(length))
-        ip.setIdentification(probe.stamp.ipID)
-        ip.setFragmentation(dontFragment: probe.dontFragment)
-        ip.setTTL(probe.ttl)
-        ip.setProtocol(IPv4Layout.protocolICMP)
-        ip.setSource(source)
-        ip.setDestination(destination)
-        ip.updateChecksum()
+        IPv4HeaderWriter.writeProbeHeader(probe, protocol: IPv4Layout.protocolICMP, length: length, source: source,
+            destination: destination, into: UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
 
         let message = UnsafeMutableRawBufferPointer(rebasing: packet[ipLength...])
         message.initializeMemory(as: UInt8.self, repeating: 0)

@@ -32,6 +32,28 @@ public struct ProbeSpec: Sendable, Equatable {
     }
 }
 
+extension IPv4HeaderWriter {
+    /// Writes the 20-byte IPv4 header of `probe` (no options) into `header`: its TOS, total `length`, IPv4
+    /// ID, DF flag and TTL, `protocol`, the addresses, and the header checksum. The kinds that build their
+    /// packets from a `ProbeSpec` share it.
+    @inlinable
+    public static func writeProbeHeader(_ probe: ProbeSpec, protocol proto: UInt8, length: Int, source: IPv4Address,
+        destination: IPv4Address, into header: UnsafeMutableRawBufferPointer)
+    {
+        let ip = IPv4HeaderWriter(header)
+        ip.setHeaderLength(IPv4Layout.minimumHeaderLength)
+        ip.setTOS(probe.tos)
+        ip.setTotalLength(UInt16(length))
+        ip.setIdentification(probe.stamp.ipID)
+        ip.setFragmentation(dontFragment: probe.dontFragment)
+        ip.setTTL(probe.ttl)
+        ip.setProtocol(proto)
+        ip.setSource(source)
+        ip.setDestination(destination)
+        ip.updateChecksum()
+    }
+}
+
 /// What a destination's answer says about the port, when the trace reached it.
 public enum PortState: String, Sendable, Equatable {
     /// The destination accepts connections (a SYN answered SYN-ACK).

@@ -243,4 +243,31 @@ import FastTraceTestSupport
             #expect(summary.dispatch.rejected == 0)
         }
     }
+
+    @Test func anUnreachablePlacedNearerCountsAsHeardForTheSilenceBelowIt() throws {
+        // Rate-limiting routers, and at hop 4 one without a route that rate-limits its unreachables too:
+        // a trace may hear nothing but that unreachable, answering a probe sent with a larger TTL and
+        // placed at hop 4 by its quote. The trace was heard from at hop 4, so its silent hops below are a
+        // rate limit (marked so), never "a limit or the end of the path" (unknown).
+        let path: [SimulatedHop] = [.rateLimited(r(1), perSecond: 1, burst: 2), .rateLimited(r(5), perSecond: 1, burst: 2),
+            .rateLimited(r(9), perSecond: 1, burst: 2), .rateLimitedUnreachable(r(13), code: 0, perSecond: 5, burst: 1)]
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: path, destination: .listening(ports: [443])) }
+        net.initialICMPTokens = 0
+        let destinations = (1...120).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(443)) }
+        let (results, _) = try trace(net, destinations) {
+            $0.maxTTL = 8
+            $0.probesPerHop = 1
+            $0.waitNanos = 300_000_000
+            $0.rate = 300
+        }
+        var placed = 0
+        for t in results where t.stopReason == .unreachable {
+            guard let hop4 = t.hops.last, hop4.probes.contains(where: { $0.sentTTL != nil }) else { continue }
+            placed += 1
+            for hop in t.hops.dropLast() where hop.outcome == .none {
+                #expect(!hop.probes.contains { $0.silence == .unknown }, "\(t.request.destination) ttl \(hop.ttl): \(hop.kind)")
+            }
+        }
+        #expect(placed > 0, "no trace heard only a placed unreachable: the test did not exercise the case")
+    }
 }
