@@ -36,6 +36,12 @@ enum ArgumentSpelling {
                 break
             }
             if argument.hasPrefix("--") {
+                // `--rate=` is an empty value, not "take the next argument" (which the parser would do):
+                // handed on as `--rate ""`, for the option to refuse by its own rule.
+                if argument.hasSuffix("="), valuedLong.contains(String(argument.dropFirst(2).dropLast())) {
+                    out += [String(argument.dropLast()), ""]
+                    continue
+                }
                 out.append(argument)
                 valueNext = !argument.contains("=") && valuedLong.contains(String(argument.dropFirst(2)))
                 continue

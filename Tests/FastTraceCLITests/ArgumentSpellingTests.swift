@@ -29,6 +29,9 @@ import Testing
         #expect(split("-x1 -1 -nx -help") == "-x1 -1 -nx -help")
         // After --, nothing is an option.
         #expect(split("-q1 -- -q1") == "-q 1 -- -q1")
+        // `--option=` is an empty value, never the next argument (a trial's `--payload-hex= aabb` sent aabb).
+        #expect(ArgumentSpelling.splittingAttachedValues(["--payload-hex=", "aabb", "--rate=", "-q1"])
+            == ["--payload-hex", "", "aabb", "--rate", "", "-q", "1"])
     }
 
     @Test func helpAskedForTheWrongWayIsFound() {
