@@ -241,11 +241,16 @@ extension TraceEngine {
     func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Settled {
         let position = position(index, ttlIndex: ttlIndex)
         if let (here, cell) = routerAnswer(index, ttlIndex: ttlIndex) {
-            book.noteAnswer(at: position, router: here.value, sentAt: dispatcher.sendTimes.loadRelaxed(cell))
-            if position.upstream != 0 {
-                book.notePath(ttl: UInt8(ttlIndex), router: here.value, previous: position.upstream)
+            // A destination's port unreachable teaches only drops (its host limits those errors); it is no
+            // router answering at the position, which would have other traces' silence there asked again
+            // (a black hole beside hosts with closed ports is not a rate limit).
+            if !PackedReply(word: dispatcher.results.load(cell)).outcome.isFromDestination {
+                book.noteAnswer(at: position, router: here.value, sentAt: dispatcher.sendTimes.loadRelaxed(cell))
+                if position.upstream != 0 {
+                    book.notePath(ttl: UInt8(ttlIndex), router: here.value, previous: position.upstream)
+                }
+                if ttlIndex == 0 && grid.firstTTL == 1 { book.noteFirstHop(here.value) }
             }
-            if ttlIndex == 0 && grid.firstTTL == 1 { book.noteFirstHop(here.value) }
             // Same flow, same router, same moment: some tries answered, others not.
             let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
             var dropped = silentAny

@@ -132,7 +132,7 @@ import FastTraceTestSupport
         // of 6): often the probes that reached it first go unanswered and one sent with a larger TTL is
         // answered. Its quote says how far the host is; the trace must say so, never a TTL further out.
         var path = SimulatedPath(hops: threeRouters, destination: .listening(ports: []))
-        path.destinationICMPLimit = (host: IPv4Address(198, 51, 100, 254), perSecond: 1, burst: 6)
+        path.destinationICMPLimit = (host: IPv4Address(198, 51, 100, 254), perSecond: 2, burst: 6)
         let net = SimulatedNetwork { _ in path }
         let destinations = (1...60).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(33434)) }
         let (results, _) = try trace(net, destinations) {
@@ -140,6 +140,7 @@ import FastTraceTestSupport
             $0.gapLimit = 3
             $0.probesPerHop = 1
             $0.waitNanos = 200_000_000
+            $0.rate = 50  // slow enough for the host's budget to refill while probes to TTLs past it arrive
         }
         var placed = 0
         for t in results {
@@ -155,6 +156,24 @@ import FastTraceTestSupport
             }
         }
         #expect(placed > 0, "no answer came from a probe sent further: the test did not exercise the placement")
+    }
+
+    @Test func blackHolesBesideClosedPortsAreNotAskedAgainInACleanRun() throws {
+        // Hosts whose closed ports answer port unreachable at the position right past the last router,
+        // and black holes at that same position: a host answering its own address is no router answering
+        // others there, so the black holes' silence is not re-asked (each re-ask held its trace 1 s + 2 s:
+        // a clean UDP list ran at 1.9 times scamper's wall time).
+        let net = SimulatedNetwork { d in
+            SimulatedPath(hops: threeRouters, destination: d.value & 1 == 0 ? .listening(ports: []) : .blackHole)
+        }
+        let destinations = (1...100).map { (IPv4Address(198, 51, 100, UInt8($0)), UInt16(33434)) }
+        let (results, summary) = try trace(net, destinations) {
+            $0.method = .udp(.byPort)
+            $0.gapLimit = 3
+            $0.probesPerHop = 1
+        }
+        #expect(results.filter { $0.state == .closed }.count == 50 && results.filter { $0.state == .openFiltered }.count == 50)
+        #expect(summary.reasksSent == 0)
     }
 
     @Test func aRoutersUnreachableMakesAUDPTraceFilteredNotOpenFiltered() throws {
