@@ -27,7 +27,7 @@ export FT_LAB_PREFIX=${FT_LAB_PREFIX:-ftkinds}
 RATE=${FT_RATE:-10000}
 SCRATCH=${FT_SCRATCH_PATH:-.build}
 WORK=$(mktemp -d /tmp/ft-kinds.XXXXXX)
-trap '"$SCRIPT_DIR/lab.sh" down >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap '"$SCRIPT_DIR/lab.sh" down >/dev/null 2>&1 || true; [[ -n ${FT_KEEP:-} ]] || rm -rf "$WORK"' EXIT
 
 echo "== building fasttrace (release)" >&2
 (cd "$REPO" && swift build -c release --scratch-path "$SCRATCH" --product fasttrace >&2)
