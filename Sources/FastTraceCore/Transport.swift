@@ -53,8 +53,14 @@ public struct TransportCounters: Sendable, Equatable {
     public var ringDrops: UInt64 = 0
     /// Packets the kernel accepted for sending.
     public var packetsSent: UInt64 = 0
-    /// Send attempts that failed (other than "would block").
+    /// Send attempts that failed (other than "would block"): packets the kernel refused, and on the
+    /// transmit ring frames it refused as malformed (`ringFramesRefused`, counted here too).
     public var sendErrors: UInt64 = 0
+    /// Of `packetsSent`, those that left through a transmit ring (the Linux transport's PACKET_TX_RING)
+    /// rather than a socket.
+    public var packetsSentThroughRing: UInt64 = 0
+    /// Transmit-ring frames the kernel refused as malformed (TP_STATUS_WRONG_FORMAT).
+    public var ringFramesRefused: UInt64 = 0
     public init() {}
 }
 

@@ -4,11 +4,13 @@
 // "Summary line" table; keep the two together.
 
 import FastTraceCore
+import FastTraceLinux
 import FastTraceWire
 
 /// The summary line of a run (without the target list's tail of skipped lines and duplicates).
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
-func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn)) -> String {
+func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn),
+    sendPath: SendPathReport? = nil) -> String {
     let d = r.dispatch
     var parts: [String] = []
     // Traces by what they found: reached (open, closed), filtered, and unknown (cut short by an
@@ -52,6 +54,13 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
             + "(their * may be rate limits)")
     }
     parts.append(counted(Int(r.transport.ringDrops), "ring drop"))
+    // Packets the kernel refused: never silent.
+    if r.transport.sendErrors > 0 {
+        parts.append(counted(Int(r.transport.sendErrors), "send error")
+            + (r.transport.ringFramesRefused > 0
+                ? " (\(counted(Int(r.transport.ringFramesRefused), "TX ring frame")) refused as malformed)" : ""))
+    }
+    if let sendPath { parts.append(sendPathText(sendPath, r.transport)) }
     if r.cancelled { parts.append("interrupted: \(counted(r.interrupted, "trace")) partial") }
     return parts.joined(separator: ", ")
 }
@@ -108,4 +117,13 @@ func ipIDRewriteHint(_ d: DispatchCounters) -> String? {
     return "fasttrace: \(counted(Int(d.ipIDRewritten), "router reply", "router replies")) came back with the "
         + "probe's IP ID rewritten on the way (a NAT or scrubber on the path), so those hops show as *: "
         + "--track-port matches them without the IP ID"
+}
+
+/// How the probes left: `sent through the TX ring on veth0`, with how many went through the raw socket
+/// beside it (next hops still resolving, routes the ring does not follow), or `sent through the raw
+/// socket (TX ring not used: REASON)`.
+func sendPathText(_ path: SendPathReport, _ t: TransportCounters) -> String {
+    guard path.usesRing else { return "sent through the " + path.summary }
+    let socket = t.packetsSent &- t.packetsSentThroughRing
+    return "sent through the " + path.summary + (socket > 0 ? " (\(socket) through the raw socket)" : "")
 }
