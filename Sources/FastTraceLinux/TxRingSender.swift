@@ -94,9 +94,12 @@ final class TxRingSender {
         }
         let mac = withUnsafeBytes(of: link.address) { Array($0.prefix(Int(link.address_len))) }
         guard link.type == CFastTrace_ARPHRD_ETHER(), mac.count == 6, let ownMAC = MACAddress(bytes: mac) else {
-            let kind = link.type == 772 ? "a loopback interface" : link.type == 0xFFFE ? "a device without link-layer header (tun)"
-                : "not an Ethernet interface"
-            throw TxRingRefusal(reason: "\(interfaceName) is \(kind) (link type \(link.type)): no Ethernet header to write")
+            let what = switch link.type {
+            case 772: "is a loopback interface (link type 772), not Ethernet"
+            case 0xFFFE: "has no link-layer header (link type 65534, a tun device)"
+            default: "is not an Ethernet interface (link type \(link.type))"
+            }
+            throw TxRingRefusal(reason: "\(interfaceName) \(what)")
         }
         guard link.flags & UInt32(IFF_UP) != 0 else { throw TxRingRefusal(reason: "\(interfaceName) is down") }
         guard maxPacketLength + EthernetLayout.headerLength <= Self.frameSize - Int(CFastTrace_TPACKET2_TX_DATA_OFFSET()) else {
