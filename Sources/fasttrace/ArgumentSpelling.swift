@@ -14,7 +14,7 @@ enum ArgumentSpelling {
     /// Long options that take a value (the next argument is that value, whatever it looks like).
     static let valuedLong: Set<String> = [
         "targets", "retries", "reasks", "name-timeout", "asn-db", "sport", "rate", "gap", "format",
-        "max-in-flight", "max-prefix-addresses", "netns", "generate-completion-script",
+        "max-in-flight", "max-prefix-addresses", "netns", "generate-completion-script", "send-path",
     ]
 
     /// `arguments` with every value attached to a short option split off as getopt does: `-q1` is `-q 1`,
