@@ -397,3 +397,141 @@ _Static_assert(offsetof(struct cfasttrace_link, address) == 13, "cfasttrace_link
 /* The kernel's NUD_VALID (include/net/neighbour.h, not exported to user space). */
 _Static_assert((NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY) == 0xDE,
                "CFastTrace_NUD_VALID");
+
+/* ---- Policy routing: rules other than the kernel's three defaults ---- */
+
+#include <linux/fib_rules.h>
+
+struct rule_ctx {
+    size_t extra;
+};
+
+static int rule_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct rule_ctx *ctx = data;
+    const struct fib_rule_hdr *frh = mnl_nlmsg_get_payload(nlh);
+    if (frh->family != AF_INET)
+        return MNL_CB_OK;
+    uint32_t priority = 0, table = frh->table;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*frh)) {
+        switch (mnl_attr_get_type(attr)) {
+        case FRA_PRIORITY:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                priority = mnl_attr_get_u32(attr);
+            break;
+        case FRA_TABLE:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                table = mnl_attr_get_u32(attr);
+            break;
+        default:
+            break;
+        }
+    }
+    int is_default = frh->action == FR_ACT_TO_TBL && frh->src_len == 0 && frh->dst_len == 0 &&
+                     ((priority == 0 && table == RT_TABLE_LOCAL) || (priority == 32766 && table == RT_TABLE_MAIN) ||
+                      (priority == 32767 && table == RT_TABLE_DEFAULT));
+    if (!is_default)
+        ctx->extra++;
+    return MNL_CB_OK;
+}
+
+int CFastTrace_count_policy_rules(void)
+{
+    struct fib_rule_hdr frh;
+    memset(&frh, 0, sizeof(frh));
+    frh.family = AF_INET;
+    struct rule_ctx ctx = {0};
+    int rc = dump(RTM_GETRULE, &frh, sizeof(frh), rule_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.extra > INT32_MAX ? INT32_MAX : (int)ctx.extra;
+}
+
+/* ---- nftables: base chains on the IPv4 output path (output, postrouting) ---- */
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
+
+struct chain_ctx {
+    size_t output_chains;
+};
+
+static int chain_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct chain_ctx *ctx = data;
+    const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+    if (nfg->nfgen_family != NFPROTO_IPV4 && nfg->nfgen_family != NFPROTO_INET)
+        return MNL_CB_OK;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*nfg)) {
+        if (mnl_attr_get_type(attr) != NFTA_CHAIN_HOOK)
+            continue;
+        const struct nlattr *inner;
+        mnl_attr_for_each_nested(inner, attr) {
+            if (mnl_attr_get_type(inner) == NFTA_HOOK_HOOKNUM && mnl_attr_get_payload_len(inner) >= 4) {
+                uint32_t hook = ntohl(mnl_attr_get_u32(inner));
+                if (hook == NF_INET_LOCAL_OUT || hook == NF_INET_POST_ROUTING)
+                    ctx->output_chains++;
+            }
+        }
+    }
+    return MNL_CB_OK;
+}
+
+int CFastTrace_count_output_chains(void)
+{
+    char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+    if (nl == NULL) {
+        rc = -errno;
+        goto out;
+    }
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    uint32_t seq = (uint32_t)time(NULL);
+    nlh->nlmsg_seq = seq;
+    struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+    nfg->nfgen_family = NFPROTO_UNSPEC;
+    nfg->version = NFNETLINK_V0;
+    nfg->res_id = 0;
+    unsigned int portid = mnl_socket_get_portid(nl);
+    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct chain_ctx ctx = {0};
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        errno = 0;
+        int r = mnl_cb_run(buf, (size_t)n, seq, portid, chain_cb, &ctx);
+        if (r == MNL_CB_ERROR) {
+            rc = errno ? -errno : -EIO;
+            break;
+        }
+        if (r == MNL_CB_STOP)
+            break;
+    }
+    if (rc == 0)
+        rc = ctx.output_chains > INT32_MAX ? INT32_MAX : (int)ctx.output_chains;
+out_close:
+    mnl_socket_close(nl);
+out:
+    free(buf);
+    return rc;
+}

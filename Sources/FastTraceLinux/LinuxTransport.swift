@@ -177,13 +177,43 @@ public final class LinuxTransport: ProbeTransport {
         }
         do {
             let ring = try openRing(configuration)
-            return (ring, SendPathReport(usesRing: true, interfaceName: ring.interfaceName, reason: nil,
-                detail: ring.detail + "; one send() per batch"))
-        } catch {
+            var detail = ring.detail + "; one send() per batch"
+            // The raw socket's probes pass this namespace's own netfilter output path; the ring's frames
+            // leave below it. Where that path has rules (or cannot be read), auto keeps the socket.
+            if let bypassed = outputFirewall() {
+                if configuration.sendPath == .auto { throw TxRingRefusal(reason: bypassed) }
+                detail += " (note: \(bypassed))"
+            }
+            return (ring, SendPathReport(usesRing: true, interfaceName: ring.interfaceName, reason: nil, detail: detail))
+        } catch let error as TxRingRefusal {
             if configuration.sendPath == .ring { throw SendPathUnavailable(reason: error.reason) }
             return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: error.reason,
                 detail: "raw IPv4 socket (IPPROTO_RAW), sendmmsg per batch; TX ring not used: \(error.reason)"))
         }
+    }
+
+    /// Why the ring's frames would leave differently from the socket's because of this namespace's own
+    /// firewall, or nil: nftables base chains (ip, inet) on the output or postrouting hook, or loaded
+    /// legacy iptables tables, which the raw socket's packets pass and the ring's frames bypass (they
+    /// leave below the IP stack; tc and the qdisc still apply). Reading nftables needs CAP_NET_ADMIN.
+    private static func outputFirewall() -> String? {
+        let chains = CFastTrace_count_output_chains()
+        if chains > 0 {
+            return "\(chains) nftables output/postrouting chain\(chains == 1 ? "" : "s") in this namespace, which "
+                + "the ring's frames would bypass"
+        }
+        if chains == -EPERM || chains == -EACCES {
+            return "this namespace's nftables output chains cannot be read without CAP_NET_ADMIN, and the ring's "
+                + "frames would bypass any"
+        }
+        // Legacy iptables: its tables are listed here once loaded (each has OUTPUT chains).
+        let tables = Privileges.readSmallFile("/proc/thread-self/net/ip_tables_names")?
+            .split(whereSeparator: { $0 == "\n" || $0 == " " }) ?? []
+        if !tables.isEmpty {
+            return "iptables (legacy) tables \(tables.joined(separator: ", ")) in this namespace, "
+                + "which the ring's frames would bypass"
+        }
+        return nil
     }
 
     /// The ring on the interface probes leave through: `-i`'s, else the default route's, else the one

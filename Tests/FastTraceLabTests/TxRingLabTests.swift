@@ -154,11 +154,19 @@ struct TxRingLabTests {
             }
             runs[path] = (probes, try counter.packets(), result.stderr, result.status)
         }
+        // With that output chain in place, auto keeps the socket: the ring's frames would bypass it.
+        let auto = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--summary", "-q", "1", "-w", "1",
+            lab.truth.kind(named: "open").example, "443"])
+        #expect(auto.status == 0)
+        #expect(auto.stderr.contains("sent through the raw socket (TX ring not used: 1 nftables output/postrouting "
+            + "chain in this namespace, which the ring's frames would bypass)"), "\(auto.stderr)")
         let ring = runs["ring"]!, socket = runs["socket"]!
         let expected = targets.count * 7 * 2
         #expect(ring.status == 0 && socket.status == 0, "\(ring.stderr)\n\(socket.stderr)")
         // Which path ran: said once up front (--verbose) and in the summary, and seen by the kernel.
         #expect(ring.stderr.contains("fasttrace: send path: TPACKET_V2 ring of 512 frames"), "\(ring.stderr)")
+        #expect(ring.stderr.contains("(note: 1 nftables output/postrouting chain in this namespace, which the ring's "
+            + "frames would bypass)"), "forced, the ring runs and --verbose says what it bypasses: \(ring.stderr)")
         #expect(ring.stderr.contains("sent through the TX ring on veth0"), "\(ring.stderr)")
         #expect(!ring.stderr.contains("through the raw socket)"), "every probe through the ring: \(ring.stderr)")
         #expect(socket.stderr.contains("sent through the raw socket (TX ring not used: --send-path socket)"), "\(socket.stderr)")
@@ -314,6 +322,28 @@ struct TxRingTransportTests {
         #expect(counters.packetsSent == 5 && counters.packetsSentThroughRing == 5, "\(counters)")
         let answered = replies.filter { $0 == .timeExceeded(from: TestNetwork.routerNear, quotedSourcePort: 40_002) }
         #expect(answered.count == 5, "the ring went on after the refused frames: \(replies)")
+    }
+
+    @Test("With policy-routing rules the ring would not follow, auto takes the socket and ring refuses")
+    func policyRulesFallBack() async throws {
+        let net = try TestNetwork.make()
+        defer { net.destroy() }
+        try Self.resolveGateway(net)
+        let (before, after, forced) = try await inNamespace(net.vantage) {
+            let before = try LinuxTransport(configuration: .init(sourcePorts: sourcePorts)).sendPath
+            try run(["ip", "rule", "add", "to", "198.19.77.0/24", "table", "100", "priority", "100"])
+            let after = try LinuxTransport(configuration: .init(sourcePorts: sourcePorts)).sendPath
+            var forced = ""
+            do { _ = try LinuxTransport(configuration: .init(sourcePorts: sourcePorts, sendPath: .ring)) } catch {
+                forced = "\(error)"
+            }
+            return (before, after, forced)
+        }
+        #expect(before.usesRing, "no rules of its own: the main table decides, the ring runs")
+        #expect(!after.usesRing)
+        #expect(after.reason == "1 policy-routing rule (ip rule) the ring's next-hop choice would not follow")
+        #expect(forced == "--send-path ring: the TX ring cannot be used: 1 policy-routing rule (ip rule) the ring's "
+            + "next-hop choice would not follow")
     }
 
     @Test("A full ring and a full send buffer are back-pressure: every probe goes out exactly once")

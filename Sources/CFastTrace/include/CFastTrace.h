@@ -279,6 +279,13 @@ static inline uint16_t CFastTrace_NUD_VALID(void) { return 0xDE; /* pinned in ne
 int CFastTrace_link_info(int ifindex, struct cfasttrace_link *out);
 /* Dump the IPv4 neighbours of interface `ifindex`; same contract as CFastTrace_dump_routes. */
 int CFastTrace_dump_neighbours(int ifindex, struct cfasttrace_neighbour *out, size_t capacity);
+/* The IPv4 policy-routing rules (`ip rule`) other than the kernel's three defaults (local, main,
+ * default): 0 when the main table alone decides, else how many, or -errno. */
+int CFastTrace_count_policy_rules(void);
+/* The nftables base chains (families ip and inet) on the output or postrouting hook of this namespace:
+ * what a raw socket's packets pass and a TX ring's frames bypass. A count, or -errno (-EPROTONOSUPPORT
+ * or -ENOENT where nf_tables is not there). */
+int CFastTrace_count_output_chains(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Capabilities (capabilities.c): reading and dropping this thread's capability sets
