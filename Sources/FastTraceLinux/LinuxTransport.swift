@@ -258,7 +258,7 @@ public final class LinuxTransport: ProbeTransport {
     // MARK: Sending
 
     /// Sends up to `count` probes: through the transmit ring when it is up (`sendThroughRing`), else
-    /// through the raw socket (`sendThroughSocket`). Returns how many were consumed: sent, or dropped
+    /// through the raw socket (`flushSocket`). Returns how many were consumed: sent, or dropped
     /// with a hard error (counted in `sendErrors`; the engine sees them as lost). The rest were not
     /// sent (a full ring or socket buffer: back-pressure) and may be retried.
     public func send(
@@ -312,7 +312,7 @@ public final class LinuxTransport: ProbeTransport {
     }
 
     /// The ring path. Each probe is written straight into the frame at the ring's cursor; one the ring
-    /// cannot send exactly as the kernel would (`TxRingSender.submit` says which) is copied into the
+    /// cannot send exactly as the kernel would (`TxRingSender.frame` says which) is copied into the
     /// socket batch instead. Consecutive probes of one path form a run; a run is flushed (one kick, or
     /// one sendmmsg) before a run of the other path starts, and the first run that falls short ends the
     /// call, so what was consumed is always a prefix of the batch, as the seam requires: nothing after
