@@ -2,8 +2,13 @@
 /* fasttrace reply filter: a socket filter for the AF_PACKET SOCK_DGRAM receive ring (bound to
  * ETH_P_IP, so offset 0 is the IPv4 header). The kernel copies into the ring only what this
  * returns non-zero for, so the ring carries replies to our probes and nothing else:
- *   - ICMP time exceeded / destination unreachable quoting a TCP header whose source port is ours;
- *   - TCP SYN-ACK or RST addressed to one of our source ports.
+ *   - ICMP time exceeded / destination unreachable quoting a header of the probes' protocol (TCP or
+ *     UDP, as `ft_config.flags` says) whose source port is ours;
+ *   - for TCP probes, TCP SYN-ACK or RST addressed to one of our source ports;
+ *   - for UDP probes, UDP addressed to one of our source ports (a service's answer);
+ *   - for ICMP echo probes, echo replies carrying one of our identifiers, and errors quoting an echo
+ *     request that carries one (where a transport header has its source port, the identifier is 4
+ *     bytes in).
  * Our own outgoing probes, fragments after the first, and all other traffic are dropped.
  * The return value is the snap length (bytes kept); 0 drops the packet. */
 #include <linux/bpf.h>
@@ -17,6 +22,8 @@
 
 #define ICMP_TIME_EXCEEDED 11
 #define ICMP_DEST_UNREACH 3
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
 #define TCP_FLAG_RST 0x04
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_ACK 0x10
@@ -68,14 +75,28 @@ static __always_inline int ipv4_header(struct __sk_buff *skb, __u32 off, __u8 *p
 
 static __always_inline int accept(struct __sk_buff *skb, const struct ft_config *cfg)
 {
-    if (!(cfg->flags & FT_PROBE_TCP))
+    __u8 probe_proto;
+    if (cfg->flags & FT_PROBE_TCP)
+        probe_proto = IPPROTO_TCP;
+    else if (cfg->flags & FT_PROBE_UDP)
+        probe_proto = IPPROTO_UDP;
+    else if (cfg->flags & FT_PROBE_ICMP)
+        probe_proto = IPPROTO_ICMP;
+    else
         return 0;
     __u8 proto;
     int ihl = ipv4_header(skb, 0, &proto);
     if (ihl < 0)
         return 0;
 
-    if (proto == IPPROTO_TCP) {
+    if (proto == IPPROTO_UDP && probe_proto == IPPROTO_UDP) {
+        __u8 ports[4];
+        if (bpf_skb_load_bytes(skb, ihl, ports, sizeof(ports)) < 0)
+            return 0;
+        return in_range(((__u16)ports[2] << 8) | ports[3], cfg);
+    }
+
+    if (proto == IPPROTO_TCP && probe_proto == IPPROTO_TCP) {
         __u8 tcp[14]; /* ports, sequence, acknowledgement, offset, flags */
         if (bpf_skb_load_bytes(skb, ihl, tcp, sizeof(tcp)) < 0)
             return 0;
@@ -87,16 +108,25 @@ static __always_inline int accept(struct __sk_buff *skb, const struct ft_config 
     }
 
     if (proto == IPPROTO_ICMP) {
-        __u8 type;
-        if (bpf_skb_load_bytes(skb, ihl, &type, 1) < 0)
+        __u8 head[8]; /* type, code, checksum, identifier, sequence */
+        if (bpf_skb_load_bytes(skb, ihl, head, sizeof(head)) < 0)
             return 0;
+        __u8 type = head[0];
+        if (type == ICMP_ECHOREPLY && probe_proto == IPPROTO_ICMP)
+            return in_range(((__u16)head[4] << 8) | head[5], cfg);
         if (type != ICMP_TIME_EXCEEDED && type != ICMP_DEST_UNREACH)
             return 0;
         __u32 quoted = ihl + ICMP_HEADER_LEN;
         __u8 qproto;
         int qihl = ipv4_header(skb, quoted, &qproto);
-        if (qihl < 0 || qproto != IPPROTO_TCP)
+        if (qihl < 0 || qproto != probe_proto)
             return 0;
+        if (probe_proto == IPPROTO_ICMP) {
+            __u8 echo[6]; /* quoted type, code, checksum, identifier */
+            if (bpf_skb_load_bytes(skb, quoted + qihl, echo, sizeof(echo)) < 0)
+                return 0;
+            return echo[0] == ICMP_ECHO && in_range(((__u16)echo[4] << 8) | echo[5], cfg);
+        }
         __u8 sport[2];
         if (bpf_skb_load_bytes(skb, quoted + qihl, sport, sizeof(sport)) < 0)
             return 0;

@@ -14,11 +14,12 @@ typedef uint16_t ft_u16;
 typedef uint32_t ft_u32;
 #endif
 
-/* Probe kinds the filter accepts replies for (`ft_config.flags`). Only TCP exists today; the other
- * bits are reserved so IPv6, UDP and ICMP probes can be added without changing the layout. */
+/* Probe kinds the filter accepts replies for (`ft_config.flags`): one of TCP, UDP and ICMP echo (the
+ * first set wins, in that order); the IPv6 bit is reserved. For ICMP echo, `sport_lo..sport_hi` are
+ * the probes' identifiers. */
 #define FT_PROBE_TCP (1u << 0)
-#define FT_PROBE_UDP (1u << 1)  /* reserved */
-#define FT_PROBE_ICMP (1u << 2) /* reserved */
+#define FT_PROBE_UDP (1u << 1)
+#define FT_PROBE_ICMP (1u << 2)
 #define FT_PROBE_IPV6 (1u << 3) /* reserved */
 
 /* Bytes kept of an accepted packet when `snaplen` is 0: enough for a 60-byte IPv4 header, 8 bytes

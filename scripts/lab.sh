@@ -277,12 +277,13 @@ fi
 for f in $c/conf/*/rp_filter; do echo 0 >"$f"; done
 EOF
     case $node in
-        r* | fw | silent | nat | natr)
-            cat <<'EOF'
+        r* | fw | silent | nat | natr | t-*)
+            [[ $node == t-* ]] || cat <<'EOF'
 echo 1 >$c/ip_forward
 echo 1 >$c/icmp_errors_use_inbound_ifaddr
 for f in $c/conf/*/send_redirects; do echo 0 >"$f"; done
 EOF
+            # Targets' port unreachables (UDP's closed) are ICMP errors too: limited as the routers' are.
             if [[ $ratelimit == false ]]; then
                 cat <<'EOF'
 echo 0 >$c/icmp_ratelimit
@@ -392,7 +393,7 @@ start_listeners() {
     for node in "${TARGETS[@]}"; do
         name=$(ns "$node")
         rm -f "$STATE/$node.ready"
-        ip netns exec "$name" "$py" "$LISTENER" --ports 80,443 --ready "$STATE/$node.ready" \
+        ip netns exec "$name" "$py" "$LISTENER" --ports 80,443 --ready "$STATE/$node.ready" --udp-ports 53,123 \
             </dev/null >"$STATE/$node.log" 2>&1 &
         echo $! >"$STATE/$node.pid"
     done
@@ -419,25 +420,35 @@ write_truth() {
     {"kind": "open", "prefix": "$OPEN_NET", "example": "$(example open)",
      "hops": [$common],
      "destination_ttl": 7,
-     "ports": {"80": "open", "443": "open", "25": "closed"}},
+     "ports": {"80": "open", "443": "open", "25": "closed"},
+     "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
+     "icmp": "reachable"},
     {"kind": "firewalled", "prefix": "$FW_NET", "example": "$(example firewalled)",
      "hops": [$common, ["$FW"]],
      "destination_ttl": 8,
      "ports": {"443": "open", "80": "filtered", "25": "filtered"},
+     "udp_ports": {"53": "open|filtered", "123": "open|filtered", "33434": "open|filtered"},
+     "icmp": "filtered",
      "filtered_last_ttl": 7},
     {"kind": "silent", "prefix": "$SILENT_NET", "example": "$(example silent)",
      "hops": [$common, []],
      "destination_ttl": 8,
-     "ports": {"80": "open", "443": "open", "25": "closed"}},
+     "ports": {"80": "open", "443": "open", "25": "closed"},
+     "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
+     "icmp": "reachable"},
     {"kind": "blackhole", "prefix": "$HOLE_NET", "example": "$(example blackhole)",
      "hops": [$common],
      "destination_ttl": null,
      "ports": {"443": "filtered", "80": "filtered", "25": "filtered"},
+     "udp_ports": {"53": "open|filtered", "123": "open|filtered", "33434": "open|filtered"},
+     "icmp": "filtered",
      "filtered_last_ttl": 6},
     {"kind": "dnat", "prefix": "$DNAT_NET", "example": "$(example dnat)",
      "hops": [$common, ["target"], ["$NATR"]],
      "destination_ttl": 9,
      "ports": {"80": "open", "443": "open", "25": "closed"},
+     "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
+     "icmp": "unreachable",
      "dnat": {"ttl": 8, "prefix": "$INSIDE_NET"}}
   ]
 }
@@ -644,7 +655,7 @@ PYEOF
 # them. The truth file's "ratelimit" follows. Existing per-destination token state is not reset.
 lab_ratelimit() {
     local mode=$1 node value
-    for node in "${ROUTERS[@]}"; do
+    for node in "${ROUTERS[@]}" "${TARGETS[@]}"; do
         if [[ $mode == on ]]; then
             ip netns exec "$(ns "$node")" sh -c 'c=/proc/sys/net/ipv4; echo 1000 >$c/icmp_ratelimit;
                 echo 1000 >$c/icmp_msgs_per_sec; echo 50 >$c/icmp_msgs_burst'
@@ -655,7 +666,7 @@ lab_ratelimit() {
     done
     value=$([[ $mode == on ]] && echo true || echo false)
     sed -i "s/\"ratelimit\": [a-z]*/\"ratelimit\": $value/" "$STATE/truth.json"
-    echo "lab.sh: ICMP rate limits $mode on ${#ROUTERS[@]} routers" >&2
+    echo "lab.sh: ICMP rate limits $mode on ${#ROUTERS[@]} routers and ${#TARGETS[@]} targets" >&2
 }
 
 # --- main --------------------------------------------------------------------------------------

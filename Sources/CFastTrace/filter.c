@@ -20,6 +20,8 @@ _Static_assert(offsetof(struct cfasttrace_filter_config, sport_hi) == offsetof(s
 _Static_assert(offsetof(struct cfasttrace_filter_config, flags) == offsetof(struct ft_config, flags), "");
 _Static_assert(offsetof(struct cfasttrace_filter_config, snaplen) == offsetof(struct ft_config, snaplen), "");
 _Static_assert(FT_PROBE_TCP == (1u << 0), "CFastTrace_FILTER_PROBE_TCP");
+_Static_assert(FT_PROBE_UDP == (1u << 1), "CFastTrace_FILTER_PROBE_UDP");
+_Static_assert(FT_PROBE_ICMP == (1u << 2), "CFastTrace_FILTER_PROBE_ICMP");
 
 /* libbpf's print callback is process-wide. Ours appends warnings to a per-thread buffer while a
  * load runs on that thread and discards everything else, so libbpf never writes to stderr. */

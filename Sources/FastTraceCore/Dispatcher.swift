@@ -59,6 +59,11 @@ public struct DispatchCounters: Sendable, Equatable {
     public var duplicates: UInt64 = 0
     /// Notifications lost because the scheduler's ring was full (the result is still recorded).
     public var notifyOverflows: UInt64 = 0
+    /// Answers from a destination's UDP port that carry nothing naming a probe (a payload no known service
+    /// echoes, `--payload-hex`): the port answered, but not which probe it answered, so no hop records
+    /// them. One that comes from the destination and port of a trace in flight tells that trace its port
+    /// answered (`TraceResult.answerUnmatched`). Not counted as rejected.
+    public var unkeyed: UInt64 = 0
 
     public init() {}
 
@@ -122,6 +127,8 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     let codec: ProbeTagCodec
     /// The kind of probe the run sends: it reads every captured packet back.
     let kind: any ProbeKind
+    /// The kind's tag layout (read once).
+    let tagLayout: ProbeTagCodec.TagLayout
 
     /// Every slot's occupant: its flow in both families' width and the digest its MACs are computed
     /// from, handed over by the scheduler and read here under the table's sequence lock. A retired slot
@@ -132,21 +139,39 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public let sendTimes: AtomicWordTable
     /// Per cell: `PackedReply` (receiver writes with release, scheduler reads with acquire).
     public let results: AtomicWordTable
-    /// Per cell: `epoch:16 | quotedTTL:8 | 0:7 | translated:1 | address:32`: the epoch of the occupant
-    /// the result belongs to, the TTL the ICMP error's quote carried (0 for destination answers), and,
-    /// when a NAT on the path had rewritten the destination, what the quote named.
+    /// Per cell: `epoch:16 | quotedTTL:8 | 0:3 | mplsDepth:4 | translated:1 | address:32`: the epoch of the
+    /// occupant the result belongs to, the TTL the ICMP error's quote carried (0 for destination
+    /// answers), how many MPLS label stack entries its extensions reported (the top two are in `mpls`),
+    /// and, when a NAT on the path had rewritten the destination, what the quote named.
     /// Written before the result's release store, so a reader that saw the result sees this or a later
     /// value. A later value can belong to the next reply: readers accept a result only when its own
     /// generation bits (the epoch's low two) and this word's epoch both name their occupant, so a late
     /// write for the previous occupant read beside the new occupant's details is refused
     /// (DispatcherStressTests races exactly that).
     public let details: AtomicWordTable
+    /// Per cell: the top two MPLS label stack entries of an ICMP error that carried some (`top:32 |
+    /// second:32`), written before the result's release store like `details`. calloc'd: cells no
+    /// extension ever reached cost no memory.
+    public let mpls: AtomicWordTable
     /// ICMP quotes are held to the quoted IPv4 ID too (off: `--track-port`).
     let matchQuotedIPID: Bool
     /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
     let acceptTranslatedQuotes: Bool
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing
+    /// For kinds whose word is split with the IPv4 ID (UDP): per IPv4 ID, 1 + the slot that last sent a
+    /// probe with that ID (0: none). A NAT that rewrites the destination also adjusts the UDP checksum,
+    /// which holds the word's high half; routers past it quote the adjusted value. The ID, untouched,
+    /// names the slot whose destination the NAT rewrote, so the checksum the probe left with can be
+    /// recovered (`InternetChecksum.undoingRewrite`) and the word checked as usual. Written by the
+    /// scheduler as it sends (relaxed: a stale or overwritten entry only costs that recovery).
+    public let slotsByIPID: AtomicWordTable?
+    /// For UDP: per hash of (destination, port), 1 + the slot last given a trace to it (`flowBucket`); an
+    /// answer that names no probe finds its trace here, checked against the slot's occupant (a collision
+    /// overwrites: that trace then learns nothing, never something wrong).
+    public let slotsByFlow: AtomicWordTable?
+    /// For UDP, per slot: 1 + the epoch of the occupant an answer naming no probe came for (0: none).
+    public let unmatchedAnswers: AtomicWordTable?
 
     private let matchedCount = Atomic<UInt64>(0)
     private let malformedCount = Atomic<UInt64>(0)
@@ -157,6 +182,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let prematureCount = Atomic<UInt64>(0)
     private let duplicateCount = Atomic<UInt64>(0)
     private let overflowCount = Atomic<UInt64>(0)
+    private let unkeyedCount = Atomic<UInt64>(0)
     private let watermark = Atomic<UInt64>(0)
 
     /// Makes the tables for `grid`.
@@ -166,6 +192,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         acceptTranslatedQuotes: Bool = true)
     {
         self.kind = kind
+        tagLayout = kind.tagLayout
         self.matchQuotedIPID = matchQuotedIPID
         self.acceptTranslatedQuotes = acceptTranslatedQuotes
         self.grid = grid
@@ -176,7 +203,16 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         sendTimes = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
+        mpls = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
+        // (Only UDP's checksum covers the addresses: ICMP's does not, so a NAT leaves ICMP probes' words whole.)
+        slotsByIPID = tagLayout == .splitWithID && kind.protocolNumber == IPv4Layout.protocolUDP
+            ? AtomicWordTable(count: 1 << 16) : nil
+        let udp = kind.protocolNumber == IPv4Layout.protocolUDP
+        var buckets = 1024
+        while buckets < grid.slots * 2 { buckets <<= 1 }
+        slotsByFlow = udp ? AtomicWordTable(count: buckets) : nil
+        unmatchedAnswers = udp ? AtomicWordTable(count: grid.slots) : nil
     }
 
     /// Counters so far.
@@ -191,6 +227,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         c.premature = prematureCount.load(ordering: .relaxed)
         c.duplicates = duplicateCount.load(ordering: .relaxed)
         c.notifyOverflows = overflowCount.load(ordering: .relaxed)
+        c.unkeyed = unkeyedCount.load(ordering: .relaxed)
         return c
     }
 
@@ -213,12 +250,57 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
         guard let reply = kind.parse(packet) else { return bump(malformedCount) }
         guard reply.sourcePort == sourcePort else { return bump(foreignCount) }
+        if reply.unkeyed {
+            noteUnmatched(reply)
+            return bump(unkeyedCount)
+        }
         // Some answers have two readings of their tag word (a RST to a SYN that carried data): the kind's
         // second reading is tried first, quietly; each is held to the MAC.
         if let alternate = kind.alternateTagWord(of: reply, payloadLength: Int(payloadLength)) {
             if accept(reply, word: alternate, at: timestampNanos, countFailure: false) { return }
         }
+        if let untranslated = untranslatedWord(reply) {
+            if accept(reply, word: untranslated, at: timestampNanos, countFailure: false) { return }
+        }
         _ = accept(reply, word: reply.tagWord, at: timestampNanos, countFailure: true)
+    }
+
+    /// The bucket of `slotsByFlow` for a destination and port.
+    @inline(__always)
+    public func flowBucket(_ destination: IPAddress, port: UInt16) -> Int {
+        guard let slotsByFlow else { return 0 }
+        var h = destination.high &* 0x9E37_79B9_7F4A_7C15 ^ destination.low
+        h = (h ^ UInt64(port) &* 0xC2B2_AE3D_27D4_EB4F)
+        h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
+        return Int(truncatingIfNeeded: h >> 32) & (slotsByFlow.count - 1)
+    }
+
+    /// An answer naming no probe, from the destination and port of a trace in flight: that trace's port
+    /// answered.
+    @inline(__always)
+    private func noteUnmatched(_ reply: ParsedReply) {
+        guard let slotsByFlow, let unmatchedAnswers else { return }
+        let destination = IPAddress(reply.responder)
+        let entry = slotsByFlow.loadRelaxed(flowBucket(destination, port: reply.destinationPort))
+        guard entry != 0, let occupant = slots.read(Int(entry - 1)), occupant.active,
+            occupant.flow.destination == destination, occupant.flow.destinationPort == reply.destinationPort,
+            occupant.flow.source == IPAddress(reply.probeSource)
+        else { return }
+        unmatchedAnswers.storeRelaxed(Int(entry - 1), UInt64(occupant.flow.epoch) + 1)
+    }
+
+    /// For an ICMP error quoting a UDP probe whose destination a NAT rewrote: the word the probe left
+    /// with, its checksum half recovered from the adjustment the NAT made (`slotsByIPID`); nil otherwise.
+    @inline(__always)
+    private func untranslatedWord(_ reply: ParsedReply) -> UInt32? {
+        guard let slotsByIPID, reply.quotesProbe else { return nil }
+        let entry = slotsByIPID.loadRelaxed(Int(reply.quotedIPID))
+        guard entry != 0, let occupant = slots.read(Int(entry - 1)),
+            let original = occupant.flow.destination.ipv4, original != reply.probeDestination
+        else { return nil }
+        let checksum = InternetChecksum.undoingRewrite(of: original, into: reply.probeDestination,
+            adjusted: UInt16(truncatingIfNeeded: reply.tagWord >> 16))
+        return UInt32(checksum) << 16 | reply.tagWord & 0xFFFF
     }
 
     /// Verifies `reply` as carrying sequence number `word` and records it. Returns false (counting why,
@@ -226,7 +308,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// or counted as late, premature or a duplicate) and the result is true.
     @inline(__always)
     private func accept(_ reply: ParsedReply, word: UInt32, at timestampNanos: UInt64, countFailure: Bool) -> Bool {
-        let (tag, macBits) = codec.identify(word)
+        let (tag, macBits) = codec.identify(word, layout: tagLayout)
         guard Int(tag.slot) < grid.slots, tag.ttl >= grid.firstTTL, tag.ttl <= grid.maxTTL,
             Int(tag.attempt) < grid.attempts
         else {
@@ -255,7 +337,8 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             return false
         }
         switch codec.check(tag, macBits: macBits,
-            quotedIPID: reply.quotesProbe && matchQuotedIPID ? reply.quotedIPID : nil, digest: occupant.digest)
+            quotedIPID: reply.quotesProbe && matchQuotedIPID && tagLayout == .separateID ? reply.quotedIPID : nil,
+            digest: occupant.digest)
         {
         case .genuine:
             break
@@ -308,7 +391,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let rtt = (timestampNanos - sent) / 1_000
         let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
-        details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | translated)
+        let depth = reply.mpls.depth
+        if depth > 0 { mpls.storeRelaxed(cell, UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second)) }
+        details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | UInt64(depth & 0xF) << 33
+            | translated)
         results.store(cell, packed.word)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }

@@ -138,7 +138,7 @@ public struct RunSummary: Sendable, Equatable {
     public var reasksSent: UInt64 = 0
     /// Traces by the port state they found (`reached` = open + closed + unfiltered; unknown: interrupted
     /// before the destination said anything).
-    public var open = 0, closed = 0, unfiltered = 0, filtered = 0, unknown = 0
+    public var open = 0, closed = 0, unfiltered = 0, filtered = 0, openFiltered = 0, unknown = 0
     /// What held the send rate below `--rate`, as time over the run.
     public var sendLimits = SendLimits()
 
@@ -207,6 +207,8 @@ public final class TraceEngine {
     let codec: ProbeTagCodec
     /// The kind of probe the run sends (`configuration.method`'s): writes every probe.
     let kind: any ProbeKind
+    /// The kind's tag layout, read once (not per probe through the existential).
+    let tagLayout: ProbeTagCodec.TagLayout
     let grid: ProbeGrid
 
     /// Called when a trace's next TTL is settled, in TTL order (for live single-target output).
@@ -251,6 +253,9 @@ public final class TraceEngine {
         /// sits there (probes sent past an unreachable router all come back from it), or -1 when the
         /// unreachable answered a probe at that TTL itself.
         var unreachableCell = -1
+        /// The same for a destination answer that quotes its probe (a UDP port unreachable): the cell
+        /// placed at `destinationTTLIndex` because the quote says the destination sits there, or -1.
+        var destinationCell = -1
         /// When (the scheduler turn that) sent its last probe, for `probeSpacingNanos`.
         var lastSend: UInt64 = 0
         var silentRun = 0
@@ -343,6 +348,7 @@ public final class TraceEngine {
         precondition(configuration.packetLength <= transport.maxPacketLength)
         self.configuration = configuration
         kind = configuration.method.kind
+        tagLayout = kind.tagLayout
         self.transport = transport
         self.clock = clock
         self.codec = codec
@@ -492,7 +498,11 @@ public final class TraceEngine {
                 protocolNumber: kind.protocolNumber, epoch: slot.epoch)
             slot.flow = flow
             slot.digest = codec.digest(flow)
+            dispatcher.unmatchedAnswers?.storeRelaxed(index, 0)
             dispatcher.slots.publish(index, flow: flow, digest: slot.digest)
+            if let byFlow = dispatcher.slotsByFlow {
+                byFlow.storeRelaxed(dispatcher.flowBucket(flow.destination, port: flow.destinationPort), UInt64(index) + 1)
+            }
             slots[index] = slot
             activeCount += 1
             enqueue(index)
@@ -560,10 +570,11 @@ public final class TraceEngine {
                 let p = self.pending[i]
                 let ttl = UInt8(Int(self.grid.firstTTL) + p.ttlIndex)
                 let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
-                let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest)
+                let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest, layout: self.tagLayout)
                 let length = self.kind.write(ProbeSpec(flow: self.slots[p.slot].flow, ttl: ttl, stamp: stamp,
                     tos: self.configuration.tos, dontFragment: self.configuration.dontFragment,
                     length: self.configuration.packetLength), into: buffer)
+                if let byID = self.dispatcher.slotsByIPID { byID.storeRelaxed(Int(stamp.ipID), UInt64(p.slot) + 1) }
                 // Stamped per packet, as it is built, on the clock the ring stamps replies with.
                 self.dispatcher.sendTimes.store(
                     self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())
@@ -668,7 +679,14 @@ public final class TraceEngine {
                 slots[index].frontier = max(slots[index].frontier, ttlIndex)
                 switch reply.outcome {
                 case let answer where answer.isFromDestination:
-                    slots[index].destinationTTLIndex = min(slots[index].destinationTTLIndex, ttlIndex)
+                    // An answer that quotes its probe (port unreachable) says how far the destination is:
+                    // under a host's ICMP limit the nearest probes to reach it may go unanswered and a
+                    // later one be answered, which without this would put the destination further out.
+                    let at = answer.isICMPError ? unreachableTTLIndex(cell: cell, ttlIndex: ttlIndex) : ttlIndex
+                    if at < slots[index].destinationTTLIndex {
+                        slots[index].destinationTTLIndex = at
+                        slots[index].destinationCell = at == ttlIndex ? -1 : cell
+                    }
                 case .unreachable:
                     // Where the router sits: the quote's TTL is what the probe had left when it got
                     // there. A router without a route answers every probe that reaches it, whatever TTL

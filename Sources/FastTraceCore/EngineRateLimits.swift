@@ -181,7 +181,9 @@ extension TraceEngine {
     }
 
     /// The router (time exceeded or unreachable) that answered at this TTL, if any: an unreachable whose
-    /// quote places its router at this TTL (from a probe sent further) counts here.
+    /// quote places its router at this TTL (from a probe sent further) counts here. So does a destination
+    /// whose answer is an ICMP error (a UDP probe's port unreachable): its host limits those errors as a
+    /// router does, and the run learns its position's limits from it the same way.
     func router(_ index: Int, ttlIndex: Int) -> IPv4Address? { routerAnswer(index, ttlIndex: ttlIndex)?.router }
 
     /// The router that answered at this TTL and the cell of the probe it answered.
@@ -189,10 +191,14 @@ extension TraceEngine {
         let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
             let reply = PackedReply(word: dispatcher.results.load(row + attempt))
-            if !reply.outcome.isFromDestination { return (reply.responder, row + attempt) }
+            if !reply.outcome.isFromDestination || reply.outcome.isICMPError { return (reply.responder, row + attempt) }
         }
         if ttlIndex == slots[index].unreachableTTLIndex, slots[index].unreachableCell >= 0 {
             let cell = slots[index].unreachableCell
+            return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
+        }
+        if ttlIndex == slots[index].destinationTTLIndex, slots[index].destinationCell >= 0 {
+            let cell = slots[index].destinationCell
             return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
         }
         return nil

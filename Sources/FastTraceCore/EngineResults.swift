@@ -27,6 +27,12 @@ extension TraceEngine {
                     result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
                         translatedDestination: details >> 32 & 1 == 1
                             ? IPv4Address(UInt32(truncatingIfNeeded: details)) : nil)
+                    let depth = UInt8(truncatingIfNeeded: details >> 33) & 0xF
+                    if depth > 0 {
+                        let words = dispatcher.mpls.loadRelaxed(base + attempt)
+                        result?.mpls = MPLSStack(depth: depth, top: UInt32(truncatingIfNeeded: words >> 32),
+                            second: UInt32(truncatingIfNeeded: words))
+                    }
                 case let s where Self.isWaiting(s):
                     waiting = true
                 case Self.unsent where attempt == column:
@@ -46,8 +52,18 @@ extension TraceEngine {
             }
         }
         // An unreachable whose quote places its router here, from a probe sent further: shown here, in the
-        // first column nothing answered (or the last one), marked with the TTL it was sent with.
+        // first column nothing answered (or the last one), marked with the TTL it was sent with. The same
+        // for a destination's answer that quotes its probe (a port unreachable).
         let slot = slots[index]
+        if ttlIndex == slot.destinationTTLIndex, slot.destinationCell >= 0,
+            !probes.contains(where: { $0.outcome.isFromDestination })
+        {
+            let cell = slot.destinationCell
+            let reply = PackedReply(word: dispatcher.results.load(cell))
+            var placed = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+            placed.sentTTL = UInt8(Int(grid.firstTTL) + (cell - index * grid.cellsPerSlot) / grid.attempts)
+            probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
+        }
         if ttlIndex == slot.unreachableTTLIndex, slot.unreachableCell >= 0,
             !probes.contains(where: { if case .unreachable = $0.outcome { true } else { false } })
         {
@@ -91,7 +107,8 @@ extension TraceEngine {
         // short before the destination said anything has no state: `filtered` is a finding, and an
         // interrupted trace has not found it.
         // Several answers (a SYN-ACK and a RST): the most telling one (`Response.precedence`) says it.
-        var state = cancelling ? PortState.unknown : PortState.filtered
+        // Silence says open|filtered for UDP, but not past a router's unreachable: nothing got there.
+        var state = cancelling ? PortState.unknown : slot.stopReason == .unreachable ? .filtered : kind.silentState
         var reached = false
         let answer = hops.lazy.flatMap(\.probes).map(\.outcome).filter(\.isFromDestination)
             .max { $0.precedence < $1.precedence }
@@ -99,11 +116,21 @@ extension TraceEngine {
             state = said
             reached = true
         }
+        // No answer named a probe, but one came from the destination's port (UDP to a service that echoes
+        // nothing fasttrace wrote). It cannot be told from a forged one, so the state stays what the keyed
+        // answers say (open|filtered); the trace is marked so the user knows something did answer.
+        var unmatched = false
+        if !reached, !cancelling, let answers = dispatcher.unmatchedAnswers,
+            answers.loadRelaxed(index) == UInt64(slot.epoch) + 1
+        {
+            unmatched = true
+        }
         let stopReason: StopReason = cancelling ? .interrupted : slot.stopReason
-        let result = TraceResult(
+        var result = TraceResult(
             request: slot.request, hops: hops, reached: reached, state: state,
             stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent,
             startNanos: slot.firstSent, method: configuration.method)
+        result.answerUnmatched = unmatched
         slots[index].active = false
         activeCount -= 1
         pool.give(index, now: now)
@@ -122,6 +149,8 @@ extension TraceEngine {
         case .closed: summary.closed += 1
         case .unfiltered: summary.unfiltered += 1
         case .filtered: summary.filtered += 1
+        case .openFiltered: summary.openFiltered += 1
+        case .reachable: break  // counted in `reached`: ICMP has no port to be open or closed
         case .unknown: summary.unknown += 1
         }
         onResult(result)

@@ -62,6 +62,8 @@ public struct ProbeResult: Sendable, Equatable {
     /// The TTL the probe was sent with, when the answer is shown at another hop: an unreachable whose
     /// quoted TTL says its router sits nearer than the TTL the probe carried. nil otherwise.
     public var sentTTL: UInt8?
+    /// The MPLS label stack the answer's ICMP extensions reported (RFC 4950), if any.
+    public var mpls: MPLSStack?
 
     public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: Response,
         translatedDestination: IPv4Address? = nil)
@@ -169,6 +171,10 @@ public struct TraceResult: Sendable, Equatable {
     public var startNanos: UInt64?
     /// What was sent (protocol and flags): what the destination's answers mean depends on it.
     public var method: ProbeMethod
+    /// True when an answer came from the destination's port (UDP) but nothing in it names the probe it
+    /// answered (`--payload-hex`, a port without a built-in request): it cannot be told from a forged one,
+    /// so the state stays `open|filtered`; likely open, at a TTL not known.
+    public var answerUnmatched = false
 
     public init(
         request: TraceRequest, hops: [HopResult], reached: Bool, state: PortState, stopReason: StopReason,

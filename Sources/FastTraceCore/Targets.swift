@@ -149,12 +149,14 @@ public enum TargetParser {
     /// nil: no such service). Names may contain `-` (`http-alt`), so an item is first tried whole as a
     /// name; otherwise it is a range split at the one `-` where both ends are ports (two such splits
     /// are ambiguous and refused).
-    public static func parsePorts(_ text: String, service: (Substring) -> UInt16?) -> Result<[UInt16], ReasonError> {
+    public static func parsePorts(_ text: String, service: (Substring) -> UInt16?, serviceProtocol: String = "TCP")
+        -> Result<[UInt16], ReasonError>
+    {
         var ports: [UInt16] = []
         var seen = Set<UInt16>()
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
             let low: UInt16, high: UInt16
-            switch parsePortItem(item, service: service) {
+            switch parsePortItem(item, service: service, serviceProtocol: serviceProtocol) {
             case .success(let range): (low, high) = range
             case .failure(let error): return .failure(error)
             }
@@ -165,7 +167,7 @@ public enum TargetParser {
     }
 
     /// One comma-separated item: a port, a service name, or a range of either.
-    private static func parsePortItem(_ item: Substring, service: (Substring) -> UInt16?)
+    private static func parsePortItem(_ item: Substring, service: (Substring) -> UInt16?, serviceProtocol: String)
         -> Result<(UInt16, UInt16), ReasonError>
     {
         if let single = port(item, service: service) { return .success((single, single)) }
@@ -192,7 +194,7 @@ public enum TargetParser {
         if item.isEmpty || !item.allSatisfy(nameLike) {
             return .failure(ReasonError("bad port '\(item)'"))
         }
-        return .failure(ReasonError("bad port '\(item)': not a number, and no TCP service of that name"))
+        return .failure(ReasonError("bad port '\(item)': not a number, and no \(serviceProtocol) service of that name"))
     }
 
     /// A port number (1...65535, decimal) or a known service name.
@@ -441,12 +443,15 @@ public struct PortList: Sendable, Equatable {
 
 extension TargetParser {
     /// `parsePorts`, also saying which ports were given more than once.
-    public static func parsePortList(_ text: String, service: (Substring) -> UInt16?) -> Result<PortList, ReasonError> {
+    public static func parsePortList(_ text: String, service: (Substring) -> UInt16?, serviceProtocol: String = "TCP")
+        -> Result<PortList, ReasonError>
+    {
         var list = PortList(ports: [], repeats: [])
         var firstItem: [UInt16: Substring] = [:]
         for item in text.split(separator: ",", omittingEmptySubsequences: false) {
-            guard case .success(let ports) = parsePorts(String(item), service: service) else {
-                return parsePorts(String(item), service: service).map { _ in list }
+            guard case .success(let ports) = parsePorts(String(item), service: service, serviceProtocol: serviceProtocol)
+            else {
+                return parsePorts(String(item), service: service, serviceProtocol: serviceProtocol).map { _ in list }
             }
             for port in ports {
                 if let first = firstItem[port] {

@@ -41,6 +41,9 @@ public final class LinuxTransport: ProbeTransport {
         /// The routes probes take (restricted to `interfaceName`'s when one is given), for the ring's
         /// choice of interface and next hops; nil reads the main table when the ring is tried.
         public var routes: RouteTable?
+        /// The IP protocol the probes carry (6 TCP, 17 UDP, 1 ICMP echo): the reply filter keeps that
+        /// protocol's answers and ICMP errors quoting it.
+        public var probeProtocol: UInt8 = 6
 
         /// Makes a configuration; the defaults suit tens of thousands of targets.
         public init(
@@ -83,6 +86,8 @@ public final class LinuxTransport: ProbeTransport {
     private let thread = Mutex<pthread_t?>(nil)
     private let packetsSent = Atomic<UInt64>(0)
     private let sendErrors = Atomic<UInt64>(0)
+    private let firstSendErrno = Atomic<Int32>(0)
+    private let firstSendErrorOnRing = Atomic<Bool>(false)
     /// PACKET_STATISTICS resets on every read; the running total lives here.
     private let ringDropsTotal = Mutex<UInt64>(0)
 
@@ -130,7 +135,7 @@ public final class LinuxTransport: ProbeTransport {
                             "setsockopt(PACKET_VERSION, TPACKET_V3)")
         try setSocketOption(fd, CFastTrace_SOL_PACKET(), CFastTrace_PACKET_IGNORE_OUTGOING(), 1,
                             "setsockopt(PACKET_IGNORE_OUTGOING)")
-        let filter = try ReplyFilter(sourcePorts: configuration.sourcePorts,
+        let filter = try ReplyFilter(sourcePorts: configuration.sourcePorts, probeProtocol: configuration.probeProtocol,
                                      snapLength: UInt32(clamping: configuration.snapLength))
         try setSocketOption(fd, SOL_SOCKET, CFastTrace_SO_ATTACH_BPF(), filter.programDescriptor,
                             "setsockopt(SO_ATTACH_BPF)", needsPrivilege: true)
@@ -298,10 +303,11 @@ public final class LinuxTransport: ProbeTransport {
                 continue
             case .done, .wouldBlock, .failed(ENOBUFS), .failed(EINTR):
                 break
-            case .failed:
+            case .failed(let code):
                 // A per-packet refusal (EPERM from a firewall, ENETUNREACH, EMSGSIZE…): skip that packet.
                 consumed += 1
                 errors += 1
+                noteFirstSendError(code, onRing: false)
                 continue
             }
             break
@@ -309,6 +315,13 @@ public final class LinuxTransport: ProbeTransport {
         if sent > 0 { packetsSent.add(UInt64(sent), ordering: .relaxed) }
         if errors > 0 { sendErrors.add(UInt64(errors), ordering: .relaxed) }
         return consumed
+    }
+
+    /// Keeps the errno of the run's first refused probe (and which path refused it) for the summary.
+    private func noteFirstSendError(_ code: Int32, onRing: Bool) {
+        if firstSendErrno.compareExchange(expected: 0, desired: code == 0 ? EIO : code, ordering: .relaxed).exchanged {
+            firstSendErrorOnRing.store(onRing, ordering: .relaxed)
+        }
     }
 
     /// The ring path. Each probe is written straight into the frame at the ring's cursor; one the ring
@@ -338,6 +351,7 @@ public final class LinuxTransport: ProbeTransport {
                 // That one probe is dropped and counted, as the socket path skips a refused packet.
                 done += 1
                 sendErrors.add(1, ordering: .relaxed)
+                noteFirstSendError(result.errno, onRing: true)
             }
             packetsSent.add(UInt64(result.taken), ordering: .relaxed)
             consumed += done
@@ -434,6 +448,8 @@ public final class LinuxTransport: ProbeTransport {
         counters.sendErrors = sendErrors.load(ordering: .relaxed)
         counters.packetsSentThroughRing = txRing?.framesSent.load(ordering: .relaxed) ?? 0
         counters.ringFramesRefused = txRing?.framesRefused.load(ordering: .relaxed) ?? 0
+        counters.firstSendErrno = firstSendErrno.load(ordering: .relaxed)
+        counters.firstSendErrorOnRing = firstSendErrorOnRing.load(ordering: .relaxed)
         counters.ringDrops = ringDropsTotal.withLock { total in
             var packets: UInt64 = 0
             var drops: UInt64 = 0

@@ -1,6 +1,6 @@
 // The eBPF reply filter (bpf/reply_filter.bpf.c), embedded in CFastTrace and loaded with libbpf. It
 // runs in the kernel before a packet reaches the ring, so the ring carries only ICMP errors quoting
-// our probes and SYN-ACK/RST to our source ports.
+// our probes and the destinations' answers to our source ports (SYN-ACK/RST, UDP).
 
 #if canImport(Glibc)
 import Glibc
@@ -22,11 +22,18 @@ final class ReplyFilter {
     /// The program's descriptor, for `SO_ATTACH_BPF`.
     var programDescriptor: Int32 { handle.prog_fd }
 
-    /// Loads the filter accepting replies to probes from `sourcePorts`, keeping `snapLength` bytes.
-    init(sourcePorts: ClosedRange<UInt16>, snapLength: UInt32) throws(SystemError) {
+    /// Loads the filter accepting replies to probes of IP protocol `probeProtocol` (TCP, UDP, ICMP echo)
+    /// from `sourcePorts` (for ICMP echo, identifiers), keeping `snapLength` bytes.
+    init(sourcePorts: ClosedRange<UInt16>, probeProtocol: UInt8 = 6, snapLength: UInt32) throws(SystemError) {
+        let flags: UInt32 = switch probeProtocol {
+        case 6: CFastTrace_FILTER_PROBE_TCP()
+        case 17: CFastTrace_FILTER_PROBE_UDP()
+        case 1: CFastTrace_FILTER_PROBE_ICMP()
+        default: preconditionFailure("the reply filter knows TCP, UDP and ICMP echo probes")
+        }
         var config = cfasttrace_filter_config(
-            sport_lo: sourcePorts.lowerBound, sport_hi: sourcePorts.upperBound,
-            flags: CFastTrace_FILTER_PROBE_TCP(), snaplen: snapLength, reserved: 0)
+            sport_lo: sourcePorts.lowerBound, sport_hi: sourcePorts.upperBound, flags: flags,
+            snaplen: snapLength, reserved: 0)
         var message = [CChar](repeating: 0, count: 2048)
         let rc = message.withUnsafeMutableBufferPointer { buffer in
             CFastTrace_filter_load(&config, &handle, buffer.baseAddress, buffer.count)

@@ -49,7 +49,7 @@ public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     /// `strerror` plus the symbolic name when it is one of the common ones.
-    static func errnoText(_ code: Int32) -> String {
+    public static func errnoText(_ code: Int32) -> String {
         let message = strerror(code).map { String(cString: $0) } ?? "errno \(code)"
         let names: [Int32: String] = [
             EPERM: "EPERM", EACCES: "EACCES", ENOENT: "ENOENT", EINVAL: "EINVAL", ENOMEM: "ENOMEM",

@@ -238,6 +238,8 @@ final class TxRingSender {
         /// The kick failed with an error that is neither back-pressure nor a malformed frame (the
         /// interface went down…): drop the first probe not taken, as the socket path skips a refused one.
         var hardError: Bool
+        /// The kick's errno when it failed (EMSGSIZE or EINVAL with a malformed frame), else 0.
+        var errno: Int32 = 0
     }
 
     /// One send(): the kernel takes every requested frame it can. Frames it did not take are the
@@ -247,11 +249,13 @@ final class TxRingSender {
         let result = hotSyscall("send(PACKET_TX_RING)") { CFastTrace_packet_tx_kick(socket.raw) }
         let (taken, wrongFormat) = ring.reclaimUntaken()
         var hardError = false
-        if case .failed(let code) = result, !wrongFormat, code != ENOBUFS {
-            hardError = true
+        var code: Int32 = 0
+        if case .failed(let failed) = result {
+            code = failed
+            hardError = !wrongFormat && failed != ENOBUFS
         }
         if taken > 0 { framesSent.add(UInt64(taken), ordering: .relaxed) }
         if wrongFormat { framesRefused.add(1, ordering: .relaxed) }
-        return KickResult(taken: taken, wrongFormat: wrongFormat, hardError: hardError)
+        return KickResult(taken: taken, wrongFormat: wrongFormat, hardError: hardError, errno: code)
     }
 }

@@ -54,6 +54,9 @@ public struct SimulatedPath: Sendable, Equatable {
     /// A middlebox at TTL `afterTTL` rewrites every probe's IPv4 ID to `to` (some NATs and scrubbers
     /// do): routers past it quote an ID the prober never sent.
     public var ipIDRewrite: (afterTTL: Int, to: UInt16)?
+    /// The destination's ICMP errors (a UDP port unreachable) are limited as a Linux host limits them:
+    /// a token bucket per `host` (one host may answer for many addresses, as the lab's do).
+    public var destinationICMPLimit: (host: IPv4Address, perSecond: Double, burst: Double)?
 
     public init(hops: [SimulatedHop], destination: SimulatedDestination, loss: Double = 0,
         dnat: (afterTTL: Int, to: IPv4Address)? = nil, ipIDRewrite: (afterTTL: Int, to: UInt16)? = nil)
@@ -84,6 +87,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         /// TCP flags and acknowledgement number (SYN probes: SYN, 0).
         public var flags: UInt8 = TCPLayout.syn
         public var acknowledgement: UInt32 = 0
+        /// The IP protocol (6 TCP, 17 UDP). For UDP, `sequence` is the checksum (high half) and the
+        /// IPv4 ID (low half): the word the probe carries.
+        public var protocolNumber: UInt8 = 6
     }
 
     private let paths: (IPv4Address) -> SimulatedPath?
@@ -109,6 +115,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     /// When set, every probe's IPv4 ID is rewritten to this value on the way out (as some stacks and
     /// middleboxes do), so ICMP errors quote an ID the prober never sent.
     public var rewrittenIPID: UInt16?
+    /// Routers whose time exceeded carries an MPLS label stack in RFC 4884 extensions (RFC 4950): the
+    /// entries, top first, as they are on the wire.
+    public var mplsStacks: [IPv4Address: [UInt32]] = [:]
     /// ICMP errors rate-limited routers did not send.
     public private(set) var rateLimitedDrops = 0
     /// Tokens a rate-limited router's bucket holds when first probed: its burst (nil, a rested router),
@@ -195,10 +204,24 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     }
 
     private func respond(to packet: [UInt8]) {
-        let parsed: SentProbe? = packet.withUnsafeBytes { bytes in
-            guard let ip = IPv4HeaderView(bytes), ip.version == 4, ip.proto == 6,
-                let tcp = TCPHeaderView(ip.payload)
-            else { return nil }
+        let parsed: SentProbe? = packet.withUnsafeBytes { (bytes) -> SentProbe? in
+            guard let ip = IPv4HeaderView(bytes), ip.version == 4 else { return nil }
+            if ip.proto == 17, ip.payload.count >= 8 {
+                let udp = ip.payload
+                func word(_ at: Int) -> UInt16 { UInt16(udp[at]) << 8 | UInt16(udp[at + 1]) }
+                return SentProbe(source: ip.source, destination: ip.destination,
+                    sourcePort: word(0), destinationPort: word(2),
+                    sequence: UInt32(word(6)) << 16 | UInt32(ip.identification), ttl: ip.ttl,
+                    time: clockNanos, flags: 0, protocolNumber: 17)
+            }
+            if ip.proto == 1, ip.payload.count >= 8, ip.payload[0] == 8 {
+                let echo = ip.payload
+                func word(_ at: Int) -> UInt16 { UInt16(echo[at]) << 8 | UInt16(echo[at + 1]) }
+                return SentProbe(source: ip.source, destination: ip.destination, sourcePort: word(4),
+                    destinationPort: 0, sequence: UInt32(word(6)) << 16 | UInt32(ip.identification), ttl: ip.ttl,
+                    time: clockNanos, flags: 0, protocolNumber: 1)
+            }
+            guard ip.proto == 6, let tcp = TCPHeaderView(ip.payload) else { return nil }
             return SentProbe(source: ip.source, destination: ip.destination, sourcePort: tcp.sourcePort,
                 destinationPort: tcp.destinationPort, sequence: tcp.sequence, ttl: ip.ttl, time: clockNanos,
                 flags: tcp.flags, acknowledgement: tcp.acknowledgement)
@@ -210,6 +233,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if path.loss > 0 && nextRandom() < path.loss { return }
         let ttl = Int(probe.ttl)
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
+        let original = packet
         var packet = packet
         if let rewrittenIPID {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrittenIPID) }
@@ -220,6 +244,25 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if let dnat = path.dnat, ttl > dnat.afterTTL {
             // What routers past the NAT see (and quote): the rewritten destination.
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
+            // A UDP checksum covers the destination: the NAT adjusts it (RFC 1624 eqn. 3, as Linux does;
+            // 0, "no checksum", stays 0).
+            if probe.protocolNumber == 17 {
+                let ihl = Int(packet[0] & 0x0F) * 4
+                let old = UInt16(packet[ihl + 6]) << 8 | UInt16(packet[ihl + 7])
+                if old != 0 {
+                    var sum = UInt32(~old)
+                    for (from, to) in [(probe.destination.value >> 16, dnat.to.value >> 16),
+                        (probe.destination.value & 0xFFFF, dnat.to.value & 0xFFFF)]
+                    {
+                        sum += UInt32(~UInt16(from)) + to
+                    }
+                    while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
+                    var new = ~UInt16(sum)
+                    if new == 0 { new = 0xFFFF }
+                    packet[ihl + 6] = UInt8(new >> 8)
+                    packet[ihl + 7] = UInt8(new & 0xFF)
+                }
+            }
         }
         // A router quotes the probe as it got it: with `ttl - hop + 1` left.
         func quote(atHop hop: Int) -> [UInt8] {
@@ -246,8 +289,8 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):
-                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl)),
-                    delay: delay + (extraReplyDelay?(probe) ?? 0))
+                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl),
+                    mpls: mplsStacks[address] ?? []), delay: delay + (extraReplyDelay?(probe) ?? 0))
             case .silent, .unreachable, .rateLimitedUnreachable:
                 break
             case .ecmp(let routers):
@@ -267,6 +310,27 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         }
         switch path.destination {
         case .blackHole: return
+        case .listening where probe.protocolNumber == 1:
+            // A host answers an echo request with an echo reply returning its data.
+            schedule(Self.echoReply(to: original), delay: delay)
+        case .listening(let ports) where probe.protocolNumber == 17:
+            // A UDP service answers on its port (echoing the request, as DNS and NTP do); elsewhere the
+            // host says port unreachable, quoting the probe as it got it.
+            // Behind a NAT the answer goes back through its connection tracking (from the address we
+            // sent to); its ICMP is not tracked (as in the lab), so the error comes from the host's own
+            // address and quotes the rewritten probe.
+            if ports.contains(probe.destinationPort) {
+                schedule(Self.udpServiceAnswer(to: original), delay: delay)
+            } else {
+                let host = path.dnat.map { ttl > $0.afterTTL ? $0.to : probe.destination } ?? probe.destination
+                if let limit = path.destinationICMPLimit,
+                    !takeICMPToken(limit.host, perSecond: limit.perSecond, burst: limit.burst)
+                {
+                    return
+                }
+                schedule(Self.icmpError(type: 3, code: 3, from: host, quoting: quote(atHop: path.hops.count + 1)),
+                    delay: delay)
+            }
         case .listening(_) where probe.flags & TCPLayout.syn == 0:
             // An ACK with no connection behind it: the host resets it, open port or not, taking the RST's
             // sequence number from the segment's acknowledgement (RFC 9293 3.10.7.1; no ACK flag), as Linux does.
@@ -331,7 +395,10 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     // MARK: reply bytes (also used by tests to forge and replay replies)
 
     /// An ICMP error from `from` quoting the IPv4 header and first 8 bytes of `probe`, as a router sends it.
-    public static func icmpError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8]) -> [UInt8] {
+    public static func icmpError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8],
+        mpls: [UInt32] = []) -> [UInt8]
+    {
+        if !mpls.isEmpty { return extendedICMPError(type: type, code: code, from: from, quoting: probe, mpls: mpls) }
         let quotedLength = min(probe.count, Int(probe[0] & 0x0F) * 4 + 8)
         let probeSource = probe.withUnsafeBytes { IPv4HeaderView($0)?.source } ?? .any
         var out = [UInt8](repeating: 0, count: 20 + 8 + quotedLength)
@@ -341,6 +408,32 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             icmp.setType(type)
             icmp.setCode(code)
             bytes[28...].copyBytes(from: probe[0..<quotedLength])
+            icmp.updateChecksum()
+        }
+        return out
+    }
+
+    /// An ICMP error as RFC 4884 lays out one with extensions: the probe quoted and zero-padded to 128
+    /// bytes, the length field set (32 words), then an extension structure (version 2, its checksum) with
+    /// one MPLS label stack object (RFC 4950) of `mpls`.
+    public static func extendedICMPError(type: UInt8, code: UInt8, from: IPv4Address, quoting probe: [UInt8],
+        mpls: [UInt32]) -> [UInt8]
+    {
+        let probeSource = probe.withUnsafeBytes { IPv4HeaderView($0)?.source } ?? .any
+        var ext: [UInt8] = [0x20, 0, 0, 0, UInt8((4 + 4 * mpls.count) >> 8), UInt8((4 + 4 * mpls.count) & 0xFF), 1, 1]
+        for entry in mpls { ext += [UInt8(entry >> 24), UInt8(entry >> 16 & 0xFF), UInt8(entry >> 8 & 0xFF), UInt8(entry & 0xFF)] }
+        let sum = ext.withUnsafeBytes { InternetChecksum.checksum($0) }
+        ext[2] = UInt8(sum >> 8)
+        ext[3] = UInt8(sum & 0xFF)
+        var original = Array(probe.prefix(128))
+        original += [UInt8](repeating: 0, count: 128 - original.count)
+        var out = [UInt8](repeating: 0, count: 20 + 8) + original + ext
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 1, source: from, destination: probeSource)
+            let icmp = ICMPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
+            icmp.setType(type)
+            icmp.setCode(code)
+            icmp.setRestOfHeader(32 << 16)  // length: 128 bytes of original datagram, in 32-bit words
             icmp.updateChecksum()
         }
         return out
@@ -362,6 +455,59 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             tcp.setFlags(flags)
             tcp.setWindow(65535)
             tcp.updateChecksum(source: from, destination: to)
+        }
+        return out
+    }
+
+    /// A host's echo reply to the echo request `probe` (a whole IPv4 + ICMP packet): the same identifier,
+    /// sequence number and data, type 0, the checksum recomputed.
+    public static func echoReply(to probe: [UInt8]) -> [UInt8] {
+        let ihl = Int(probe[0] & 0x0F) * 4
+        let source = probe.withUnsafeBytes { IPv4HeaderView($0)!.source }
+        let destination = probe.withUnsafeBytes { IPv4HeaderView($0)!.destination }
+        let message = Array(probe[ihl...])
+        var out = [UInt8](repeating: 0, count: 20 + message.count)
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 1, source: destination, destination: source)
+            bytes[20...].copyBytes(from: message)
+            let icmp = ICMPHeaderWriter(UnsafeMutableRawBufferPointer(rebasing: bytes[20...]))
+            icmp.setType(0)
+            icmp.updateChecksum()
+        }
+        return out
+    }
+
+    /// A UDP service's answer to `probe` (a whole IPv4 + UDP packet): a DNS answer echoes the query's
+    /// header and question with QR set (and NXDOMAIN), an NTP server copies the transmit timestamp into
+    /// the origin timestamp; any other port echoes the payload back (as the echo service does).
+    public static func udpServiceAnswer(to probe: [UInt8]) -> [UInt8] {
+        let ihl = Int(probe[0] & 0x0F) * 4
+        let source = probe.withUnsafeBytes { IPv4HeaderView($0)!.source }
+        let destination = probe.withUnsafeBytes { IPv4HeaderView($0)!.destination }
+        let sport = UInt16(probe[ihl]) << 8 | UInt16(probe[ihl + 1])
+        let dport = UInt16(probe[ihl + 2]) << 8 | UInt16(probe[ihl + 3])
+        var data = Array(probe[(ihl + 8)...])
+        switch dport {
+        case 53 where data.count >= 12:
+            data[2] |= 0x80  // QR
+            data[3] = 0x83  // RA, NXDOMAIN
+        case 123 where data.count >= 48:
+            var answer = [UInt8](repeating: 0, count: 48)
+            answer[0] = 0x24  // version 4, mode 4 (server)
+            answer[1] = 2
+            answer.replaceSubrange(24..<32, with: data[40..<48])
+            data = answer
+        default:
+            break
+        }
+        var out = [UInt8](repeating: 0, count: 28 + data.count)
+        out.withUnsafeMutableBytes { bytes in
+            writeIPv4(bytes, total: bytes.count, protocol: 17, source: destination, destination: source)
+            for (offset, value) in [(20, dport), (22, sport), (24, UInt16(8 + data.count))] {
+                bytes[offset] = UInt8(value >> 8)
+                bytes[offset + 1] = UInt8(value & 0xFF)
+            }
+            bytes[28...].copyBytes(from: data)
         }
         return out
     }

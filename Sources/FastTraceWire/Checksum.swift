@@ -68,4 +68,18 @@ public enum InternetChecksum {
         let pseudo = pseudoHeaderSum(source: source, destination: destination, protocol: 6, length: segment.count)
         return finish(partialSum(segment, initial: pseudo))
     }
+
+    /// The checksum a NAT found before it rewrote `original` into `rewritten` and adjusted the checksum
+    /// incrementally to `adjusted` (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), as Linux's NAT does for the
+    /// transport checksums that cover the address): HC = ~(~HC' + ~m' + m).
+    @inlinable
+    public static func undoingRewrite(of original: IPv4Address, into rewritten: IPv4Address, adjusted: UInt16)
+        -> UInt16
+    {
+        var sum = UInt64(~adjusted)
+        sum &+= UInt64(~UInt16(truncatingIfNeeded: rewritten.value >> 16))
+            &+ UInt64(~UInt16(truncatingIfNeeded: rewritten.value))
+        sum &+= UInt64(original.value >> 16) &+ UInt64(original.value & 0xFFFF)
+        return finish(sum)
+    }
 }

@@ -43,6 +43,11 @@ public enum PortState: String, Sendable, Equatable {
     case unfiltered
     /// The destination never answered, and the trace ran to its end (gap limit, max TTL, unreachable).
     case filtered
+    /// A UDP probe's destination never answered, and the trace ran to its end: a UDP service may ignore a
+    /// request it does not understand, so silence says open or filtered (nmap's word).
+    case openFiltered = "open|filtered"
+    /// An ICMP echo's destination answered (an echo reply). ICMP has no port: this is what it can say.
+    case reachable
     /// The trace was cut short (interrupted) before the destination answered: the network has not said
     /// anything about the port. JSON writes it as `null`, CSV as `unknown`, text names no state.
     case unknown
@@ -70,6 +75,10 @@ public protocol ProbeKind: Sendable {
     func alternateTagWord(of reply: ParsedReply, payloadLength: Int) -> UInt32?
     /// What a destination's answer says about the port; nil for a response that is not one.
     func portState(for response: Response) -> PortState?
+    /// Where the probe carries its tag word (`ProbeTagCodec.TagLayout`).
+    var tagLayout: ProbeTagCodec.TagLayout { get }
+    /// The port's state when the destination never answered and the trace ran to its end.
+    var silentState: PortState { get }
 }
 
 /// The TCP flags a TCP probe carries (tcptraceroute's `-S`, `-A`, `-E`).
@@ -97,11 +106,17 @@ public enum TCPProbeFlags: String, Sendable, Hashable, CaseIterable {
 public enum ProbeMethod: Sendable, Hashable, CustomStringConvertible {
     /// TCP with the given flags, to the service's port.
     case tcp(TCPProbeFlags)
+    /// UDP to the service's port, with a payload its service answers where fasttrace has one.
+    case udp(UDPPayloadChoice)
+    /// ICMP echo requests (traceroute -I): no port; the destination answers an echo reply.
+    case icmpEcho
 
     /// The kind that implements this method.
     public var kind: any ProbeKind {
         switch self {
         case .tcp(let flags): TCPProbeKind(flags: flags)
+        case .udp(let payload): UDPProbeKind(payload: payload)
+        case .icmpEcho: ICMPProbeKind()
         }
     }
 
@@ -109,21 +124,29 @@ public enum ProbeMethod: Sendable, Hashable, CustomStringConvertible {
     public var protocolName: String {
         switch self {
         case .tcp: "tcp"
+        case .udp: "udp"
+        case .icmpEcho: "icmp"
         }
     }
+
+    /// True for a method whose probes go to no port (ICMP echo): a target is traced once, not per port.
+    public var hasPorts: Bool { self != .icmpEcho }
 
     /// The TCP flags, for a TCP method.
     public var tcpFlags: TCPProbeFlags? {
         switch self {
         case .tcp(let flags): flags
+        case .udp, .icmpEcho: nil
         }
     }
 
-    /// `tcp`, `tcp-ack`, `tcp-syn-ecn`: the protocol, and the flags when they are not a plain SYN.
+    /// `tcp`, `tcp-ack`, `tcp-syn-ecn`, `udp`: the protocol, and the flags when they are not a plain SYN.
     public var description: String {
         switch self {
         case .tcp(.syn): "tcp"
         case .tcp(let flags): "tcp-\(flags.rawValue)"
+        case .udp: "udp"
+        case .icmpEcho: "icmp"
         }
     }
 
@@ -148,6 +171,8 @@ public struct TCPProbeKind: ProbeKind {
     public var protocolNumber: UInt8 { IPv4Layout.protocolTCP }
     public var minimumLength: Int { TCPProbeWriter.minimumLength }
     public var maximumLength: Int { TCPProbeWriter.maximumLength }
+    public var tagLayout: ProbeTagCodec.TagLayout { .separateID }
+    public var silentState: PortState { .filtered }
 
     @inlinable
     public func write(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {

@@ -13,7 +13,8 @@
 /// | TCP SYN, IPv4 | TCP sequence number | 32 | tag (slot 14, TTL 8, attempt 3) + MAC 7, through a keyed 32-bit permutation |
 /// | | IPv4 ID | 16 | MAC (next 16 bits) |
 /// | | SYN-ACK / RST acknowledgement | 32 | sequence + 1 (+ payload length for RST): tag + MAC 7 |
-/// | UDP, IPv4 (next) | IPv4 ID + UDP checksum (set through 2 payload bytes) | 32 | the same 32-bit word; ports stay fixed (Paris) |
+/// | UDP, IPv4 | UDP checksum (high half, made valid through 2 payload bytes) + IPv4 ID (low half) | 32 | the 32-bit word itself (`TagLayout.splitWithID`); ports stay fixed (Paris) |
+/// | | DNS answer: the question's first label, 8 hex digits; NTP answer: origin timestamp's first 32 bits | 32 | the same word, echoed by the service |
 /// | ICMP echo, IPv4 (next) | sequence 16 + checksum (payload) 16, IPv4 ID 16 | 48 | identifier stays fixed (Paris) |
 /// | TCP SYN, IPv6 (next) | sequence number | 32 | as IPv4 without the IPv4 ID; the flow label stays fixed |
 ///
@@ -29,6 +30,13 @@
 /// (probes outstanding for that flow) × 2^-32; an ICMP error must also carry the quoted IPv4 ID, which
 /// cuts that by another 2^-16 to 2^-48 per outstanding probe. The key is secret and fresh per run, so
 /// seeing replies to other probes does not help: the MAC of a new (tag, flow, epoch) is unpredictable.
+///
+/// In the UDP layout the word's low half *is* the IPv4 ID, and the kernel replaces a zero ID on raw
+/// sends: the word is walked through the permutation until its low half is not zero (cycle walking,
+/// as format-preserving encryption restricts a cipher to a subset; the plaintext's low half holds the
+/// TTL, never 0, so it lies in that subset too). It stays a bijection on words with a non-zero low
+/// half, so the bound above holds; there are 7 MAC bits and no separate ID, so an ICMP error's bound is
+/// the destination answer's, 2^-32 per outstanding probe.
 ///
 /// **Cost.** A permutation and one short SipHash (3 message words): about 20 ns, no allocation.
 public struct ProbeTagCodec: Sendable {
@@ -199,6 +207,53 @@ public struct ProbeTagCodec: Sendable {
 
     // MARK: Public API
 
+    /// Where a kind's probe carries the 32-bit word, which decides how it is laid out.
+    public enum TagLayout: Sendable, Equatable {
+        /// In a field of its own (TCP's sequence number), with 16 more MAC bits in the IPv4 ID.
+        case separateID
+        /// Split across a 16-bit field (high half) and the IPv4 ID (low half, never 0): UDP's checksum.
+        case splitWithID
+    }
+
+    /// The cycle walk's bound: a genuine word needs more than one step 1 time in 65,536, more than 8
+    /// about never (2^-128); a word that needs more is refused as made up.
+    @inlinable static var walkLimit: Int { 8 }
+
+    /// `permute`, walked until the low half is not zero (`TagLayout.splitWithID`).
+    @inlinable @inline(__always)
+    func permuteNonZeroLow(_ plain: UInt32) -> UInt32 {
+        var word = permute(plain)
+        var steps = 0
+        while word & 0xFFFF == 0 && steps < Self.walkLimit {
+            word = permute(word)
+            steps += 1
+        }
+        return word
+    }
+
+    /// The inverse of `permuteNonZeroLow`; nil for a word it never produces.
+    @inlinable @inline(__always)
+    func unpermuteNonZeroLow(_ word: UInt32) -> UInt32? {
+        guard word & 0xFFFF != 0 else { return nil }
+        var plain = unpermute(word)
+        var steps = 0
+        while plain & 0xFFFF == 0 {
+            guard steps < Self.walkLimit else { return nil }
+            plain = unpermute(plain)
+            steps += 1
+        }
+        return plain
+    }
+
+    /// The plaintext word of a tag and MAC in `layout`: for `splitWithID` rotated so the TTL (1...255)
+    /// sits in the low half, which therefore is never 0.
+    @inlinable @inline(__always)
+    static func plainWord(_ tag: ProbeTag, mac: UInt64, layout: TagLayout) -> UInt32 {
+        let plain = UInt32(tag.slot) << slotShift | UInt32(tag.ttl) << ttlShift
+            | UInt32(tag.attempt) << attemptShift | UInt32(truncatingIfNeeded: mac) & macMask
+        return layout == .separateID ? plain : plain >> ttlShift | plain << (32 - ttlShift)
+    }
+
     /// What a probe carries: its sequence number and its IPv4 ID.
     public struct Stamp: Sendable, Equatable {
         /// The TCP sequence number.
@@ -218,18 +273,42 @@ public struct ProbeTagCodec: Sendable {
 
     /// The sequence number and IPv4 ID of the probe `tag` of the flow whose digest is `digest`.
     @inlinable
-    public func encode(_ tag: ProbeTag, digest: UInt64) -> Stamp {
+    public func encode(_ tag: ProbeTag, digest: UInt64) -> Stamp { encode(tag, digest: digest, layout: .separateID) }
+
+    /// The word and IPv4 ID of the probe `tag` of the flow whose digest is `digest`, laid out for a kind
+    /// that carries its word as `layout` says. For `splitWithID` the ID is the word's low half.
+    @inlinable
+    public func encode(_ tag: ProbeTag, digest: UInt64, layout: TagLayout) -> Stamp {
         let mac = mac(tag, digest: digest)
-        let plain = UInt32(tag.slot) << Self.slotShift | UInt32(tag.ttl) << Self.ttlShift
-            | UInt32(tag.attempt) << Self.attemptShift | UInt32(truncatingIfNeeded: mac) & Self.macMask
-        return Stamp(sequence: permute(plain), ipID: Self.ipID(fromMAC: mac))
+        let plain = Self.plainWord(tag, mac: mac, layout: layout)
+        switch layout {
+        case .separateID:
+            return Stamp(sequence: permute(plain), ipID: Self.ipID(fromMAC: mac))
+        case .splitWithID:
+            let word = permuteNonZeroLow(plain)
+            return Stamp(sequence: word, ipID: UInt16(truncatingIfNeeded: word))
+        }
     }
 
     /// The tag a sequence number names, and the MAC bits it carries. Every word names some tag (the
     /// permutation is a bijection); only `verify` says whether the word is genuine.
     @inlinable @inline(__always)
-    public func identify(_ word: UInt32) -> (tag: ProbeTag, mac: UInt8) {
-        let plain = unpermute(word)
+    public func identify(_ word: UInt32) -> (tag: ProbeTag, mac: UInt8) { identify(word, layout: .separateID) }
+
+    /// `identify` for a word laid out as `layout`. A `splitWithID` word no probe carries (low half 0)
+    /// names TTL 0, which no probe has, so it fails the caller's range check.
+    @inlinable @inline(__always)
+    public func identify(_ word: UInt32, layout: TagLayout) -> (tag: ProbeTag, mac: UInt8) {
+        let plain: UInt32
+        switch layout {
+        case .separateID:
+            plain = unpermute(word)
+        case .splitWithID:
+            guard let rotated = unpermuteNonZeroLow(word) else {
+                return (ProbeTag(uncheckedSlot: 0, ttl: 0, attempt: 0), 0)
+            }
+            plain = rotated << Self.ttlShift | rotated >> (32 - Self.ttlShift)
+        }
         return (ProbeTag(uncheckedSlot: UInt16(truncatingIfNeeded: plain >> Self.slotShift),
             ttl: UInt8(truncatingIfNeeded: plain >> Self.ttlShift),
             attempt: UInt8(truncatingIfNeeded: plain >> Self.attemptShift & 0x7)),

@@ -27,6 +27,11 @@ public struct ParsedReply: Sendable, Equatable {
     /// it, so the responder sits `probe TTL − quotedTTL + 1` hops out (as scamper and yarrp read it).
     /// 0 for TCP replies, and from routers that zero it.
     public var quotedTTL: UInt8
+    /// A destination's answer that carries nothing naming a probe (a UDP answer to a payload no known
+    /// service echoes): it says the port answered, not which probe; the dispatcher counts it apart.
+    public var unkeyed: Bool = false
+    /// The MPLS label stack an ICMP error's extensions carried (RFC 4884, 4950); `.none` otherwise.
+    public var mpls: MPLSStack = .none
 
     /// True for an ICMP error, which quotes the probe's IPv4 header (and so its ID).
     @inlinable public var quotesProbe: Bool { response.isICMPError }
@@ -103,11 +108,13 @@ public enum ReplyParser {
         guard let quoted = IPv4HeaderView(icmp.payload), quoted.proto == IPv4Layout.protocolTCP,
             quoted.fragmentOffset == 0, let tcp = TCPQuoteView(quoted.payload)
         else { return nil }
-        return ParsedReply(
+        var reply = ParsedReply(
             response: response, responder: ip.source,
             probeSource: quoted.source, probeDestination: quoted.destination,
             sourcePort: tcp.sourcePort, destinationPort: tcp.destinationPort,
             tagWord: tcp.sequence, replyTTL: ip.ttl, quotedIPID: quoted.identification, quotedTTL: quoted.ttl)
+        reply.mpls = ICMPExtensions.mplsStack(icmp)
+        return reply
     }
 
     /// The target's RST answering an ACK probe: no ACK flag, its sequence number is the probe's

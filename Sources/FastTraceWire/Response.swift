@@ -20,6 +20,14 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     case synAckECN
     /// TCP RST from the destination (or a device speaking for it).
     case reset
+    /// ICMP port unreachable (IPv4 type 3 code 3) from the probe's destination itself: the UDP port is
+    /// closed. A destination answer that quotes the probe.
+    case portUnreachable
+    /// A UDP datagram from the destination's port, echoing the probe's tag (a DNS answer's question, an
+    /// NTP answer's origin timestamp): the service answered.
+    case udpReply
+    /// An ICMP echo reply from the destination, returning the probe's data: it answers.
+    case echoReply
 
     /// The name JSON, CSV and tests use.
     public var description: String {
@@ -30,27 +38,31 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .synAck: "syn-ack"
         case .synAckECN: "syn-ack-ecn"
         case .reset: "rst"
+        case .portUnreachable: "port-unreachable"
+        case .udpReply: "udp-reply"
+        case .echoReply: "echo-reply"
         }
     }
 
     /// True for answers from the destination itself (not ICMP errors).
     @inlinable public var isFromDestination: Bool {
         switch self {
-        case .synAck, .synAckECN, .reset: true
+        case .synAck, .synAckECN, .reset, .portUnreachable, .udpReply, .echoReply: true
         case .none, .timeExceeded, .unreachable: false
         }
     }
 
-    /// True for an ICMP error, which quotes the probe (and so its IP header and ID).
+    /// True for an ICMP error, which quotes the probe (and so its IP header and ID). A port unreachable
+    /// is one, and a destination answer too.
     @inlinable public var isICMPError: Bool {
         switch self {
-        case .timeExceeded, .unreachable: true
-        case .none, .synAck, .synAckECN, .reset: false
+        case .timeExceeded, .unreachable, .portUnreachable: true
+        case .none, .synAck, .synAckECN, .reset, .udpReply, .echoReply: false
         }
     }
 
     /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 4 SYN-ACK with ECE,
-    /// 16 + code for an
+    /// 5 port unreachable from the destination, 6 UDP answer, 7 echo reply, 16 + code for an
     /// unreachable (code 0...15).
     @inlinable public var packedCode: UInt8 {
         switch self {
@@ -59,6 +71,9 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .synAck: 2
         case .reset: 3
         case .synAckECN: 4
+        case .portUnreachable: 5
+        case .udpReply: 6
+        case .echoReply: 7
         case .unreachable(let code): 16 + (code & 0x0F)
         }
     }
@@ -70,20 +85,24 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case 2: self = .synAck
         case 3: self = .reset
         case 4: self = .synAckECN
+        case 5: self = .portUnreachable
+        case 6: self = .udpReply
+        case 7: self = .echoReply
         case let c where c >= 16: self = .unreachable(code: c - 16)
         default: self = .none
         }
     }
 
     /// How telling an answer is when several probes at one TTL were answered differently: a destination
-    /// answer (SYN-ACK before RST) beats an unreachable beats time exceeded beats none.
+    /// answer (SYN-ACK before RST, a UDP answer before port unreachable) beats an unreachable beats time
+    /// exceeded beats none.
     @inlinable public var precedence: Int {
         switch self {
         case .none: 0
         case .timeExceeded: 1
         case .unreachable: 2
-        case .reset: 3
-        case .synAck, .synAckECN: 4
+        case .reset, .portUnreachable: 3
+        case .synAck, .synAckECN, .udpReply, .echoReply: 4
         }
     }
 }

@@ -51,7 +51,9 @@ struct CSVFormatter {
     static let traceColumns: [CSVColumn] = [
         CSVColumn("target") { row, out in out.appendAddress(row.trace.request.destination) },
         CSVColumn("target_name") { row, out in if let name = row.trace.request.name { out.appendCSVField(name) } },
-        CSVColumn("port") { row, out in out.appendDecimal(UInt64(row.trace.request.port)) },
+        CSVColumn("port") { row, out in
+            if row.trace.method.hasPorts { out.appendDecimal(UInt64(row.trace.request.port)) }
+        },
         CSVColumn("protocol") { row, out in out.appendText(row.trace.method.protocolName) },
         CSVColumn("tcp_flags") { row, out in if let flags = row.trace.method.tcpFlags { out.appendText(flags.rawValue) } },
         CSVColumn("source") { row, out in out.appendAddress(row.trace.request.source) },

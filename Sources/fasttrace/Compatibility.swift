@@ -15,6 +15,37 @@ func tcpServicePort(_ name: Substring) -> UInt16? {
     return UInt16(bigEndian: UInt16(truncatingIfNeeded: entry.pointee.s_port))
 }
 
+/// The UDP port of service `name` in the services database (/etc/services), or nil.
+func udpServicePort(_ name: Substring) -> UInt16? {
+    guard let entry = getservbyname(String(name), "udp") else { return nil }
+    return UInt16(bigEndian: UInt16(truncatingIfNeeded: entry.pointee.s_port))
+}
+
+/// `--payload-hex`: hex digits, two per byte (a leading 0x allowed, nothing else), 1...1470 bytes.
+func parsePayloadHex(_ text: String) throws -> [UInt8] {
+    var digits = Substring(text)
+    if digits.hasPrefix("0x") || digits.hasPrefix("0X") { digits = digits.dropFirst(2) }
+    guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isHexDigit }) else {
+        let shown = text.count > 40 ? text.prefix(40) + "…" : Substring(text)
+        throw UsageFailure("--payload-hex: '\(shown)' is not hex digits (two per byte, no spaces; a leading 0x is allowed)")
+    }
+    guard digits.count % 2 == 0 else {
+        throw UsageFailure("--payload-hex: an odd number of hex digits (\(digits.count)): two per byte")
+    }
+    guard digits.count / 2 <= 1470 else {
+        throw UsageFailure("--payload-hex: \(digits.count / 2) bytes; at most 1470 fit a 1500-byte packet")
+    }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(digits.count / 2)
+    var index = digits.startIndex
+    while index < digits.endIndex {
+        let next = digits.index(index, offsetBy: 2)
+        bytes.append(UInt8(digits[index..<next], radix: 16)!)
+        index = next
+    }
+    return bytes
+}
+
 /// `-t`: decimal (`16`) or hex (`0x10`), 0...255. A decimal with a leading zero (`010`) is refused:
 /// octal to some tools, decimal to others.
 func parseTOS(_ text: String) -> Result<UInt8, ReasonError> {

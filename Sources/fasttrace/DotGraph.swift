@@ -39,6 +39,9 @@ final class TraceGraph {
     /// What a port of a target did, as the node label shows it.
     enum PortMark: String, Comparable {
         case open, closed, unfiltered, filtered, interrupted
+        case openFiltered = "open|filtered"
+        /// An ICMP echo's destination answered: no port to name.
+        case reachable
 
         static func < (a: PortMark, b: PortMark) -> Bool { a.order < b.order }
         private var order: Int {
@@ -47,7 +50,9 @@ final class TraceGraph {
             case .closed: 1
             case .unfiltered: 2
             case .filtered: 3
-            case .interrupted: 4
+            case .openFiltered: 4
+            case .interrupted: 5
+            case .reachable: 6
             }
         }
     }
@@ -89,6 +94,8 @@ final class TraceGraph {
                 let mark: PortMark = switch trace.method.portState(for: hop.outcome) {
                 case .open: .open
                 case .closed: .closed
+                case .openFiltered: .openFiltered
+                case .reachable: .reachable
                 default: .unfiltered
                 }
                 nodes[address, default: Node()].ports[request.port] = mark
@@ -116,7 +123,8 @@ final class TraceGraph {
         }
         if !trace.reached {
             let target = request.destination
-            nodes[target, default: Node()].ports[request.port] = trace.stopReason == .interrupted ? .interrupted : .filtered
+            nodes[target, default: Node()].ports[request.port] = trace.stopReason == .interrupted
+                ? .interrupted : trace.state == .openFiltered ? .openFiltered : .filtered
             if previous != target {
                 edges[EdgeKey(from: previous, to: target, link: .lastSeen), default: 0] += 1
             }
@@ -201,13 +209,15 @@ final class TraceGraph {
         for (mark, ports) in byMark.sorted(by: { $0.key < $1.key }) {
             let sorted = ports.sorted()
             let shown = sorted.prefix(8).map(String.init).joined(separator: ", ")
-            lines.append("\(mark.rawValue) \(shown)\(sorted.count > 8 ? " (+\(sorted.count - 8) more)" : "")")
+            // ICMP echo has no port (its traces carry port 0): the mark alone.
+            lines.append(sorted == [0] ? mark.rawValue
+                : "\(mark.rawValue) \(shown)\(sorted.count > 8 ? " (+\(sorted.count - 8) more)" : "")")
         }
         out.appendLiteral("label=")
         out.appendDOTLabel(lines)
         if node.isSource {
             out.appendLiteral(", shape=box, style=\"rounded,filled\", fillcolor=lightblue")
-        } else if byMark[.open] != nil {
+        } else if byMark[.open] != nil || byMark[.reachable] != nil {
             out.appendLiteral(", shape=box, style=filled, fillcolor=palegreen")
         } else if byMark[.closed] != nil {
             out.appendLiteral(", shape=box, style=filled, fillcolor=lightsalmon")

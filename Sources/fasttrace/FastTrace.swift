@@ -61,7 +61,7 @@ enum Defaults {
 struct FastTrace: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fasttrace",
-        abstract: "Port-aware TCP traceroute for one target or thousands at once.",
+        abstract: "Port-aware TCP and UDP traceroute for one target or thousands at once.",
         usage: """
             fasttrace [<options>] <host> [<port>]
             fasttrace [<options>] --targets <file> -p <ports>
@@ -83,7 +83,7 @@ struct FastTrace: ParsableCommand {
     var host: String?
 
     @Argument(help: ArgumentHelp(
-        "Destination port or TCP service name (/etc/services) for single-target mode (default: 80).",
+        "Destination port or service name (/etc/services) for single-target mode (default: 80; 53 with -U).",
         valueName: "port"))
     var port: String?
 
@@ -94,7 +94,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .short, parsing: .unconditional,
         help: ArgumentHelp(
-            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default: 80).",
+            "Destination port(s), numbers or service names: 443, https, 80,443 or 8000-8010 (default: 80; 53 with -U).",
             valueName: "ports"))
     var p: String?
 
@@ -146,7 +146,8 @@ struct FastTrace: ParsableCommand {
     var t: String { tOption ?? Defaults.t }
 
     @Option(name: .customShort("l"), parsing: .unconditional,
-        help: ArgumentHelp("Total packet length, 40...1500; 40 is a bare TCP segment (default: \(Defaults.l)).",
+        help: ArgumentHelp("Total packet length: TCP 40...1500, 40 a bare segment; UDP 30...1500, where DNS and NTP requests "
+            + "keep their own length (default: \(Defaults.l)).",
             valueName: "bytes"))
     var lOption: Int?
     var l: Int { lOption ?? Defaults.l }
@@ -194,6 +195,30 @@ struct FastTrace: ParsableCommand {
     @Flag(name: .customShort("F"), help: "Set the don't-fragment bit.")
     var dontFragment = false
 
+    @Flag(name: .customShort("T"), help: "Send TCP probes (the default; SYN unless -A or -E).")
+    var tcpFlag = false
+
+    @Flag(name: .customShort("U"), help: ArgumentHelp(
+        "Send UDP probes to the port (traceroute -U; default port 53): open when the service answers, closed "
+            + "when the destination says port unreachable, open|filtered when nothing answers. DNS (53) and "
+            + "NTP (123) get a request their service answers; other ports zero bytes up to -l."))
+    var udpFlag = false
+
+    @Flag(name: .customShort("I"), help: ArgumentHelp(
+        "Send ICMP echo requests (traceroute -I): no port; the destination is reachable when it answers an "
+            + "echo reply."))
+    var icmpFlag = false
+
+    @Option(name: .customLong("protocol"), parsing: .unconditional, help: ArgumentHelp(
+        "Probe protocol: tcp (the default, -T), udp (-U) or icmp (-I).", valueName: "tcp|udp|icmp"))
+    var protocolOption: String?
+
+    @Option(name: .customLong("payload-hex"), parsing: .unconditional, help: ArgumentHelp(
+        "UDP payload as hex digits, sent to every port instead of the built-in DNS and NTP requests (at most "
+            + "1470 bytes; 2 more bytes follow it). Answers to it name no probe: they are counted, not recorded.",
+        valueName: "hex"))
+    var payloadHex: String?
+
     @Flag(name: .customShort("S"), help: "Send TCP SYN probes (the default): the port's state is open or closed.")
     var synFlag = false
 
@@ -209,7 +234,8 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .customLong("sport"), parsing: .unconditional,
         help: ArgumentHelp(
-            "Source port of every probe, 1...65535 (default: random in 20000...59999).", valueName: "port"))
+            "Source port of every probe (with -I, the ICMP identifier), 1...65535 (default: random in 20000...59999).",
+            valueName: "port"))
     var sourcePort: Int?
 
     @Option(name: .customLong("rate"), parsing: .unconditional,
@@ -286,6 +312,49 @@ struct FastTrace: ParsableCommand {
         }
     }
 
+    /// What to send, from -T/-U/--protocol, the TCP flags and --payload-hex; a contradiction is a usage error.
+    private func probeMethod() throws -> ProbeMethod {
+        var chosen: [(String, String)] = []  // (protocol, as the user wrote it)
+        if tcpFlag { chosen.append(("tcp", "-T")) }
+        if udpFlag { chosen.append(("udp", "-U")) }
+        if icmpFlag { chosen.append(("icmp", "-I")) }
+        if let protocolOption {
+            let name = protocolOption.lowercased()
+            switch name {
+            case "tcp", "udp", "icmp": chosen.append((name, "--protocol \(protocolOption)"))
+            default: throw UsageFailure("--protocol: must be tcp, udp or icmp (got '\(protocolOption)')")
+            }
+        }
+        if let other = chosen.first(where: { $0.0 != chosen[0].0 }) {
+            throw UsageFailure("\(chosen[0].1) and \(other.1): a run sends one protocol")
+        }
+        let proto = chosen.first?.0 ?? "tcp"
+        if proto != "tcp", let flag = [(synFlag, "-S"), (ackFlag, "-A"), (ecnFlag, "-E")].first(where: { $0.0 })?.1 {
+            throw UsageFailure("\(flag) sets TCP flags: not with \(proto.uppercased()) probes")
+        }
+        if proto != "tcp" && trackPort {
+            throw UsageFailure("--track-port: \(proto.uppercased()) probes carry half their tag in the IP ID, so a path that "
+                + "rewrites it cannot be traced with them; use TCP (-T)")
+        }
+        if proto == "icmp" {
+            if payloadHex != nil { throw UsageFailure("--payload-hex is for UDP probes (-U)") }
+            return .icmpEcho
+        }
+        if proto == "udp" {
+            guard let payloadHex else { return .udp(.byPort) }
+            if lOption != nil { throw UsageFailure("-l and --payload-hex: the payload sets the packet's length") }
+            return .udp(.fixed(try parsePayloadHex(payloadHex)))
+        }
+        if payloadHex != nil { throw UsageFailure("--payload-hex is for UDP probes (-U)") }
+        switch (synFlag, ackFlag, ecnFlag) {
+        case (_, true, true): throw UsageFailure("-A and -E: a probe is an ACK or an ECN-setup SYN, not both")
+        case (true, true, _): throw UsageFailure("-S and -A: a probe is a SYN or an ACK, not both")
+        case (_, true, _): return .tcp(.ack)
+        case (_, _, true): return .tcp(.synECN)
+        default: return .tcp(.syn)
+        }
+    }
+
     private func execute() throws {
         if printExitStatuses {
             Out.raw(ExitStatus.table, fd: 1)
@@ -300,14 +369,23 @@ struct FastTrace: ParsableCommand {
         // 1. Input: everything the user typed is checked before any socket is opened.
         let batch = targetsFile != nil
         if port != nil && p != nil { throw UsageFailure("give the port either after HOST or with -p, not both") }
-        let ports: [UInt16]
-        switch TargetParser.parsePortList(port ?? p ?? "80", service: tcpServicePort) {
+        let method = try probeMethod()
+        var ports: [UInt16] = []
+        let isUDP = method.protocolName == "udp"
+        if !method.hasPorts {
+            // An ICMP echo goes to a host, not a port: each target is traced once.
+            if let given = port ?? p {
+                throw UsageFailure("\(p != nil ? "-p" : "port '\(given)'"): ICMP echo (-I) has no port; give the host alone")
+            }
+        } else { switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
+            service: isUDP ? udpServicePort : tcpServicePort, serviceProtocol: isUDP ? "UDP" : "TCP") {
         case .success(let list):
             ports = list.ports
             // `-p https,443` is one port: traced once, and said.
             if let note = list.repeatsNote { Out.error("fasttrace: " + (p != nil ? "-p: " : "") + note) }
         case .failure(let error): throw UsageFailure((p != nil ? "-p: " : "") + error.reason)
-        }
+        } }
+        if !method.hasPorts { ports = [0] }
         if !batch && ports.count != 1 { throw UsageFailure("one port per single-target trace; use --targets for more") }
         // -n with -N: -n wins (no lookups at all), as in tcptraceroute.
 
@@ -327,7 +405,11 @@ struct FastTrace: ParsableCommand {
         case .success(let value): tos = value
         case .failure(let error): throw UsageFailure("-t: " + error.reason)
         }
-        guard (40...1500).contains(l) else { throw UsageFailure("-l: packet length must be 40...1500 (got \(l))") }
+        let lengths = method.kind.minimumLength...method.kind.maximumLength
+        guard lengths.contains(l) else {
+            throw UsageFailure("-l: packet length must be \(lengths.lowerBound)...\(lengths.upperBound) for "
+                + "\(method.protocolName.uppercased()) probes (got \(l))")
+        }
         guard rate >= 1 && rate <= 10_000_000 else {
             throw UsageFailure("--rate: must be 1...10000000 probes/s (got \(rate))")
         }
@@ -394,13 +476,7 @@ struct FastTrace: ParsableCommand {
         config.acceptTranslatedQuotes = !noDNATStrict
         config.packetLength = l
         config.dontFragment = dontFragment
-        switch (synFlag, ackFlag, ecnFlag) {
-        case (_, true, true): throw UsageFailure("-A and -E: a probe is an ACK or an ECN-setup SYN, not both")
-        case (true, true, _): throw UsageFailure("-S and -A: a probe is a SYN or an ACK, not both")
-        case (_, true, _): config.method = .tcp(.ack)
-        case (_, _, true): config.method = .tcp(.synECN)
-        default: config.method = .tcp(.syn)
-        }
+        config.method = method
         config.rate = rate
         config.gapLimit = gap ?? (batch ? 5 : 0)
         config.maxInFlight = maxInFlight
@@ -479,9 +555,11 @@ struct FastTrace: ParsableCommand {
             }
         }
 
-        let transport = try LinuxTransport(configuration: .init(
+        var transportConfiguration = LinuxTransport.Configuration(
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate),
-            sendPath: sendPath, routes: pathRoutes))
+            sendPath: sendPath, routes: pathRoutes)
+        transportConfiguration.probeProtocol = config.method.kind.protocolNumber
+        let transport = try LinuxTransport(configuration: transportConfiguration)
         // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
         // read): from here on nothing needs a capability. Before any thread starts (capabilities are
         // per thread) and before any name is looked up or any output written.
@@ -523,24 +601,30 @@ struct FastTrace: ParsableCommand {
         if let request = singleRequest {
             // The device the probes actually leave through (the route sourceFor accepted).
             let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
-            let service = serviceName(request.port).map { " (\($0))" } ?? ""
+            let service = serviceName(request.port, protocol: config.method.protocolName).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text {
-                Out.line("Selected device \(device), address \(request.source), port \(config.sourcePort) for outgoing packets")
+                // ICMP echo carries the run's identifier where TCP and UDP carry its source port.
+                let sport = config.method.hasPorts ? "port" : "identifier"
+                Out.line("Selected device \(device), address \(request.source), \(sport) \(config.sourcePort) for outgoing packets")
                 let probes = switch config.method.tcpFlags {
                 case .ack: " with ACK probes"
                 case .synECN: " with ECN-setup SYN probes"
                 case .syn, nil: ""
                 }
-                Out.line("Tracing the path to \(target) on TCP port \(request.port)\(service)\(probes), "
+                let toward = config.method.hasPorts
+                    ? "on \(config.method.protocolName.uppercased()) port \(request.port)\(service)" : "with ICMP echo"
+                Out.line("Tracing the path to \(target) \(toward)\(probes), "
                     + "\(config.maxTTL) hops max")
                 try Out.finish()
                 var lastTranslation: IPv4Address?
                 var submittedThrough: UInt8 = 0
                 // Each hop line is printed once its names are in (at most the name timeout after the hop
                 // settled), in TTL order.
+                var printedPlaced: Set<UInt8> = []
                 engine.onHop = { _, hop in
                     submittedThrough = hop.ttl
+                    if hop.probes.contains(where: { $0.sentTTL != nil }) { printedPlaced.insert(hop.ttl) }
                     stage.submit(addresses: hop.responders) { annotator in
                         for line in text.hopLines(hop, annotator, lastTranslation: &lastTranslation) { Out.line(line) }
                         Out.flush()
@@ -549,6 +633,23 @@ struct FastTrace: ParsableCommand {
                 // Interrupted: the hops not yet settled, with `?` for probes not waited for, and a
                 // line saying the trace is incomplete.
                 singleFinished = { result in
+                    if result.answerUnmatched {
+                        stage.submit(addresses: EmptyCollection()) { _ in
+                            Out.line("An answer came from \(request.destination) port \(request.port), but it names no probe, "
+                                + "so it cannot be told from a forged one: likely open, at a TTL not known")
+                        }
+                    }
+                    // An answer placed at a hop already printed (an unreachable whose quote says its router
+                    // sits nearer than the probe's TTL, arriving after that hop settled): that hop again,
+                    // with it, so the reason the trace stopped is on screen.
+                    for hop in result.hops where hop.ttl <= submittedThrough && !printedPlaced.contains(hop.ttl)
+                        && hop.probes.contains(where: { $0.sentTTL != nil })
+                    {
+                        stage.submit(addresses: hop.responders) { annotator in
+                            var none: IPv4Address?
+                            for line in text.hopLines(hop, annotator, lastTranslation: &none) { Out.line(line) }
+                        }
+                    }
                     guard result.stopReason == .interrupted else { return }
                     for hop in result.hops where hop.ttl > submittedThrough {
                         stage.submit(addresses: hop.responders) { annotator in
@@ -675,6 +776,7 @@ struct FastTrace: ParsableCommand {
         try Out.finish()
         // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
+        if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
             method: engine.configuration.method, sendPath: sendPathSummary),
             result)

@@ -64,8 +64,8 @@ func loadASNTable(_ paths: [String]) throws -> ASNTable {
     return builder.build()
 }
 
-/// The service name of a TCP port (`https`), or nil.
-func serviceName(_ port: UInt16) -> String? {
-    guard let entry = getservbyport(Int32(port.bigEndian), "tcp"), let name = entry.pointee.s_name else { return nil }
+/// The service name of a port of `protocol` (`tcp`, `udp`): `https`, or nil.
+func serviceName(_ port: UInt16, protocol proto: String = "tcp") -> String? {
+    guard let entry = getservbyport(Int32(port.bigEndian), proto), let name = entry.pointee.s_name else { return nil }
     return String(cString: name)
 }

@@ -187,6 +187,11 @@ struct TextFormatter {
             }
             if responder != lastAddress {
                 line += " " + label(responder, annotator)
+                // traceroute's mark for the MPLS label stack the router reported (RFC 4950).
+                if let stack = probe.mpls {
+                    line += " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
+                        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
+                }
                 if let state = method.portState(for: probe.outcome) {
                     // tcptraceroute's mark for a destination that accepted ECN.
                     line += probe.outcome == .synAckECN ? " [\(state.rawValue), ecn]" : " [\(state.rawValue)]"
@@ -232,9 +237,12 @@ struct TextFormatter {
         case .interrupted: how = "interrupted after \(result.hops.count) TTLs (partial)"
         }
         // An interrupted trace the destination never answered has no state to name (not `filtered`).
-        let state = result.state == .unknown ? "" : result.state.rawValue + ", "
+        let state = result.state == .unknown ? ""
+            : result.answerUnmatched ? "open|filtered (an answer came from the port, but it names no probe, so it cannot be checked), "
+            : result.state.rawValue + ", "
         let probes = result.method == .tcp(.syn) ? "" : " (\(result.method))"
-        var lines = ["\(target) port \(result.request.port)\(probes): \(state)\(how)"]
+        let port = result.method.hasPorts ? " port \(result.request.port)" : ""
+        var lines = ["\(target)\(port)\(probes): \(state)\(how)"]
         var lastTranslation: IPv4Address?
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
@@ -277,7 +285,7 @@ func formatMillis(_ micros: UInt32) -> String {
 /// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
     /// The `schema` key of every trace object: the version of this layout.
-    static let schemaVersion: UInt64 = 1
+    static let schemaVersion: UInt64 = 2
 
     /// One trace as a line (without the newline), for callers that want a String.
     static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain) -> String {
@@ -299,8 +307,11 @@ enum JSONFormatter {
             out.appendLiteral(",\"name\":")
             out.append(contentsOf: quote(name).utf8)
         }
-        out.appendLiteral(",\"port\":")
-        out.appendDecimal(UInt64(result.request.port))
+        // ICMP echo has no port: the key is left out (docs/trace.schema.json).
+        if result.method.hasPorts {
+            out.appendLiteral(",\"port\":")
+            out.appendDecimal(UInt64(result.request.port))
+        }
         out.appendLiteral(",\"protocol\":\"")
         out.appendText(result.method.protocolName)
         out.appendLiteral("\",\"family\":\"")
@@ -330,6 +341,7 @@ enum JSONFormatter {
             out.appendText(result.state.rawValue)
             out.appendLiteral("\"")
         }
+        if result.answerUnmatched { out.appendLiteral(",\"answer_unmatched\":true") }
         out.appendLiteral(",\"stop\":\"")
         out.appendText(result.stopReason.rawValue)
         out.appendLiteral("\",\"dest_ttl\":")
@@ -393,6 +405,27 @@ enum JSONFormatter {
                 out.appendLiteral(",\"dnat\":\"")
                 out.appendAddress(translated)
                 out.appendLiteral("\"")
+            }
+            // The MPLS label stack the hop's ICMP extensions reported (RFC 4950), top first; its depth when
+            // deeper than the two entries kept.
+            if let stack = hop.probes.lazy.compactMap(\.mpls).first {
+                out.appendLiteral(",\"mpls\":[")
+                for (k, entry) in stack.entries.enumerated() {
+                    out.appendLiteral(k > 0 ? ",{\"label\":" : "{\"label\":")
+                    out.appendDecimal(UInt64(entry.label))
+                    out.appendLiteral(",\"tc\":")
+                    out.appendDecimal(UInt64(entry.tc))
+                    out.appendLiteral(",\"s\":")
+                    out.appendDecimal(entry.bottom ? 1 : 0)
+                    out.appendLiteral(",\"ttl\":")
+                    out.appendDecimal(UInt64(entry.ttl))
+                    out.appendLiteral("}")
+                }
+                out.appendLiteral("]")
+                if stack.depth > 2 {
+                    out.appendLiteral(",\"mpls_depth\":")
+                    out.appendDecimal(UInt64(stack.depth))
+                }
             }
             // Every address when attempts met different routers (rare: ECMP without Paris, a route
             // change): only then is the list of distinct addresses built.

@@ -7,6 +7,10 @@ import FastTraceCore
 import FastTraceLinux
 import FastTraceWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The summary line of a run (without the target list's tail of skipped lines and duplicates).
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
 func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn),
@@ -17,10 +21,17 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     // interrupt before the destination said anything).
     parts.append("fasttrace: \(counted(r.traces, "trace"))")
     // An ACK probe's answer says unfiltered, never open or closed: name what the run could find.
+    // An echo reply says the host answers; ICMP has no port to be open or closed.
     parts.append(method.tcpFlags == .ack
         ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
-        : "\(r.reached) reached (\(r.open) open, \(r.closed) closed)")
-    parts.append("\(r.filtered) filtered")
+        : method.hasPorts ? "\(r.reached) reached (\(r.open) open, \(r.closed) closed)" : "\(r.reached) reached")
+    // A UDP port nothing answered for is open or filtered: a service may ignore what it does not understand.
+    parts.append(method.protocolName == "udp" ? "\(r.openFiltered) open|filtered" : "\(r.filtered) filtered")
+    if d.unkeyed > 0 {
+        let remedy = method == .udp(.byPort) ? "; the built-in DNS and NTP requests are echoed" : ""
+        parts.append("\(counted(Int(d.unkeyed), "UDP answer")) carrying nothing that names a probe, not recorded "
+            + "(their traces stay open|filtered, marked answer_unmatched\(remedy))")
+    }
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
     // Probes, over how long, and why not faster.
     let seconds = Double(r.elapsedNanos) / 1e9
@@ -54,12 +65,6 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
             + "(their * may be rate limits)")
     }
     parts.append(counted(Int(r.transport.ringDrops), "ring drop"))
-    // Packets the kernel refused: never silent.
-    if r.transport.sendErrors > 0 {
-        parts.append(counted(Int(r.transport.sendErrors), "send error")
-            + (r.transport.ringFramesRefused > 0
-                ? " (\(counted(Int(r.transport.ringFramesRefused), "TX ring frame")) refused as malformed)" : ""))
-    }
     if let sendPath { parts.append(sendPathText(sendPath, r.transport)) }
     if r.cancelled { parts.append("interrupted: \(counted(r.interrupted, "trace")) partial") }
     return parts.joined(separator: ", ")
@@ -108,6 +113,21 @@ func formatRate(_ perSecond: Double) -> String {
     }
     if decimals == 0, text.hasSuffix(".0") { text.removeLast(2) }
     return text
+}
+
+/// One line for a run in which the kernel refused some probes outright (a probe larger than the route's
+/// MTU, a local firewall): their hops show `*` that no network said. Nil when it refused none.
+func sendRefusalHint(_ t: TransportCounters, packetLength: Int) -> String? {
+    guard t.sendErrors > 0 else { return nil }
+    let call = t.firstSendErrorOnRing ? "send(PACKET_TX_RING)" : "sendmmsg"
+    let why = t.firstSendErrno == 0 ? "" : " (first: \(call): \(SystemError.errnoText(t.firstSendErrno)))"
+    // Frames the transmit ring's kernel side refused as malformed (TP_STATUS_WRONG_FORMAT) are among them.
+    let malformed = t.ringFramesRefused == 0 ? ""
+        : ", \(t.ringFramesRefused) of them TX ring frames the kernel marked malformed"
+    let advice = t.firstSendErrno == EMSGSIZE
+        ? ": probes larger than the route's MTU (-l \(packetLength)); try a smaller -l or --payload-hex" : ""
+    return "fasttrace: the kernel refused \(counted(Int(t.sendErrors), "probe")) before sending\(why)\(malformed)\(advice); "
+        + "their * are not the network's answer"
 }
 
 /// One line for a run whose router replies came back with the probe's IPv4 ID rewritten on the way

@@ -20,13 +20,15 @@ func loadSchema() throws -> [String: Any] {
     return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
 }
 
-/// The keys the schema allows on a trace object and on a hop object.
-func schemaKeys(_ schema: [String: Any]) throws -> (trace: Set<String>, hop: Set<String>) {
+/// The keys the schema allows on a trace object, on a hop object and on a hop's MPLS label entry.
+func schemaKeys(_ schema: [String: Any]) throws -> (trace: Set<String>, hop: Set<String>, mpls: Set<String>) {
     let traceProperties = try #require(schema["properties"] as? [String: Any])
     let defs = try #require(schema["$defs"] as? [String: Any])
     let hop = try #require(defs["hop"] as? [String: Any])
     let hopProperties = try #require(hop["properties"] as? [String: Any])
-    return (Set(traceProperties.keys), Set(hopProperties.keys))
+    let mpls = try #require(hopProperties["mpls"] as? [String: Any])
+    let entry = try #require((mpls["items"] as? [String: Any])?["properties"] as? [String: Any])
+    return (Set(traceProperties.keys), Set(hopProperties.keys), Set(entry.keys))
 }
 
 /// Traces that between them make the formatter write every key it has: a target name, every hop kind,
@@ -39,7 +41,76 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
     (interrupted, .plain, 1_796_603_464_999_999_999),
     (empty, .plain, nil),
     (annotated, annotator, 951_782_400_000_000_000),
+    (udpClosed, .plain, 1_796_603_465_000_000_000),
+    (udpOpen, .plain, 1_796_603_466_000_000_000),
+    (udpSilent, .plain, 1_796_603_467_000_000_000),
+    (icmpReached, .plain, 1_796_603_468_000_000_000),
+    (mplsTrace, .plain, 1_796_603_469_000_000_000),
+    (udpUnmatched, .plain, 1_796_603_470_000_000_000),
 ]
+
+/// A UDP trace whose port answered with nothing naming its probe: open, TTL unknown.
+let udpUnmatched: TraceResult = {
+    var t = udp(trace([
+        HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+        HopResult(ttl: 2, probes: [.silent, .silent, .silent]),
+    ], port: 7), state: .openFiltered)
+    t.answerUnmatched = true
+    t.stopReason = .gapLimit
+    return t
+}()
+
+/// A trace through an MPLS network: one hop's stack of three entries (two kept), one of one.
+let mplsTrace: TraceResult = {
+    var three = answered(router(5), 80)
+    three.mpls = MPLSStack(depth: 3, top: MPLSLabelEntry(label: 24001, tc: 0, bottom: false, ttl: 1).raw,
+        second: MPLSLabelEntry(label: 16, tc: 5, bottom: false, ttl: 1).raw)
+    var one = answered(router(9), 90)
+    one.mpls = MPLSStack(depth: 1, top: MPLSLabelEntry(label: 1048575, tc: 7, bottom: true, ttl: 255).raw)
+    return trace([
+        HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+        HopResult(ttl: 2, probes: [three, three, .silent]),
+        HopResult(ttl: 3, probes: [one, one, one]),
+        HopResult(ttl: 4, probes: Array(repeating: answered(target, 100, .synAck), count: 3)),
+    ])
+}()
+
+/// An ICMP echo trace (`-I`): no port, no tcp_flags; the destination's echo reply.
+let icmpReached: TraceResult = {
+    var t = trace([
+        HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+        HopResult(ttl: 2, probes: Array(repeating: answered(target, 70, .echoReply), count: 3)),
+    ], port: 0)
+    t.method = .icmpEcho
+    t.state = .reachable
+    t.reached = true
+    t.stopReason = .destination
+    return t
+}()
+
+/// UDP traces (`-U`): a closed port (the destination's port unreachable), an open one (the service's
+/// answer) and one nothing answered (open|filtered); no `tcp_flags`.
+let udpClosed = udp(trace([
+    HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+    HopResult(ttl: 2, probes: Array(repeating: answered(target, 60, .portUnreachable), count: 3)),
+], port: 33434), state: .closed)
+let udpOpen = udp(trace([
+    HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+    HopResult(ttl: 2, probes: [answered(target, 600, .udpReply), .silent, answered(target, 300, .udpReply)]),
+], port: 53), state: .open)
+let udpSilent = udp(trace([
+    HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),
+    HopResult(ttl: 2, probes: [.silent, .silent, .silent]),
+], port: 123), state: .openFiltered)
+
+func udp(_ t: TraceResult, state: PortState) -> TraceResult {
+    var t = t
+    t.method = .udp(.byPort)
+    t.state = state
+    t.reached = state != .openFiltered
+    t.stopReason = t.reached ? .destination : .gapLimit
+    return t
+}
 
 @Suite struct JSONSchemaTests {
     @Test("Every key the JSON formatter's source writes is in the schema, and the schema has no other")
@@ -54,7 +125,7 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
         for match in body.matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
         let keys = try schemaKeys(try loadSchema())
         #expect(written.count > 20)
-        let schema = keys.trace.union(keys.hop)
+        let schema = keys.trace.union(keys.hop).union(keys.mpls)
         let missing = written.subtracting(schema).sorted(), unused = schema.subtracting(written).sorted()
         #expect(written == schema, "in the formatter, not the schema: \(missing); in the schema, not written: \(unused)")
     }
@@ -88,11 +159,32 @@ let schemaFixtures: [(TraceResult, HopAnnotator, UInt64?)] = [
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")
         #expect(output.stdout == "valid \(schemaFixtures.count)\n")
         // And a line with a key the schema does not have fails: the check can fail.
-        let extra = JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "{\"schema\":1,",
-            with: "{\"schema\":1,\"extra\":0,")
+        let version = "{\"schema\":\(JSONFormatter.schemaVersion),"
+        let extra = JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: version,
+            with: version + "\"extra\":0,")
         let refused = try runTool(["python3", "-c", schemaValidator,
             repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: extra + "\n")
         #expect(refused.status == 1 && refused.stdout.contains("extra"))
+        // tcp_flags belongs to TCP traces: missing on one, or present on a UDP trace, is not valid.
+        for line in [JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "\"tcp_flags\":\"syn\",",
+            with: ""), JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"family\":\"ipv4\",",
+            with: "\"family\":\"ipv4\",\"tcp_flags\":\"syn\","),
+            // And port belongs to TCP and UDP: on an ICMP trace it is not valid, nor missing on a UDP one.
+            JSONFormatter.line(icmpReached, start: nil, .plain).replacingOccurrences(of: "\"protocol\":\"icmp\",",
+                with: "\"port\":0,\"protocol\":\"icmp\","),
+            JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"port\":53,", with: ""),
+            // And each protocol has its own states: open|filtered is UDP's, reachable ICMP's, unfiltered TCP's.
+            JSONFormatter.line(everyKind, start: nil, .plain).replacingOccurrences(of: "\"state\":\"open\"",
+                with: "\"state\":\"open|filtered\""),
+            JSONFormatter.line(udpOpen, start: nil, .plain).replacingOccurrences(of: "\"state\":\"open\"",
+                with: "\"state\":\"unfiltered\""),
+            JSONFormatter.line(icmpReached, start: nil, .plain).replacingOccurrences(of: "\"state\":\"reachable\"",
+                with: "\"state\":\"open\"")]
+        {
+            let wrong = try runTool(["python3", "-c", schemaValidator,
+                repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: line + "\n")
+            #expect(wrong.status == 1, "\(line)")
+        }
     }
 
     @Test("The README's JSON table names every key of the schema, and the schema file and version")

@@ -2,6 +2,7 @@
 // that rewrites the IP ID (item 11), tested on the functions that write them.
 
 import FastTraceCore
+import FastTraceWire
 import Testing
 
 @testable import fasttrace
@@ -89,5 +90,41 @@ import Testing
         // A forger's made-up quotes pass the sequence number's MAC bits 1 time in 128: no hint for those.
         d.forged = 100_000
         #expect(ipIDRewriteHint(d) == nil)
+    }
+
+    @Test("probes the kernel refused are said once, with the reason and, for EMSGSIZE, what to do")
+    func sendRefusals() {
+        var t = TransportCounters()
+        #expect(sendRefusalHint(t, packetLength: 40) == nil)
+        t.sendErrors = 24
+        t.firstSendErrno = 90  // EMSGSIZE on Linux
+        let hint = sendRefusalHint(t, packetLength: 1500)
+        #expect(hint?.contains("refused 24 probes") == true && hint?.contains("EMSGSIZE") == true)
+        #expect(hint?.contains("smaller -l") == true && hint?.contains("not the network's answer") == true)
+        t.firstSendErrno = 1  // EPERM: a local firewall
+        #expect(sendRefusalHint(t, packetLength: 40)?.contains("smaller -l") == false)
+        // Refused on the transmit ring: the call that failed is named, and the malformed frames counted.
+        t.firstSendErrno = 90
+        t.firstSendErrorOnRing = true
+        t.ringFramesRefused = 3
+        let ring = sendRefusalHint(t, packetLength: 1400)
+        #expect(ring?.contains("(first: send(PACKET_TX_RING): ") == true, "\(ring ?? "")")
+        #expect(ring?.contains(", 3 of them TX ring frames the kernel marked malformed") == true, "\(ring ?? "")")
+    }
+
+    @Test("UDP and ICMP runs name their states")
+    func udpAndICMPStates() {
+        var r = Self.smallRun()
+        r.openFiltered = 4
+        r.filtered = 0
+        let udp = summaryLine(r, rate: 2000, maxInFlight: 4096, method: .udp(.byPort))
+        #expect(udp.contains("3 reached (2 open, 1 closed), 4 open|filtered,"), "\(udp)")
+        r.dispatch.unkeyed = 5
+        #expect(summaryLine(r, rate: 2000, maxInFlight: 4096, method: .udp(.byPort)).contains("5 UDP answers carrying nothing"))
+        #expect(!summaryLine(r, rate: 2000, maxInFlight: 4096, method: .udp(.fixed([1]))).contains("built-in DNS and NTP"))
+        var i = Self.smallRun()
+        i.open = 0
+        i.closed = 0
+        #expect(summaryLine(i, rate: 2000, maxInFlight: 4096, method: .icmpEcho).contains("3 reached, 4 filtered"))
     }
 }

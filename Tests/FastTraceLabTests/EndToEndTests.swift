@@ -22,6 +22,10 @@ struct LabTruth: Decodable {
         var hops: [[String]]
         var destination_ttl: Int?
         var ports: [String: String]
+        /// UDP ports' states (53 DNS, 123 NTP, 33434 closed): open, closed or open|filtered.
+        var udp_ports: [String: String]?
+        /// What an ICMP echo finds: reachable, filtered, or unreachable (the DNAT kind).
+        var icmp: String?
         var filtered_last_ttl: Int?
         /// Routers from `ttl` on quote the destination rewritten into `prefix` (same host part).
         var dnat: DNAT?
@@ -142,14 +146,17 @@ struct JSONTrace {
     var state: String?
     var stop: String
     var hops: [Hop]
+    /// `tcp` or `udp`.
+    var proto: String
 
     init?(line: Substring) {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
             let target = object["target"] as? String, let port = object["port"] as? Int,
             let reached = object["reached"] as? Bool, object["state"] is String || object["state"] is NSNull,
             let stop = object["stop"] as? String, let hops = object["hops"] as? [[String: Any]],
-            object["protocol"] as? String == "tcp"
+            let proto = object["protocol"] as? String, proto == "tcp" || proto == "udp"
         else { return nil }
+        self.proto = proto
         self.target = target
         self.port = port
         self.reached = reached

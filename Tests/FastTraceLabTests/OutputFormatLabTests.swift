@@ -196,9 +196,17 @@ struct OutputFormatLabTests {
             } else {
                 #expect(object["dest_ttl"] as? Int == kind.destination_ttl, "\(line)")
             }
-            #expect(object["schema"] as? Int == 1)
+            #expect(object["schema"] as? Int == 2)
         }
         let window = "\(began) \(ended)"
+
+        // UDP and ICMP echo, every kind: their states, hop kinds and keys (no port for ICMP).
+        for method in [["-U", "-p", "53,123,33434"], ["-I"]] {
+            let run = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-w", "1", "-m", "12",
+                "--gap", "3", "--format", "json"] + method, stdin: examplesList(lab.truth), timeout: 120)
+            #expect(run.status == 0, "\(run.stderr)")
+            lines += run.stdout.split(separator: "\n").map(String.init)
+        }
 
         // With the routers' ICMP rate limits on: rate-limited and likely-rate-limited hops.
         let list = runTool([repoRoot + "/scripts/lab.sh", "targets", "mixed", "40"]).stdout
@@ -230,7 +238,9 @@ struct OutputFormatLabTests {
         #expect(check.status == 0, "\(check.stdout)\(check.stderr)")
         #expect(check.stdout.hasPrefix("valid \(lines.count) "), "\(check.stdout)")
         // Between them the runs wrote the optional keys too, so those were checked against the schema.
-        for key in ["name", "asn", "as_name", "rate-limited", "interrupted", "null-state"] {
+        for key in ["name", "asn", "as_name", "rate-limited", "interrupted", "null-state", "udp-reply", "port-unreachable",
+            "echo-reply"]
+        {
             #expect(check.stdout.contains(" \(key)"), "no \(key) seen: \(check.stdout)")
         }
     }

@@ -319,6 +319,7 @@ struct TxRingTransportTests {
         #expect(small == 5)
         #expect(counters.ringFramesRefused == 3)
         #expect(counters.sendErrors == 3)
+        #expect(counters.firstSendErrno == EMSGSIZE && counters.firstSendErrorOnRing, "\(counters)")
         #expect(counters.packetsSent == 5 && counters.packetsSentThroughRing == 5, "\(counters)")
         let answered = replies.filter { $0 == .timeExceeded(from: TestNetwork.routerNear, quotedSourcePort: 40_002) }
         #expect(answered.count == 5, "the ring went on after the refused frames: \(replies)")

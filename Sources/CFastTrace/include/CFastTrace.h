@@ -201,6 +201,8 @@ struct cfasttrace_filter_config {
 };
 
 static inline uint32_t CFastTrace_FILTER_PROBE_TCP(void) { return 1u << 0; }
+static inline uint32_t CFastTrace_FILTER_PROBE_UDP(void) { return 1u << 1; }
+static inline uint32_t CFastTrace_FILTER_PROBE_ICMP(void) { return 1u << 2; }
 
 /* A loaded filter: the libbpf object (kept for the maps and for closing) and its descriptors. */
 struct cfasttrace_filter {
