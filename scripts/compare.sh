@@ -3,10 +3,14 @@
 # one run: wall time, CPU time, probes actually sent, probes/s, and correctness against the lab's
 # ground truth (scripts/compare_check.py). Run as root from anywhere; builds fasttrace in release.
 #
-#   scripts/compare.sh [--quick] [--keep]
+#   scripts/compare.sh [--quick] [--keep] [--send-paths]
 #
-#   --quick   small lists (200 / 1,000 / 200 mixed) and short loops: about 2-3 minutes
-#   --keep    keep the work directory (outputs, logs) instead of deleting it
+#   --quick       small lists (200 / 1,000 / 200 mixed) and short loops: about 2-3 minutes
+#   --keep        keep the work directory (outputs, logs) instead of deleting it
+#   --send-paths  only fasttrace against itself: the TX ring (--send-path ring) against the raw socket
+#                 (--send-path socket) on the large open list at one rate (FT_SP_RATE, default 20000),
+#                 in alternating pairs (FT_SP_PAIRS, default 3): wall, CPU (user and sys), probes/s,
+#                 every trace checked, and the medians' ratios ring/socket. About 2 minutes.
 #
 # After the main table, two more comparisons with scamper:
 #   equal rates   CPU at the same probe rate: fasttrace --rate set to the rate scamper achieved on the
@@ -39,16 +43,18 @@ set -Eeuo pipefail
 
 QUICK=false
 KEEP=false
+SEND_PATHS=false
 for arg in "$@"; do
     case $arg in
         --quick) QUICK=true ;;
         --keep) KEEP=true ;;
+        --send-paths) SEND_PATHS=true ;;
         -h | --help)
-            sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
-            echo "compare.sh: unknown option $arg (usage: compare.sh [--quick] [--keep])" >&2
+            echo "compare.sh: unknown option $arg (usage: compare.sh [--quick] [--keep] [--send-paths])" >&2
             exit 2
             ;;
     esac
@@ -229,6 +235,63 @@ for f in c.get("failures", []):
         "$tool" "$list" "$n" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$pct" "${note:+($note)}"
     [[ -z $detail ]] || echo "$detail"
 }
+
+# --- send paths: the TX ring against the raw socket ----------------------------------------------
+
+# fasttrace against itself at one rate: --send-path ring and --send-path socket on the large open list,
+# in alternating pairs (whatever else the machine does falls on both). CPU is user and sys of the
+# process (bash `time`); probes counted at r1. Every trace is checked against the truth.
+if $SEND_PATHS; then
+    SP_LIST=open-$N_LARGE
+    SP_RATE=${FT_SP_RATE:-20000}
+    SP_PAIRS=${FT_SP_PAIRS:-3}
+    SP=$WORK/send-paths.tsv
+    : >"$SP"
+    echo "== send paths: $SP_LIST, --rate $SP_RATE, $SP_PAIRS pairs (ring, then socket)"
+    for ((pair = 1; pair <= SP_PAIRS; pair++)); do
+        for path in ring socket; do
+            (($(bound 120) > 30)) || { echo "   (stopping early: time budget)"; break 2; }
+            run "fasttrace-$path" "sp$pair" "$(bound 120)" "$WORK/$path-sp$pair.json" \
+                ip netns exec "$VNS" "$FASTTRACE" -n --targets "${LIST_FILE[$SP_LIST]}" -p "$PORT" --format json \
+                -q 1 -w "$WAIT" -m "$MAXTTL" --gap "$GAP" --rate "$SP_RATE" --send-path "$path"
+            read -r _ user sys <"$WORK/fasttrace-$path-sp$pair.time"
+            check=$(python3 "$CHECK" --truth "$WORK/truth.json" --targets "${LIST_FILE[$SP_LIST]}" --tool fasttrace \
+                --output "$WORK/$path-sp$pair.json" --limit "${LIST_N[$SP_LIST]}" --port "$PORT" --show 3) ||
+                check='{"percent": "?"}'
+            pct=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["percent"])' "$check")
+            said=$(grep -o 'sent through the [^,]*' "$WORK/fasttrace-$path-sp$pair.err" | tail -n 1 || true)
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$path" "$pair" "$RUN_WALL" "$user" "$sys" "$RUN_PROBES" \
+                "$RUN_RC" "$pct" >>"$SP"
+            printf '   pair %d  %-6s %6.2f s wall  %5.2f s user  %5.2f s sys  %8s probes  %6.0f probes/s  %s%% right  (%s)\n' \
+                "$pair" "$path" "$RUN_WALL" "$user" "$sys" "$RUN_PROBES" \
+                "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')" "$pct" "$said"
+        done
+    done
+    python3 - "$SP" "$SP_RATE" "${LIST_N[$SP_LIST]}" <<'PYEOF'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+rate, n = sys.argv[2], sys.argv[3]
+med = {}
+for path in ("ring", "socket"):
+    mine = [r for r in rows if r[0] == path and r[6] == "0"]
+    if not mine:
+        continue
+    user = statistics.median(float(r[3]) for r in mine)
+    sys_ = statistics.median(float(r[4]) for r in mine)
+    cpu = statistics.median(float(r[3]) + float(r[4]) for r in mine)
+    probes = statistics.median(int(r[5]) for r in mine)
+    pps = statistics.median(int(r[5]) / float(r[2]) for r in mine if float(r[2]) > 0)
+    med[path] = (cpu, user, sys_, pps)
+    print(f"   median {path:<6} {cpu:5.2f} s CPU ({user:.2f} user, {sys_:.2f} sys)  {probes:8,.0f} probes  "
+          f"{pps:6,.0f} probes/s  ({1e6 * cpu / probes if probes else 0:.1f} µs CPU per probe)")
+if len(med) == 2 and med["socket"][0] > 0:
+    r, s = med["ring"], med["socket"]
+    print(f"   ring/socket at --rate {rate} ({n} open targets, medians of the pairs): CPU {r[0] / s[0]:.2f}, "
+          f"user {r[1] / s[1]:.2f}, sys {r[2] / s[2]:.2f}, probes/s {r[3] / s[3]:.2f}")
+PYEOF
+    echo "== done in $((SECONDS - START)) s; outputs in $WORK$($KEEP || echo ' (deleted; --keep keeps them)')"
+    exit 0
+fi
 
 # loop_cmd TOOL LIST N: a shell loop tracing the first N targets one at a time.
 loop_script() {

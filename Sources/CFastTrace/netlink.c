@@ -230,3 +230,308 @@ int CFastTrace_dump_addresses(struct cfasttrace_address *out, size_t capacity)
         return rc;
     return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
 }
+
+/* ---- The transmit ring's Ethernet headers: the egress interface and its IPv4 neighbours ---- */
+
+#include <linux/if_link.h>
+#include <linux/neighbour.h>
+
+struct link_ctx {
+    int ifindex;
+    struct cfasttrace_link *out;
+    int found;
+};
+
+static int link_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct link_ctx *ctx = data;
+    if (nlh->nlmsg_type != RTM_NEWLINK)
+        return MNL_CB_OK;
+    const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+    if (ifi->ifi_index != ctx->ifindex)
+        return MNL_CB_OK;
+    struct cfasttrace_link *l = ctx->out;
+    memset(l, 0, sizeof(*l));
+    l->type = ifi->ifi_type;
+    l->flags = ifi->ifi_flags;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*ifi)) {
+        switch (mnl_attr_get_type(attr)) {
+        case IFLA_MTU:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                l->mtu = mnl_attr_get_u32(attr);
+            break;
+        case IFLA_ADDRESS: {
+            size_t n = mnl_attr_get_payload_len(attr);
+            if (n > sizeof(l->address))
+                n = sizeof(l->address);
+            memcpy(l->address, mnl_attr_get_payload(attr), n);
+            l->address_len = (uint8_t)n;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    ctx->found = 1;
+    return MNL_CB_OK;
+}
+
+struct neighbour_ctx {
+    int ifindex;
+    struct cfasttrace_neighbour *out;
+    size_t capacity;
+    size_t count;
+};
+
+static int neighbour_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct neighbour_ctx *ctx = data;
+    const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
+    if (ndm->ndm_family != AF_INET || ndm->ndm_ifindex != ctx->ifindex)
+        return MNL_CB_OK;
+    struct cfasttrace_neighbour n;
+    memset(&n, 0, sizeof(n));
+    n.state = ndm->ndm_state;
+    int has_dst = 0;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*ndm)) {
+        switch (mnl_attr_get_type(attr)) {
+        case NDA_DST:
+            if (mnl_attr_get_payload_len(attr) == 4) {
+                n.address = attr_ipv4(attr);
+                has_dst = 1;
+            }
+            break;
+        case NDA_LLADDR: {
+            size_t len = mnl_attr_get_payload_len(attr);
+            if (len <= sizeof(n.lladdr)) {
+                memcpy(n.lladdr, mnl_attr_get_payload(attr), len);
+                n.lladdr_len = (uint8_t)len;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (!has_dst)
+        return MNL_CB_OK;
+    if (ctx->count < ctx->capacity)
+        ctx->out[ctx->count] = n;
+    ctx->count++;
+    return MNL_CB_OK;
+}
+
+int CFastTrace_link_info(int ifindex, struct cfasttrace_link *out)
+{
+    char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+    if (nl == NULL) {
+        rc = -errno;
+        goto out;
+    }
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = RTM_GETLINK;
+    /* Not a dump: without NLM_F_ACK nothing would end the answer (platform notes). */
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    uint32_t seq = (uint32_t)time(NULL);
+    nlh->nlmsg_seq = seq;
+    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+    memset(ifi, 0, sizeof(*ifi));
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = ifindex;
+    unsigned int portid = mnl_socket_get_portid(nl);
+    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct link_ctx ctx = {ifindex, out, 0};
+    for (int rounds = 0; rounds < 1000; rounds++) {
+        ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        errno = 0;
+        int r = mnl_cb_run(buf, (size_t)n, seq, portid, link_cb, &ctx);
+        if (r == MNL_CB_ERROR) {
+            rc = errno ? -errno : -EIO;
+            break;
+        }
+        if (r == MNL_CB_STOP) /* the ACK */
+            break;
+    }
+    if (rc == 0 && !ctx.found)
+        rc = -ENODEV;
+out_close:
+    mnl_socket_close(nl);
+out:
+    free(buf);
+    return rc;
+}
+
+int CFastTrace_dump_neighbours(int ifindex, struct cfasttrace_neighbour *out, size_t capacity)
+{
+    struct ndmsg ndm;
+    memset(&ndm, 0, sizeof(ndm));
+    ndm.ndm_family = AF_INET;
+    struct neighbour_ctx ctx = {ifindex, out, capacity, 0};
+    int rc = dump(RTM_GETNEIGH, &ndm, sizeof(ndm), neighbour_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
+}
+
+_Static_assert(sizeof(struct cfasttrace_neighbour) == 16, "cfasttrace_neighbour layout");
+_Static_assert(offsetof(struct cfasttrace_link, address) == 13, "cfasttrace_link layout");
+/* The kernel's NUD_VALID (include/net/neighbour.h, not exported to user space). */
+_Static_assert((NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY) == 0xDE,
+               "CFastTrace_NUD_VALID");
+
+/* ---- Policy routing: rules other than the kernel's three defaults ---- */
+
+#include <linux/fib_rules.h>
+
+struct rule_ctx {
+    size_t extra;
+};
+
+static int rule_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct rule_ctx *ctx = data;
+    const struct fib_rule_hdr *frh = mnl_nlmsg_get_payload(nlh);
+    if (frh->family != AF_INET)
+        return MNL_CB_OK;
+    uint32_t priority = 0, table = frh->table;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*frh)) {
+        switch (mnl_attr_get_type(attr)) {
+        case FRA_PRIORITY:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                priority = mnl_attr_get_u32(attr);
+            break;
+        case FRA_TABLE:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                table = mnl_attr_get_u32(attr);
+            break;
+        default:
+            break;
+        }
+    }
+    int is_default = frh->action == FR_ACT_TO_TBL && frh->src_len == 0 && frh->dst_len == 0 &&
+                     ((priority == 0 && table == RT_TABLE_LOCAL) || (priority == 32766 && table == RT_TABLE_MAIN) ||
+                      (priority == 32767 && table == RT_TABLE_DEFAULT));
+    if (!is_default)
+        ctx->extra++;
+    return MNL_CB_OK;
+}
+
+int CFastTrace_count_policy_rules(void)
+{
+    struct fib_rule_hdr frh;
+    memset(&frh, 0, sizeof(frh));
+    frh.family = AF_INET;
+    struct rule_ctx ctx = {0};
+    int rc = dump(RTM_GETRULE, &frh, sizeof(frh), rule_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.extra > INT32_MAX ? INT32_MAX : (int)ctx.extra;
+}
+
+/* ---- nftables: base chains on the IPv4 output path (output, postrouting) ---- */
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
+
+struct chain_ctx {
+    size_t output_chains;
+};
+
+static int chain_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct chain_ctx *ctx = data;
+    const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+    if (nfg->nfgen_family != NFPROTO_IPV4 && nfg->nfgen_family != NFPROTO_INET)
+        return MNL_CB_OK;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*nfg)) {
+        if (mnl_attr_get_type(attr) != NFTA_CHAIN_HOOK)
+            continue;
+        const struct nlattr *inner;
+        mnl_attr_for_each_nested(inner, attr) {
+            if (mnl_attr_get_type(inner) == NFTA_HOOK_HOOKNUM && mnl_attr_get_payload_len(inner) >= 4) {
+                uint32_t hook = ntohl(mnl_attr_get_u32(inner));
+                if (hook == NF_INET_LOCAL_OUT || hook == NF_INET_POST_ROUTING)
+                    ctx->output_chains++;
+            }
+        }
+    }
+    return MNL_CB_OK;
+}
+
+int CFastTrace_count_output_chains(void)
+{
+    char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+    if (buf == NULL)
+        return -ENOMEM;
+    int rc = 0;
+    struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
+    if (nl == NULL) {
+        rc = -errno;
+        goto out;
+    }
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+    nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    uint32_t seq = (uint32_t)time(NULL);
+    nlh->nlmsg_seq = seq;
+    struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+    nfg->nfgen_family = NFPROTO_UNSPEC;
+    nfg->version = NFNETLINK_V0;
+    nfg->res_id = 0;
+    unsigned int portid = mnl_socket_get_portid(nl);
+    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+        rc = -errno;
+        goto out_close;
+    }
+    struct chain_ctx ctx = {0};
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -errno;
+            break;
+        }
+        errno = 0;
+        int r = mnl_cb_run(buf, (size_t)n, seq, portid, chain_cb, &ctx);
+        if (r == MNL_CB_ERROR) {
+            rc = errno ? -errno : -EIO;
+            break;
+        }
+        if (r == MNL_CB_STOP)
+            break;
+    }
+    if (rc == 0)
+        rc = ctx.output_chains > INT32_MAX ? INT32_MAX : (int)ctx.output_chains;
+out_close:
+    mnl_socket_close(nl);
+out:
+    free(buf);
+    return rc;
+}

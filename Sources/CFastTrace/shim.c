@@ -58,6 +58,32 @@ int CFastTrace_packet_statistics(int fd, uint64_t *packets, uint64_t *drops, uin
     return 0;
 }
 
+int CFastTrace_packet_tx_ring(int fd, unsigned block_size, unsigned frame_size, unsigned frame_nr)
+{
+    struct tpacket_req req;
+    memset(&req, 0, sizeof(req));
+    req.tp_block_size = block_size;
+    req.tp_frame_size = frame_size;
+    req.tp_block_nr = frame_size ? frame_nr / (block_size / frame_size) : 0;
+    req.tp_frame_nr = frame_nr;
+    return setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &req, sizeof(req));
+}
+
+long CFastTrace_packet_tx_kick(int fd)
+{
+    return (long)send(fd, NULL, 0, MSG_DONTWAIT);
+}
+
+/* The TX frame layout the Swift side relies on (UnsafeTxRing): status first, then the length, and the
+ * link-layer bytes 32 bytes into the frame. */
+_Static_assert(offsetof(struct tpacket2_hdr, tp_status) == 0, "tpacket2_hdr.tp_status");
+_Static_assert(offsetof(struct tpacket2_hdr, tp_len) == 4, "tpacket2_hdr.tp_len");
+_Static_assert(sizeof(struct tpacket2_hdr) == 32, "tpacket2_hdr size");
+_Static_assert(TPACKET2_HDRLEN - sizeof(struct sockaddr_ll) == 32, "TX ring data offset");
+_Static_assert(TP_STATUS_AVAILABLE == 0 && TP_STATUS_SEND_REQUEST == 1 && TP_STATUS_SENDING == 2 &&
+                   TP_STATUS_WRONG_FORMAT == 4,
+               "TX frame status values");
+
 _Static_assert(SO_ATTACH_BPF == 50, "CFastTrace_SO_ATTACH_BPF");
 _Static_assert(SOL_PACKET == 263, "CFastTrace_SOL_PACKET");
 

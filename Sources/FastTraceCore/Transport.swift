@@ -54,11 +54,19 @@ public struct TransportCounters: Sendable, Equatable {
     /// Packets the kernel accepted for sending.
     public var packetsSent: UInt64 = 0
     /// Packets the kernel refused for good (other than "would block"): EMSGSIZE for a probe larger
-    /// than the route's MTU, EPERM from a local firewall, ENETUNREACH… The engine counted them as sent
+    /// than the route's MTU, EPERM from a local firewall, ENETUNREACH… and on the transmit ring frames
+    /// it refused as malformed (`ringFramesRefused`, counted here too). The engine counted them as sent
     /// (their probes can get no answer); the run says so.
     public var sendErrors: UInt64 = 0
     /// The errno of the first of them (0: none).
     public var firstSendErrno: Int32 = 0
+    /// Whether the first of them was refused on the transmit ring (its kick), not by `sendmmsg`.
+    public var firstSendErrorOnRing = false
+    /// Of `packetsSent`, those that left through a transmit ring (the Linux transport's PACKET_TX_RING)
+    /// rather than a socket.
+    public var packetsSentThroughRing: UInt64 = 0
+    /// Transmit-ring frames the kernel refused as malformed (TP_STATUS_WRONG_FORMAT).
+    public var ringFramesRefused: UInt64 = 0
     public init() {}
 }
 

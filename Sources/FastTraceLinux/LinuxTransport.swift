@@ -1,4 +1,5 @@
-// The real transport: probes leave through a raw IPv4 socket (sendmmsg, one call per batch), replies
+// The real transport: probes leave through a PACKET_TX_RING (one send() per batch, see TxRingSender)
+// where it can be set up, else through a raw IPv4 socket (sendmmsg, one call per batch); replies
 // arrive through an AF_PACKET TPACKET_V3 ring whose eBPF filter keeps only replies to our probes, read
 // by a dedicated thread that polls the packet socket.
 
@@ -34,6 +35,12 @@ public final class LinuxTransport: ProbeTransport {
         public var sendBufferBytes: Int
         /// Bytes of each reply the filter keeps (IPv4 + ICMP + quoted IPv4 + TCP fit in 256).
         public var snapLength: Int
+        /// Which send path to set up: the transmit ring (`ring`: or throw `SendPathUnavailable`), the
+        /// raw socket (`socket`), or the ring where it can be set up (`auto`).
+        public var sendPath: SendPathChoice
+        /// The routes probes take (restricted to `interfaceName`'s when one is given), for the ring's
+        /// choice of interface and next hops; nil reads the main table when the ring is tried.
+        public var routes: RouteTable?
         /// The IP protocol the probes carry (6 TCP, 17 UDP, 1 ICMP echo): the reply filter keeps that
         /// protocol's answers and ICMP errors quoting it.
         public var probeProtocol: UInt8 = 6
@@ -46,8 +53,12 @@ public final class LinuxTransport: ProbeTransport {
             maxBatch: Int = 64,
             maxPacketLength: Int = 1500,
             sendBufferBytes: Int = 4 * 1024 * 1024,
-            snapLength: Int = 256
+            snapLength: Int = 256,
+            sendPath: SendPathChoice = .auto,
+            routes: RouteTable? = nil
         ) {
+            self.sendPath = sendPath
+            self.routes = routes
             self.sourcePorts = sourcePorts
             self.interfaceName = interfaceName
             self.ring = ring
@@ -67,11 +78,16 @@ public final class LinuxTransport: ProbeTransport {
     private let packetSocket: OwnedDescriptor
     private let filter: ReplyFilter
     private let batch: SendBatch
+    /// The transmit ring, when the run sends through it.
+    private let txRing: TxRingSender?
+    /// Which send path runs, and why.
+    public let sendPath: SendPathReport
     private let receiver: Receiver
     private let thread = Mutex<pthread_t?>(nil)
     private let packetsSent = Atomic<UInt64>(0)
     private let sendErrors = Atomic<UInt64>(0)
     private let firstSendErrno = Atomic<Int32>(0)
+    private let firstSendErrorOnRing = Atomic<Bool>(false)
     /// PACKET_STATISTICS resets on every read; the running total lives here.
     private let ringDropsTotal = Mutex<UInt64>(0)
 
@@ -79,7 +95,7 @@ public final class LinuxTransport: ProbeTransport {
 
     /// Opens the raw send socket and the filtered packet ring. Throws a `SystemError` naming the step
     /// that failed (with advice on capabilities when refused).
-    public init(configuration: Configuration) throws(SystemError) {
+    public init(configuration: Configuration) throws {
         precondition(configuration.maxBatch > 0 && configuration.maxPacketLength >= 20)
         precondition(configuration.snapLength > 0)
         self.configuration = configuration
@@ -135,11 +151,17 @@ public final class LinuxTransport: ProbeTransport {
             CFastTrace_packet_bind(fd, CFastTrace_ETH_P_IP(), interfaceIndex)
         }
 
+        // The raw socket stays open beside the ring: the ring hands it the probes it cannot send exactly
+        // as the kernel would (a next hop not resolved yet, another interface, a multipath route).
+        let (txRing, sendPath) = try Self.openSendPath(configuration)
+
         self.sendSocket = sendSocket
         self.packetSocket = packetSocket
         self.filter = filter
         self.receiver = Receiver(ring: ring, socket: fd)
         self.batch = SendBatch(count: configuration.maxBatch, packetLength: configuration.maxPacketLength)
+        self.txRing = txRing
+        self.sendPath = sendPath
         logger.debug(
             "transport open",
             metadata: [
@@ -147,7 +169,91 @@ public final class LinuxTransport: ProbeTransport {
                 "interface": "\(configuration.interfaceName ?? "any")",
                 "ring": "\(configuration.ring.blockCount)x\(configuration.ring.blockSize)B",
                 "retireMs": "\(configuration.ring.retireTimeoutMilliseconds)",
+                "sendPath": "\(sendPath.summary)",
             ])
+    }
+
+    /// Sets up the transmit ring as `configuration.sendPath` asks: nil and the reason when the socket
+    /// path runs. Throws `SendPathUnavailable` when `ring` was asked for and cannot be had.
+    private static func openSendPath(_ configuration: Configuration) throws -> (TxRingSender?, SendPathReport) {
+        if configuration.sendPath == .socket {
+            return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: "--send-path socket",
+                detail: "raw IPv4 socket (IPPROTO_RAW), sendmmsg per batch; TX ring not used: --send-path socket"))
+        }
+        do {
+            let ring = try openRing(configuration)
+            var detail = ring.detail + "; one send() per batch"
+            // The raw socket's probes pass this namespace's own netfilter output path; the ring's frames
+            // leave below it. Where that path has rules (or cannot be read), auto keeps the socket.
+            if let bypassed = outputFirewall() {
+                if configuration.sendPath == .auto { throw TxRingRefusal(reason: bypassed) }
+                detail += " (note: \(bypassed))"
+            }
+            return (ring, SendPathReport(usesRing: true, interfaceName: ring.interfaceName, reason: nil, detail: detail))
+        } catch let error as TxRingRefusal {
+            if configuration.sendPath == .ring { throw SendPathUnavailable(reason: error.reason) }
+            return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: error.reason,
+                detail: "raw IPv4 socket (IPPROTO_RAW), sendmmsg per batch; TX ring not used: \(error.reason)"))
+        }
+    }
+
+    /// Why the ring's frames would leave differently from the socket's because of this namespace's own
+    /// firewall, or nil: nftables base chains (ip, inet) on the output or postrouting hook, or loaded
+    /// legacy iptables tables, which the raw socket's packets pass and the ring's frames bypass (they
+    /// leave below the IP stack; tc and the qdisc still apply). Reading nftables needs CAP_NET_ADMIN.
+    private static func outputFirewall() -> String? {
+        let chains = CFastTrace_count_output_chains()
+        if chains > 0 {
+            return "\(chains) nftables output/postrouting chain\(chains == 1 ? "" : "s") in this namespace, which "
+                + "the ring's frames would bypass"
+        }
+        if chains == -EPERM || chains == -EACCES {
+            return "this namespace's nftables output chains cannot be read without CAP_NET_ADMIN, and the ring's "
+                + "frames would bypass any"
+        }
+        // Legacy iptables: its tables are listed here once loaded (each has OUTPUT chains).
+        let tables = Privileges.readSmallFile("/proc/thread-self/net/ip_tables_names")?
+            .split(whereSeparator: { $0 == "\n" || $0 == " " }) ?? []
+        if !tables.isEmpty {
+            return "iptables (legacy) tables \(tables.joined(separator: ", ")) in this namespace, "
+                + "which the ring's frames would bypass"
+        }
+        return nil
+    }
+
+    /// The ring on the interface probes leave through: `-i`'s, else the default route's, else the one
+    /// interface every route uses.
+    private static func openRing(_ configuration: Configuration) throws(TxRingRefusal) -> TxRingSender {
+        var routes: RouteTable
+        if let given = configuration.routes {
+            routes = given
+        } else {
+            do { routes = try RouteTable.load() } catch { throw TxRingRefusal(reason: "\(error)") }
+        }
+        let index: Int32
+        if let name = configuration.interfaceName {
+            guard let found = routes.interfaceIndex(named: name) else {
+                throw TxRingRefusal(reason: "no interface named \(name)")
+            }
+            index = found
+            if configuration.routes == nil { routes = routes.restricted(toInterface: found) }
+        } else {
+            let unicast = routes.entries.filter { $0.kind == .unicast && $0.interfaceIndex > 0 }
+            let interfaces = Set(unicast.map(\.interfaceIndex))
+            if let defaultRoute = unicast.filter({ $0.prefixLength == 0 }).min(by: { $0.metric < $1.metric }) {
+                index = defaultRoute.interfaceIndex
+            } else if interfaces.count == 1, let only = interfaces.first {
+                index = only
+            } else if interfaces.isEmpty {
+                throw TxRingRefusal(reason: "no route")
+            } else {
+                let names = interfaces.sorted().map { routes.interfaceNames[$0] ?? "if\($0)" }
+                throw TxRingRefusal(reason: "no default route, and routes leave through \(names.joined(separator: ", "))")
+            }
+        }
+        let name = routes.interfaceNames[index] ?? configuration.interfaceName ?? "if\(index)"
+        return try TxRingSender(interfaceIndex: index, interfaceName: name, routes: routes,
+            sendBufferBytes: configuration.sendBufferBytes, maxPacketLength: configuration.maxPacketLength)
     }
 
     deinit {
@@ -156,16 +262,17 @@ public final class LinuxTransport: ProbeTransport {
 
     // MARK: Sending
 
-    /// Fills up to `maxBatch` packets into preallocated buffers and sends them with one `sendmmsg`
-    /// (more only if the kernel takes part of the batch). Returns how many packets were consumed: sent,
-    /// or dropped with a hard error (counted in `sendErrors`; the engine sees them as lost). Stops at
-    /// the first EAGAIN or ENOBUFS: the rest were not sent and may be retried.
+    /// Sends up to `count` probes: through the transmit ring when it is up (`sendThroughRing`), else
+    /// through the raw socket (`flushSocket`). Returns how many were consumed: sent, or dropped
+    /// with a hard error (counted in `sendErrors`; the engine sees them as lost). The rest were not
+    /// sent (a full ring or socket buffer: back-pressure) and may be retried.
     public func send(
         count: Int,
         fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
     ) throws -> Int {
         precondition(count >= 0 && count <= maxBatch, "send(count:) exceeds maxBatch")
         guard count > 0 else { return 0 }
+        if let txRing { return sendThroughRing(txRing, count: count, fill: fill) }
         let batch = self.batch
         for i in 0..<count {
             let buffer = batch.packet(i)
@@ -173,35 +280,122 @@ public final class LinuxTransport: ProbeTransport {
             precondition(length >= 20 && length <= buffer.count, "probe length out of range")
             batch.prepare(i, length: length, destination: destination)
         }
+        return flushSocket(count)
+    }
+
+    /// Sends the first `count` packets prepared in `batch` with `sendmmsg` (more calls only if the
+    /// kernel takes part of the batch). Returns how many were consumed: sent, or refused one by one
+    /// with a hard error (counted). Stops at the first EAGAIN or ENOBUFS: the rest were not sent.
+    private func flushSocket(_ count: Int) -> Int {
         var consumed = 0
         var sent = 0
         var errors = 0
-        // Each round either sends ≥ 1 message, skips one failed message, or stops; EINTR is bounded.
-        var interrupts = 0
+        // Each round either sends ≥ 1 message, skips one failed message, or stops.
         while consumed < count {
-            let rc = CFastTrace_sendmmsg(
-                sendSocket.raw, batch.messages + consumed, UInt32(count - consumed), Int32(MSG_DONTWAIT))
-            if rc > 0 {
-                consumed += Int(rc)
-                sent += Int(rc)
+            let result = hotSyscall("sendmmsg") {
+                Int(CFastTrace_sendmmsg(sendSocket.raw, batch.messages + consumed, UInt32(count - consumed),
+                                        Int32(MSG_DONTWAIT)))
+            }
+            switch result {
+            case .done(let n) where n > 0:
+                consumed += n
+                sent += n
+                continue
+            case .done, .wouldBlock, .failed(ENOBUFS), .failed(EINTR):
+                break
+            case .failed(let code):
+                // A per-packet refusal (EPERM from a firewall, ENETUNREACH, EMSGSIZE…): skip that packet.
+                consumed += 1
+                errors += 1
+                noteFirstSendError(code, onRing: false)
                 continue
             }
-            let code = errno
-            if code == EINTR && interrupts < 100 {
-                interrupts += 1
-                continue
-            }
-            if code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS || code == EINTR { break }
-            if code == EBADF || code == EFAULT {
-                preconditionFailure("sendmmsg failed with \(SystemError.errnoText(code)): a bug in fasttrace")
-            }
-            // A per-packet refusal (EPERM from a firewall, ENETUNREACH, EMSGSIZE…): skip that packet.
-            consumed += 1
-            errors += 1
-            _ = firstSendErrno.compareExchange(expected: 0, desired: code, ordering: .relaxed)
+            break
         }
         if sent > 0 { packetsSent.add(UInt64(sent), ordering: .relaxed) }
         if errors > 0 { sendErrors.add(UInt64(errors), ordering: .relaxed) }
+        return consumed
+    }
+
+    /// Keeps the errno of the run's first refused probe (and which path refused it) for the summary.
+    private func noteFirstSendError(_ code: Int32, onRing: Bool) {
+        if firstSendErrno.compareExchange(expected: 0, desired: code == 0 ? EIO : code, ordering: .relaxed).exchanged {
+            firstSendErrorOnRing.store(onRing, ordering: .relaxed)
+        }
+    }
+
+    /// The ring path. Each probe is written straight into the frame at the ring's cursor; one the ring
+    /// cannot send exactly as the kernel would (`TxRingSender.frame` says which) is copied into the
+    /// socket batch instead. Consecutive probes of one path form a run; a run is flushed (one kick, or
+    /// one sendmmsg) before a run of the other path starts, and the first run that falls short ends the
+    /// call, so what was consumed is always a prefix of the batch, as the seam requires: nothing after
+    /// a probe that was not sent has gone out. A full ring (its next frame still in flight) is
+    /// back-pressure: the call stops there and the engine retries the rest.
+    private func sendThroughRing(
+        _ ring: TxRingSender, count: Int,
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+    ) -> Int {
+        ring.refreshIfDue()
+        let batch = self.batch
+        let ipStart = EthernetLayout.headerLength
+        var consumed = 0      // probes done, a prefix of the batch
+        var socketRun = 0     // probes waiting in batch slots 0..<socketRun
+        var ringRun = 0       // frames requested since the last kick
+
+        /// Kicks the ring's run; false when it fell short (the call ends).
+        func flushRing() -> Bool {
+            guard ringRun > 0 else { return true }
+            let result = ring.kick()
+            var done = result.taken
+            if result.taken < ringRun && (result.wrongFormat || result.hardError) {
+                // That one probe is dropped and counted, as the socket path skips a refused packet.
+                done += 1
+                sendErrors.add(1, ordering: .relaxed)
+                noteFirstSendError(result.errno, onRing: true)
+            }
+            packetsSent.add(UInt64(result.taken), ordering: .relaxed)
+            consumed += done
+            let complete = done == ringRun
+            ringRun = 0
+            return complete
+        }
+        /// Sends the socket run; false when it fell short.
+        func flushSocketRun() -> Bool {
+            guard socketRun > 0 else { return true }
+            let done = flushSocket(socketRun)
+            consumed += done
+            let complete = done == socketRun
+            socketRun = 0
+            return complete
+        }
+
+        var stopped = false
+        for i in 0..<count {
+            guard let frame = ring.frameAtCursor() else { break }  // ring full: back-pressure
+            // SAFETY: the frame area holds 14 + maxPacketLength bytes (TxRingSender.init checks it).
+            let ipArea = UnsafeMutableRawBufferPointer(rebasing: frame[ipStart..<(ipStart + maxPacketLength)])
+            let (length, destination) = fill(i, ipArea)
+            precondition(length >= 20 && length <= maxPacketLength, "probe length out of range")
+            if ring.frame(frame, length: length, destination: destination) {
+                // Only one run is ever pending: a socket run goes out before a ring probe is requested.
+                guard flushSocketRun() else { stopped = true; break }
+                ring.submit(frameLength: ipStart + length)
+                ringRun += 1
+            } else {
+                // Copied out first: flushing the ring's run may move its cursor.
+                let slot = batch.packet(socketRun)
+                // SAFETY: both regions hold `length` bytes (length ≤ maxPacketLength = the slot size).
+                slot.baseAddress!.copyMemory(from: UnsafeRawPointer(ipArea.baseAddress!), byteCount: length)
+                batch.prepare(socketRun, length: length, destination: destination)
+                guard flushRing() else { stopped = true; break }
+                socketRun += 1
+            }
+        }
+        // After a short flush nothing is pending (each branch flushed the other run before stopping).
+        if !stopped {
+            _ = flushRing()
+            _ = flushSocketRun()
+        }
         return consumed
     }
 
@@ -252,7 +446,10 @@ public final class LinuxTransport: ProbeTransport {
         counters.packetsReceived = receiver.packetsReceived.load(ordering: .relaxed)
         counters.packetsSent = packetsSent.load(ordering: .relaxed)
         counters.sendErrors = sendErrors.load(ordering: .relaxed)
+        counters.packetsSentThroughRing = txRing?.framesSent.load(ordering: .relaxed) ?? 0
+        counters.ringFramesRefused = txRing?.framesRefused.load(ordering: .relaxed) ?? 0
         counters.firstSendErrno = firstSendErrno.load(ordering: .relaxed)
+        counters.firstSendErrorOnRing = firstSendErrorOnRing.load(ordering: .relaxed)
         counters.ringDrops = ringDropsTotal.withLock { total in
             var packets: UInt64 = 0
             var drops: UInt64 = 0

@@ -131,3 +131,36 @@ func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
         setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size))
     }
 }
+
+/// What a non-blocking call on the send hot path did, without allocating: finished, would block, or
+/// failed with an errno the caller judges per packet.
+enum HotIOResult: Equatable {
+    case done(Int)
+    case wouldBlock
+    case failed(Int32)
+}
+
+/// `syscall` for the send hot path (sendmmsg, the transmit ring's kick): the same rules (EINTR retried,
+/// bounded; EAGAIN and EWOULDBLOCK are "would block"; EBADF and EFAULT stop the program) but any other
+/// errno is returned, not thrown: a refused packet is counted, and building an error would allocate.
+/// `@inline(never)`, so errno is read right after the call, before anything else can run.
+@inline(never)
+func hotSyscall(_ operation: StaticString, _ body: () -> Int) -> HotIOResult {
+    var attempts = 0
+    while true {
+        let result = body()
+        if result >= 0 { return .done(result) }
+        let code = Glibc.errno
+        switch code {
+        case EINTR where attempts < maxInterruptRetries:
+            attempts += 1
+            continue
+        case EAGAIN, EWOULDBLOCK:
+            return .wouldBlock
+        case EBADF, EFAULT:
+            preconditionFailure("\(operation) failed with \(SystemError.errnoText(code)): a bug in fasttrace")
+        default:
+            return .failed(code)
+        }
+    }
+}

@@ -20,6 +20,8 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json, csv, dot
 }
 
+extension SendPathChoice: ExpressibleByArgument {}
+
 /// `--dnat` / `--no-dnat`.
 enum DNATReport: String, EnumerableFlag {
     case dnat, noDnat
@@ -277,6 +279,16 @@ struct FastTrace: ParsableCommand {
     @Flag(help: "Print the summary line even for a single target.")
     var summary = false
 
+    @Option(name: .customLong("send-path"), parsing: .unconditional, help: ArgumentHelp(
+        "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; an "
+            + "error when it cannot be set up), socket (the raw IPv4 socket, sendmmsg), or auto (the ring "
+            + "where it can be set up, else the socket) (default: auto).", valueName: "auto|ring|socket"))
+    var sendPathOption: SendPathChoice?
+    var sendPath: SendPathChoice { sendPathOption ?? .auto }
+
+    @Flag(name: .customLong("verbose"), help: "Say on stderr how the run is set up (which send path, and why).")
+    var verbose = false
+
     /// For scripts/man-page.sh: the exit statuses, one `STATUS<TAB>MEANING` line each, for the man page's
     /// EXIT STATUS section (generate-manual writes only "0 on success, >0 if an error occurs").
     @Flag(name: .customLong("exit-statuses"), help: .private)
@@ -293,6 +305,9 @@ struct FastTrace: ParsableCommand {
             throw ExitCode(1)
         } catch let error as OutputFailure {
             Out.error("fasttrace: \(error.message)")
+            throw ExitCode(1)
+        } catch let error as SendPathUnavailable {
+            Out.error("fasttrace: \(error)")
             throw ExitCode(1)
         }
     }
@@ -541,13 +556,16 @@ struct FastTrace: ParsableCommand {
         }
 
         var transportConfiguration = LinuxTransport.Configuration(
-            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate))
+            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate),
+            sendPath: sendPath, routes: pathRoutes)
         transportConfiguration.probeProtocol = config.method.kind.protocolNumber
         let transport = try LinuxTransport(configuration: transportConfiguration)
         // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
         // read): from here on nothing needs a capability. Before any thread starts (capabilities are
         // per thread) and before any name is looked up or any output written.
         try Privileges.dropAll()
+        if verbose { Out.error("fasttrace: send path: \(transport.sendPath.detail)") }
+        sendPathSummary = transport.sendPath
 
         // Single-target mode resolves its one target up front: an unresolvable name or a missing route
         // is an error, not a skip, and the header line needs the route.
@@ -760,7 +778,7 @@ struct FastTrace: ParsableCommand {
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
         if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
-            method: engine.configuration.method),
+            method: engine.configuration.method, sendPath: sendPathSummary),
             result)
     }
 }
@@ -790,6 +808,9 @@ func enterNamespace(_ name: String) -> Error? {
     }
     return error
 }
+
+/// The run's send path, for the summary line (set once the transport is open).
+nonisolated(unsafe) var sendPathSummary: SendPathReport?
 
 /// Set just before the engine runs. Until then nothing has been probed or written, and set-up may be
 /// blocked in a call that a signal does not end (a name lookup, reading a file): an interrupt then

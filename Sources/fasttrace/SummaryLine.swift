@@ -13,7 +13,8 @@ import Glibc
 
 /// The summary line of a run (without the target list's tail of skipped lines and duplicates).
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
-func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn)) -> String {
+func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn),
+    sendPath: SendPathReport? = nil) -> String {
     let d = r.dispatch
     var parts: [String] = []
     // Traces by what they found: reached (open, closed), filtered, and unknown (cut short by an
@@ -64,6 +65,7 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
             + "(their * may be rate limits)")
     }
     parts.append(counted(Int(r.transport.ringDrops), "ring drop"))
+    if let sendPath { parts.append(sendPathText(sendPath, r.transport)) }
     if r.cancelled { parts.append("interrupted: \(counted(r.interrupted, "trace")) partial") }
     return parts.joined(separator: ", ")
 }
@@ -117,10 +119,14 @@ func formatRate(_ perSecond: Double) -> String {
 /// MTU, a local firewall): their hops show `*` that no network said. Nil when it refused none.
 func sendRefusalHint(_ t: TransportCounters, packetLength: Int) -> String? {
     guard t.sendErrors > 0 else { return nil }
-    let why = t.firstSendErrno == 0 ? "" : " (first: sendmmsg: \(SystemError.errnoText(t.firstSendErrno)))"
+    let call = t.firstSendErrorOnRing ? "send(PACKET_TX_RING)" : "sendmmsg"
+    let why = t.firstSendErrno == 0 ? "" : " (first: \(call): \(SystemError.errnoText(t.firstSendErrno)))"
+    // Frames the transmit ring's kernel side refused as malformed (TP_STATUS_WRONG_FORMAT) are among them.
+    let malformed = t.ringFramesRefused == 0 ? ""
+        : ", \(t.ringFramesRefused) of them TX ring frames the kernel marked malformed"
     let advice = t.firstSendErrno == EMSGSIZE
         ? ": probes larger than the route's MTU (-l \(packetLength)); try a smaller -l or --payload-hex" : ""
-    return "fasttrace: the kernel refused \(counted(Int(t.sendErrors), "probe")) before sending\(why)\(advice); "
+    return "fasttrace: the kernel refused \(counted(Int(t.sendErrors), "probe")) before sending\(why)\(malformed)\(advice); "
         + "their * are not the network's answer"
 }
 
@@ -131,4 +137,13 @@ func ipIDRewriteHint(_ d: DispatchCounters) -> String? {
     return "fasttrace: \(counted(Int(d.ipIDRewritten), "router reply", "router replies")) came back with the "
         + "probe's IP ID rewritten on the way (a NAT or scrubber on the path), so those hops show as *: "
         + "--track-port matches them without the IP ID"
+}
+
+/// How the probes left: `sent through the TX ring on veth0`, with how many went through the raw socket
+/// beside it (next hops still resolving, routes the ring does not follow), or `sent through the raw
+/// socket (TX ring not used: REASON)`.
+func sendPathText(_ path: SendPathReport, _ t: TransportCounters) -> String {
+    guard path.usesRing else { return "sent through the " + path.summary }
+    let socket = t.packetsSent &- t.packetsSentThroughRing
+    return "sent through the " + path.summary + (socket > 0 ? " (\(socket) through the raw socket)" : "")
 }

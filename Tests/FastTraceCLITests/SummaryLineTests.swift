@@ -103,6 +103,13 @@ import Testing
         #expect(hint?.contains("smaller -l") == true && hint?.contains("not the network's answer") == true)
         t.firstSendErrno = 1  // EPERM: a local firewall
         #expect(sendRefusalHint(t, packetLength: 40)?.contains("smaller -l") == false)
+        // Refused on the transmit ring: the call that failed is named, and the malformed frames counted.
+        t.firstSendErrno = 90
+        t.firstSendErrorOnRing = true
+        t.ringFramesRefused = 3
+        let ring = sendRefusalHint(t, packetLength: 1400)
+        #expect(ring?.contains("(first: send(PACKET_TX_RING): ") == true, "\(ring ?? "")")
+        #expect(ring?.contains(", 3 of them TX ring frames the kernel marked malformed") == true, "\(ring ?? "")")
     }
 
     @Test("UDP and ICMP runs name their states")

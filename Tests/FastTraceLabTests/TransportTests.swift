@@ -267,14 +267,14 @@ struct TransportLabTests {
         #expect(counters.packetsReceived == UInt64(packets.count))
     }
 
-    @Test("While open, the ring socket is in /proc/net/packet and a socket_filter is loaded")
+    @Test("While open, the receive ring's socket and the TX ring's are in /proc/net/packet and a socket_filter is loaded")
     func kernelSeesSocketAndProgram() async throws {
         let net = try TestNetwork.make()
         defer { net.destroy() }
         let (before, during, after, programs) = try await inNamespace(net.vantage) {
             let before = try packetSockets()
             var transport: LinuxTransport? = try LinuxTransport(configuration: .init(sourcePorts: sourcePorts))
-            let during = try packetSockets()
+            let during = try packetSockets().sorted { $0.type < $1.type }
             let programs = try run(["bpftool", "prog", "show"])
             _ = transport?.maxBatch
             transport = nil
@@ -282,7 +282,8 @@ struct TransportLabTests {
             return (before.count, during.map { "\($0.type)/\($0.proto)" }, after.count, programs)
         }
         #expect(before == 0)
-        #expect(during == ["2/0800"], "one SOCK_DGRAM packet socket bound to ETH_P_IP")
+        #expect(during == ["2/0800", "3/0000"],
+                "one SOCK_DGRAM packet socket bound to ETH_P_IP (replies), one SOCK_RAW with protocol 0 (the TX ring: receives nothing)")
         #expect(after == 0, "closed when the transport goes away")
         #expect(programs.contains("socket_filter"))
         #expect(programs.contains("ft_reply_filter"))

@@ -106,6 +106,31 @@ let benchmarks: @Sendable () -> Void = {
         blackHole(buffer.load(fromByteOffset: 24, as: UInt32.self))
     }
 
+    // As the TX ring sends: the probe written 14 bytes into the frame, its IPv4 header finished as the raw
+    // socket would (total length, checksum), the EtherType read from its version nibble, and the
+    // Ethernet header written in front (the part of TxRingSender.frame that is not the next-hop lookup).
+    let frameBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 14 + 64, alignment: 16)
+    let ownMAC = MACAddress(0x0200_0000_0001), gatewayMAC = MACAddress(0x0200_0000_00FE)
+    Benchmark("frame probe (TX ring)") { benchmark in
+        let frame = frameBuffer
+        let kind = sendKind, digest = sendDigest
+        let packet = UnsafeMutableRawBufferPointer(rebasing: frame[14...])
+        benchmark.startMeasurement()
+        for i in benchmark.scaledIterations {
+            let ttl = UInt8(truncatingIfNeeded: i & 15) + 1
+            let tag = ProbeTag(slot: UInt16(truncatingIfNeeded: i & 0x3FFF), ttl: ttl, attempt: 0)
+            let stamp = benchmarkCodec.encode(tag, digest: digest)
+            let length = kind.write(ProbeSpec(flow: benchmarkFlow, ttl: ttl, stamp: stamp, length: 40), into: packet)
+            guard let etherType = EthernetFrameWriter.etherType(ofIPPacket: UnsafeRawBufferPointer(packet)),
+                RawIPv4Send.finish(packet, length: length) == nil
+            else { fatalError("the probe stopped framing") }
+            EthernetFrameWriter.writeHeader(into: frame, destination: gatewayMAC, source: ownMAC, etherType: etherType)
+            blackHole(length)
+        }
+        benchmark.stopMeasurement()
+        blackHole(frame.load(fromByteOffset: 38, as: UInt32.self))
+    }
+
     // MARK: Receive side
 
     /// Parses and verifies a reply against the benchmark flow (what the dispatcher does per reply).

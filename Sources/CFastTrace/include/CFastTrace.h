@@ -5,6 +5,10 @@
  *    kernel. Block status must be read with an acquire load and handed back with a release store,
  *    which Swift cannot express on a raw pointer; and TPACKET_ALIGN and friends are macros Swift
  *    cannot import. So they are small static inline functions here.
+ *  - TPACKET_V2 transmit ring: the send path's frames live in memory shared with the kernel too. A
+ *    frame's tp_status is handed to the kernel (TP_STATUS_SEND_REQUEST) with a release store after
+ *    the frame is written, and read back with an acquire load; TPACKET2_HDRLEN is a macro. Same
+ *    reasons, same treatment as the receive ring.
  *  - sendmmsg: glibc declares sendmmsg and struct mmsghdr only under _GNU_SOURCE, which Swift's Glibc
  *    module does not define. We mirror the struct (layout pinned by _Static_assert in shim.c) and
  *    forward the call.
@@ -12,7 +16,8 @@
  *    scripts/build-bpf.sh), loads it, and writes its configuration map. The libbpf API is C-shaped
  *    (opaque objects, varargs print callback) and is simpler to drive from C.
  *  - libmnl netlink: one dump of the IPv4 routes and addresses, copied into flat C arrays that Swift
- *    reads. Parsing netlink attributes is pointer arithmetic over nested TLVs; it stays in C.
+ *    reads; the egress interface's link type, MTU and MAC (RTM_GETLINK) and its IPv4 neighbour table
+ *    (RTM_GETNEIGH) for the transmit ring's Ethernet headers. Parsing netlink attributes is pointer arithmetic over nested TLVs; it stays in C.
  *  - capabilities: capget/capset have no glibc wrapper (only libcap's) and prctl is variadic, which
  *    Swift cannot call; capabilities.c wraps the few calls that check and drop privileges.
  *
@@ -90,6 +95,58 @@ static inline uint32_t CFastTrace_pkt_snaplen(const void *pkt)
 static inline uint32_t CFastTrace_pkt_len(const void *pkt) { return ((const struct tpacket3_hdr *)pkt)->tp_len; }
 static inline uint16_t CFastTrace_pkt_mac(const void *pkt) { return ((const struct tpacket3_hdr *)pkt)->tp_mac; }
 static inline uint16_t CFastTrace_pkt_net(const void *pkt) { return ((const struct tpacket3_hdr *)pkt)->tp_net; }
+
+/* ---------------------------------------------------------------------------------------------
+ * TPACKET_V2 transmit ring (PACKET_TX_RING)
+ *
+ * Fixed-size frames, each a `struct tpacket2_hdr` followed (at TPACKET2_HDRLEN - sizeof(struct
+ * sockaddr_ll), 32 bytes in) by the whole link-layer frame. User space writes the frame, sets tp_len
+ * and then tp_status = TP_STATUS_SEND_REQUEST (release); send() makes the kernel take every such
+ * frame from its head on, in ring order. A taken frame is TP_STATUS_SENDING until its skb is freed,
+ * then TP_STATUS_AVAILABLE again; a frame the kernel cannot use is left TP_STATUS_WRONG_FORMAT.
+ * ------------------------------------------------------------------------------------------- */
+
+static inline int CFastTrace_TPACKET_V2(void) { return TPACKET_V2; }
+static inline int CFastTrace_PACKET_TX_RING(void) { return PACKET_TX_RING; }
+static inline uint32_t CFastTrace_TP_STATUS_AVAILABLE(void) { return TP_STATUS_AVAILABLE; }
+static inline uint32_t CFastTrace_TP_STATUS_SEND_REQUEST(void) { return TP_STATUS_SEND_REQUEST; }
+static inline uint32_t CFastTrace_TP_STATUS_SENDING(void) { return TP_STATUS_SENDING; }
+static inline uint32_t CFastTrace_TP_STATUS_WRONG_FORMAT(void) { return TP_STATUS_WRONG_FORMAT; }
+/* Where a TX frame's link-layer bytes start, from the frame's start (32 on every ABI; pinned in shim.c). */
+static inline size_t CFastTrace_TPACKET2_TX_DATA_OFFSET(void)
+{
+    return TPACKET2_HDRLEN - sizeof(struct sockaddr_ll);
+}
+
+/* Acquire-load of a TX frame's tp_status: once it shows TP_STATUS_AVAILABLE, the kernel is done with
+ * the frame's bytes (its skb is freed) and they may be rewritten. */
+static inline uint32_t CFastTrace_tx_frame_status(const void *frame)
+{
+    const struct tpacket2_hdr *h = (const struct tpacket2_hdr *)frame;
+    return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+}
+/* Hands a written frame of `length` link-layer bytes to the kernel: tp_len, then a release-store of
+ * TP_STATUS_SEND_REQUEST, so the kernel sees the bytes and the length once it sees the status. */
+static inline void CFastTrace_tx_frame_submit(void *frame, uint32_t length)
+{
+    struct tpacket2_hdr *h = (struct tpacket2_hdr *)frame;
+    h->tp_len = length;
+    h->tp_snaplen = length;
+    __atomic_store_n(&h->tp_status, TP_STATUS_SEND_REQUEST, __ATOMIC_RELEASE);
+}
+/* Takes a frame back (a SEND_REQUEST the kernel did not take, or a WRONG_FORMAT it refused):
+ * release-store of TP_STATUS_AVAILABLE. Only between send() calls, from the one sending thread. */
+static inline void CFastTrace_tx_frame_reclaim(void *frame)
+{
+    struct tpacket2_hdr *h = (struct tpacket2_hdr *)frame;
+    __atomic_store_n(&h->tp_status, TP_STATUS_AVAILABLE, __ATOMIC_RELEASE);
+}
+
+/* setsockopt(PACKET_TX_RING) with a tpacket_req of `frame_nr` frames of `frame_size` bytes, in blocks
+ * of `block_size` bytes (a multiple of the page size and of frame_size). 0 or -1 with errno set. */
+int CFastTrace_packet_tx_ring(int fd, unsigned block_size, unsigned frame_size, unsigned frame_nr);
+/* send(fd, NULL, 0, MSG_DONTWAIT): kicks the transmit ring. Bytes sent, or -1 with errno set. */
+long CFastTrace_packet_tx_kick(int fd);
 
 /* ---------------------------------------------------------------------------------------------
  * AF_PACKET socket set-up (struct sockaddr_ll, tpacket_req3, tpacket_stats_v3 come from
@@ -196,6 +253,41 @@ static inline uint8_t CFastTrace_RTN_UNICAST(void) { return 1; }
 int CFastTrace_dump_routes(struct cfasttrace_route *out, size_t capacity);
 /* Dump the IPv4 addresses; same contract as CFastTrace_dump_routes. */
 int CFastTrace_dump_addresses(struct cfasttrace_address *out, size_t capacity);
+
+/* One interface, from RTM_GETLINK. */
+struct cfasttrace_link {
+    uint16_t type;     /* ARPHRD_ETHER (1), ARPHRD_LOOPBACK (772), ARPHRD_NONE (0xFFFE, tun), ... */
+    uint16_t reserved;
+    uint32_t flags;    /* IFF_UP, IFF_NOARP, ... */
+    uint32_t mtu;
+    uint8_t address_len;
+    uint8_t address[32]; /* IFLA_ADDRESS: the link-layer address (a MAC on Ethernet) */
+};
+
+/* One IPv4 neighbour of an interface, from an RTM_GETNEIGH dump. */
+struct cfasttrace_neighbour {
+    uint32_t address; /* host byte order */
+    uint16_t state;   /* NUD_* */
+    uint8_t lladdr_len;
+    uint8_t lladdr[8];
+};
+
+static inline uint16_t CFastTrace_ARPHRD_ETHER(void) { return 1; }
+/* The states in which the kernel itself sends to the neighbour's link-layer address without asking
+ * again first (NUD_VALID: REACHABLE, STALE, DELAY, PROBE, PERMANENT, NOARP). */
+static inline uint16_t CFastTrace_NUD_VALID(void) { return 0xDE; /* pinned in netlink.c */ }
+
+/* RTM_GETLINK for interface `ifindex`. 0 or -errno. */
+int CFastTrace_link_info(int ifindex, struct cfasttrace_link *out);
+/* Dump the IPv4 neighbours of interface `ifindex`; same contract as CFastTrace_dump_routes. */
+int CFastTrace_dump_neighbours(int ifindex, struct cfasttrace_neighbour *out, size_t capacity);
+/* The IPv4 policy-routing rules (`ip rule`) other than the kernel's three defaults (local, main,
+ * default): 0 when the main table alone decides, else how many, or -errno. */
+int CFastTrace_count_policy_rules(void);
+/* The nftables base chains (families ip and inet) on the output or postrouting hook of this namespace:
+ * what a raw socket's packets pass and a TX ring's frames bypass. A count, or -errno (-EPROTONOSUPPORT
+ * or -ENOENT where nf_tables is not there). */
+int CFastTrace_count_output_chains(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Capabilities (capabilities.c): reading and dropping this thread's capability sets
