@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "FastTraceWire", targets: ["FastTraceWire"]),
         .library(name: "FastTraceLinux", targets: ["FastTraceLinux"]),
         .library(name: "FastTraceAnnotations", targets: ["FastTraceAnnotations"]),
+        .library(name: "FastTraceStats", targets: ["FastTraceStats"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,6 +31,9 @@ let package = Package(
         .target(name: "FastTraceCore", dependencies: ["FastTraceWire"]),
         // What is added to hops after the fact: the offline AS table and the hop-name bookkeeping.
         .target(name: "FastTraceAnnotations", dependencies: ["FastTraceCore", "FastTraceWire"]),
+        // Rounds (-c): per-hop and per-path statistics over repeated traces, and what they mean (where
+        // loss and latency start and persist). Pure Swift, no syscalls.
+        .target(name: "FastTraceStats", dependencies: ["FastTraceCore", "FastTraceWire"]),
         // The in-process simulated network (transport and clock) the engine tests run on; shipped to
         // tests only.
         .target(name: "FastTraceTestSupport", dependencies: ["FastTraceCore", "FastTraceWire"]),
@@ -44,12 +48,14 @@ let package = Package(
         .executableTarget(
             name: "fasttrace",
             dependencies: [
-                "FastTraceCore", "FastTraceWire", "FastTraceLinux", "FastTraceAnnotations",
+                "FastTraceCore", "FastTraceWire", "FastTraceLinux", "FastTraceAnnotations", "FastTraceStats",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "FastTraceWireTests", dependencies: ["FastTraceWire"]),
+        .testTarget(
+            name: "FastTraceStatsTests", dependencies: ["FastTraceStats", "FastTraceCore", "FastTraceWire", "FastTraceTestSupport"]),
         .testTarget(name: "FastTraceCoreTests", dependencies: ["FastTraceCore", "FastTraceWire", "FastTraceTestSupport"]),
         .testTarget(
             name: "FastTraceAnnotationsTests", dependencies: ["FastTraceAnnotations", "FastTraceCore", "FastTraceTestSupport"]),
@@ -58,7 +64,8 @@ let package = Package(
         // `@testable import fasttrace`.
         .testTarget(
             name: "FastTraceCLITests",
-            dependencies: ["fasttrace", "FastTraceCore", "FastTraceLinux", "FastTraceWire", "FastTraceAnnotations"]),
+            dependencies: ["fasttrace", "FastTraceCore", "FastTraceLinux", "FastTraceWire", "FastTraceAnnotations",
+                "FastTraceStats"]),
         // Privileged: root + network namespaces built by scripts/lab.sh. Skipped (with a reason) when not root.
         .testTarget(
             name: "FastTraceLabTests",

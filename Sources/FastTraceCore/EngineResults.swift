@@ -19,9 +19,13 @@ extension TraceEngine {
             var result: ProbeResult?
             var attempt = column
             var waiting = false
+            var tries: UInt8 = 0
             while attempt < grid.attempts {
                 switch status[base + attempt] {
+                case Self.timedOut:
+                    tries += 1
                 case Self.answered:
+                    tries += 1
                     let reply = PackedReply(word: dispatcher.results.load(base + attempt))
                     let details = dispatcher.details.loadRelaxed(base + attempt)
                     result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
@@ -43,12 +47,17 @@ extension TraceEngine {
                 if result != nil { break }
                 attempt += samples
             }
-            if let result {
+            if var result {
+                result.tries = tries
                 probes.append(result)
             } else if waiting && cancelling {
-                probes.append(ProbeResult(silence: .interrupted))
+                var result = ProbeResult(silence: .interrupted)
+                result.tries = tries
+                probes.append(result)
             } else {
-                probes.append(ProbeResult(silence: verdict))
+                var result = ProbeResult(silence: verdict)
+                result.tries = tries
+                probes.append(result)
             }
         }
         // An unreachable whose quote places its router here, from a probe sent further: shown here, in the
@@ -72,7 +81,9 @@ extension TraceEngine {
             var placed = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
             let sentIndex = (cell - index * grid.cellsPerSlot) / grid.attempts
             placed.sentTTL = UInt8(Int(grid.firstTTL) + sentIndex)
-            probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
+            let column = probes.firstIndex { $0.responder == nil } ?? probes.count - 1
+            placed.tries = max(1, probes[column].tries)
+            probes[column] = placed
         }
         return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)
     }

@@ -64,6 +64,11 @@ public struct ProbeResult: Sendable, Equatable {
     public var sentTTL: UInt8?
     /// The MPLS label stack the answer's ICMP extensions reported (RFC 4950), if any.
     public var mpls: MPLSStack?
+    /// How many tries of this column were sent and settled (answered or timed out): 1 + the immediate
+    /// retries and re-asks that went out before it was answered or given up. A try still waiting when the
+    /// run was interrupted is not counted (0 for a column never sent or waited for). Per-probe loss
+    /// statistics count these, not columns: a re-ask answered after a lost try is one probe lost.
+    public var tries: UInt8 = 1
 
     public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: Response,
         translatedDestination: IPv4Address? = nil)
@@ -79,10 +84,19 @@ public struct ProbeResult: Sendable, Equatable {
     public init(silence reason: Silence) {
         self.init(responder: nil, rttMicros: nil, outcome: .none)
         silence = reason
+        if reason == .interrupted { tries = 0 }
     }
 
     /// The unanswered probe.
     public static let silent = ProbeResult(silence: .timedOut)
+
+    /// Two results are equal when they found the same thing (who, how fast, how, why not); how many tries
+    /// it took (`tries`, counted for loss statistics) is not part of it.
+    public static func == (a: ProbeResult, b: ProbeResult) -> Bool {
+        a.responder == b.responder && a.rttMicros == b.rttMicros && a.outcome == b.outcome
+            && a.translatedDestination == b.translatedDestination && a.silence == b.silence && a.sentTTL == b.sentTTL
+            && a.mpls == b.mpls
+    }
 }
 
 /// One TTL of a trace.

@@ -48,6 +48,9 @@ public struct SimulatedPath: Sendable, Equatable {
     public var destination: SimulatedDestination
     /// Probability (0...1) that a probe is lost on the way, per probe.
     public var loss: Double
+    /// The loss applies to probes sent with at least this TTL: a lossy link between router
+    /// `lossFromTTL − 1` and router `lossFromTTL` (1: from the first link on, every probe).
+    public var lossFromTTL = 1
     /// A NAT at TTL `afterTTL` rewrites the destination to `to`; routers past it quote the rewritten
     /// address (a NAT that does not fix up ICMP quotes), the destination still answers as the target.
     public var dnat: (afterTTL: Int, to: IPv4Address)?
@@ -69,7 +72,7 @@ public struct SimulatedPath: Sendable, Equatable {
     }
 
     public static func == (a: SimulatedPath, b: SimulatedPath) -> Bool {
-        a.hops == b.hops && a.destination == b.destination && a.loss == b.loss
+        a.hops == b.hops && a.destination == b.destination && a.loss == b.loss && a.lossFromTTL == b.lossFromTTL
             && a.dnat?.afterTTL == b.dnat?.afterTTL && a.dnat?.to == b.dnat?.to
             && a.ipIDRewrite?.afterTTL == b.ipIDRewrite?.afterTTL && a.ipIDRewrite?.to == b.ipIDRewrite?.to
     }
@@ -230,8 +233,8 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         sent.append(probe)
         onSend?(probe)
         guard let path = paths(probe.destination) else { return }
-        if path.loss > 0 && nextRandom() < path.loss { return }
         let ttl = Int(probe.ttl)
+        if path.loss > 0 && ttl >= path.lossFromTTL && nextRandom() < path.loss { return }
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
         let original = packet
         var packet = packet

@@ -1,0 +1,237 @@
+// What the rounds mean, which is what users of mtr most often get wrong: loss at a hop that does not go on
+// to the hops after it is that router's own answers (ICMP rate limiting, or a control plane that answers
+// slowly and drops some), not loss on the path; path loss starts at the hop from which it persists to the
+// destination. The same for latency: a hop whose median is high but whose later hops are faster answers
+// slowly itself; the hop that adds latency is the one where a rise starts and stays.
+//
+// Every judgement is made with the counts it rests on: loss ratios are compared through their Wilson score
+// intervals (95 %), so a few rounds give wide intervals and the answer says it cannot place the start
+// exactly, rather than naming a hop by chance. Medians are compared only where a hop has enough samples.
+
+import FastTraceCore
+import FastTraceWire
+
+/// What the loss at one hop is, as far as the rounds can tell.
+public enum LossMark: String, Sendable, Equatable {
+    /// No probe lost here.
+    case none
+    /// Loss here that does not persist to later hops: the router's own answers (its ICMP rate limit, or its
+    /// control plane), not loss on the path.
+    case limited
+    /// Loss here that goes on to the destination (or to the last hop heard): loss on the path, from here on.
+    case path
+    /// Loss here, and too few probes to tell whether it persists.
+    case uncertain
+    /// Nothing here ever answered: a router that sends no ICMP, one whose limit silenced it every time, or
+    /// the end of the path.
+    case noReply = "no-reply"
+}
+
+/// A hop's verdict.
+public struct HopVerdict: Sendable, Equatable {
+    /// The TTL.
+    public var ttl: UInt8
+    /// What its loss is.
+    public var loss: LossMark
+    /// True when the engine caught a router rate-limiting its ICMP at this hop in some round (its silences
+    /// were marked `rate-limited` or `likely-rate-limited`): evidence for `limited`.
+    public var rateLimitCaught: Bool
+    /// True when this hop's own median RTT is above what persists after it (by at least the rise
+    /// threshold): it answers slowly itself.
+    public var slowAnswers: Bool
+}
+
+/// Where loss on the path starts.
+public struct LossStart: Sendable, Equatable {
+    /// The first hop whose loss persists to the end, as far as the counts allow.
+    public var ttl: UInt8
+    /// When the counts cannot place it exactly: the last hop it may start at (the first with loss); the
+    /// start is somewhere in `ttl...latestTTL`. Equal to `ttl` when placed exactly.
+    public var latestTTL: UInt8
+    /// Loss at the end hop (the destination, or the last hop heard), percent.
+    public var lossPercent: Double
+}
+
+/// A hop where the median RTT rises and stays up.
+public struct LatencyRise: Sendable, Equatable {
+    /// The hop.
+    public var ttl: UInt8
+    /// Median RTT added here that persists to the end, µs.
+    public var addedMicros: UInt32
+}
+
+/// The interpretation of a set of per-hop statistics (all rounds, or one path).
+public struct Interpretation: Sendable, Equatable {
+    /// Per hop, in TTL order (hops that sent nothing are left out).
+    public var hops: [HopVerdict] = []
+    /// The hop the analysis ends at: the destination's first TTL when it answered, else the last hop that
+    /// answered; nil when nothing answered.
+    public var endTTL: UInt8?
+    /// True when the destination answered at `endTTL`.
+    public var endIsDestination = false
+    /// Loss on the path, where it starts; nil when there is none to place (see `lossNote`).
+    public var lossStart: LossStart?
+    /// Hops that add persisting latency, the greatest first.
+    public var latencyRises: [LatencyRise] = []
+    /// A sentence on the loss: what was found, or why nothing can be said.
+    public var lossNote = ""
+    /// A sentence on the latency.
+    public var latencyNote = ""
+
+    /// Thresholds of the judgements.
+    public struct Thresholds: Sendable, Equatable {
+        /// z of the Wilson intervals (1.96: 95 %).
+        public var z = 1.96
+        /// Least median rise that counts, µs.
+        public var minRiseMicros: UInt32 = 1000
+        /// Least median rise that counts, as a share of the median before it.
+        public var minRiseRatio = 0.1
+        /// RTT samples a hop needs before its median is compared.
+        public var minSamples = 5
+        public init() {}
+    }
+
+    /// Interprets `hops` (TTL order). `destinationTTL`: the least TTL the destination answered at, if it did.
+    public init(_ hops: [HopStats], destinationTTL: UInt8?, thresholds: Thresholds = Thresholds()) {
+        let rows = hops.filter { $0.sent > 0 && (destinationTTL == nil || $0.ttl <= destinationTTL!) }
+        let answering = rows.filter { $0.answered > 0 }
+        guard let end = answering.last else {
+            self.hops = rows.map { HopVerdict(ttl: $0.ttl, loss: .noReply, rateLimitCaught: $0.rateLimitedSilences > 0,
+                slowAnswers: false) }
+            lossNote = rows.isEmpty ? "no probe was settled" : "nothing answered"
+            latencyNote = "nothing answered"
+            return
+        }
+        endTTL = end.ttl
+        endIsDestination = destinationTTL == end.ttl
+        let z = thresholds.z
+        let endLow = wilson(end.lost, end.sent, z).low
+        // Path loss: the earliest answering hop from which every answering hop to the end is consistent
+        // with carrying the end's loss (its interval reaches the end's lower bound).
+        var startIndex: Int?
+        if end.lost > 0 {
+            var i = answering.count - 1
+            while i >= 0 && wilson(answering[i].lost, answering[i].sent, z).high >= endLow { i -= 1 }
+            startIndex = i + 1
+        }
+        var verdicts: [HopVerdict] = []
+        for row in rows {
+            var mark: LossMark
+            if row.answered == 0 {
+                mark = .noReply
+            } else if row.lost == 0 {
+                mark = .none
+            } else if row.ttl == end.ttl {
+                // The end's own loss: on the path when it is the destination (what the service sees); at a
+                // last hop heard that is not the destination, whether it persists cannot be seen.
+                mark = endIsDestination ? .path : (row.rateLimitedSilences > 0 ? .limited : .uncertain)
+            } else {
+                let low = wilson(row.lost, row.sent, z).low
+                let laterHigh = answering.lazy.filter { $0.ttl > row.ttl }.map { wilson($0.lost, $0.sent, z).high }
+                    .min() ?? 1
+                if low > laterHigh {
+                    mark = .limited
+                } else if let startIndex, row.ttl >= answering[startIndex].ttl {
+                    mark = .path
+                } else {
+                    mark = .uncertain
+                }
+            }
+            verdicts.append(HopVerdict(ttl: row.ttl, loss: mark, rateLimitCaught: row.rateLimitedSilences > 0,
+                slowAnswers: false))
+        }
+        if let startIndex {
+            let start = answering[startIndex]
+            // The counts place the start at or after `start`; the first hop from there that lost anything
+            // is the latest it can be.
+            let latest = answering[startIndex...].first { $0.lost > 0 }?.ttl ?? end.ttl
+            let loss = end.lossPercent ?? 0
+            lossStart = LossStart(ttl: start.ttl, latestTTL: latest, lossPercent: loss)
+            let whereText = latest == start.ttl ? "starts at hop \(start.ttl)"
+                : "starts between hop \(start.ttl) and hop \(latest) (too few rounds to place it exactly)"
+            lossNote = "\(formatPercent(loss)) loss at \(endIsDestination ? "the destination" : "hop \(end.ttl), the last hop heard,") "
+                + "\(whereText) and persists"
+        } else {
+            let high = wilson(0, end.sent, z).high
+            lossNote = "no loss \(endIsDestination ? "to the destination" : "to hop \(end.ttl), the last hop heard,") in "
+                + "\(end.sent) probes (up to \(formatPercent(100 * high)) not ruled out)"
+        }
+        let limited = verdicts.filter { $0.loss == .limited && $0.ttl != end.ttl }
+        if !limited.isEmpty {
+            lossNote += "; loss at hop\(limited.count == 1 ? "" : "s") "
+                + limited.map { "\($0.ttl)" }.joined(separator: ", ")
+                + " does not persist: the router's own answers (limited), not loss on the path"
+        }
+
+        // Latency: per answering hop with enough samples, the least median from it to the end is what
+        // persists from it; what a hop adds is how much that rises over the hop before.
+        let timed = answering.filter { $0.rttCount >= thresholds.minSamples && $0.p50 != nil }
+        if timed.last?.ttl != end.ttl || timed.isEmpty {
+            latencyNote = "too few RTT samples to place latency (a hop needs \(thresholds.minSamples))"
+        } else {
+            var floors = [UInt32](repeating: 0, count: timed.count)
+            var running = UInt32.max
+            for i in stride(from: timed.count - 1, through: 0, by: -1) {
+                running = min(running, timed[i].p50!)
+                floors[i] = running
+            }
+            var rises: [LatencyRise] = []
+            for i in timed.indices {
+                let own = timed[i].p50!
+                // Slow answers: the hop's own median above what persists after it.
+                if i + 1 < timed.count {
+                    let after = floors[i + 1]
+                    if own > after, own - after >= thresholds.minRiseMicros,
+                        Double(own - after) >= thresholds.minRiseRatio * Double(after),
+                        let v = verdicts.firstIndex(where: { $0.ttl == timed[i].ttl })
+                    {
+                        verdicts[v].slowAnswers = true
+                    }
+                }
+                guard i > 0 else { continue }
+                let before = min(timed[i - 1].p50!, floors[i])
+                let added = floors[i] - before
+                if added >= thresholds.minRiseMicros && Double(added) >= thresholds.minRiseRatio * Double(before) {
+                    rises.append(LatencyRise(ttl: timed[i].ttl, addedMicros: added))
+                }
+            }
+            latencyRises = rises.sorted { $0.addedMicros > $1.addedMicros }
+            if latencyRises.isEmpty {
+                latencyNote = "no hop adds persisting latency (at least \(formatMillisText(thresholds.minRiseMicros)) ms "
+                    + "and \(Int(thresholds.minRiseRatio * 100)) % of the median before it)"
+            } else {
+                latencyNote = latencyRises.map {
+                    "hop \($0.ttl) adds \(formatMillisText($0.addedMicros)) ms to the median, and it persists"
+                }.joined(separator: "; ")
+            }
+            let slow = verdicts.filter(\.slowAnswers)
+            if !slow.isEmpty {
+                latencyNote += "; hop\(slow.count == 1 ? "" : "s") " + slow.map { "\($0.ttl)" }.joined(separator: ", ")
+                    + " answer\(slow.count == 1 ? "s" : "") slowly itself (not on the path)"
+            }
+        }
+        self.hops = verdicts
+    }
+}
+
+/// The Wilson score interval of `k` successes in `n` trials at `z`, as ratios; (0, 1) for n = 0.
+public func wilson(_ k: Int, _ n: Int, _ z: Double) -> (low: Double, high: Double) {
+    guard n > 0 else { return (0, 1) }
+    let p = Double(k) / Double(n), nn = Double(n), z2 = z * z
+    let centre = p + z2 / (2 * nn)
+    let margin = z * (p * (1 - p) / nn + z2 / (4 * nn * nn)).squareRoot()
+    let denominator = 1 + z2 / nn
+    return (max(0, (centre - margin) / denominator), min(1, (centre + margin) / denominator))
+}
+
+/// `12.5%`: one decimal.
+public func formatPercent(_ percent: Double) -> String {
+    let tenths = Int((percent * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10)%"
+}
+
+/// Milliseconds from µs with up to three decimals, trailing zeros kept to three (`1.250`).
+public func formatMillisText(_ micros: UInt32) -> String {
+    let frac = String(micros % 1000)
+    return "\(micros / 1000)." + String(repeating: "0", count: 3 - frac.count) + frac
+}
