@@ -6,6 +6,7 @@ import ArgumentParser
 import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
+import FastTraceStats
 import FastTraceWire
 import Synchronization
 
@@ -55,6 +56,12 @@ enum Defaults {
     static let rate = 2000
     static let format = OutputFormat.text
     static let maxInFlight = 4096
+    /// Rounds of `--report` without `-c` (mtr's report default).
+    static let reportRounds = 10
+    /// Probes per hop with `-c` (mtr sends one per hop per round).
+    static let qWithRounds = 1
+    /// Pause between the end of a target × port's round and the start of its next, seconds (mtr's `-i`).
+    static let roundInterval = 1.0
 }
 
 @main
@@ -115,9 +122,25 @@ struct FastTrace: ParsableCommand {
     var m: Int { mOption ?? Defaults.m }
 
     @Option(name: .customShort("q"), parsing: .unconditional,
-        help: ArgumentHelp("Probes per hop, 1...8 (default: \(Defaults.q)).", valueName: "probes"))
+        help: ArgumentHelp("Probes per hop, 1...8 (default: \(Defaults.q); \(Defaults.qWithRounds) with -c or --report, "
+            + "as mtr sends one per hop per round).", valueName: "probes"))
     var qOption: Int?
-    var q: Int { qOption ?? Defaults.q }
+    var q: Int { qOption ?? (roundsRequested != nil ? Defaults.qWithRounds : Defaults.q) }
+
+    @Option(name: [.customShort("c"), .customLong("rounds")], parsing: .unconditional, help: ArgumentHelp(
+        "Trace every target x port N times, 1...1000000 (mtr's -c), one round \(formatNumber(Defaults.roundInterval)) s "
+            + "after the previous one ended, and print a report per target x port: per-hop loss and RTT "
+            + "statistics, and where loss and latency start and persist (text, or --format json).",
+        valueName: "rounds"))
+    var roundsOption: Int?
+
+    @Flag(name: .customLong("report"), help: ArgumentHelp(
+        "Print the per-hop report of -c rounds (-c alone prints it too); without -c, \(Defaults.reportRounds) rounds "
+            + "(as mtr --report)."))
+    var report = false
+
+    /// The rounds asked for: `-c`, or `--report`'s default; nil for a single trace per target × port.
+    var roundsRequested: Int? { roundsOption ?? (report ? Defaults.reportRounds : nil) }
 
     @Option(name: .customLong("retries"), parsing: .unconditional, help: ArgumentHelp(
         "Send a probe that got no answer again, up to N times, before printing *; -q x (1+N) <= 8 "
@@ -426,6 +449,14 @@ struct FastTrace: ParsableCommand {
         guard nameTimeout > 0, nameTimeout <= 60 else {
             throw UsageFailure("--name-timeout: must be more than 0 and at most 60 seconds (got \(formatNumber(nameTimeout)))")
         }
+        if let roundsOption, !(1...1_000_000).contains(roundsOption) {
+            throw UsageFailure("-c: rounds must be 1...1000000 (got \(roundsOption))")
+        }
+        let rounds = roundsRequested
+        if rounds != nil && (format == .csv || format == .dot) {
+            throw UsageFailure("\(roundsOption != nil ? "-c" : "--report"): the report is written as text or json, "
+                + "not \(format.rawValue)")
+        }
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
         if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
         var sourceOverride: IPv4Address?
@@ -480,7 +511,9 @@ struct FastTrace: ParsableCommand {
         config.rate = rate
         config.gapLimit = gap ?? (batch ? 5 : 0)
         config.maxInFlight = maxInFlight
-        if !batch { config.expectedTraces = 1 }
+        // Rounds of one target run one after another, each in a slot of its own while the last one rests
+        // (the wait + 0.5 s): enough slots that the rest never holds a round back.
+        if !batch { config.expectedTraces = rounds.map { min($0, Int((w + 0.5) / Defaults.roundInterval) + 2) } ?? 1 }
         config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
         if let problem = config.problem { throw UsageFailure(problem) }
 
@@ -576,7 +609,8 @@ struct FastTrace: ParsableCommand {
             guard let request = one.next() else { throw ExitCode(2) }
             singleRequest = request
         }
-        let engine = TraceEngine(configuration: config, transport: transport, clock: SystemClock())
+        let clock = SystemClock()
+        let engine = TraceEngine(configuration: config, transport: transport, clock: clock)
         // Hop names are looked up by resolver threads (started at the first lookup, from this thread, so
         // they share its namespace and its dropped capabilities); finished output waits in `stage`
         // until its names are in. As in tcptraceroute, RFC 1918 addresses are not looked up without -N.
@@ -603,7 +637,7 @@ struct FastTrace: ParsableCommand {
             let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
             let service = serviceName(request.port, protocol: config.method.protocolName).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
-            if format == .text {
+            if format == .text && rounds == nil {
                 // ICMP echo carries the run's identifier where TCP and UDP carry its source port.
                 let sport = config.method.hasPorts ? "port" : "identifier"
                 Out.line("Selected device \(device), address \(request.source), \(sport) \(config.sourcePort) for outgoing packets")
@@ -666,8 +700,18 @@ struct FastTrace: ParsableCommand {
             var one = IteratorRequestSource(CollectionOfOne(request).makeIterator())
             var reported = false
             let report = singleFinished
-            let (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
-                single: { reported = true; report($0) })
+            let summaryLine: String, run: RunSummary
+            if let rounds {
+                var repeated = RoundsSource(one, rounds: rounds, intervalNanos: UInt64(Defaults.roundInterval * 1e9),
+                    clock: clock)
+                let source = repeated
+                (summaryLine, run) = try runEngine(engine, source: &repeated, text: text, stage: stage,
+                    rounds: { reported = true; return source.finished($0).last },
+                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage))
+            } else {
+                (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
+                    single: { reported = true; report($0) })
+            }
             let interrupted = cancelRequested.load(ordering: .relaxed)
             if format == .text && !reported && interrupted {
                 // Interrupted before the trace was under way: say so rather than end on the header.
@@ -676,7 +720,7 @@ struct FastTrace: ParsableCommand {
             }
             // Not reached (no SYN-ACK or RST from the target): tcptraceroute's closing line on stderr,
             // and exit 1, so a script can tell.
-            let notReached = !interrupted && run.traces == 1 && run.reached == 0
+            let notReached = !interrupted && run.traces >= 1 && run.reached == 0
             if notReached && format == .text { Out.error("Destination not reached") }
             if summary { Out.error(summaryLine) }
             if notReached { throw ExitCode(1) }
@@ -695,7 +739,16 @@ struct FastTrace: ParsableCommand {
             let summaryLine: String
             do {
                 defer { stream.cancel() }
-                summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
+                if let rounds {
+                    var repeated = RoundsSource(source, rounds: rounds,
+                        intervalNanos: UInt64(Defaults.roundInterval * 1e9), clock: clock)
+                    let wrapper = repeated
+                    summaryLine = try runEngine(engine, source: &repeated, text: text, stage: stage,
+                        rounds: { wrapper.finished($0).last },
+                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage)).line
+                } else {
+                    summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
+                }
             }
             Out.endProgress()
             let skipped = stream.skipped, linesSkipped = stream.linesSkipped, duplicates = stream.duplicates
@@ -740,7 +793,8 @@ struct FastTrace: ParsableCommand {
 
     private func runEngine<Source: TraceRequestSource>(
         _ engine: TraceEngine, source: inout Source, text: TextFormatter, stage: OutputStage,
-        single: @escaping (TraceResult) -> Void = { _ in }
+        single: @escaping (TraceResult) -> Void = { _ in },
+        rounds: ((TraceResult) -> Bool)? = nil, reporter: RoundsReporter? = nil
     ) throws -> (line: String, summary: RunSummary) {
         let format = self.format
         let batch = targetsFile != nil
@@ -749,6 +803,12 @@ struct FastTrace: ParsableCommand {
         if format == .csv { Out.append(csv.writeHeader) }
         engineStarted.store(true, ordering: .relaxed)
         let result = try engine.run(source: &source) { trace in
+            // Rounds: each finished round goes into its target × port's statistics; the report is written
+            // after the last one.
+            if let rounds, let reporter {
+                reporter.add(trace, last: rounds(trace))
+                return
+            }
             // Written once its hops' names are in (stage); buffered: the buffer goes out when full, every
             // ~100 ms (shouldCancel) and at the end.
             let addresses = trace.responders
@@ -767,6 +827,8 @@ struct FastTrace: ParsableCommand {
                 }
             }
         }
+        // Interrupted between rounds: the target × ports not finished are reported with the rounds they have.
+        reporter?.finishAll()
         // Traces still waiting for names: each goes out when they are in, at its deadline at the latest,
         // or at once on an interrupt or a failed write.
         stage.finish(cancelled: { cancelRequested.load(ordering: .relaxed) || Out.writeError != nil },

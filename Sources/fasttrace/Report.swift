@@ -1,0 +1,396 @@
+// `-c N` / `--report`: the rounds of each target × port aggregated (FastTraceStats) and written once its
+// last round is in: an mtr-report-like table in text, one object per target × port × protocol in JSON
+// (docs/report.schema.json). Lives on the engine's thread, as all output does.
+
+import FastTraceCore
+import FastTraceStats
+import FastTraceWire
+
+/// Collects each target × port's rounds and writes its report when its last round finishes.
+final class RoundsReporter {
+    let roundsRequested: Int
+    let format: OutputFormat
+    let stage: OutputStage
+    private var open: [Int: (stats: RoundStats, start: UInt64?)] = [:]
+    /// Reports written.
+    private(set) var written = 0
+
+    init(rounds: Int, format: OutputFormat, stage: OutputStage) {
+        roundsRequested = rounds
+        self.format = format
+        self.stage = stage
+    }
+
+    /// Adds a finished round; writes the target × port's report when it was its last.
+    func add(_ trace: TraceResult, last: Bool) {
+        let index = trace.request.index
+        var entry = open[index] ?? (RoundStats(request: trace.request, method: trace.method,
+            firstTTL: trace.hops.first?.ttl ?? 1), trace.startNanos.map { Out.wallNanos(monotonic: $0) })
+        open[index] = nil
+        entry.stats.add(trace)
+        if last {
+            write(entry.stats, start: entry.start)
+        } else {
+            open[index] = entry
+        }
+    }
+
+    /// Writes every report still open (the run was interrupted between or during rounds), in input order.
+    func finishAll() {
+        for index in open.keys.sorted() { write(open[index]!.stats, start: open[index]!.start) }
+        open.removeAll()
+    }
+
+    private func write(_ stats: RoundStats, start: UInt64?) {
+        written += 1
+        var addresses: [IPv4Address] = []
+        for hop in stats.hops { for r in hop.responders { if let a = r.address.ipv4 { addresses.append(a) } } }
+        let requested = roundsRequested
+        switch format {
+        case .json:
+            stage.submit(addresses: addresses) { annotator in
+                Out.append { ReportJSON.write(stats, requested: requested, start: start, annotator, into: &$0); $0.append(0x0A) }
+            }
+        default:
+            stage.submit(addresses: addresses) { annotator in
+                Out.line(ReportText.block(stats, requested: requested, annotator))
+            }
+        }
+    }
+}
+
+/// The report as text: a title line, a table of hops, and lines naming where loss and latency start.
+enum ReportText {
+    static let columns = ["Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "p95", "Javg"]
+
+    static func block(_ stats: RoundStats, requested: Int, _ annotator: HopAnnotator = .plain) -> String {
+        let request = stats.request
+        let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
+        let probes = stats.method == .tcp(.syn) ? "" : " (\(stats.method))"
+        var title = "\(target) port \(request.port)\(probes): \(counted(stats.rounds, "round"))"
+        if stats.rounds < requested || stats.interruptedRounds > 0 {
+            title += " of \(requested) (interrupted)"
+        }
+        let states = stats.states.filter { $0.state != .unknown }
+            .map { "\($0.state.rawValue) \($0.rounds)" }.joined(separator: ", ")
+        if !states.isEmpty { title += ", \(states)" }
+        if let ttls = stats.destinationTTLs {
+            title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"
+                : ", destination at TTL \(ttls.lowerBound)-\(ttls.upperBound)"
+        } else {
+            title += ", destination not reached"
+        }
+        let analysis = Interpretation(stats.hops, destinationTTL: stats.destinationTTLs?.lowerBound)
+        var rows: [[String]] = []
+        var extra: [Int: [String]] = [:]
+        for hop in stats.hops where hop.sent > 0 || hop.inFlight > 0 {
+            let verdict = analysis.hops.first { $0.ttl == hop.ttl }
+            var host = "???"
+            if let main = hop.mainResponder {
+                host = label(main.address, annotator)
+                if main.isDestination, let state = stats.mainState, state != .unknown { host += " [\(state.rawValue)]" }
+            }
+            var cells = [String(hop.ttl), host]
+            cells.append(hop.lossPercent.map(formatPercent) ?? "-")
+            cells.append(String(hop.sent))
+            if hop.rttCount > 0 {
+                cells += [hop.last, hop.average.map(micros), hop.best, hop.worst, hop.standardDeviation.map(micros),
+                    hop.p95, hop.jitterAverage.map(micros)].map { $0.map(formatMillisText) ?? "-" }
+            } else {
+                cells += Array(repeating: "", count: 7)
+            }
+            cells.append(markText(verdict))
+            rows.append(cells)
+            let others = hop.responders.filter { $0.address != hop.mainResponder?.address }
+            if !others.isEmpty || hop.otherResponders > 0 {
+                var lines = others.map { "\(label($0.address, annotator)) (\($0.count) of \(hop.answered))" }
+                if hop.otherResponders > 0 { lines.append("\(hop.otherResponders) answers from other addresses") }
+                extra[rows.count - 1] = lines
+            }
+        }
+        let hostWidth = max(16, rows.map { $0[1].count }.max() ?? 0)
+        var lines = [title]
+        var header = " TTL  " + pad("Host", hostWidth, left: true)
+        for (i, name) in columns.enumerated() { header += " " + pad(name, i == 1 ? 4 : 7) }
+        lines.append(header + "  ")
+        for (r, cells) in rows.enumerated() {
+            var line = pad(cells[0], 4) + "  " + pad(cells[1], hostWidth, left: true)
+            for (i, cell) in cells[2..<11].enumerated() { line += " " + pad(cell, i == 1 ? 4 : 7) }
+            if !cells[11].isEmpty { line += "  " + cells[11] }
+            lines.append(trimRight(line))
+            for more in extra[r] ?? [] { lines.append("      " + more) }
+        }
+        lines.append("Loss: " + analysis.lossNote)
+        lines.append("Latency: " + analysis.latencyNote)
+        if stats.paths.count > 1 || stats.otherPathRounds > 0 {
+            lines.append("Paths: \(stats.paths.count)\(stats.otherPathRounds > 0 ? " (and \(counted(stats.otherPathRounds, "round")) on others)" : ""), statistics kept apart:")
+            for (i, path) in stats.paths.enumerated() {
+                let hops = path.responders.map { $0.map { label($0, annotator) } ?? "*" }.joined(separator: " ")
+                lines.append("  path \(i + 1) (\(counted(path.rounds, "round")), id \(path.id)): \(hops)")
+                let own = Interpretation(path.hops, destinationTTL: path.hops.first { $0.hasDestination }?.ttl)
+                lines.append("    Loss: " + own.lossNote)
+                lines.append("    Latency: " + own.latencyNote)
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    static func markText(_ verdict: HopVerdict?) -> String {
+        guard let verdict else { return "" }
+        var marks: [String] = []
+        switch verdict.loss {
+        case .none: break
+        case .limited: marks.append(verdict.rateLimitCaught ? "limited (rate limit caught)" : "limited")
+        case .path: marks.append("path loss")
+        case .uncertain: marks.append(verdict.rateLimitCaught ? "loss? (rate limit caught; too few rounds)" : "loss? (too few rounds)")
+        case .noReply: marks.append(verdict.rateLimitCaught ? "no reply (rate-limited)" : "no reply")
+        }
+        if verdict.slowAnswers { marks.append("slow answers") }
+        return marks.joined(separator: ", ")
+    }
+
+    static func label(_ address: IPAddress, _ annotator: HopAnnotator) -> String {
+        guard let v4 = address.ipv4 else { return address.description }
+        let annotation = annotator[v4]
+        var text = annotator.showsNames
+            ? "\(annotation.name.map { escapingControlCharacters($0) } ?? v4.description) (\(v4))" : v4.description
+        if annotator.showsASN { text += annotation.asn.map { " [AS\($0)]" } ?? " [AS???]" }
+        return text
+    }
+
+    static func micros(_ value: Double) -> UInt32 { UInt32(min(Double(UInt32.max), max(0, value.rounded()))) }
+
+    static func pad(_ text: String, _ width: Int, left: Bool = false) -> String {
+        let fill = String(repeating: " ", count: max(0, width - text.count))
+        return left ? text + fill : fill + text
+    }
+
+    static func trimRight(_ text: String) -> String {
+        var text = text
+        while text.last == " " { text.removeLast() }
+        return text
+    }
+}
+
+/// The report as one JSON object per target × port × protocol. Every key is in docs/report.schema.json; a
+/// unit test checks the keys written here against it.
+enum ReportJSON {
+    /// The `schema` key: the version of this layout.
+    static let schemaVersion: UInt64 = 1
+
+    static func line(_ stats: RoundStats, requested: Int, start: UInt64? = nil, _ annotator: HopAnnotator = .plain)
+        -> String
+    {
+        var bytes: [UInt8] = []
+        write(stats, requested: requested, start: start, annotator, into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func write(_ stats: RoundStats, requested: Int, start: UInt64?, _ annotator: HopAnnotator,
+        into out: inout [UInt8])
+    {
+        let request = stats.request
+        out.appendLiteral("{\"schema\":")
+        out.appendDecimal(schemaVersion)
+        out.appendLiteral(",\"type\":\"report\",\"target\":\"")
+        out.appendAddress(request.destination)
+        out.appendLiteral("\"")
+        if let name = request.name {
+            out.appendLiteral(",\"name\":")
+            out.appendQuoted(name)
+        }
+        out.appendLiteral(",\"port\":")
+        out.appendDecimal(UInt64(request.port))
+        out.appendLiteral(",\"protocol\":\"")
+        out.appendText(stats.method.protocolName)
+        out.appendLiteral("\",\"family\":\"")
+        out.appendText(request.family.description)
+        if let flags = stats.method.tcpFlags {
+            out.appendLiteral("\",\"tcp_flags\":\"")
+            out.appendText(flags.rawValue)
+        }
+        out.appendLiteral("\",\"source\":\"")
+        out.appendAddress(request.source)
+        out.appendLiteral("\",\"start\":")
+        if let start {
+            out.append(0x22)
+            out.appendTimestamp(start)
+            out.append(0x22)
+        } else {
+            out.appendLiteral("null")
+        }
+        out.appendLiteral(",\"rounds_requested\":")
+        out.appendDecimal(UInt64(requested))
+        out.appendLiteral(",\"rounds\":")
+        out.appendDecimal(UInt64(stats.rounds))
+        out.appendLiteral(",\"interrupted\":")
+        out.appendLiteral(stats.rounds < requested || stats.interruptedRounds > 0 ? "true" : "false")
+        out.appendLiteral(",\"reached_rounds\":")
+        out.appendDecimal(UInt64(stats.reachedRounds))
+        out.appendLiteral(",\"states\":[")
+        for (i, entry) in stats.states.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral("{\"state\":")
+            if entry.state == .unknown { out.appendLiteral("null") } else { out.appendQuoted(entry.state.rawValue) }
+            out.appendLiteral(",\"rounds\":")
+            out.appendDecimal(UInt64(entry.rounds))
+            out.appendLiteral("}")
+        }
+        out.appendLiteral("],\"stops\":[")
+        for (i, entry) in stats.stops.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral("{\"stop\":")
+            out.appendQuoted(entry.reason.rawValue)
+            out.appendLiteral(",\"rounds\":")
+            out.appendDecimal(UInt64(entry.rounds))
+            out.appendLiteral("}")
+        }
+        out.appendLiteral("],\"dest_ttl_min\":")
+        appendOptional(stats.destinationTTLs.map { UInt64($0.lowerBound) }, into: &out)
+        out.appendLiteral(",\"dest_ttl_max\":")
+        appendOptional(stats.destinationTTLs.map { UInt64($0.upperBound) }, into: &out)
+        let analysis = Interpretation(stats.hops, destinationTTL: stats.destinationTTLs?.lowerBound)
+        out.appendLiteral(",\"hops\":")
+        writeHops(stats.hops, analysis, annotator, into: &out)
+        writeAnalysis(analysis, into: &out)
+        out.appendLiteral(",\"paths\":[")
+        for (i, path) in stats.paths.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral("{\"id\":\"")
+            out.appendText(path.id)
+            out.appendLiteral("\",\"rounds\":")
+            out.appendDecimal(UInt64(path.rounds))
+            out.appendLiteral(",\"addrs\":[")
+            for (j, responder) in path.responders.enumerated() {
+                if j > 0 { out.append(0x2C) }
+                if let responder { out.appendQuoted(responder.description) } else { out.appendLiteral("null") }
+            }
+            out.appendLiteral("],\"hops\":")
+            let own = Interpretation(path.hops, destinationTTL: path.hops.first { $0.hasDestination }?.ttl)
+            writeHops(path.hops, own, annotator, into: &out)
+            writeAnalysis(own, into: &out)
+            out.appendLiteral("}")
+        }
+        out.appendLiteral("],\"other_path_rounds\":")
+        out.appendDecimal(UInt64(stats.otherPathRounds))
+        out.appendLiteral("}")
+    }
+
+    /// `,"loss":{…},"latency":{…}`.
+    static func writeAnalysis(_ analysis: Interpretation, into out: inout [UInt8]) {
+        out.appendLiteral(",\"loss\":{\"end_ttl\":")
+        appendOptional(analysis.endTTL.map { UInt64($0) }, into: &out)
+        out.appendLiteral(",\"end_is_destination\":")
+        out.appendLiteral(analysis.endIsDestination ? "true" : "false")
+        out.appendLiteral(",\"start_ttl\":")
+        appendOptional(analysis.lossStart.map { UInt64($0.ttl) }, into: &out)
+        out.appendLiteral(",\"start_ttl_latest\":")
+        appendOptional(analysis.lossStart.map { UInt64($0.latestTTL) }, into: &out)
+        out.appendLiteral(",\"loss_pct\":")
+        if let start = analysis.lossStart { out.appendText(percentNumber(start.lossPercent)) } else { out.appendLiteral("0") }
+        out.appendLiteral(",\"limited_ttls\":[")
+        var first = true
+        for hop in analysis.hops where hop.loss == .limited {
+            if !first { out.append(0x2C) }
+            first = false
+            out.appendDecimal(UInt64(hop.ttl))
+        }
+        out.appendLiteral("],\"note\":")
+        out.appendQuoted(analysis.lossNote)
+        out.appendLiteral("},\"latency\":{\"rises\":[")
+        for (i, rise) in analysis.latencyRises.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral("{\"ttl\":")
+            out.appendDecimal(UInt64(rise.ttl))
+            out.appendLiteral(",\"added_ms\":")
+            out.appendMillis(rise.addedMicros)
+            out.appendLiteral("}")
+        }
+        out.appendLiteral("],\"note\":")
+        out.appendQuoted(analysis.latencyNote)
+        out.appendLiteral("}")
+    }
+
+    static func writeHops(_ hops: [HopStats], _ analysis: Interpretation, _ annotator: HopAnnotator,
+        into out: inout [UInt8])
+    {
+        out.append(0x5B)
+        var first = true
+        for hop in hops where hop.sent > 0 || hop.inFlight > 0 {
+            if !first { out.append(0x2C) }
+            first = false
+            let verdict = analysis.hops.first { $0.ttl == hop.ttl }
+            out.appendLiteral("{\"ttl\":")
+            out.appendDecimal(UInt64(hop.ttl))
+            out.appendLiteral(",\"addr\":")
+            if let main = hop.mainResponder { out.appendQuoted(main.address.description) } else { out.appendLiteral("null") }
+            if annotator.showsNames {
+                out.appendLiteral(",\"name\":")
+                if let v4 = hop.mainResponder?.address.ipv4, let name = annotator[v4].name { out.appendQuoted(name) }
+                else { out.appendLiteral("null") }
+            }
+            out.appendLiteral(",\"sent\":")
+            out.appendDecimal(UInt64(hop.sent))
+            out.appendLiteral(",\"answered\":")
+            out.appendDecimal(UInt64(hop.answered))
+            out.appendLiteral(",\"in_flight\":")
+            out.appendDecimal(UInt64(hop.inFlight))
+            out.appendLiteral(",\"loss_pct\":")
+            if let loss = hop.lossPercent { out.appendText(percentNumber(loss)) } else { out.appendLiteral("null") }
+            out.appendLiteral(",\"rate_limited\":")
+            out.appendDecimal(UInt64(hop.rateLimitedSilences))
+            out.appendLiteral(",\"mark\":\"")
+            out.appendText((verdict?.loss ?? .none).rawValue)
+            out.appendLiteral("\",\"rate_limit_caught\":")
+            out.appendLiteral(verdict?.rateLimitCaught == true ? "true" : "false")
+            out.appendLiteral(",\"slow_answers\":")
+            out.appendLiteral(verdict?.slowAnswers == true ? "true" : "false")
+            out.appendLiteral(",\"rtt\":")
+            if hop.rttCount > 0 {
+                out.appendLiteral("{\"samples\":")
+                out.appendDecimal(UInt64(hop.rttCount))
+                let values: [(StaticString, UInt32?)] = [
+                    ("\"last_ms\":", hop.last), ("\"best_ms\":", hop.best),
+                    ("\"avg_ms\":", hop.average.map(ReportText.micros)), ("\"worst_ms\":", hop.worst),
+                    ("\"stddev_ms\":", hop.standardDeviation.map(ReportText.micros)),
+                    ("\"p50_ms\":", hop.p50), ("\"p95_ms\":", hop.p95), ("\"p99_ms\":", hop.p99),
+                    ("\"javg_ms\":", hop.jitterAverage.map(ReportText.micros)),
+                    ("\"jmax_ms\":", hop.rttCount > 1 ? hop.jitterMax : nil),
+                ]
+                for (key, value) in values {
+                    out.append(0x2C)
+                    out.appendLiteral(key)
+                    if let value { out.appendMillis(value) } else { out.appendLiteral("null") }
+                }
+                out.appendLiteral("}")
+            } else {
+                out.appendLiteral("null")
+            }
+            out.appendLiteral(",\"responders\":[")
+            for (i, responder) in hop.responders.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                out.appendLiteral("{\"addr\":")
+                out.appendQuoted(responder.address.description)
+                out.appendLiteral(",\"count\":")
+                out.appendDecimal(UInt64(responder.count))
+                out.appendLiteral(",\"destination\":")
+                out.appendLiteral(responder.isDestination ? "true" : "false")
+                out.appendLiteral("}")
+            }
+            out.appendLiteral("],\"other_responders\":")
+            out.appendDecimal(UInt64(hop.otherResponders))
+            out.appendLiteral("}")
+        }
+        out.append(0x5D)
+    }
+
+    static func appendOptional(_ value: UInt64?, into out: inout [UInt8]) {
+        if let value { out.appendDecimal(value) } else { out.appendLiteral("null") }
+    }
+
+    /// A percentage as a JSON number with one decimal (`12.5`).
+    static func percentNumber(_ percent: Double) -> String {
+        let text = formatPercent(percent)
+        return String(text.dropLast())
+    }
+}
