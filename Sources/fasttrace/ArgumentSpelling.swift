@@ -8,14 +8,14 @@
 /// How fasttrace's options are spelled, as far as the pre-pass needs to know.
 enum ArgumentSpelling {
     /// Short options that take a value.
-    static let valuedShort: Set<Character> = ["p", "i", "f", "m", "q", "w", "t", "l", "s"]
+    static let valuedShort: Set<Character> = ["p", "i", "f", "m", "q", "w", "t", "l", "s", "c"]
     /// Short options that take none (`-h` is the parser's help).
     static let flagShort: Set<Character> = ["n", "N", "F", "T", "U", "I", "S", "A", "E", "h"]
     /// Long options that take a value (the next argument is that value, whatever it looks like).
     static let valuedLong: Set<String> = [
         "targets", "retries", "reasks", "name-timeout", "asn-db", "sport", "rate", "gap", "format",
         "max-in-flight", "max-prefix-addresses", "netns", "generate-completion-script", "protocol", "payload-hex",
-        "send-path",
+        "send-path", "rounds",
     ]
 
     /// `arguments` with every value attached to a short option split off as getopt does: `-q1` is `-q 1`,

@@ -112,7 +112,7 @@ enum ReportText {
         var lines = [title]
         var header = " TTL  " + pad("Host", hostWidth, left: true)
         for (i, name) in columns.enumerated() { header += " " + pad(name, i == 1 ? 4 : 7) }
-        lines.append(header + "  ")
+        lines.append(header)
         for (r, cells) in rows.enumerated() {
             var line = pad(cells[0], 4) + "  " + pad(cells[1], hostWidth, left: true)
             for (i, cell) in cells[2..<11].enumerated() { line += " " + pad(cell, i == 1 ? 4 : 7) }
