@@ -1,0 +1,210 @@
+// Rounds (-c) against the kernel's own routers, and their hostile twins: loss injected on one link with
+// nftables (`numgen random mod 100 < K drop` on r3's forward path) must start at the hop after it and
+// persist; with the routers' ICMP rate limits on, loss at the near hops must be marked limited, never
+// path loss, and the destination lose nothing; a route changed mid-run (r3's route to the open targets
+// moved from r4a to r4b) must show as two paths, not as loss; SIGINT between rounds reports what it has.
+// Every rule and route change is undone even when a test fails (defer), and every run is bounded in time.
+
+import Foundation
+import Testing
+
+/// One `--report --format json` object.
+struct JSONReport {
+    let object: [String: Any]
+    init?(line: Substring) {
+        guard let data = line.data(using: .utf8),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+            object["type"] as? String == "report"
+        else { return nil }
+        self.object = object
+    }
+    var target: String { object["target"] as? String ?? "" }
+    var rounds: Int { object["rounds"] as? Int ?? -1 }
+    var hops: [[String: Any]] { object["hops"] as? [[String: Any]] ?? [] }
+    var paths: [[String: Any]] { object["paths"] as? [[String: Any]] ?? [] }
+    var loss: [String: Any] { object["loss"] as? [String: Any] ?? [:] }
+    func hop(_ ttl: Int) -> [String: Any]? { hops.first { $0["ttl"] as? Int == ttl } }
+}
+
+func parseReports(_ output: String) -> [JSONReport] { output.split(separator: "\n").compactMap(JSONReport.init(line:)) }
+
+/// Runs `body` with `rule` in a table of its own in namespace `node`'s forward chain; the table is deleted
+/// afterwards, also when `body` throws.
+func withForwardRule<T>(_ node: String, _ rule: String, _ body: () throws -> T) throws -> T {
+    let ns = Lab.namespace(node), table = "ftrounds"
+    _ = runTool(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table])
+    defer { _ = runTool(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table]) }
+    let script = """
+        table inet \(table) {
+            chain fwd {
+                type filter hook forward priority -10; policy accept;
+                \(rule)
+            }
+        }
+        """
+    let added = runTool(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin: script)
+    guard added.status == 0 else { throw LabError("nft in \(ns): \(added.stderr)") }
+    return try body()
+}
+
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct RoundsLabTests {
+    @Test("Clean lab, 3 rounds of every kind: 0 % loss where the truth answers, 100 % at silent hops, states right")
+    func cleanRounds() throws {
+        let lab = try Lab.get()
+        let list = ["open", "firewalled", "silent", "blackhole", "dnat"].map { lab.truth.kind(named: $0).example }
+            .joined(separator: "\n")
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "443", "-c", "3",
+            "-q", "2", "-w", "1", "-m", "10", "--format", "json"], stdin: list, timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let reports = parseReports(r.stdout)
+        #expect(reports.count == 5)
+        for report in reports {
+            let kind = try #require(lab.truth.kinds.first { k in report.target == k.example })
+            #expect(report.rounds == 3)
+            let states = report.object["states"] as? [[String: Any]] ?? []
+            let expected = kind.ports["443"] ?? "closed"
+            #expect(states.count == 1 && states.first?["state"] as? String == expected && states.first?["rounds"] as? Int == 3,
+                "\(kind.kind): \(states)")
+            for (i, allowed) in kind.hops.enumerated() {
+                guard let hop = report.hop(i + 1) else { continue }
+                let loss = hop["loss_pct"] as? Double ?? -1
+                if allowed.isEmpty {
+                    #expect(loss == 100, "\(kind.kind) ttl \(i + 1): \(hop)")
+                } else {
+                    #expect(loss == 0, "\(kind.kind) ttl \(i + 1): \(hop)")
+                }
+            }
+            if let ttl = kind.destination_ttl {
+                #expect(report.object["dest_ttl_min"] as? Int == ttl && report.hop(ttl)?["loss_pct"] as? Double == 0)
+            }
+            #expect(report.loss["start_ttl"] is NSNull, "\(kind.kind): \(report.loss)")
+        }
+    }
+
+    @Test("Loss injected on r3's forward path: it starts at hop 4 and persists to the destination; hops 1-3 lose nothing")
+    func injectedLossStartsAtTheNextHop() throws {
+        let lab = try Lab.get()
+        let target = lab.truth.kind(named: "open").example
+        let r = try withForwardRule("r3", "ip daddr 198.19.0.0/16 numgen random mod 100 < 30 drop") {
+            runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "30", "-q", "3", "-w", "0.5",
+                "--format", "json", target, "443"], timeout: 150)
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try #require(parseReports(r.stdout).first, "\(r.stdout) \(r.stderr)")
+        #expect(report.rounds == 30)
+        for ttl in 1...3 { #expect(report.hop(ttl)?["loss_pct"] as? Double == 0, "ttl \(ttl): \(report.hop(ttl) ?? [:])") }
+        for ttl in 4...7 {
+            let loss = report.hop(ttl)?["loss_pct"] as? Double ?? -1
+            #expect(loss > 12 && loss < 50, "ttl \(ttl): \(loss)")
+            #expect(report.hop(ttl)?["mark"] as? String == "path")
+        }
+        #expect(report.loss["start_ttl"] as? Int == 4, "\(report.loss)")
+        #expect(report.loss["start_ttl_latest"] as? Int == 4, "\(report.loss)")
+        #expect(report.loss["end_is_destination"] as? Bool == true)
+        // The text says the same.
+        let text = try withForwardRule("r3", "ip daddr 198.19.0.0/16 numgen random mod 100 < 30 drop") {
+            runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "30", "-q", "3", "-w", "0.5", "--report",
+                target, "443"], timeout: 150)
+        }
+        #expect(text.stdout.contains("loss at the destination starts at hop 4 and persists"), "\(text.stdout)")
+    }
+
+    @Test("ICMP rate limits on: loss at the near hops is marked limited, not path loss; the destination loses nothing")
+    func rateLimitedHopsAreLimited() throws {
+        let lab = try Lab.get()
+        let list = runTool([repoRoot + "/scripts/lab.sh", "targets", "open", "30"]).stdout
+        let r = try withRateLimits {
+            runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "443", "-c", "8",
+                "-q", "3", "-w", "1", "--format", "json"], stdin: list, timeout: 180)
+        }
+        #expect(r.status == 0, "\(r.stderr)")
+        let reports = parseReports(r.stdout)
+        #expect(reports.count == 30)
+        var limited = 0, caught = 0
+        for report in reports {
+            #expect(report.rounds == 8)
+            #expect(report.hop(7)?["loss_pct"] as? Double == 0, "\(report.target): \(report.hop(7) ?? [:])")
+            #expect(report.loss["start_ttl"] is NSNull, "\(report.target): \(report.loss)")
+            for hop in report.hops {
+                #expect(hop["mark"] as? String != "path", "\(report.target): \(hop)")
+                if hop["mark"] as? String == "limited" {
+                    limited += 1
+                    if hop["rate_limit_caught"] as? Bool == true { caught += 1 }
+                }
+            }
+        }
+        // The near routers were limiting: many hops show it, and the engine caught it at some.
+        #expect(limited >= 30, "\(limited) hops marked limited")
+        #expect(caught > 0)
+    }
+
+    @Test("A route changed mid-run (r3: r4a, then r4b) shows as two paths, each without loss")
+    func routeChangeIsTwoPaths() throws {
+        let lab = try Lab.get()
+        let target = lab.truth.kind(named: "open").example
+        let r3 = Lab.namespace("r3")
+        let restore = ["ip", "-n", r3, "route", "replace", "198.19.0.0/16", "nexthop", "via", "198.18.0.13", "dev",
+            "dn-a", "nexthop", "via", "198.18.0.17", "dev", "dn-b"]
+        defer { _ = runTool(restore) }
+        try run(["ip", "-n", r3, "route", "replace", "198.19.0.0/16", "via", "198.18.0.13", "dev", "dn-a"])
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "14", "-w", "1",
+            "--format", "json", target, "443"], stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        usleep(5_500_000)
+        try run(["ip", "-n", r3, "route", "replace", "198.19.0.0/16", "via", "198.18.0.17", "dev", "dn-b"])
+        #expect(child.wait(timeout: 60) == 0, "\(scratch.read("err"))")
+        let report = try #require(parseReports(scratch.read("out")).first, "\(scratch.read("out"))")
+        #expect(report.rounds == 14)
+        let paths = report.paths
+        #expect(paths.count == 2, "\(paths.map { $0["addrs"] ?? "" })")
+        #expect(paths.map { ($0["addrs"] as? [Any])?[3] as? String } == ["198.18.0.13", "198.18.0.17"])
+        #expect(paths.allSatisfy { ($0["rounds"] as? Int ?? 0) >= 3 })
+        for hop in report.hops { #expect(hop["loss_pct"] as? Double == 0, "\(hop)") }
+        #expect((report.hop(4)?["responders"] as? [Any])?.count == 2)
+        #expect(report.loss["start_ttl"] is NSNull)
+    }
+
+    @Test("SIGINT between rounds: the report has the rounds so far, says interrupted, exit 130")
+    func interruptedRounds() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "50", "-w", "1",
+            "--format", "json", lab.truth.kind(named: "open").example, "443"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        usleep(3_500_000)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let lines = scratch.read("out").split(separator: "\n")
+        let report = try #require(parseReports(scratch.read("out")).first, "\(lines)")
+        #expect(lines.count == 1)
+        #expect(report.object["interrupted"] as? Bool == true)
+        #expect((2...6).contains(report.rounds), "\(report.rounds) rounds")
+        #expect(report.hop(7)?["loss_pct"] as? Double == 0)
+    }
+
+    @Test("Bad rounds: -c 0, -c -1, -c abc and a CSV report are refused with one line and exit 2; --report alone is 10 rounds")
+    func badInput() throws {
+        for (args, message) in [
+            (["-c", "0"], "fasttrace: -c: rounds must be 1...1000000 (got 0)"),
+            (["-c", "-1"], "fasttrace: -c: rounds must be 1...1000000 (got -1)"),
+            (["-c-1"], "fasttrace: -c: rounds must be 1...1000000 (got -1)"),
+            (["--rounds", "abc"], "fasttrace: the value 'abc' is invalid for '-c <rounds>'"),
+            (["-c", "3", "--format", "csv"], "fasttrace: -c: the report is written as text or json, not csv"),
+            (["--report", "--format", "dot"], "fasttrace: --report: the report is written as text or json, not dot"),
+        ] {
+            let r = runTool([fasttraceBinary] + args + ["198.19.0.10", "443"])
+            #expect(r.status == 2 && r.stderr == message + "\n", "\(args): \(r.status) \(r.stderr)")
+        }
+        let lab = try Lab.get()
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--report", "-w", "0.5", "--format", "json",
+            lab.truth.kind(named: "open").example, "443"], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(parseReports(r.stdout).first?.object["rounds_requested"] as? Int == 10)
+        #expect(parseReports(r.stdout).first?.rounds == 10)
+    }
+}
