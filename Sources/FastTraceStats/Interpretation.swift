@@ -52,6 +52,14 @@ public struct LossStart: Sendable, Equatable {
     public var lossPercent: Double
 }
 
+/// A hop past the start of the loss where more loss begins and persists.
+public struct LossIncrease: Sendable, Equatable {
+    /// The hop.
+    public var ttl: UInt8
+    /// Its loss, percent.
+    public var lossPercent: Double
+}
+
 /// A hop where the median RTT rises and stays up.
 public struct LatencyRise: Sendable, Equatable {
     /// The hop.
@@ -71,6 +79,8 @@ public struct Interpretation: Sendable, Equatable {
     public var endIsDestination = false
     /// Loss on the path, where it starts; nil when there is none to place (see `lossNote`).
     public var lossStart: LossStart?
+    /// Hops after the start where the loss that persists rises again, significantly (in TTL order).
+    public var lossIncreases: [LossIncrease] = []
     /// Hops that add persisting latency, the greatest first.
     public var latencyRises: [LatencyRise] = []
     /// A sentence on the loss: what was found, or why nothing can be said.
@@ -86,6 +96,8 @@ public struct Interpretation: Sendable, Equatable {
         public var minRiseMicros: UInt32 = 1000
         /// Least median rise that counts, as a share of the median before it.
         public var minRiseRatio = 0.1
+        /// Least loss (ratio, lower bound of its interval) that counts as loss persisting to the end.
+        public var minLossRatio = 0.01
         /// RTT samples a hop needs before its median is compared.
         public var minSamples = 5
         public init() {}
@@ -105,14 +117,28 @@ public struct Interpretation: Sendable, Equatable {
         endTTL = end.ttl
         endIsDestination = destinationTTL == end.ttl
         let z = thresholds.z
-        let endLow = wilson(end.lost, end.sent, z).low
-        // Path loss: the earliest answering hop from which every answering hop to the end is consistent
-        // with carrying the end's loss (its interval reaches the end's lower bound).
-        var startIndex: Int?
-        if end.lost > 0 {
-            var i = answering.count - 1
-            while i >= 0 && wilson(answering[i].lost, answering[i].sent, z).high >= endLow { i -= 1 }
-            startIndex = i + 1
+        let lows = answering.map { wilson($0.lost, $0.sent, z).low }
+        let highs = answering.map { wilson($0.lost, $0.sent, z).high }
+        // What persists from each answering hop to the end: the least loss of the hops from it on, with
+        // its bounds (the least lower bound, the least upper bound).
+        var persistLow = lows, persistHigh = highs
+        for i in stride(from: answering.count - 2, through: 0, by: -1) {
+            persistLow[i] = min(persistLow[i], persistLow[i + 1])
+            persistHigh[i] = min(persistHigh[i], persistHigh[i + 1])
+        }
+        // Path loss: certainly present at every hop from `latest` on (the earliest such hop); it may start
+        // earlier, as far back as the hops before whose loss could be as large (their upper bound reaches
+        // what persists): the start is in `earliest...latest`.
+        var startIndex: Int?, latestIndex: Int?
+        if let latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
+            var i = latest
+            while i > 0 && highs[i - 1] >= persistLow[latest] { i -= 1 }
+            startIndex = i
+            latestIndex = latest
+            // Further rises: from hop i on, more persists than the hop before could carry.
+            for j in (latest + 1)..<max(latest + 1, answering.count) where persistLow[j] > persistHigh[j - 1] {
+                lossIncreases.append(LossIncrease(ttl: answering[j].ttl, lossPercent: answering[j].lossPercent ?? 0))
+            }
         }
         var verdicts: [HopVerdict] = []
         for row in rows {
@@ -140,17 +166,19 @@ public struct Interpretation: Sendable, Equatable {
             verdicts.append(HopVerdict(ttl: row.ttl, loss: mark, rateLimitCaught: row.rateLimitedSilences > 0,
                 slowAnswers: false))
         }
-        if let startIndex {
+        if let startIndex, let latestIndex {
             let start = answering[startIndex]
-            // The counts place the start at or after `start`; the first hop from there that lost anything
-            // is the latest it can be.
-            let latest = answering[startIndex...].first { $0.lost > 0 }?.ttl ?? end.ttl
+            let latest = answering[latestIndex].ttl
             let loss = end.lossPercent ?? 0
             lossStart = LossStart(ttl: start.ttl, latestTTL: latest, lossPercent: loss)
             let whereText = latest == start.ttl ? "starts at hop \(start.ttl)"
                 : "starts between hop \(start.ttl) and hop \(latest) (too few rounds to place it exactly)"
             lossNote = "\(formatPercent(loss)) loss at \(endIsDestination ? "the destination" : "hop \(end.ttl), the last hop heard,") "
                 + "\(whereText) and persists"
+            if !lossIncreases.isEmpty {
+                lossNote += "; it rises again at " + lossIncreases.map { "hop \($0.ttl) (\(formatPercent($0.lossPercent)))" }
+                    .joined(separator: ", ")
+            }
         } else {
             let high = wilson(0, end.sent, z).high
             lossNote = "no loss \(endIsDestination ? "to the destination" : "to hop \(end.ttl), the last hop heard,") in "

@@ -288,7 +288,16 @@ enum ReportJSON {
         appendOptional(analysis.lossStart.map { UInt64($0.latestTTL) }, into: &out)
         out.appendLiteral(",\"loss_pct\":")
         if let start = analysis.lossStart { out.appendText(percentNumber(start.lossPercent)) } else { out.appendLiteral("0") }
-        out.appendLiteral(",\"limited_ttls\":[")
+        out.appendLiteral(",\"increases\":[")
+        for (i, increase) in analysis.lossIncreases.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral("{\"ttl\":")
+            out.appendDecimal(UInt64(increase.ttl))
+            out.appendLiteral(",\"loss_pct\":")
+            out.appendText(percentNumber(increase.lossPercent))
+            out.appendLiteral("}")
+        }
+        out.appendLiteral("],\"limited_ttls\":[")
         var first = true
         for hop in analysis.hops where hop.loss == .limited {
             if !first { out.append(0x2C) }

@@ -36,7 +36,7 @@ func withForwardRule<T>(_ node: String, _ rule: String, _ body: () throws -> T) 
     defer { _ = runTool(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table]) }
     let script = """
         table inet \(table) {
-            chain fwd {
+            chain loss {
                 type filter hook forward priority -10; policy accept;
                 \(rule)
             }
@@ -96,8 +96,10 @@ struct RoundsLabTests {
         for ttl in 1...3 { #expect(report.hop(ttl)?["loss_pct"] as? Double == 0, "ttl \(ttl): \(report.hop(ttl) ?? [:])") }
         for ttl in 4...7 {
             let loss = report.hop(ttl)?["loss_pct"] as? Double ?? -1
-            #expect(loss > 12 && loss < 50, "ttl \(ttl): \(loss)")
-            #expect(report.hop(ttl)?["mark"] as? String == "path")
+            // The destination may lose more than the link: a dropped RST (ours, to its SYN-ACK) leaves a
+            // half-open connection that ignores the next round's SYN of the same 4-tuple.
+            #expect(loss > 12 && (ttl == 7 || loss < 50), "ttl \(ttl): \(loss)")
+            #expect(report.hop(ttl)?["mark"] as? String == "path", "ttl \(ttl): \(report.hop(ttl) ?? [:])")
         }
         #expect(report.loss["start_ttl"] as? Int == 4, "\(report.loss)")
         #expect(report.loss["start_ttl_latest"] as? Int == 4, "\(report.loss)")
@@ -193,7 +195,8 @@ struct RoundsLabTests {
             (["-c", "0"], "fasttrace: -c: rounds must be 1...1000000 (got 0)"),
             (["-c", "-1"], "fasttrace: -c: rounds must be 1...1000000 (got -1)"),
             (["-c-1"], "fasttrace: -c: rounds must be 1...1000000 (got -1)"),
-            (["--rounds", "abc"], "fasttrace: the value 'abc' is invalid for '-c <rounds>'"),
+            (["-c", "abc"], "fasttrace: the value 'abc' is invalid for '-c <rounds>'"),
+            (["--rounds", "abc"], "fasttrace: the value 'abc' is invalid for '--rounds <rounds>'"),
             (["-c", "3", "--format", "csv"], "fasttrace: -c: the report is written as text or json, not csv"),
             (["--report", "--format", "dot"], "fasttrace: --report: the report is written as text or json, not dot"),
         ] {

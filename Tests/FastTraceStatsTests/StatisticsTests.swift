@@ -184,6 +184,14 @@ func simulate(rounds: Int, routers: [IPv4Address], perHop: Int = 3, seed: UInt64
         #expect(analysis.endIsDestination && analysis.endTTL == 6)
         #expect(analysis.hops.map(\.loss) == [.none, .none, .path, .path, .path, .path])
         #expect(analysis.lossNote.contains("starts at hop 3"))
+        #expect(analysis.lossIncreases.isEmpty)
+        // More loss from the destination on (a dropped RST leaving a half-open connection does this to TCP
+        // probes): the start stays at hop 3, and the rise at the destination is named.
+        let more = simulate(rounds: 100, routers: routers, loss: { $0 == 6 ? 0.55 : $0 >= 3 ? 0.3 : 0 })
+        let rising = Interpretation(more.hops, destinationTTL: 6)
+        #expect(rising.lossStart?.ttl == 3 && rising.lossStart?.latestTTL == 3)
+        #expect(rising.lossIncreases.map(\.ttl) == [6])
+        #expect(rising.lossNote.contains("rises again at hop 6"))
     }
 
     @Test("Loss at a hop that does not persist is the router's own: limited, and no path loss is named")
