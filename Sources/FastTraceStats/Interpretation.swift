@@ -130,7 +130,10 @@ public struct Interpretation: Sendable, Equatable {
         // earlier, as far back as the hops before whose loss could be as large (their upper bound reaches
         // what persists): the start is in `earliest...latest`.
         var startIndex: Int?, latestIndex: Int?
-        if let latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
+        if var latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
+            // A hop whose own loss is more than persists after it (a limiting router) may or may not carry
+            // the path loss already: the start is certain only from the first hop past such ones.
+            while latest < answering.count - 1 && lows[latest] > persistHigh[latest + 1] { latest += 1 }
             var i = latest
             while i > 0 && highs[i - 1] >= persistLow[latest] { i -= 1 }
             startIndex = i
