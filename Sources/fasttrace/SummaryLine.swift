@@ -14,7 +14,7 @@ import Glibc
 /// The summary line of a run (without the target list's tail of skipped lines and duplicates).
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
 func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn),
-    sendPath: SendPathReport? = nil) -> String {
+    sendPath: SendPathReport? = nil, rounds: Bool = false) -> String {
     let d = r.dispatch
     var parts: [String] = []
     // Traces by what they found: reached (open, closed), filtered, and unknown (cut short by an
@@ -38,7 +38,7 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     var probes = "\(counted(Int(r.probesSent), "probe")) sent in \(formatSeconds(seconds)) s"
     if r.probesSent > 0 && r.elapsedNanos > 0 {
         probes += " (\(formatRate(r.probesPerSecond)) probes/s over the run"
-        if let why = sendLimitText(r.sendLimits, rate: rate, maxInFlight: maxInFlight) { probes += ": \(why)" }
+        if let why = sendLimitText(r.sendLimits, rate: rate, maxInFlight: maxInFlight, rounds: rounds) { probes += ": \(why)" }
         probes += ")"
     }
     parts.append(probes)
@@ -73,14 +73,15 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
 /// What held the rate down, by share of the run's time, largest first (shares under 1 % left out):
 /// `93% of the time waiting on replies and timeouts, 7% held to --rate 2000`. Nil when nothing was
 /// counted.
-func sendLimitText(_ limits: SendLimits, rate: Int, maxInFlight: Int) -> String? {
+func sendLimitText(_ limits: SendLimits, rate: Int, maxInFlight: Int, rounds: Bool = false) -> String? {
     let total = limits.totalNanos
     guard total > 0 else { return nil }
     let shares: [(UInt64, String)] = [
         (limits.rateNanos, "held to --rate \(rate)"),
         (limits.repliesNanos, "waiting on replies and timeouts"),
         (limits.inFlightCapNanos, "at --max-in-flight \(maxInFlight)"),
-        (limits.listNanos, "waiting for the list (reading, name lookups)"),
+        // With rounds, the source is also not ready while every target waits for its next round.
+        (limits.listNanos, rounds ? "waiting for the next rounds or the list" : "waiting for the list (reading, name lookups)"),
     ]
     let kept = shares.map { (Int((Double($0.0) * 100 / Double(total)).rounded()), $0.1) }
         .filter { $0.0 >= 1 }.sorted { $0.0 > $1.0 }

@@ -256,5 +256,11 @@ func simulate(rounds: Int, routers: [IPv4Address], perHop: Int = 3, seed: UInt64
         #expect(ten.hops.map(\.responders.count) == thousand.hops.map(\.responders.count))
         #expect(ten.paths.count == 1 && thousand.paths.count == 1)
         #expect(thousand.hops[0].histogram.total == UInt64(thousand.hops[0].answered))
+        // A hop's fixed part, plus its histogram (allocated at the first answer) and up to 8 responders:
+        // the README's figure per hop.
+        #expect(MemoryLayout<HopStats>.stride <= 192, "\(MemoryLayout<HopStats>.stride)")
+        #expect(MemoryLayout<ResponderCount>.stride == 32)
+        print("HopStats \(MemoryLayout<HopStats>.stride) B + histogram \(RTTHistogram.bytes) B + responders "
+            + "\(MemoryLayout<ResponderCount>.stride) B each")
     }
 }
