@@ -122,8 +122,8 @@ struct FastTrace: ParsableCommand {
     var m: Int { mOption ?? Defaults.m }
 
     @Option(name: .customShort("q"), parsing: .unconditional,
-        help: ArgumentHelp("Probes per hop, 1...8 (default: \(Defaults.q); \(Defaults.qWithRounds) with -c or --report, "
-            + "as mtr sends one per hop per round).", valueName: "probes"))
+        help: ArgumentHelp("Probes per hop, 1...8; \(Defaults.qWithRounds) with -c or --report, as mtr sends one per hop "
+            + "per round (default: \(Defaults.q)).", valueName: "probes"))
     var qOption: Int?
     var q: Int { qOption ?? (roundsRequested != nil ? Defaults.qWithRounds : Defaults.q) }
 
