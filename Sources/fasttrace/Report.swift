@@ -67,7 +67,9 @@ enum ReportText {
         let request = stats.request
         let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
         let probes = stats.method == .tcp(.syn) ? "" : " (\(stats.method))"
-        var title = "\(target) port \(request.port)\(probes): \(counted(stats.rounds, "round"))"
+        // ICMP echo has no port.
+        let port = stats.method.hasPorts ? " port \(request.port)" : ""
+        var title = "\(target)\(port)\(probes): \(counted(stats.rounds, "round"))"
         if stats.rounds < requested || stats.interruptedRounds > 0 {
             title += " of \(requested) (interrupted)"
         }
@@ -199,8 +201,11 @@ enum ReportJSON {
             out.appendLiteral(",\"name\":")
             out.appendQuoted(name)
         }
-        out.appendLiteral(",\"port\":")
-        out.appendDecimal(UInt64(request.port))
+        // ICMP echo has no port: the key is left out, as in a trace line.
+        if stats.method.hasPorts {
+            out.appendLiteral(",\"port\":")
+            out.appendDecimal(UInt64(request.port))
+        }
         out.appendLiteral(",\"protocol\":\"")
         out.appendText(stats.method.protocolName)
         out.appendLiteral("\",\"family\":\"")

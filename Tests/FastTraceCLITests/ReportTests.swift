@@ -16,7 +16,7 @@ private func hopAddress(_ last: UInt8) -> IPv4Address { IPv4Address(198, 18, 0, 
 
 /// A round: routers 1, 5, `third`, 13 then the destination; `lost` TTLs silent (rate-limited when `limited`).
 private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<UInt8> = [], rtt: UInt32 = 100,
-    interrupted: Bool = false) -> TraceResult
+    interrupted: Bool = false, method: ProbeMethod = .tcp(.syn)) -> TraceResult
 {
     let routers = [hopAddress(1), hopAddress(5), hopAddress(third), hopAddress(13)]
     var hops: [HopResult] = []
@@ -31,12 +31,15 @@ private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<U
         }
         let isDestination = ttl == 5
         hops.append(HopResult(ttl: ttl, probes: [ProbeResult(responder: isDestination ? reportTarget : routers[Int(ttl) - 1],
-            rttMicros: rtt * UInt32(ttl), outcome: isDestination ? .synAck : .timeExceeded)]))
+            rttMicros: rtt * UInt32(ttl), outcome: isDestination ? (method == .icmpEcho ? .echoReply : .synAck)
+                : .timeExceeded)]))
     }
     let reached = !interrupted && !lost.contains(5)
     return TraceResult(request: TraceRequest(index: 0, destination: reportTarget, port: 443, source: vantageAddress,
-        name: "svc.example"), hops: hops, reached: reached, state: interrupted ? .unknown : reached ? .open : .filtered,
-        stopReason: interrupted ? .interrupted : reached ? .destination : .maxTTL, sourcePort: 40000, probesSent: 5)
+        name: "svc.example"), hops: hops, reached: reached,
+        state: interrupted ? .unknown : reached ? (method == .icmpEcho ? .reachable : .open) : .filtered,
+        stopReason: interrupted ? .interrupted : reached ? .destination : .maxTTL, sourcePort: 40000, probesSent: 5,
+        method: method)
 }
 
 /// Reports that between them write every key: loss starting and rising, a limited hop, two paths, a silent
@@ -56,7 +59,11 @@ private func reportFixtures() -> [(RoundStats, Int, HopAnnotator, UInt64?)] {
     var one = RoundStats(request: reportRound().request, method: .tcp(.synECN))
     one.add(reportRound())
     let named = HopAnnotator(showsNames: true, asnTable: nil, names: [(hopAddress(1), "gw.example")])
-    return [(lossy, 100, named, 1_796_603_462_123_456_789), (silent, 3, .plain, nil), (one, 1, .plain, 1)]
+    // ICMP echo: no port (the key is left out), state reachable.
+    var echo = RoundStats(request: reportRound().request, method: .icmpEcho)
+    for _ in 0..<2 { echo.add(reportRound(method: .icmpEcho)) }
+    return [(lossy, 100, named, 1_796_603_462_123_456_789), (silent, 3, .plain, nil), (one, 1, .plain, 1),
+        (echo, 2, .plain, 2)]
 }
 
 /// Every property name the schema defines, at every level.
@@ -110,7 +117,7 @@ private let reportSchemaPath = repositoryRoot.appendingPathComponent("docs/repor
         }
         #expect(seen == schema, "never written by the fixtures: \(schema.subtracting(seen).sorted())")
         let output = try runTool(["python3", "-c", schemaValidator, reportSchemaPath], input: lines.joined(separator: "\n") + "\n")
-        #expect(output.status == 0 && output.stdout == "valid 3\n", "\(output.stdout)\(output.stderr)")
+        #expect(output.status == 0 && output.stdout == "valid 4\n", "\(output.stdout)\(output.stderr)")
         let extra = lines[0].replacingOccurrences(of: "{\"schema\":1,", with: "{\"schema\":1,\"extra\":0,")
         let refused = try runTool(["python3", "-c", schemaValidator, reportSchemaPath], input: extra + "\n")
         #expect(refused.status == 1 && refused.stdout.contains("extra"))
@@ -136,6 +143,16 @@ private let reportSchemaPath = repositoryRoot.appendingPathComponent("docs/repor
         #expect((object["paths"] as? [[String: Any]])?.count == 2)
         let latency = try #require(object["latency"] as? [String: Any])
         #expect(latency["note"] as? String != nil)
+    }
+
+    @Test("ICMP echo: the report names no port, and its state is reachable")
+    func echoReport() throws {
+        let (stats, requested, _, _) = reportFixtures()[3]
+        let object = try #require(try JSONSerialization.jsonObject(
+            with: Data(ReportJSON.line(stats, requested: requested).utf8)) as? [String: Any])
+        #expect(object["port"] == nil && object["tcp_flags"] == nil && object["protocol"] as? String == "icmp")
+        #expect((object["states"] as? [[String: Any]])?.first?["state"] as? String == "reachable")
+        #expect(ReportText.block(stats, requested: requested).hasPrefix("svc.example (198.51.100.7) (icmp): 2 rounds, reachable 2"))
     }
 
     @Test("The text report: title, mtr's columns, marks, and the loss, latency and path lines")
