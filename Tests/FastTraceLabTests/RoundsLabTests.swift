@@ -82,6 +82,33 @@ struct RoundsLabTests {
         }
     }
 
+    @Test("UDP (-U, port 53) and ICMP echo (-I) rounds through the same engine: states as the truth says, no loss at the routers or an answering destination",
+        arguments: ["udp", "icmp"])
+    func otherProbeKinds(proto: String) throws {
+        let lab = try Lab.get()
+        let kinds = ["open", "firewalled", "silent", "blackhole"].map { lab.truth.kind(named: $0) }
+        let list = kinds.map(\.example).joined(separator: "\n")
+        let args = proto == "udp" ? ["-U", "-p", "53"] : ["-I"]
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-c", "3", "-q", "2", "-w", "1",
+            "-m", "10", "--format", "json"] + args, stdin: list, timeout: 120)
+        #expect(r.status == 0, "\(r.stderr)")
+        let reports = parseReports(r.stdout)
+        #expect(reports.count == kinds.count)
+        for report in reports {
+            let kind = try #require(kinds.first { $0.example == report.target })
+            #expect(report.rounds == 3 && report.object["protocol"] as? String == proto)
+            #expect((report.object["port"] != nil) == (proto == "udp"))
+            let expected = proto == "udp" ? kind.udp_ports?["53"] : kind.icmp
+            let states = report.object["states"] as? [[String: Any]] ?? []
+            #expect(states.count == 1 && states.first?["state"] as? String == expected, "\(kind.kind): \(states)")
+            for ttl in 1...6 { #expect(report.hop(ttl)?["loss_pct"] as? Double == 0, "\(kind.kind) ttl \(ttl)") }
+            if let ttl = report.object["dest_ttl_min"] as? Int {
+                #expect(ttl == kind.destination_ttl && report.hop(ttl)?["loss_pct"] as? Double == 0, "\(kind.kind)")
+            }
+            #expect(report.loss["start_ttl"] is NSNull, "\(kind.kind): \(report.loss)")
+        }
+    }
+
     @Test("Loss injected on r3's forward path: it starts at hop 4 and persists to the destination; hops 1-3 lose nothing")
     func injectedLossStartsAtTheNextHop() throws {
         let lab = try Lab.get()
