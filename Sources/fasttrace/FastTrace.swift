@@ -707,7 +707,7 @@ struct FastTrace: ParsableCommand {
                 let source = repeated
                 (summaryLine, run) = try runEngine(engine, source: &repeated, text: text, stage: stage,
                     rounds: { reported = true; return source.finished($0).last },
-                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage))
+                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL))
             } else {
                 (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
                     single: { reported = true; report($0) })
@@ -745,7 +745,7 @@ struct FastTrace: ParsableCommand {
                     let wrapper = repeated
                     summaryLine = try runEngine(engine, source: &repeated, text: text, stage: stage,
                         rounds: { wrapper.finished($0).last },
-                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage)).line
+                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL)).line
                 } else {
                     summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
                 }

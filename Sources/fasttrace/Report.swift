@@ -11,21 +11,24 @@ final class RoundsReporter {
     let roundsRequested: Int
     let format: OutputFormat
     let stage: OutputStage
+    /// The run's first TTL (`-f`): where every target × port's rows start.
+    let firstTTL: UInt8
     private var open: [Int: (stats: RoundStats, start: UInt64?)] = [:]
     /// Reports written.
     private(set) var written = 0
 
-    init(rounds: Int, format: OutputFormat, stage: OutputStage) {
+    init(rounds: Int, format: OutputFormat, stage: OutputStage, firstTTL: UInt8) {
         roundsRequested = rounds
         self.format = format
         self.stage = stage
+        self.firstTTL = firstTTL
     }
 
     /// Adds a finished round; writes the target × port's report when it was its last.
     func add(_ trace: TraceResult, last: Bool) {
         let index = trace.request.index
-        var entry = open[index] ?? (RoundStats(request: trace.request, method: trace.method,
-            firstTTL: trace.hops.first?.ttl ?? 1), trace.startNanos.map { Out.wallNanos(monotonic: $0) })
+        var entry = open[index] ?? (RoundStats(request: trace.request, method: trace.method, firstTTL: firstTTL),
+            trace.startNanos.map { Out.wallNanos(monotonic: $0) })
         open[index] = nil
         entry.stats.add(trace)
         if last {
