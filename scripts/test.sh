@@ -38,7 +38,7 @@ log=$(mktemp /tmp/fasttrace-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 
 echo "== wire, engine and command-line unit tests (options, marks, escaping, output formats)"
-swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests|FastTraceAnnotationsTests|FastTraceCLITests' 2>&1 | tee "$log" | summary
+swift test --skip-build --filter 'FastTraceWireTests|FastTraceCoreTests|FastTraceAnnotationsTests|FastTraceStatsTests|FastTraceCLITests' 2>&1 | tee "$log" | summary
 [[ ${PIPESTATUS[0]} -eq 0 ]] || status=1
 
 echo "== engine tests under ThreadSanitizer (the receive and scheduler threads racing)"
