@@ -130,7 +130,13 @@ public struct Interpretation: Sendable, Equatable {
         // earlier, as far back as the hops before whose loss could be as large (their upper bound reaches
         // what persists): the start is in `earliest...latest`.
         var startIndex: Int?, latestIndex: Int?
-        if var latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
+        // Persistence is judged to the end. When the end is a router (the destination never answered) on a
+        // path whose routers were caught rate-limiting, the end's own lost answers may be its limit too
+        // (its silences past the last answer read "a limit or the end of the path"), and would make every
+        // earlier router's limit look like loss that persists: no path loss can be told from that (a
+        // trial's firewalled targets under the lab's rate limits were all called path loss from hop 1).
+        let endLimited = !endIsDestination && answering.contains { $0.rateLimitedSilences > 0 }
+        if !endLimited, var latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
             // A hop whose own loss is more than persists after it (a limiting router) may or may not carry
             // the path loss already: the start is certain only from the first hop past such ones.
             while latest < answering.count - 1 && lows[latest] > persistHigh[latest + 1] { latest += 1 }
@@ -154,6 +160,8 @@ public struct Interpretation: Sendable, Equatable {
                 // The end's own loss: on the path when it is the destination (what the service sees); at a
                 // last hop heard that is not the destination, whether it persists cannot be seen.
                 mark = endIsDestination ? .path : (row.rateLimitedSilences > 0 ? .limited : .uncertain)
+            } else if endLimited {
+                mark = row.rateLimitedSilences > 0 ? .limited : .uncertain
             } else {
                 let low = wilson(row.lost, row.sent, z).low
                 let laterHigh = answering.lazy.filter { $0.ttl > row.ttl }.map { wilson($0.lost, $0.sent, z).high }
@@ -182,13 +190,20 @@ public struct Interpretation: Sendable, Equatable {
                 lossNote += "; it rises again at " + lossIncreases.map { "hop \($0.ttl) (\(formatPercent($0.lossPercent)))" }
                     .joined(separator: ", ")
             }
+        } else if endLimited {
+            lossNote = "\(formatPercent(end.lossPercent ?? 0)) loss at hop \(end.ttl), the last hop heard, on a path whose "
+                + "routers were caught rate-limiting; the destination never answered, so whether any loss is on the path "
+                + "cannot be told"
         } else {
             let high = wilson(0, end.sent, z).high
             lossNote = "no loss \(endIsDestination ? "to the destination" : "to hop \(end.ttl), the last hop heard,") in "
                 + "\(end.sent) probes (up to \(formatPercent(100 * high)) not ruled out)"
         }
         let limited = verdicts.filter { $0.loss == .limited && $0.ttl != end.ttl }
-        if !limited.isEmpty {
+        if !limited.isEmpty && endLimited {
+            lossNote += "; hop\(limited.count == 1 ? "" : "s") " + limited.map { "\($0.ttl)" }.joined(separator: ", ")
+                + " lost answers to a rate limit caught there (limited)"
+        } else if !limited.isEmpty {
             lossNote += "; loss at hop\(limited.count == 1 ? "" : "s") "
                 + limited.map { "\($0.ttl)" }.joined(separator: ", ")
                 + " does not persist: the router's own answers (limited), not loss on the path"

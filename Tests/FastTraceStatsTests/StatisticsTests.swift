@@ -211,6 +211,24 @@ func simulate(rounds: Int, routers: [IPv4Address], perHop: Int = 3, seed: UInt64
         #expect(told.hops[1].loss == .limited && !told.hops[1].rateLimitCaught)
     }
 
+    @Test("Routers that all rate-limit, before a destination that never answers: no path loss is named")
+    func rateLimitedRoutersBeforeSilenceAreNotPathLoss() {
+        // A trial with the lab's rate limits on: firewalled targets (the destination never answers) had
+        // every router lose 20-50 % of its answers, and the report called it path loss from hop 1,
+        // persisting to the last hop heard, itself a rate-limiting router.
+        let routers = [1, 5, 9, 13, 17].map { router(UInt8($0)) }
+        let stats = simulate(rounds: 20, routers: routers, perHop: 1, loss: { $0 == 6 ? 1 : 0.35 },
+            silence: { $0 == 6 ? .timedOut : .rateLimited })
+        let analysis = Interpretation(stats.hops, destinationTTL: nil)
+        #expect(analysis.lossStart == nil, "\(String(describing: analysis.lossStart))")
+        #expect(!analysis.hops.contains { $0.loss == .path })
+        #expect(analysis.hops.prefix(5).allSatisfy { $0.loss == .limited || $0.loss == .none })
+        #expect(analysis.lossNote.contains("whether any loss is on the path cannot be told"), "\(analysis.lossNote)")
+        // Without rate-limit evidence at the end, loss that persists to the last hop heard is still named.
+        let lossy = simulate(rounds: 60, routers: routers, loss: { $0 == 6 ? 1 : $0 >= 3 ? 0.3 : 0 })
+        #expect(Interpretation(lossy.hops, destinationTTL: nil).lossStart?.ttl == 3)
+    }
+
     @Test("Too few rounds: the start of the loss is given as a range, and no-loss as a bound, not a verdict")
     func tooFewRounds() {
         let routers = [1, 5, 9, 13, 17].map { router(UInt8($0)) }
