@@ -106,10 +106,10 @@ public struct NameBook {
         case unavailable
     }
 
-    private var cache: LRUCache<IPv4Address, String?>
+    private var cache: LRUCache<IPAddress, String?>
     /// Addresses with a lookup queued or running, and when a caller last asked for each.
-    private var pending: [IPv4Address: UInt64] = [:]
-    private var queue: BoundedQueue<IPv4Address>
+    private var pending: [IPAddress: UInt64] = [:]
+    private var queue: BoundedQueue<IPAddress>
     /// How long a caller waits for a name; a queued lookup nobody has asked for in this long is dropped.
     public let waitNanos: UInt64
 
@@ -131,7 +131,7 @@ public struct NameBook {
     /// Asks for `address`'s name at `now`: the answer if cached, else starts a lookup (one per address:
     /// a lookup already pending is joined) and answers `.pending`, or `.unavailable` if the queue is full.
     /// Returns whether a new lookup was queued (a resolver should be woken).
-    public mutating func ask(_ address: IPv4Address, now: UInt64) -> (answer: Answer, queued: Bool) {
+    public mutating func ask(_ address: IPAddress, now: UInt64) -> (answer: Answer, queued: Bool) {
         if let name = cache.get(address) { return (.known(name), false) }
         if pending[address] != nil {
             pending[address] = now
@@ -146,7 +146,7 @@ public struct NameBook {
     }
 
     /// What is known of `address` now, without asking for it.
-    public func peek(_ address: IPv4Address) -> Answer {
+    public func peek(_ address: IPAddress) -> Answer {
         if let name = cache.peek(address) { return .known(name) }
         return pending[address] != nil ? .pending : .unavailable
     }
@@ -154,7 +154,7 @@ public struct NameBook {
     /// The next address for a resolver to look up, skipping (and forgetting) those nobody has asked for
     /// within `waitNanos`: their callers have moved on, and a slow resolver must not fall ever further
     /// behind on stale work.
-    public mutating func nextLookup(now: UInt64) -> IPv4Address? {
+    public mutating func nextLookup(now: UInt64) -> IPAddress? {
         while let address = queue.pop() {
             guard let asked = pending[address] else { continue }
             if now &- asked > waitNanos {
@@ -172,7 +172,7 @@ public struct NameBook {
     public var hasQueuedLookups: Bool { !queue.isEmpty }
 
     /// Records the result of a lookup started by `nextLookup`: `name`, or nil for an address without one.
-    public mutating func finish(_ address: IPv4Address, name: String?) {
+    public mutating func finish(_ address: IPAddress, name: String?) {
         pending[address] = nil
         cache.set(address, name)
     }

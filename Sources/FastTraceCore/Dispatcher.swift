@@ -24,6 +24,13 @@ public struct PackedReply: Sendable, Equatable {
             | UInt64(responder.value)
     }
 
+    /// Packs a reply from a responder of either family: an IPv6 responder's 32 bits are 0 here, its
+    /// address is in the dispatcher's `responders6` table.
+    @inlinable public init(generation: UInt8, outcome: Response, rttMicros: UInt32, responder: IPAddress) {
+        self.init(generation: generation, outcome: outcome, rttMicros: rttMicros,
+            responder: responder.ipv4 ?? IPv4Address(0))
+    }
+
     /// True when the cell holds a reply.
     @inlinable public var isValid: Bool { word >> 63 == 1 }
     /// The slot generation of the probe this reply answered.
@@ -32,7 +39,7 @@ public struct PackedReply: Sendable, Equatable {
     public var outcome: Response { Response(packedCode: UInt8(truncatingIfNeeded: word >> 56) & 0x1F) }
     /// Round-trip time in microseconds (saturates at 2^24-1 µs ≈ 16.7 s).
     @inlinable public var rttMicros: UInt32 { UInt32(truncatingIfNeeded: word >> 32) & 0xFF_FFFF }
-    /// Who answered.
+    /// Who answered, for a probe sent over IPv4 (over IPv6: the dispatcher's `responders6`).
     @inlinable public var responder: IPv4Address { IPv4Address(UInt32(truncatingIfNeeded: word)) }
 }
 
@@ -153,6 +160,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// second:32`), written before the result's release store like `details`. calloc'd: cells no
     /// extension ever reached cost no memory.
     public let mpls: AtomicWordTable
+    /// Per cell, two words: an IPv6 responder's address (`high`, `low`), for probes sent over IPv6, whose
+    /// responders do not fit the result word. Written before the result's release store like `details`.
+    /// calloc'd: a run without IPv6 targets never touches its pages.
+    public let responders6: AtomicWordTable
     /// ICMP quotes are held to the quoted IPv4 ID too (off: `--track-port`).
     let matchQuotedIPID: Bool
     /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
@@ -204,6 +215,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         mpls = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
+        responders6 = AtomicWordTable(count: grid.slots * grid.cellsPerSlot * 2)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
         // (Only UDP's checksum covers the addresses: ICMP's does not, so a NAT leaves ICMP probes' words whole.)
         slotsByIPID = tagLayout == .splitWithID && kind.protocolNumber == IPv4Layout.protocolUDP
@@ -280,11 +292,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     @inline(__always)
     private func noteUnmatched(_ reply: ParsedReply) {
         guard let slotsByFlow, let unmatchedAnswers else { return }
-        let destination = IPAddress(reply.responder)
+        let destination = reply.responder
         let entry = slotsByFlow.loadRelaxed(flowBucket(destination, port: reply.destinationPort))
         guard entry != 0, let occupant = slots.read(Int(entry - 1)), occupant.active,
             occupant.flow.destination == destination, occupant.flow.destinationPort == reply.destinationPort,
-            occupant.flow.source == IPAddress(reply.probeSource)
+            occupant.flow.source == reply.probeSource
         else { return }
         unmatchedAnswers.storeRelaxed(Int(entry - 1), UInt64(occupant.flow.epoch) + 1)
     }
@@ -293,12 +305,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// with, its checksum half recovered from the adjustment the NAT made (`slotsByIPID`); nil otherwise.
     @inline(__always)
     private func untranslatedWord(_ reply: ParsedReply) -> UInt32? {
-        guard let slotsByIPID, reply.quotesProbe else { return nil }
+        guard let slotsByIPID, reply.quotesIPID, let rewritten = reply.probeDestination.ipv4 else { return nil }
         let entry = slotsByIPID.loadRelaxed(Int(reply.quotedIPID))
         guard entry != 0, let occupant = slots.read(Int(entry - 1)),
-            let original = occupant.flow.destination.ipv4, original != reply.probeDestination
+            let original = occupant.flow.destination.ipv4, original != rewritten
         else { return nil }
-        let checksum = InternetChecksum.undoingRewrite(of: original, into: reply.probeDestination,
+        let checksum = InternetChecksum.undoingRewrite(of: original, into: rewritten,
             adjusted: UInt16(truncatingIfNeeded: reply.tagWord >> 16))
         return UInt32(checksum) << 16 | reply.tagWord & 0xFFFF
     }
@@ -323,8 +335,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         }
         let flow = occupant.flow
         let epoch = flow.epoch
-        guard IPAddress(reply.probeSource) == flow.source,
-            acceptTranslatedQuotes || !reply.quotesProbe || IPAddress(reply.probeDestination) == flow.destination
+        // (A quote naming another IPv6 destination is not taken as a NAT's doing: the result cell has no
+        // room for a translated IPv6 address, and a reply that cannot be shown for what it is is refused.)
+        guard reply.probeSource == flow.source,
+            !reply.quotesProbe || reply.probeDestination == flow.destination
+                || (acceptTranslatedQuotes && reply.probeDestination.family == .v4)
         else {
             if countFailure { bump(foreignCount) }
             return false
@@ -337,7 +352,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             return false
         }
         switch codec.check(tag, macBits: macBits,
-            quotedIPID: reply.quotesProbe && matchQuotedIPID && tagLayout == .separateID ? reply.quotedIPID : nil,
+            quotedIPID: reply.quotesIPID && matchQuotedIPID && tagLayout == .separateID ? reply.quotedIPID : nil,
             digest: occupant.digest)
         {
         case .genuine:
@@ -363,12 +378,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             // DNAT: a router behind a NAT that leaves quotes untranslated quotes the rewritten
             // destination. The reply has passed the full MAC for this occupant's own flow, so the
             // address it names is what the NAT did, not a guess.
-            if IPAddress(reply.probeDestination) != flow.destination {
-                translated = 1 << 32 | UInt64(reply.probeDestination.value)
+            if reply.probeDestination != flow.destination, let quoted = reply.probeDestination.ipv4 {
+                translated = 1 << 32 | UInt64(quoted.value)
             }
         } else {
             // Destination answers must come from the destination itself.
-            guard IPAddress(reply.responder) == flow.destination, IPAddress(reply.probeDestination) == flow.destination
+            guard reply.responder == flow.destination, reply.probeDestination == flow.destination
             else {
                 bump(forgedCount)
                 return true
@@ -391,6 +406,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let rtt = (timestampNanos - sent) / 1_000
         let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
+        if reply.responder.family == .v6 {
+            responders6.storeRelaxed(cell * 2, reply.responder.high)
+            responders6.storeRelaxed(cell * 2 + 1, reply.responder.low)
+        }
         let depth = reply.mpls.depth
         if depth > 0 { mpls.storeRelaxed(cell, UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second)) }
         details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | UInt64(depth & 0xF) << 33

@@ -191,22 +191,24 @@ extension TraceEngine {
     /// quote places its router at this TTL (from a probe sent further) counts here. So does a destination
     /// whose answer is an ICMP error (a UDP probe's port unreachable): its host limits those errors as a
     /// router does, and the run learns its position's limits from it the same way.
-    func router(_ index: Int, ttlIndex: Int) -> IPv4Address? { routerAnswer(index, ttlIndex: ttlIndex)?.router }
+    func router(_ index: Int, ttlIndex: Int) -> RouterKey? { routerAnswer(index, ttlIndex: ttlIndex)?.router }
 
     /// The router that answered at this TTL and the cell of the probe it answered.
-    func routerAnswer(_ index: Int, ttlIndex: Int) -> (router: IPv4Address, cell: Int)? {
+    func routerAnswer(_ index: Int, ttlIndex: Int) -> (router: RouterKey, cell: Int)? {
         let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
         for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
             let reply = PackedReply(word: dispatcher.results.load(row + attempt))
-            if !reply.outcome.isFromDestination || reply.outcome.isICMPError { return (reply.responder, row + attempt) }
+            if !reply.outcome.isFromDestination || reply.outcome.isICMPError {
+                return (RouterKey(responder(reply, cell: row + attempt, slot: index)), row + attempt)
+            }
         }
         if ttlIndex == slots[index].unreachableTTLIndex, slots[index].unreachableCell >= 0 {
             let cell = slots[index].unreachableCell
-            return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
+            return (RouterKey(responder(PackedReply(word: dispatcher.results.load(cell)), cell: cell, slot: index)), cell)
         }
         if ttlIndex == slots[index].destinationTTLIndex, slots[index].destinationCell >= 0 {
             let cell = slots[index].destinationCell
-            return (PackedReply(word: dispatcher.results.load(cell)).responder, cell)
+            return (RouterKey(responder(PackedReply(word: dispatcher.results.load(cell)), cell: cell, slot: index)), cell)
         }
         return nil
     }

@@ -4,6 +4,14 @@
 import FastTraceWire
 
 extension TraceEngine {
+    /// Who answered the probe of `cell`: over IPv4 the result word holds the address, over IPv6 the
+    /// dispatcher's `responders6` table (written before the result word's release store).
+    func responder(_ reply: PackedReply, cell: Int, slot index: Int) -> IPAddress {
+        guard slots[index].flow.destination.family == .v6 else { return IPAddress(reply.responder) }
+        return IPAddress(high: dispatcher.responders6.loadRelaxed(cell * 2),
+            low: dispatcher.responders6.loadRelaxed(cell * 2 + 1))
+    }
+
     /// One TTL of a trace as it stands: each column's answer, or why it has none.
     func hop(_ index: Int, ttlIndex: Int) -> HopResult {
         let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
@@ -28,9 +36,9 @@ extension TraceEngine {
                     tries += 1
                     let reply = PackedReply(word: dispatcher.results.load(base + attempt))
                     let details = dispatcher.details.loadRelaxed(base + attempt)
-                    result = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome,
+                    result = ProbeResult(responder: responder(reply, cell: base + attempt, slot: index), rttMicros: reply.rttMicros, outcome: reply.outcome,
                         translatedDestination: details >> 32 & 1 == 1
-                            ? IPv4Address(UInt32(truncatingIfNeeded: details)) : nil)
+                            ? IPAddress(IPv4Address(UInt32(truncatingIfNeeded: details))) : nil)
                     let depth = UInt8(truncatingIfNeeded: details >> 33) & 0xF
                     if depth > 0 {
                         let words = dispatcher.mpls.loadRelaxed(base + attempt)
@@ -69,7 +77,8 @@ extension TraceEngine {
         {
             let cell = slot.destinationCell
             let reply = PackedReply(word: dispatcher.results.load(cell))
-            var placed = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+            var placed = ProbeResult(responder: responder(reply, cell: cell, slot: index), rttMicros: reply.rttMicros,
+                outcome: reply.outcome)
             placed.sentTTL = UInt8(Int(grid.firstTTL) + (cell - index * grid.cellsPerSlot) / grid.attempts)
             probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
         }
@@ -78,7 +87,8 @@ extension TraceEngine {
         {
             let cell = slot.unreachableCell
             let reply = PackedReply(word: dispatcher.results.load(cell))
-            var placed = ProbeResult(responder: reply.responder, rttMicros: reply.rttMicros, outcome: reply.outcome)
+            var placed = ProbeResult(responder: responder(reply, cell: cell, slot: index), rttMicros: reply.rttMicros,
+                outcome: reply.outcome)
             let sentIndex = (cell - index * grid.cellsPerSlot) / grid.attempts
             placed.sentTTL = UInt8(Int(grid.firstTTL) + sentIndex)
             let column = probes.firstIndex { $0.responder == nil } ?? probes.count - 1

@@ -9,6 +9,26 @@
 // of one flow take one path, so the router is the same). A silent router (one that never sends ICMP)
 // is never caught answering, so its silence stays plain silence.
 
+import FastTraceWire
+
+/// A router as the position book keys it: 32 bits, never 0 (0 means "none" there). An IPv4 router is its
+/// address; an IPv6 router a 32-bit hash of its address (two IPv6 routers collide 1 time in 2^32, which
+/// could only blend what the book learnt of their rate limits, never what a trace shows).
+struct RouterKey: Hashable {
+    let value: UInt32
+
+    init(_ address: IPAddress) {
+        if let v4 = address.ipv4 {
+            value = v4.value
+        } else {
+            var h = address.high &* 0x9E37_79B9_7F4A_7C15 ^ address.low
+            h = (h ^ (h >> 31)) &* 0xBF58_476D_1CE4_E5B9
+            let folded = UInt32(truncatingIfNeeded: h ^ (h >> 32))
+            value = folded == 0 ? 1 : folded
+        }
+    }
+}
+
 /// Where a hop sits on a path, as far as one trace knows: its TTL and the router right below it, when
 /// that one answered (0 when it did not: then the position stands for every path at that TTL, which is
 /// what a trace whose near hops are rate-limited can still say).

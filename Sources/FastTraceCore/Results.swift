@@ -8,22 +8,28 @@ public struct TraceRequest: Sendable, Equatable {
     /// Position in the input (target × port order); echoed in the result.
     public var index: Int
     /// Destination address.
-    public var destination: IPv4Address
-    /// Destination TCP port.
+    public var destination: IPAddress
+    /// Destination port (0 for ICMP echo).
     public var port: UInt16
-    /// Source address the probes carry (from the route, or `-s`).
-    public var source: IPv4Address
-    /// The destination's family (`ipv4` in JSON).
-    public var family: IPFamily { destination.address.family }
+    /// Source address the probes carry (from the route, or `-s`), of the destination's family.
+    public var source: IPAddress
+    /// The destination's family (`ipv4` or `ipv6` in JSON).
+    public var family: IPFamily { destination.family }
     /// The name the user gave, if the target was a hostname.
     public var name: String?
 
-    public init(index: Int, destination: IPv4Address, port: UInt16, source: IPv4Address, name: String? = nil) {
+    public init(index: Int, destination: IPAddress, port: UInt16, source: IPAddress, name: String? = nil) {
+        precondition(destination.family == source.family, "a trace's source and destination are of one family")
         self.index = index
         self.destination = destination
         self.port = port
         self.source = source
         self.name = name
+    }
+
+    /// An IPv4 request.
+    public init(index: Int, destination: IPv4Address, port: UInt16, source: IPv4Address, name: String? = nil) {
+        self.init(index: index, destination: IPAddress(destination), port: port, source: IPAddress(source), name: name)
     }
 }
 
@@ -49,14 +55,14 @@ public enum Silence: String, Sendable, Equatable {
 /// One probe's result.
 public struct ProbeResult: Sendable, Equatable {
     /// Who answered, or nil.
-    public var responder: IPv4Address?
+    public var responder: IPAddress?
     /// Round-trip time in microseconds (kernel receive timestamp minus send time), or nil.
     public var rttMicros: UInt32?
     /// How it was answered.
     public var outcome: Response
     /// Where a NAT on the path had sent the probe, when the answer's quote names a destination other
     /// than the target (DNAT detection); nil otherwise.
-    public var translatedDestination: IPv4Address?
+    public var translatedDestination: IPAddress?
     /// Why there is no answer; nil when there is one.
     public var silence: Silence?
     /// The TTL the probe was sent with, when the answer is shown at another hop: an unreachable whose
@@ -70,8 +76,14 @@ public struct ProbeResult: Sendable, Equatable {
     /// statistics count these, not columns: a re-ask answered after a lost try is one probe lost.
     public var tries: UInt8 = 1
 
-    public init(responder: IPv4Address?, rttMicros: UInt32?, outcome: Response,
-        translatedDestination: IPv4Address? = nil)
+    /// An answer from an IPv4 responder.
+    public init(responder: IPv4Address, rttMicros: UInt32?, outcome: Response, translatedDestination: IPv4Address? = nil) {
+        self.init(responder: IPAddress(responder), rttMicros: rttMicros, outcome: outcome,
+            translatedDestination: translatedDestination.map(IPAddress.init))
+    }
+
+    public init(responder: IPAddress?, rttMicros: UInt32?, outcome: Response,
+        translatedDestination: IPAddress? = nil)
     {
         self.responder = responder
         self.rttMicros = rttMicros
@@ -112,9 +124,9 @@ public struct HopResult: Sendable, Equatable {
     }
 
     /// The first address that answered at this TTL, if any.
-    public var firstResponder: IPv4Address? { probes.lazy.compactMap(\.responder).first }
+    public var firstResponder: IPAddress? { probes.lazy.compactMap(\.responder).first }
     /// The translated destination the answers at this TTL quoted (DNAT detected), if any.
-    public var translatedDestination: IPv4Address? { probes.lazy.compactMap(\.translatedDestination).first }
+    public var translatedDestination: IPAddress? { probes.lazy.compactMap(\.translatedDestination).first }
     /// The hop's kind as output prints it: the most telling outcome, or for a hop with no answer at all,
     /// why: `rate-limited` when the run showed this hop's router rate-limiting, `likely-rate-limited`
     /// when routers answer others there but this one cannot be told from a silent router, `interrupted` when the run was cut

@@ -16,7 +16,7 @@ public final class NameResolver: @unchecked Sendable {
     // `monitor` held; the threads get the object once, through `spawn`.
 
     /// Looks one address up (on a resolver thread); nil when it has no name.
-    public typealias Lookup = @Sendable (IPv4Address) -> String?
+    public typealias Lookup = @Sendable (IPAddress) -> String?
 
     /// Sizes of the resolver.
     public struct Limits: Sendable {
@@ -53,7 +53,7 @@ public final class NameResolver: @unchecked Sendable {
     /// none is), or `.unavailable` when too many lookups are already waiting. Never blocks on a lookup.
     /// The first call starts the threads: they inherit the caller's network namespace (and
     /// capabilities), so call it from the thread that runs the engine.
-    public func ask(_ address: IPv4Address) -> NameBook.Answer {
+    public func ask(_ address: IPAddress) -> NameBook.Answer {
         let now = SystemClock.read(CLOCK_MONOTONIC)
         let (answer, startThreads) = monitor.locked {
             let (answer, queued) = book.ask(address, now: now)
@@ -72,7 +72,7 @@ public final class NameResolver: @unchecked Sendable {
     }
 
     /// What is known of `address`'s name now (see `NameBook.peek`).
-    public func peek(_ address: IPv4Address) -> NameBook.Answer {
+    public func peek(_ address: IPAddress) -> NameBook.Answer {
         monitor.locked { book.peek(address) }
     }
 
@@ -92,7 +92,7 @@ public final class NameResolver: @unchecked Sendable {
 
     private func resolveLoop() {
         while true {
-            let address: IPv4Address? = monitor.locked {
+            let address: IPAddress? = monitor.locked {
                 while !stopped {
                     if let next = book.nextLookup(now: SystemClock.read(CLOCK_MONOTONIC)) { return next }
                     monitor.wait()
@@ -108,15 +108,30 @@ public final class NameResolver: @unchecked Sendable {
 
 /// The name of `address` from the system's resolver (getnameinfo with NI_NAMEREQD: /etc/hosts, DNS,
 /// as nsswitch.conf says), or nil when it has none or the lookup fails. Blocks; thread-safe.
-@Sendable public func reverseName(_ address: IPv4Address) -> String? {
-    var sin = sockaddr_in()
-    sin.sin_family = sa_family_t(AF_INET)
-    sin.sin_addr.s_addr = address.value.bigEndian
+@Sendable public func reverseName(_ address: IPAddress) -> String? {
     var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-    let rc = withUnsafePointer(to: &sin) {
+    var storage = sockaddr_storage()
+    let length: Int
+    if let v4 = address.ipv4 {
+        var sin = sockaddr_in()
+        sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_addr.s_addr = v4.value.bigEndian
+        withUnsafeBytes(of: sin) { bytes in
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) }
+        }
+        length = MemoryLayout<sockaddr_in>.size
+    } else {
+        var sin6 = sockaddr_in6()
+        sin6.sin6_family = sa_family_t(AF_INET6)
+        withUnsafeMutableBytes(of: &sin6.sin6_addr) { address.write(into: $0) }
+        withUnsafeBytes(of: sin6) { bytes in
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) }
+        }
+        length = MemoryLayout<sockaddr_in6>.size
+    }
+    let rc = withUnsafePointer(to: &storage) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            getnameinfo($0, socklen_t(MemoryLayout<sockaddr_in>.size), &host, socklen_t(host.count), nil, 0,
-                NI_NAMEREQD)
+            getnameinfo($0, socklen_t(length), &host, socklen_t(host.count), nil, 0, NI_NAMEREQD)
         }
     }
     guard rc == 0 else { return nil }

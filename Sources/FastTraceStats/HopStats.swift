@@ -72,7 +72,7 @@ public struct HopStats: Sendable, Equatable {
                 continue
             }
             answered += 1
-            note(responder.address, isDestination: probe.outcome.isFromDestination)
+            note(responder, isDestination: probe.outcome.isFromDestination)
             if let rtt = probe.rttMicros { record(rtt) }
         }
     }

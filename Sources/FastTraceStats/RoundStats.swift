@@ -147,7 +147,7 @@ public struct RoundStats: Sendable, Equatable {
             let i = Int(hop.ttl - firstTTL)
             while sequence.count < i { sequence.append(nil) }
             let destination = hop.probes.first { $0.outcome.isFromDestination }?.responder
-            sequence.append((destination ?? hop.firstResponder)?.address)
+            sequence.append(destination ?? hop.firstResponder)
             if destination != nil { break }
         }
         return sequence

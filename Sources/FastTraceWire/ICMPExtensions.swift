@@ -67,8 +67,19 @@ public enum ICMPExtensions {
     /// structure whose checksum does not verify, or an object that runs past the message, gives `.none`.
     @inlinable
     public static func mplsStack(_ icmp: ICMPHeaderView) -> MPLSStack {
+        mplsStack(icmp, statedLength: Int(icmp.bytes.wireUInt8(at: 5)) * 4)
+    }
+
+    /// The MPLS label stack in the extensions of the ICMPv6 error `icmp`: as `mplsStack`, but RFC 4884's
+    /// length field is byte 4 and counts 64-bit words (§5.2).
+    @inlinable
+    public static func mplsStack6(_ icmp: ICMPHeaderView) -> MPLSStack {
+        mplsStack(icmp, statedLength: Int(icmp.bytes.wireUInt8(at: 4)) * 8)
+    }
+
+    @inlinable
+    static func mplsStack(_ icmp: ICMPHeaderView, statedLength stated: Int) -> MPLSStack {
         let data = icmp.payload
-        let stated = Int(icmp.bytes.wireUInt8(at: 5)) * 4
         let start: Int
         if stated > 0 {
             guard stated >= minimumOriginalLength else { return .none }

@@ -40,7 +40,7 @@ public struct ICMPProbeKind: ProbeKind {
     @inlinable
     public func write(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let source = probe.flow.source.ipv4, let destination = probe.flow.destination.ipv4 else {
-            preconditionFailure("ICMP probes over IPv6 are not written yet")
+            return write6(probe, into: buffer)
         }
         let length = probe.length
         precondition(length >= minimumLength && length <= maximumLength && buffer.count >= length,
@@ -52,24 +52,86 @@ public struct ICMPProbeKind: ProbeKind {
             destination: destination, into: UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
 
         let message = UnsafeMutableRawBufferPointer(rebasing: packet[ipLength...])
+        writeMessage(probe, type: ICMPLayout.typeEchoRequest, pseudoHeader: 0, into: message)
+        return length
+    }
+
+    /// The ICMPv6 echo request: type 128, the same fixed checksum, identifier, sequence and word as over
+    /// IPv4; the checksum covers the IPv6 pseudo-header too (RFC 4443 §2.3), which is the same for every
+    /// probe of a trace, so it stays fixed. 20 bytes longer than `probe.length`, as every IPv6 probe.
+    @inlinable
+    func write6(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let length = probe.length + TCPProbeKind.ipv6Growth
+        precondition(probe.length >= minimumLength && length <= buffer.count, "ICMP probe length out of range")
+        // SAFETY: every slice below lies within buffer[0..<length], checked just above.
+        let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+        let ipLength = IPv6Layout.headerLength
+        IPv6HeaderWriter.writeProbeHeader(probe, protocol: IPv6Layout.protocolICMPv6, length: length,
+            into: UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
+        let message = UnsafeMutableRawBufferPointer(rebasing: packet[ipLength...])
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: probe.flow.source, destination: probe.flow.destination,
+            protocol: IPv6Layout.protocolICMPv6, length: message.count)
+        writeMessage(probe, type: IPv6Layout.typeEchoRequest, pseudoHeader: pseudo, into: message)
+        return length
+    }
+
+    /// The echo message: type, the fixed checksum, identifier, the word's high half as the sequence, the
+    /// word, and two bytes that make the sum (with `pseudoHeader`) come out right.
+    @inlinable
+    func writeMessage(_ probe: ProbeSpec, type: UInt8, pseudoHeader: UInt64, into message: UnsafeMutableRawBufferPointer) {
         message.initializeMemory(as: UInt8.self, repeating: 0)
         let word = probe.stamp.sequence
         let identifier = probe.flow.sourcePort
-        let fixed = Self.checksum(identifier: identifier)
-        message.storeWireUInt8(ICMPLayout.typeEchoRequest, at: ICMPLayout.type)
-        message.storeWireUInt16(fixed, at: ICMPLayout.checksum)
+        message.storeWireUInt8(type, at: ICMPLayout.type)
+        message.storeWireUInt16(Self.checksum(identifier: identifier), at: ICMPLayout.checksum)
         message.storeWireUInt16(identifier, at: ICMPEchoLayout.identifier)
         message.storeWireUInt16(UInt16(truncatingIfNeeded: word >> 16), at: ICMPEchoLayout.sequence)
         message.storeWireUInt32(word, at: ICMPEchoLayout.data)
         // With the fixed checksum in place the message must sum to 0xFFFF; the two bytes after the word
         // make it so.
-        let folded = ~InternetChecksum.finish(InternetChecksum.partialSum(UnsafeRawBufferPointer(message)))
+        let folded = ~InternetChecksum.finish(InternetChecksum.partialSum(UnsafeRawBufferPointer(message),
+            initial: pseudoHeader))
         message.storeWireUInt16(0xFFFF - folded, at: ICMPEchoLayout.data + 4)
-        return length
+    }
+
+    /// Reads an IPv6 packet: the destination's echo reply (type 129), or an ICMPv6 error quoting an echo
+    /// request, whose word is read whole from the quoted data (IPv6 has no ID; the quote has the data).
+    @inlinable
+    func parse6(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+        guard let ip = IPv6HeaderView(packet), ip.proto == IPv6Layout.protocolICMPv6,
+            let icmp = ICMPHeaderView(ip.payloadWithinLength)
+        else { return nil }
+        if icmp.type == IPv6Layout.typeEchoReply {
+            let data = icmp.payload
+            guard icmp.code == 0, data.count >= 4 else { return nil }
+            let word = data.wireUInt32(at: 0)
+            guard UInt16(truncatingIfNeeded: word >> 16) == icmp.bytes.wireUInt16(at: ICMPEchoLayout.sequence) else {
+                return nil
+            }
+            return ParsedReply(
+                response: .echoReply, responder: ip.source, probeSource: ip.destination, probeDestination: ip.source,
+                sourcePort: icmp.bytes.wireUInt16(at: ICMPEchoLayout.identifier), destinationPort: 0, tagWord: word,
+                replyTTL: ip.hopLimit)
+        }
+        guard let response = ReplyParser.errorResponse6(icmp), let quoted = IPv6HeaderView(icmp.payload),
+            quoted.proto == IPv6Layout.protocolICMPv6, let echo = ICMPHeaderView(quoted.payload),
+            echo.type == IPv6Layout.typeEchoRequest, echo.payload.count >= 4
+        else { return nil }
+        let word = echo.payload.wireUInt32(at: 0)
+        guard UInt16(truncatingIfNeeded: word >> 16) == echo.bytes.wireUInt16(at: ICMPEchoLayout.sequence) else {
+            return nil
+        }
+        var reply = ParsedReply(
+            response: response, responder: ip.source, probeSource: quoted.source,
+            probeDestination: quoted.destination, sourcePort: echo.bytes.wireUInt16(at: ICMPEchoLayout.identifier),
+            destinationPort: 0, tagWord: word, replyTTL: ip.hopLimit, quotedTTL: quoted.hopLimit)
+        reply.mpls = ICMPExtensions.mplsStack6(icmp)
+        return reply
     }
 
     @inlinable
     public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+        if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0, ip.proto == IPv4Layout.protocolICMP,
             let icmp = ICMPHeaderView(ip.payloadWithinTotalLength)
         else { return nil }

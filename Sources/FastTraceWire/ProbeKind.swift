@@ -199,7 +199,7 @@ public struct TCPProbeKind: ProbeKind {
     @inlinable
     public func write(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let source = probe.flow.source.ipv4, let destination = probe.flow.destination.ipv4 else {
-            preconditionFailure("TCP probes over IPv6 are not written yet")
+            return write6(probe, into: buffer)
         }
         return TCPProbeWriter.write(TCPProbe(
             source: source, destination: destination, sourcePort: probe.flow.sourcePort,
@@ -207,6 +207,40 @@ public struct TCPProbeKind: ProbeKind {
             tos: probe.tos, ipID: probe.stamp.ipID, dontFragment: probe.dontFragment, length: probe.length,
             flags: flags.bits, acknowledgement: flags == .ack ? probe.stamp.sequence : 0), into: buffer)
     }
+
+    /// The IPv6 probe: the fixed header, the TCP header as over IPv4 and the same zero payload (so the
+    /// packet is 20 bytes longer than `probe.length`, which counts an IPv4 header). No IPv4 ID: the word
+    /// alone names the probe.
+    @inlinable
+    func write6(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let length = probe.length + Self.ipv6Growth
+        precondition(probe.length >= TCPProbeWriter.minimumLength && length <= buffer.count,
+            "TCP probe length out of range")
+        // SAFETY: every slice below lies within buffer[0..<length], checked just above.
+        let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+        let ipLength = IPv6Layout.headerLength
+        IPv6HeaderWriter.writeProbeHeader(probe, protocol: IPv4Layout.protocolTCP, length: length,
+            into: UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
+        let segment = UnsafeMutableRawBufferPointer(rebasing: packet[ipLength...])
+        segment.initializeMemory(as: UInt8.self, repeating: 0)
+        let tcp = TCPHeaderWriter(segment)
+        tcp.setSourcePort(probe.flow.sourcePort)
+        tcp.setDestinationPort(probe.flow.destinationPort)
+        tcp.setSequence(probe.stamp.sequence)
+        tcp.setAcknowledgement(flags == .ack ? probe.stamp.sequence : 0)
+        tcp.setHeaderLength(TCPLayout.minimumHeaderLength)
+        tcp.setFlags(flags.bits)
+        tcp.setWindow(TCPProbeWriter.window)
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: probe.flow.source,
+            destination: probe.flow.destination, protocol: IPv4Layout.protocolTCP, length: segment.count)
+        tcp.setChecksum(InternetChecksum.finish(InternetChecksum.partialSum(UnsafeRawBufferPointer(segment),
+            initial: pseudo)))
+        return length
+    }
+
+    /// How much longer an IPv6 probe is than the IPv4 one of the same `probe.length`: the headers differ
+    /// by 20 bytes and the transport bytes are the same.
+    @inlinable public static var ipv6Growth: Int { IPv6Layout.headerLength - IPv4Layout.minimumHeaderLength }
 
     @inlinable
     public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {

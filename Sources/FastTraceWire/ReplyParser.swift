@@ -6,12 +6,12 @@
 public struct ParsedReply: Sendable, Equatable {
     /// How it answers the probe (an ICMP error with its code, or the destination's own answer).
     public var response: Response
-    /// Outer IPv4 source: who answered.
-    public var responder: IPv4Address
+    /// Outer source: who answered (either family).
+    public var responder: IPAddress
     /// Our address: the quoted source (ICMP) or the outer destination (TCP).
-    public var probeSource: IPv4Address
+    public var probeSource: IPAddress
     /// The probe's destination: the quoted destination (ICMP) or the outer source (TCP).
-    public var probeDestination: IPv4Address
+    public var probeDestination: IPAddress
     /// The probe's source port: the quoted source port (ICMP) or the reply's destination port (TCP).
     public var sourcePort: UInt16
     /// The probe's destination port: the quoted destination port (ICMP) or the reply's source port (TCP).
@@ -21,7 +21,8 @@ public struct ParsedReply: Sendable, Equatable {
     public var tagWord: UInt32
     /// Outer IP TTL of the reply (for diagnostics: distance and asymmetry hints).
     public var replyTTL: UInt8
-    /// The IPv4 ID of the quoted probe header (ICMP errors); 0 for TCP replies, which quote none.
+    /// The IPv4 ID of the quoted probe header (ICMPv4 errors); 0 for TCP replies, which quote none, and
+    /// for IPv6, which has no ID.
     public var quotedIPID: UInt16
     /// The TTL of the quoted probe header (ICMP errors): what the probe had left when the responder got
     /// it, so the responder sits `probe TTL − quotedTTL + 1` hops out (as scamper and yarrp read it).
@@ -33,14 +34,29 @@ public struct ParsedReply: Sendable, Equatable {
     /// The MPLS label stack an ICMP error's extensions carried (RFC 4884, 4950); `.none` otherwise.
     public var mpls: MPLSStack = .none
 
-    /// True for an ICMP error, which quotes the probe's IPv4 header (and so its ID).
+    /// True for an ICMP error, which quotes the probe's IP header (and so, over IPv4, its ID).
     @inlinable public var quotesProbe: Bool { response.isICMPError }
 
-    /// Makes a parsed reply (the parser does this; tests and the simulated network may too).
+    /// True for an ICMPv4 error, whose quote carries the probe's IPv4 ID.
+    @inlinable public var quotesIPID: Bool { response.isICMPError && responder.family == .v4 }
+
+    /// Makes a parsed reply over IPv4 (the parser does this; tests and the simulated network may too).
     @inlinable
     public init(
         response: Response, responder: IPv4Address, probeSource: IPv4Address,
         probeDestination: IPv4Address, sourcePort: UInt16, destinationPort: UInt16, tagWord: UInt32,
+        replyTTL: UInt8, quotedIPID: UInt16 = 0, quotedTTL: UInt8 = 0
+    ) {
+        self.init(response: response, responder: IPAddress(responder), probeSource: IPAddress(probeSource),
+            probeDestination: IPAddress(probeDestination), sourcePort: sourcePort, destinationPort: destinationPort,
+            tagWord: tagWord, replyTTL: replyTTL, quotedIPID: quotedIPID, quotedTTL: quotedTTL)
+    }
+
+    /// Makes a parsed reply of either family.
+    @inlinable
+    public init(
+        response: Response, responder: IPAddress, probeSource: IPAddress,
+        probeDestination: IPAddress, sourcePort: UInt16, destinationPort: UInt16, tagWord: UInt32,
         replyTTL: UInt8, quotedIPID: UInt16 = 0, quotedTTL: UInt8 = 0
     ) {
         self.response = response
@@ -81,6 +97,7 @@ public enum ReplyParser {
     /// Parses one packet, reading a TCP answer from the destination as `answers` says.
     @inlinable
     public static func parse(_ packet: UnsafeRawBufferPointer, answers: TCPAnswers) -> ParsedReply? {
+        if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet, answers: answers) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }
         let payload = ip.payloadWithinTotalLength
         switch ip.proto {
@@ -150,5 +167,64 @@ public enum ReplyParser {
             probeSource: ip.destination, probeDestination: ip.source,
             sourcePort: tcp.destinationPort, destinationPort: tcp.sourcePort,
             tagWord: tcp.acknowledgement &- 1, replyTTL: ip.ttl)
+    }
+
+    /// Parses one IPv6 packet: an ICMPv6 error quoting a TCP probe, or the destination's TCP answer.
+    @inlinable
+    static func parse6(_ packet: UnsafeRawBufferPointer, answers: TCPAnswers) -> ParsedReply? {
+        guard let ip = IPv6HeaderView(packet) else { return nil }
+        let payload = ip.payloadWithinLength
+        switch ip.proto {
+        case IPv6Layout.protocolICMPv6:
+            guard let icmp = ICMPHeaderView(payload), let response = errorResponse6(icmp),
+                let quoted = IPv6HeaderView(icmp.payload), quoted.proto == IPv4Layout.protocolTCP,
+                let tcp = TCPQuoteView(quoted.payload)
+            else { return nil }
+            var reply = ParsedReply(
+                response: response, responder: ip.source, probeSource: quoted.source,
+                probeDestination: quoted.destination, sourcePort: tcp.sourcePort,
+                destinationPort: tcp.destinationPort, tagWord: tcp.sequence, replyTTL: ip.hopLimit,
+                quotedTTL: quoted.hopLimit)
+            reply.mpls = ICMPExtensions.mplsStack6(icmp)
+            return reply
+        case IPv4Layout.protocolTCP:
+            guard let tcp = TCPHeaderView(payload) else { return nil }
+            let flags = tcp.flags
+            let response: Response
+            let word: UInt32
+            switch answers {
+            case .resetToAck:
+                guard flags & TCPLayout.rst != 0, flags & TCPLayout.syn == 0 else { return nil }
+                (response, word) = (.reset, tcp.sequence)
+            case .toSyn:
+                guard flags & TCPLayout.ack != 0 else { return nil }
+                if flags & TCPLayout.rst != 0 {
+                    response = .reset
+                } else if flags & TCPLayout.syn != 0 {
+                    response = flags & TCPLayout.ece != 0 ? .synAckECN : .synAck
+                } else {
+                    return nil
+                }
+                word = tcp.acknowledgement &- 1
+            }
+            return ParsedReply(
+                response: response, responder: ip.source, probeSource: ip.destination,
+                probeDestination: ip.source, sourcePort: tcp.destinationPort, destinationPort: tcp.sourcePort,
+                tagWord: word, replyTTL: ip.hopLimit)
+        default:
+            return nil
+        }
+    }
+
+    /// What an ICMPv6 error says, for the errors that answer a probe (time exceeded, destination
+    /// unreachable); nil for any other ICMPv6 message. A port unreachable is left as an unreachable here:
+    /// only a kind that knows who its destination is calls it the destination's answer.
+    @inlinable
+    public static func errorResponse6(_ icmp: ICMPHeaderView) -> Response? {
+        switch icmp.type {
+        case IPv6Layout.typeTimeExceeded: icmp.code == 0 ? .timeExceeded : nil
+        case IPv6Layout.typeDestinationUnreachable: .unreachableV6(code: icmp.code)
+        default: nil
+        }
     }
 }

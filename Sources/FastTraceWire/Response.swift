@@ -13,6 +13,10 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     /// ICMP destination unreachable (IPv4 type 3) with its code (1 host, 3 port, 13 administratively
     /// filtered, …), from a router or from the destination.
     case unreachable(code: UInt8)
+    /// ICMPv6 destination unreachable (type 1) with its code (0 no route, 1 administratively prohibited,
+    /// 2 beyond scope, 3 address unreachable, 5 source address failed policy, 6 reject route), from a
+    /// router or from the destination. Its codes are ICMPv6's own, never translated to ICMPv4's.
+    case unreachableV6(code: UInt8)
     /// TCP SYN+ACK from the destination.
     case synAck
     /// TCP SYN+ACK with ECE from the destination: it accepted an ECN-setup SYN (RFC 3168 6.1.1;
@@ -34,7 +38,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .none: "none"
         case .timeExceeded: "time-exceeded"
-        case .unreachable: "unreachable"
+        case .unreachable, .unreachableV6: "unreachable"
         case .synAck: "syn-ack"
         case .synAckECN: "syn-ack-ecn"
         case .reset: "rst"
@@ -48,7 +52,24 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     @inlinable public var isFromDestination: Bool {
         switch self {
         case .synAck, .synAckECN, .reset, .portUnreachable, .udpReply, .echoReply: true
-        case .none, .timeExceeded, .unreachable: false
+        case .none, .timeExceeded, .unreachable, .unreachableV6: false
+        }
+    }
+
+    /// True for a destination unreachable of either family.
+    @inlinable public var isUnreachable: Bool {
+        switch self {
+        case .unreachable, .unreachableV6: true
+        default: false
+        }
+    }
+
+    /// The unreachable's code as its own family numbers it, and the family; nil for other responses.
+    @inlinable public var unreachableCode: (code: UInt8, family: IPFamily)? {
+        switch self {
+        case .unreachable(let code): (code, .v4)
+        case .unreachableV6(let code): (code, .v6)
+        default: nil
         }
     }
 
@@ -56,14 +77,14 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     /// is one, and a destination answer too.
     @inlinable public var isICMPError: Bool {
         switch self {
-        case .timeExceeded, .unreachable, .portUnreachable: true
+        case .timeExceeded, .unreachable, .unreachableV6, .portUnreachable: true
         case .none, .synAck, .synAckECN, .reset, .udpReply, .echoReply: false
         }
     }
 
     /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 4 SYN-ACK with ECE,
-    /// 5 port unreachable from the destination, 6 UDP answer, 7 echo reply, 16 + code for an
-    /// unreachable (code 0...15).
+    /// 5 port unreachable from the destination, 6 UDP answer, 7 echo reply, 8 + code for an ICMPv6
+    /// unreachable (code 0...7), 16 + code for an ICMPv4 unreachable (code 0...15).
     @inlinable public var packedCode: UInt8 {
         switch self {
         case .none: 0
@@ -74,6 +95,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case .portUnreachable: 5
         case .udpReply: 6
         case .echoReply: 7
+        case .unreachableV6(let code): 8 + (code & 0x07)
         case .unreachable(let code): 16 + (code & 0x0F)
         }
     }
@@ -89,6 +111,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         case 6: self = .udpReply
         case 7: self = .echoReply
         case let c where c >= 16: self = .unreachable(code: c - 16)
+        case let c where c >= 8: self = .unreachableV6(code: c - 8)
         default: self = .none
         }
     }
@@ -100,7 +123,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .none: 0
         case .timeExceeded: 1
-        case .unreachable: 2
+        case .unreachable, .unreachableV6: 2
         case .reset, .portUnreachable: 3
         case .synAck, .synAckECN, .udpReply, .echoReply: 4
         }

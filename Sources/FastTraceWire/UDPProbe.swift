@@ -101,7 +101,7 @@ public struct UDPProbeKind: ProbeKind {
     @inlinable
     public func write(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         guard let source = probe.flow.source.ipv4, let destination = probe.flow.destination.ipv4 else {
-            preconditionFailure("UDP probes over IPv6 are not written yet")
+            return write6(probe, into: buffer)
         }
         let port = probe.flow.destinationPort
         let length = packetLength(port: port, asked: probe.length)
@@ -114,16 +114,65 @@ public struct UDPProbeKind: ProbeKind {
             destination: destination, into: UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
 
         let datagram = UnsafeMutableRawBufferPointer(rebasing: packet[ipLength...])
-        let udpLength = length - ipLength
+        let compensation = writeDatagram(probe, port: port, into: datagram, lowHalfInPayload: false)
+        let sum = InternetChecksum.pseudoHeaderSum(source: source, destination: destination,
+            protocol: IPv4Layout.protocolUDP, length: datagram.count)
+        Self.compensate(datagram, at: compensation, pseudoHeader: sum)
+        return length
+    }
+
+    /// The IPv6 probe's length for `port` when `length` (an IPv4 length) is asked for: the same
+    /// transport bytes behind a 20-byte-longer header, and for zero or `--payload-hex` payloads 2 more
+    /// bytes, which hold the word's low half (IPv6 has no ID to carry it).
+    @inlinable public func packetLength6(port: UInt16, asked length: Int) -> Int {
+        let growth = TCPProbeKind.ipv6Growth
+        switch service(port) {
+        case .dns, .ntp: return packetLength(port: port, asked: length) + growth
+        case .raw:
+            if case .fixed(let bytes) = payload {
+                return IPv6Layout.headerLength + UDPLayout.headerLength + 2 + bytes.count + 2
+            }
+            return max(length + growth, IPv6Layout.headerLength + UDPLayout.headerLength + 4)
+        }
+    }
+
+    /// The IPv6 probe. The word travels whole in the payload, which an ICMPv6 error quotes: a DNS
+    /// question's first label, an NTP transmit timestamp, or (zero and fixed payloads) its high half in
+    /// the checksum as over IPv4 and its low half in the payload's first two bytes. The checksum's
+    /// compensation is in the last two bytes (the DNS ID for DNS, after the timestamp's word for NTP).
+    @inlinable
+    func write6(_ probe: ProbeSpec, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let port = probe.flow.destinationPort
+        let length = packetLength6(port: port, asked: probe.length)
+        precondition(length <= buffer.count, "UDP probe length out of range")
+        // SAFETY: every slice below lies within buffer[0..<length], checked just above.
+        let packet = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+        let ipLength = IPv6Layout.headerLength
+        IPv6HeaderWriter.writeProbeHeader(probe, protocol: IPv4Layout.protocolUDP, length: length,
+            into: UnsafeMutableRawBufferPointer(rebasing: packet[0..<ipLength]))
+        let datagram = UnsafeMutableRawBufferPointer(rebasing: packet[ipLength...])
+        let compensation = writeDatagram(probe, port: port, into: datagram, lowHalfInPayload: true)
+        let sum = InternetChecksum.pseudoHeaderSum(source: probe.flow.source, destination: probe.flow.destination,
+            protocol: IPv4Layout.protocolUDP, length: datagram.count)
+        Self.compensate(datagram, at: compensation, pseudoHeader: sum)
+        return length
+    }
+
+    /// Writes the UDP header and payload of `probe` into `datagram` (all of it) and returns where the two
+    /// compensating bytes go. With `lowHalfInPayload` (IPv6) a zero or fixed payload starts with the
+    /// word's low half.
+    @inlinable
+    func writeDatagram(_ probe: ProbeSpec, port: UInt16, into datagram: UnsafeMutableRawBufferPointer,
+        lowHalfInPayload: Bool) -> Int
+    {
+        let udpLength = datagram.count
         let word = probe.stamp.sequence
         datagram.initializeMemory(as: UInt8.self, repeating: 0)
         datagram.storeWireUInt16(probe.flow.sourcePort, at: UDPLayout.sourcePort)
         datagram.storeWireUInt16(port, at: UDPLayout.destinationPort)
         datagram.storeWireUInt16(UInt16(udpLength), at: UDPLayout.length)
         datagram.storeWireUInt16(UInt16(truncatingIfNeeded: word >> 16), at: UDPLayout.checksum)
-        let data = UDPLayout.headerLength
-        // Where the two compensating bytes go, counted from the UDP header.
-        let compensation: Int
+        var data = UDPLayout.headerLength
         switch service(port) {
         case .dns:
             // ID (compensation), flags: recursion desired; one question.
@@ -140,32 +189,37 @@ public struct UDPProbeKind: ProbeKind {
             }
             datagram.storeWireUInt16(1, at: data + 40)  // type A
             datagram.storeWireUInt16(1, at: data + 42)  // class IN
-            compensation = data
+            return data
         case .ntp:
             datagram.storeWireUInt8(0x23, at: data)  // leap 0, version 4, mode 3 (client)
             datagram.storeWireUInt32(word, at: data + 40)
-            compensation = data + 44
+            return data + 44
         case .raw:
+            if lowHalfInPayload {
+                datagram.storeWireUInt16(UInt16(truncatingIfNeeded: word), at: data)
+                data += 2
+            }
             if case .fixed(let bytes) = payload {
                 for (i, byte) in bytes.enumerated() { datagram.storeWireUInt8(byte, at: data + i) }
-                compensation = data + bytes.count
-            } else {
-                compensation = udpLength - 2
+                return data + bytes.count
             }
+            return udpLength - 2
         }
-        // The checksum field holds the word's high half; the compensation makes it the right one: the
-        // one's-complement sum of everything must come to 0xFFFF. Two bytes at an odd offset add in
-        // swapped order (RFC 1071 §2(B)).
-        let sum = InternetChecksum.pseudoHeaderSum(source: source, destination: destination,
-            protocol: IPv4Layout.protocolUDP, length: udpLength)
+    }
+
+    /// Makes the checksum field hold the value already in it: the one's-complement sum of the pseudo-
+    /// header and everything must come to 0xFFFF, and the two bytes at `offset` make it so. Two bytes at
+    /// an odd offset add in swapped order (RFC 1071 §2(B)).
+    @inlinable
+    static func compensate(_ datagram: UnsafeMutableRawBufferPointer, at offset: Int, pseudoHeader sum: UInt64) {
         let folded = ~InternetChecksum.finish(InternetChecksum.partialSum(UnsafeRawBufferPointer(datagram), initial: sum))
         let fix = 0xFFFF - folded
-        datagram.storeWireUInt16(compensation & 1 == 0 ? fix : fix.byteSwapped, at: compensation)
-        return length
+        datagram.storeWireUInt16(offset & 1 == 0 ? fix : fix.byteSwapped, at: offset)
     }
 
     @inlinable
     public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+        if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }
         let payload = ip.payloadWithinTotalLength
         switch ip.proto {
@@ -173,6 +227,68 @@ public struct UDPProbeKind: ProbeKind {
         case IPv4Layout.protocolUDP: return parseAnswer(outer: ip, payload)
         default: return nil
         }
+    }
+
+    /// Parses an IPv6 packet: an ICMPv6 error quoting a UDP probe (the word read from the quoted
+    /// payload, where `write6` put it), or a UDP answer from the destination's port.
+    @inlinable
+    func parse6(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
+        guard let ip = IPv6HeaderView(packet) else { return nil }
+        let payload = ip.payloadWithinLength
+        switch ip.proto {
+        case IPv6Layout.protocolICMPv6:
+            guard let icmp = ICMPHeaderView(payload), var response = ReplyParser.errorResponse6(icmp),
+                let quoted = IPv6HeaderView(icmp.payload), quoted.proto == IPv4Layout.protocolUDP
+            else { return nil }
+            let udp = quoted.payload
+            guard udp.count >= UDPLayout.headerLength else { return nil }
+            let port = udp.wireUInt16(at: UDPLayout.destinationPort)
+            // SAFETY: headerLength <= udp.count, checked above.
+            let data = UnsafeRawBufferPointer(rebasing: udp[UDPLayout.headerLength...])
+            let word: UInt32
+            switch service(port) {
+            case .dns:
+                guard let w = Self.dnsQuestionWord(data) else { return nil }
+                word = w
+            case .ntp:
+                guard data.count >= 44 else { return nil }
+                word = data.wireUInt32(at: 40)
+            case .raw:
+                guard data.count >= 2 else { return nil }
+                word = UInt32(udp.wireUInt16(at: UDPLayout.checksum)) << 16 | UInt32(data.wireUInt16(at: 0))
+            }
+            if response == .unreachableV6(code: IPv6Layout.codePortUnreachable) && ip.source == quoted.destination {
+                response = .portUnreachable
+            }
+            var reply = ParsedReply(
+                response: response, responder: ip.source, probeSource: quoted.source,
+                probeDestination: quoted.destination, sourcePort: udp.wireUInt16(at: UDPLayout.sourcePort),
+                destinationPort: port, tagWord: word, replyTTL: ip.hopLimit, quotedTTL: quoted.hopLimit)
+            reply.mpls = ICMPExtensions.mplsStack6(icmp)
+            return reply
+        case IPv4Layout.protocolUDP:
+            return answer(payload, from: ip.source, to: ip.destination, replyTTL: ip.hopLimit)
+        default:
+            return nil
+        }
+    }
+
+    /// The word in a DNS message's question, query or answer alike: a first label of 8 hex digits.
+    @inlinable
+    static func dnsQuestionWord(_ message: UnsafeRawBufferPointer) -> UInt32? {
+        guard message.count >= 21, message.wireUInt8(at: 12) == 8 else { return nil }
+        var word: UInt32 = 0
+        for i in 0..<8 {
+            let c = message.wireUInt8(at: 13 + i) | 0x20  // either case
+            let nibble: UInt8
+            switch c {
+            case 0x30...0x39: nibble = c - 0x30
+            case 0x61...0x66: nibble = c - 0x57
+            default: return nil
+            }
+            word = word << 4 | UInt32(nibble)
+        }
+        return word
     }
 
     /// An ICMP error quoting a UDP probe: the word is the quoted checksum and IPv4 ID.
@@ -208,6 +324,14 @@ public struct UDPProbeKind: ProbeKind {
     /// spoke to, `unkeyed` otherwise (nothing in it names a probe).
     @inlinable
     func parseAnswer(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
+        answer(payload, from: IPAddress(ip.source), to: IPAddress(ip.destination), replyTTL: ip.ttl)
+    }
+
+    /// A UDP datagram (`payload`, from its header on) from `source` to `destination`, either family.
+    @inlinable
+    func answer(_ payload: UnsafeRawBufferPointer, from source: IPAddress, to destination: IPAddress,
+        replyTTL: UInt8) -> ParsedReply?
+    {
         guard payload.count >= UDPLayout.headerLength else { return nil }
         let servicePort = payload.wireUInt16(at: UDPLayout.sourcePort)
         let stated = Int(payload.wireUInt16(at: UDPLayout.length))
@@ -221,9 +345,9 @@ public struct UDPProbeKind: ProbeKind {
         case .raw: word = nil
         }
         var reply = ParsedReply(
-            response: .udpReply, responder: ip.source, probeSource: ip.destination, probeDestination: ip.source,
+            response: .udpReply, responder: source, probeSource: destination, probeDestination: source,
             sourcePort: payload.wireUInt16(at: UDPLayout.destinationPort), destinationPort: servicePort,
-            tagWord: word ?? 0, replyTTL: ip.ttl)
+            tagWord: word ?? 0, replyTTL: replyTTL)
         reply.unkeyed = word == nil
         return reply
     }
@@ -232,21 +356,10 @@ public struct UDPProbeKind: ProbeKind {
     /// hex digits.
     @inlinable
     static func dnsWord(_ message: UnsafeRawBufferPointer) -> UInt32? {
-        guard message.count >= 21, message.wireUInt8(at: 2) & 0x80 != 0, message.wireUInt16(at: 4) >= 1,
-            message.wireUInt8(at: 12) == 8
-        else { return nil }
-        var word: UInt32 = 0
-        for i in 0..<8 {
-            let c = message.wireUInt8(at: 13 + i) | 0x20  // either case
-            let nibble: UInt8
-            switch c {
-            case 0x30...0x39: nibble = c - 0x30
-            case 0x61...0x66: nibble = c - 0x57
-            default: return nil
-            }
-            word = word << 4 | UInt32(nibble)
+        guard message.count >= 21, message.wireUInt8(at: 2) & 0x80 != 0, message.wireUInt16(at: 4) >= 1 else {
+            return nil
         }
-        return word
+        return dnsQuestionWord(message)
     }
 
     /// The word in an NTP answer: a server's (mode 4) origin timestamp's first 32 bits.

@@ -30,7 +30,7 @@ struct HopAnnotator {
     /// The table from --asn-db, if any: formats show AS fields (JSON `"asn"`/`"as_name"`, text `[ASn]`).
     let asnTable: ASNTable?
     /// The names found, one per address that has one (a trace has a handful).
-    let names: [(IPv4Address, String)]
+    let names: [(IPAddress, String)]
 
     /// No names, no AS numbers (-n without --asn-db).
     static let plain = HopAnnotator(showsNames: false, asnTable: nil, names: [])
@@ -39,10 +39,10 @@ struct HopAnnotator {
     var showsASN: Bool { asnTable != nil }
 
     /// What is known of `address`.
-    subscript(_ address: IPv4Address) -> HopAnnotation {
+    subscript(_ address: IPAddress) -> HopAnnotation {
         var annotation = HopAnnotation()
         annotation.name = names.first { $0.0 == address }?.1
-        if let asnTable, let asn = asnTable.asn(v4: address.value) {
+        if let asnTable, let v4 = address.ipv4, let asn = asnTable.asn(v4: v4.value) {
             annotation.asn = asn
             annotation.asName = asnTable.name(ofAS: asn)
         }
@@ -50,10 +50,18 @@ struct HopAnnotator {
     }
 }
 
+extension IPAddress {
+    /// RFC 1918 for IPv4, unique local (fc00::/7, RFC 4193) and link-local (fe80::/10) for IPv6.
+    var isPrivate: Bool {
+        if let v4 = ipv4 { return v4.isRFC1918 }
+        return high >> 57 == 0x7E || high >> 54 == 0x3FA
+    }
+}
+
 /// Whether a hop address gets a reverse lookup: as in tcptraceroute, RFC 1918 addresses only with -N
 /// (`includePrivate`); their reverse zones are private, and asking public DNS only leaks them.
-func looksUpName(of address: IPv4Address, includePrivate: Bool) -> Bool {
-    includePrivate || !address.isRFC1918
+func looksUpName(of address: IPAddress, includePrivate: Bool) -> Bool {
+    includePrivate || !address.isPrivate
 }
 
 /// Holds finished output until the names it shows are known, then writes it, in the order it was
@@ -67,22 +75,22 @@ func looksUpName(of address: IPv4Address, includePrivate: Bool) -> Bool {
 final class OutputStage {
     private struct Item {
         /// Addresses whose names are still pending.
-        var waiting: [IPv4Address]
+        var waiting: [IPAddress]
         /// Names found so far.
-        var names: [(IPv4Address, String)]
+        var names: [(IPAddress, String)]
         var deadline: UInt64
         var write: (HopAnnotator) -> Void
     }
 
     private let resolver: NameResolver?
     private let asnTable: ASNTable?
-    private let looksUp: (IPv4Address) -> Bool
+    private let looksUp: (IPAddress) -> Bool
     private var items: [Item] = []
     private var head = 0
 
     /// Output annotated with names from `resolver` (nil: -n) for the addresses `looksUp` accepts (not
     /// RFC 1918 ones without -N), and AS numbers from `asnTable`.
-    init(resolver: NameResolver?, asnTable: ASNTable?, looksUp: @escaping (IPv4Address) -> Bool = { _ in true }) {
+    init(resolver: NameResolver?, asnTable: ASNTable?, looksUp: @escaping (IPAddress) -> Bool = { _ in true }) {
         self.resolver = resolver
         self.asnTable = asnTable
         self.looksUp = looksUp
@@ -96,7 +104,7 @@ final class OutputStage {
 
     /// Queues `write` to run once the names of `addresses` are known (or the name timeout has passed);
     /// it gets their annotations.
-    func submit<Addresses: Sequence<IPv4Address>>(addresses: Addresses, write: @escaping (HopAnnotator) -> Void) {
+    func submit<Addresses: Sequence<IPAddress>>(addresses: Addresses, write: @escaping (HopAnnotator) -> Void) {
         guard let resolver else {
             if waitingCount == 0 {
                 write(HopAnnotator(showsNames: false, asnTable: asnTable, names: []))
@@ -105,8 +113,8 @@ final class OutputStage {
             }
             return
         }
-        var waiting: [IPv4Address] = []
-        var names: [(IPv4Address, String)] = []
+        var waiting: [IPAddress] = []
+        var names: [(IPAddress, String)] = []
         for address in addresses
         where looksUp(address) && !waiting.contains(address) && !names.contains(where: { $0.0 == address }) {
             switch resolver.ask(address) {
@@ -182,10 +190,10 @@ final class OutputStage {
 
 extension HopResult {
     /// Every address that answered at this TTL (a few; duplicates possible).
-    var responders: some Sequence<IPv4Address> { probes.lazy.compactMap(\.responder) }
+    var responders: some Sequence<IPAddress> { probes.lazy.compactMap(\.responder) }
 }
 
 extension TraceResult {
     /// Every address that answered this trace (duplicates possible).
-    var responders: some Sequence<IPv4Address> { hops.lazy.flatMap(\.responders) }
+    var responders: some Sequence<IPAddress> { hops.lazy.flatMap(\.responders) }
 }

@@ -167,7 +167,7 @@ extension [UInt8] {
     fileprivate mutating func appendDistinctResponders(_ hop: HopResult) {
         guard let first = hop.firstResponder, hop.probes.contains(where: { $0.responder.map { $0 != first } ?? false })
         else { return }
-        var distinct: [IPv4Address] = []
+        var distinct: [IPAddress] = []
         for probe in hop.probes { if let r = probe.responder, !distinct.contains(r) { distinct.append(r) } }
         for (i, address) in distinct.enumerated() {
             if i > 0 { append(0x20) }

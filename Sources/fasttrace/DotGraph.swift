@@ -27,12 +27,12 @@ final class TraceGraph {
     }
 
     struct EdgeKey: Hashable, Comparable {
-        var from: IPv4Address
-        var to: IPv4Address
+        var from: IPAddress
+        var to: IPAddress
         var link: Link
 
         static func < (a: EdgeKey, b: EdgeKey) -> Bool {
-            (a.from.value, a.to.value, a.link) < (b.from.value, b.to.value, b.link)
+            a.from != b.from ? a.from < b.from : a.to != b.to ? a.to < b.to : a.link < b.link
         }
     }
 
@@ -73,7 +73,7 @@ final class TraceGraph {
         var asName: String?
     }
 
-    private(set) var nodes: [IPv4Address: Node] = [:]
+    private(set) var nodes: [IPAddress: Node] = [:]
     private(set) var edges: [EdgeKey: Int] = [:]
     private(set) var traces = 0
 
@@ -87,7 +87,7 @@ final class TraceGraph {
         for hop in trace.hops {
             // The destination's own answer stands for its hop. A hop whose attempts met several routers
             // (no Paris, a route change) is drawn through the first: the edges stay one path per trace.
-            let address: IPv4Address
+            let address: IPAddress
             if hop.outcome.isFromDestination {
                 address = request.destination
                 // What the answer means depends on what was sent: an ACK probe's RST is unfiltered.
@@ -148,7 +148,7 @@ final class TraceGraph {
             "fasttrace: \(traces) trace\(traces == 1 ? "" : "s"), \(nodes.count) nodes, \(edges.count) edges")
         out.appendLiteral(";\n  labelloc=t;\n")
         let ordered = nodes.sorted { a, b in
-            a.value.isSource != b.value.isSource ? a.value.isSource : a.key.value < b.key.value
+            a.value.isSource != b.value.isSource ? a.value.isSource : a.key < b.key
         }
         for (address, node) in ordered {
             out.appendLiteral("  ")
@@ -197,7 +197,7 @@ final class TraceGraph {
         return width
     }
 
-    private func writeAttributes(of node: Node, at address: IPv4Address, into out: inout [UInt8]) {
+    private func writeAttributes(of node: Node, at address: IPAddress, into out: inout [UInt8]) {
         var lines: [String] = []
         if let name = node.name ?? node.reverseName { lines.append(name) }
         lines.append(address.description)

@@ -634,7 +634,7 @@ struct FastTrace: ParsableCommand {
         var singleFinished: (TraceResult) -> Void = { _ in }
         if let request = singleRequest {
             // The device the probes actually leave through (the route sourceFor accepted).
-            let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
+            let device = request.destination.ipv4.flatMap { try? routeFor($0).get() }?.interfaceName ?? i ?? "?"
             let service = serviceName(request.port, protocol: config.method.protocolName).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text && rounds == nil {
@@ -651,7 +651,7 @@ struct FastTrace: ParsableCommand {
                 Out.line("Tracing the path to \(target) \(toward)\(probes), "
                     + "\(config.maxTTL) hops max")
                 try Out.finish()
-                var lastTranslation: IPv4Address?
+                var lastTranslation: IPAddress?
                 var submittedThrough: UInt8 = 0
                 // Each hop line is printed once its names are in (at most the name timeout after the hop
                 // settled), in TTL order.
@@ -680,7 +680,7 @@ struct FastTrace: ParsableCommand {
                         && hop.probes.contains(where: { $0.sentTTL != nil })
                     {
                         stage.submit(addresses: hop.responders) { annotator in
-                            var none: IPv4Address?
+                            var none: IPAddress?
                             for line in text.hopLines(hop, annotator, lastTranslation: &none) { Out.line(line) }
                         }
                     }

@@ -160,7 +160,7 @@ struct TextFormatter {
 
     /// The lines for one hop: the DNAT notice if `showDNAT` and the translation changed since
     /// `lastTranslation` (which is updated), then the hop line.
-    func hopLines(_ hop: HopResult, _ annotator: HopAnnotator, lastTranslation: inout IPv4Address?) -> [String] {
+    func hopLines(_ hop: HopResult, _ annotator: HopAnnotator, lastTranslation: inout IPAddress?) -> [String] {
         var lines: [String] = []
         if let translated = hop.translatedDestination, translated != lastTranslation {
             if showDNAT { lines.append("      Detected DNAT to \(translated)") }
@@ -179,7 +179,7 @@ struct TextFormatter {
     /// quoted TTL from a deeper probe says `(sent with TTL N)`.
     func hopLine(_ hop: HopResult, _ annotator: HopAnnotator = .plain) -> String {
         var line = hop.ttl < 10 ? " \(hop.ttl) " : "\(hop.ttl) "
-        var lastAddress: IPv4Address?
+        var lastAddress: IPAddress?
         for probe in hop.probes {
             guard let responder = probe.responder, let rtt = probe.rttMicros else {
                 line += probe.silence == .interrupted ? " ?" : " *"
@@ -215,7 +215,7 @@ struct TextFormatter {
 
     /// `name (addr)` (tcptraceroute prints `addr (addr)` for an address without a name), or `addr`
     /// with -n; then ` [AS64500]` or ` [AS???]` with --asn-db, as mtr -z and traceroute -A show it.
-    private func label(_ address: IPv4Address, _ annotator: HopAnnotator) -> String {
+    private func label(_ address: IPAddress, _ annotator: HopAnnotator) -> String {
         let annotation = annotator[address]
         var text = annotator.showsNames
             ? "\(annotation.name.map { escapingControlCharacters($0) } ?? address.description) (\(address))"
@@ -243,7 +243,7 @@ struct TextFormatter {
         let probes = result.method == .tcp(.syn) ? "" : " (\(result.method))"
         let port = result.method.hasPorts ? " port \(result.request.port)" : ""
         var lines = ["\(target)\(port)\(probes): \(state)\(how)"]
-        var lastTranslation: IPv4Address?
+        var lastTranslation: IPAddress?
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
     }
@@ -430,7 +430,7 @@ enum JSONFormatter {
             // Every address when attempts met different routers (rare: ECMP without Paris, a route
             // change): only then is the list of distinct addresses built.
             if let first = hop.firstResponder, hop.probes.contains(where: { $0.responder.map { $0 != first } ?? false }) {
-                var distinct: [IPv4Address] = []
+                var distinct: [IPAddress] = []
                 for p in hop.probes { if let r = p.responder, !distinct.contains(r) { distinct.append(r) } }
                 out.appendLiteral(",\"addrs\":[")
                 for (k, address) in distinct.enumerated() {
@@ -506,15 +506,19 @@ extension [UInt8] {
         }
     }
 
-    /// Dotted-quad text.
-    mutating func appendAddress(_ address: IPv4Address) {
-        appendDecimal(UInt64(address.value >> 24))
+    /// Dotted-quad text for IPv4, RFC 5952 text for IPv6.
+    mutating func appendAddress(_ address: IPAddress) {
+        guard let v4 = address.ipv4 else {
+            for byte in address.description.utf8 { append(byte) }
+            return
+        }
+        appendDecimal(UInt64(v4.value >> 24))
         append(0x2E)
-        appendDecimal(UInt64(address.value >> 16 & 0xFF))
+        appendDecimal(UInt64(v4.value >> 16 & 0xFF))
         append(0x2E)
-        appendDecimal(UInt64(address.value >> 8 & 0xFF))
+        appendDecimal(UInt64(v4.value >> 8 & 0xFF))
         append(0x2E)
-        appendDecimal(UInt64(address.value & 0xFF))
+        appendDecimal(UInt64(v4.value & 0xFF))
     }
 
     /// RFC 3339 UTC with microseconds (`2026-12-07T00:31:02.123456Z`) from ns since 1970.

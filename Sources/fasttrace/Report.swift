@@ -46,8 +46,8 @@ final class RoundsReporter {
 
     private func write(_ stats: RoundStats, start: UInt64?) {
         written += 1
-        var addresses: [IPv4Address] = []
-        for hop in stats.hops { for r in hop.responders { if let a = r.address.ipv4 { addresses.append(a) } } }
+        var addresses: [IPAddress] = []
+        for hop in stats.hops { for r in hop.responders { addresses.append(r.address) } }
         let requested = roundsRequested
         switch format {
         case .json:
@@ -155,10 +155,9 @@ enum ReportText {
     }
 
     static func label(_ address: IPAddress, _ annotator: HopAnnotator) -> String {
-        guard let v4 = address.ipv4 else { return address.description }
-        let annotation = annotator[v4]
+        let annotation = annotator[address]
         var text = annotator.showsNames
-            ? "\(annotation.name.map { escapingControlCharacters($0) } ?? v4.description) (\(v4))" : v4.description
+            ? "\(annotation.name.map { escapingControlCharacters($0) } ?? address.description) (\(address))" : address.description
         if annotator.showsASN { text += annotation.asn.map { " [AS\($0)]" } ?? " [AS???]" }
         return text
     }
@@ -343,7 +342,7 @@ enum ReportJSON {
             if let main = hop.mainResponder { out.appendQuoted(main.address.description) } else { out.appendLiteral("null") }
             if annotator.showsNames {
                 out.appendLiteral(",\"name\":")
-                if let v4 = hop.mainResponder?.address.ipv4, let name = annotator[v4].name { out.appendQuoted(name) }
+                if let address = hop.mainResponder?.address, let name = annotator[address].name { out.appendQuoted(name) }
                 else { out.appendLiteral("null") }
             }
             out.appendLiteral(",\"sent\":")

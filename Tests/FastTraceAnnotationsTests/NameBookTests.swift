@@ -10,7 +10,7 @@ import FastTraceTestSupport
 import FastTraceCore
 
 @Suite struct NameBookTests {
-    let a = IPv4Address(198, 51, 100, 1), b = IPv4Address(198, 51, 100, 2), c = IPv4Address(198, 51, 100, 3)
+    let a = IPAddress(IPv4Address(198, 51, 100, 1)), b = IPAddress(IPv4Address(198, 51, 100, 2)), c = IPAddress(IPv4Address(198, 51, 100, 3))
 
     @Test func oneLookupPerAddressAndAnswersAreCached() {
         var book = NameBook(cacheCapacity: 8, queueCapacity: 8, waitNanos: 1_000)

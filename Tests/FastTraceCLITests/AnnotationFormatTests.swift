@@ -23,7 +23,7 @@ let annotationTable: ASNTable = {
 
 /// r1 and the target have names; .9 and .13 have none.
 let annotator = HopAnnotator(showsNames: true, asnTable: annotationTable,
-    names: [(router(1), "r1.lab.example"), (target, "web.lab.example")])
+    v4Names: [(router(1), "r1.lab.example"), (target, "web.lab.example")])
 
 let annotated = trace([
     HopResult(ttl: 1, probes: Array(repeating: answered(router(1), 50), count: 3)),

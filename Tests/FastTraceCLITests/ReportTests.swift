@@ -58,7 +58,7 @@ private func reportFixtures() -> [(RoundStats, Int, HopAnnotator, UInt64?)] {
     for _ in 0..<3 { silent.add(reportRound(lost: [1, 2, 3, 4, 5])) }
     var one = RoundStats(request: reportRound().request, method: .tcp(.synECN))
     one.add(reportRound())
-    let named = HopAnnotator(showsNames: true, asnTable: nil, names: [(hopAddress(1), "gw.example")])
+    let named = HopAnnotator(showsNames: true, asnTable: nil, v4Names: [(hopAddress(1), "gw.example")])
     // ICMP echo: no port (the key is left out), state reachable.
     var echo = RoundStats(request: reportRound().request, method: .icmpEcho)
     for _ in 0..<2 { echo.add(reportRound(method: .icmpEcho)) }

@@ -37,7 +37,7 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         }
         #expect(results.count == 3000)
         for t in results {
-            let d = t.request.destination
+            let d = t.request.destination.ipv4!
             #expect(t.state == .open && t.stopReason == .destination)
             #expect(t.hops.map(\.firstResponder) == [r(1), nil, ownRouter(d, hop: 3), d], "trace to \(d)")
         }
@@ -149,7 +149,7 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(stepped)
         for t in results {
             #expect(t.state == .open)
-            #expect(t.hops.map(\.firstResponder) == [r(1), r(5), r(9), t.request.destination])
+            #expect(t.hops.map(\.firstResponder) == [r(1), r(5), r(9), t.request.destination.ipv4])
             #expect(t.hops.allSatisfy { $0.probes.allSatisfy { ($0.rttMicros ?? .max) < 1_000_000 } })
         }
     }

@@ -51,7 +51,7 @@ import FastTraceTestSupport
                 #expect(t.reached && t.state == .open && t.hops.count == 7, "\(d)")
             case .firewalled, .silent:
                 #expect(t.reached && t.state == .open && t.hops.count == 8, "\(d)")
-                #expect(t.hops[6].firstResponder == (kind == .silent ? nil : r(41)), "\(d)")
+                #expect(t.hops[6].firstResponder == (kind == .silent ? nil : IPAddress(r(41))), "\(d)")
                 if kind == .silent { #expect(t.hops[6].kind == "none", "\(d)") }
             case .blackHole:
                 #expect(!t.reached && t.state == .filtered && t.stopReason == .gapLimit && t.hops.count == 6 + 3, "\(d)")

@@ -130,7 +130,7 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
             let t = try #require(try trace(net, [(target, 443)]) { $0.sourcePort = sport }.results.first)
             let ecmpHop = t.hops[1].probes.compactMap(\.responder)
             #expect(ecmpHop.count == 3 && Set(ecmpHop).count == 1, "one path per 5-tuple")
-            seen.formUnion(ecmpHop)
+            seen.formUnion(ecmpHop.compactMap(\.ipv4))
         }
         #expect(seen == Set(alternatives), "different source ports spread over both routers")
         let tuples = Set(net.sent.map { "\($0.source) \($0.sourcePort) \($0.destination) \($0.destinationPort)" })
@@ -192,11 +192,11 @@ let threeRouters: [SimulatedHop] = [.router(r(1)), .router(r(5)), .router(r(9))]
         }
         #expect(results.count == 1000)
         for t in results {
-            switch kind(t.request.destination) {
+            switch kind(t.request.destination.ipv4!) {
             case 0:
-                #expect(t.state == .open && t.hops.map(\.firstResponder) == [r(1), r(5), r(9), t.request.destination])
+                #expect(t.state == .open && t.hops.map(\.firstResponder) == [r(1), r(5), r(9), t.request.destination.ipv4])
             case 1:
-                #expect(t.state == .closed && t.hops.map(\.firstResponder) == [r(1), nil, r(9), t.request.destination])
+                #expect(t.state == .closed && t.hops.map(\.firstResponder) == [r(1), nil, r(9), t.request.destination.ipv4])
             case 2:
                 #expect(t.state == .filtered && t.stopReason == .gapLimit && t.hops.count == 6, "\(t.stopReason) \(t.hops.map(\.kind))")
             default:

@@ -63,7 +63,7 @@ import Testing
             sourceFor: { $0 == IPv4Address(203, 0, 113, 9) ? .failure(ReasonError("no route to host")) : .success(.any) },
             onSkip: { line, _, reason in skips.append("\(line): \(reason)") })
         var got: [IPv4Address] = []
-        while let r = it.next() { got.append(r.destination) }
+        while let r = it.next() { got.append(r.destination.ipv4!) }
         #expect(got == [IPv4Address(192, 0, 2, 1)])
         #expect(skips == ["1: cannot resolve 'nowhere.invalid'", "3: 203.0.113.9: no route to host"])
         #expect(it.skipped == 2)

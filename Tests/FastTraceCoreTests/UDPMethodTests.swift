@@ -208,7 +208,7 @@ import FastTraceTestSupport
         }
         #expect(results.count == 1500)
         for t in results {
-            let d = t.request.destination
+            let d = t.request.destination.ipv4!
             #expect(t.state == .open && t.stopReason == .destination)
             #expect(t.hops.map(\.firstResponder) == [r(1), nil, ownRouter(d, hop: 3), d], "trace to \(d)")
         }

@@ -12,9 +12,9 @@ import Testing
 
 /// Counts calls and the most lookups running at once.
 final class LookupProbe: Sendable {
-    let state = Mutex<(calls: [IPv4Address: Int], running: Int, maxRunning: Int)>(([:], 0, 0))
+    let state = Mutex<(calls: [IPAddress: Int], running: Int, maxRunning: Int)>(([:], 0, 0))
 
-    func enter(_ address: IPv4Address) {
+    func enter(_ address: IPAddress) {
         state.withLock {
             $0.calls[address, default: 0] += 1
             $0.running += 1
@@ -27,7 +27,7 @@ final class LookupProbe: Sendable {
 
 @Suite struct NameResolverTests {
     /// Polls `resolver` for `address` until it is known or `seconds` pass.
-    func waitForAnswer(_ resolver: NameResolver, _ address: IPv4Address, seconds: Double) -> NameBook.Answer {
+    func waitForAnswer(_ resolver: NameResolver, _ address: IPAddress, seconds: Double) -> NameBook.Answer {
         let deadline = Date().addingTimeInterval(seconds)
         while Date() < deadline {
             let answer = resolver.peek(address)
@@ -45,17 +45,17 @@ final class LookupProbe: Sendable {
             probe.enter(address)
             defer { probe.leave() }
             usleep(300_000)
-            return address.value & 1 == 0 ? "even-\(address.value & 0xFF).example" : nil
+            return address.ipv4!.value & 1 == 0 ? "even-\(address.ipv4!.value & 0xFF).example" : nil
         }
         defer { resolver.stop() }
-        let addresses = (1...12).map { IPv4Address(192, 0, 2, UInt8($0)) }
+        let addresses = (1...12).map { IPAddress(IPv4Address(192, 0, 2, UInt8($0))) }
         let started = Date()
         for _ in 0..<50 {
             for address in addresses { #expect(resolver.ask(address) == .pending) }
         }
         #expect(Date().timeIntervalSince(started) < 0.25, "600 asks while lookups sleep 300 ms each")
         for address in addresses {
-            let want: String? = address.value & 1 == 0 ? "even-\(address.value & 0xFF).example" : nil
+            let want: String? = address.ipv4!.value & 1 == 0 ? "even-\(address.ipv4!.value & 0xFF).example" : nil
             #expect(waitForAnswer(resolver, address, seconds: 5) == .known(want))
         }
         let (calls, _, maxRunning) = probe.state.withLock { $0 }
@@ -80,7 +80,7 @@ final class LookupProbe: Sendable {
             return "x.example"
         }
         defer { resolver.stop() }
-        let addresses = (1...5).map { IPv4Address(198, 51, 100, UInt8($0)) }
+        let addresses = (1...5).map { IPAddress(IPv4Address(198, 51, 100, UInt8($0))) }
         for address in addresses { _ = resolver.ask(address) }
         #expect(waitForAnswer(resolver, addresses[0], seconds: 3) == .known("x.example"))
         usleep(100_000)

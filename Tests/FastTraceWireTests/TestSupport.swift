@@ -135,3 +135,7 @@ enum IPv4View {
         }
     }
 }
+
+/// A parsed reply's addresses (either family) against an IPv4 address the test wrote.
+func == (lhs: IPAddress, rhs: IPv4Address) -> Bool { lhs == IPAddress(rhs) }
+func == (lhs: IPAddress?, rhs: IPv4Address) -> Bool { lhs == IPAddress(rhs) }
