@@ -15,15 +15,17 @@ typedef uint32_t ft_u32;
 #endif
 
 /* Probe kinds the filter accepts replies for (`ft_config.flags`): one of TCP, UDP and ICMP echo (the
- * first set wins, in that order); the IPv6 bit is reserved. For ICMP echo, `sport_lo..sport_hi` are
- * the probes' identifiers. */
+ * first set wins, in that order), over both families (ICMP means ICMPv6 over IPv6); the IPv6 bit is
+ * reserved. For ICMP echo, `sport_lo..sport_hi` are the probes' identifiers. */
 #define FT_PROBE_TCP (1u << 0)
 #define FT_PROBE_UDP (1u << 1)
 #define FT_PROBE_ICMP (1u << 2)
 #define FT_PROBE_IPV6 (1u << 3) /* reserved */
 
 /* Bytes kept of an accepted packet when `snaplen` is 0: enough for a 60-byte IPv4 header, 8 bytes
- * of ICMP, a 60-byte quoted IPv4 header and a full TCP header, with room for RFC 4884 extensions. */
+ * of ICMP, a 60-byte quoted IPv4 header and a full TCP header, with room for RFC 4884 extensions; over
+ * IPv6, for the 40-byte headers, the quoted payload that carries UDP's and ICMPv6's word, and an
+ * extension structure after RFC 4884's 128-byte original datagram. */
 #define FT_DEFAULT_SNAPLEN 256u
 
 /* The one entry (key 0) of the BPF_MAP_TYPE_ARRAY `ft_config`. */

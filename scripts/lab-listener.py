@@ -29,6 +29,8 @@ import sys
 import time
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
+IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900 to 1970
 
 
@@ -79,7 +81,7 @@ def serve_udp(sock: socket.socket, answer) -> None:
     """Answers what is queued on `sock` (bounded), each from the address it was sent to."""
     for _ in range(1024):
         try:
-            data, ancillary, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(12))
+            data, ancillary, _, peer = sock.recvmsg(2048, socket.CMSG_SPACE(20))
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -87,14 +89,20 @@ def serve_udp(sock: socket.socket, answer) -> None:
         reply = answer(data)
         if reply is None:
             continue
-        pktinfo = [c for c in ancillary if c[0] == socket.IPPROTO_IP and c[1] == IP_PKTINFO]
-        if not pktinfo:
-            continue
-        # in_pktinfo: ifindex, spec_dst, addr; reply from the address the datagram was sent to.
-        local = pktinfo[0][2][8:12]
-        info = struct.pack("!I", 0) + local + bytes(4)
+        if sock.family == socket.AF_INET6:
+            # in6_pktinfo: addr (16), ifindex; reply from the address the datagram was sent to.
+            pktinfo = [c for c in ancillary if c[0] == socket.IPPROTO_IPV6 and c[1] == IPV6_PKTINFO]
+            if not pktinfo:
+                continue
+            control = [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo[0][2][0:16] + bytes(4))]
+        else:
+            pktinfo = [c for c in ancillary if c[0] == socket.IPPROTO_IP and c[1] == IP_PKTINFO]
+            if not pktinfo:
+                continue
+            # in_pktinfo: ifindex, spec_dst, addr; reply from the address the datagram was sent to.
+            control = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("!I", 0) + pktinfo[0][2][8:12] + bytes(4))]
         try:
-            sock.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, peer)
+            sock.sendmsg([reply], control, 0, peer)
         except OSError:
             pass
 
@@ -114,25 +122,38 @@ def main() -> int:
         pass
 
     selector = selectors.DefaultSelector()
+    # One socket per family and port: IPv4 on 0.0.0.0, IPv6 (IPV6_V6ONLY) on ::, where the namespace
+    # has IPv6.
+    families = [(socket.AF_INET, "0.0.0.0")]
+    if socket.has_ipv6 and os.path.exists("/proc/net/if_inet6"):
+        families.append((socket.AF_INET6, "::"))
     for text in args.ports.split(","):
         port = int(text)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("0.0.0.0", port))
-        sock.listen(4096)
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ)
+        for family, anywhere in families:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((anywhere, port))
+            sock.listen(4096)
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ)
     for text in filter(None, args.udp_ports.split(",")):
         port = int(text)
         services = {53: dns_answer, 123: ntp_answer}
         if port not in services:
             parser.error(f"no UDP service for port {port} (53, 123)")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        sock.bind(("0.0.0.0", port))
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ, services[port])
+        for family, anywhere in families:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+            sock.bind((anywhere, port))
+            sock.setblocking(False)
+            selector.register(sock, selectors.EVENT_READ, services[port])
 
     if args.ready:
         with open(args.ready, "w") as ready:

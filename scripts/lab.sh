@@ -8,6 +8,7 @@
 #   scripts/lab.sh down               remove everything `up` made (idempotent)
 #   scripts/lab.sh truth              print the ground-truth JSON
 #   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|mixed
+#   scripts/lab.sh targets6 KIND N    the same over IPv6 (no dnat kind)
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
 #   scripts/lab.sh ratelimit on|off   switch the routers' ICMP rate limits (kernel defaults) on the running lab
 #   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
@@ -65,6 +66,28 @@ HOLE_NET=198.18.64.0/20
 DNAT_NET=198.18.80.0/20      # what the vantage point probes
 INSIDE_NET=198.18.96.0/20    # where the NAT sends it (same host part)
 TARGET_NETS=("$OPEN_NET" "$FW_NET" "$SILENT_NET" "$HOLE_NET" "$DNAT_NET")
+
+# IPv6 (2001:db8::/32, RFC 3849), on every node but the NAT's branch (no NAT66 here): link k is
+# 2001:db8:0:k::/64, the router farther from the vantage point ::1 (the address its ICMPv6 errors leave
+# from: the one on the interface back toward the vantage point), the nearer side ::2. r4a and r4b reach
+# r5's bridge as ::a and ::b. The target prefixes are /48s, AnyIP like the IPv4 ones.
+L6=2001:db8:0
+V6_ADDR=$L6:1::2
+R1_6=$L6:1::1
+R2_6=$L6:2::1
+R3_6=$L6:3::1
+R4A_6=$L6:4::1
+R4B_6=$L6:5::1
+R5_6=$L6:6::1
+R6_6=$L6:7::1
+FW_6=$L6:9::1
+SILENT_6=$L6:b::1
+OPEN_NET6=2001:db8:100::/48
+FW_NET6=2001:db8:200::/48
+SILENT_NET6=2001:db8:300::/48
+HOLE_NET6=2001:db8:400::/48
+TARGET_NETS6=("$OPEN_NET6" "$FW_NET6" "$SILENT_NET6" "$HOLE_NET6")
+TARGETS6_PER_KIND=1024   # the targets6 list of each kind: ::1 to ::400
 
 ROUTERS=(r1 r2 r3 r4a r4b r5 r6 fw silent nat natr)
 TARGETS=(t-open t-fw t-silent t-nat)
@@ -203,6 +226,39 @@ addr_batch() {
         t-silent) printf '%s\n' "addr add 198.18.0.53/30 dev up0" "route add local $SILENT_NET dev lo" ;;
         hole) printf '%s\n' "addr add 198.18.0.57/30 dev up0" ;;
     esac
+    # IPv6 (nodad: usable at once, never tentative).
+    local a6=()
+    case $node in
+        vantage) a6=("$V6_ADDR/64 dev veth0") ;;
+        r1) a6=("$R1_6/64 dev up0" "$L6:2::2/64 dev dn") ;;
+        r2) a6=("$R2_6/64 dev up0" "$L6:3::2/64 dev dn") ;;
+        r3) a6=("$R3_6/64 dev up0" "$L6:4::2/64 dev dn-a" "$L6:5::2/64 dev dn-b") ;;
+        r4a) a6=("$R4A_6/64 dev up0" "$L6:6::a/64 dev dn") ;;
+        r4b) a6=("$R4B_6/64 dev up0" "$L6:6::b/64 dev dn") ;;
+        r5) a6=("$R5_6/64 dev br0" "$L6:7::2/64 dev dn") ;;
+        r6) a6=("$R6_6/64 dev up0" "$L6:8::2/64 dev dn-open" "$L6:9::2/64 dev dn-fw" "$L6:b::2/64 dev dn-silent"
+            "$L6:d::2/64 dev dn-hole") ;;
+        fw) a6=("$FW_6/64 dev up0" "$L6:a::2/64 dev dn") ;;
+        silent) a6=("$SILENT_6/64 dev up0" "$L6:c::2/64 dev dn") ;;
+        t-open) a6=("$L6:8::1/64 dev up0") ;;
+        t-fw) a6=("$L6:a::1/64 dev up0") ;;
+        t-silent) a6=("$L6:c::1/64 dev up0") ;;
+        hole) a6=("$L6:d::1/64 dev up0") ;;
+    esac
+    local one
+    for one in "${a6[@]}"; do echo "addr add $one nodad"; done
+    # The targets' first TARGETS6_PER_KIND addresses are assigned too: the AnyIP route alone would
+    # make ICMPv6 errors about them (a closed UDP port's) leave from the link address, since the
+    # kernel answers from the quoted destination only when it is an assigned address.
+    local prefix6="" i
+    case $node in
+        t-open) echo "route add local $OPEN_NET6 dev lo"; prefix6=2001:db8:100 ;;
+        t-fw) echo "route add local $FW_NET6 dev lo"; prefix6=2001:db8:200 ;;
+        t-silent) echo "route add local $SILENT_NET6 dev lo"; prefix6=2001:db8:300 ;;
+    esac
+    if [[ -n $prefix6 ]]; then
+        for ((i = 1; i <= TARGETS6_PER_KIND; i++)); do printf 'addr add %s::%x/128 dev lo nodad\n' "$prefix6" "$i"; done
+    fi
     local dev
     for dev in up0 dn dn-a dn-b dn-open dn-fw dn-silent dn-hole dn-nat; do
         case "$node:$dev" in
@@ -214,6 +270,45 @@ addr_batch() {
                 ;;
         esac
     done
+}
+
+# IPv6 routes, per namespace: upstream the link networks nearer the vantage point (as one covering
+# prefix: the more specific downstream routes win), downstream the farther links and target prefixes.
+route6_batch() {
+    local node=$1 net
+    local links_down=("$L6:6::/64" "$L6:7::/64" "$L6:8::/64" "$L6:9::/64" "$L6:a::/64" "$L6:b::/64" "$L6:c::/64" "$L6:d::/64")
+    case $node in
+        vantage) echo "route add default via $R1_6 dev veth0" ;;
+        r1) for net in "$L6:3::/64" "$L6:4::/64" "$L6:5::/64" "${links_down[@]}" "${TARGET_NETS6[@]}"; do
+                echo "route add $net via $R2_6 dev dn"; done ;;
+        r2) echo "route add $L6:1::/64 via $L6:2::2 dev up0"
+            for net in "$L6:4::/64" "$L6:5::/64" "${links_down[@]}" "${TARGET_NETS6[@]}"; do
+                echo "route add $net via $R3_6 dev dn"; done ;;
+        r3) echo "route add $L6::/62 via $L6:3::2 dev up0"
+            for net in "${links_down[@]}" "${TARGET_NETS6[@]}"; do
+                echo "route add $net nexthop via $R4A_6 dev dn-a nexthop via $R4B_6 dev dn-b"
+            done ;;
+        r4a | r4b)
+            if [[ $node == r4a ]]; then echo "route add $L6::/61 via $L6:4::2 dev up0"
+            else echo "route add $L6::/61 via $L6:5::2 dev up0"; fi
+            for net in "${links_down[@]:1}" "${TARGET_NETS6[@]}"; do echo "route add $net via $R5_6 dev dn"; done ;;
+        r5) echo "route add $L6::/62 nexthop via $L6:6::a dev br0 nexthop via $L6:6::b dev br0"
+            echo "route add $L6:4::/63 nexthop via $L6:6::a dev br0 nexthop via $L6:6::b dev br0"
+            for net in "${links_down[@]:2}" "${TARGET_NETS6[@]}"; do echo "route add $net via $R6_6 dev dn"; done ;;
+        r6) printf '%s\n' "route add $L6::/62 via $L6:7::2 dev up0" \
+            "route add $L6:4::/63 via $L6:7::2 dev up0" "route add $L6:6::/64 via $L6:7::2 dev up0" \
+            "route add $OPEN_NET6 via $L6:8::1 dev dn-open" \
+            "route add $FW_NET6 via $FW_6 dev dn-fw" "route add $L6:a::/64 via $FW_6 dev dn-fw" \
+            "route add $SILENT_NET6 via $SILENT_6 dev dn-silent" \
+            "route add $L6:c::/64 via $SILENT_6 dev dn-silent" \
+            "route add $HOLE_NET6 via $L6:d::1 dev dn-hole" ;;
+        fw) echo "route add $L6::/60 via $L6:9::2 dev up0"; echo "route add $FW_NET6 via $L6:a::1 dev dn" ;;
+        silent) echo "route add $L6::/60 via $L6:b::2 dev up0"; echo "route add $SILENT_NET6 via $L6:c::1 dev dn" ;;
+        t-open) echo "route add default via $L6:8::2 dev up0" ;;
+        t-fw) echo "route add default via $L6:a::2 dev up0" ;;
+        t-silent) echo "route add default via $L6:c::2 dev up0" ;;
+        *) ;;
+    esac
 }
 
 # Routes, per namespace. Toward the vantage point: the link networks upstream; away from it: the
@@ -270,18 +365,30 @@ sysctl_script() {
     cat <<'EOF'
 set -e
 c=/proc/sys/net/ipv4
-if [ -d /proc/sys/net/ipv6 ]; then
-    echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6
-    echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6
-fi
+c6=/proc/sys/net/ipv6
 for f in $c/conf/*/rp_filter; do echo 0 >"$f"; done
 EOF
+    # IPv6 on every node but the NAT's branch, with no router advertisements, autoconfiguration or
+    # duplicate address detection: only the addresses and routes this script gives.
+    if [[ $node == nat || $node == natr || $node == t-nat ]]; then
+        cat <<'EOF'
+if [ -d $c6 ]; then echo 1 >$c6/conf/all/disable_ipv6; echo 1 >$c6/conf/default/disable_ipv6; fi
+EOF
+    else
+        cat <<'EOF'
+for d in all default; do
+    echo 0 >$c6/conf/$d/disable_ipv6; echo 0 >$c6/conf/$d/accept_ra; echo 0 >$c6/conf/$d/autoconf
+    echo 0 >$c6/conf/$d/accept_dad
+done
+EOF
+    fi
     case $node in
         r* | fw | silent | nat | natr | t-*)
             [[ $node == t-* ]] || cat <<'EOF'
 echo 1 >$c/ip_forward
 echo 1 >$c/icmp_errors_use_inbound_ifaddr
 for f in $c/conf/*/send_redirects; do echo 0 >"$f"; done
+[ ! -d $c6 ] || [ "$(cat $c6/conf/all/disable_ipv6)" = 1 ] || echo 1 >$c6/conf/all/forwarding
 EOF
             # Targets' port unreachables (UDP's closed) are ICMP errors too: limited as the routers' are.
             if [[ $ratelimit == false ]]; then
@@ -289,6 +396,7 @@ EOF
 echo 0 >$c/icmp_ratelimit
 echo 1000000 >$c/icmp_msgs_per_sec
 echo 1000000 >$c/icmp_msgs_burst
+[ ! -e $c6/icmp/ratelimit ] || echo 0 >$c6/icmp/ratelimit
 EOF
             fi
             ;;
@@ -297,6 +405,7 @@ EOF
         # L4 hash; a fixed seed (where the kernel has one, 6.11+) makes the branch a given
         # 5-tuple takes the same in every lab, not only for the lifetime of one.
         echo 'echo 1 >$c/fib_multipath_hash_policy'
+        echo '[ ! -e $c6/fib_multipath_hash_policy ] || echo 1 >$c6/fib_multipath_hash_policy'
         echo '[ ! -e $c/fib_multipath_hash_seed ] || echo 1 >$c/fib_multipath_hash_seed'
     fi
     return 0
@@ -308,7 +417,7 @@ nft_rules() {
     case $1 in
         fw)
             cat <<'EOF'
-table ip ftlab {
+table inet ftlab {
     chain forward {
         type filter hook forward priority 0; policy accept;
         oifname "dn" tcp dport 443 accept
@@ -319,10 +428,11 @@ EOF
             ;;
         silent)
             cat <<'EOF'
-table ip ftlab {
+table inet ftlab {
     chain output {
         type filter hook output priority 0; policy accept;
         meta l4proto icmp drop
+        icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } drop
     }
 }
 EOF
@@ -343,12 +453,14 @@ EOF
             ;;
         hole)
             cat <<'EOF'
-table ip ftlab {
+table inet ftlab {
     chain prerouting {
         type filter hook prerouting priority -300; policy drop;
+        icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
     }
     chain output {
         type filter hook output priority 0; policy drop;
+        icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
     }
 }
 EOF
@@ -370,6 +482,16 @@ warm_neighbours() {
     for pair in "${pairs[@]}"; do
         IFS=: read -r node dev addr <<<"$pair"
         ip -n "$(ns "$node")" neigh replace "$addr" dev "$dev" use
+    done
+    local pairs6=(r1/up0/$V6_ADDR r2/up0/$L6:2::2 r3/up0/$L6:3::2 r4a/up0/$L6:4::2 r4b/up0/$L6:5::2
+        r5/br0/$L6:6::a r5/br0/$L6:6::b r6/up0/$L6:7::2 r6/dn-hole/$L6:d::1 t-open/up0/$L6:8::2
+        fw/up0/$L6:9::2 t-fw/up0/$L6:a::2 silent/up0/$L6:b::2 t-silent/up0/$L6:c::2
+        vantage/veth0/$R1_6 r1/dn/$R2_6 r2/dn/$R3_6 r3/dn-a/$R4A_6 r3/dn-b/$R4B_6 r4a/dn/$R5_6 r4b/dn/$R5_6
+        r5/dn/$R6_6 r6/dn-open/$L6:8::1 r6/dn-fw/$FW_6 fw/dn/$L6:a::1 r6/dn-silent/$SILENT_6
+        silent/dn/$L6:c::1)
+    for pair in "${pairs6[@]}"; do
+        IFS=/ read -r node dev addr <<<"$pair"
+        ip -n "$(ns "$node")" -6 neigh replace "$addr" dev "$dev" use
     done
     # The requests are only sent above; wait (at most 5 s) until no entry anywhere is still
     # unresolved. A run started while one is INCOMPLETE loses most of its first burst on that hop
@@ -412,6 +534,7 @@ start_listeners() {
 write_truth() {
     local ratelimit=$1
     local common="[\"$R1\"], [\"$R2\"], [\"$R3\"], [\"$R4A\", \"$R4B\"], [\"$R5\"], [\"$R6\"]"
+    local common6="[\"$R1_6\"], [\"$R2_6\"], [\"$R3_6\"], [\"$R4A_6\", \"$R4B_6\"], [\"$R5_6\"], [\"$R6_6\"]"
     cat <<EOF
 {
   "vantage": {"namespace": "$(ns vantage)", "interface": "veth0", "address": "$V_ADDR"},
@@ -422,34 +545,39 @@ write_truth() {
      "destination_ttl": 7,
      "ports": {"80": "open", "443": "open", "25": "closed"},
      "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
-     "icmp": "reachable"},
+     "icmp": "reachable",
+     "ipv6": {"prefix": "$OPEN_NET6", "example": "$(example6 open)", "hops": [$common6]}},
     {"kind": "firewalled", "prefix": "$FW_NET", "example": "$(example firewalled)",
      "hops": [$common, ["$FW"]],
      "destination_ttl": 8,
      "ports": {"443": "open", "80": "filtered", "25": "filtered"},
      "udp_ports": {"53": "open|filtered", "123": "open|filtered", "33434": "open|filtered"},
      "icmp": "filtered",
-     "filtered_last_ttl": 7},
+     "filtered_last_ttl": 7,
+     "ipv6": {"prefix": "$FW_NET6", "example": "$(example6 firewalled)", "hops": [$common6, ["$FW_6"]]}},
     {"kind": "silent", "prefix": "$SILENT_NET", "example": "$(example silent)",
      "hops": [$common, []],
      "destination_ttl": 8,
      "ports": {"80": "open", "443": "open", "25": "closed"},
      "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
-     "icmp": "reachable"},
+     "icmp": "reachable",
+     "ipv6": {"prefix": "$SILENT_NET6", "example": "$(example6 silent)", "hops": [$common6, []]}},
     {"kind": "blackhole", "prefix": "$HOLE_NET", "example": "$(example blackhole)",
      "hops": [$common],
      "destination_ttl": null,
      "ports": {"443": "filtered", "80": "filtered", "25": "filtered"},
      "udp_ports": {"53": "open|filtered", "123": "open|filtered", "33434": "open|filtered"},
      "icmp": "filtered",
-     "filtered_last_ttl": 6},
+     "filtered_last_ttl": 6,
+     "ipv6": {"prefix": "$HOLE_NET6", "example": "$(example6 blackhole)", "hops": [$common6]}},
     {"kind": "dnat", "prefix": "$DNAT_NET", "example": "$(example dnat)",
      "hops": [$common, ["target"], ["$NATR"]],
      "destination_ttl": 9,
      "ports": {"80": "open", "443": "open", "25": "closed"},
      "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
      "icmp": "unreachable",
-     "dnat": {"ttl": 8, "prefix": "$INSIDE_NET"}}
+     "dnat": {"ttl": 8, "prefix": "$INSIDE_NET"},
+     "ipv6": null}
   ]
 }
 EOF
@@ -486,6 +614,7 @@ lab_up() {
     for node in "${NODES[@]}"; do
         sysctl_script "$node" "$ratelimit" | ip netns exec "$(ns "$node")" sh
         route_batch "$node" | ip -n "$(ns "$node")" -batch -
+        route6_batch "$node" | ip -6 -n "$(ns "$node")" -batch -
     done
     warm_neighbours
     for node in fw silent hole nat; do nft_rules "$node" | ip netns exec "$(ns "$node")" nft -f -; done
@@ -503,6 +632,7 @@ lab_up() {
     echo "  silent     $SILENT_NET  e.g. $(example silent)  TTL 7 silent; answers at TTL 8"
     echo "  blackhole  $HOLE_NET  e.g. $(example blackhole)  nothing beyond r6 (TTL 6)"
     echo "  dnat       $DNAT_NET  e.g. $(example dnat)  NAT $NAT (TTL 7) maps it onto $INSIDE_NET; TTL 8 quotes that; answers at TTL 9"
+    echo "  ipv6     vantage $V6_ADDR; open $OPEN_NET6, firewalled $FW_NET6, silent $SILENT_NET6, blackhole $HOLE_NET6"
     echo "  truth    $STATE/truth.json"
 }
 
@@ -543,6 +673,39 @@ print_targets() {
 example() {
     # The tenth address of the kind (x.x.x.10).
     print_targets "$1" 10 | tail -n 1
+}
+
+# IPv6 target number I (0-based) of KIND: 2001:db8:K00::(I+1) in the kind's /48 (no dnat kind over
+# IPv6), at most TARGETS6_PER_KIND of a kind.
+print_targets6() {
+    local kind=$1 n=$2
+    awk -v kind="$kind" -v n="$n" '
+        function addr(k, i) {
+            base = (k == "open") ? 1 : (k == "firewalled") ? 2 : (k == "silent") ? 3 : 4
+            return sprintf("2001:db8:%x00::%x", base, i + 1)
+        }
+        BEGIN {
+            split("open open open firewalled open open silent open open blackhole", slot, " ")
+            for (i = 0; i < n; i++) {
+                k = (kind == "mixed") ? slot[i % 10 + 1] : kind
+                print addr(k, count[k]++)
+            }
+        }'
+}
+
+example6() { print_targets6 "$1" 10 | tail -n 1; }
+
+lab_targets6() {
+    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|mixed N"
+    local kind=$1 n=$2
+    case $kind in open | firewalled | silent | blackhole | mixed) ;; *)
+        die "targets6: unknown kind '$kind' (open, firewalled, silent, blackhole, mixed; no dnat over IPv6)" ;;
+    esac
+    [[ $n =~ ^[0-9]+$ ]] || die "targets6: N must be a non-negative integer, got '$n'"
+    local cap=$TARGETS6_PER_KIND
+    [[ $kind == mixed ]] && cap=$((TARGETS6_PER_KIND * 10 / 7))
+    ((n <= cap)) || die "targets6: at most $cap distinct $kind targets"
+    print_targets6 "$kind" "$n"
 }
 
 lab_targets() {
@@ -658,10 +821,12 @@ lab_ratelimit() {
     for node in "${ROUTERS[@]}" "${TARGETS[@]}"; do
         if [[ $mode == on ]]; then
             ip netns exec "$(ns "$node")" sh -c 'c=/proc/sys/net/ipv4; echo 1000 >$c/icmp_ratelimit;
-                echo 1000 >$c/icmp_msgs_per_sec; echo 50 >$c/icmp_msgs_burst'
+                echo 1000 >$c/icmp_msgs_per_sec; echo 50 >$c/icmp_msgs_burst;
+                [ ! -e /proc/sys/net/ipv6/icmp/ratelimit ] || echo 1000 >/proc/sys/net/ipv6/icmp/ratelimit'
         else
             ip netns exec "$(ns "$node")" sh -c 'c=/proc/sys/net/ipv4; echo 0 >$c/icmp_ratelimit;
-                echo 1000000 >$c/icmp_msgs_per_sec; echo 1000000 >$c/icmp_msgs_burst'
+                echo 1000000 >$c/icmp_msgs_per_sec; echo 1000000 >$c/icmp_msgs_burst;
+                [ ! -e /proc/sys/net/ipv6/icmp/ratelimit ] || echo 0 >/proc/sys/net/ipv6/icmp/ratelimit'
         fi
     done
     value=$([[ $mode == on ]] && echo true || echo false)
@@ -672,7 +837,7 @@ lab_ratelimit() {
 # --- main --------------------------------------------------------------------------------------
 
 usage() {
-    sed -n '7,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '7,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -690,6 +855,7 @@ case $cmd in
         cat "$STATE/truth.json"
         ;;
     targets) lab_targets "$@" ;;
+    targets6) lab_targets6 "$@" ;;
     verify) lab_verify ;;
     exec)
         (($# >= 1)) || die "usage: exec CMD..."

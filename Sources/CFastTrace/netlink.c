@@ -231,6 +231,166 @@ int CFastTrace_dump_addresses(struct cfasttrace_address *out, size_t capacity)
     return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
 }
 
+/* ---- IPv6: the same dumps for AF_INET6 ---- */
+
+struct route6_ctx {
+    struct cfasttrace_route6 *out;
+    size_t capacity;
+    size_t count;
+};
+
+struct address6_ctx {
+    struct cfasttrace_address6 *out;
+    size_t capacity;
+    size_t count;
+};
+
+static void attr_ipv6(const struct nlattr *attr, uint8_t out[16])
+{
+    if (mnl_attr_get_payload_len(attr) >= 16)
+        memcpy(out, mnl_attr_get_payload(attr), 16);
+}
+
+static int route6_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct route6_ctx *ctx = data;
+    const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+    if (rtm->rtm_family != AF_INET6)
+        return MNL_CB_OK;
+    struct cfasttrace_route6 r;
+    memset(&r, 0, sizeof(r));
+    r.dst_len = rtm->rtm_dst_len;
+    r.type = rtm->rtm_type;
+    r.nexthops = 1;
+    uint32_t table = rtm->rtm_table;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*rtm)) {
+        switch (mnl_attr_get_type(attr)) {
+        case RTA_TABLE:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                table = mnl_attr_get_u32(attr);
+            break;
+        case RTA_DST:
+            attr_ipv6(attr, r.dst);
+            break;
+        case RTA_OIF:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                r.oif = (int32_t)mnl_attr_get_u32(attr);
+            break;
+        case RTA_GATEWAY:
+            attr_ipv6(attr, r.gateway);
+            break;
+        case RTA_PREFSRC:
+            attr_ipv6(attr, r.prefsrc);
+            break;
+        case RTA_PRIORITY:
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                r.priority = mnl_attr_get_u32(attr);
+            break;
+        case RTA_MULTIPATH: {
+            const unsigned char *p = mnl_attr_get_payload(attr);
+            size_t left = mnl_attr_get_payload_len(attr);
+            uint16_t n = 0;
+            while (left >= sizeof(struct rtnexthop) && n < UINT16_MAX) {
+                const struct rtnexthop *nh = (const struct rtnexthop *)p;
+                if (nh->rtnh_len < sizeof(*nh) || nh->rtnh_len > left)
+                    break;
+                if (n == 0) {
+                    r.oif = nh->rtnh_ifindex;
+                    const unsigned char *ap = p + RTNH_ALIGN(sizeof(*nh));
+                    size_t aleft = nh->rtnh_len > RTNH_ALIGN(sizeof(*nh)) ? nh->rtnh_len - RTNH_ALIGN(sizeof(*nh)) : 0;
+                    while (aleft >= sizeof(struct nlattr)) {
+                        const struct nlattr *na = (const struct nlattr *)ap;
+                        if (na->nla_len < sizeof(*na) || na->nla_len > aleft)
+                            break;
+                        if ((na->nla_type & NLA_TYPE_MASK) == RTA_GATEWAY)
+                            attr_ipv6(na, r.gateway);
+                        size_t step = MNL_ALIGN(na->nla_len);
+                        if (step >= aleft)
+                            break;
+                        ap += step;
+                        aleft -= step;
+                    }
+                }
+                n++;
+                size_t step = RTNH_ALIGN(nh->rtnh_len);
+                if (step >= left)
+                    break;
+                p += step;
+                left -= step;
+            }
+            if (n > 0)
+                r.nexthops = n;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (table != RT_TABLE_MAIN)
+        return MNL_CB_OK;
+    if (ctx->count < ctx->capacity)
+        ctx->out[ctx->count] = r;
+    ctx->count++;
+    return MNL_CB_OK;
+}
+
+static int address6_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct address6_ctx *ctx = data;
+    const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
+    if (ifa->ifa_family != AF_INET6)
+        return MNL_CB_OK;
+    struct cfasttrace_address6 a;
+    memset(&a, 0, sizeof(a));
+    a.ifindex = (int32_t)ifa->ifa_index;
+    a.prefixlen = ifa->ifa_prefixlen;
+    a.scope = ifa->ifa_scope;
+    a.flags = ifa->ifa_flags;
+    const struct nlattr *attr;
+    mnl_attr_for_each(attr, nlh, sizeof(*ifa)) {
+        switch (mnl_attr_get_type(attr)) {
+        case IFA_ADDRESS:
+            attr_ipv6(attr, a.address);
+            break;
+        case IFA_FLAGS: /* the full 32-bit flags, beyond ifa_flags' 8 */
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                a.flags = mnl_attr_get_u32(attr);
+            break;
+        default:
+            break;
+        }
+    }
+    if (ctx->count < ctx->capacity)
+        ctx->out[ctx->count] = a;
+    ctx->count++;
+    return MNL_CB_OK;
+}
+
+int CFastTrace_dump_routes6(struct cfasttrace_route6 *out, size_t capacity)
+{
+    struct rtmsg rtm;
+    memset(&rtm, 0, sizeof(rtm));
+    rtm.rtm_family = AF_INET6;
+    struct route6_ctx ctx = {out, capacity, 0};
+    int rc = dump(RTM_GETROUTE, &rtm, sizeof(rtm), route6_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
+}
+
+int CFastTrace_dump_addresses6(struct cfasttrace_address6 *out, size_t capacity)
+{
+    struct ifaddrmsg ifa;
+    memset(&ifa, 0, sizeof(ifa));
+    ifa.ifa_family = AF_INET6;
+    struct address6_ctx ctx = {out, capacity, 0};
+    int rc = dump(RTM_GETADDR, &ifa, sizeof(ifa), address6_cb, &ctx);
+    if (rc < 0)
+        return rc;
+    return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
+}
+
 /* ---- The transmit ring's Ethernet headers: the egress interface and its IPv4 neighbours ---- */
 
 #include <linux/if_link.h>

@@ -687,7 +687,7 @@ public final class TraceEngine {
                         slots[index].destinationTTLIndex = at
                         slots[index].destinationCell = at == ttlIndex ? -1 : cell
                     }
-                case .unreachable:
+                case .unreachable, .unreachableV6:
                     // Where the router sits: the quote's TTL is what the probe had left when it got
                     // there. A router without a route answers every probe that reaches it, whatever TTL
                     // it was sent with, so the unreachable for a TTL-6 probe may come from hop 1.

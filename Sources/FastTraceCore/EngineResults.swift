@@ -83,7 +83,7 @@ extension TraceEngine {
             probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
         }
         if ttlIndex == slot.unreachableTTLIndex, slot.unreachableCell >= 0,
-            !probes.contains(where: { if case .unreachable = $0.outcome { true } else { false } })
+            !probes.contains(where: { $0.outcome.isUnreachable })
         {
             let cell = slot.unreachableCell
             let reply = PackedReply(word: dispatcher.results.load(cell))

@@ -31,10 +31,26 @@ public struct SeenTargets: Sendable {
     }
 
     /// Single addresses recorded.
-    public var count: Int { addresses.count }
+    public var count: Int { addresses.count + addresses6.count }
+
+    /// IPv6 addresses and prefixes: sets of the whole addresses (IPv6 lists are rarer, and 16 bytes
+    /// each).
+    private struct Prefix6: Hashable {
+        var base: IPAddress
+        var length: Int
+    }
+    private var addresses6: Set<IPAddress> = []
+    private var prefixes6: Set<Prefix6> = []
+    private var lengths6: [Int] = []
+
+    private func contains6(_ address: IPAddress) -> Bool {
+        if addresses6.contains(address) { return true }
+        return lengths6.contains { prefixes6.contains(Prefix6(base: address.masked(length: $0), length: $0)) }
+    }
 
     /// Whether `address` was listed before: as an address, a name's address, or inside a prefix.
-    public func contains(_ address: IPv4Address) -> Bool {
+    public func contains(_ address: IPAddress) -> Bool {
+        guard let address = address.ipv4 else { return contains6(address) }
         if addresses.contains(address.value) { return true }
         for length in lengths {
             let base = UInt64(address.value & IPv4Address.prefixMask(length: length))
@@ -44,14 +60,23 @@ public struct SeenTargets: Sendable {
     }
 
     /// Records `address`; false if it was listed before.
-    public mutating func insert(_ address: IPv4Address) -> Bool {
+    public mutating func insert(_ address: IPAddress) -> Bool {
         if contains(address) { return false }
-        if addresses.count < limit { addresses.insert(address.value) } else { full = true }
+        if count < limit {
+            if let v4 = address.ipv4 { addresses.insert(v4.value) } else { addresses6.insert(address) }
+        } else {
+            full = true
+        }
         return true
     }
 
     /// Records every address of `base/length` (ask `contains` for each first: this only records).
-    public mutating func insertPrefix(_ base: IPv4Address, length: Int) {
+    public mutating func insertPrefix(_ base: IPAddress, length: Int) {
+        guard let base = base.ipv4 else {
+            prefixes6.insert(Prefix6(base: base.masked(length: length), length: length))
+            if !lengths6.contains(length) { lengths6.append(length) }
+            return
+        }
         let masked = UInt64(base.value & IPv4Address.prefixMask(length: length))
         prefixes.insert(masked << 8 | UInt64(length))
         if !lengths.contains(length) { lengths.append(length) }

@@ -1,4 +1,4 @@
-// Target lists: one target per line (IPv4 address, hostname or CIDR prefix), `#` comments and blank
+// Target lists: one target per line (IPv4 or IPv6 address, hostname or CIDR prefix), `#` comments and blank
 // lines allowed; port lists (`443,80,8000-8010`). Parsing is strict and says file, line and reason;
 // expansion into traces is lazy so a long list never sits in memory as traces.
 
@@ -6,16 +6,17 @@ import FastTraceWire
 
 /// One target as written.
 public enum TargetSpec: Sendable, Equatable, CustomStringConvertible {
-    /// A single address.
-    case address(IPv4Address)
-    /// A prefix, expanded to every address in it (network and broadcast addresses included).
-    case prefix(IPv4Address, length: Int)
+    /// A single address, of either family.
+    case address(IPAddress)
+    /// A prefix, expanded to every address in it (network and broadcast addresses included). The length
+    /// counts bits of the address's own family (0...32, 0...128).
+    case prefix(IPAddress, length: Int)
     /// A name to resolve.
     case hostname(String)
 
     /// How many traces per port this target makes (1 for a name, which resolves to its first address).
     public var addressCount: Int {
-        if case .prefix(_, let length) = self { return 1 << (32 - length) }
+        if case .prefix(let base, let length) = self { return 1 << (base.bitCount - length) }
         return 1
     }
 
@@ -55,8 +56,14 @@ public enum TargetParser {
     public static func parseTarget(_ text: Substring, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
         -> Result<TargetSpec, ReasonError>
     {
-        if looksLikeIPv6(text) {
-            return .failure(ReasonError("'\(text)' is an IPv6 address: only IPv4 targets are traced for now"))
+        if looksLikeIPv6(text) { return parseIPv6(text, maxPrefixAddresses: maxPrefixAddresses) }
+        if let colon = text.firstIndex(of: ":") {
+            // No hostname has a colon. One colon: a host with a port, as a URL writes it.
+            if text.filter({ $0 == ":" }).count == 1 {
+                return .failure(ReasonError(
+                    "'\(text)': give the host alone ('\(text[..<colon])'); ports go in -p"))
+            }
+            return .failure(ReasonError("'\(text)' is not a valid IPv6 address"))
         }
         if let slash = text.firstIndex(of: "/") {
             let addressText = text[..<slash]
@@ -72,8 +79,7 @@ public enum TargetParser {
                 return .failure(ReasonError(
                     "'\(text)' expands to \(size) addresses; the cap is \(maxPrefixAddresses) (--max-prefix-addresses)"))
             }
-            let mask = IPv4Address.prefixMask(length: length)
-            let base = IPv4Address(address.value & mask)
+            let base = IPAddress(address).masked(length: length)
             // A prefix inside a block no host can be in is refused whole; one that only overlaps such a
             // block (a /3 or wider) has those addresses refused one by one as it expands.
             if length == 32 { return parseTarget(Substring(address.description)) }
@@ -83,10 +89,10 @@ public enum TargetParser {
             return .success(.prefix(base, length: length))
         }
         if let address = IPv4Address(String(text)) {
-            if let block = NonHostBlock.containing(address) {
+            if let block = NonHostBlock.containing(IPAddress(address)) {
                 return .failure(ReasonError("'\(text)' is \(block.phrase), not a host's: nothing to trace"))
             }
-            return .success(.address(address))
+            return .success(.address(IPAddress(address)))
         }
         if text.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
             if text.split(separator: ".").contains(where: { $0.count > 1 && $0.first == "0" }) {
@@ -101,9 +107,41 @@ public enum TargetParser {
             return .failure(ReasonError("'\(text)' is not a valid IPv4 address (only dotted-quad decimal is accepted)"))
         }
         guard isHostname(text) else {
-            return .failure(ReasonError("'\(text)' is neither an IPv4 address, a CIDR prefix nor a hostname"))
+            return .failure(ReasonError("'\(text)' is neither an IPv4 or IPv6 address, a CIDR prefix nor a hostname"))
         }
         return .success(.hostname(String(text)))
+    }
+
+    /// An IPv6 address or prefix (RFC 4291 text; no zone). A prefix must expand to at most
+    /// `maxPrefixAddresses` addresses (so at least /112 by default).
+    static func parseIPv6(_ text: Substring, maxPrefixAddresses: Int) -> Result<TargetSpec, ReasonError> {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddress(String(parts[0])) else {
+            return .failure(ReasonError("'\(text)': '\(parts[0])' is not a valid IPv6 address"))
+        }
+        guard address.family == .v6 else {
+            return .failure(ReasonError(
+                "'\(text)' is an IPv4-mapped IPv6 address: write the IPv4 address \(address) itself"))
+        }
+        var length = 128
+        if parts.count == 2 {
+            let lengthText = parts[1]
+            guard !lengthText.isEmpty, lengthText.count <= 3, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
+                let value = Int(lengthText), value <= 128
+            else { return .failure(ReasonError("'\(text)': prefix length must be 0...128")) }
+            length = value
+            guard 128 - length < 31, 1 << (128 - length) <= maxPrefixAddresses else {
+                let size = 128 - length < 63 ? "\(1 << (128 - length))" : "2^\(128 - length)"
+                return .failure(ReasonError(
+                    "'\(text)' expands to \(size) addresses; the cap is \(maxPrefixAddresses) (--max-prefix-addresses)"))
+            }
+        }
+        let base = address.masked(length: length)
+        if let block = NonHostBlock.all.first(where: { $0.length <= length && $0.contains(base) }) {
+            return .failure(ReasonError(length == 128 ? "'\(text)' is \(block.phrase), not a host's: nothing to trace"
+                : "'\(text)' is in the \(block.name) block \(block): no host has these addresses"))
+        }
+        return .success(length == 128 ? .address(address) : .prefix(base, length: length))
     }
 
     /// Parses one line of a target list: nil for a blank or comment-only line, else the target, or why
@@ -254,9 +292,9 @@ extension Substring {
 /// cannot be traced are reported through `onSkip` and counted; the run goes on.
 public struct TraceRequestIterator: IteratorProtocol {
     /// Resolves a hostname to an address, or says why not.
-    public typealias Resolve = (String) -> Result<IPv4Address, ReasonError>
+    public typealias Resolve = (String) -> Result<IPAddress, ReasonError>
     /// The source address to probe a destination from, or why there is none (no route).
-    public typealias SourceFor = (IPv4Address) -> Result<IPv4Address, ReasonError>
+    public typealias SourceFor = (IPAddress) -> Result<IPAddress, ReasonError>
 
     private let targets: [(line: Int, target: TargetSpec)]
     private let ports: [UInt16]
@@ -266,7 +304,7 @@ public struct TraceRequestIterator: IteratorProtocol {
     private var targetIndex = 0
     private var addressOffset = 0
     private var portIndex = 0
-    private var current: (address: IPv4Address, source: IPv4Address, name: String?)?
+    private var current: (address: IPAddress, source: IPAddress, name: String?)?
     private var nextIndex = 0
     /// Targets (addresses) skipped so far.
     public private(set) var skipped = 0
@@ -297,16 +335,16 @@ public struct TraceRequestIterator: IteratorProtocol {
             }
             guard targetIndex < targets.count else { return nil }
             let (line, target) = targets[targetIndex]
-            var address: IPv4Address
+            var address: IPAddress
             var name: String?
             switch target {
             case .address(let a):
                 address = a
                 targetIndex += 1
             case .prefix(let base, let length):
-                address = IPv4Address(base.value &+ UInt32(addressOffset))
+                address = base.advanced(by: UInt64(addressOffset))
                 addressOffset += 1
-                if addressOffset == 1 << (32 - length) {
+                if addressOffset == 1 << (base.bitCount - length) {
                     addressOffset = 0
                     targetIndex += 1
                 }
@@ -334,39 +372,50 @@ public struct TraceRequestIterator: IteratorProtocol {
 
 /// An IPv4 block no host can have an address in (RFC 6890): a target there is refused, never probed.
 public struct NonHostBlock: Sendable, Equatable, CustomStringConvertible {
-    /// First address of the block.
-    public var base: IPv4Address
-    /// Prefix length.
+    /// The block's network address.
+    public var base: IPAddress
+    /// Its prefix length, in its own family's bits.
     public var length: Int
-    /// What one address of it is, as a sentence says it: `the limited broadcast address`.
+    /// How a single address in it is described ("a multicast address (224.0.0.0/4)").
     public var phrase: String
-    /// What the block is: `multicast`.
+    /// The block's name ("multicast").
     public var name: String
 
-    /// Most specific first: `containing` returns the first that matches.
+    static func v4(_ base: IPv4Address, _ length: Int, _ phrase: String, _ name: String) -> NonHostBlock {
+        NonHostBlock(base: IPAddress(base), length: length, phrase: phrase, name: name)
+    }
+
+    static func v6(_ base: String, _ length: Int, _ phrase: String, _ name: String) -> NonHostBlock {
+        NonHostBlock(base: IPAddress(base)!, length: length, phrase: phrase, name: name)
+    }
+
+    /// Every block, most specific first.
     public static let all: [NonHostBlock] = [
-        NonHostBlock(base: IPv4Address(0), length: 32, phrase: "the unspecified address", name: "unspecified"),
-        NonHostBlock(base: IPv4Address(0xFFFF_FFFF), length: 32, phrase: "the limited broadcast address",
-            name: "limited broadcast"),
-        NonHostBlock(base: IPv4Address(0), length: 8, phrase: "a \"this network\" address (0.0.0.0/8)",
-            name: "\"this network\""),
-        NonHostBlock(base: IPv4Address(224, 0, 0, 0), length: 4, phrase: "a multicast address (224.0.0.0/4)",
-            name: "multicast"),
-        NonHostBlock(base: IPv4Address(240, 0, 0, 0), length: 4, phrase: "a reserved address (240.0.0.0/4)",
-            name: "reserved"),
+        .v4(IPv4Address(0), 32, "the unspecified address", "unspecified"),
+        .v4(IPv4Address(0xFFFF_FFFF), 32, "the limited broadcast address", "limited broadcast"),
+        .v4(IPv4Address(0), 8, "a \"this network\" address (0.0.0.0/8)", "\"this network\""),
+        .v4(IPv4Address(224, 0, 0, 0), 4, "a multicast address (224.0.0.0/4)", "multicast"),
+        .v4(IPv4Address(240, 0, 0, 0), 4, "a reserved address (240.0.0.0/4)", "reserved"),
+        .v6("::", 128, "the unspecified address (::)", "unspecified"),
+        .v6("::1", 128, "the loopback address (::1)", "loopback"),
+        .v6("ff00::", 8, "a multicast address (ff00::/8)", "multicast"),
+        .v6("fe80::", 10, "a link-local address (fe80::/10)", "link-local"),
     ]
 
-    /// The block `address` is in, or nil for an address a host may have.
-    public static func containing(_ address: IPv4Address) -> NonHostBlock? {
+    /// The block containing `address`, if any.
+    public static func containing(_ address: IPAddress) -> NonHostBlock? {
         all.first { $0.contains(address) }
     }
 
-    /// Whether `address` is in this block.
-    public func contains(_ address: IPv4Address) -> Bool {
-        address.value & IPv4Address.prefixMask(length: length) == base.value
+    /// True when `address` is in this block (never across families).
+    public func contains(_ address: IPAddress) -> Bool {
+        address.family == base.family && address.masked(length: length) == base
     }
 
-    public var description: String { "\(base)/\(length)" }
+    public var description: String {
+        base.family == .v4 && length == 32 || base.family == .v6 && length == 128 ? base.description
+            : "\(base)/\(length)"
+    }
 }
 
 /// Says why an address cannot be a host's: one of the `NonHostBlock`s, or the network or broadcast
@@ -376,10 +425,10 @@ public struct NonHostBlock: Sendable, Equatable, CustomStringConvertible {
 public struct HostAddressCheck: Sendable {
     /// A prefix this host has an address in.
     public struct OnLink: Sendable, Equatable {
-        public var address: IPv4Address
+        public var address: IPAddress
         public var length: Int
         public var interface: String
-        public init(address: IPv4Address, length: Int, interface: String) {
+        public init(address: IPAddress, length: Int, interface: String) {
             self.address = address
             self.length = length
             self.interface = interface
@@ -388,29 +437,34 @@ public struct HostAddressCheck: Sendable {
 
     private let onLink: [OnLink]
     /// This host's own addresses, with their interfaces.
-    private let own: [IPv4Address: String]
+    private let own: [IPAddress: String]
 
     public init(onLink: [OnLink] = []) {
-        self.onLink = onLink.filter { $0.length <= 30 }
-        var own: [IPv4Address: String] = [:]
+        self.onLink = onLink.filter { $0.address.family == .v4 && $0.length <= 30 }
+        var own: [IPAddress: String] = [:]
         for entry in onLink where own[entry.address] == nil { own[entry.address] = entry.interface }
         self.own = own
     }
 
     /// Why `address` is no host's (`the broadcast address of 198.18.0.0/30 (on veth0)`), or nil.
-    public func problem(_ address: IPv4Address) -> String? {
+    public func problem(_ address: IPAddress) -> String? {
         if let block = NonHostBlock.containing(address) { return "\(block.phrase), not a host's: nothing to trace" }
         // This host itself: the probes never leave it (the kernel loops them back through `lo`), so
         // there is no path to trace and no device the header could truthfully name.
-        if address.value >> 24 == 127 { return "a loopback address (127.0.0.0/8): this host itself, nothing on the network to trace" }
+        if let v4 = address.ipv4, v4.value >> 24 == 127 {
+            return "a loopback address (127.0.0.0/8): this host itself, nothing on the network to trace"
+        }
         if let interface = own[address] { return "this host's own address (on \(interface)): nothing on the network to trace" }
+        // (IPv6 has no broadcast address, and a prefix's first address is its routers' anycast address.)
+        guard let v4 = address.ipv4 else { return nil }
         for prefix in onLink {
+            guard let own4 = prefix.address.ipv4 else { continue }
             let mask = IPv4Address.prefixMask(length: prefix.length)
-            let network = prefix.address.value & mask
-            guard address.value & mask == network else { continue }
+            let network = own4.value & mask
+            guard v4.value & mask == network else { continue }
             let name = "\(IPv4Address(network))/\(prefix.length) (on \(prefix.interface))"
-            if address.value == network { return "the network address of \(name), not a host's: nothing to trace" }
-            if address.value == network | ~mask { return "the broadcast address of \(name), not a host's: nothing to trace" }
+            if v4.value == network { return "the network address of \(name), not a host's: nothing to trace" }
+            if v4.value == network | ~mask { return "the broadcast address of \(name), not a host's: nothing to trace" }
         }
         return nil
     }

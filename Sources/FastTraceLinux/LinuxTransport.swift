@@ -28,7 +28,8 @@ public final class LinuxTransport: ProbeTransport {
         public var ring: RingGeometry
         /// Packets per `send` call (one `sendmmsg`).
         public var maxBatch: Int
-        /// Largest probe, in bytes, starting at the IPv4 header.
+        /// Largest probe, in bytes, from its IP header on: `-l`'s 1,500 plus the 22 an IPv6 probe adds (its
+        /// header is 20 bytes longer; UDP carries 2 more bytes of the word).
         public var maxPacketLength: Int
         /// Socket send buffer requested for the raw socket (SO_SNDBUFFORCE, else SO_SNDBUF, which the
         /// kernel caps at net.core.wmem_max).
@@ -51,7 +52,7 @@ public final class LinuxTransport: ProbeTransport {
             interfaceName: String? = nil,
             ring: RingGeometry = .default,
             maxBatch: Int = 64,
-            maxPacketLength: Int = 1500,
+            maxPacketLength: Int = 1524,
             sendBufferBytes: Int = 4 * 1024 * 1024,
             snapLength: Int = 256,
             sendPath: SendPathChoice = .auto,
@@ -75,6 +76,11 @@ public final class LinuxTransport: ProbeTransport {
     public let configuration: Configuration
 
     private let sendSocket: OwnedDescriptor
+    /// The IPv6 raw socket (IPPROTO_RAW: the whole IPv6 packet is ours, IPV6_HDRINCL implied); nil when
+    /// the kernel has no IPv6, in which case every IPv6 probe is refused and counted.
+    private let sendSocket6: OwnedDescriptor?
+    /// `sendSocket6`'s descriptor, -1 when there is none.
+    private let sendSocket6FD: Int32
     private let packetSocket: OwnedDescriptor
     private let filter: ReplyFilter
     private let batch: SendBatch
@@ -116,11 +122,30 @@ public final class LinuxTransport: ProbeTransport {
             try setSocketOption(sendSocket.raw, SOL_SOCKET, SO_SNDBUF, sendBuffer, "setsockopt(SO_SNDBUF)")
         }
 
+        // The IPv6 twin. A kernel without IPv6 refuses the socket: the run goes on for IPv4.
+        var sendSocket6: OwnedDescriptor?
+        let raw6 = socket(AF_INET6, Int32(SOCK_RAW.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
+            Int32(IPPROTO_RAW))
+        if raw6 >= 0 {
+            sendSocket6 = OwnedDescriptor(raw6)
+            do {
+                try setSocketOption(raw6, SOL_SOCKET, SO_SNDBUFFORCE, sendBuffer, "setsockopt(SO_SNDBUFFORCE)")
+            } catch {
+                try setSocketOption(raw6, SOL_SOCKET, SO_SNDBUF, sendBuffer, "setsockopt(SO_SNDBUF)")
+            }
+        } else if errno != EAFNOSUPPORT {
+            throw SystemError(operation: "socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)", errno: errno, needsPrivilege: true)
+        }
+
         if let name = configuration.interfaceName {
             // As tcptraceroute does for -i (libnet binds its raw socket the same way): the kernel then
             // routes each probe through this interface only.
-            try syscallBlocking("setsockopt(SO_BINDTODEVICE, \(name))") {
-                name.withCString { setsockopt(sendSocket.raw, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0))) }
+            var descriptors = [sendSocket.raw]
+            if let raw6 = sendSocket6?.raw { descriptors.append(raw6) }
+            for fd in descriptors {
+                try syscallBlocking("setsockopt(SO_BINDTODEVICE, \(name))") {
+                    name.withCString { setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, $0, socklen_t(strlen($0))) }
+                }
             }
         }
 
@@ -147,8 +172,10 @@ public final class LinuxTransport: ProbeTransport {
                 throw SystemError(operation: "if_nametoindex(\(name))", errno: errno == 0 ? ENODEV : errno)
             }
         }
-        try syscallBlocking("bind(AF_PACKET, ETH_P_IP, \(configuration.interfaceName ?? "any interface"))") {
-            CFastTrace_packet_bind(fd, CFastTrace_ETH_P_IP(), interfaceIndex)
+        // Every protocol: one ring for both families (the filter keeps IPv4 and IPv6 replies alike and
+        // drops the rest, ARP and all, in the kernel).
+        try syscallBlocking("bind(AF_PACKET, ETH_P_ALL, \(configuration.interfaceName ?? "any interface"))") {
+            CFastTrace_packet_bind(fd, CFastTrace_ETH_P_ALL(), interfaceIndex)
         }
 
         // The raw socket stays open beside the ring: the ring hands it the probes it cannot send exactly
@@ -156,6 +183,8 @@ public final class LinuxTransport: ProbeTransport {
         let (txRing, sendPath) = try Self.openSendPath(configuration)
 
         self.sendSocket = sendSocket
+        self.sendSocket6FD = sendSocket6?.raw ?? -1
+        self.sendSocket6 = sendSocket6
         self.packetSocket = packetSocket
         self.filter = filter
         self.receiver = Receiver(ring: ring, socket: fd)
@@ -290,11 +319,22 @@ public final class LinuxTransport: ProbeTransport {
         var consumed = 0
         var sent = 0
         var errors = 0
-        // Each round either sends ≥ 1 message, skips one failed message, or stops.
+        // Each round either sends ≥ 1 message, skips one failed message, or stops. A batch mixing the
+        // families goes out as runs of one family, each through its own socket, in order.
         while consumed < count {
+            let family = batch.families[consumed]
+            var end = consumed + 1
+            while end < count && batch.families[end] == family { end += 1 }
+            let socket = family == 6 ? sendSocket6FD : sendSocket.raw
+            guard socket >= 0 else {
+                // No IPv6 in this kernel: the probe cannot be sent at all.
+                consumed += 1
+                errors += 1
+                noteFirstSendError(EAFNOSUPPORT, onRing: false)
+                continue
+            }
             let result = hotSyscall("sendmmsg") {
-                Int(CFastTrace_sendmmsg(sendSocket.raw, batch.messages + consumed, UInt32(count - consumed),
-                                        Int32(MSG_DONTWAIT)))
+                Int(CFastTrace_sendmmsg(socket, batch.messages + consumed, UInt32(end - consumed), Int32(MSG_DONTWAIT)))
             }
             switch result {
             case .done(let n) where n > 0:
@@ -538,7 +578,10 @@ private final class ReceiveContext: @unchecked Sendable {
 private final class SendBatch {
     let buffers: UnsafeMutableRawPointer
     let iovecs: UnsafeMutablePointer<iovec>
-    let addresses: UnsafeMutablePointer<sockaddr_in>
+    /// One sockaddr_in6-sized slot per message: a sockaddr_in or a sockaddr_in6, as `families` says.
+    let addresses: UnsafeMutablePointer<sockaddr_in6>
+    /// Per message: 4 or 6, the family of its destination (and so the socket it goes through).
+    let families: UnsafeMutablePointer<UInt8>
     let messages: UnsafeMutablePointer<CFastTrace_mmsghdr>
     let count: Int
     let packetLength: Int
@@ -550,12 +593,12 @@ private final class SendBatch {
         buffers.initializeMemory(as: UInt8.self, repeating: 0, count: count * packetLength)
         iovecs = .allocate(capacity: count)
         addresses = .allocate(capacity: count)
+        families = .allocate(capacity: count)
+        families.initialize(repeating: 4, count: count)
         messages = .allocate(capacity: count)
         for i in 0..<count {
             iovecs[i] = iovec(iov_base: buffers + i * packetLength, iov_len: 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            addresses[i] = address
+            addresses[i] = sockaddr_in6()
             var header = msghdr()
             header.msg_name = UnsafeMutableRawPointer(addresses + i)
             header.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -573,12 +616,26 @@ private final class SendBatch {
 
     /// Sets the length and destination of packet `i`.
     func prepare(_ i: Int, length: Int, destination address: IPAddress) {
-        // The raw socket is IPv4 (IPPROTO_RAW); targets of the other family are refused before any
-        // trace starts, so none reaches the send path.
-        guard let destination = address.ipv4 else { preconditionFailure("IPv6 destination on the IPv4 send socket") }
-        // SAFETY: i < count; the arrays were allocated and initialised with `count` elements.
+        // SAFETY: i < count; the arrays were allocated and initialised with `count` elements. The slot is
+        // a sockaddr_in6, large and aligned enough for a sockaddr_in.
         iovecs[i].iov_len = length
-        addresses[i].sin_addr.s_addr = destination.value.bigEndian
+        if let destination = address.ipv4 {
+            UnsafeMutableRawPointer(addresses + i).withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                $0.pointee.sin_family = sa_family_t(AF_INET)
+                $0.pointee.sin_port = 0
+                $0.pointee.sin_addr.s_addr = destination.value.bigEndian
+            }
+            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            families[i] = 4
+        } else {
+            addresses[i].sin6_family = sa_family_t(AF_INET6)
+            addresses[i].sin6_port = 0
+            addresses[i].sin6_flowinfo = 0
+            addresses[i].sin6_scope_id = 0
+            withUnsafeMutableBytes(of: &addresses[i].sin6_addr) { address.write(into: $0) }
+            messages[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            families[i] = 6
+        }
         messages[i].msg_len = 0
     }
 
@@ -586,6 +643,7 @@ private final class SendBatch {
         buffers.deallocate()
         iovecs.deallocate()
         addresses.deallocate()
+        families.deallocate()
         messages.deallocate()
     }
 }

@@ -16,13 +16,13 @@ public struct Route: Sendable, Equatable {
     public var interfaceIndex: Int32
     /// The outgoing interface's name (`"veth0"`), or `"if<N>"` if it has none.
     public var interfaceName: String
-    /// The source address probes should carry.
-    public var source: IPv4Address
+    /// The source address probes should carry (of the destination's family).
+    public var source: IPAddress
     /// The next hop, or nil for a directly connected destination.
-    public var gateway: IPv4Address?
+    public var gateway: IPAddress?
 
     /// Makes a route.
-    public init(interfaceIndex: Int32, interfaceName: String, source: IPv4Address, gateway: IPv4Address?) {
+    public init(interfaceIndex: Int32, interfaceName: String, source: IPAddress, gateway: IPAddress?) {
         self.interfaceIndex = interfaceIndex
         self.interfaceName = interfaceName
         self.source = source
@@ -158,7 +158,7 @@ public struct RouteTable: Sendable {
         return Route(
             interfaceIndex: entry.interfaceIndex,
             interfaceName: interfaceNames[entry.interfaceIndex] ?? "if\(entry.interfaceIndex)",
-            source: source, gateway: entry.gateway)
+            source: IPAddress(source), gateway: entry.gateway.map(IPAddress.init))
     }
 
     /// The most specific entry covering `destination`, whatever its kind.
@@ -184,7 +184,7 @@ public struct RouteTable: Sendable {
     /// where they left from and the replies can come back to it. (A loopback source on a path out of
     /// the host, or an address of another interface, would leave every hop silent.)
     public func problem(source: IPv4Address, on route: Route) -> String? {
-        if source == route.source { return nil }
+        if IPAddress(source) == route.source { return nil }
         if addresses.contains(where: { $0.interfaceIndex == route.interfaceIndex && $0.address == source }) {
             return nil
         }

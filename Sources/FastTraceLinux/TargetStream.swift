@@ -23,9 +23,9 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     // threads get the object once, through `start()`.
 
     /// Resolves a hostname (called on a resolver thread).
-    public typealias Resolve = @Sendable (String) -> Result<IPv4Address, ReasonError>
+    public typealias Resolve = @Sendable (String) -> Result<IPAddress, ReasonError>
     /// The source address to probe a destination from, or why it cannot be probed (any thread).
-    public typealias SourceFor = @Sendable (IPv4Address) -> Result<IPv4Address, ReasonError>
+    public typealias SourceFor = @Sendable (IPAddress) -> Result<IPAddress, ReasonError>
 
     /// Sizes of the pipeline.
     public struct Limits: Sendable {
@@ -62,7 +62,7 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     }
 
     private enum Item {
-        case request(destination: IPv4Address, port: UInt16, source: IPv4Address, name: String?)
+        case request(destination: IPAddress, port: UInt16, source: IPAddress, name: String?)
         case skip(Skip)
     }
 
@@ -310,12 +310,12 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         case .success(.address(let address)?):
             return emit(line: line.number, address: address, name: nil)
         case .success(.prefix(let base, let length)?):
-            let size = 1 << (32 - length)
+            let size = 1 << (base.bitCount - length)
             let spec = TargetSpec.prefix(base, length: length)
             var skipped = 0, repeated = 0
-            var reason: String?, firstSkip: (IPv4Address, String)?, reasonsDiffer = false
+            var reason: String?, firstSkip: (IPAddress, String)?, reasonsDiffer = false
             for offset in 0..<size {
-                let address = IPv4Address(base.value &+ UInt32(offset))
+                let address = base.advanced(by: UInt64(offset))
                 if deduplicate && monitor.locked({ state.seen.contains(address) }) {
                     repeated += 1
                     continue
@@ -360,7 +360,7 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
 
     /// Queues the requests for one address (all ports), or a skip if it cannot be probed, or a
     /// duplicate notice if it was listed before.
-    private func emit(line: Int, address: IPv4Address, name: String?) -> Bool {
+    private func emit(line: Int, address: IPAddress, name: String?) -> Bool {
         if deduplicate && !monitor.locked({ state.seen.insert(address) }) {
             let what = name.map { "\($0) (\(address))" } ?? address.description
             return push(.skip(Skip(line: line, reason: "\(what): listed before: traced once", count: 1,

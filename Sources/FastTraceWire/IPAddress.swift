@@ -157,6 +157,25 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(high: h, low: l)
     }
 
+    /// Address bits in its own family: 32 or 128.
+    @inlinable public var bitCount: Int { family == .v4 ? 32 : 128 }
+
+    /// The first `length` bits of the address (in its own family's terms: 0...32 for IPv4, 0...128 for
+    /// IPv6), the rest zero: the network address of the prefix of that length containing it.
+    @inlinable public func masked(length: Int) -> IPAddress {
+        if let v4 = ipv4 { return IPAddress(IPv4Address(v4.value & IPv4Address.prefixMask(length: length))) }
+        precondition((0...128).contains(length), "an IPv6 prefix length is 0...128")
+        let highMask: UInt64 = length >= 64 ? ~0 : length == 0 ? 0 : ~0 << (64 - length)
+        let lowMask: UInt64 = length <= 64 ? 0 : length == 128 ? ~0 : ~0 << (128 - length)
+        return IPAddress(high: high & highMask, low: low & lowMask)
+    }
+
+    /// The address `offset` past this one, within the low 64 bits (IPv4: within its 32 bits), wrapping.
+    @inlinable public func advanced(by offset: UInt64) -> IPAddress {
+        if let v4 = ipv4 { return IPAddress(IPv4Address(v4.value &+ UInt32(truncatingIfNeeded: offset))) }
+        return IPAddress(high: high, low: low &+ offset)
+    }
+
     /// Orders by the 128-bit value: every IPv4 address sorts together, inside ::ffff:0:0/96.
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
         (lhs.high, lhs.low) < (rhs.high, rhs.low)

@@ -71,7 +71,7 @@ struct CSVFormatter {
         CSVColumn("addr") { row, out in if let address = row.hop?.firstResponder { out.appendAddress(address) } },
         CSVColumn("kind") { row, out in if let hop = row.hop { out.appendText(hop.kind) } },
         CSVColumn("code") { row, out in
-            if case .unreachable(let code) = row.hop?.outcome { out.appendDecimal(UInt64(code)) }
+            if let (code, _) = row.hop?.outcome.unreachableCode { out.appendDecimal(UInt64(code)) }
         },
         CSVColumn("dnat") { row, out in if let to = row.hop?.translatedDestination { out.appendAddress(to) } },
         CSVColumn("addrs") { row, out in if let hop = row.hop { out.appendDistinctResponders(hop) } },

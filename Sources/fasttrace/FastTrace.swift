@@ -176,8 +176,18 @@ struct FastTrace: ParsableCommand {
     var l: Int { lOption ?? Defaults.l }
 
     @Option(name: .short, parsing: .unconditional,
-        help: ArgumentHelp("Source address (one of this host's; default: the route's).", valueName: "address"))
+        help: ArgumentHelp("Source address (one of this host's; default: the route's). Targets of the other "
+            + "family are refused.", valueName: "address"))
     var s: String?
+
+    @Flag(name: .customShort("4"), help: "Trace IPv4 only: names resolve to their IPv4 address; IPv6 targets are refused.")
+    var ipv4Only = false
+
+    @Flag(name: .customShort("6"), help: "Trace IPv6 only: names resolve to their IPv6 address; IPv4 targets are refused.")
+    var ipv6Only = false
+
+    /// The family `-4` or `-6` asks for, nil for either.
+    var familyOnly: IPFamily? { ipv4Only ? .v4 : ipv6Only ? .v6 : nil }
 
     @Flag(name: .short, help: "Numeric output: no reverse name lookups (default: names are looked up).")
     var n = false
@@ -459,9 +469,14 @@ struct FastTrace: ParsableCommand {
         }
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
         if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
-        var sourceOverride: IPv4Address?
+        if ipv4Only && ipv6Only { throw UsageFailure("-4 and -6: give one or the other") }
+        var sourceOverride: IPAddress?
         if let s {
-            guard let address = IPv4Address(s) else { throw UsageFailure("-s: '\(s)' is not an IPv4 address") }
+            guard let address = IPAddress(s) else { throw UsageFailure("-s: '\(s)' is not an IPv4 or IPv6 address") }
+            if let familyOnly, address.family != familyOnly {
+                throw UsageFailure("-s \(address) is an \(address.family == .v4 ? "IPv4" : "IPv6") address, and "
+                    + "\(familyOnly == .v4 ? "-4" : "-6") traces \(familyOnly == .v4 ? "IPv4" : "IPv6") only")
+            }
             sourceOverride = address
         }
 
@@ -524,18 +539,25 @@ struct FastTrace: ParsableCommand {
         if let problem = Privileges.check(entersNamespace: netns != nil) { throw UsageFailure(problem) }
         if let netns, let problem = enterNamespace(netns) { throw problem }
         let routes = try RouteTable.load()
-        if let sourceOverride, !routes.sourceAddressExists(sourceOverride) {
+        let routes6 = try RouteTable6.load()
+        if let sourceOverride,
+            !(sourceOverride.ipv4.map(routes.sourceAddressExists) ?? routes6.sourceAddressExists(sourceOverride))
+        {
             throw UsageFailure("-s: \(sourceOverride) is not an address of this host")
         }
         // -i: probes really leave through that interface (the transport binds its raw socket to it), so
         // routes are looked up as the kernel does for a bound socket: only those through it.
         var pathRoutes = routes
+        var pathRoutes6 = routes6
         if let i {
             guard let index = routes.interfaceIndex(named: i) else { throw UsageFailure("-i: no interface named '\(i)'") }
-            guard routes.firstAddress(ofInterface: i) != nil else {
-                throw UsageFailure("-i: interface '\(i)' has no IPv4 address")
+            guard routes.firstAddress(ofInterface: i) != nil
+                || routes6.addresses.contains(where: { $0.interfaceIndex == index && $0.usable })
+            else {
+                throw UsageFailure("-i: interface '\(i)' has no IPv4 or global IPv6 address")
             }
             pathRoutes = routes.restricted(toInterface: index)
+            pathRoutes6 = routes6.restricted(toInterface: index)
         }
         // The route each target's probes take; a target whose route cannot use -i or -s is refused
         // (one target: exit 2; a list: skipped with its line), never probed into silence.
@@ -543,19 +565,38 @@ struct FastTrace: ParsableCommand {
         // address): such a target is refused before any route is looked up (a name that resolves to
         // 0.0.0.0, a wide prefix, a literal the parser let through as a hostname never could).
         let hostCheck = HostAddressCheck(onLink: routes.addresses.map {
-            .init(address: $0.address, length: $0.prefixLength,
+            .init(address: IPAddress($0.address), length: $0.prefixLength,
                 interface: routes.interfaceNames[$0.interfaceIndex] ?? "interface \($0.interfaceIndex)")
+        } + routes6.addresses.map {
+            .init(address: $0.address, length: $0.prefixLength,
+                interface: routes6.interfaceNames[$0.interfaceIndex] ?? "interface \($0.interfaceIndex)")
         })
-        let routeFor: @Sendable (IPv4Address) -> Result<Route, ReasonError> = { [pathRoutes, i, sourceOverride] destination in
+        let familyOnly = familyOnly
+        let routeFor: @Sendable (IPAddress) -> Result<Route, ReasonError> = {
+            [pathRoutes, pathRoutes6, i, sourceOverride] destination in
             if let problem = hostCheck.problem(destination) { return .failure(ReasonError(problem)) }
-            guard let route = pathRoutes.lookup(destination) else {
-                if let i, routes.lookup(destination) != nil {
-                    return .failure(ReasonError("no route through \(i) (-i \(i))"))
-                }
+            let family = destination.family == .v4 ? "IPv4" : "IPv6"
+            if let familyOnly, destination.family != familyOnly {
+                return .failure(ReasonError("an \(family) address, and \(familyOnly == .v4 ? "-4" : "-6") traces "
+                    + "\(familyOnly == .v4 ? "IPv4" : "IPv6") only"))
+            }
+            if let sourceOverride, sourceOverride.family != destination.family {
+                return .failure(ReasonError("an \(family) address, and -s \(sourceOverride) is not"))
+            }
+            let found: Route?, anyInterface: Route?
+            if let v4 = destination.ipv4 {
+                (found, anyInterface) = (pathRoutes.lookup(v4), i == nil ? nil : routes.lookup(v4))
+            } else {
+                (found, anyInterface) = (pathRoutes6.lookup(destination), i == nil ? nil : routes6.lookup(destination))
+            }
+            guard let route = found else {
+                if let i, anyInterface != nil { return .failure(ReasonError("no route through \(i) (-i \(i))")) }
                 return .failure(ReasonError("no route to host"))
             }
-            if let sourceOverride, let problem = routes.problem(source: sourceOverride, on: route) {
-                return .failure(ReasonError("-s \(sourceOverride) cannot be used: \(problem)"))
+            if let sourceOverride {
+                let problem = sourceOverride.ipv4.map { routes.problem(source: $0, on: route) }
+                    ?? routes6.problem(source: sourceOverride, on: route)
+                if let problem { return .failure(ReasonError("-s \(sourceOverride) cannot be used: \(problem)")) }
             }
             return .success(route)
         }
@@ -569,7 +610,7 @@ struct FastTrace: ParsableCommand {
         if let targetsFile {
             do {
                 stream = try TargetStream(path: targetsFile, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
-                    resolve: { resolveHostname($0) }, sourceFor: { [sourceOverride] destination in
+                    resolve: { resolveHostname($0, family: familyOnly) }, sourceFor: { [sourceOverride] destination in
                         routeFor(destination).map { sourceOverride ?? $0.source }
                     })
             } catch {
@@ -604,7 +645,8 @@ struct FastTrace: ParsableCommand {
         // is an error, not a skip, and the header line needs the route.
         var singleRequest: TraceRequest?
         if let singleTarget {
-            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports, resolve: resolveHostname,
+            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports,
+                resolve: { resolveHostname($0, family: familyOnly) },
                 sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
             guard let request = one.next() else { throw ExitCode(2) }
             singleRequest = request
@@ -634,7 +676,7 @@ struct FastTrace: ParsableCommand {
         var singleFinished: (TraceResult) -> Void = { _ in }
         if let request = singleRequest {
             // The device the probes actually leave through (the route sourceFor accepted).
-            let device = request.destination.ipv4.flatMap { try? routeFor($0).get() }?.interfaceName ?? i ?? "?"
+            let device = (try? routeFor(request.destination).get())?.interfaceName ?? i ?? "?"
             let service = serviceName(request.port, protocol: config.method.protocolName).map { " (\($0))" } ?? ""
             let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
             if format == .text && rounds == nil {

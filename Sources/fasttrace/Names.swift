@@ -1,4 +1,4 @@
-// Name resolution for the CLI: forward (getaddrinfo, IPv4 only) for targets given by name (hop names
+// Name resolution for the CLI: forward (getaddrinfo, A and AAAA) for targets given by name (hop names
 // are looked up by FastTraceLinux's NameResolver, see Annotations.swift); reading --asn-db tables.
 
 import FastTraceAnnotations
@@ -10,27 +10,38 @@ import FastTraceWire
 import Glibc
 #endif
 
-/// Resolves a hostname to its first IPv4 address.
-func resolveHostname(_ name: String) -> Result<IPv4Address, ReasonError> {
+/// Resolves a hostname to the first address the resolver returns (as traceroute does), or the first of
+/// `family` when one is asked for (`-4`, `-6`).
+func resolveHostname(_ name: String, family: IPFamily? = nil) -> Result<IPAddress, ReasonError> {
     var hints = addrinfo()
-    hints.ai_family = AF_INET
+    hints.ai_family = family == .v4 ? AF_INET : family == .v6 ? AF_INET6 : AF_UNSPEC
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     var list: UnsafeMutablePointer<addrinfo>?
     let rc = getaddrinfo(name, nil, &hints, &list)
     guard rc == 0, let first = list else {
         let why = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
-        return .failure(ReasonError("cannot resolve '\(name)': \(why)"))
+        return .failure(ReasonError("cannot resolve '\(name)'\(family.map { " (\($0 == .v4 ? "-4" : "-6"))" } ?? ""): \(why)"))
     }
     defer { freeaddrinfo(list) }
     var node: UnsafeMutablePointer<addrinfo>? = first
     while let current = node {
-        if current.pointee.ai_family == AF_INET, let sa = current.pointee.ai_addr {
-            let address = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt32(bigEndian: $0.pointee.sin_addr.s_addr) }
-            return .success(IPv4Address(address))
+        if let sa = current.pointee.ai_addr {
+            if current.pointee.ai_family == AF_INET {
+                let address = sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    UInt32(bigEndian: $0.pointee.sin_addr.s_addr)
+                }
+                return .success(IPAddress(IPv4Address(address)))
+            }
+            if current.pointee.ai_family == AF_INET6 {
+                let address = sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { pointer in
+                    withUnsafeBytes(of: pointer.pointee.sin6_addr) { IPAddress(bytes: $0) }
+                }
+                return .success(address)
+            }
         }
         node = current.pointee.ai_next
     }
-    return .failure(ReasonError("cannot resolve '\(name)': no IPv4 address"))
+    return .failure(ReasonError("cannot resolve '\(name)': no IPv4 or IPv6 address"))
 }
 
 /// Reads the --asn-db files into one table. A file that cannot be read, or that has no row at all, is

@@ -199,7 +199,7 @@ struct TextFormatter {
                 lastAddress = responder
             }
             line += "  " + formatMillis(rtt) + " ms"
-            if case .unreachable(let code) = probe.outcome { line += " " + unreachableMark(code) }
+            if let (code, family) = probe.outcome.unreachableCode { line += " " + unreachableMark(code, family: family) }
             if let sent = probe.sentTTL { line += " (sent with TTL \(sent))" }
         }
         // The same predicates the summary counts by, so the two cannot disagree.
@@ -250,9 +250,21 @@ struct TextFormatter {
 }
 
 /// The mark tcptraceroute prints after an ICMP destination unreachable, by code (RFC 792, RFC 1812):
-/// its letters exactly, `!<N>` for codes it has none for.
-func unreachableMark(_ code: UInt8) -> String {
-    switch code {
+/// its letters exactly, `!<N>` for codes it has none for. ICMPv6 codes (RFC 4443) get traceroute's IPv6
+/// marks: `!N` no route, `!X` administratively prohibited, `!S` beyond the source's scope, `!H` address
+/// unreachable, `!p` port unreachable from a router, `!<N>` for the rest.
+func unreachableMark(_ code: UInt8, family: IPFamily = .v4) -> String {
+    if family == .v6 {
+        switch code {
+        case 0: return "!N"
+        case 1: return "!X"
+        case 2: return "!S"
+        case 3: return "!H"
+        case 4: return "!p"
+        default: return "!<\(code)>"
+        }
+    }
+    return switch code {
     case 0: "!N"  // network unreachable
     case 1: "!H"  // host unreachable
     case 2: "!P"  // protocol unreachable
@@ -397,7 +409,7 @@ enum JSONFormatter {
                 out.appendLiteral(",\"sent_ttl\":")
                 out.appendDecimal(UInt64(sent))
             }
-            if case .unreachable(let code) = outcome {
+            if let (code, _) = outcome.unreachableCode {
                 out.appendLiteral(",\"code\":")
                 out.appendDecimal(UInt64(code))
             }

@@ -13,7 +13,10 @@ import Testing
         let expected = ["!N", "!H", "!P", "!p", "!F", "!S", "!U", "!U", "!I", "!A", "!C", "!T", "!T", "!A",
             "!<14>", "!<15>", "!<16>", "!<255>"]
         let codes: [UInt8] = Array(0...16) + [255]
-        #expect(codes.map(unreachableMark) == expected)
+        #expect(codes.map { unreachableMark($0) } == expected)
+        // ICMPv6's codes are its own (RFC 4443), marked as traceroute marks them over IPv6.
+        let expected6 = ["!N", "!X", "!S", "!H", "!p", "!<5>", "!<6>", "!<7>"]
+        #expect((0...7).map { unreachableMark(UInt8($0), family: .v6) } == expected6)
     }
 }
 

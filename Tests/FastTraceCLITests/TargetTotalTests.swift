@@ -28,8 +28,8 @@ import Testing
         var limits = TargetStream.Limits()
         limits.queueCapacity = 16
         return try TargetStream(path: path, ports: ports, maxPrefixAddresses: 65_536, limits: limits,
-            resolve: { _ in .success(IPv4Address(198, 18, 0, 77)) },
-            sourceFor: { _ in .success(IPv4Address(198, 18, 0, 2)) })
+            resolve: { _ in .success(IPAddress(IPv4Address(198, 18, 0, 77))) },
+            sourceFor: { _ in .success(IPAddress(IPv4Address(198, 18, 0, 2))) })
     }
 
     /// Polls `stream.totalSoFar` until it is not `.counting` (at most 10 s: a bound, not a timing).

@@ -24,13 +24,13 @@ import Testing
 
     @Test(arguments: [1, 3, 7, 64, 65536])
     func prefixesCountTheirAddressesNamesOneAndBadLinesNothing(size: Int) {
-        // A BOM, an address, a /30 (4), a /24 (256), a name (1), a comment, a blank line, an IPv6 line
-        // and a typo (nothing), and a last line without a newline (1).
+        // A BOM, an address, a /30 (4), a /24 (256), a name (1), a comment, a blank line, an IPv6 address
+        // (1), an IPv6 /126 (4), a typo (nothing), and a last line without a newline (1).
         let text = "\u{FEFF}198.51.100.7\r\n203.0.113.0/30\n198.18.1.0/24 # a lab block\nexample.net\n# comment\n\n"
-            + "2001:db8::1\n198.51.100.300\n192.0.2.9"
+            + "2001:db8::1\n2001:db8:1::/126\n198.51.100.300\n192.0.2.9"
         let counter = count(text, chunk: size)
-        #expect(counter.addresses == 1 + 4 + 256 + 1 + 1)
-        #expect(counter.lines == 9)
+        #expect(counter.addresses == 1 + 4 + 256 + 1 + 1 + 4 + 1)
+        #expect(counter.lines == 10)
     }
 
     @Test func aPrefixWiderThanAllowedCountsNothing() {

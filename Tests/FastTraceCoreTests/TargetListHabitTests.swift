@@ -18,12 +18,53 @@ import Testing
         ("255.255.255.255/32", "'255.255.255.255' is the limited broadcast address, not a host's: nothing to trace"),
         ("224.0.0.0/24", "'224.0.0.0/24' is in the multicast block 224.0.0.0/4: no host has these addresses"),
         ("0.0.0.0/16", "'0.0.0.0/16' is in the \"this network\" block 0.0.0.0/8: no host has these addresses"),
-        ("2001:db8::1", "'2001:db8::1' is an IPv6 address: only IPv4 targets are traced for now"),
-        ("2001:db8::/64", "'2001:db8::/64' is an IPv6 address: only IPv4 targets are traced for now"),
-        ("::ffff:198.18.0.1", "'::ffff:198.18.0.1' is an IPv6 address: only IPv4 targets are traced for now"),
+        ("2001:db8::/64", "'2001:db8::/64' expands to 2^64 addresses; the cap is 65536 (--max-prefix-addresses)"),
+        ("2001:db8::/100", "'2001:db8::/100' expands to 268435456 addresses; the cap is 65536 (--max-prefix-addresses)"),
+        ("2001:db8::/129", "'2001:db8::/129': prefix length must be 0...128"),
+        ("2001:db8::/", "'2001:db8::/': prefix length must be 0...128"),
+        ("2001:db8:::1", "'2001:db8:::1': '2001:db8:::1' is not a valid IPv6 address"),
+        ("2001:db8::g", "'2001:db8::g' is not a valid IPv6 address"),
+        ("web.example:443", "'web.example:443': give the host alone ('web.example'); ports go in -p"),
+        ("::ffff:198.18.0.1", "'::ffff:198.18.0.1' is an IPv4-mapped IPv6 address: write the IPv4 address 198.18.0.1 itself"),
+        ("::", "'::' is the unspecified address (::), not a host's: nothing to trace"),
+        ("::1", "'::1' is the loopback address (::1), not a host's: nothing to trace"),
+        ("ff02::1", "'ff02::1' is a multicast address (ff00::/8), not a host's: nothing to trace"),
+        ("ff00::/120", "'ff00::/120' is in the multicast block ff00::/8: no host has these addresses"),
+        ("fe80::1", "'fe80::1' is a link-local address (fe80::/10), not a host's: nothing to trace"),
+        ("fe80::/112", "'fe80::/112' is in the link-local block fe80::/10: no host has these addresses"),
     ])
     func refusedInOneLine(text: String, reason: String) {
         #expect(TargetParser.parseTarget(Substring(text)) == .failure(ReasonError(reason)))
+    }
+
+    @Test func ipv6AddressesAndPrefixesParse() throws {
+        #expect(try TargetParser.parseTarget("2001:db8::1").get() == .address(IPAddress("2001:db8::1")!))
+        #expect(try TargetParser.parseTarget("2001:DB8:0:0:0:0:0:a").get() == .address(IPAddress("2001:db8::a")!))
+        // A prefix is masked to its network address; the cap counts its addresses.
+        let p = try TargetParser.parseTarget("2001:db8:1::ff/120").get()
+        #expect(p == .prefix(IPAddress("2001:db8:1::")!, length: 120) && p.addressCount == 256)
+        #expect(try TargetParser.parseTarget("2001:db8::5/128").get() == .address(IPAddress("2001:db8::5")!))
+        #expect(TargetParser.parseTarget("2001:db8::/112", maxPrefixAddresses: 65_535)
+            == .failure(ReasonError("'2001:db8::/112' expands to 65536 addresses; the cap is 65535 (--max-prefix-addresses)")))
+        // A list mixing the families expands in order, each prefix within its own family.
+        let list = try TargetParser.parseList("2001:db8::fe/127\n192.0.2.6/31\n", source: "-").get()
+        var it = TraceRequestIterator(targets: list, ports: [443], resolve: { _ in .failure(ReasonError("x")) },
+            sourceFor: { .success($0.family == .v4 ? IPAddress(IPv4Address(198, 18, 0, 2)) : IPAddress("2001:db8::2")!) },
+            onSkip: { _, _, _ in })
+        var got: [String] = []
+        while let r = it.next() { got.append("\(r.destination) from \(r.source) (\(r.family))") }
+        #expect(got == ["2001:db8::fe from 2001:db8::2 (ipv6)", "2001:db8::ff from 2001:db8::2 (ipv6)",
+            "192.0.2.6 from 198.18.0.2 (ipv4)", "192.0.2.7 from 198.18.0.2 (ipv4)"])
+    }
+
+    @Test func seenTargetsTellIPv6RepeatsApart() {
+        var seen = SeenTargets()
+        #expect(seen.insert(IPAddress("2001:db8::1")!) && !seen.insert(IPAddress("2001:db8::1")!))
+        seen.insertPrefix(IPAddress("2001:db8:5::")!, length: 120)
+        #expect(seen.contains(IPAddress("2001:db8:5::7f")!) && !seen.contains(IPAddress("2001:db8:5::1:0")!))
+        // The IPv4 address with the same low bits is another target.
+        #expect(!seen.contains(IPAddress(IPv4Address(0, 0, 0, 1))) && seen.insert(IPAddress(IPv4Address(192, 0, 2, 1))))
+        #expect(seen.count == 2)
     }
 
     @Test func hostAddressesAndWidePrefixesStillParse() throws {

@@ -133,8 +133,8 @@ struct TransportLabTests {
         // Multipath: both nexthops counted, the first one's gateway and interface used.
         #expect(table.bestEntry(for: TestNetwork.multipath)?.nexthops == 2)
         #expect(table.lookup(TestNetwork.multipath)
-            == Route(interfaceIndex: route.interfaceIndex, interfaceName: "v0", source: TestNetwork.vantageAddress,
-                     gateway: TestNetwork.routerNear))
+            == Route(interfaceIndex: route.interfaceIndex, interfaceName: "v0", source: IPAddress(TestNetwork.vantageAddress),
+                     gateway: IPAddress(TestNetwork.routerNear)))
         #expect(table.sourceAddressExists(TestNetwork.vantageAddress))
         #expect(!table.sourceAddressExists(TestNetwork.peerAddress))
         #expect(table.firstAddress(ofInterface: "v0") == TestNetwork.vantageAddress)
@@ -152,7 +152,7 @@ struct TransportLabTests {
             let sink = CollectingSink()
             try transport.startReceiving(sink)
             defer { transport.stopReceiving() }
-            let sent = try sendProbes(transport, source: route.source, [
+            let sent = try sendProbes(transport, source: route.source.ipv4!, [
                 (TestNetwork.peerAddress, 8080, 1, 40_001),
                 (TestNetwork.peerAddress, 8080, 64, 40_002),
                 (TestNetwork.peerAddress, 8081, 64, 40_003),
@@ -232,11 +232,11 @@ struct TransportLabTests {
             defer { transport.stopReceiving() }
             let before = transport.filterStatistics
             // Real probes while the peer injects foreign packets.
-            _ = try sendProbes(transport, source: route.source, [
+            _ = try sendProbes(transport, source: route.source.ipv4!, [
                 (TestNetwork.peerAddress, 8080, 64, 40_006), (TestNetwork.peerAddress, 8081, 64, 40_007),
             ])
             try run(["ip", "netns", "exec", peerNamespace, python3, "-c", inject])
-            _ = try sendProbes(transport, source: route.source, [
+            _ = try sendProbes(transport, source: route.source.ipv4!, [
                 (TestNetwork.peerAddress, 8080, 64, 40_008), (TestNetwork.peerAddress, 8080, 1, 40_009),
             ])
             _ = waitUntil(seconds: 3) { sink.snapshot.count >= 4 }
@@ -367,8 +367,8 @@ struct TransportUnitTests {
             interfaceNames: [1: "lo", 2: "eth-a", 3: "eth-b"])
         // Default route: source is the address in the gateway's subnet, not the first on the interface.
         #expect(table.lookup(IPv4Address(8, 8, 8, 8))
-            == Route(interfaceIndex: 2, interfaceName: "eth-a", source: IPv4Address(192, 0, 2, 10),
-                     gateway: IPv4Address(192, 0, 2, 1)))
+            == Route(interfaceIndex: 2, interfaceName: "eth-a", source: IPAddress(IPv4Address(192, 0, 2, 10)),
+                     gateway: IPAddress(IPv4Address(192, 0, 2, 1))))
         // Equal prefixes: the lower metric wins.
         #expect(table.lookup(IPv4Address(198, 51, 100, 5))?.gateway == IPv4Address(192, 0, 2, 254))
         // A more specific reject route wins and means "no route".
@@ -377,7 +377,7 @@ struct TransportUnitTests {
         #expect(table.lookup(IPv4Address(198, 18, 7, 9))?.source == IPv4Address(203, 0, 113, 77))
         // On-link: no gateway; the source is in the destination's subnet.
         #expect(table.lookup(IPv4Address(192, 0, 2, 33))
-            == Route(interfaceIndex: 2, interfaceName: "eth-a", source: IPv4Address(192, 0, 2, 10), gateway: nil))
+            == Route(interfaceIndex: 2, interfaceName: "eth-a", source: IPAddress(IPv4Address(192, 0, 2, 10)), gateway: nil))
         #expect(table.sourceAddressExists(IPv4Address(203, 0, 113, 2)))
         #expect(!table.sourceAddressExists(IPv4Address(203, 0, 113, 3)))
         #expect(table.firstAddress(ofInterface: "eth-b") == IPv4Address(203, 0, 113, 2))

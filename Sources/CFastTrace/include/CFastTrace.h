@@ -45,6 +45,7 @@ static inline uint32_t CFastTrace_TP_STATUS_LOSING(void) { return TP_STATUS_LOSI
 static inline uint32_t CFastTrace_TP_STATUS_BLK_TMO(void) { return TP_STATUS_BLK_TMO; }
 static inline int CFastTrace_TPACKET_V3(void) { return TPACKET_V3; }
 static inline int CFastTrace_ETH_P_IP(void) { return ETH_P_IP; }
+static inline int CFastTrace_ETH_P_ALL(void) { return ETH_P_ALL; }
 static inline int CFastTrace_PACKET_OUTGOING(void) { return PACKET_OUTGOING; }
 static inline size_t CFastTrace_TPACKET_ALIGN(size_t x) { return TPACKET_ALIGN(x); }
 static inline size_t CFastTrace_TPACKET3_HDRLEN(void) { return TPACKET3_HDRLEN; }
@@ -253,6 +254,33 @@ static inline uint8_t CFastTrace_RTN_UNICAST(void) { return 1; }
 int CFastTrace_dump_routes(struct cfasttrace_route *out, size_t capacity);
 /* Dump the IPv4 addresses; same contract as CFastTrace_dump_routes. */
 int CFastTrace_dump_addresses(struct cfasttrace_address *out, size_t capacity);
+
+/* One main-table IPv6 route (RTM_GETROUTE, AF_INET6). Addresses in network order. */
+struct cfasttrace_route6 {
+    uint8_t dst[16];     /* all zero for the default route */
+    uint8_t gateway[16]; /* all zero if directly connected */
+    uint8_t prefsrc[16]; /* all zero if none */
+    uint8_t dst_len;
+    uint8_t type;        /* RTN_UNICAST, RTN_BLACKHOLE, RTN_UNREACHABLE, RTN_PROHIBIT, ... */
+    uint16_t nexthops;   /* 1, or the number of RTA_MULTIPATH nexthops (oif/gateway are the first's) */
+    int32_t oif;
+    uint32_t priority;
+};
+
+/* One IPv6 address (RTM_GETADDR, AF_INET6). */
+struct cfasttrace_address6 {
+    int32_t ifindex;
+    uint8_t address[16];
+    uint8_t prefixlen;
+    uint8_t scope;       /* RT_SCOPE_UNIVERSE 0, RT_SCOPE_LINK 253, RT_SCOPE_HOST 254 */
+    uint16_t reserved;
+    uint32_t flags;      /* IFA_F_TENTATIVE, IFA_F_DADFAILED, IFA_F_DEPRECATED, ... */
+};
+
+/* Dump the main-table IPv6 routes; same contract as CFastTrace_dump_routes. */
+int CFastTrace_dump_routes6(struct cfasttrace_route6 *out, size_t capacity);
+/* Dump the IPv6 addresses; same contract. */
+int CFastTrace_dump_addresses6(struct cfasttrace_address6 *out, size_t capacity);
 
 /* One interface, from RTM_GETLINK. */
 struct cfasttrace_link {
