@@ -29,6 +29,21 @@ struct LabTruth: Decodable {
         var filtered_last_ttl: Int?
         /// Routers from `ttl` on quote the destination rewritten into `prefix` (same host part).
         var dnat: DNAT?
+        /// The kind over IPv6: its prefix, example and routers (null for the DNAT kind).
+        var ipv6: IPv6?
+
+        /// The same kind as an IPv6 target meets it: its IPv6 prefix, example and routers, the rest alike.
+        var overIPv6: Kind? {
+            guard let ipv6 else { return nil }
+            var kind = self
+            (kind.prefix, kind.example, kind.hops, kind.ipv6) = (ipv6.prefix, ipv6.example, ipv6.hops, nil)
+            return kind
+        }
+    }
+    struct IPv6: Decodable {
+        var prefix: String
+        var example: String
+        var hops: [[String]]
     }
     struct DNAT: Decodable {
         var ttl: Int
@@ -39,8 +54,13 @@ struct LabTruth: Decodable {
 
     func kind(named name: String) -> Kind { kinds.first { $0.kind == name }! }
 
-    /// The kind whose prefix holds `address`.
+    /// The kind whose prefix holds `address` (over IPv6: the kind `overIPv6`, as the lab's /48s tell).
     func kind(of address: String) -> Kind? {
+        if address.contains(":") {
+            return kinds.lazy.compactMap(\.overIPv6).first { k in
+                address.hasPrefix(k.prefix.split(separator: "/")[0].dropLast(1))  // "2001:db8:100:" of "…::/48"
+            }
+        }
         guard let a = ipv4(address) else { return nil }
         return kinds.first { k in
             let parts = k.prefix.split(separator: "/")

@@ -36,7 +36,7 @@ struct TargetListTests {
         var bytes: [UInt8] = [0xEF, 0xBB, 0xBF]  // a BOM before line 1
         bytes += Array("""
             \(open)
-            2001:db8::1
+            2001:db8::/64
             \(open)x!
             hello world
             255.255.255.255
@@ -61,7 +61,7 @@ struct TargetListTests {
         let notices = r.stderr.split(separator: "\n").map(String.init)
         let wanted = [
             "fasttrace: -p: port 443 is listed twice ('443' and 'https'): it is traced once",
-            "fasttrace: \(list):2: '2001:db8::1' is an IPv6 address: only IPv4 targets are traced for now (line skipped)",
+            "fasttrace: \(list):2: '2001:db8::/64' expands to 2^64 addresses; the cap is 65536 (--max-prefix-addresses) (line skipped)",
             "fasttrace: \(list):3: '\(open)x!' is not a valid IPv4 address (only dotted-quad decimal is accepted) (line skipped)",
             "fasttrace: \(list):4: 'hello world': one target per line (line skipped)",
             "fasttrace: \(list):5: '255.255.255.255' is the limited broadcast address, not a host's: nothing to trace (line skipped)",
@@ -84,7 +84,7 @@ struct TargetListTests {
         let lab = try Lab.get()
         let scratch = Scratch()
         defer { scratch.cleanup() }
-        scratch.write("list", "2001:db8::1\nnot a target\n0.0.0.0\n")
+        scratch.write("list", "ff02::1\nnot a target\n0.0.0.0\n")
         let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"), "-p", "443",
             "--format", "json", "-w", "1"])
         #expect(r.status == 2 && r.stdout.isEmpty, "exit \(r.status): \(r.stderr)")
