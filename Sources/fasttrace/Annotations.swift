@@ -42,7 +42,11 @@ struct HopAnnotator {
     subscript(_ address: IPAddress) -> HopAnnotation {
         var annotation = HopAnnotation()
         annotation.name = names.first { $0.0 == address }?.1
-        if let asnTable, let v4 = address.ipv4, let asn = asnTable.asn(v4: v4.value) {
+        if let asnTable {
+            let found = if let v4 = address.ipv4 { asnTable.asn(v4: v4.value) } else {
+                asnTable.asn(v6: UInt128(address.high) << 64 | UInt128(address.low))
+            }
+            guard let asn = found else { return annotation }
             annotation.asn = asn
             annotation.asName = asnTable.name(ofAS: asn)
         }

@@ -174,6 +174,37 @@ struct IPv6LabTests {
         #expect(r.stderr.contains("fasttrace: 100 traces, ") && r.stderr.contains(" 0 rejected"), "\(r.stderr)")
     }
 
+    @Test("IPv6 JSON of every probe kind validates against docs/trace.schema.json; IPv6 hops get AS numbers")
+    func schemaAndASNumbers() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // An iptoasn-style table with one IPv6 range: the lab's first link (r1 answers from it).
+        scratch.write("asn.tsv", "2001:db8:0:1::\t2001:db8:0:1:ffff:ffff:ffff:ffff\t64510\tZZ\tLAB-LINK-1\n")
+        let list = targets6("mixed", 20)
+        var lines = ""
+        let begin = Date().timeIntervalSince1970
+        for method in [["-p", "443,25"], ["-U", "-p", "53,33434"], ["-I"], ["-A", "-p", "80"]] {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "--format", "json", "-n",
+                "--asn-db", scratch.file("asn.tsv"), "-q", "1", "-w", "1", "-m", "10", "--gap", "3"] + method,
+                stdin: list, timeout: 120)
+            #expect(r.status == 0, "\(method): \(r.stderr)")
+            lines += r.stdout
+            for object in traceObjects(r.stdout) {
+                let first = (object["hops"] as? [[String: Any]])?.first
+                #expect(first?["asn"] as? Int == 64510 && first?["as_name"] as? String == "LAB-LINK-1",
+                    "\(method) \(object["target"] ?? "?"): \(first ?? [:])")
+            }
+        }
+        let window = "\(begin) \(Date().timeIntervalSince1970)"
+        let check = runTool(["python3", "-c", labSchemaCheck, repoRoot + "/docs/trace.schema.json", window],
+            stdin: lines, timeout: 60)
+        #expect(check.status == 0 && check.stdout.hasPrefix("valid 120 "), "\(check.stdout)\(check.stderr)")
+        for kind in ["syn-ack", "rst", "udp-reply", "port-unreachable", "echo-reply", "time-exceeded"] {
+            #expect(check.stdout.contains(" \(kind)"), "\(kind) in \(check.stdout)")
+        }
+    }
+
     @Test("Over IPv6 the same routers as traceroute -6 -T, and the text output names them")
     func agreesWithTraceroute6() throws {
         let lab = try Lab.get()
@@ -273,6 +304,10 @@ struct IPv6LabTests {
         #expect(only4.status == 3 && parseTraces(only4.stdout).map(\.target) == [open4], "\(only4.stderr)")
         #expect(only4.stderr.hasPrefix("fasttrace: \(scratch.file("list")):2: \(open6): an IPv6 address, and -4 traces IPv4 only (skipped)"),
             "\(only4.stderr)")
+        // A literal of the other family on the command line: one line, exit 2, nothing sent.
+        let literal = runTool([fasttraceBinary, "--netns", lab.namespace, "-4", open6, "443"], timeout: 30)
+        #expect(literal.status == 2 && literal.stdout.isEmpty
+            && literal.stderr == "fasttrace: \(open6): an IPv6 address, and -4 traces IPv4 only\n", "\(literal.stderr)")
         // Names from a private /etc/hosts (only this process sees it): a name with both families resolves
         // to the one -4 or -6 asks for, an AAAA-only name to its IPv6 address; IPv6 hops get their names.
         let r1 = try #require(lab.truth.kind(named: "open").overIPv6).hops[0][0]

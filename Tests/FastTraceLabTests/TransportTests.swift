@@ -282,8 +282,8 @@ struct TransportLabTests {
             return (before.count, during.map { "\($0.type)/\($0.proto)" }, after.count, programs)
         }
         #expect(before == 0)
-        #expect(during == ["2/0800", "3/0000"],
-                "one SOCK_DGRAM packet socket bound to ETH_P_IP (replies), one SOCK_RAW with protocol 0 (the TX ring: receives nothing)")
+        #expect(during == ["2/0003", "3/0000"],
+                "one SOCK_DGRAM packet socket bound to ETH_P_ALL (IPv4 and IPv6 replies; the eBPF filter keeps ours), one SOCK_RAW with protocol 0 (the TX ring: receives nothing)")
         #expect(after == 0, "closed when the transport goes away")
         #expect(programs.contains("socket_filter"))
         #expect(programs.contains("ft_reply_filter"))
