@@ -86,6 +86,10 @@ public final class LinuxTransport: ProbeTransport {
     private let thread = Mutex<pthread_t?>(nil)
     private let packetsSent = Atomic<UInt64>(0)
     private let sendErrors = Atomic<UInt64>(0)
+    /// Probes a ring run handed to the raw socket instead (sent or refused there).
+    private let packetsToSocketBesideRing = Atomic<UInt64>(0)
+    /// Of them, those the socket refused.
+    private let socketRefusedBesideRing = Atomic<UInt64>(0)
     private let firstSendErrno = Atomic<Int32>(0)
     private let firstSendErrorOnRing = Atomic<Bool>(false)
     /// PACKET_STATISTICS resets on every read; the running total lives here.
@@ -268,11 +272,12 @@ public final class LinuxTransport: ProbeTransport {
     /// sent (a full ring or socket buffer: back-pressure) and may be retried.
     public func send(
         count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress),
+        refused: (Int) -> Void
     ) throws -> Int {
         precondition(count >= 0 && count <= maxBatch, "send(count:) exceeds maxBatch")
         guard count > 0 else { return 0 }
-        if let txRing { return sendThroughRing(txRing, count: count, fill: fill) }
+        if let txRing { return sendThroughRing(txRing, count: count, fill: fill, refused: refused) }
         let batch = self.batch
         for i in 0..<count {
             let buffer = batch.packet(i)
@@ -280,13 +285,14 @@ public final class LinuxTransport: ProbeTransport {
             precondition(length >= 20 && length <= buffer.count, "probe length out of range")
             batch.prepare(i, length: length, destination: destination)
         }
-        return flushSocket(count)
+        return flushSocket(count, first: 0, refused: refused)
     }
 
     /// Sends the first `count` packets prepared in `batch` with `sendmmsg` (more calls only if the
     /// kernel takes part of the batch). Returns how many were consumed: sent, or refused one by one
-    /// with a hard error (counted). Stops at the first EAGAIN or ENOBUFS: the rest were not sent.
-    private func flushSocket(_ count: Int) -> Int {
+    /// with a hard error (counted, and named to `refused` as probe `first` + its place in the batch).
+    /// Stops at the first EAGAIN or ENOBUFS: the rest were not sent.
+    private func flushSocket(_ count: Int, first: Int, refused: (Int) -> Void) -> Int {
         var consumed = 0
         var sent = 0
         var errors = 0
@@ -305,6 +311,7 @@ public final class LinuxTransport: ProbeTransport {
                 break
             case .failed(let code):
                 // A per-packet refusal (EPERM from a firewall, ENETUNREACH, EMSGSIZE…): skip that packet.
+                refused(first + consumed)
                 consumed += 1
                 errors += 1
                 noteFirstSendError(code, onRing: false)
@@ -333,7 +340,8 @@ public final class LinuxTransport: ProbeTransport {
     /// back-pressure: the call stops there and the engine retries the rest.
     private func sendThroughRing(
         _ ring: TxRingSender, count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress),
+        refused: (Int) -> Void
     ) -> Int {
         ring.refreshIfDue()
         let batch = self.batch
@@ -349,6 +357,7 @@ public final class LinuxTransport: ProbeTransport {
             var done = result.taken
             if result.taken < ringRun && (result.wrongFormat || result.hardError) {
                 // That one probe is dropped and counted, as the socket path skips a refused packet.
+                refused(consumed + done)
                 done += 1
                 sendErrors.add(1, ordering: .relaxed)
                 noteFirstSendError(result.errno, onRing: true)
@@ -362,7 +371,12 @@ public final class LinuxTransport: ProbeTransport {
         /// Sends the socket run; false when it fell short.
         func flushSocketRun() -> Bool {
             guard socketRun > 0 else { return true }
-            let done = flushSocket(socketRun)
+            let errorsBefore = sendErrors.load(ordering: .relaxed)  // only this thread adds to it
+            let done = flushSocket(socketRun, first: consumed, refused: refused)
+            // Sent or refused there: the summary counts both as going through the socket.
+            if done > 0 { packetsToSocketBesideRing.add(UInt64(done), ordering: .relaxed) }
+            let refusedThere = sendErrors.load(ordering: .relaxed) &- errorsBefore
+            if refusedThere > 0 { socketRefusedBesideRing.add(refusedThere, ordering: .relaxed) }
             consumed += done
             let complete = done == socketRun
             socketRun = 0
@@ -447,6 +461,8 @@ public final class LinuxTransport: ProbeTransport {
         counters.packetsSent = packetsSent.load(ordering: .relaxed)
         counters.sendErrors = sendErrors.load(ordering: .relaxed)
         counters.packetsSentThroughRing = txRing?.framesSent.load(ordering: .relaxed) ?? 0
+        counters.packetsToSocketBesideRing = packetsToSocketBesideRing.load(ordering: .relaxed)
+        counters.socketRefusedBesideRing = socketRefusedBesideRing.load(ordering: .relaxed)
         counters.ringFramesRefused = txRing?.framesRefused.load(ordering: .relaxed) ?? 0
         counters.firstSendErrno = firstSendErrno.load(ordering: .relaxed)
         counters.firstSendErrorOnRing = firstSendErrorOnRing.load(ordering: .relaxed)

@@ -60,6 +60,8 @@ public struct HopStats: Sendable, Equatable {
     public mutating func add(_ hop: HopResult) {
         rounds += 1
         for probe in hop.probes {
+            // Refused by the kernel: it never left, so it is neither sent nor lost.
+            if probe.silence == .notSent { continue }
             if probe.silence == .interrupted {
                 inFlight += 1
                 // Tries that timed out before the interruption still count (they were settled).

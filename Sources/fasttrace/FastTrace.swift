@@ -838,7 +838,8 @@ struct FastTrace: ParsableCommand {
         try Out.finish()
         // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
-        if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength) { Out.error(hint) }
+        if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength,
+            method: engine.configuration.method) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
             method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil),
             result)

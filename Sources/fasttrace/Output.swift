@@ -210,6 +210,8 @@ struct TextFormatter {
         } else if hop.outcome == .none && hop.probes.contains(where: { $0.silence == .unknown }) {
             line += "  [rate-limited or end of path]"
         }
+        // Its `*` are ours, not the network's: the kernel refused to send (see `sendRefusalHint`).
+        if hop.probes.contains(where: { $0.silence == .notSent }) { line += "  [not sent: refused by the kernel]" }
         return line
     }
 
@@ -235,8 +237,10 @@ struct TextFormatter {
         case .gapLimit: how = "stopped after \(result.hops.count) TTLs: silent gap"
         case .maxTTL: how = "not reached within TTL \(result.hops.last?.ttl ?? 0)"
         case .interrupted: how = "interrupted after \(result.hops.count) TTLs (partial)"
+        case .notSent: how = "not sent from TTL \(result.hops.last?.ttl ?? 0): the kernel refused the probes"
         }
-        // An interrupted trace the destination never answered has no state to name (not `filtered`).
+        // An interrupted trace the destination never answered has no state to name (not `filtered`), nor
+        // has one whose probes the kernel refused.
         let state = result.state == .unknown ? ""
             : result.answerUnmatched ? "open|filtered (an answer came from the port, but it names no probe, so it cannot be checked), "
             : result.state.rawValue + ", "
