@@ -187,9 +187,13 @@ public final class LinuxTransport: ProbeTransport {
         do {
             let ring = try openRing(configuration)
             var detail = ring.detail + "; one send() per batch"
-            // The raw socket's probes pass this namespace's own netfilter output path; the ring's frames
-            // leave below it. Where that path has rules (or cannot be read), auto keeps the socket.
-            if let bypassed = outputFirewall() {
+            // Where the ring would leave differently from the socket, `auto` keeps the socket and `ring`
+            // (the user's choice) goes ahead, naming the difference in `--verbose`:
+            // - the raw socket's probes pass this namespace's own netfilter output path; the ring's frames
+            //   leave below it (where that path has rules, or cannot be read);
+            // - the ring picks next hops from the main table, as fasttrace's routes and sources do; the
+            //   kernel would apply `ip rule`s first.
+            for bypassed in [outputFirewall(), policyRules()].compactMap({ $0 }) {
                 if configuration.sendPath == .auto { throw TxRingRefusal(reason: bypassed) }
                 detail += " (note: \(bypassed))"
             }
@@ -223,6 +227,16 @@ public final class LinuxTransport: ProbeTransport {
                 + "which the ring's frames would bypass"
         }
         return nil
+    }
+
+    /// The policy-routing rules of this host's own (`ip rule`) the ring's next-hop choice, from the main
+    /// table, would not follow, or nil when there are none.
+    private static func policyRules() -> String? {
+        let rules = CFastTrace_count_policy_rules()
+        if rules == 0 { return nil }
+        return rules < 0
+            ? "cannot read the policy-routing rules (netlink RTM_GETRULE: \(SystemError.errnoText(-rules)))"
+            : "\(rules) policy-routing rule\(rules == 1 ? "" : "s") (ip rule) the ring's next-hop choice would not follow"
     }
 
     /// The ring on the interface probes leave through: `-i`'s, else the default route's, else the one

@@ -303,8 +303,8 @@ struct FastTrace: ParsableCommand {
     var summary = false
 
     @Option(name: .customLong("send-path"), parsing: .unconditional, help: ArgumentHelp(
-        "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; an "
-            + "error when it cannot be set up), socket (the raw IPv4 socket, sendmmsg), or auto (the ring "
+        "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; used "
+            + "whatever output firewall or ip rules the host has; an error when it cannot be set up), socket (the raw IPv4 socket, sendmmsg), or auto (the ring "
             + "where it can be set up, else the socket) (default: auto).", valueName: "auto|ring|socket"))
     var sendPathOption: SendPathChoice?
     var sendPath: SendPathChoice { sendPathOption ?? .auto }
