@@ -136,6 +136,9 @@ public struct RunSummary: Sendable, Equatable {
     public var reportedBeforeLimits = 0
     /// Hops asked again later because a router answers at that position for other traces.
     public var reasksSent: UInt64 = 0
+    /// Traces a router's destination unreachable stopped (JSON `stop` `unreachable`), of those not reached:
+    /// their state is `filtered` (`filtered` for UDP too), and the summary names how they were stopped.
+    public var unreachable = 0
     /// Probes the kernel refused to send (not in `probesSent`: they never left).
     public var probesRefused: UInt64 = 0
     /// Traces stopped because the kernel refused their probes (`not-sent`; state `unknown`, not counted

@@ -163,7 +163,7 @@ extension TraceEngine {
         if book.limitedPositions == 0 && hops.contains(where: { $0.probes.contains { $0.silence == .timedOut } }) {
             summary.reportedBeforeLimits += 1
         }
-        if result.reached { summary.reached += 1 }
+        if result.reached { summary.reached += 1 } else if stopReason == .unreachable { summary.unreachable += 1 }
         switch state {
         case .open: summary.open += 1
         case .closed: summary.closed += 1

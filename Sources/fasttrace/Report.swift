@@ -76,8 +76,13 @@ enum ReportText {
         if stats.rounds < requested || stats.interruptedRounds > 0 {
             title += " of \(requested) (interrupted)"
         }
-        let states = stats.states.filter { $0.state != .unknown }
-            .map { "\($0.state.rawValue) \($0.rounds)" }.joined(separator: ", ")
+        // `filtered` rounds a router's unreachable stopped are named so (JSON `stops` has them too).
+        let unreachable = stats.stops.first { $0.reason == .unreachable }?.rounds ?? 0
+        let notSent = stats.stops.first { $0.reason == .notSent }?.rounds ?? 0
+        var states = stats.states.filter { $0.state != .unknown }
+            .map { "\($0.state.rawValue) \($0.rounds)" + ($0.state == .filtered && unreachable > 0
+                ? " (\(unreachable) stopped by a router's unreachable)" : "") }.joined(separator: ", ")
+        if notSent > 0 { states += (states.isEmpty ? "" : ", ") + "not sent \(notSent) (the kernel refused the probes)" }
         if !states.isEmpty { title += ", \(states)" }
         if let ttls = stats.destinationTTLs {
             title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"

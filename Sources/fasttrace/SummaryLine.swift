@@ -26,7 +26,15 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
         ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
         : method.hasPorts ? "\(r.reached) reached (\(r.open) open, \(r.closed) closed)" : "\(r.reached) reached")
     // A UDP port nothing answered for is open or filtered: a service may ignore what it does not understand.
-    parts.append(method.protocolName == "udp" ? "\(r.openFiltered) open|filtered" : "\(r.filtered) filtered")
+    // A trace a router's unreachable stopped is `filtered` (for UDP too: nothing got there): say so, as
+    // JSON's `stop` does.
+    let byUnreachable = r.unreachable > 0 ? " (\(r.unreachable) stopped by a router's unreachable)" : ""
+    if method.protocolName == "udp" {
+        parts.append("\(r.openFiltered) open|filtered")
+        if r.filtered > 0 { parts.append("\(r.filtered) filtered\(byUnreachable)") }
+    } else {
+        parts.append("\(r.filtered) filtered\(byUnreachable)")
+    }
     if d.unkeyed > 0 {
         let remedy = method == .udp(.byPort) ? "; the built-in DNS and NTP requests are echoed" : ""
         parts.append("\(counted(Int(d.unkeyed), "UDP answer")) carrying nothing that names a probe, not recorded "

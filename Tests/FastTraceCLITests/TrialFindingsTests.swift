@@ -1,0 +1,42 @@
+// What a new-user trial of ICMP echo, rounds and send paths found confusing (issue 12's stop notes): each
+// output must say what the network said, as JSON already did.
+
+import FastTraceCore
+import FastTraceStats
+import FastTraceWire
+import Foundation
+import Testing
+
+@testable import fasttrace
+
+/// A trace a router's network unreachable stopped at TTL 2 (the lab's NAT for a DNAT target): JSON's
+/// `stop` is `unreachable`, its state `filtered`.
+private func stoppedByUnreachable(_ destination: IPv4Address = t4) -> TraceResult {
+    trace(routers([1]) + [HopResult(ttl: 2, probes: Array(repeating: answered(router(9), 60, .unreachable(code: 0)),
+        count: 3))], destination: destination, stop: .unreachable)
+}
+
+@Suite struct TrialFindingsTests {
+    @Test("a trace stopped by a router's unreachable is named so in the summary, the graph and the report title")
+    func unreachableIsNamedEverywhere() {
+        let t = stoppedByUnreachable()
+        #expect(t.state == .filtered && t.stopReason == .unreachable)
+        var r = RunSummary()
+        r.traces = 3
+        r.filtered = 2
+        r.unreachable = 1
+        #expect(summaryLine(r, rate: 2000, maxInFlight: 4096).contains(", 2 filtered (1 stopped by a router's unreachable),"))
+        // UDP: a trace stopped by an unreachable is filtered, not open|filtered; the summary counts it.
+        r.openFiltered = 1
+        r.filtered = 1
+        #expect(summaryLine(r, rate: 2000, maxInFlight: 4096, method: .udp(.byPort))
+            .contains(", 1 open|filtered, 1 filtered (1 stopped by a router's unreachable),"))
+        let dot = graph([t])
+        #expect(dot.contains("\"198.51.100.4\" [label=\"198.51.100.4\\nunreachable 443\""), "\(dot)")
+        var stats = RoundStats(request: t.request, method: .tcp(.syn))
+        for _ in 0..<3 { stats.add(t) }
+        let title = ReportText.block(stats, requested: 3).split(separator: "\n").first.map(String.init) ?? ""
+        #expect(title.contains("3 rounds, filtered 3 (3 stopped by a router's unreachable), destination not reached"),
+            "\(title)")
+    }
+}
