@@ -397,9 +397,7 @@ struct FastTrace: ParsableCommand {
         let isUDP = method.protocolName == "udp"
         if !method.hasPorts {
             // An ICMP echo goes to a host, not a port: each target is traced once.
-            if let given = port ?? p {
-                throw UsageFailure("\(p != nil ? "-p" : "port '\(given)'"): ICMP echo (-I) has no port; give the host alone")
-            }
+            if let given = port ?? p { throw UsageFailure(icmpPortRefusal(option: p != nil ? nil : given, batch: batch)) }
         } else { switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
             service: isUDP ? udpServicePort : tcpServicePort, serviceProtocol: isUDP ? "UDP" : "TCP") {
         case .success(let list):
@@ -844,6 +842,15 @@ struct FastTrace: ParsableCommand {
             method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil),
             result)
     }
+}
+
+/// Why a port given with `-I` is refused: ICMP echo has no port. `given` is a positional PORT (nil for
+/// `-p`); with `--targets` the advice is to leave `-p` out (each target is traced once), not to give "the
+/// host alone", which a list has no place for.
+func icmpPortRefusal(option given: String?, batch: Bool) -> String {
+    let what = given.map { "port '\($0)'" } ?? "-p"
+    return batch ? "\(what): ICMP echo (-I) has no port: each target of the list is traced once; leave \(given == nil ? "-p" : "the port") out"
+        : "\(what): ICMP echo (-I) has no port; give the host alone"
 }
 
 /// `n` and the noun, singular for 1: "1 trace", "2 traces".

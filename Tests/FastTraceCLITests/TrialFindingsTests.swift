@@ -39,4 +39,12 @@ private func stoppedByUnreachable(_ destination: IPv4Address = t4) -> TraceResul
         #expect(title.contains("3 rounds, filtered 3 (3 stopped by a router's unreachable), destination not reached"),
             "\(title)")
     }
+
+    @Test("-I with a port: ICMP has no port, and a list is not told to give the host alone")
+    func icmpPortAdvice() {
+        #expect(icmpPortRefusal(option: nil, batch: true)
+            == "-p: ICMP echo (-I) has no port: each target of the list is traced once; leave -p out")
+        #expect(icmpPortRefusal(option: nil, batch: false) == "-p: ICMP echo (-I) has no port; give the host alone")
+        #expect(icmpPortRefusal(option: "443", batch: false) == "port '443': ICMP echo (-I) has no port; give the host alone")
+    }
 }
