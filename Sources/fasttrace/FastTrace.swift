@@ -170,7 +170,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .customShort("l"), parsing: .unconditional,
         help: ArgumentHelp("Total packet length: TCP 40...1500, 40 a bare segment; UDP 30...1500, where DNS and NTP requests "
-            + "keep their own length (default: \(Defaults.l)).",
+            + "keep their own length; ICMP echo (-I) 34...1500 (default: \(Defaults.l)).",
             valueName: "bytes"))
     var lOption: Int?
     var l: Int { lOption ?? Defaults.l }

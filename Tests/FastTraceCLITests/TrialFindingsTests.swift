@@ -47,4 +47,22 @@ private func stoppedByUnreachable(_ destination: IPv4Address = t4) -> TraceResul
         #expect(icmpPortRefusal(option: nil, batch: false) == "-p: ICMP echo (-I) has no port; give the host alone")
         #expect(icmpPortRefusal(option: "443", batch: false) == "port '443': ICMP echo (-I) has no port; give the host alone")
     }
+
+    @Test("one round, one probe a hop: the loss line says 1 probe")
+    func oneProbeGrammar() {
+        let hops = [HopResult(ttl: 1, probes: [answered(router(1), 50)]),
+            HopResult(ttl: 2, probes: [answered(t4, 70, .synAck)])]
+        var stats = RoundStats(request: trace(hops, destination: t4).request, method: .tcp(.syn))
+        stats.add(trace(hops, destination: t4))
+        let text = ReportText.block(stats, requested: 1)
+        #expect(text.contains("Loss: no loss to the destination in 1 probe (up to "), "\(text)")
+    }
+
+    @Test("--help and the README give -l's range for ICMP echo")
+    func icmpLengthRange() throws {
+        let help = FastTrace.helpMessage(columns: 1000)
+        #expect(help.contains("ICMP echo (-I) 34...1500"), "\(help)")
+        let readme = try String(contentsOf: repositoryRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("ICMP echo (`-I`) 34–1500"))
+    }
 }
