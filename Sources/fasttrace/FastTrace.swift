@@ -139,6 +139,10 @@ struct FastTrace: ParsableCommand {
             + "(as mtr --report)."))
     var report = false
 
+    /// `--gap`, or its default: 5 for a list and for rounds (a report of a black hole stops 5 silent TTLs past
+    /// the last answer, as a list's trace does, instead of listing `???` to `-m`), 0 for one trace.
+    var gapLimit: Int { gap ?? (targetsFile != nil || roundsRequested != nil ? 5 : 0) }
+
     /// The rounds asked for: `-c`, or `--report`'s default; nil for a single trace per target × port.
     var roundsRequested: Int? { roundsOption ?? (report ? Defaults.reportRounds : nil) }
 
@@ -272,7 +276,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
         "Stop a trace after N silent TTLs in a row past its last answer (in a run that caught rate limiting, "
-            + "a TTL a limit may explain does not count); 0 = never (default: 5 in batch mode, 0 for one target).",
+            + "a TTL a limit may explain does not count); 0 = never (default: 5 in batch mode and with -c or --report, 0 for one trace).",
         valueName: "hops"))
     var gap: Int?
 
@@ -507,7 +511,7 @@ struct FastTrace: ParsableCommand {
         config.dontFragment = dontFragment
         config.method = method
         config.rate = rate
-        config.gapLimit = gap ?? (batch ? 5 : 0)
+        config.gapLimit = gapLimit
         config.maxInFlight = maxInFlight
         // Rounds of one target run one after another, each in a slot of its own while the last one rests
         // (the wait + 0.5 s): enough slots that the rest never holds a round back.
@@ -718,10 +722,12 @@ struct FastTrace: ParsableCommand {
             }
             // Not reached (no SYN-ACK or RST from the target): tcptraceroute's closing line on stderr,
             // and exit 1, so a script can tell.
-            let notReached = !interrupted && run.traces >= 1 && run.reached == 0
+            // Rounds: a report of the rounds there are, interrupted or not, says it too (the exit status of an
+            // interrupted run stays 130). A single trace cut short has found nothing to say it of.
+            let notReached = (rounds != nil || !interrupted) && run.traces >= 1 && run.reached == 0
             if notReached && format == .text { Out.error("Destination not reached") }
             if summary { Out.error(summaryLine) }
-            if notReached { throw ExitCode(1) }
+            if notReached && !interrupted { throw ExitCode(1) }
         } else if let stream {
             var rate = RecentRate()
             engine.onProgress = { p in

@@ -188,10 +188,7 @@ struct TextFormatter {
             if responder != lastAddress {
                 line += " " + label(responder, annotator)
                 // traceroute's mark for the MPLS label stack the router reported (RFC 4950).
-                if let stack = probe.mpls {
-                    line += " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
-                        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
-                }
+                if let stack = probe.mpls { line += mplsMark(stack) }
                 if let state = method.portState(for: probe.outcome) {
                     // tcptraceroute's mark for a destination that accepted ECN.
                     line += probe.outcome == .synAckECN ? " [\(state.rawValue), ecn]" : " [\(state.rawValue)]"
@@ -251,6 +248,13 @@ struct TextFormatter {
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
     }
+}
+
+/// traceroute's mark for the MPLS label stack a router reported (RFC 4950), with its leading space:
+/// ` <MPLS:L=24001,E=0,S=1,T=1>`, `/+N more` for entries past the two kept. Traces and reports print it.
+func mplsMark(_ stack: MPLSStack) -> String {
+    " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
+        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
 }
 
 /// The mark tcptraceroute prints after an ICMP destination unreachable, by code (RFC 792, RFC 1812):
@@ -412,25 +416,7 @@ enum JSONFormatter {
             }
             // The MPLS label stack the hop's ICMP extensions reported (RFC 4950), top first; its depth when
             // deeper than the two entries kept.
-            if let stack = hop.probes.lazy.compactMap(\.mpls).first {
-                out.appendLiteral(",\"mpls\":[")
-                for (k, entry) in stack.entries.enumerated() {
-                    out.appendLiteral(k > 0 ? ",{\"label\":" : "{\"label\":")
-                    out.appendDecimal(UInt64(entry.label))
-                    out.appendLiteral(",\"tc\":")
-                    out.appendDecimal(UInt64(entry.tc))
-                    out.appendLiteral(",\"s\":")
-                    out.appendDecimal(entry.bottom ? 1 : 0)
-                    out.appendLiteral(",\"ttl\":")
-                    out.appendDecimal(UInt64(entry.ttl))
-                    out.appendLiteral("}")
-                }
-                out.appendLiteral("]")
-                if stack.depth > 2 {
-                    out.appendLiteral(",\"mpls_depth\":")
-                    out.appendDecimal(UInt64(stack.depth))
-                }
-            }
+            if let stack = hop.probes.lazy.compactMap(\.mpls).first { out.appendMPLS(stack) }
             // Every address when attempts met different routers (rare: ECMP without Paris, a route
             // change): only then is the list of distinct addresses built.
             if let first = hop.firstResponder, hop.probes.contains(where: { $0.responder.map { $0 != first } ?? false }) {

@@ -97,7 +97,7 @@ enum ReportText {
             let verdict = analysis.hops.first { $0.ttl == hop.ttl }
             var host = "???"
             if let main = hop.mainResponder {
-                host = label(main.address, annotator)
+                host = label(main.address, annotator) + (main.mpls.map(mplsMark) ?? "")
                 if main.isDestination, let state = stats.mainState, state != .unknown { host += " [\(state.rawValue)]" }
             }
             var cells = [String(hop.ttl), host]
@@ -113,7 +113,9 @@ enum ReportText {
             rows.append(cells)
             let others = hop.responders.filter { $0.address != hop.mainResponder?.address }
             if !others.isEmpty || hop.otherResponders > 0 {
-                var lines = others.map { "\(label($0.address, annotator)) (\($0.count) of \(hop.answered))" }
+                var lines = others.map {
+                    "\(label($0.address, annotator))\($0.mpls.map(mplsMark) ?? "") (\($0.count) of \(hop.answered))"
+                }
                 if hop.otherResponders > 0 { lines.append("\(hop.otherResponders) answers from other addresses") }
                 extra[rows.count - 1] = lines
             }
@@ -351,6 +353,8 @@ enum ReportJSON {
                 if let v4 = hop.mainResponder?.address.ipv4, let name = annotator[v4].name { out.appendQuoted(name) }
                 else { out.appendLiteral("null") }
             }
+            // The label stack its main responder last reported (RFC 4950), as a trace line writes it.
+            if let stack = hop.mainResponder?.mpls { out.appendMPLS(stack) }
             out.appendLiteral(",\"sent\":")
             out.appendDecimal(UInt64(hop.sent))
             out.appendLiteral(",\"answered\":")
@@ -414,5 +418,29 @@ enum ReportJSON {
     static func percentNumber(_ percent: Double) -> String {
         let text = formatPercent(percent)
         return String(text.dropLast())
+    }
+}
+
+extension [UInt8] {
+    /// `,"mpls":[{"label":…,"tc":…,"s":…,"ttl":…}…]` for the entries kept (top first), and
+    /// `,"mpls_depth":N` when the stack was deeper: a trace's hop and a report's hop write it alike.
+    mutating func appendMPLS(_ stack: MPLSStack) {
+        appendLiteral(",\"mpls\":[")
+        for (k, entry) in stack.entries.enumerated() {
+            appendLiteral(k > 0 ? ",{\"label\":" : "{\"label\":")
+            appendDecimal(UInt64(entry.label))
+            appendLiteral(",\"tc\":")
+            appendDecimal(UInt64(entry.tc))
+            appendLiteral(",\"s\":")
+            appendDecimal(entry.bottom ? 1 : 0)
+            appendLiteral(",\"ttl\":")
+            appendDecimal(UInt64(entry.ttl))
+            appendLiteral("}")
+        }
+        appendLiteral("]")
+        if stack.depth > 2 {
+            appendLiteral(",\"mpls_depth\":")
+            appendDecimal(UInt64(stack.depth))
+        }
     }
 }

@@ -120,9 +120,14 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         let start = try #require(source.range(of: "enum JSONFormatter"))
         let end = try #require(source.range(of: "static func quote", range: start.upperBound..<source.endIndex))
         let body = source[start.lowerBound..<end.lowerBound]
-        // A key in the source is a literal `\"key\":`.
+        // A key in the source is a literal `\"key\":`. The MPLS stack's writer is shared with the report's
+        // (Report.swift, `appendMPLS`).
+        let report = try String(contentsOf: repositoryRoot.appendingPathComponent("Sources/fasttrace/Report.swift"),
+            encoding: .utf8)
+        let mpls = try #require(report.range(of: "mutating func appendMPLS"))
         var written: Set<String> = []
         for match in body.matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
+        for match in report[mpls.lowerBound...].matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
         let keys = try schemaKeys(try loadSchema())
         #expect(written.count > 20)
         let schema = keys.trace.union(keys.hop).union(keys.mpls)

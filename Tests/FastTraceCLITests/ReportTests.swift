@@ -16,7 +16,7 @@ private func hopAddress(_ last: UInt8) -> IPv4Address { IPv4Address(198, 18, 0, 
 
 /// A round: routers 1, 5, `third`, 13 then the destination; `lost` TTLs silent (rate-limited when `limited`).
 private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<UInt8> = [], rtt: UInt32 = 100,
-    interrupted: Bool = false, method: ProbeMethod = .tcp(.syn)) -> TraceResult
+    interrupted: Bool = false, method: ProbeMethod = .tcp(.syn), mpls: MPLSStack? = nil) -> TraceResult
 {
     let routers = [hopAddress(1), hopAddress(5), hopAddress(third), hopAddress(13)]
     var hops: [HopResult] = []
@@ -33,6 +33,8 @@ private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<U
         hops.append(HopResult(ttl: ttl, probes: [ProbeResult(responder: isDestination ? reportTarget : routers[Int(ttl) - 1],
             rttMicros: rtt * UInt32(ttl), outcome: isDestination ? (method == .icmpEcho ? .echoReply : .synAck)
                 : .timeExceeded)]))
+        // An LSR at hop 3 reports its label stack (RFC 4950).
+        if ttl == 3 { hops[hops.count - 1].probes[0].mpls = mpls }
     }
     let reached = !interrupted && !lost.contains(5)
     return TraceResult(request: TraceRequest(index: 0, destination: reportTarget, port: 443, source: vantageAddress,
@@ -41,6 +43,9 @@ private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<U
         stopReason: interrupted ? .interrupted : reached ? .destination : .maxTTL, sourcePort: 40000, probesSent: 5,
         method: method)
 }
+
+/// A three-entry stack: label 24001 (TC 0, TTL 1), label 16 (bottom, TTL 1), one more not kept.
+let reportMPLS = MPLSStack(depth: 3, top: 24001 << 12 | 1, second: 16 << 12 | 1 << 8 | 1)
 
 /// Reports that between them write every key: loss starting and rising, a limited hop, two paths, a silent
 /// hop, names, an interrupted round, a never-answering target.
@@ -57,7 +62,7 @@ private func reportFixtures() -> [(RoundStats, Int, HopAnnotator, UInt64?)] {
     var silent = RoundStats(request: reportRound().request, method: .tcp(.ack))
     for _ in 0..<3 { silent.add(reportRound(lost: [1, 2, 3, 4, 5])) }
     var one = RoundStats(request: reportRound().request, method: .tcp(.synECN))
-    one.add(reportRound())
+    one.add(reportRound(mpls: reportMPLS))
     let named = HopAnnotator(showsNames: true, asnTable: nil, names: [(hopAddress(1), "gw.example")])
     // ICMP echo: no port (the key is left out), state reachable.
     var echo = RoundStats(request: reportRound().request, method: .icmpEcho)

@@ -58,6 +58,40 @@ private func stoppedByUnreachable(_ destination: IPv4Address = t4) -> TraceResul
         #expect(text.contains("Loss: no loss to the destination in 1 probe (up to "), "\(text)")
     }
 
+    @Test("reports show a hop's MPLS labels as a trace does, and no StDev for a single sample")
+    func reportMPLSAndOneSample() throws {
+        let stack = MPLSStack(depth: 3, top: 24001 << 12 | 1, second: 16 << 12 | 1 << 8 | 1)
+        var lsr = answered(router(9), 80)
+        lsr.mpls = stack
+        let hops = [HopResult(ttl: 1, probes: [answered(router(1), 50)]), HopResult(ttl: 2, probes: [lsr]),
+            HopResult(ttl: 3, probes: [answered(t4, 90, .synAck)])]
+        var stats = RoundStats(request: trace(hops, destination: t4).request, method: .tcp(.syn))
+        stats.add(trace(hops, destination: t4))
+        let text = ReportText.block(stats, requested: 1)
+        let row = text.split(separator: "\n").first { $0.hasPrefix("   2  ") }.map(String.init) ?? ""
+        // The mark a trace line has for the same answer, and StDev `-` (unknown from one RTT), not 0.000.
+        #expect(row.contains("198.18.0.9" + mplsMark(stack)) && mplsMark(stack) == " <MPLS:L=24001,E=0,S=0,T=1/L=16,E=0,S=1,T=1/+1 more>",
+            "\(text)")
+        // The StDev cell, right-aligned under its header.
+        let header = text.split(separator: "\n").first { $0.hasPrefix(" TTL") }.map(String.init) ?? ""
+        let end = header.range(of: "StDev")?.upperBound.utf16Offset(in: header) ?? 0
+        let cell = row.count >= end ? String(Array(row)[(end - 7)..<end]).trimmingCharacters(in: .whitespaces) : "?"
+        #expect(cell == "-", "StDev of one sample: '\(cell)' in \(row)")
+        let json = ReportJSON.line(stats, requested: 1)
+        #expect(json.contains("\"addr\":\"198.18.0.9\",\"mpls\":[{\"label\":24001,\"tc\":0,\"s\":0,\"ttl\":1},"
+            + "{\"label\":16,\"tc\":0,\"s\":1,\"ttl\":1}],\"mpls_depth\":3,"), "\(json)")
+        #expect(json.contains("\"stddev_ms\":null"), "\(json)")
+    }
+
+    @Test("rounds stop at the gap as a list's trace does: a report of a black hole lists no ??? rows to -m")
+    func roundsUseTheListsGap() throws {
+        #expect(try FastTrace.parse(["-c", "3", "198.51.100.7", "443"]).gapLimit == 5)
+        #expect(try FastTrace.parse(["--report", "198.51.100.7", "443"]).gapLimit == 5)
+        #expect(try FastTrace.parse(["-c", "3", "--gap", "0", "198.51.100.7", "443"]).gapLimit == 0)
+        #expect(try FastTrace.parse(["198.51.100.7", "443"]).gapLimit == 0)
+        #expect(try FastTrace.parse(["--targets", "-", "-p", "443"]).gapLimit == 5)
+    }
+
     @Test("--help and the README give -l's range for ICMP echo")
     func icmpLengthRange() throws {
         let help = FastTrace.helpMessage(columns: 1000)

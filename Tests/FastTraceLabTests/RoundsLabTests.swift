@@ -217,6 +217,30 @@ struct RoundsLabTests {
         #expect(report.hop(7)?["loss_pct"] as? Double == 0)
     }
 
+    @Test("One black-holed target, rounds interrupted: the report stops at the gap, Destination not reached, exit 130")
+    func interruptedBlackHole() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "50", "-w", "0.3",
+            lab.truth.kind(named: "blackhole").example, "443"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        usleep(4_000_000)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let out = scratch.read("out")
+        // As README says: the report of the rounds there are, then the closing line a single trace has.
+        #expect(scratch.read("err").contains("Destination not reached"), "\(scratch.read("err"))")
+        #expect(out.contains("(interrupted)") && out.contains("destination not reached"), "\(out)")
+        // Hops 1-6 answer; the rounds stop 5 silent TTLs past them (the gap, as a list's trace does), not at -m 30.
+        let ttls = out.split(separator: "\n").compactMap { line -> Int? in
+            let fields = line.split(separator: " ")
+            return line.hasPrefix("  ") ? fields.first.flatMap { Int($0) } : nil
+        }
+        #expect(ttls.max() == 11, "\(out)")
+    }
+
     @Test("Bad rounds: -c 0, -c -1, -c abc and a CSV report are refused with one line and exit 2; --report alone is 10 rounds")
     func badInput() throws {
         for (args, message) in [
