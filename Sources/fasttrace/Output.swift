@@ -308,38 +308,10 @@ enum JSONFormatter {
     static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, into out: inout [UInt8]) {
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
-        out.appendLiteral(",\"target\":\"")
-        out.appendAddress(result.request.destination)
-        out.appendLiteral("\"")
-        if let name = result.request.name {
-            out.appendLiteral(",\"name\":")
-            out.append(contentsOf: quote(name).utf8)
-        }
-        // ICMP echo has no port: the key is left out (docs/trace.schema.json).
-        if result.method.hasPorts {
-            out.appendLiteral(",\"port\":")
-            out.appendDecimal(UInt64(result.request.port))
-        }
-        out.appendLiteral(",\"protocol\":\"")
-        out.appendText(result.method.protocolName)
-        out.appendLiteral("\",\"family\":\"")
-        out.appendText(result.request.family.description)
-        if let flags = result.method.tcpFlags {
-            out.appendLiteral("\",\"tcp_flags\":\"")
-            out.appendText(flags.rawValue)
-        }
-        out.appendLiteral("\",\"source\":\"")
-        out.appendAddress(result.request.source)
-        out.appendLiteral("\",\"sport\":")
+        out.appendTargetKeys(result.request, method: result.method)
+        out.appendLiteral(",\"sport\":")
         out.appendDecimal(UInt64(result.sourcePort))
-        out.appendLiteral(",\"start\":")
-        if let start {
-            out.append(0x22)
-            out.appendTimestamp(start)
-            out.append(0x22)
-        } else {
-            out.appendLiteral("null")
-        }
+        out.appendStart(start)
         out.appendLiteral(result.reached ? ",\"reached\":true,\"state\":" : ",\"reached\":false,\"state\":")
         // null: the trace was interrupted before the destination said anything about the port.
         if result.state == .unknown {

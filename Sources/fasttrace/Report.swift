@@ -204,36 +204,9 @@ enum ReportJSON {
         let request = stats.request
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
-        out.appendLiteral(",\"type\":\"report\",\"target\":\"")
-        out.appendAddress(request.destination)
-        out.appendLiteral("\"")
-        if let name = request.name {
-            out.appendLiteral(",\"name\":")
-            out.appendQuoted(name)
-        }
-        // ICMP echo has no port: the key is left out, as in a trace line.
-        if stats.method.hasPorts {
-            out.appendLiteral(",\"port\":")
-            out.appendDecimal(UInt64(request.port))
-        }
-        out.appendLiteral(",\"protocol\":\"")
-        out.appendText(stats.method.protocolName)
-        out.appendLiteral("\",\"family\":\"")
-        out.appendText(request.family.description)
-        if let flags = stats.method.tcpFlags {
-            out.appendLiteral("\",\"tcp_flags\":\"")
-            out.appendText(flags.rawValue)
-        }
-        out.appendLiteral("\",\"source\":\"")
-        out.appendAddress(request.source)
-        out.appendLiteral("\",\"start\":")
-        if let start {
-            out.append(0x22)
-            out.appendTimestamp(start)
-            out.append(0x22)
-        } else {
-            out.appendLiteral("null")
-        }
+        out.appendLiteral(",\"type\":\"report\"")
+        out.appendTargetKeys(request, method: stats.method)
+        out.appendStart(start)
         out.appendLiteral(",\"rounds_requested\":")
         out.appendDecimal(UInt64(requested))
         out.appendLiteral(",\"rounds\":")
@@ -242,25 +215,12 @@ enum ReportJSON {
         out.appendLiteral(stats.rounds < requested || stats.interruptedRounds > 0 ? "true" : "false")
         out.appendLiteral(",\"reached_rounds\":")
         out.appendDecimal(UInt64(stats.reachedRounds))
-        out.appendLiteral(",\"states\":[")
-        for (i, entry) in stats.states.enumerated() {
-            if i > 0 { out.append(0x2C) }
-            out.appendLiteral("{\"state\":")
-            if entry.state == .unknown { out.appendLiteral("null") } else { out.appendQuoted(entry.state.rawValue) }
-            out.appendLiteral(",\"rounds\":")
-            out.appendDecimal(UInt64(entry.rounds))
-            out.appendLiteral("}")
-        }
-        out.appendLiteral("],\"stops\":[")
-        for (i, entry) in stats.stops.enumerated() {
-            if i > 0 { out.append(0x2C) }
-            out.appendLiteral("{\"stop\":")
-            out.appendQuoted(entry.reason.rawValue)
-            out.appendLiteral(",\"rounds\":")
-            out.appendDecimal(UInt64(entry.rounds))
-            out.appendLiteral("}")
-        }
-        out.appendLiteral("],\"dest_ttl_min\":")
+        out.appendLiteral(",\"states\":")
+        appendRoundCounts(stats.states.map { ($0.state == .unknown ? nil : $0.state.rawValue, $0.rounds) },
+            opening: "{\"state\":", into: &out)
+        out.appendLiteral(",\"stops\":")
+        appendRoundCounts(stats.stops.map { ($0.reason.rawValue, $0.rounds) }, opening: "{\"stop\":", into: &out)
+        out.appendLiteral(",\"dest_ttl_min\":")
         appendOptional(stats.destinationTTLs.map { UInt64($0.lowerBound) }, into: &out)
         out.appendLiteral(",\"dest_ttl_max\":")
         appendOptional(stats.destinationTTLs.map { UInt64($0.upperBound) }, into: &out)
@@ -410,6 +370,23 @@ enum ReportJSON {
         out.append(0x5D)
     }
 
+    /// `[{"state":"open","rounds":3},…]` (`opening` names the key; a nil value is `null`): rounds by what
+    /// they found, for `states` and `stops`.
+    static func appendRoundCounts(_ entries: [(value: String?, rounds: Int)], opening: StaticString,
+        into out: inout [UInt8])
+    {
+        out.append(0x5B)
+        for (i, entry) in entries.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral(opening)
+            if let value = entry.value { out.appendQuoted(value) } else { out.appendLiteral("null") }
+            out.appendLiteral(",\"rounds\":")
+            out.appendDecimal(UInt64(entry.rounds))
+            out.append(0x7D)
+        }
+        out.append(0x5D)
+    }
+
     static func appendOptional(_ value: UInt64?, into out: inout [UInt8]) {
         if let value { out.appendDecimal(value) } else { out.appendLiteral("null") }
     }
@@ -422,6 +399,46 @@ enum ReportJSON {
 }
 
 extension [UInt8] {
+    /// What a trace line and a report both open with, each key after a comma: `"target"`, `"name"` (when
+    /// the user gave one), `"port"` (left out for ICMP echo, which has none), `"protocol"`, `"family"`,
+    /// `"tcp_flags"` (TCP only) and `"source"`.
+    mutating func appendTargetKeys(_ request: TraceRequest, method: ProbeMethod) {
+        appendLiteral(",\"target\":\"")
+        appendAddress(request.destination)
+        append(0x22)
+        if let name = request.name {
+            appendLiteral(",\"name\":")
+            appendQuoted(name)
+        }
+        if method.hasPorts {
+            appendLiteral(",\"port\":")
+            appendDecimal(UInt64(request.port))
+        }
+        appendLiteral(",\"protocol\":\"")
+        appendText(method.protocolName)
+        appendLiteral("\",\"family\":\"")
+        appendText(request.family.description)
+        if let flags = method.tcpFlags {
+            appendLiteral("\",\"tcp_flags\":\"")
+            appendText(flags.rawValue)
+        }
+        appendLiteral("\",\"source\":\"")
+        appendAddress(request.source)
+        append(0x22)
+    }
+
+    /// `,"start":"2026-12-07T00:31:04.015282Z"` (wall clock, ns since 1970), or `,"start":null`.
+    mutating func appendStart(_ start: UInt64?) {
+        appendLiteral(",\"start\":")
+        if let start {
+            append(0x22)
+            appendTimestamp(start)
+            append(0x22)
+        } else {
+            appendLiteral("null")
+        }
+    }
+
     /// `,"mpls":[{"label":…,"tc":…,"s":…,"ttl":…}…]` for the entries kept (top first), and
     /// `,"mpls_depth":N` when the stack was deeper: a trace's hop and a report's hop write it alike.
     mutating func appendMPLS(_ stack: MPLSStack) {

@@ -120,11 +120,11 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         let start = try #require(source.range(of: "enum JSONFormatter"))
         let end = try #require(source.range(of: "static func quote", range: start.upperBound..<source.endIndex))
         let body = source[start.lowerBound..<end.lowerBound]
-        // A key in the source is a literal `\"key\":`. The MPLS stack's writer is shared with the report's
-        // (Report.swift, `appendMPLS`).
+        // A key in the source is a literal `\"key\":`. The target's keys, `start` and the MPLS stack are
+        // written by the helpers a report shares (the end of Report.swift, from `appendTargetKeys` on).
         let report = try String(contentsOf: repositoryRoot.appendingPathComponent("Sources/fasttrace/Report.swift"),
             encoding: .utf8)
-        let mpls = try #require(report.range(of: "mutating func appendMPLS"))
+        let mpls = try #require(report.range(of: "mutating func appendTargetKeys"))
         var written: Set<String> = []
         for match in body.matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
         for match in report[mpls.lowerBound...].matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
