@@ -306,6 +306,41 @@ struct FastTrace: ParsableCommand {
     @Flag(help: "Print the summary line even for a single target.")
     var summary = false
 
+    @Option(name: .customLong("shard"), parsing: .unconditional, help: ArgumentHelp(
+        "Trace only shard I of N of the --targets list (1/3, 2/3, 3/3 on three hosts): each target × port is in "
+            + "exactly one shard, by a keyed permutation every host computes alike from the list, I/N and "
+            + "--shard-seed, with no coordination.", valueName: "I/N"))
+    var shardOption: String?
+
+    @Option(name: .customLong("shard-seed"), parsing: .unconditional, help: ArgumentHelp(
+        "The key of --shard's permutation: a whole number, decimal or 0x hex, up to 64 bits; every host of the "
+            + "split must use the same (default: 0x6661737474726163, \"fasttrac\").", valueName: "seed"))
+    var shardSeedOption: String?
+
+    /// `--shard` with its seed, or nil; the reason in one line when either is not valid (or `--shard` was
+    /// given without a list to split).
+    func shard() throws(UsageFailure) -> Shard? {
+        var seed = Shard.defaultSeed
+        if let text = shardSeedOption {
+            let hex = text.hasPrefix("0x") || text.hasPrefix("0X")
+            guard let value = hex ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text, radix: 10) else {
+                throw UsageFailure("--shard-seed: '\(text)' is not a whole number of up to 64 bits (decimal, or hex "
+                    + "with 0x)")
+            }
+            guard shardOption != nil else { throw UsageFailure("--shard-seed: goes with --shard") }
+            seed = value
+        }
+        guard let text = shardOption else { return nil }
+        switch Shard.parse(text, seed: seed) {
+        case .success(let shard):
+            guard targetsFile != nil else {
+                throw UsageFailure("--shard: splits a --targets list between hosts; one target is not split")
+            }
+            return shard
+        case .failure(let error): throw UsageFailure("--shard: \(error.reason)")
+        }
+    }
+
     @Option(name: .customLong("send-path"), parsing: .unconditional, help: ArgumentHelp(
         "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; used "
             + "whatever output firewall or ip rules the host has; an error when it cannot be set up), socket (the raw IPv4 socket, sendmmsg), or auto (the ring "
@@ -442,6 +477,8 @@ struct FastTrace: ParsableCommand {
             throw UsageFailure("--max-in-flight: must be 1...\(ProbeTag.slotCount) (got \(maxInFlight))")
         }
         if let gap, gap < 0 { throw UsageFailure("--gap: must be 0 or more (got \(gap))") }
+        let shard = try shard()
+        JSONFormatter.shard = shard
         if let sourcePort, !(1...65535).contains(sourcePort) {
             throw UsageFailure("--sport: must be 1...65535 (got \(sourcePort))")
         }
@@ -571,7 +608,7 @@ struct FastTrace: ParsableCommand {
         if let targetsFile {
             do {
                 stream = try TargetStream(path: targetsFile, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
-                    resolve: { resolveHostname($0) }, sourceFor: { [sourceOverride] destination in
+                    shard: shard, resolve: { resolveHostname($0) }, sourceFor: { [sourceOverride] destination in
                         routeFor(destination).map { sourceOverride ?? $0.source }
                     })
             } catch {

@@ -293,21 +293,29 @@ func formatMillis(_ micros: UInt32) -> String {
 /// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
     /// The `schema` key of every trace object: the version of this layout.
-    static let schemaVersion: UInt64 = 2
+    static let schemaVersion: UInt64 = 3
+    /// The run's `--shard`, written into every trace and report line (`"shard":"2/3"`); nil without it. Set
+    /// once, before the run starts.
+    nonisolated(unsafe) static var shard: Shard?
 
     /// One trace as a line (without the newline), for callers that want a String.
-    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain) -> String {
+    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain,
+        shard: Shard? = nil) -> String
+    {
         var bytes: [UInt8] = []
-        write(result, start: start, annotator, into: &bytes)
+        write(result, start: start, annotator, shard: shard, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Appends one trace's object (without the newline) to `out`. `start` is when its first probe was
     /// sent, wall clock, ns since 1970 (null when none was). Hops carry `name` unless -n, and
     /// `asn`/`as_name` with --asn-db (null when unknown), for the hop's `addr`.
-    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, into out: inout [UInt8]) {
+    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, shard: Shard? = JSONFormatter.shard,
+        into out: inout [UInt8])
+    {
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
+        out.appendShard(shard)
         out.appendTargetKeys(result.request, method: result.method)
         out.appendLiteral(",\"sport\":")
         out.appendDecimal(UInt64(result.sourcePort))

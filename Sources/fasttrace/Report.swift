@@ -188,23 +188,24 @@ enum ReportText {
 /// unit test checks the keys written here against it.
 enum ReportJSON {
     /// The `schema` key: the version of this layout.
-    static let schemaVersion: UInt64 = 1
+    static let schemaVersion: UInt64 = 2
 
-    static func line(_ stats: RoundStats, requested: Int, start: UInt64? = nil, _ annotator: HopAnnotator = .plain)
-        -> String
+    static func line(_ stats: RoundStats, requested: Int, start: UInt64? = nil, _ annotator: HopAnnotator = .plain,
+        shard: Shard? = nil) -> String
     {
         var bytes: [UInt8] = []
-        write(stats, requested: requested, start: start, annotator, into: &bytes)
+        write(stats, requested: requested, start: start, annotator, shard: shard, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     static func write(_ stats: RoundStats, requested: Int, start: UInt64?, _ annotator: HopAnnotator,
-        into out: inout [UInt8])
+        shard: Shard? = JSONFormatter.shard, into out: inout [UInt8])
     {
         let request = stats.request
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
         out.appendLiteral(",\"type\":\"report\"")
+        out.appendShard(shard)
         out.appendTargetKeys(request, method: stats.method)
         out.appendStart(start)
         out.appendLiteral(",\"rounds_requested\":")
@@ -399,6 +400,14 @@ enum ReportJSON {
 }
 
 extension [UInt8] {
+    /// `,"shard":"2/3"` with `--shard` (which share of the list this vantage traced), else nothing.
+    mutating func appendShard(_ shard: Shard?) {
+        guard let shard else { return }
+        appendLiteral(",\"shard\":\"")
+        appendText(shard.description)
+        append(0x22)
+    }
+
     /// What a trace line and a report both open with, each key after a comma: `"target"`, `"name"` (when
     /// the user gave one), `"port"` (left out for ICMP echo, which has none), `"protocol"`, `"family"`,
     /// `"tcp_flags"` (TCP only) and `"source"`.

@@ -115,15 +115,17 @@ private let reportSchemaPath = repositoryRoot.appendingPathComponent("docs/repor
         let schema = allSchemaKeys(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportSchemaPath))))
         var lines: [String] = []
         var seen: Set<String> = []
-        for (stats, requested, annotator, start) in reportFixtures() {
-            let line = ReportJSON.line(stats, requested: requested, start: start, annotator)
+        for (i, (stats, requested, annotator, start)) in reportFixtures().enumerated() {
+            // One of them from a vantage given --shard 2/3.
+            let line = ReportJSON.line(stats, requested: requested, start: start, annotator,
+                shard: i == 1 ? Shard(index: 2, count: 3) : nil)
             lines.append(line)
             seen.formUnion(allKeys(try JSONSerialization.jsonObject(with: Data(line.utf8))))
         }
         #expect(seen == schema, "never written by the fixtures: \(schema.subtracting(seen).sorted())")
         let output = try runTool(["python3", "-c", schemaValidator, reportSchemaPath], input: lines.joined(separator: "\n") + "\n")
         #expect(output.status == 0 && output.stdout == "valid 4\n", "\(output.stdout)\(output.stderr)")
-        let extra = lines[0].replacingOccurrences(of: "{\"schema\":1,", with: "{\"schema\":1,\"extra\":0,")
+        let extra = lines[0].replacingOccurrences(of: "{\"schema\":2,", with: "{\"schema\":2,\"extra\":0,")
         let refused = try runTool(["python3", "-c", schemaValidator, reportSchemaPath], input: extra + "\n")
         #expect(refused.status == 1 && refused.stdout.contains("extra"))
     }

@@ -100,3 +100,33 @@ private func stoppedByUnreachable(_ destination: IPv4Address = t4) -> TraceResul
         #expect(readme.contains("ICMP echo (`-I`) 34–1500"))
     }
 }
+
+@Suite struct ShardOptionTests {
+    /// The one line `--shard` / `--shard-seed` fail with, or nil when they are accepted.
+    func failure(_ arguments: [String]) throws -> String? {
+        do {
+            _ = try FastTrace.parse(arguments).shard()
+            return nil
+        } catch let error as UsageFailure {
+            return error.message
+        }
+    }
+
+    @Test("--shard: bad values and a single target are refused in one line; the shard is what was asked")
+    func badShards() throws {
+        let list = ["--targets", "-", "-p", "443"]
+        #expect(try failure(list + ["--shard", "0/3"]) == "--shard: 0/3: the shard must be 1...3 (shards count from 1: 1/3 to 3/3)")
+        #expect(try failure(list + ["--shard", "4/3"]) == "--shard: 4/3: the shard must be 1...3 (shards count from 1: 1/3 to 3/3)")
+        #expect(try failure(list + ["--shard", "a/b"])
+            == "--shard: 'a/b' is not I/N: two whole numbers, this host's shard and how many share the list (--shard 1/3)")
+        #expect(try failure(["--shard", "1/3", "198.51.100.7"])
+            == "--shard: splits a --targets list between hosts; one target is not split")
+        #expect(try failure(list + ["--shard", "1/3", "--shard-seed", "xyz"])
+            == "--shard-seed: 'xyz' is not a whole number of up to 64 bits (decimal, or hex with 0x)")
+        #expect(try failure(list + ["--shard-seed", "7"]) == "--shard-seed: goes with --shard")
+        #expect(try FastTrace.parse(list + ["--shard", "2/3", "--shard-seed", "0x2a"]).shard()
+            == Shard(index: 2, count: 3, seed: 42))
+        #expect(try FastTrace.parse(list + ["--shard", "2/3"]).shard()?.seed == Shard.defaultSeed)
+        #expect(try FastTrace.parse(list).shard() == nil)
+    }
+}

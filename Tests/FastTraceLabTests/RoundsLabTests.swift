@@ -263,3 +263,37 @@ struct RoundsLabTests {
         #expect(parseReports(r.stdout).first?.rounds == 10)
     }
 }
+
+/// `--shard I/N` (issue 12): hosts given the same list and 1/N … N/N trace every target × port exactly once
+/// between them.
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct ShardLabTests {
+    @Test("--shard 1/2 and 2/2 of one list: every target × port traced exactly once, each line names its shard")
+    func twoShardsCoverTheList() throws {
+        let lab = try Lab.get()
+        // 16 open and 8 firewalled targets (prefixes, as lists give them) × 2 ports: 48 target × ports.
+        let list = "198.19.0.0/28\n198.18.32.0/29\n"
+        var seen: [String: String] = [:]
+        var duplicates: [String] = []
+        for shard in ["1/2", "2/2"] {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "80,443",
+                "--shard", shard, "--format", "json", "-q", "1", "-w", "0.5", "-m", "10", "--gap", "2"],
+                stdin: list, timeout: 120)
+            #expect(r.status == 0, "\(shard): \(r.stderr)")
+            for line in r.stdout.split(separator: "\n") {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(object["shard"] as? String == shard)
+                let key = "\(object["target"] as? String ?? "?"):\(object["port"] as? Int ?? -1)"
+                if seen[key] != nil { duplicates.append(key) }
+                seen[key] = shard
+                // Each trace still right: the open prefix open on both ports, the firewalled one on 443 only.
+                let open = (object["target"] as? String ?? "").hasPrefix("198.19.") || object["port"] as? Int == 443
+                #expect((object["state"] as? String == "open") == open, "\(line)")
+            }
+        }
+        #expect(duplicates.isEmpty, "traced by both shards: \(duplicates)")
+        #expect(seen.count == 48, "\(seen.count) of 48 target × ports traced")
+        // Both shards took a share (a keyed sample, not one of them all).
+        #expect(Set(seen.values) == ["1/2", "2/2"] && seen.values.count { $0 == "1/2" } > 10)
+    }
+}
