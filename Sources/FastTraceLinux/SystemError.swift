@@ -55,7 +55,8 @@ public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
             EPERM: "EPERM", EACCES: "EACCES", ENOENT: "ENOENT", EINVAL: "EINVAL", ENOMEM: "ENOMEM",
             EBUSY: "EBUSY", ENODEV: "ENODEV", ENOBUFS: "ENOBUFS", EAGAIN: "EAGAIN",
             EAFNOSUPPORT: "EAFNOSUPPORT", EPROTONOSUPPORT: "EPROTONOSUPPORT", ENETUNREACH: "ENETUNREACH",
-            EMSGSIZE: "EMSGSIZE", ENOSYS: "ENOSYS", E2BIG: "E2BIG",
+            EMSGSIZE: "EMSGSIZE", ENOSYS: "ENOSYS", E2BIG: "E2BIG", ENOSPC: "ENOSPC", EDQUOT: "EDQUOT",
+            EROFS: "EROFS", EISDIR: "EISDIR", ENOTDIR: "ENOTDIR", EIO: "EIO",
         ]
         if let name = names[code] { return "\(message) (\(name))" }
         return "\(message) (errno \(code))"

@@ -16,6 +16,8 @@ import Glibc
 
 /// Set by SIGINT/SIGTERM; the engine then reports what it has and stops.
 let cancelRequested = Atomic<Bool>(false)
+/// Set when `--plot`'s file could not be written (said in one line): the run exits 1.
+nonisolated(unsafe) var plotWriteFailed = false
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json, csv, dot
@@ -306,6 +308,12 @@ struct FastTrace: ParsableCommand {
     @Flag(help: "Print the summary line even for a single target.")
     var summary = false
 
+    @Option(name: .customLong("plot"), parsing: .unconditional, help: ArgumentHelp(
+        "With -c or --report: also draw the reports as an SVG picture in FILE: per target, the RTT at each hop "
+            + "(box p25-p75, line p50, whiskers best-p95) above the loss at each hop, the hop that adds latency "
+            + "shaded.", valueName: "file.svg"))
+    var plotPath: String?
+
     @Option(name: .customLong("shard"), parsing: .unconditional, help: ArgumentHelp(
         "Trace only shard I of N of the --targets list (1/3, 2/3, 3/3 on three hosts): each target × port is in "
             + "exactly one shard, by a keyed permutation every host computes alike from the list, I/N and "
@@ -316,6 +324,13 @@ struct FastTrace: ParsableCommand {
         "The key of --shard's permutation: a whole number, decimal or 0x hex, up to 64 bits; every host of the "
             + "split must use the same (default: 0x6661737474726163, \"fasttrac\").", valueName: "seed"))
     var shardSeedOption: String?
+
+    /// `--plot` draws the rounds' reports: refused, in one line, without rounds or without a file name.
+    func checkPlot() throws(UsageFailure) {
+        guard let plotPath else { return }
+        guard roundsRequested != nil else { throw UsageFailure("--plot: draws the rounds' report: give -c N or --report") }
+        guard !plotPath.isEmpty else { throw UsageFailure("--plot: needs a file name (FILE.svg)") }
+    }
 
     /// `--shard` with its seed, or nil; the reason in one line when either is not valid (or `--shard` was
     /// given without a list to split).
@@ -478,6 +493,7 @@ struct FastTrace: ParsableCommand {
         }
         if let gap, gap < 0 { throw UsageFailure("--gap: must be 0 or more (got \(gap))") }
         let shard = try shard()
+        try checkPlot()
         JSONFormatter.shard = shard
         if let sourcePort, !(1...65535).contains(sourcePort) {
             throw UsageFailure("--sport: must be 1...65535 (got \(sourcePort))")
@@ -746,7 +762,8 @@ struct FastTrace: ParsableCommand {
                 let source = repeated
                 (summaryLine, run) = try runEngine(engine, source: &repeated, text: text, stage: stage,
                     rounds: { reported = true; return source.finished($0).last },
-                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL))
+                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
+                        plot: plotPath.map(PlotBook.init(path:))))
             } else {
                 (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
                     single: { reported = true; report($0) })
@@ -764,7 +781,7 @@ struct FastTrace: ParsableCommand {
             let notReached = (rounds != nil || !interrupted) && run.traces >= 1 && run.reached == 0
             if notReached && format == .text { Out.error("Destination not reached") }
             if summary { Out.error(summaryLine) }
-            if notReached && !interrupted { throw ExitCode(1) }
+            if (notReached || plotWriteFailed) && !interrupted { throw ExitCode(1) }
         } else if let stream {
             var rate = RecentRate()
             engine.onProgress = { p in
@@ -786,7 +803,8 @@ struct FastTrace: ParsableCommand {
                     let wrapper = repeated
                     summaryLine = try runEngine(engine, source: &repeated, text: text, stage: stage,
                         rounds: { wrapper.finished($0).last },
-                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL)).line
+                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
+                        plot: plotPath.map(PlotBook.init(path:)))).line
                 } else {
                     summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
                 }
@@ -826,6 +844,7 @@ struct FastTrace: ParsableCommand {
                         .compactMap { $0 }.joined(separator: " and ")
                 throw UsageFailure("\(stream.sourceName): no target could be traced (\(what) skipped)")
             }
+            if plotWriteFailed && !interrupted { throw ExitCode(ExitStatus.notReachedOrFailed.rawValue) }
             // Some of the list was left out: the traces ran, and the status says they are not all of it.
             if !interrupted && skipped + linesSkipped > 0 { throw ExitCode(ExitStatus.partlySkipped.rawValue) }
         }
@@ -877,6 +896,12 @@ struct FastTrace: ParsableCommand {
         // The graph needs every trace: it is written once the run is over (also after an interruption).
         if format == .dot { Out.append(graph.write) }
         try Out.finish()
+        // The picture of every report (also after an interruption: the rounds there are); a failed write is
+        // one line, and exit status 1 once the run has said the rest.
+        if let plot = reporter?.plot, let failure = plot.write() {
+            Out.error("fasttrace: \(failure)")
+            plotWriteFailed = true
+        }
         // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
         if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength,

@@ -104,7 +104,7 @@ enum Out {
 
     /// Writes all of `bytes`; returns the errno of a failure, or nil. Retries EINTR; waits for room when
     /// the descriptor is non-blocking.
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

@@ -14,10 +14,13 @@ final class RoundsReporter {
     /// The run's first TTL (`-f`): where every target × port's rows start.
     let firstTTL: UInt8
     private var open: [Int: (stats: RoundStats, start: UInt64?)] = [:]
+    /// `--plot`: every report also drawn, written when the run ends.
+    let plot: PlotBook?
     /// Reports written.
     private(set) var written = 0
 
-    init(rounds: Int, format: OutputFormat, stage: OutputStage, firstTTL: UInt8) {
+    init(rounds: Int, format: OutputFormat, stage: OutputStage, firstTTL: UInt8, plot: PlotBook? = nil) {
+        self.plot = plot
         roundsRequested = rounds
         self.format = format
         self.stage = stage
@@ -49,6 +52,9 @@ final class RoundsReporter {
         var addresses: [IPv4Address] = []
         for hop in stats.hops { for r in hop.responders { if let a = r.address.ipv4 { addresses.append(a) } } }
         let requested = roundsRequested
+        if let plot {
+            stage.submit(addresses: addresses) { annotator in plot.add(stats, requested: requested, annotator) }
+        }
         switch format {
         case .json:
             stage.submit(addresses: addresses) { annotator in
@@ -67,29 +73,7 @@ enum ReportText {
     static let columns = ["Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "p95", "Javg"]
 
     static func block(_ stats: RoundStats, requested: Int, _ annotator: HopAnnotator = .plain) -> String {
-        let request = stats.request
-        let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
-        let probes = stats.method == .tcp(.syn) ? "" : " (\(stats.method))"
-        // ICMP echo has no port.
-        let port = stats.method.hasPorts ? " port \(request.port)" : ""
-        var title = "\(target)\(port)\(probes): \(counted(stats.rounds, "round"))"
-        if stats.rounds < requested || stats.interruptedRounds > 0 {
-            title += " of \(requested) (interrupted)"
-        }
-        // `filtered` rounds a router's unreachable stopped are named so (JSON `stops` has them too).
-        let unreachable = stats.stops.first { $0.reason == .unreachable }?.rounds ?? 0
-        let notSent = stats.stops.first { $0.reason == .notSent }?.rounds ?? 0
-        var states = stats.states.filter { $0.state != .unknown }
-            .map { "\($0.state.rawValue) \($0.rounds)" + ($0.state == .filtered && unreachable > 0
-                ? " (\(unreachable) stopped by a router's unreachable)" : "") }.joined(separator: ", ")
-        if notSent > 0 { states += (states.isEmpty ? "" : ", ") + "not sent \(notSent) (the kernel refused the probes)" }
-        if !states.isEmpty { title += ", \(states)" }
-        if let ttls = stats.destinationTTLs {
-            title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"
-                : ", destination at TTL \(ttls.lowerBound)-\(ttls.upperBound)"
-        } else {
-            title += ", destination not reached"
-        }
+        let title = title(stats, requested: requested)
         let analysis = Interpretation(stats.hops, destinationTTL: stats.destinationTTLs?.lowerBound)
         var rows: [[String]] = []
         var extra: [Int: [String]] = [:]
@@ -145,6 +129,34 @@ enum ReportText {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The report's title line (the plot's panel titles too): target, rounds, states, destination TTL.
+    static func title(_ stats: RoundStats, requested: Int) -> String {
+        let request = stats.request
+        let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
+        let probes = stats.method == .tcp(.syn) ? "" : " (\(stats.method))"
+        // ICMP echo has no port.
+        let port = stats.method.hasPorts ? " port \(request.port)" : ""
+        var title = "\(target)\(port)\(probes): \(counted(stats.rounds, "round"))"
+        if stats.rounds < requested || stats.interruptedRounds > 0 {
+            title += " of \(requested) (interrupted)"
+        }
+        // `filtered` rounds a router's unreachable stopped are named so (JSON `stops` has them too).
+        let unreachable = stats.stops.first { $0.reason == .unreachable }?.rounds ?? 0
+        let notSent = stats.stops.first { $0.reason == .notSent }?.rounds ?? 0
+        var states = stats.states.filter { $0.state != .unknown }
+            .map { "\($0.state.rawValue) \($0.rounds)" + ($0.state == .filtered && unreachable > 0
+                ? " (\(unreachable) stopped by a router's unreachable)" : "") }.joined(separator: ", ")
+        if notSent > 0 { states += (states.isEmpty ? "" : ", ") + "not sent \(notSent) (the kernel refused the probes)" }
+        if !states.isEmpty { title += ", \(states)" }
+        if let ttls = stats.destinationTTLs {
+            title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"
+                : ", destination at TTL \(ttls.lowerBound)-\(ttls.upperBound)"
+        } else {
+            title += ", destination not reached"
+        }
+        return title
     }
 
     static func markText(_ verdict: HopVerdict?) -> String {

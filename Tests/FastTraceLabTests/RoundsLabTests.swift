@@ -241,6 +241,29 @@ struct RoundsLabTests {
         #expect(ttls.max() == 11, "\(out)")
     }
 
+    @Test("--plot: the reports drawn into an SVG that renders; a full disk is one line and exit 1")
+    func plot() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let open = lab.truth.kind(named: "open").example
+        let svg = scratch.file("plot.svg")
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "3", "-w", "0.3", "--plot", svg, open, "443"],
+            timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        let text = scratch.read("plot.svg")
+        #expect(text.contains("<g class=\"target\" data-target=\"\(open)\" data-port=\"443\""), "\(text.prefix(600))")
+        // One box per hop that answered: the 6 routers and the destination.
+        #expect(text.components(separatedBy: "<g class=\"rtt\"").count - 1 == 7)
+        let png = runTool(["rsvg-convert", "-o", scratch.file("plot.png"), svg])
+        #expect(png.status == 0, "\(png.stderr)")
+        let full = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "2", "-w", "0.3", "--plot", "/dev/full",
+            open, "443"], timeout: 60)
+        #expect(full.status == 1 && full.stdout.contains("2 rounds"), "\(full.status) \(full.stderr)")
+        #expect(full.stderr.split(separator: "\n").filter { $0.contains("--plot") }
+            == ["fasttrace: --plot /dev/full: cannot write: No space left on device (ENOSPC)"], "\(full.stderr)")
+    }
+
     @Test("Bad rounds: -c 0, -c -1, -c abc and a CSV report are refused with one line and exit 2; --report alone is 10 rounds")
     func badInput() throws {
         for (args, message) in [
