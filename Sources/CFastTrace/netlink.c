@@ -153,15 +153,18 @@ static int address_cb(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
-/* Sends one dump request (`type`, family AF_INET, `payload` after the header) and runs `cb` over
- * every answer until NLMSG_DONE. Returns 0 or -errno. */
-static int dump(uint16_t type, const void *payload, size_t payload_len, mnl_cb_t cb, void *data)
+/* Sends one request on netlink `bus` (`type`, `flags` beside NLM_F_REQUEST, `payload` after the header) and runs `cb`
+ * over every answer until the callbacks say stop: NLMSG_DONE for a dump (NLM_F_DUMP), the ACK for a
+ * one-message request (NLM_F_ACK: without it nothing would end the answer, see the platform notes).
+ * Returns 0 or -errno. */
+static int request(int bus, uint16_t type, uint16_t flags, const void *payload, size_t payload_len, mnl_cb_t cb,
+                   void *data)
 {
     char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
     if (buf == NULL)
         return -ENOMEM;
     int rc = 0;
-    struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
+    struct mnl_socket *nl = mnl_socket_open(bus);
     if (nl == NULL) {
         rc = -errno;
         goto out;
@@ -172,8 +175,7 @@ static int dump(uint16_t type, const void *payload, size_t payload_len, mnl_cb_t
     }
     struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
     nlh->nlmsg_type = type;
-    /* A dump ends with NLMSG_DONE, so no NLM_F_ACK is needed (a non-dump request would need it). */
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_flags = NLM_F_REQUEST | flags;
     uint32_t seq = (uint32_t)time(NULL);
     nlh->nlmsg_seq = seq;
     void *p = mnl_nlmsg_put_extra_header(nlh, payload_len);
@@ -184,7 +186,7 @@ static int dump(uint16_t type, const void *payload, size_t payload_len, mnl_cb_t
         rc = -errno;
         goto out_close;
     }
-    for (int rounds = 0; rounds < 1000000; rounds++) { /* bounded; a dump ends long before */
+    for (int rounds = 0; rounds < 1000000; rounds++) { /* bounded; an answer ends long before */
         ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
         if (n < 0) {
             if (errno == EINTR)
@@ -192,12 +194,13 @@ static int dump(uint16_t type, const void *payload, size_t payload_len, mnl_cb_t
             rc = -errno;
             break;
         }
+        errno = 0;
         int r = mnl_cb_run(buf, (size_t)n, seq, portid, cb, data);
         if (r == MNL_CB_ERROR) {
             rc = errno ? -errno : -EIO;
             break;
         }
-        if (r == MNL_CB_STOP) /* NLMSG_DONE */
+        if (r == MNL_CB_STOP) /* NLMSG_DONE, or the ACK */
             break;
     }
 out_close:
@@ -205,6 +208,12 @@ out_close:
 out:
     free(buf);
     return rc;
+}
+
+/* A dump (`type`, family in `payload`): ends with NLMSG_DONE, so no NLM_F_ACK is needed. */
+static int dump(uint16_t type, const void *payload, size_t payload_len, mnl_cb_t cb, void *data)
+{
+    return request(NETLINK_ROUTE, type, NLM_F_DUMP, payload, payload_len, cb, data);
 }
 
 int CFastTrace_dump_routes(struct cfasttrace_route *out, size_t capacity)
@@ -485,58 +494,15 @@ static int neighbour_cb(const struct nlmsghdr *nlh, void *data)
 
 int CFastTrace_link_info(int ifindex, struct cfasttrace_link *out)
 {
-    char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
-    if (buf == NULL)
-        return -ENOMEM;
-    int rc = 0;
-    struct mnl_socket *nl = mnl_socket_open(NETLINK_ROUTE);
-    if (nl == NULL) {
-        rc = -errno;
-        goto out;
-    }
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-        rc = -errno;
-        goto out_close;
-    }
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = RTM_GETLINK;
-    /* Not a dump: without NLM_F_ACK nothing would end the answer (platform notes). */
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-    uint32_t seq = (uint32_t)time(NULL);
-    nlh->nlmsg_seq = seq;
-    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
-    memset(ifi, 0, sizeof(*ifi));
-    ifi->ifi_family = AF_UNSPEC;
-    ifi->ifi_index = ifindex;
-    unsigned int portid = mnl_socket_get_portid(nl);
-    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-        rc = -errno;
-        goto out_close;
-    }
+    struct ifinfomsg ifi;
+    memset(&ifi, 0, sizeof(ifi));
+    ifi.ifi_family = AF_UNSPEC;
+    ifi.ifi_index = ifindex;
     struct link_ctx ctx = {ifindex, out, 0};
-    for (int rounds = 0; rounds < 1000; rounds++) {
-        ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        errno = 0;
-        int r = mnl_cb_run(buf, (size_t)n, seq, portid, link_cb, &ctx);
-        if (r == MNL_CB_ERROR) {
-            rc = errno ? -errno : -EIO;
-            break;
-        }
-        if (r == MNL_CB_STOP) /* the ACK */
-            break;
-    }
+    /* Not a dump: one message, ended by the ACK. */
+    int rc = request(NETLINK_ROUTE, RTM_GETLINK, NLM_F_ACK, &ifi, sizeof(ifi), link_cb, &ctx);
     if (rc == 0 && !ctx.found)
         rc = -ENODEV;
-out_close:
-    mnl_socket_close(nl);
-out:
-    free(buf);
     return rc;
 }
 
@@ -642,56 +608,15 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data)
 
 int CFastTrace_count_output_chains(void)
 {
-    char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
-    if (buf == NULL)
-        return -ENOMEM;
-    int rc = 0;
-    struct mnl_socket *nl = mnl_socket_open(NETLINK_NETFILTER);
-    if (nl == NULL) {
-        rc = -errno;
-        goto out;
-    }
-    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-        rc = -errno;
-        goto out_close;
-    }
-    struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-    nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN;
-    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    uint32_t seq = (uint32_t)time(NULL);
-    nlh->nlmsg_seq = seq;
-    struct nfgenmsg *nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-    nfg->nfgen_family = NFPROTO_UNSPEC;
-    nfg->version = NFNETLINK_V0;
-    nfg->res_id = 0;
-    unsigned int portid = mnl_socket_get_portid(nl);
-    if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-        rc = -errno;
-        goto out_close;
-    }
+    struct nfgenmsg nfg;
+    memset(&nfg, 0, sizeof(nfg));
+    nfg.nfgen_family = NFPROTO_UNSPEC;
+    nfg.version = NFNETLINK_V0;
+    nfg.res_id = 0;
     struct chain_ctx ctx = {0};
-    for (int rounds = 0; rounds < 1000000; rounds++) {
-        ssize_t n = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        errno = 0;
-        int r = mnl_cb_run(buf, (size_t)n, seq, portid, chain_cb, &ctx);
-        if (r == MNL_CB_ERROR) {
-            rc = errno ? -errno : -EIO;
-            break;
-        }
-        if (r == MNL_CB_STOP)
-            break;
-    }
+    int rc = request(NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_DUMP, &nfg, sizeof(nfg),
+                     chain_cb, &ctx);
     if (rc == 0)
         rc = ctx.output_chains > INT32_MAX ? INT32_MAX : (int)ctx.output_chains;
-out_close:
-    mnl_socket_close(nl);
-out:
-    free(buf);
     return rc;
 }

@@ -136,6 +136,14 @@ public struct RunSummary: Sendable, Equatable {
     public var reportedBeforeLimits = 0
     /// Hops asked again later because a router answers at that position for other traces.
     public var reasksSent: UInt64 = 0
+    /// Traces a router's destination unreachable stopped (JSON `stop` `unreachable`), of those not reached:
+    /// their state is `filtered` (`filtered` for UDP too), and the summary names how they were stopped.
+    public var unreachable = 0
+    /// Probes the kernel refused to send (not in `probesSent`: they never left).
+    public var probesRefused: UInt64 = 0
+    /// Traces stopped because the kernel refused their probes (`not-sent`; state `unknown`, not counted
+    /// in `unknown`, which is for interrupted traces).
+    public var notSent = 0
     /// Traces by the port state they found (`reached` = open + closed + unfiltered; unknown: interrupted
     /// before the destination said anything).
     public var open = 0, closed = 0, unfiltered = 0, filtered = 0, openFiltered = 0, unknown = 0
@@ -220,8 +228,10 @@ public final class TraceEngine {
     public var shouldCancel: () -> Bool = { false }
 
     // Probe status per cell (scheduler-only). A cell is one try: attempt `column + samples × try`.
+    // `refused`: the transport consumed the try but the kernel refused to send it (never left the host).
     static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
-        retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6, reaskHeld: UInt8 = 7
+        retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6, reaskHeld: UInt8 = 7,
+        refused: UInt8 = 8
     /// A try in flight or queued to go: sent and not yet answered or timed out, or a retry or re-ask
     /// waiting its turn (or held over its position's budget).
     @inline(__always) static func isWaiting(_ status: UInt8) -> Bool {
@@ -333,6 +343,10 @@ public final class TraceEngine {
     /// `book.evidence` when queued re-asks were last looked over (`dropUnwantedReasks`).
     var reaskEvidence = 0
     var pending: [PendingProbe]
+    /// Per batch entry: the transport said the kernel refused it (reset as each batch is taken in).
+    var refusedInBatch: [Bool]
+    /// Traces one of whose probes the batch had refused, to move on once the batch is taken in.
+    var refusedSlots: [Int]
     var activeCount = 0
     var summary = RunSummary()
     var onResult: (TraceResult) -> Void = { _ in }
@@ -383,6 +397,9 @@ public final class TraceEngine {
         heldReasks = RingQueue(capacity: 1024)
         pending = Array(repeating: PendingProbe(slot: 0, ttlIndex: 0, attempt: 0, isRetry: false),
             count: transport.maxBatch)
+        refusedInBatch = Array(repeating: false, count: transport.maxBatch)
+        refusedSlots = []
+        refusedSlots.reserveCapacity(transport.maxBatch)
     }
 
     /// Traces every request, calling `onResult` as each finishes (in completion order). Returns when
@@ -579,11 +596,32 @@ public final class TraceEngine {
                 self.dispatcher.sendTimes.store(
                     self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())
                 return (length, self.slots[p.slot].flow.destination)
+            } refused: { i in
+                self.refusedInBatch[i] = true
             }
             let sentAt = clock.now()
+            var refusedCount = 0
             for i in 0..<count {
                 let p = pending[i]
                 let cell = grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt)
+                if i < sentCount && refusedInBatch[i] {
+                    // Refused by the kernel: it never left, so it is neither sent nor silent, gets no
+                    // timeout, retry or re-ask, and teaches nothing about the path. The trace stops here
+                    // (its later probes, as long and on the same route, would be refused too).
+                    refusedInBatch[i] = false
+                    refusedCount += 1
+                    status[cell] = Self.refused
+                    dispatcher.sendTimes.store(cell, 0)
+                    let s = slots[p.slot]
+                    if p.ttlIndex < s.stopTTLIndex
+                        || (p.ttlIndex == s.stopTTLIndex && (s.stopReason == .maxTTL || s.stopReason == .gapLimit))
+                    {
+                        slots[p.slot].stopTTLIndex = p.ttlIndex
+                        slots[p.slot].stopReason = .notSent
+                    }
+                    if !refusedSlots.contains(p.slot) { refusedSlots.append(p.slot) }
+                    continue
+                }
                 if i < sentCount {
                     status[cell] = Self.sent
                     // Spacing counts from the turn that sent it: turns are one poll interval apart, so
@@ -609,8 +647,12 @@ public final class TraceEngine {
                     enqueue(p.slot)
                 }
             }
-            summary.probesSent += UInt64(sentCount)
+            summary.probesSent += UInt64(sentCount - refusedCount)
+            summary.probesRefused += UInt64(refusedCount)
             bucket.spend(sentCount)
+            // Traces with a refused probe: settle what they can (one may be finished by it).
+            for index in refusedSlots where slots[index].active { advance(index, now: now) }
+            refusedSlots.removeAll(keepingCapacity: true)
             if sentCount < count { break }
         }
     }
@@ -744,6 +786,12 @@ public final class TraceEngine {
                 }
             }
             guard settled else { break }
+            // A TTL the kernel refused probes for (where the trace stops) teaches nothing about the path.
+            if rowRefused(index, ttlIndex: ttlIndex) {
+                slots[index].resolvedTTLs += 1
+                if let onHop { onHop(slots[index].request, hop(index, ttlIndex: ttlIndex)) }
+                continue
+            }
             // The gap counts silent TTLs past the last one that may be alive: answered, silent but
             // alive, or at a position nothing is known of yet (see `learn`). Those also move the
             // look-ahead, so a trace never waits on TTLs it will not send.
@@ -793,6 +841,13 @@ public final class TraceEngine {
                 if Self.isWaiting(s) { return true }
             }
         }
+        return false
+    }
+
+    /// True when the kernel refused some try at this TTL.
+    func rowRefused(_ index: Int, ttlIndex: Int) -> Bool {
+        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+        for attempt in 0..<grid.attempts where status[row + attempt] == Self.refused { return true }
         return false
     }
 

@@ -27,6 +27,7 @@ extension TraceEngine {
             var result: ProbeResult?
             var attempt = column
             var waiting = false
+            var refused = false
             var tries: UInt8 = 0
             while attempt < grid.attempts {
                 switch status[base + attempt] {
@@ -45,6 +46,8 @@ extension TraceEngine {
                         result?.mpls = MPLSStack(depth: depth, top: UInt32(truncatingIfNeeded: words >> 32),
                             second: UInt32(truncatingIfNeeded: words))
                     }
+                case Self.refused:
+                    refused = true
                 case let s where Self.isWaiting(s):
                     waiting = true
                 case Self.unsent where attempt == column:
@@ -56,6 +59,10 @@ extension TraceEngine {
                 attempt += samples
             }
             if var result {
+                result.tries = tries
+                probes.append(result)
+            } else if refused {
+                var result = ProbeResult(silence: .notSent)
                 result.tries = tries
                 probes.append(result)
             } else if waiting && cancelling {
@@ -129,7 +136,9 @@ extension TraceEngine {
         // interrupted trace has not found it.
         // Several answers (a SYN-ACK and a RST): the most telling one (`Response.precedence`) says it.
         // Silence says open|filtered for UDP, but not past a router's unreachable: nothing got there.
-        var state = cancelling ? PortState.unknown : slot.stopReason == .unreachable ? .filtered : kind.silentState
+        // Nor has a trace whose probes the kernel refused to send: nothing past them was asked.
+        var state = cancelling || slot.stopReason == .notSent ? PortState.unknown
+            : slot.stopReason == .unreachable ? .filtered : kind.silentState
         var reached = false
         let answer = hops.lazy.flatMap(\.probes).map(\.outcome).filter(\.isFromDestination)
             .max { $0.precedence < $1.precedence }
@@ -164,7 +173,7 @@ extension TraceEngine {
         if book.limitedPositions == 0 && hops.contains(where: { $0.probes.contains { $0.silence == .timedOut } }) {
             summary.reportedBeforeLimits += 1
         }
-        if result.reached { summary.reached += 1 }
+        if result.reached { summary.reached += 1 } else if stopReason == .unreachable { summary.unreachable += 1 }
         switch state {
         case .open: summary.open += 1
         case .closed: summary.closed += 1
@@ -172,7 +181,8 @@ extension TraceEngine {
         case .filtered: summary.filtered += 1
         case .openFiltered: summary.openFiltered += 1
         case .reachable: break  // counted in `reached`: ICMP has no port to be open or closed
-        case .unknown: summary.unknown += 1
+        case .unknown:
+            if stopReason == .notSent { summary.notSent += 1 } else { summary.unknown += 1 }
         }
         onResult(result)
     }

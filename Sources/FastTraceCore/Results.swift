@@ -47,6 +47,9 @@ public enum Silence: String, Sendable, Equatable {
     case likelyRateLimited = "likely-rate-limited"
     /// The run was interrupted before this probe's wait was over, or before it was sent.
     case interrupted
+    /// The kernel refused to send the probe (larger than the route's MTU: EMSGSIZE; a local firewall:
+    /// EPERM): it never left this host, so its silence says nothing about the network.
+    case notSent = "not-sent"
     /// Nothing came back, at a TTL where routers on other paths were caught rate-limiting, but past the
     /// last TTL this trace heard anything from: a rate limit, or the end of the path; cannot tell.
     case unknown
@@ -96,7 +99,7 @@ public struct ProbeResult: Sendable, Equatable {
     public init(silence reason: Silence) {
         self.init(responder: nil, rttMicros: nil, outcome: .none)
         silence = reason
-        if reason == .interrupted { tries = 0 }
+        if reason == .interrupted || reason == .notSent { tries = 0 }
     }
 
     /// The unanswered probe.
@@ -134,6 +137,7 @@ public struct HopResult: Sendable, Equatable {
     /// it, `none` otherwise.
     public var kind: String {
         if outcome != .none { return outcome.description }
+        if probes.contains(where: { $0.silence == .notSent }) { return Silence.notSent.rawValue }
         if probes.contains(where: { $0.silence == .rateLimited }) { return Silence.rateLimited.rawValue }
         if probes.contains(where: { $0.silence == .likelyRateLimited }) { return Silence.likelyRateLimited.rawValue }
         if probes.contains(where: { $0.silence == .interrupted }) { return Silence.interrupted.rawValue }
@@ -173,6 +177,10 @@ public enum StopReason: String, Sendable, Equatable {
     case maxTTL = "max-ttl"
     /// The run was interrupted (SIGINT, SIGTERM) before the trace was done: what it has is partial.
     case interrupted
+    /// The kernel refused to send the trace's probes from this TTL on (larger than the route's MTU, a
+    /// local firewall): they never left, so nothing past it was asked of the network. Its state is
+    /// `unknown`, never `filtered`.
+    case notSent = "not-sent"
 }
 
 /// A finished trace.
@@ -184,7 +192,7 @@ public struct TraceResult: Sendable, Equatable {
     /// True when the destination answered (SYN-ACK or RST; for an ACK probe, RST).
     public var reached: Bool
     /// Open, closed (SYN), unfiltered (ACK) or filtered; `unknown` for a trace interrupted before the
-    /// destination answered.
+    /// destination answered, or whose probes the kernel refused to send (`notSent`).
     public var state: PortState
     /// Why the trace stopped.
     public var stopReason: StopReason

@@ -28,11 +28,14 @@ public protocol ProbeTransport: AnyObject {
     /// Sends `count` (≤ `maxBatch`) packets. `fill(i, buffer)` writes packet `i` (starting at its IP
     /// header) into `buffer` (at least `maxPacketLength` bytes) and returns its length and destination
     /// (of either family: a transport refuses a family it has no socket for).
-    /// Returns how many were handed to the network; the rest were not sent (e.g. the socket buffer
-    /// is full) and the caller may retry them.
+    /// Returns how many were consumed: handed to the network, or refused for good by the kernel (a probe
+    /// over the route's MTU, a local firewall), each of which is named by calling `refused(i)` before
+    /// `send` returns. The rest were not sent (e.g. the socket buffer is full) and the caller may retry
+    /// them. A refused probe never left: no answer can come for it, and its silence says nothing.
     func send(
         count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress),
+        refused: (Int) -> Void
     ) throws -> Int
 
     /// Starts delivering replies to `sink`. The Linux transport starts its receive thread here.
@@ -43,6 +46,16 @@ public protocol ProbeTransport: AnyObject {
 
     /// Counters the transport keeps (ring packets, kernel drops, send errors).
     var counters: TransportCounters { get }
+}
+
+extension ProbeTransport {
+    /// `send(count:fill:refused:)` for a caller that does not need to know which probes were refused.
+    public func send(
+        count: Int,
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+    ) throws -> Int {
+        try send(count: count, fill: fill, refused: { _ in })
+    }
 }
 
 /// What a transport counted. Read after `stopReceiving()` for exact values.
@@ -65,6 +78,11 @@ public struct TransportCounters: Sendable, Equatable {
     /// Of `packetsSent`, those that left through a transmit ring (the Linux transport's PACKET_TX_RING)
     /// rather than a socket.
     public var packetsSentThroughRing: UInt64 = 0
+    /// In a run with a transmit ring, the probes handed to the raw socket beside it instead (next hop not
+    /// resolved yet, a route the ring does not follow, over the MTU), sent or refused there.
+    public var packetsToSocketBesideRing: UInt64 = 0
+    /// Of `packetsToSocketBesideRing`, those the socket refused (counted in `sendErrors` too).
+    public var socketRefusedBesideRing: UInt64 = 0
     /// Transmit-ring frames the kernel refused as malformed (TP_STATUS_WRONG_FORMAT).
     public var ringFramesRefused: UInt64 = 0
     public init() {}

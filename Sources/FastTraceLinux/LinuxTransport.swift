@@ -92,6 +92,10 @@ public final class LinuxTransport: ProbeTransport {
     private let thread = Mutex<pthread_t?>(nil)
     private let packetsSent = Atomic<UInt64>(0)
     private let sendErrors = Atomic<UInt64>(0)
+    /// Probes a ring run handed to the raw socket instead (sent or refused there).
+    private let packetsToSocketBesideRing = Atomic<UInt64>(0)
+    /// Of them, those the socket refused.
+    private let socketRefusedBesideRing = Atomic<UInt64>(0)
     private let firstSendErrno = Atomic<Int32>(0)
     private let firstSendErrorOnRing = Atomic<Bool>(false)
     /// PACKET_STATISTICS resets on every read; the running total lives here.
@@ -212,9 +216,13 @@ public final class LinuxTransport: ProbeTransport {
         do {
             let ring = try openRing(configuration)
             var detail = ring.detail + "; one send() per batch"
-            // The raw socket's probes pass this namespace's own netfilter output path; the ring's frames
-            // leave below it. Where that path has rules (or cannot be read), auto keeps the socket.
-            if let bypassed = outputFirewall() {
+            // Where the ring would leave differently from the socket, `auto` keeps the socket and `ring`
+            // (the user's choice) goes ahead, naming the difference in `--verbose`:
+            // - the raw socket's probes pass this namespace's own netfilter output path; the ring's frames
+            //   leave below it (where that path has rules, or cannot be read);
+            // - the ring picks next hops from the main table, as fasttrace's routes and sources do; the
+            //   kernel would apply `ip rule`s first.
+            for bypassed in [outputFirewall(), policyRules()].compactMap({ $0 }) {
                 if configuration.sendPath == .auto { throw TxRingRefusal(reason: bypassed) }
                 detail += " (note: \(bypassed))"
             }
@@ -248,6 +256,16 @@ public final class LinuxTransport: ProbeTransport {
                 + "which the ring's frames would bypass"
         }
         return nil
+    }
+
+    /// The policy-routing rules of this host's own (`ip rule`) the ring's next-hop choice, from the main
+    /// table, would not follow, or nil when there are none.
+    private static func policyRules() -> String? {
+        let rules = CFastTrace_count_policy_rules()
+        if rules == 0 { return nil }
+        return rules < 0
+            ? "cannot read the policy-routing rules (netlink RTM_GETRULE: \(SystemError.errnoText(-rules)))"
+            : "\(rules) policy-routing rule\(rules == 1 ? "" : "s") (ip rule) the ring's next-hop choice would not follow"
     }
 
     /// The ring on the interface probes leave through: `-i`'s, else the default route's, else the one
@@ -297,11 +315,12 @@ public final class LinuxTransport: ProbeTransport {
     /// sent (a full ring or socket buffer: back-pressure) and may be retried.
     public func send(
         count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress),
+        refused: (Int) -> Void
     ) throws -> Int {
         precondition(count >= 0 && count <= maxBatch, "send(count:) exceeds maxBatch")
         guard count > 0 else { return 0 }
-        if let txRing { return sendThroughRing(txRing, count: count, fill: fill) }
+        if let txRing { return sendThroughRing(txRing, count: count, fill: fill, refused: refused) }
         let batch = self.batch
         for i in 0..<count {
             let buffer = batch.packet(i)
@@ -309,13 +328,14 @@ public final class LinuxTransport: ProbeTransport {
             precondition(length >= 20 && length <= buffer.count, "probe length out of range")
             batch.prepare(i, length: length, destination: destination)
         }
-        return flushSocket(count)
+        return flushSocket(count, first: 0, refused: refused)
     }
 
     /// Sends the first `count` packets prepared in `batch` with `sendmmsg` (more calls only if the
     /// kernel takes part of the batch). Returns how many were consumed: sent, or refused one by one
-    /// with a hard error (counted). Stops at the first EAGAIN or ENOBUFS: the rest were not sent.
-    private func flushSocket(_ count: Int) -> Int {
+    /// with a hard error (counted, and named to `refused` as probe `first` + its place in the batch).
+    /// Stops at the first EAGAIN or ENOBUFS: the rest were not sent.
+    private func flushSocket(_ count: Int, first: Int, refused: (Int) -> Void) -> Int {
         var consumed = 0
         var sent = 0
         var errors = 0
@@ -345,6 +365,7 @@ public final class LinuxTransport: ProbeTransport {
                 break
             case .failed(let code):
                 // A per-packet refusal (EPERM from a firewall, ENETUNREACH, EMSGSIZE…): skip that packet.
+                refused(first + consumed)
                 consumed += 1
                 errors += 1
                 noteFirstSendError(code, onRing: false)
@@ -373,7 +394,8 @@ public final class LinuxTransport: ProbeTransport {
     /// back-pressure: the call stops there and the engine retries the rest.
     private func sendThroughRing(
         _ ring: TxRingSender, count: Int,
-        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress)
+        fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress),
+        refused: (Int) -> Void
     ) -> Int {
         ring.refreshIfDue()
         let batch = self.batch
@@ -389,6 +411,7 @@ public final class LinuxTransport: ProbeTransport {
             var done = result.taken
             if result.taken < ringRun && (result.wrongFormat || result.hardError) {
                 // That one probe is dropped and counted, as the socket path skips a refused packet.
+                refused(consumed + done)
                 done += 1
                 sendErrors.add(1, ordering: .relaxed)
                 noteFirstSendError(result.errno, onRing: true)
@@ -402,7 +425,12 @@ public final class LinuxTransport: ProbeTransport {
         /// Sends the socket run; false when it fell short.
         func flushSocketRun() -> Bool {
             guard socketRun > 0 else { return true }
-            let done = flushSocket(socketRun)
+            let errorsBefore = sendErrors.load(ordering: .relaxed)  // only this thread adds to it
+            let done = flushSocket(socketRun, first: consumed, refused: refused)
+            // Sent or refused there: the summary counts both as going through the socket.
+            if done > 0 { packetsToSocketBesideRing.add(UInt64(done), ordering: .relaxed) }
+            let refusedThere = sendErrors.load(ordering: .relaxed) &- errorsBefore
+            if refusedThere > 0 { socketRefusedBesideRing.add(refusedThere, ordering: .relaxed) }
             consumed += done
             let complete = done == socketRun
             socketRun = 0
@@ -487,6 +515,8 @@ public final class LinuxTransport: ProbeTransport {
         counters.packetsSent = packetsSent.load(ordering: .relaxed)
         counters.sendErrors = sendErrors.load(ordering: .relaxed)
         counters.packetsSentThroughRing = txRing?.framesSent.load(ordering: .relaxed) ?? 0
+        counters.packetsToSocketBesideRing = packetsToSocketBesideRing.load(ordering: .relaxed)
+        counters.socketRefusedBesideRing = socketRefusedBesideRing.load(ordering: .relaxed)
         counters.ringFramesRefused = txRing?.framesRefused.load(ordering: .relaxed) ?? 0
         counters.firstSendErrno = firstSendErrno.load(ordering: .relaxed)
         counters.firstSendErrorOnRing = firstSendErrorOnRing.load(ordering: .relaxed)

@@ -55,7 +55,8 @@ public struct SystemError: Error, CustomStringConvertible, Sendable, Equatable {
             EPERM: "EPERM", EACCES: "EACCES", ENOENT: "ENOENT", EINVAL: "EINVAL", ENOMEM: "ENOMEM",
             EBUSY: "EBUSY", ENODEV: "ENODEV", ENOBUFS: "ENOBUFS", EAGAIN: "EAGAIN",
             EAFNOSUPPORT: "EAFNOSUPPORT", EPROTONOSUPPORT: "EPROTONOSUPPORT", ENETUNREACH: "ENETUNREACH",
-            EMSGSIZE: "EMSGSIZE", ENOSYS: "ENOSYS", E2BIG: "E2BIG",
+            EMSGSIZE: "EMSGSIZE", ENOSYS: "ENOSYS", E2BIG: "E2BIG", ENOSPC: "ENOSPC", EDQUOT: "EDQUOT",
+            EROFS: "EROFS", EISDIR: "EISDIR", ENOTDIR: "ENOTDIR", EIO: "EIO",
         ]
         if let name = names[code] { return "\(message) (\(name))" }
         return "\(message) (errno \(code))"
@@ -71,15 +72,23 @@ enum IOResult<Value> {
 /// Upper bound on EINTR retries, so a signal storm cannot spin a caller forever.
 private let maxInterruptRetries = 1000
 
-/// Runs `body` (a syscall returning -1 and setting errno on failure). Retries EINTR; EAGAIN and
-/// EWOULDBLOCK give `.wouldBlock`; EBADF and EFAULT stop the program (they mean a bug here, not a
-/// condition of the system); any other errno throws a `SystemError` naming `operation`.
-@inline(__always)
-func syscall<T: FixedWidthInteger>(
-    _ operation: @autoclosure () -> String,
-    needsPrivilege: Bool = false,
-    _ body: () -> T
-) throws(SystemError) -> IOResult<T> {
+/// What one system call came to, once EINTR is retried: its value, "would block", or an errno for the
+/// caller to judge (thrown by `syscall`, returned by `hotSyscall`).
+enum SyscallOutcome<Value> {
+    case done(Value)
+    case wouldBlock
+    case failed(Int32)
+}
+
+extension SyscallOutcome: Equatable where Value: Equatable {}
+
+/// The one place the rules for a system call live: runs `body` (returning -1 and setting errno on
+/// failure), retries EINTR (bounded, so a signal storm cannot spin a caller forever); EAGAIN and
+/// EWOULDBLOCK are "would block"; EBADF and EFAULT stop the program (they mean a bug here, not a
+/// condition of the system); any other errno is handed back. `@inline(never)`, so errno is read right
+/// after the call, before anything else can run or allocate; `operation` is evaluated only for a bug.
+@inline(never)
+func retryingSyscall<T: FixedWidthInteger>(_ operation: () -> String, _ body: () -> T) -> SyscallOutcome<T> {
     var attempts = 0
     while true {
         let result = body()
@@ -94,8 +103,23 @@ func syscall<T: FixedWidthInteger>(
         case EBADF, EFAULT:
             preconditionFailure("\(operation()) failed with \(SystemError.errnoText(code)): a bug in fasttrace")
         default:
-            throw SystemError(operation: operation(), errno: code, needsPrivilege: needsPrivilege)
+            return .failed(code)
         }
+    }
+}
+
+/// Runs `body` by `retryingSyscall`'s rules; an errno other than those throws a `SystemError` naming
+/// `operation`.
+@inline(__always)
+func syscall<T: FixedWidthInteger>(
+    _ operation: @autoclosure () -> String,
+    needsPrivilege: Bool = false,
+    _ body: () -> T
+) throws(SystemError) -> IOResult<T> {
+    switch retryingSyscall(operation, body) {
+    case .done(let value): return .done(value)
+    case .wouldBlock: return .wouldBlock
+    case .failed(let code): throw SystemError(operation: operation(), errno: code, needsPrivilege: needsPrivilege)
     }
 }
 
@@ -134,33 +158,11 @@ func setSocketOption(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: Int32,
 
 /// What a non-blocking call on the send hot path did, without allocating: finished, would block, or
 /// failed with an errno the caller judges per packet.
-enum HotIOResult: Equatable {
-    case done(Int)
-    case wouldBlock
-    case failed(Int32)
-}
+typealias HotIOResult = SyscallOutcome<Int>
 
-/// `syscall` for the send hot path (sendmmsg, the transmit ring's kick): the same rules (EINTR retried,
-/// bounded; EAGAIN and EWOULDBLOCK are "would block"; EBADF and EFAULT stop the program) but any other
+/// `syscall` for the send hot path (sendmmsg, the transmit ring's kick): the same rules, but any other
 /// errno is returned, not thrown: a refused packet is counted, and building an error would allocate.
-/// `@inline(never)`, so errno is read right after the call, before anything else can run.
-@inline(never)
+@inline(__always)
 func hotSyscall(_ operation: StaticString, _ body: () -> Int) -> HotIOResult {
-    var attempts = 0
-    while true {
-        let result = body()
-        if result >= 0 { return .done(result) }
-        let code = Glibc.errno
-        switch code {
-        case EINTR where attempts < maxInterruptRetries:
-            attempts += 1
-            continue
-        case EAGAIN, EWOULDBLOCK:
-            return .wouldBlock
-        case EBADF, EFAULT:
-            preconditionFailure("\(operation) failed with \(SystemError.errnoText(code)): a bug in fasttrace")
-        default:
-            return .failed(code)
-        }
-    }
+    retryingSyscall({ "\(operation)" }, body)
 }

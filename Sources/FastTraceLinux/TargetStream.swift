@@ -113,6 +113,9 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     private let resolve: Resolve
     private let sourceFor: SourceFor
     private let deduplicate: Bool
+    /// `--shard`: only the target × ports of this shard are traced; the others are left out before any
+    /// route is looked up or duplicate noted, silently (another host traces them).
+    private let shard: Shard?
     private let monitor = Monitor()
     private var state: State
     /// Called on the polling (scheduler) thread for every skipped line, in queue order.
@@ -121,7 +124,8 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     /// Opens `path` (`-` is standard input) for reading. Throws if it cannot be opened.
     /// With `deduplicate` false every line is traced as often as it is listed.
     public init(path: String, ports: [UInt16], maxPrefixAddresses: Int, limits: Limits = Limits(),
-                deduplicate: Bool = true, resolve: @escaping Resolve, sourceFor: @escaping SourceFor)
+                deduplicate: Bool = true, shard: Shard? = nil, resolve: @escaping Resolve,
+                sourceFor: @escaping SourceFor)
         throws(SystemError)
     {
         precondition(!ports.isEmpty && limits.resolverThreads >= 1)
@@ -147,6 +151,7 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         self.resolve = resolve
         self.sourceFor = sourceFor
         self.deduplicate = deduplicate
+        self.shard = shard
         state = State(queue: BoundedQueue(capacity: limits.queueCapacity),
                       names: BoundedQueue(capacity: limits.queuedNames))
     }
@@ -163,7 +168,8 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         // which leaves the reader's file offset alone; a pipe or terminal cannot be read twice.
         var info = stat()
         let offset = lseek(fd, 0, SEEK_CUR)
-        if fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && offset >= 0 {
+        // A shard's share of the list is not known ahead (it is a keyed sample): its total stays unknown.
+        if shard == nil && fstat(fd, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG && offset >= 0 {
             monitor.locked { state.counting = true }
             try spawn { $0.countLoop(from: offset) }
         }
@@ -316,6 +322,8 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
             var reason: String?, firstSkip: (IPAddress, String)?, reasonsDiffer = false
             for offset in 0..<size {
                 let address = base.advanced(by: UInt64(offset))
+                let ports = portsInShard(address, name: nil)
+                if ports.isEmpty { continue }
                 if deduplicate && monitor.locked({ state.seen.contains(address) }) {
                     repeated += 1
                     continue
@@ -361,6 +369,8 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     /// Queues the requests for one address (all ports), or a skip if it cannot be probed, or a
     /// duplicate notice if it was listed before.
     private func emit(line: Int, address: IPAddress, name: String?) -> Bool {
+        let ports = portsInShard(address, name: name)
+        if ports.isEmpty { return true }
         if deduplicate && !monitor.locked({ state.seen.insert(address) }) {
             let what = name.map { "\($0) (\(address))" } ?? address.description
             return push(.skip(Skip(line: line, reason: "\(what): listed before: traced once", count: 1,
@@ -374,6 +384,15 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
             return true
         case .failure(let error):
             return push(.skip(Skip(line: line, reason: "\(address): \(error.reason)", count: 1)))
+        }
+    }
+
+    /// The ports of `address` (a target named `name`, when a hostname line gave it) this run traces: all,
+    /// or with `--shard` those of its shard (a name is sharded by the name, which every host reads alike).
+    private func portsInShard(_ address: IPAddress, name: String?) -> [UInt16] {
+        guard let shard else { return ports }
+        return ports.filter { port in
+            name.map { shard.contains(name: $0, port: port) } ?? shard.contains(address, port: port)
         }
     }
 

@@ -102,14 +102,6 @@ final class TxRingSender {
             throw TxRingRefusal(reason: "\(interfaceName) \(what)")
         }
         guard link.flags & UInt32(IFF_UP) != 0 else { throw TxRingRefusal(reason: "\(interfaceName) is down") }
-        // The ring picks next hops from the main table (as RouteTable reads it); the kernel would apply
-        // `ip rule`s first. With rules of its own on this host, leave the routing to the kernel.
-        let rules = CFastTrace_count_policy_rules()
-        guard rules == 0 else {
-            throw TxRingRefusal(reason: rules < 0
-                ? "cannot read the policy-routing rules (netlink RTM_GETRULE: \(SystemError.errnoText(-rules)))"
-                : "\(rules) policy-routing rule\(rules == 1 ? "" : "s") (ip rule) the ring's next-hop choice would not follow")
-        }
         guard maxPacketLength + EthernetLayout.headerLength <= Self.frameSize - Int(CFastTrace_TPACKET2_TX_DATA_OFFSET()) else {
             throw TxRingRefusal(reason: "probes of \(maxPacketLength) bytes do not fit a \(Self.frameSize)-byte frame")
         }

@@ -14,6 +14,8 @@ public struct ResponderCount: Sendable, Equatable {
     public var count: Int
     /// True when it answered as the destination (SYN-ACK, RST, …), not as a router.
     public var isDestination: Bool
+    /// The MPLS label stack its latest answer that carried one reported (RFC 4950), if any.
+    public var mpls: MPLSStack?
 }
 
 /// Statistics of one hop over the rounds.
@@ -60,6 +62,8 @@ public struct HopStats: Sendable, Equatable {
     public mutating func add(_ hop: HopResult) {
         rounds += 1
         for probe in hop.probes {
+            // Refused by the kernel: it never left, so it is neither sent nor lost.
+            if probe.silence == .notSent { continue }
             if probe.silence == .interrupted {
                 inFlight += 1
                 // Tries that timed out before the interruption still count (they were settled).
@@ -72,7 +76,7 @@ public struct HopStats: Sendable, Equatable {
                 continue
             }
             answered += 1
-            note(responder, isDestination: probe.outcome.isFromDestination)
+            note(responder, isDestination: probe.outcome.isFromDestination, mpls: probe.mpls)
             if let rtt = probe.rttMicros { record(rtt) }
         }
     }
@@ -96,12 +100,13 @@ public struct HopStats: Sendable, Equatable {
         histogram.record(rtt)
     }
 
-    private mutating func note(_ address: IPAddress, isDestination: Bool) {
+    private mutating func note(_ address: IPAddress, isDestination: Bool, mpls: MPLSStack?) {
         if let i = responders.firstIndex(where: { $0.address == address }) {
             responders[i].count += 1
             if isDestination { responders[i].isDestination = true }
+            if let mpls { responders[i].mpls = mpls }
         } else if responders.count < Self.maxResponders {
-            responders.append(ResponderCount(address: address, count: 1, isDestination: isDestination))
+            responders.append(ResponderCount(address: address, count: 1, isDestination: isDestination, mpls: mpls))
         } else {
             otherResponders += 1
         }
@@ -113,9 +118,9 @@ public struct HopStats: Sendable, Equatable {
     public var lossPercent: Double? { sent == 0 ? nil : 100 * Double(lost) / Double(sent) }
     /// Mean RTT, µs.
     public var average: Double? { rttCount == 0 ? nil : mean }
-    /// Sample standard deviation of the RTT (n − 1), µs; 0 for one sample.
+    /// Sample standard deviation of the RTT (n − 1), µs; nil (unknown, not 0) for fewer than two samples.
     public var standardDeviation: Double? {
-        rttCount == 0 ? nil : rttCount == 1 ? 0 : (m2 / Double(rttCount - 1)).squareRoot()
+        rttCount < 2 ? nil : (m2 / Double(rttCount - 1)).squareRoot()
     }
     /// mtr's Javg, µs.
     public var jitterAverage: Double? { jitterCount == 0 ? nil : jitterSum / Double(jitterCount) }

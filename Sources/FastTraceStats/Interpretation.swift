@@ -197,7 +197,7 @@ public struct Interpretation: Sendable, Equatable {
         } else {
             let high = wilson(0, end.sent, z).high
             lossNote = "no loss \(endIsDestination ? "to the destination" : "to hop \(end.ttl), the last hop heard,") in "
-                + "\(end.sent) probes (up to \(formatPercent(100 * high)) not ruled out)"
+                + "\(end.sent) probe\(end.sent == 1 ? "" : "s") (up to \(formatPercent(100 * high)) not ruled out)"
         }
         let limited = verdicts.filter { $0.loss == .limited && $0.ttl != end.ttl }
         if !limited.isEmpty && endLimited {

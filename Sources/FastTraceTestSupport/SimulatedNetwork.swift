@@ -109,6 +109,10 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     public private(set) var counters = TransportCounters()
     /// Limit on probes one `send` accepts (to exercise partial sends); nil means all.
     public var acceptLimit: Int?
+    /// The MTU of the route to a destination (nil: any length): a longer probe is refused for good, as Linux
+    /// refuses a probe over the route's MTU with EMSGSIZE; it is counted as a send error, named to the
+    /// engine, and never reaches the network.
+    public var mtu: (IPv4Address) -> Int? = { _ in nil }
     /// Extra delay for the reply to a probe (nil: none): late replies, across slot reuse.
     public var extraReplyDelay: ((SentProbe) -> UInt64?)?
     /// Called once per probe sent, after it is recorded: tests inject replies or step clocks here.
@@ -175,12 +179,18 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
 
     // MARK: ProbeTransport
 
-    public func send(count: Int, fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress))
-        throws -> Int
+    public func send(count: Int, fill: (Int, UnsafeMutableRawBufferPointer) -> (length: Int, destination: IPAddress),
+        refused: (Int) -> Void) throws -> Int
     {
         let accepted = min(count, acceptLimit ?? count)
         for i in 0..<accepted {
-            let length = scratch.withUnsafeMutableBytes { fill(i, $0).length }
+            let (length, destination) = scratch.withUnsafeMutableBytes { fill(i, $0) }
+            if let v4 = destination.ipv4, let mtu = mtu(v4), length > mtu {
+                counters.sendErrors += 1
+                if counters.firstSendErrno == 0 { counters.firstSendErrno = 90 }  // EMSGSIZE on Linux
+                refused(i)
+                continue
+            }
             counters.packetsSent += 1
             respond(to: Array(scratch[0..<length]))
         }

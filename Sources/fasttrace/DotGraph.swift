@@ -14,7 +14,8 @@ import FastTraceWire
 ///   `3, 1 silent hop`: 3 traces), one per (from, to, number of silent hops).
 /// - A router with two next hops (ECMP, two paths) gets two edges.
 /// - A destination that answered is a box marked with its ports' states (`open 80, 443` / `closed 25`).
-/// - A target that was not reached is a dashed box (`filtered 443`), linked from the last hop that answered
+/// - A target that was not reached is a dashed box (`filtered 443`; `unreachable 443` when a router's
+///   unreachable stopped it, `not sent 443` when the kernel refused its probes), linked from the last hop that answered
 ///   (or its source) by a dotted edge ending in a bar: where its traffic was last seen.
 /// - Edge labels count the traces that crossed the edge; the pen gets wider with the count.
 final class TraceGraph {
@@ -40,6 +41,10 @@ final class TraceGraph {
     enum PortMark: String, Comparable {
         case open, closed, unfiltered, filtered, interrupted
         case openFiltered = "open|filtered"
+        /// Stopped by a router's destination unreachable (JSON `stop` `unreachable`; state `filtered`).
+        case unreachable
+        /// The kernel refused to send its probes (JSON `stop` `not-sent`): nothing was asked of the network.
+        case notSent = "not sent"
         /// An ICMP echo's destination answered: no port to name.
         case reachable
 
@@ -51,8 +56,10 @@ final class TraceGraph {
             case .unfiltered: 2
             case .filtered: 3
             case .openFiltered: 4
-            case .interrupted: 5
-            case .reachable: 6
+            case .unreachable: 5
+            case .notSent: 6
+            case .interrupted: 7
+            case .reachable: 8
             }
         }
     }
@@ -123,8 +130,13 @@ final class TraceGraph {
         }
         if !trace.reached {
             let target = request.destination
-            nodes[target, default: Node()].ports[request.port] = trace.stopReason == .interrupted
-                ? .interrupted : trace.state == .openFiltered ? .openFiltered : .filtered
+            // What the network said, as JSON's `stop` says it: a router's unreachable is named as such.
+            nodes[target, default: Node()].ports[request.port] = switch trace.stopReason {
+            case .interrupted: .interrupted
+            case .unreachable: .unreachable
+            case .notSent: .notSent
+            default: trace.state == .openFiltered ? .openFiltered : .filtered
+            }
             if previous != target {
                 edges[EdgeKey(from: previous, to: target, link: .lastSeen), default: 0] += 1
             }

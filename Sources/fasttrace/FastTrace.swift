@@ -16,6 +16,8 @@ import Glibc
 
 /// Set by SIGINT/SIGTERM; the engine then reports what it has and stops.
 let cancelRequested = Atomic<Bool>(false)
+/// Set when `--plot`'s file could not be written (said in one line): the run exits 1.
+nonisolated(unsafe) var plotWriteFailed = false
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json, csv, dot
@@ -139,6 +141,10 @@ struct FastTrace: ParsableCommand {
             + "(as mtr --report)."))
     var report = false
 
+    /// `--gap`, or its default: 5 for a list and for rounds (a report of a black hole stops 5 silent TTLs past
+    /// the last answer, as a list's trace does, instead of listing `???` to `-m`), 0 for one trace.
+    var gapLimit: Int { gap ?? (targetsFile != nil || roundsRequested != nil ? 5 : 0) }
+
     /// The rounds asked for: `-c`, or `--report`'s default; nil for a single trace per target × port.
     var roundsRequested: Int? { roundsOption ?? (report ? Defaults.reportRounds : nil) }
 
@@ -170,7 +176,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(name: .customShort("l"), parsing: .unconditional,
         help: ArgumentHelp("Total packet length: TCP 40...1500, 40 a bare segment; UDP 30...1500, where DNS and NTP requests "
-            + "keep their own length (default: \(Defaults.l)).",
+            + "keep their own length; ICMP echo (-I) 34...1500 (default: \(Defaults.l)).",
             valueName: "bytes"))
     var lOption: Int?
     var l: Int { lOption ?? Defaults.l }
@@ -282,7 +288,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
         "Stop a trace after N silent TTLs in a row past its last answer (in a run that caught rate limiting, "
-            + "a TTL a limit may explain does not count); 0 = never (default: 5 in batch mode, 0 for one target).",
+            + "a TTL a limit may explain does not count); 0 = never (default: 5 in batch mode and with -c or --report, 0 for one trace).",
         valueName: "hops"))
     var gap: Int?
 
@@ -312,9 +318,57 @@ struct FastTrace: ParsableCommand {
     @Flag(help: "Print the summary line even for a single target.")
     var summary = false
 
+    @Option(name: .customLong("plot"), parsing: .unconditional, help: ArgumentHelp(
+        "With -c or --report: also draw the reports as an SVG picture in FILE: per target, the RTT at each hop "
+            + "(box p25-p75, line p50, whiskers best-p95) above the loss at each hop, the hop that adds latency "
+            + "shaded.", valueName: "file.svg"))
+    var plotPath: String?
+
+    @Option(name: .customLong("shard"), parsing: .unconditional, help: ArgumentHelp(
+        "Trace only shard I of N of the --targets list (1/3, 2/3, 3/3 on three hosts): each target × port is in "
+            + "exactly one shard, by a keyed permutation every host computes alike from the list, I/N and "
+            + "--shard-seed, with no coordination.", valueName: "I/N"))
+    var shardOption: String?
+
+    @Option(name: .customLong("shard-seed"), parsing: .unconditional, help: ArgumentHelp(
+        "The key of --shard's permutation: a whole number, decimal or 0x hex, up to 64 bits; every host of the "
+            + "split must use the same (default: 0x6661737474726163, \"fasttrac\").", valueName: "seed"))
+    var shardSeedOption: String?
+
+    /// `--plot` draws the rounds' reports: refused, in one line, without rounds or without a file name.
+    func checkPlot() throws(UsageFailure) {
+        guard let plotPath else { return }
+        guard roundsRequested != nil else { throw UsageFailure("--plot: draws the rounds' report: give -c N or --report") }
+        guard !plotPath.isEmpty else { throw UsageFailure("--plot: needs a file name (FILE.svg)") }
+    }
+
+    /// `--shard` with its seed, or nil; the reason in one line when either is not valid (or `--shard` was
+    /// given without a list to split).
+    func shard() throws(UsageFailure) -> Shard? {
+        var seed = Shard.defaultSeed
+        if let text = shardSeedOption {
+            let hex = text.hasPrefix("0x") || text.hasPrefix("0X")
+            guard let value = hex ? UInt64(text.dropFirst(2), radix: 16) : UInt64(text, radix: 10) else {
+                throw UsageFailure("--shard-seed: '\(text)' is not a whole number of up to 64 bits (decimal, or hex "
+                    + "with 0x)")
+            }
+            guard shardOption != nil else { throw UsageFailure("--shard-seed: goes with --shard") }
+            seed = value
+        }
+        guard let text = shardOption else { return nil }
+        switch Shard.parse(text, seed: seed) {
+        case .success(let shard):
+            guard targetsFile != nil else {
+                throw UsageFailure("--shard: splits a --targets list between hosts; one target is not split")
+            }
+            return shard
+        case .failure(let error): throw UsageFailure("--shard: \(error.reason)")
+        }
+    }
+
     @Option(name: .customLong("send-path"), parsing: .unconditional, help: ArgumentHelp(
-        "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; an "
-            + "error when it cannot be set up), socket (the raw IPv4 socket, sendmmsg), or auto (the ring "
+        "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; used "
+            + "whatever output firewall or ip rules the host has; an error when it cannot be set up), socket (the raw IPv4 socket, sendmmsg), or auto (the ring "
             + "where it can be set up, else the socket) (default: auto).", valueName: "auto|ring|socket"))
     var sendPathOption: SendPathChoice?
     var sendPath: SendPathChoice { sendPathOption ?? .auto }
@@ -407,9 +461,7 @@ struct FastTrace: ParsableCommand {
         let isUDP = method.protocolName == "udp"
         if !method.hasPorts {
             // An ICMP echo goes to a host, not a port: each target is traced once.
-            if let given = port ?? p {
-                throw UsageFailure("\(p != nil ? "-p" : "port '\(given)'"): ICMP echo (-I) has no port; give the host alone")
-            }
+            if let given = port ?? p { throw UsageFailure(icmpPortRefusal(option: p != nil ? nil : given, batch: batch)) }
         } else { switch TargetParser.parsePortList(port ?? p ?? (isUDP ? "53" : "80"),
             service: isUDP ? udpServicePort : tcpServicePort, serviceProtocol: isUDP ? "UDP" : "TCP") {
         case .success(let list):
@@ -450,6 +502,9 @@ struct FastTrace: ParsableCommand {
             throw UsageFailure("--max-in-flight: must be 1...\(ProbeTag.slotCount) (got \(maxInFlight))")
         }
         if let gap, gap < 0 { throw UsageFailure("--gap: must be 0 or more (got \(gap))") }
+        let shard = try shard()
+        try checkPlot()
+        JSONFormatter.shard = shard
         if let sourcePort, !(1...65535).contains(sourcePort) {
             throw UsageFailure("--sport: must be 1...65535 (got \(sourcePort))")
         }
@@ -524,7 +579,7 @@ struct FastTrace: ParsableCommand {
         config.dontFragment = dontFragment
         config.method = method
         config.rate = rate
-        config.gapLimit = gap ?? (batch ? 5 : 0)
+        config.gapLimit = gapLimit
         config.maxInFlight = maxInFlight
         // Rounds of one target run one after another, each in a slot of its own while the last one rests
         // (the wait + 0.5 s): enough slots that the rest never holds a round back.
@@ -610,7 +665,7 @@ struct FastTrace: ParsableCommand {
         if let targetsFile {
             do {
                 stream = try TargetStream(path: targetsFile, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
-                    resolve: { resolveHostname($0, family: familyOnly) }, sourceFor: { [sourceOverride] destination in
+                    shard: shard, resolve: { resolveHostname($0, family: familyOnly) }, sourceFor: { [sourceOverride] destination in
                         routeFor(destination).map { sourceOverride ?? $0.source }
                     })
             } catch {
@@ -749,7 +804,8 @@ struct FastTrace: ParsableCommand {
                 let source = repeated
                 (summaryLine, run) = try runEngine(engine, source: &repeated, text: text, stage: stage,
                     rounds: { reported = true; return source.finished($0).last },
-                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL))
+                    reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
+                        plot: plotPath.map(PlotBook.init(path:))))
             } else {
                 (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
                     single: { reported = true; report($0) })
@@ -762,10 +818,12 @@ struct FastTrace: ParsableCommand {
             }
             // Not reached (no SYN-ACK or RST from the target): tcptraceroute's closing line on stderr,
             // and exit 1, so a script can tell.
-            let notReached = !interrupted && run.traces >= 1 && run.reached == 0
+            // Rounds: a report of the rounds there are, interrupted or not, says it too (the exit status of an
+            // interrupted run stays 130). A single trace cut short has found nothing to say it of.
+            let notReached = (rounds != nil || !interrupted) && run.traces >= 1 && run.reached == 0
             if notReached && format == .text { Out.error("Destination not reached") }
             if summary { Out.error(summaryLine) }
-            if notReached { throw ExitCode(1) }
+            if (notReached || plotWriteFailed) && !interrupted { throw ExitCode(1) }
         } else if let stream {
             var rate = RecentRate()
             engine.onProgress = { p in
@@ -787,7 +845,8 @@ struct FastTrace: ParsableCommand {
                     let wrapper = repeated
                     summaryLine = try runEngine(engine, source: &repeated, text: text, stage: stage,
                         rounds: { wrapper.finished($0).last },
-                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL)).line
+                        reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
+                        plot: plotPath.map(PlotBook.init(path:)))).line
                 } else {
                     summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
                 }
@@ -827,6 +886,7 @@ struct FastTrace: ParsableCommand {
                         .compactMap { $0 }.joined(separator: " and ")
                 throw UsageFailure("\(stream.sourceName): no target could be traced (\(what) skipped)")
             }
+            if plotWriteFailed && !interrupted { throw ExitCode(ExitStatus.notReachedOrFailed.rawValue) }
             // Some of the list was left out: the traces ran, and the status says they are not all of it.
             if !interrupted && skipped + linesSkipped > 0 { throw ExitCode(ExitStatus.partlySkipped.rawValue) }
         }
@@ -878,13 +938,29 @@ struct FastTrace: ParsableCommand {
         // The graph needs every trace: it is written once the run is over (also after an interruption).
         if format == .dot { Out.append(graph.write) }
         try Out.finish()
+        // The picture of every report (also after an interruption: the rounds there are); a failed write is
+        // one line, and exit status 1 once the run has said the rest.
+        if let plot = reporter?.plot, let failure = plot.write() {
+            Out.error("fasttrace: \(failure)")
+            plotWriteFailed = true
+        }
         // Said once, at the end of the run (see `ipIDRewriteHint`), before the summary line.
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
-        if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength) { Out.error(hint) }
+        if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength,
+            method: engine.configuration.method) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
             method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil),
             result)
     }
+}
+
+/// Why a port given with `-I` is refused: ICMP echo has no port. `given` is a positional PORT (nil for
+/// `-p`); with `--targets` the advice is to leave `-p` out (each target is traced once), not to give "the
+/// host alone", which a list has no place for.
+func icmpPortRefusal(option given: String?, batch: Bool) -> String {
+    let what = given.map { "port '\($0)'" } ?? "-p"
+    return batch ? "\(what): ICMP echo (-I) has no port: each target of the list is traced once; leave \(given == nil ? "-p" : "the port") out"
+        : "\(what): ICMP echo (-I) has no port; give the host alone"
 }
 
 /// `n` and the noun, singular for 1: "1 trace", "2 traces".

@@ -104,7 +104,7 @@ enum Out {
 
     /// Writes all of `bytes`; returns the errno of a failure, or nil. Retries EINTR; waits for room when
     /// the descriptor is non-blocking.
-    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Int32? {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -188,10 +188,7 @@ struct TextFormatter {
             if responder != lastAddress {
                 line += " " + label(responder, annotator)
                 // traceroute's mark for the MPLS label stack the router reported (RFC 4950).
-                if let stack = probe.mpls {
-                    line += " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
-                        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
-                }
+                if let stack = probe.mpls { line += mplsMark(stack) }
                 if let state = method.portState(for: probe.outcome) {
                     // tcptraceroute's mark for a destination that accepted ECN.
                     line += probe.outcome == .synAckECN ? " [\(state.rawValue), ecn]" : " [\(state.rawValue)]"
@@ -210,6 +207,8 @@ struct TextFormatter {
         } else if hop.outcome == .none && hop.probes.contains(where: { $0.silence == .unknown }) {
             line += "  [rate-limited or end of path]"
         }
+        // Its `*` are ours, not the network's: the kernel refused to send (see `sendRefusalHint`).
+        if hop.probes.contains(where: { $0.silence == .notSent }) { line += "  [not sent: refused by the kernel]" }
         return line
     }
 
@@ -235,8 +234,10 @@ struct TextFormatter {
         case .gapLimit: how = "stopped after \(result.hops.count) TTLs: silent gap"
         case .maxTTL: how = "not reached within TTL \(result.hops.last?.ttl ?? 0)"
         case .interrupted: how = "interrupted after \(result.hops.count) TTLs (partial)"
+        case .notSent: how = "not sent from TTL \(result.hops.last?.ttl ?? 0): the kernel refused the probes"
         }
-        // An interrupted trace the destination never answered has no state to name (not `filtered`).
+        // An interrupted trace the destination never answered has no state to name (not `filtered`), nor
+        // has one whose probes the kernel refused.
         let state = result.state == .unknown ? ""
             : result.answerUnmatched ? "open|filtered (an answer came from the port, but it names no probe, so it cannot be checked), "
             : result.state.rawValue + ", "
@@ -247,6 +248,13 @@ struct TextFormatter {
         for hop in result.hops { lines += hopLines(hop, annotator, lastTranslation: &lastTranslation) }
         return lines.joined(separator: "\n") + "\n"
     }
+}
+
+/// traceroute's mark for the MPLS label stack a router reported (RFC 4950), with its leading space:
+/// ` <MPLS:L=24001,E=0,S=1,T=1>`, `/+N more` for entries past the two kept. Traces and reports print it.
+func mplsMark(_ stack: MPLSStack) -> String {
+    " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
+        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
 }
 
 /// The mark tcptraceroute prints after an ICMP destination unreachable, by code (RFC 792, RFC 1812):
@@ -297,53 +305,33 @@ func formatMillis(_ micros: UInt32) -> String {
 /// mallocs and most of the CLI's own CPU time per trace).
 enum JSONFormatter {
     /// The `schema` key of every trace object: the version of this layout.
-    static let schemaVersion: UInt64 = 2
+    static let schemaVersion: UInt64 = 3
+    /// The run's `--shard`, written into every trace and report line (`"shard":"2/3"`); nil without it. Set
+    /// once, before the run starts.
+    nonisolated(unsafe) static var shard: Shard?
 
     /// One trace as a line (without the newline), for callers that want a String.
-    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain) -> String {
+    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain,
+        shard: Shard? = nil) -> String
+    {
         var bytes: [UInt8] = []
-        write(result, start: start, annotator, into: &bytes)
+        write(result, start: start, annotator, shard: shard, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Appends one trace's object (without the newline) to `out`. `start` is when its first probe was
     /// sent, wall clock, ns since 1970 (null when none was). Hops carry `name` unless -n, and
     /// `asn`/`as_name` with --asn-db (null when unknown), for the hop's `addr`.
-    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, into out: inout [UInt8]) {
+    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, shard: Shard? = JSONFormatter.shard,
+        into out: inout [UInt8])
+    {
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
-        out.appendLiteral(",\"target\":\"")
-        out.appendAddress(result.request.destination)
-        out.appendLiteral("\"")
-        if let name = result.request.name {
-            out.appendLiteral(",\"name\":")
-            out.append(contentsOf: quote(name).utf8)
-        }
-        // ICMP echo has no port: the key is left out (docs/trace.schema.json).
-        if result.method.hasPorts {
-            out.appendLiteral(",\"port\":")
-            out.appendDecimal(UInt64(result.request.port))
-        }
-        out.appendLiteral(",\"protocol\":\"")
-        out.appendText(result.method.protocolName)
-        out.appendLiteral("\",\"family\":\"")
-        out.appendText(result.request.family.description)
-        if let flags = result.method.tcpFlags {
-            out.appendLiteral("\",\"tcp_flags\":\"")
-            out.appendText(flags.rawValue)
-        }
-        out.appendLiteral("\",\"source\":\"")
-        out.appendAddress(result.request.source)
-        out.appendLiteral("\",\"sport\":")
+        out.appendShard(shard)
+        out.appendTargetKeys(result.request, method: result.method)
+        out.appendLiteral(",\"sport\":")
         out.appendDecimal(UInt64(result.sourcePort))
-        out.appendLiteral(",\"start\":")
-        if let start {
-            out.append(0x22)
-            out.appendTimestamp(start)
-            out.append(0x22)
-        } else {
-            out.appendLiteral("null")
-        }
+        out.appendStart(start)
         out.appendLiteral(result.reached ? ",\"reached\":true,\"state\":" : ",\"reached\":false,\"state\":")
         // null: the trace was interrupted before the destination said anything about the port.
         if result.state == .unknown {
@@ -420,25 +408,7 @@ enum JSONFormatter {
             }
             // The MPLS label stack the hop's ICMP extensions reported (RFC 4950), top first; its depth when
             // deeper than the two entries kept.
-            if let stack = hop.probes.lazy.compactMap(\.mpls).first {
-                out.appendLiteral(",\"mpls\":[")
-                for (k, entry) in stack.entries.enumerated() {
-                    out.appendLiteral(k > 0 ? ",{\"label\":" : "{\"label\":")
-                    out.appendDecimal(UInt64(entry.label))
-                    out.appendLiteral(",\"tc\":")
-                    out.appendDecimal(UInt64(entry.tc))
-                    out.appendLiteral(",\"s\":")
-                    out.appendDecimal(entry.bottom ? 1 : 0)
-                    out.appendLiteral(",\"ttl\":")
-                    out.appendDecimal(UInt64(entry.ttl))
-                    out.appendLiteral("}")
-                }
-                out.appendLiteral("]")
-                if stack.depth > 2 {
-                    out.appendLiteral(",\"mpls_depth\":")
-                    out.appendDecimal(UInt64(stack.depth))
-                }
-            }
+            if let stack = hop.probes.lazy.compactMap(\.mpls).first { out.appendMPLS(stack) }
             // Every address when attempts met different routers (rare: ECMP without Paris, a route
             // change): only then is the list of distinct addresses built.
             if let first = hop.firstResponder, hop.probes.contains(where: { $0.responder.map { $0 != first } ?? false }) {

@@ -14,10 +14,13 @@ final class RoundsReporter {
     /// The run's first TTL (`-f`): where every target × port's rows start.
     let firstTTL: UInt8
     private var open: [Int: (stats: RoundStats, start: UInt64?)] = [:]
+    /// `--plot`: every report also drawn, written when the run ends.
+    let plot: PlotBook?
     /// Reports written.
     private(set) var written = 0
 
-    init(rounds: Int, format: OutputFormat, stage: OutputStage, firstTTL: UInt8) {
+    init(rounds: Int, format: OutputFormat, stage: OutputStage, firstTTL: UInt8, plot: PlotBook? = nil) {
+        self.plot = plot
         roundsRequested = rounds
         self.format = format
         self.stage = stage
@@ -49,6 +52,9 @@ final class RoundsReporter {
         var addresses: [IPAddress] = []
         for hop in stats.hops { for r in hop.responders { addresses.append(r.address) } }
         let requested = roundsRequested
+        if let plot {
+            stage.submit(addresses: addresses) { annotator in plot.add(stats, requested: requested, annotator) }
+        }
         switch format {
         case .json:
             stage.submit(addresses: addresses) { annotator in
@@ -67,24 +73,7 @@ enum ReportText {
     static let columns = ["Loss%", "Snt", "Last", "Avg", "Best", "Wrst", "StDev", "p95", "Javg"]
 
     static func block(_ stats: RoundStats, requested: Int, _ annotator: HopAnnotator = .plain) -> String {
-        let request = stats.request
-        let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
-        let probes = stats.method == .tcp(.syn) ? "" : " (\(stats.method))"
-        // ICMP echo has no port.
-        let port = stats.method.hasPorts ? " port \(request.port)" : ""
-        var title = "\(target)\(port)\(probes): \(counted(stats.rounds, "round"))"
-        if stats.rounds < requested || stats.interruptedRounds > 0 {
-            title += " of \(requested) (interrupted)"
-        }
-        let states = stats.states.filter { $0.state != .unknown }
-            .map { "\($0.state.rawValue) \($0.rounds)" }.joined(separator: ", ")
-        if !states.isEmpty { title += ", \(states)" }
-        if let ttls = stats.destinationTTLs {
-            title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"
-                : ", destination at TTL \(ttls.lowerBound)-\(ttls.upperBound)"
-        } else {
-            title += ", destination not reached"
-        }
+        let title = title(stats, requested: requested)
         let analysis = Interpretation(stats.hops, destinationTTL: stats.destinationTTLs?.lowerBound)
         var rows: [[String]] = []
         var extra: [Int: [String]] = [:]
@@ -92,7 +81,7 @@ enum ReportText {
             let verdict = analysis.hops.first { $0.ttl == hop.ttl }
             var host = "???"
             if let main = hop.mainResponder {
-                host = label(main.address, annotator)
+                host = label(main.address, annotator) + (main.mpls.map(mplsMark) ?? "")
                 if main.isDestination, let state = stats.mainState, state != .unknown { host += " [\(state.rawValue)]" }
             }
             var cells = [String(hop.ttl), host]
@@ -108,7 +97,9 @@ enum ReportText {
             rows.append(cells)
             let others = hop.responders.filter { $0.address != hop.mainResponder?.address }
             if !others.isEmpty || hop.otherResponders > 0 {
-                var lines = others.map { "\(label($0.address, annotator)) (\($0.count) of \(hop.answered))" }
+                var lines = others.map {
+                    "\(label($0.address, annotator))\($0.mpls.map(mplsMark) ?? "") (\($0.count) of \(hop.answered))"
+                }
                 if hop.otherResponders > 0 { lines.append("\(hop.otherResponders) answers from other addresses") }
                 extra[rows.count - 1] = lines
             }
@@ -138,6 +129,34 @@ enum ReportText {
             }
         }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// The report's title line (the plot's panel titles too): target, rounds, states, destination TTL.
+    static func title(_ stats: RoundStats, requested: Int) -> String {
+        let request = stats.request
+        let target = request.name.map { "\($0) (\(request.destination))" } ?? request.destination.description
+        let probes = stats.method == .tcp(.syn) ? "" : " (\(stats.method))"
+        // ICMP echo has no port.
+        let port = stats.method.hasPorts ? " port \(request.port)" : ""
+        var title = "\(target)\(port)\(probes): \(counted(stats.rounds, "round"))"
+        if stats.rounds < requested || stats.interruptedRounds > 0 {
+            title += " of \(requested) (interrupted)"
+        }
+        // `filtered` rounds a router's unreachable stopped are named so (JSON `stops` has them too).
+        let unreachable = stats.stops.first { $0.reason == .unreachable }?.rounds ?? 0
+        let notSent = stats.stops.first { $0.reason == .notSent }?.rounds ?? 0
+        var states = stats.states.filter { $0.state != .unknown }
+            .map { "\($0.state.rawValue) \($0.rounds)" + ($0.state == .filtered && unreachable > 0
+                ? " (\(unreachable) stopped by a router's unreachable)" : "") }.joined(separator: ", ")
+        if notSent > 0 { states += (states.isEmpty ? "" : ", ") + "not sent \(notSent) (the kernel refused the probes)" }
+        if !states.isEmpty { title += ", \(states)" }
+        if let ttls = stats.destinationTTLs {
+            title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"
+                : ", destination at TTL \(ttls.lowerBound)-\(ttls.upperBound)"
+        } else {
+            title += ", destination not reached"
+        }
+        return title
     }
 
     static func markText(_ verdict: HopVerdict?) -> String {
@@ -180,52 +199,26 @@ enum ReportText {
 /// unit test checks the keys written here against it.
 enum ReportJSON {
     /// The `schema` key: the version of this layout.
-    static let schemaVersion: UInt64 = 1
+    static let schemaVersion: UInt64 = 2
 
-    static func line(_ stats: RoundStats, requested: Int, start: UInt64? = nil, _ annotator: HopAnnotator = .plain)
-        -> String
+    static func line(_ stats: RoundStats, requested: Int, start: UInt64? = nil, _ annotator: HopAnnotator = .plain,
+        shard: Shard? = nil) -> String
     {
         var bytes: [UInt8] = []
-        write(stats, requested: requested, start: start, annotator, into: &bytes)
+        write(stats, requested: requested, start: start, annotator, shard: shard, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     static func write(_ stats: RoundStats, requested: Int, start: UInt64?, _ annotator: HopAnnotator,
-        into out: inout [UInt8])
+        shard: Shard? = JSONFormatter.shard, into out: inout [UInt8])
     {
         let request = stats.request
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
-        out.appendLiteral(",\"type\":\"report\",\"target\":\"")
-        out.appendAddress(request.destination)
-        out.appendLiteral("\"")
-        if let name = request.name {
-            out.appendLiteral(",\"name\":")
-            out.appendQuoted(name)
-        }
-        // ICMP echo has no port: the key is left out, as in a trace line.
-        if stats.method.hasPorts {
-            out.appendLiteral(",\"port\":")
-            out.appendDecimal(UInt64(request.port))
-        }
-        out.appendLiteral(",\"protocol\":\"")
-        out.appendText(stats.method.protocolName)
-        out.appendLiteral("\",\"family\":\"")
-        out.appendText(request.family.description)
-        if let flags = stats.method.tcpFlags {
-            out.appendLiteral("\",\"tcp_flags\":\"")
-            out.appendText(flags.rawValue)
-        }
-        out.appendLiteral("\",\"source\":\"")
-        out.appendAddress(request.source)
-        out.appendLiteral("\",\"start\":")
-        if let start {
-            out.append(0x22)
-            out.appendTimestamp(start)
-            out.append(0x22)
-        } else {
-            out.appendLiteral("null")
-        }
+        out.appendLiteral(",\"type\":\"report\"")
+        out.appendShard(shard)
+        out.appendTargetKeys(request, method: stats.method)
+        out.appendStart(start)
         out.appendLiteral(",\"rounds_requested\":")
         out.appendDecimal(UInt64(requested))
         out.appendLiteral(",\"rounds\":")
@@ -234,25 +227,12 @@ enum ReportJSON {
         out.appendLiteral(stats.rounds < requested || stats.interruptedRounds > 0 ? "true" : "false")
         out.appendLiteral(",\"reached_rounds\":")
         out.appendDecimal(UInt64(stats.reachedRounds))
-        out.appendLiteral(",\"states\":[")
-        for (i, entry) in stats.states.enumerated() {
-            if i > 0 { out.append(0x2C) }
-            out.appendLiteral("{\"state\":")
-            if entry.state == .unknown { out.appendLiteral("null") } else { out.appendQuoted(entry.state.rawValue) }
-            out.appendLiteral(",\"rounds\":")
-            out.appendDecimal(UInt64(entry.rounds))
-            out.appendLiteral("}")
-        }
-        out.appendLiteral("],\"stops\":[")
-        for (i, entry) in stats.stops.enumerated() {
-            if i > 0 { out.append(0x2C) }
-            out.appendLiteral("{\"stop\":")
-            out.appendQuoted(entry.reason.rawValue)
-            out.appendLiteral(",\"rounds\":")
-            out.appendDecimal(UInt64(entry.rounds))
-            out.appendLiteral("}")
-        }
-        out.appendLiteral("],\"dest_ttl_min\":")
+        out.appendLiteral(",\"states\":")
+        appendRoundCounts(stats.states.map { ($0.state == .unknown ? nil : $0.state.rawValue, $0.rounds) },
+            opening: "{\"state\":", into: &out)
+        out.appendLiteral(",\"stops\":")
+        appendRoundCounts(stats.stops.map { ($0.reason.rawValue, $0.rounds) }, opening: "{\"stop\":", into: &out)
+        out.appendLiteral(",\"dest_ttl_min\":")
         appendOptional(stats.destinationTTLs.map { UInt64($0.lowerBound) }, into: &out)
         out.appendLiteral(",\"dest_ttl_max\":")
         appendOptional(stats.destinationTTLs.map { UInt64($0.upperBound) }, into: &out)
@@ -345,6 +325,8 @@ enum ReportJSON {
                 if let address = hop.mainResponder?.address, let name = annotator[address].name { out.appendQuoted(name) }
                 else { out.appendLiteral("null") }
             }
+            // The label stack its main responder last reported (RFC 4950), as a trace line writes it.
+            if let stack = hop.mainResponder?.mpls { out.appendMPLS(stack) }
             out.appendLiteral(",\"sent\":")
             out.appendDecimal(UInt64(hop.sent))
             out.appendLiteral(",\"answered\":")
@@ -400,6 +382,23 @@ enum ReportJSON {
         out.append(0x5D)
     }
 
+    /// `[{"state":"open","rounds":3},…]` (`opening` names the key; a nil value is `null`): rounds by what
+    /// they found, for `states` and `stops`.
+    static func appendRoundCounts(_ entries: [(value: String?, rounds: Int)], opening: StaticString,
+        into out: inout [UInt8])
+    {
+        out.append(0x5B)
+        for (i, entry) in entries.enumerated() {
+            if i > 0 { out.append(0x2C) }
+            out.appendLiteral(opening)
+            if let value = entry.value { out.appendQuoted(value) } else { out.appendLiteral("null") }
+            out.appendLiteral(",\"rounds\":")
+            out.appendDecimal(UInt64(entry.rounds))
+            out.append(0x7D)
+        }
+        out.append(0x5D)
+    }
+
     static func appendOptional(_ value: UInt64?, into out: inout [UInt8]) {
         if let value { out.appendDecimal(value) } else { out.appendLiteral("null") }
     }
@@ -408,5 +407,77 @@ enum ReportJSON {
     static func percentNumber(_ percent: Double) -> String {
         let text = formatPercent(percent)
         return String(text.dropLast())
+    }
+}
+
+extension [UInt8] {
+    /// `,"shard":"2/3"` with `--shard` (which share of the list this vantage traced), else nothing.
+    mutating func appendShard(_ shard: Shard?) {
+        guard let shard else { return }
+        appendLiteral(",\"shard\":\"")
+        appendText(shard.description)
+        append(0x22)
+    }
+
+    /// What a trace line and a report both open with, each key after a comma: `"target"`, `"name"` (when
+    /// the user gave one), `"port"` (left out for ICMP echo, which has none), `"protocol"`, `"family"`,
+    /// `"tcp_flags"` (TCP only) and `"source"`.
+    mutating func appendTargetKeys(_ request: TraceRequest, method: ProbeMethod) {
+        appendLiteral(",\"target\":\"")
+        appendAddress(request.destination)
+        append(0x22)
+        if let name = request.name {
+            appendLiteral(",\"name\":")
+            appendQuoted(name)
+        }
+        if method.hasPorts {
+            appendLiteral(",\"port\":")
+            appendDecimal(UInt64(request.port))
+        }
+        appendLiteral(",\"protocol\":\"")
+        appendText(method.protocolName)
+        appendLiteral("\",\"family\":\"")
+        appendText(request.family.description)
+        if let flags = method.tcpFlags {
+            appendLiteral("\",\"tcp_flags\":\"")
+            appendText(flags.rawValue)
+        }
+        appendLiteral("\",\"source\":\"")
+        appendAddress(request.source)
+        append(0x22)
+    }
+
+    /// `,"start":"2026-12-07T00:31:04.015282Z"` (wall clock, ns since 1970), or `,"start":null`.
+    mutating func appendStart(_ start: UInt64?) {
+        appendLiteral(",\"start\":")
+        if let start {
+            append(0x22)
+            appendTimestamp(start)
+            append(0x22)
+        } else {
+            appendLiteral("null")
+        }
+    }
+
+    /// `,"mpls":[{"label":…,"tc":…,"s":…,"ttl":…}…]` for the entries kept (top first), and
+    /// `,"mpls_depth":N` when the stack was deeper: a trace's hop and a report's hop write it alike.
+    mutating func appendMPLS(_ stack: MPLSStack) {
+        appendLiteral(",\"mpls\":[")
+        for (k, entry) in stack.entries.enumerated() {
+            appendLiteral(k > 0 ? ",{\"label\":" : "{\"label\":")
+            appendDecimal(UInt64(entry.label))
+            appendLiteral(",\"tc\":")
+            appendDecimal(UInt64(entry.tc))
+            appendLiteral(",\"s\":")
+            appendDecimal(entry.bottom ? 1 : 0)
+            appendLiteral(",\"ttl\":")
+            appendDecimal(UInt64(entry.ttl))
+            appendLiteral("}")
+        }
+        appendLiteral("]")
+        if stack.depth > 2 {
+            appendLiteral(",\"mpls_depth\":")
+            appendDecimal(UInt64(stack.depth))
+        }
     }
 }

@@ -26,16 +26,26 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
         ? "\(r.reached) reached (\(r.unfiltered) unfiltered)"
         : method.hasPorts ? "\(r.reached) reached (\(r.open) open, \(r.closed) closed)" : "\(r.reached) reached")
     // A UDP port nothing answered for is open or filtered: a service may ignore what it does not understand.
-    parts.append(method.protocolName == "udp" ? "\(r.openFiltered) open|filtered" : "\(r.filtered) filtered")
+    // A trace a router's unreachable stopped is `filtered` (for UDP too: nothing got there): say so, as
+    // JSON's `stop` does.
+    let byUnreachable = r.unreachable > 0 ? " (\(r.unreachable) stopped by a router's unreachable)" : ""
+    if method.protocolName == "udp" {
+        parts.append("\(r.openFiltered) open|filtered")
+        if r.filtered > 0 { parts.append("\(r.filtered) filtered\(byUnreachable)") }
+    } else {
+        parts.append("\(r.filtered) filtered\(byUnreachable)")
+    }
     if d.unkeyed > 0 {
         let remedy = method == .udp(.byPort) ? "; the built-in DNS and NTP requests are echoed" : ""
         parts.append("\(counted(Int(d.unkeyed), "UDP answer")) carrying nothing that names a probe, not recorded "
             + "(their traces stay open|filtered, marked answer_unmatched\(remedy))")
     }
     if r.unknown > 0 { parts.append("\(r.unknown) unknown (interrupted)") }
+    if r.notSent > 0 { parts.append("\(r.notSent) not sent (the kernel refused their probes)") }
     // Probes, over how long, and why not faster.
     let seconds = Double(r.elapsedNanos) / 1e9
-    var probes = "\(counted(Int(r.probesSent), "probe")) sent in \(formatSeconds(seconds)) s"
+    var probes = "\(counted(Int(r.probesSent), "probe")) sent"
+        + (r.probesRefused > 0 ? " (\(r.probesRefused) more refused by the kernel)" : "") + " in \(formatSeconds(seconds)) s"
     if r.probesSent > 0 && r.elapsedNanos > 0 {
         probes += " (\(formatRate(r.probesPerSecond)) probes/s over the run"
         if let why = sendLimitText(r.sendLimits, rate: rate, maxInFlight: maxInFlight, rounds: rounds) { probes += ": \(why)" }
@@ -118,15 +128,21 @@ func formatRate(_ perSecond: Double) -> String {
 
 /// One line for a run in which the kernel refused some probes outright (a probe larger than the route's
 /// MTU, a local firewall): their hops show `*` that no network said. Nil when it refused none.
-func sendRefusalHint(_ t: TransportCounters, packetLength: Int) -> String? {
+/// The advice for EMSGSIZE names what sets the length for `method`: `-l` (TCP, ICMP echo, UDP with the
+/// built-in payloads), or the `--payload-hex` bytes (UDP with them, where `-l` is refused).
+func sendRefusalHint(_ t: TransportCounters, packetLength: Int, method: ProbeMethod = .tcp(.syn)) -> String? {
     guard t.sendErrors > 0 else { return nil }
     let call = t.firstSendErrorOnRing ? "send(PACKET_TX_RING)" : "sendmmsg"
     let why = t.firstSendErrno == 0 ? "" : " (first: \(call): \(SystemError.errnoText(t.firstSendErrno)))"
     // Frames the transmit ring's kernel side refused as malformed (TP_STATUS_WRONG_FORMAT) are among them.
     let malformed = t.ringFramesRefused == 0 ? ""
         : ", \(t.ringFramesRefused) of them TX ring frames the kernel marked malformed"
-    let advice = t.firstSendErrno == EMSGSIZE
-        ? ": probes larger than the route's MTU (-l \(packetLength)); try a smaller -l or --payload-hex" : ""
+    let lengthAdvice = if case .udp(.fixed(let bytes)) = method {
+        "(--payload-hex of \(bytes.count) bytes, \(packetLength) in all); try shorter --payload-hex bytes"
+    } else {
+        "(-l \(packetLength)); try a smaller -l"
+    }
+    let advice = t.firstSendErrno == EMSGSIZE ? ": probes larger than the route's MTU \(lengthAdvice)" : ""
     return "fasttrace: the kernel refused \(counted(Int(t.sendErrors), "probe")) before sending\(why)\(malformed)\(advice); "
         + "their * are not the network's answer"
 }
@@ -145,6 +161,9 @@ func ipIDRewriteHint(_ d: DispatchCounters) -> String? {
 /// socket (TX ring not used: REASON)`.
 func sendPathText(_ path: SendPathReport, _ t: TransportCounters) -> String {
     guard path.usesRing else { return "sent through the " + path.summary }
-    let socket = t.packetsSent &- t.packetsSentThroughRing
-    return "sent through the " + path.summary + (socket > 0 ? " (\(socket) through the raw socket)" : "")
+    // Probes the socket took beside the ring, and those it refused there (over the MTU, a firewall): a
+    // run whose every probe was refused still says where they went.
+    let socket = t.packetsToSocketBesideRing
+    let refused = t.socketRefusedBesideRing == 0 ? "" : ", \(t.socketRefusedBesideRing) of them refused"
+    return "sent through the " + path.summary + (socket > 0 ? " (\(socket) through the raw socket\(refused))" : "")
 }

@@ -120,9 +120,14 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         let start = try #require(source.range(of: "enum JSONFormatter"))
         let end = try #require(source.range(of: "static func quote", range: start.upperBound..<source.endIndex))
         let body = source[start.lowerBound..<end.lowerBound]
-        // A key in the source is a literal `\"key\":`.
+        // A key in the source is a literal `\"key\":`. The target's keys, `start` and the MPLS stack are
+        // written by the helpers a report shares (the end of Report.swift, from `appendShard` on).
+        let report = try String(contentsOf: repositoryRoot.appendingPathComponent("Sources/fasttrace/Report.swift"),
+            encoding: .utf8)
+        let mpls = try #require(report.range(of: "mutating func appendShard"))
         var written: Set<String> = []
         for match in body.matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
+        for match in report[mpls.lowerBound...].matches(of: /\\"([a-z_]+)\\":/) { written.insert(String(match.1)) }
         let keys = try schemaKeys(try loadSchema())
         #expect(written.count > 20)
         let schema = keys.trace.union(keys.hop).union(keys.mpls)
@@ -137,8 +142,9 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         let required = Set(try #require(schema["required"] as? [String]))
         var traceKeys: Set<String> = []
         var hopKeys: Set<String> = []
-        for (result, annotator, start) in schemaFixtures {
-            let line = JSONFormatter.line(result, start: start, annotator)
+        for (i, (result, annotator, start)) in schemaFixtures.enumerated() {
+            // One of them from a vantage given --shard 2/3.
+            let line = JSONFormatter.line(result, start: start, annotator, shard: i == 0 ? Shard(index: 2, count: 3) : nil)
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(required.isSubset(of: Set(object.keys)), "missing \(required.subtracting(object.keys))")
             #expect(object["schema"] as? Int == Int(JSONFormatter.schemaVersion))
@@ -153,7 +159,10 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
 
     @Test("Those traces validate against the schema with Python's jsonschema (Draft 2020-12)")
     func validatesWithJSONSchema() throws {
-        let lines = schemaFixtures.map { JSONFormatter.line($0.0, start: $0.2, $0.1) }.joined(separator: "\n") + "\n"
+        let lines = schemaFixtures.enumerated().map {
+            JSONFormatter.line($0.element.0, start: $0.element.2, $0.element.1,
+                shard: $0.offset == 0 ? Shard(index: 2, count: 3) : nil)
+        }.joined(separator: "\n") + "\n"
         let output = try runTool(["python3", "-c", schemaValidator,
             repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: lines)
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")

@@ -16,7 +16,7 @@ private func hopAddress(_ last: UInt8) -> IPv4Address { IPv4Address(198, 18, 0, 
 
 /// A round: routers 1, 5, `third`, 13 then the destination; `lost` TTLs silent (rate-limited when `limited`).
 private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<UInt8> = [], rtt: UInt32 = 100,
-    interrupted: Bool = false, method: ProbeMethod = .tcp(.syn)) -> TraceResult
+    interrupted: Bool = false, method: ProbeMethod = .tcp(.syn), mpls: MPLSStack? = nil) -> TraceResult
 {
     let routers = [hopAddress(1), hopAddress(5), hopAddress(third), hopAddress(13)]
     var hops: [HopResult] = []
@@ -33,6 +33,8 @@ private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<U
         hops.append(HopResult(ttl: ttl, probes: [ProbeResult(responder: isDestination ? reportTarget : routers[Int(ttl) - 1],
             rttMicros: rtt * UInt32(ttl), outcome: isDestination ? (method == .icmpEcho ? .echoReply : .synAck)
                 : .timeExceeded)]))
+        // An LSR at hop 3 reports its label stack (RFC 4950).
+        if ttl == 3 { hops[hops.count - 1].probes[0].mpls = mpls }
     }
     let reached = !interrupted && !lost.contains(5)
     return TraceResult(request: TraceRequest(index: 0, destination: reportTarget, port: 443, source: vantageAddress,
@@ -41,6 +43,9 @@ private func reportRound(third: UInt8 = 9, lost: Set<UInt8> = [], limited: Set<U
         stopReason: interrupted ? .interrupted : reached ? .destination : .maxTTL, sourcePort: 40000, probesSent: 5,
         method: method)
 }
+
+/// A three-entry stack: label 24001 (TC 0, TTL 1), label 16 (bottom, TTL 1), one more not kept.
+let reportMPLS = MPLSStack(depth: 3, top: 24001 << 12 | 1, second: 16 << 12 | 1 << 8 | 1)
 
 /// Reports that between them write every key: loss starting and rising, a limited hop, two paths, a silent
 /// hop, names, an interrupted round, a never-answering target.
@@ -57,7 +62,7 @@ private func reportFixtures() -> [(RoundStats, Int, HopAnnotator, UInt64?)] {
     var silent = RoundStats(request: reportRound().request, method: .tcp(.ack))
     for _ in 0..<3 { silent.add(reportRound(lost: [1, 2, 3, 4, 5])) }
     var one = RoundStats(request: reportRound().request, method: .tcp(.synECN))
-    one.add(reportRound())
+    one.add(reportRound(mpls: reportMPLS))
     let named = HopAnnotator(showsNames: true, asnTable: nil, v4Names: [(hopAddress(1), "gw.example")])
     // ICMP echo: no port (the key is left out), state reachable.
     var echo = RoundStats(request: reportRound().request, method: .icmpEcho)
@@ -110,15 +115,17 @@ private let reportSchemaPath = repositoryRoot.appendingPathComponent("docs/repor
         let schema = allSchemaKeys(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: reportSchemaPath))))
         var lines: [String] = []
         var seen: Set<String> = []
-        for (stats, requested, annotator, start) in reportFixtures() {
-            let line = ReportJSON.line(stats, requested: requested, start: start, annotator)
+        for (i, (stats, requested, annotator, start)) in reportFixtures().enumerated() {
+            // One of them from a vantage given --shard 2/3.
+            let line = ReportJSON.line(stats, requested: requested, start: start, annotator,
+                shard: i == 1 ? Shard(index: 2, count: 3) : nil)
             lines.append(line)
             seen.formUnion(allKeys(try JSONSerialization.jsonObject(with: Data(line.utf8))))
         }
         #expect(seen == schema, "never written by the fixtures: \(schema.subtracting(seen).sorted())")
         let output = try runTool(["python3", "-c", schemaValidator, reportSchemaPath], input: lines.joined(separator: "\n") + "\n")
         #expect(output.status == 0 && output.stdout == "valid 4\n", "\(output.stdout)\(output.stderr)")
-        let extra = lines[0].replacingOccurrences(of: "{\"schema\":1,", with: "{\"schema\":1,\"extra\":0,")
+        let extra = lines[0].replacingOccurrences(of: "{\"schema\":2,", with: "{\"schema\":2,\"extra\":0,")
         let refused = try runTool(["python3", "-c", schemaValidator, reportSchemaPath], input: extra + "\n")
         #expect(refused.status == 1 && refused.stdout.contains("extra"))
     }

@@ -6,6 +6,7 @@ import FastTraceWire
 import Testing
 
 @testable import fasttrace
+@testable import FastTraceLinux
 
 @Suite struct SummaryLineTests {
     /// A small run: 8 traces, 10 probes over 12 s, nothing caught.
@@ -110,6 +111,47 @@ import Testing
         let ring = sendRefusalHint(t, packetLength: 1400)
         #expect(ring?.contains("(first: send(PACKET_TX_RING): ") == true, "\(ring ?? "")")
         #expect(ring?.contains(", 3 of them TX ring frames the kernel marked malformed") == true, "\(ring ?? "")")
+    }
+
+    @Test("the advice for probes over the MTU names what sets their length for the probe kind")
+    func sendRefusalAdvicePerKind() {
+        var t = TransportCounters()
+        t.sendErrors = 3
+        t.firstSendErrno = 90  // EMSGSIZE
+        for method in [ProbeMethod.tcp(.syn), .icmpEcho, .udp(.byPort)] {
+            let hint = sendRefusalHint(t, packetLength: 1600, method: method) ?? ""
+            #expect(hint.contains("(-l 1600); try a smaller -l;") && !hint.contains("--payload-hex"), "\(method): \(hint)")
+        }
+        let payload = sendRefusalHint(t, packetLength: 1600, method: .udp(.fixed([UInt8](repeating: 0, count: 1570)))) ?? ""
+        #expect(payload.contains("(--payload-hex of 1570 bytes, 1600 in all); try shorter --payload-hex bytes;")
+            && !payload.contains("-l "), "\(payload)")
+    }
+
+    @Test("a ring run names the probes the raw socket took beside it, and those it refused there")
+    func ringRunCountsSocketFallbacksAndRefusals() {
+        let ring = SendPathReport(usesRing: true, interfaceName: "veth0", reason: nil, detail: "")
+        var t = TransportCounters()
+        t.packetsSentThroughRing = 10
+        t.packetsSent = 10
+        #expect(sendPathText(ring, t) == "sent through the TX ring on veth0")
+        // Every probe over the MTU: handed to the socket, refused there, none sent at all.
+        t = TransportCounters()
+        t.packetsToSocketBesideRing = 24
+        t.socketRefusedBesideRing = 24
+        t.sendErrors = 24
+        #expect(sendPathText(ring, t) == "sent through the TX ring on veth0 (24 through the raw socket, 24 of them refused)")
+        t.socketRefusedBesideRing = 0
+        t.packetsSent = 24
+        #expect(sendPathText(ring, t) == "sent through the TX ring on veth0 (24 through the raw socket)")
+    }
+
+    @Test("probes refused by the kernel and the traces they stopped are named, not counted as sent or filtered")
+    func refusedProbesInTheSummary() {
+        var r = Self.smallRun()
+        r.probesRefused = 9
+        r.notSent = 3
+        let line = summaryLine(r, rate: 2000, maxInFlight: 4096)
+        #expect(line.contains(" sent (9 more refused by the kernel) in ") && line.contains(", 3 not sent (the kernel refused their probes)"), "\(line)")
     }
 
     @Test("UDP and ICMP runs name their states")

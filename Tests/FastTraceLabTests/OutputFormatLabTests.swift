@@ -196,7 +196,7 @@ struct OutputFormatLabTests {
             } else {
                 #expect(object["dest_ttl"] as? Int == kind.destination_ttl, "\(line)")
             }
-            #expect(object["schema"] as? Int == 2)
+            #expect(object["schema"] as? Int == 3)
         }
         let window = "\(began) \(ended)"
 

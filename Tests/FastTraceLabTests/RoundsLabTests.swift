@@ -217,6 +217,53 @@ struct RoundsLabTests {
         #expect(report.hop(7)?["loss_pct"] as? Double == 0)
     }
 
+    @Test("One black-holed target, rounds interrupted: the report stops at the gap, Destination not reached, exit 130")
+    func interruptedBlackHole() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "50", "-w", "0.3",
+            lab.truth.kind(named: "blackhole").example, "443"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        usleep(4_000_000)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let out = scratch.read("out")
+        // As README says: the report of the rounds there are, then the closing line a single trace has.
+        #expect(scratch.read("err").contains("Destination not reached"), "\(scratch.read("err"))")
+        #expect(out.contains("(interrupted)") && out.contains("destination not reached"), "\(out)")
+        // Hops 1-6 answer; the rounds stop 5 silent TTLs past them (the gap, as a list's trace does), not at -m 30.
+        let ttls = out.split(separator: "\n").compactMap { line -> Int? in
+            let fields = line.split(separator: " ")
+            return line.hasPrefix("  ") ? fields.first.flatMap { Int($0) } : nil
+        }
+        #expect(ttls.max() == 11, "\(out)")
+    }
+
+    @Test("--plot: the reports drawn into an SVG that renders; a full disk is one line and exit 1")
+    func plot() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let open = lab.truth.kind(named: "open").example
+        let svg = scratch.file("plot.svg")
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "3", "-w", "0.3", "--plot", svg, open, "443"],
+            timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        let text = scratch.read("plot.svg")
+        #expect(text.contains("<g class=\"target\" data-target=\"\(open)\" data-port=\"443\""), "\(text.prefix(600))")
+        // One box per hop that answered: the 6 routers and the destination.
+        #expect(text.components(separatedBy: "<g class=\"rtt\"").count - 1 == 7)
+        let png = runTool(["rsvg-convert", "-o", scratch.file("plot.png"), svg])
+        #expect(png.status == 0, "\(png.stderr)")
+        let full = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "2", "-w", "0.3", "--plot", "/dev/full",
+            open, "443"], timeout: 60)
+        #expect(full.status == 1 && full.stdout.contains("2 rounds"), "\(full.status) \(full.stderr)")
+        #expect(full.stderr.split(separator: "\n").filter { $0.contains("--plot") }
+            == ["fasttrace: --plot /dev/full: cannot write: No space left on device (ENOSPC)"], "\(full.stderr)")
+    }
+
     @Test("Bad rounds: -c 0, -c -1, -c abc and a CSV report are refused with one line and exit 2; --report alone is 10 rounds")
     func badInput() throws {
         for (args, message) in [
@@ -237,5 +284,39 @@ struct RoundsLabTests {
         #expect(r.status == 0, "\(r.stderr)")
         #expect(parseReports(r.stdout).first?.object["rounds_requested"] as? Int == 10)
         #expect(parseReports(r.stdout).first?.rounds == 10)
+    }
+}
+
+/// `--shard I/N` (issue 12): hosts given the same list and 1/N … N/N trace every target × port exactly once
+/// between them.
+@Suite(.serialized, .enabled(if: isRoot, "needs root: network namespaces and raw sockets"))
+struct ShardLabTests {
+    @Test("--shard 1/2 and 2/2 of one list: every target × port traced exactly once, each line names its shard")
+    func twoShardsCoverTheList() throws {
+        let lab = try Lab.get()
+        // 16 open and 8 firewalled targets (prefixes, as lists give them) × 2 ports: 48 target × ports.
+        let list = "198.19.0.0/28\n198.18.32.0/29\n"
+        var seen: [String: String] = [:]
+        var duplicates: [String] = []
+        for shard in ["1/2", "2/2"] {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "80,443",
+                "--shard", shard, "--format", "json", "-q", "1", "-w", "0.5", "-m", "10", "--gap", "2"],
+                stdin: list, timeout: 120)
+            #expect(r.status == 0, "\(shard): \(r.stderr)")
+            for line in r.stdout.split(separator: "\n") {
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                #expect(object["shard"] as? String == shard)
+                let key = "\(object["target"] as? String ?? "?"):\(object["port"] as? Int ?? -1)"
+                if seen[key] != nil { duplicates.append(key) }
+                seen[key] = shard
+                // Each trace still right: the open prefix open on both ports, the firewalled one on 443 only.
+                let open = (object["target"] as? String ?? "").hasPrefix("198.19.") || object["port"] as? Int == 443
+                #expect((object["state"] as? String == "open") == open, "\(line)")
+            }
+        }
+        #expect(duplicates.isEmpty, "traced by both shards: \(duplicates)")
+        #expect(seen.count == 48, "\(seen.count) of 48 target × ports traced")
+        // Both shards took a share (a keyed sample, not one of them all).
+        #expect(Set(seen.values) == ["1/2", "2/2"] && seen.values.count { $0 == "1/2" } > 10)
     }
 }
