@@ -11,6 +11,7 @@ packages=(
     libcap2-bin groff-base man-db      # install.sh's setcap; the install test's getcap, groff, man -l
     traceroute tcptraceroute nmap scamper hping3  # peer tools the lab compares against
     graphviz                           # dot: reads and renders --format dot in the tests and docs
+    prometheus                         # a real Prometheus server scraping --metrics-listen; promtool
 )
 
 if [[ $(id -u) -ne 0 ]]; then
