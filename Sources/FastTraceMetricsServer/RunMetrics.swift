@@ -22,8 +22,9 @@ public final class RunMetrics: @unchecked Sendable {
 
     /// Destination RTT buckets, seconds: doubling from 50 µs (smokeping_prober's), to 26 s.
     public static let rttBuckets: [Double] = (0..<20).map { 0.000_05 * Double(1 << $0) }
-    /// RTT quantiles shown per hop.
-    public static let hopQuantiles: [(label: String, q: Double)] = [("0.5", 0.5), ("0.95", 0.95)]
+    /// RTT quantiles shown per hop, as `fasttrace_hop_rtt_<label>_seconds` (gauges: a `quantile` label
+    /// belongs to summaries only).
+    public static let hopQuantiles: [(label: String, q: Double)] = [("p50", 0.5), ("p95", 0.95)]
     /// Port states a target's `state` series are kept for.
     static let states: [PortState] = [.open, .closed, .unfiltered, .filtered, .openFiltered, .reachable]
 
@@ -274,8 +275,8 @@ public final class RunMetrics: @unchecked Sendable {
             loss: gauge("loss", "ratio", "Share of probes at this TTL that got no answer, over the latest window "
                 + "of rounds (--change-window), 0 to 1."),
             rtt: Self.hopQuantiles.map {
-                gauge("rtt", "seconds", "RTT quantile at this TTL over the latest window of rounds, seconds.",
-                    [("quantile", $0.label)])
+                gauge("rtt_\($0.label)", "seconds", "RTT \($0.label == "p50" ? "median" : "95th percentile") at this "
+                    + "TTL over the latest window of rounds (kernel timestamps), seconds.")
             },
             added: gauge("latency_added", "seconds", "Median RTT this hop adds that persists to the destination "
                 + "(the report's latency rise), seconds; 0 where none."),

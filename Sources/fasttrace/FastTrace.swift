@@ -945,7 +945,7 @@ struct FastTrace: ParsableCommand {
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
         if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
-            method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil),
+            method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil || intervalOption != nil),
             result)
     }
 }

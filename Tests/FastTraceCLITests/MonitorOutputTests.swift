@@ -135,7 +135,7 @@ private func value(_ text: String, _ series: String) -> Double? {
         #expect(value(text, "fasttrace_target_rtt_seconds_bucket{\(labels),le=\"0.0032\"}") == 0)
         #expect(value(text, "fasttrace_hop_loss_ratio{\(labels),ttl=\"2\"}") == 0.25)
         #expect(value(text, "fasttrace_hop_loss_ratio{\(labels),ttl=\"3\"}") == 0)
-        #expect(value(text, "fasttrace_hop_rtt_seconds{\(labels),ttl=\"3\",quantile=\"0.5\"}") == 0.003)
+        #expect(value(text, "fasttrace_hop_rtt_p50_seconds{\(labels),ttl=\"3\"}") == 0.003)
         #expect(value(text, "fasttrace_probes_sent_total{vantage=\"lab-a\"}") == 150)
         #expect(value(text, "fasttrace_replies_matched_total{vantage=\"lab-a\"}") == 80)
         #expect(value(text, "fasttrace_replies_rejected_total{vantage=\"lab-a\",reason=\"forged\"}") == 3)
