@@ -89,3 +89,11 @@ let package = Package(
         ),
     ]
 )
+
+// FASTTRACE_ENGINE_ONLY=1 (scripts/test.sh's ThreadSanitizer build, which runs FastTraceCoreTests only):
+// the engine and its tests alone, so that build compiles neither SwiftNIO nor the command line.
+if Context.environment["FASTTRACE_ENGINE_ONLY"] != nil {
+    let engine: Set<String> = ["FastTraceWire", "FastTraceCore", "FastTraceTestSupport", "FastTraceCoreTests"]
+    package.targets.removeAll { !engine.contains($0.name) }
+    package.products.removeAll { $0.name != "FastTraceCore" && $0.name != "FastTraceWire" }
+}

@@ -81,8 +81,8 @@ public final class ScheduleSource<Base: TraceRequestSource>: TraceRequestSource 
     /// The list being traced (for its counters).
     public var wrapped: Base { base }
 
-    /// Target × ports in the list now.
-    public var count: Int { targets.values.lazy.filter { !$0.removed }.count }
+    /// Target × ports in the list now (also those whose `--count` rounds are all done).
+    public var count: Int { indexByKey.count }
 
     /// The phase of target × port `index` within the interval: the fractional part of index × the golden
     /// ratio's inverse, which spreads any number of indices evenly without knowing how many there are.

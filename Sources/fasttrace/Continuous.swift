@@ -29,6 +29,11 @@ extension FastTrace {
     /// The continuous-mode options, checked; nil without `--interval`. Options of continuous mode without
     /// it, or with `-c`/`--report`, are usage errors.
     func continuousOptions() throws -> ContinuousOptions? {
+        if let vantageOption {
+            guard !vantageOption.isEmpty, vantageOption.count <= 128,
+                !vantageOption.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            else { throw UsageFailure("--vantage: a name of 1 to 128 printable characters") }
+        }
         guard let interval = intervalOption else {
             for (given, name) in [(countOption != nil, "--count"), (durationOption != nil, "--duration"),
                 (changes, "--changes")] where given
@@ -74,11 +79,6 @@ extension FastTrace {
 
     /// `--metrics-listen ADDR:PORT`, `:PORT` or `[ADDR]:PORT`.
     func parseListenAddress(_ text: String) throws -> (host: String, port: Int) {
-        if let vantageOption {
-            guard !vantageOption.isEmpty, vantageOption.count <= 128,
-                !vantageOption.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
-            else { throw UsageFailure("--vantage: a name of 1 to 128 printable characters") }
-        }
         guard let colon = text.lastIndex(of: ":") else {
             throw UsageFailure("--metrics-listen: give ADDR:PORT, :PORT or [ADDR]:PORT (got '\(text)')")
         }

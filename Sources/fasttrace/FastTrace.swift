@@ -675,6 +675,7 @@ struct FastTrace: ParsableCommand {
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
 
+        if let vantageOption { JSONFormatter.vantage = vantageOption }
         // --metrics-listen: the registry and its server, up before the first probe.
         let metrics = listen.map { _ in RunMetrics(vantage: vantage, firstTTL: config.firstTTL) }
         var server: MetricsServer?

@@ -286,20 +286,30 @@ func formatMillis(_ micros: UInt32) -> String {
 enum JSONFormatter {
     /// The `schema` key of every trace object: the version of this layout.
     static let schemaVersion: UInt64 = 2
+    /// `--vantage`, when given: written as `vantage` in every trace object (set once, before the run).
+    nonisolated(unsafe) static var vantage: String?
 
     /// One trace as a line (without the newline), for callers that want a String.
-    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain) -> String {
+    static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain,
+        vantage: String? = JSONFormatter.vantage) -> String
+    {
         var bytes: [UInt8] = []
-        write(result, start: start, annotator, into: &bytes)
+        write(result, start: start, annotator, vantage: vantage, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Appends one trace's object (without the newline) to `out`. `start` is when its first probe was
     /// sent, wall clock, ns since 1970 (null when none was). Hops carry `name` unless -n, and
     /// `asn`/`as_name` with --asn-db (null when unknown), for the hop's `addr`.
-    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, into out: inout [UInt8]) {
+    static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator,
+        vantage: String? = JSONFormatter.vantage, into out: inout [UInt8])
+    {
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
+        if let vantage {
+            out.appendLiteral(",\"vantage\":")
+            out.append(contentsOf: quote(vantage).utf8)
+        }
         out.appendLiteral(",\"target\":\"")
         out.appendAddress(result.request.destination)
         out.appendLiteral("\"")

@@ -137,8 +137,9 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         let required = Set(try #require(schema["required"] as? [String]))
         var traceKeys: Set<String> = []
         var hopKeys: Set<String> = []
-        for (result, annotator, start) in schemaFixtures {
-            let line = JSONFormatter.line(result, start: start, annotator)
+        for (i, (result, annotator, start)) in schemaFixtures.enumerated() {
+            // The first with --vantage's key.
+            let line = JSONFormatter.line(result, start: start, annotator, vantage: i == 0 ? "lab-a" : nil)
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(required.isSubset(of: Set(object.keys)), "missing \(required.subtracting(object.keys))")
             #expect(object["schema"] as? Int == Int(JSONFormatter.schemaVersion))
@@ -153,7 +154,9 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
 
     @Test("Those traces validate against the schema with Python's jsonschema (Draft 2020-12)")
     func validatesWithJSONSchema() throws {
-        let lines = schemaFixtures.map { JSONFormatter.line($0.0, start: $0.2, $0.1) }.joined(separator: "\n") + "\n"
+        let lines = schemaFixtures.enumerated().map {
+            JSONFormatter.line($0.element.0, start: $0.element.2, $0.element.1, vantage: $0.offset == 0 ? "lab-a" : nil)
+        }.joined(separator: "\n") + "\n"
         let output = try runTool(["python3", "-c", schemaValidator,
             repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: lines)
         #expect(output.status == 0, "\(output.stdout)\(output.stderr)")

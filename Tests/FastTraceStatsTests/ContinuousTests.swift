@@ -79,7 +79,7 @@ func runContinuous(_ network: SimulatedNetwork, _ destinations: [IPv4Address], i
     @Test("Between rounds the scheduler sleeps until the next round is due: no wake-up every millisecond")
     func idleBetweenRounds() throws {
         // The defect this guards against: with nothing in flight the scheduler woke every 1 ms poll
-        // interval, 30,000 turns for three rounds 10 s apart.
+        // interval, about 20,000 turns for three rounds 10 s apart.
         let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.routers, destination: .listening(ports: [443])) }
         let (starts, _, turns, _, _) = try runContinuous(net, [IPv4Address(198, 51, 100, 10)], interval: 10, count: 3)
         #expect(starts[0]?.count == 3)
