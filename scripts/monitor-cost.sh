@@ -109,16 +109,21 @@ for rate in "${RATES[@]}"; do
     done
     wait "$timer" || true
     ft_probes=$(read_counter)
-    read -r ft_wall ft_user ft_sys ft_peak <"$WORK/time-ft-$rate"
+    read -r ft_wall ft_user ft_sys ft_peak < <(tail -n 1 "$WORK/time-ft-$rate")
 
     # scamper: the same kind of list, long enough for DURATION seconds at the rate, paced with -p.
-    "$LAB" targets open $(( rate * (DURATION + 10) / PROBES_PER_TRACE )) >"$WORK/slist-$rate"
+    # (The lab has 65,024 open addresses: a longer list goes round them again.)
+    needed=$(( rate * (DURATION + 10) / PROBES_PER_TRACE ))
+    "$LAB" targets open $(( needed < 65000 ? needed : 65000 )) >"$WORK/distinct-$rate"
+    : >"$WORK/slist-$rate"
+    while (( $(wc -l <"$WORK/slist-$rate") < needed )); do cat "$WORK/distinct-$rate" >>"$WORK/slist-$rate"; done
+    head -n "$needed" "$WORK/slist-$rate" >"$WORK/slist-$rate.tmp" && mv "$WORK/slist-$rate.tmp" "$WORK/slist-$rate"
     reset_counter
     /usr/bin/time -f "%e %U %S %M" -o "$WORK/time-sc-$rate" timeout -s INT "$DURATION" \
         ip netns exec "$VNS" scamper -p "$rate" -w 0 -O json -o /dev/null \
         -c "trace -P tcp -d 443 -q 1 -w 1 -m 16 -g 3" -f "$WORK/slist-$rate" 2>"$WORK/err-sc-$rate" || true
     sc_probes=$(read_counter)
-    read -r sc_wall sc_user sc_sys sc_peak <"$WORK/time-sc-$rate"
+    read -r sc_wall sc_user sc_sys sc_peak < <(tail -n 1 "$WORK/time-sc-$rate")
 
     printf '%s %s %s %s %s %s %s\n' "$rate" fasttrace "$ft_probes" "$ft_wall" "$ft_user" "$ft_sys" "$ft_peak" >>"$RESULTS"
     printf '%s %s %s %s %s %s %s\n' "$rate" scamper "$sc_probes" "$sc_wall" "$sc_user" "$sc_sys" "$sc_peak" >>"$RESULTS"

@@ -23,7 +23,7 @@ public final class RunMetrics: @unchecked Sendable {
     /// Destination RTT buckets, seconds: doubling from 50 µs (smokeping_prober's), to 26 s.
     public static let rttBuckets: [Double] = (0..<20).map { 0.000_05 * Double(1 << $0) }
     /// RTT quantiles shown per hop, as `fasttrace_hop_rtt_<label>_seconds` (gauges: a `quantile` label
-    /// belongs to summaries only).
+    /// belongs to summaries only), in `HopWindow`'s order (p50, p95).
     public static let hopQuantiles: [(label: String, q: Double)] = [("p50", 0.5), ("p95", 0.95)]
     /// Port states a target's `state` series are kept for.
     static let states: [PortState] = [.open, .closed, .unfiltered, .filtered, .openFiltered, .reachable]
@@ -159,7 +159,7 @@ public final class RunMetrics: @unchecked Sendable {
 
     /// A round finished: the target's series, and its hops' from `window` (the change tracker's last
     /// window of rounds: per-hop statistics and the destination's TTL in it).
-    public func record(_ trace: TraceResult, window: (hops: [HopStats], destinationTTL: UInt8?, rounds: Int)?) {
+    public func record(_ trace: TraceResult, window: [HopWindow]?) {
         roundsTotal.increment()
         let rateLimited = trace.hops.reduce(0) { n, hop in
             n + hop.probes.filter { $0.responder == nil && ($0.silence == .rateLimited || $0.silence == .likelyRateLimited) }
@@ -241,22 +241,17 @@ public final class RunMetrics: @unchecked Sendable {
                     + "round (kernel timestamps), seconds."), labels: labels, buckets: Self.rttBuckets))
     }
 
-    private func updateHops(_ series: inout TargetSeries, _ window: (hops: [HopStats], destinationTTL: UInt8?, rounds: Int)) {
-        let analysis = Interpretation(window.hops, destinationTTL: window.destinationTTL)
-        let shown = window.hops.filter { $0.sent > 0 && (window.destinationTTL == nil || $0.ttl <= window.destinationTTL!) }
+    private func updateHops(_ series: inout TargetSeries, _ window: [HopWindow]) {
         var keep: Set<UInt8> = []
-        for hop in shown {
+        for hop in window {
             keep.insert(hop.ttl)
             let hopSeries = series.hopSeries[hop.ttl] ?? makeHopSeries(series.labels, ttl: hop.ttl)
             hopSeries.loss.set(Double(hop.lost) / Double(hop.sent))
-            for (i, (_, q)) in Self.hopQuantiles.enumerated() {
-                if let value = hop.histogram.value(atQuantile: q) { hopSeries.rtt[i].set(Double(value) / 1e6) }
-                else { hopSeries.rtt[i].set(.nan) }
+            for (i, value) in [hop.p50, hop.p95].enumerated() {
+                hopSeries.rtt[i].set(value.map { Double($0) / 1e6 } ?? .nan)
             }
-            let added = analysis.latencyRises.first { $0.ttl == hop.ttl }?.addedMicros ?? 0
-            hopSeries.added.set(Double(added) / 1e6)
-            let verdict = analysis.hops.first { $0.ttl == hop.ttl }
-            hopSeries.limited.set(verdict?.loss == .limited ? 1.0 : 0.0)
+            hopSeries.added.set(Double(hop.addedMicros) / 1e6)
+            hopSeries.limited.set(hop.limited ? 1.0 : 0.0)
             series.hopSeries[hop.ttl] = hopSeries
         }
         // Hops past the path's end now (it got shorter): their series go, rather than show old values.

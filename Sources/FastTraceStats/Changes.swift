@@ -63,6 +63,34 @@ public struct LatencyValue: Sendable, Equatable {
     public var riseMicros: UInt32?
 }
 
+/// One hop of a window of rounds, as the metrics show it: what is left of the window's statistics once it
+/// is closed (a few numbers, not its histograms).
+public struct HopWindow: Sendable, Equatable {
+    public var ttl: UInt8
+    /// Probes settled and lost at this TTL.
+    public var sent: Int
+    public var lost: Int
+    /// Median and 95th percentile RTT, µs.
+    public var p50: UInt32?
+    public var p95: UInt32?
+    /// Median RTT this hop adds that persists to the end (the report's latency rise), µs; 0 where none.
+    public var addedMicros: UInt32
+    /// Its loss does not persist to later hops (the report's `limited`).
+    public var limited: Bool
+
+    /// The hops of a window up to its destination, with the report's analysis.
+    public static func summarize(_ hops: [HopStats], destinationTTL: UInt8?,
+        thresholds: Interpretation.Thresholds = Interpretation.Thresholds()) -> [HopWindow]
+    {
+        let analysis = Interpretation(hops, destinationTTL: destinationTTL, thresholds: thresholds)
+        return hops.filter { $0.sent > 0 && (destinationTTL == nil || $0.ttl <= destinationTTL!) }.map { hop in
+            HopWindow(ttl: hop.ttl, sent: hop.sent, lost: hop.lost, p50: hop.p50, p95: hop.p95,
+                addedMicros: analysis.latencyRises.first { $0.ttl == hop.ttl }?.addedMicros ?? 0,
+                limited: analysis.hops.first { $0.ttl == hop.ttl }?.loss == .limited)
+        }
+    }
+}
+
 /// The before or after of a change.
 public enum ChangeValue: Sendable, Equatable {
     case path(PathValue)
@@ -108,8 +136,9 @@ public final class ChangeTracker {
         var destinationSince = 0, destinationSeen = 0
         var rounds = 0
         var window: Window
-        /// The last window closed: its loss and latency, and its statistics (for metrics).
-        var closed: Window?
+        /// The last window closed: its loss and latency, and its hops as the metrics show them (its
+        /// statistics themselves are dropped: a target × port keeps one window's histograms, not two).
+        var closedHops: [HopWindow]?
         var closedLoss: LossValue?
         var closedLatency: LatencyValue?
     }
@@ -132,12 +161,12 @@ public final class ChangeTracker {
     /// Forgets a target × port (it left the list).
     public func remove(_ index: Int) { targets[index] = nil }
 
-    /// The per-hop statistics of the target × port's last closed window (its current one before any
-    /// closed), and the TTL the destination answered at in it.
-    public func window(_ index: Int) -> (hops: [HopStats], destinationTTL: UInt8?, rounds: Int)? {
+    /// The hops of the target × port's last closed window (its current one, so far, before any closed).
+    public func window(_ index: Int) -> [HopWindow]? {
         guard let target = targets[index] else { return nil }
-        let window = target.closed ?? target.window
-        return (window.hops, window.destinationTTL, window.rounds)
+        if let closed = target.closedHops { return closed }
+        return HopWindow.summarize(target.window.hops, destinationTTL: target.window.destinationTTL,
+            thresholds: thresholds)
     }
 
     /// The current path of a target × port, once known.
@@ -215,7 +244,8 @@ public final class ChangeTracker {
             if let before = target.closedLatency, latencyShifted(before, latency) {
                 event(.latency, since: latency.rounds.lowerBound, .latency(before), .latency(latency))
             }
-            target.closed = target.window
+            target.closedHops = HopWindow.summarize(target.window.hops, destinationTTL: target.window.destinationTTL,
+                thresholds: thresholds)
             target.closedLoss = loss
             target.closedLatency = latency
             target.window = Window(first: round + 1)

@@ -228,7 +228,9 @@ extension FastTrace {
     ) -> (TraceResult) -> Bool {
         { trace in
             finished(trace)
-            let events = tracker.add(trace)
+            // The tracker (a window of per-hop statistics per target × port) runs only when its output is
+            // wanted.
+            let events = changes || metrics != nil ? tracker.add(trace) : []
             if let metrics {
                 metrics.record(trace, window: tracker.window(trace.request.index))
                 metrics.setTargets(count())
