@@ -16,6 +16,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        // --metrics-listen only: the Prometheus exposition and its HTTP server (FastTraceMetricsServer).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // The one C shim: TPACKET_V3 accessors, libbpf loading of the embedded filter, libmnl queries,
@@ -45,10 +48,23 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `--metrics-listen`: the run's metrics in a Prometheus registry and the HTTP server that serves them
+        // (SwiftNIO). Only the executable links it, so the engine's tests never compile NIO.
+        .target(
+            name: "FastTraceMetricsServer",
+            dependencies: [
+                "FastTraceCore", "FastTraceStats", "FastTraceWire",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "fasttrace",
             dependencies: [
                 "FastTraceCore", "FastTraceWire", "FastTraceLinux", "FastTraceAnnotations", "FastTraceStats",
+                "FastTraceMetricsServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -65,7 +81,7 @@ let package = Package(
         .testTarget(
             name: "FastTraceCLITests",
             dependencies: ["fasttrace", "FastTraceCore", "FastTraceLinux", "FastTraceWire", "FastTraceAnnotations",
-                "FastTraceStats"]),
+                "FastTraceStats", "FastTraceMetricsServer"]),
         // Privileged: root + network namespaces built by scripts/lab.sh. Skipped (with a reason) when not root.
         .testTarget(
             name: "FastTraceLabTests",
@@ -73,3 +89,11 @@ let package = Package(
         ),
     ]
 )
+
+// FASTTRACE_ENGINE_ONLY=1 (scripts/test.sh's ThreadSanitizer build, which runs FastTraceCoreTests only):
+// the engine and its tests alone, so that build compiles neither SwiftNIO nor the command line.
+if Context.environment["FASTTRACE_ENGINE_ONLY"] != nil {
+    let engine: Set<String> = ["FastTraceWire", "FastTraceCore", "FastTraceTestSupport", "FastTraceCoreTests"]
+    package.targets.removeAll { !engine.contains($0.name) }
+    package.products.removeAll { $0.name != "FastTraceCore" && $0.name != "FastTraceWire" }
+}

@@ -12,6 +12,7 @@ packages=(
     traceroute tcptraceroute nmap scamper hping3  # peer tools the lab compares against
     graphviz                           # dot: reads and renders --format dot in the tests and docs
     librsvg2-bin                       # rsvg-convert: renders --plot's SVG to PNG in the tests
+    prometheus                         # a real Prometheus server scraping --metrics-listen; promtool
 )
 
 if [[ $(id -u) -ne 0 ]]; then

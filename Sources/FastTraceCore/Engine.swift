@@ -69,6 +69,10 @@ public struct EngineConfiguration: Sendable, Equatable {
     /// How often the scheduler wakes to send, take in replies and expire timeouts, in ns (see
     /// `nextWake`).
     public var pollIntervalNanos: UInt64 = 1_000_000
+    /// With nothing in flight and a source that says when its next request is due (continuous mode
+    /// between rounds), the scheduler sleeps until then, but looks at least this often (for an
+    /// interrupt, and output waiting for names), ns.
+    public var idleWakeNanos: UInt64 = 100_000_000
 
     public init() {}
 
@@ -226,6 +230,17 @@ public final class TraceEngine {
     /// Polled once per scheduler turn; when it returns true the run stops and the traces in flight are
     /// reported with what they have, as `interrupted`.
     public var shouldCancel: () -> Bool = { false }
+
+    /// The run's counters so far, for a metrics endpoint: probes sent, replies matched and rejected,
+    /// the transport's, positions caught rate-limiting. Read on the scheduler's thread (from
+    /// `shouldCancel` or a result callback), not per packet.
+    public var liveCounters: RunSummary {
+        var live = summary
+        live.dispatch = dispatcher.counters
+        live.transport = transport.counters
+        live.rateLimitedPositions = book.limitedPositions
+        return live
+    }
 
     // Probe status per cell (scheduler-only). A cell is one try: attempt `column + samples × try`.
     // `refused`: the transport consumed the try but the kernel refused to send it (never left the host).
@@ -453,7 +468,15 @@ public final class TraceEngine {
                 lastProgress = now
                 lastProgressProbes = summary.probesSent
             }
-            clock.sleep(until: nextWake(now: now))
+            var wake = nextWake(now: now)
+            // Nothing in flight, nothing queued, and the source knows when it next has work: no wake-up
+            // every poll interval between rounds.
+            if activeCount == 0 && ready.isEmpty && retryQueue.isEmpty && reaskQueue.isEmpty && heldReasks.isEmpty,
+                let due = requests.nextDueNanos, due > wake
+            {
+                wake = min(due, now + configuration.idleWakeNanos)
+            }
+            clock.sleep(until: wake)
         }
 
         if summary.cancelled {

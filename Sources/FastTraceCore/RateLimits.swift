@@ -40,7 +40,12 @@ struct Position: Hashable {
     var anyPath: Position { Position(ttl: ttl, upstream: 0) }
 }
 
-/// What the run has learnt about each position. Scheduler-only; bounded in size.
+/// What the run has learnt about each position. Scheduler-only; bounded in size, and aging rather than
+/// filling: a run that goes on for hours (continuous mode) meets ever new positions, and a book that
+/// stopped learning once full would freeze on what the first hour saw. Positions are kept in two
+/// generations of at most `capacity` each: when the current one is full it becomes the previous one and
+/// a new one starts; a position looked up or learnt again is carried over into the current one, and what
+/// was not touched for a whole generation is forgotten. The per-router tables start again when full.
 struct PositionBook {
     struct Entry {
         /// A router has answered with ICMP at this position during the run.
@@ -75,7 +80,7 @@ struct PositionBook {
         var unlimited = false
     }
 
-    /// Most positions remembered; beyond that new positions are not learnt (their silence stays plain).
+    /// Most positions in one generation (see the type's comment): at most twice this are remembered.
     let capacity: Int
     /// Re-asks per second to a position not known to be limited: enough to catch a rate limit (one
     /// answered re-ask is evidence), never a flood at a router that is silent anyway.
@@ -108,6 +113,12 @@ struct PositionBook {
         var router: UInt32
     }
     private var entries: [Entry] = []
+    /// The generation before the current one: consulted, and carried over when touched.
+    private var older: [Position: Entry] = [:]
+    /// Generations started after the first (the book aged this many times).
+    private(set) var generations = 0
+    /// Positions remembered now (both generations).
+    var storedPositions: Int { entries.count + older.count }
     /// Positions found rate-limited (for the summary; each TTL on any path counts as one too).
     private(set) var limitedPositions = 0
     /// The deepest TTL (index) at which a router has answered ICMP in this run, or -1.
@@ -127,10 +138,27 @@ struct PositionBook {
 
     private mutating func entry(_ position: Position) -> Int? {
         if let i = index[position] { return Int(i) }
-        guard entries.count < capacity else { return nil }
+        if entries.count >= capacity { age() }
         index[position] = Int32(entries.count)
-        entries.append(Entry())
+        entries.append(older.removeValue(forKey: position) ?? Entry())
         return entries.count - 1
+    }
+
+    /// The current generation becomes the previous one; the one before it is forgotten.
+    private mutating func age() {
+        var old: [Position: Entry] = [:]
+        old.reserveCapacity(index.count)
+        for (position, i) in index { old[position] = entries[Int(i)] }
+        older = old
+        index.removeAll(keepingCapacity: true)
+        entries.removeAll(keepingCapacity: true)
+        generations += 1
+    }
+
+    /// What the book knows of `position`, in either generation.
+    private func lookup(_ position: Position) -> Entry? {
+        if let i = index[position] { return entries[Int(i)] }
+        return older[position]
     }
 
     /// `router` answered with ICMP at `position` a probe sent at `sentAt` (learnt for the position and
@@ -163,15 +191,15 @@ struct PositionBook {
             pace.unlimited = true
             evidence += 1
         }
-        if paces.count < capacity || paces[router] != nil { paces[router] = pace }
+        if paces.count >= capacity && paces[router] == nil { paces.removeAll(keepingCapacity: true) }
+        paces[router] = pace
     }
 
     /// Every router that answers at `position` (at its TTL on any path when none answers at exactly
     /// it) has answered faster than any per-destination limit allows: a silence there, from a router
     /// the run cannot name, is not our budget at one of them running out.
     func answeringRoutersUnlimited(at position: Position) -> Bool {
-        guard let i = index[flags(position).answered ? position : position.anyPath] else { return false }
-        let e = entries[Int(i)]
+        guard let e = lookup(flags(position).answered ? position : position.anyPath) else { return false }
         guard !e.manyRouters, e.routers.0 != 0 else { return false }
         func fast(_ r: UInt32) -> Bool { r == 0 || paces[r]?.unlimited == true }
         return fast(e.routers.0) && fast(e.routers.1) && fast(e.routers.2) && fast(e.routers.3)
@@ -189,7 +217,8 @@ struct PositionBook {
         let key = RouterAt(ttl: ttl, router: router)
         if let seen = predecessors[key] {
             if seen != previous && seen != 0 { predecessors[key] = 0 }
-        } else if predecessors.count < capacity {
+        } else {
+            if predecessors.count >= capacity { predecessors.removeAll(keepingCapacity: true) }
             predecessors[key] = previous
         }
     }
@@ -211,7 +240,10 @@ struct PositionBook {
 
     /// `router` was caught answering some probes of one flow and not others.
     mutating func noteLimitingRouter(_ router: UInt32) {
-        if limitingRouters.count < capacity { limitingRouters.insert(router) }
+        if limitingRouters.count >= capacity && !limitingRouters.contains(router) {
+            limitingRouters.removeAll(keepingCapacity: true)
+        }
+        limitingRouters.insert(router)
     }
 
     /// `router` was caught rate-limiting in this run.
@@ -269,8 +301,7 @@ struct PositionBook {
 
     /// Re-asks at `position` have found silence often enough, over long enough, for it to be silence.
     private func foundSilent(_ position: Position, now: UInt64) -> Bool {
-        guard let i = index[position] else { return false }
-        let e = entries[Int(i)]
+        guard let e = lookup(position) else { return false }
         return e.silentReasks >= Self.silentAfterReasks && now &- e.firstSilentReask >= Self.silentAfterNanos
     }
 
@@ -287,13 +318,12 @@ struct PositionBook {
     /// are spent at the start of a run (by earlier traffic, or another prober on this host), the first
     /// traces hear from a few routers and from most not at all, and a trace judged on that silence
     /// must not stop at the gap. In a run where no router was caught, silence is silence, as always.
-    /// (Positions the book has no room for count as known.)
     func isUnexplored(_ position: Position, reach: Int, now: UInt64) -> Bool {
         guard limitedPositions > 0, Int(position.ttl) < deepestRouterTTL + reach else { return false }
         if answers(at: position) || foundSilent(position, now: now) || foundSilent(position.anyPath, now: now) {
             return false
         }
-        return index[position] != nil || entries.count < capacity
+        return true
     }
 
     /// Silence at `position` is explained by rate limiting: a router there, or at its TTL on another
@@ -307,8 +337,8 @@ struct PositionBook {
     }
 
     private func flags(_ position: Position) -> (answered: Bool, limited: Bool) {
-        guard let i = index[position] else { return (false, false) }
-        return (entries[Int(i)].answered, entries[Int(i)].limited)
+        guard let e = lookup(position) else { return (false, false) }
+        return (e.answered, e.limited)
     }
 
     /// Whether a re-ask to `position` may be sent now: within the budget of its TTL on any path (the

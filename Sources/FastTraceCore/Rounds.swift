@@ -59,6 +59,9 @@ public final class RoundsSource<Base: TraceRequestSource>: TraceRequestSource {
         return due.isEmpty && inFlight == 0 ? .finished : .pending
     }
 
+    /// The next round's due time, when the base list is all in and rounds wait for their pause.
+    public var nextDueNanos: UInt64? { baseFinished ? due.peek()?.at : nil }
+
     /// Call with every finished trace. Returns its round (1-based) and whether it was the last one of its
     /// target × port (the last of `rounds`, or an interrupted one: no further round runs after it).
     @discardableResult

@@ -117,6 +117,15 @@ public enum SourcePoll: Sendable, Equatable {
 public protocol TraceRequestSource {
     /// The next request, `.pending` when none is ready yet, or `.finished`.
     mutating func poll() -> SourcePoll
+    /// When a source that answered `.pending` will next have a request (engine clock, ns), if it knows:
+    /// a schedule between rounds. The engine, with nothing in flight, sleeps until then (or its idle
+    /// tick) instead of asking every poll interval. nil: unknown, ask again soon.
+    var nextDueNanos: UInt64? { get }
+}
+
+extension TraceRequestSource {
+    /// Unknown: a list still being read may have its next target at any moment.
+    public var nextDueNanos: UInt64? { nil }
 }
 
 /// A source over an iterator whose `next()` is cheap (an in-memory list): never pending.

@@ -44,7 +44,10 @@ public struct PathStats: Sendable, Equatable {
 
     /// A stable id for the responder sequence (FNV-1a over the known addresses and their TTLs, hex), as
     /// mtr-exporter's `path_id` hashes the hop list.
-    public var id: String {
+    public var id: String { Self.id(of: responders) }
+
+    /// The id of a responder sequence (see `id`).
+    public static func id(of responders: [IPAddress?]) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         func mix(_ value: UInt64) {
             for shift in stride(from: 0, to: 64, by: 8) {
@@ -141,7 +144,7 @@ public struct RoundStats: Sendable, Equatable {
 
     /// A round's responder sequence: per TTL, the router that answered (the first one, when tries met
     /// several) or the destination; nil where nothing answered. Ends at the destination.
-    static func sequence(_ trace: TraceResult, firstTTL: UInt8) -> [IPAddress?] {
+    public static func sequence(_ trace: TraceResult, firstTTL: UInt8) -> [IPAddress?] {
         var sequence: [IPAddress?] = []
         for hop in trace.hops where hop.ttl >= firstTTL {
             let i = Int(hop.ttl - firstTTL)

@@ -15,7 +15,8 @@ enum ArgumentSpelling {
     static let valuedLong: Set<String> = [
         "targets", "retries", "reasks", "name-timeout", "asn-db", "sport", "rate", "gap", "format",
         "max-in-flight", "max-prefix-addresses", "netns", "generate-completion-script", "protocol", "payload-hex",
-        "send-path", "rounds", "shard", "shard-seed", "plot",
+        "send-path", "rounds", "shard", "shard-seed", "plot", "interval", "count", "duration", "change-window",
+        "metrics-listen", "vantage",
     ]
 
     /// `arguments` with every value attached to a short option split off as getopt does: `-q1` is `-q 1`,

@@ -6,6 +6,7 @@ import ArgumentParser
 import FastTraceAnnotations
 import FastTraceCore
 import FastTraceLinux
+import FastTraceMetricsServer
 import FastTraceStats
 import FastTraceWire
 import Synchronization
@@ -64,6 +65,8 @@ enum Defaults {
     static let qWithRounds = 1
     /// Pause between the end of a target × port's round and the start of its next, seconds (mtr's `-i`).
     static let roundInterval = 1.0
+    /// Rounds per loss and latency window in continuous mode and for per-hop metrics.
+    static let changeWindow = 10
 }
 
 @main
@@ -124,10 +127,10 @@ struct FastTrace: ParsableCommand {
     var m: Int { mOption ?? Defaults.m }
 
     @Option(name: .customShort("q"), parsing: .unconditional,
-        help: ArgumentHelp("Probes per hop, 1...8; \(Defaults.qWithRounds) with -c or --report, as mtr sends one per hop "
+        help: ArgumentHelp("Probes per hop, 1...8; \(Defaults.qWithRounds) with -c, --report or --interval, as mtr sends one per hop "
             + "per round (default: \(Defaults.q)).", valueName: "probes"))
     var qOption: Int?
-    var q: Int { qOption ?? (roundsRequested != nil ? Defaults.qWithRounds : Defaults.q) }
+    var q: Int { qOption ?? (roundsRequested != nil || intervalOption != nil ? Defaults.qWithRounds : Defaults.q) }
 
     @Option(name: [.customShort("c"), .customLong("rounds")], parsing: .unconditional, help: ArgumentHelp(
         "Trace every target x port N times, 1...1000000 (mtr's -c), one round \(formatNumber(Defaults.roundInterval)) s "
@@ -365,6 +368,41 @@ struct FastTrace: ParsableCommand {
         case .failure(let error): throw UsageFailure("--shard: \(error.reason)")
         }
     }
+    @Option(name: .customLong("interval"), parsing: .unconditional, help: ArgumentHelp(
+        "Continuous mode: trace every target x port again every SECONDS (0.1...86400), each at its own moment "
+            + "of the interval so the list's rounds are spread over it, never a burst; until SIGINT/SIGTERM, "
+            + "--count or --duration. SIGHUP re-reads --targets.", valueName: "seconds"))
+    var intervalOption: Double?
+
+    @Option(name: .customLong("count"), parsing: .unconditional, help: ArgumentHelp(
+        "With --interval: rounds per target x port, 1...1000000 (default: no limit).", valueName: "rounds"))
+    var countOption: Int?
+
+    @Option(name: .customLong("duration"), parsing: .unconditional, help: ArgumentHelp(
+        "With --interval: start no round after SECONDS (rounds under way finish) (default: no limit).",
+        valueName: "seconds"))
+    var durationOption: Double?
+
+    @Flag(name: .customLong("changes"), help: ArgumentHelp(
+        "With --interval: print only changes, as JSON lines with before and after: path (hop sequence), "
+            + "reachability, port state, loss and latency shifts between windows of rounds."))
+    var changes = false
+
+    @Option(name: .customLong("change-window"), parsing: .unconditional, help: ArgumentHelp(
+        "Rounds per window that loss and latency are compared over (--changes) and that per-hop metrics cover, "
+            + "1...10000 (default: \(Defaults.changeWindow)).", valueName: "rounds"))
+    var changeWindowOption: Int?
+    var changeWindow: Int { changeWindowOption ?? Defaults.changeWindow }
+
+    @Option(name: .customLong("metrics-listen"), parsing: .unconditional, help: ArgumentHelp(
+        "Serve Prometheus metrics at http://ADDR:PORT/metrics while the run goes on (:PORT for every "
+            + "address; [ADDR]:PORT for IPv6).", valueName: "addr:port"))
+    var metricsListen: String?
+
+    @Option(name: .customLong("vantage"), parsing: .unconditional, help: ArgumentHelp(
+        "This vantage point's name, on every metric and change event (default: the host name).",
+        valueName: "name"))
+    var vantageOption: String?
 
     @Option(name: .customLong("send-path"), parsing: .unconditional, help: ArgumentHelp(
         "How probes leave: ring (a PACKET_TX_RING on the egress interface, one system call per batch; used "
@@ -522,6 +560,8 @@ struct FastTrace: ParsableCommand {
             throw UsageFailure("\(roundsOption != nil ? "-c" : "--report"): the report is written as text or json, "
                 + "not \(format.rawValue)")
         }
+        let continuous = try continuousOptions()
+        let listen = try metricsListen.map(parseListenAddress)
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
         if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
         if ipv4Only && ipv6Only { throw UsageFailure("-4 and -6: give one or the other") }
@@ -584,6 +624,9 @@ struct FastTrace: ParsableCommand {
         // Rounds of one target run one after another, each in a slot of its own while the last one rests
         // (the wait + 0.5 s): enough slots that the rest never holds a round back.
         if !batch { config.expectedTraces = rounds.map { min($0, Int((w + 0.5) / Defaults.roundInterval) + 2) } ?? 1 }
+        if !batch, let continuous {
+            config.expectedTraces = min(continuous.maxRounds ?? Int.max, Int((w + 0.5) / continuous.interval) + 2)
+        }
         config.sourcePort = UInt16(sourcePort ?? Int.random(in: 20000...59999))
         if let problem = config.problem { throw UsageFailure(problem) }
 
@@ -728,6 +771,62 @@ struct FastTrace: ParsableCommand {
         var lastProgress = ""
         let progress = batch && isatty(2) == 1
 
+        if let vantageOption { JSONFormatter.vantage = vantageOption }
+        // --metrics-listen: the registry and its server, up before the first probe.
+        let metrics = listen.map { _ in RunMetrics(vantage: vantage, firstTTL: config.firstTTL) }
+        var server: MetricsServer?
+        defer { server?.stop() }
+        if let listen, let metrics {
+            do {
+                server = try MetricsServer(host: listen.host, port: listen.port, metrics: metrics)
+            } catch {
+                throw UsageFailure("--metrics-listen \(metricsListen ?? ""): cannot listen: \(error)")
+            }
+            Out.error("fasttrace: metrics at http://\(server!.boundAddress)/metrics")
+        }
+        let tracker = ChangeTracker(windowRounds: changeWindow, firstTTL: config.firstTTL)
+        if let metrics {
+            // The engine's counters about once a second, on its own thread (see `liveCounters`).
+            var lastUpdate: UInt64 = 0
+            let cancel = engine.shouldCancel
+            engine.shouldCancel = { [engine] in
+                let now = Out.monotonicNanos()
+                if now &- lastUpdate >= 1_000_000_000 {
+                    lastUpdate = now
+                    metrics.update(engine.liveCounters)
+                }
+                return cancel()
+            }
+            if let stream {
+                let onSkip = stream.onSkip
+                stream.onSkip = { skip in
+                    metrics.count(skip.kind == .line ? .skippedLine : .skippedTarget)
+                    onSkip(skip)
+                }
+            }
+        }
+
+        // Metrics of a run that is not continuous: every trace (every round of -c) feeds them.
+        let observe: ((TraceResult) -> Bool)? = metrics.map { metrics in
+            { trace in
+                _ = tracker.add(trace)
+                metrics.record(trace, window: tracker.window(trace.request.index))
+                return false
+            }
+        }
+
+        if let continuous {
+            try runContinuous(continuous, engine: engine, clock: clock, stream: stream, single: singleRequest,
+                text: text, stage: stage, tracker: tracker, metrics: metrics, listNotices: listNotices,
+                makeStream: { [sourceOverride] in
+                    try TargetStream(path: targetsFile ?? "-", ports: ports, maxPrefixAddresses: maxPrefixAddresses,
+                        resolve: { resolveHostname($0) }, sourceFor: { destination in
+                            routeFor(destination).map { sourceOverride ?? $0.source }
+                        })
+                })
+            return
+        }
+
         var singleFinished: (TraceResult) -> Void = { _ in }
         if let request = singleRequest {
             // The device the probes actually leave through (the route sourceFor accepted).
@@ -805,10 +904,11 @@ struct FastTrace: ParsableCommand {
                 (summaryLine, run) = try runEngine(engine, source: &repeated, text: text, stage: stage,
                     rounds: { reported = true; return source.finished($0).last },
                     reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
-                        plot: plotPath.map(PlotBook.init(path:))))
+                        plot: plotPath.map(PlotBook.init(path:))),
+                    observe: observe)
             } else {
                 (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
-                    single: { reported = true; report($0) })
+                    single: { reported = true; report($0) }, observe: observe)
             }
             let interrupted = cancelRequested.load(ordering: .relaxed)
             if format == .text && !reported && interrupted {
@@ -846,9 +946,10 @@ struct FastTrace: ParsableCommand {
                     summaryLine = try runEngine(engine, source: &repeated, text: text, stage: stage,
                         rounds: { wrapper.finished($0).last },
                         reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
-                        plot: plotPath.map(PlotBook.init(path:)))).line
+                        plot: plotPath.map(PlotBook.init(path:))),
+                        observe: observe).line
                 } else {
-                    summaryLine = try runEngine(engine, source: &source, text: text, stage: stage).line
+                    summaryLine = try runEngine(engine, source: &source, text: text, stage: stage, observe: observe).line
                 }
             }
             Out.endProgress()
@@ -893,18 +994,22 @@ struct FastTrace: ParsableCommand {
         if cancelRequested.load(ordering: .relaxed) { throw ExitCode(ExitStatus.interrupted.rawValue) }
     }
 
-    private func runEngine<Source: TraceRequestSource>(
+    func runEngine<Source: TraceRequestSource>(
         _ engine: TraceEngine, source: inout Source, text: TextFormatter, stage: OutputStage,
         single: @escaping (TraceResult) -> Void = { _ in },
-        rounds: ((TraceResult) -> Bool)? = nil, reporter: RoundsReporter? = nil
+        rounds: ((TraceResult) -> Bool)? = nil, reporter: RoundsReporter? = nil,
+        observe: ((TraceResult) -> Bool)? = nil
     ) throws -> (line: String, summary: RunSummary) {
         let format = self.format
-        let batch = targetsFile != nil
+        let batch = targetsFile != nil || intervalOption != nil
         let csv = CSVFormatter(probesPerHop: q, names: !n, asn: stage.showsASN)
         let graph = TraceGraph()
         if format == .csv { Out.append(csv.writeHeader) }
         engineStarted.store(true, ordering: .relaxed)
         let result = try engine.run(source: &source) { trace in
+            // Continuous mode's schedule, change events and metrics see every trace first; they may keep
+            // it from the output (--changes).
+            if let observe, observe(trace) { return }
             // Rounds: each finished round goes into its target × port's statistics; the report is written
             // after the last one.
             if let rounds, let reporter {
@@ -949,7 +1054,7 @@ struct FastTrace: ParsableCommand {
         if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength,
             method: engine.configuration.method) { Out.error(hint) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
-            method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil),
+            method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil || intervalOption != nil),
             result)
     }
 }

@@ -309,13 +309,15 @@ enum JSONFormatter {
     /// The run's `--shard`, written into every trace and report line (`"shard":"2/3"`); nil without it. Set
     /// once, before the run starts.
     nonisolated(unsafe) static var shard: Shard?
+    /// `--vantage`, when given: written as `vantage` in every trace object (set once, before the run).
+    nonisolated(unsafe) static var vantage: String?
 
     /// One trace as a line (without the newline), for callers that want a String.
     static func line(_ result: TraceResult, start: UInt64? = nil, _ annotator: HopAnnotator = .plain,
-        shard: Shard? = nil) -> String
+        shard: Shard? = nil, vantage: String? = JSONFormatter.vantage) -> String
     {
         var bytes: [UInt8] = []
-        write(result, start: start, annotator, shard: shard, into: &bytes)
+        write(result, start: start, annotator, shard: shard, vantage: vantage, into: &bytes)
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -323,10 +325,14 @@ enum JSONFormatter {
     /// sent, wall clock, ns since 1970 (null when none was). Hops carry `name` unless -n, and
     /// `asn`/`as_name` with --asn-db (null when unknown), for the hop's `addr`.
     static func write(_ result: TraceResult, start: UInt64?, _ annotator: HopAnnotator, shard: Shard? = JSONFormatter.shard,
-        into out: inout [UInt8])
+        vantage: String? = JSONFormatter.vantage, into out: inout [UInt8])
     {
         out.appendLiteral("{\"schema\":")
         out.appendDecimal(schemaVersion)
+        if let vantage {
+            out.appendLiteral(",\"vantage\":")
+            out.append(contentsOf: quote(vantage).utf8)
+        }
         out.appendShard(shard)
         out.appendTargetKeys(result.request, method: result.method)
         out.appendLiteral(",\"sport\":")

@@ -143,8 +143,9 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
         var traceKeys: Set<String> = []
         var hopKeys: Set<String> = []
         for (i, (result, annotator, start)) in schemaFixtures.enumerated() {
-            // One of them from a vantage given --shard 2/3.
-            let line = JSONFormatter.line(result, start: start, annotator, shard: i == 0 ? Shard(index: 2, count: 3) : nil)
+            // One of them from a vantage given --vantage lab-a and --shard 2/3.
+            let line = JSONFormatter.line(result, start: start, annotator, shard: i == 0 ? Shard(index: 2, count: 3) : nil,
+                vantage: i == 0 ? "lab-a" : nil)
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(required.isSubset(of: Set(object.keys)), "missing \(required.subtracting(object.keys))")
             #expect(object["schema"] as? Int == Int(JSONFormatter.schemaVersion))
@@ -161,7 +162,7 @@ func udp(_ t: TraceResult, state: PortState) -> TraceResult {
     func validatesWithJSONSchema() throws {
         let lines = schemaFixtures.enumerated().map {
             JSONFormatter.line($0.element.0, start: $0.element.2, $0.element.1,
-                shard: $0.offset == 0 ? Shard(index: 2, count: 3) : nil)
+                shard: $0.offset == 0 ? Shard(index: 2, count: 3) : nil, vantage: $0.offset == 0 ? "lab-a" : nil)
         }.joined(separator: "\n") + "\n"
         let output = try runTool(["python3", "-c", schemaValidator,
             repositoryRoot.appendingPathComponent("docs/trace.schema.json").path], input: lines)

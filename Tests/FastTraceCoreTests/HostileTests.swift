@@ -397,3 +397,33 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(summary.rateLimitedHops == 0 && summary.reasksSent == 0 && summary.reportedBeforeLimits == 0)
     }
 }
+
+/// The rate-limit book over a long run (continuous mode): it keeps learning new positions instead of
+/// freezing once full, and its memory stays bounded.
+@Suite struct PositionBookAgingTests {
+    @Test("A full book ages: the newest positions are learnt, at most two generations are kept")
+    func bookAgesInsteadOfFilling() {
+        // The defect this guards against: once `capacity` positions were known, later ones were never
+        // learnt, so a long run's rate-limit evidence froze on what its start had seen.
+        var book = PositionBook(capacity: 8)
+        for ttl in 1...40 {
+            book.noteAnswer(at: Position(ttl: UInt8(ttl), upstream: 7), router: 1000 + UInt32(ttl), sentAt: 1)
+        }
+        #expect(book.answers(at: Position(ttl: 40, upstream: 7)))
+        #expect(book.answers(at: Position(ttl: 37, upstream: 7)))
+        #expect(book.storedPositions <= 16)
+        #expect(book.generations > 0)
+        // A position touched again is carried over and survives the next ageing; one never touched again
+        // is forgotten after two generations.
+        #expect(!book.answers(at: Position(ttl: 1, upstream: 7)))
+        var keep = PositionBook(capacity: 4)
+        let kept = Position(ttl: 1, upstream: 9)
+        keep.noteDrop(at: kept, now: 1)
+        for ttl in 2...20 {
+            keep.noteAnswer(at: Position(ttl: UInt8(ttl), upstream: 9), router: 2000 + UInt32(ttl), sentAt: 1)
+            keep.noteDrop(at: kept, now: 1)  // learnt again: carried into the current generation
+        }
+        #expect(keep.caughtLimiting(at: kept))
+        #expect(keep.limitedPositions == 2)  // the position and its TTL on any path, counted once each
+    }
+}

@@ -1,0 +1,288 @@
+// The run's metrics for Prometheus (`--metrics-listen`), kept in swift-prometheus's registry: per target ×
+// port × protocol (up, state, hop count, path id, destination RTT histogram, rounds), per hop labelled by
+// TTL, never by responder address, so the series stay bounded however often paths change (loss ratio,
+// RTT quantiles, latency added), and the engine's counters. Updated on the engine's thread once per
+// finished round and about once a second for the counters, never per packet; the HTTP server reads the
+// registry on its own thread (the registry copies its store under a lock and renders outside it).
+
+import FastTraceCore
+import FastTraceStats
+import FastTraceWire
+import Prometheus
+
+/// What `/metrics` shows, and the updates that feed it.
+public final class RunMetrics: @unchecked Sendable {
+    // @unchecked Sendable: the registry is thread-safe; every other field is touched on the engine's
+    // thread only (the HTTP server only calls `render` and `countBadRequest`, which use the registry).
+
+    /// The registry the server renders.
+    public let registry: PrometheusCollectorRegistry
+    /// The vantage label on every series.
+    public let vantage: String
+
+    /// Destination RTT buckets, seconds: doubling from 50 µs (smokeping_prober's), to 26 s.
+    public static let rttBuckets: [Double] = (0..<20).map { 0.000_05 * Double(1 << $0) }
+    /// RTT quantiles shown per hop, as `fasttrace_hop_rtt_<label>_seconds` (gauges: a `quantile` label
+    /// belongs to summaries only), in `HopWindow`'s order (p50, p95).
+    public static let hopQuantiles: [(label: String, q: Double)] = [("p50", 0.5), ("p95", 0.95)]
+    /// Port states a target's `state` series are kept for.
+    static let states: [PortState] = [.open, .closed, .unfiltered, .filtered, .openFiltered, .reachable]
+
+    struct HopSeries {
+        var loss: Gauge
+        var rtt: [Gauge]
+        var added: Gauge
+        var limited: Gauge
+    }
+
+    struct TargetSeries {
+        var labels: [(String, String)]
+        var up: Gauge
+        var states: [Gauge]
+        var hops: Gauge
+        var pathInfo: Gauge?
+        var pathID: String?
+        var pathChanges: Counter
+        var rounds: Counter
+        var reachedRounds: Counter
+        var rtt: ValueHistogram
+        var hopSeries: [UInt8: HopSeries] = [:]
+    }
+
+    private var targets: [Int: TargetSeries] = [:]
+    private let probesSent: Counter
+    private let repliesMatched: Counter
+    private let repliesRejected: [(reason: String, counter: Counter)]
+    private let ringDrops: Counter
+    private let sendErrors: Counter
+    private let rateLimitedPositions: Gauge
+    private let rateLimitedHops: Counter
+    private let roundsTotal: Counter
+    private let targetCount: Gauge
+    private let badRequests: Counter
+    private let runErrors: [String: Counter]
+    /// Last counter values seen (Prometheus counters only go up: the registry's are advanced by the
+    /// difference).
+    private var last = RunSummary()
+
+    /// Reasons a reply is rejected, as `reason` labels, with how each is read off the counters.
+    static let rejectReasons = ["malformed", "foreign", "forged", "ip_id_rewritten", "stale", "premature", "duplicate"]
+
+    /// The counters of `rejectReasons`, in their order.
+    static func rejected(_ c: DispatchCounters) -> [UInt64] {
+        [c.malformed, c.foreign, c.forged, c.ipIDRewritten, c.stale, c.premature, c.duplicates]
+    }
+    /// Run errors by `reason`.
+    public enum RunError: String, CaseIterable, Sendable {
+        /// A line of the target list that could not be used.
+        case skippedLine = "skipped_line"
+        /// A target that could not be traced (no route, unresolvable name).
+        case skippedTarget = "skipped_target"
+        /// The target list could not be re-read (SIGHUP); the old one was kept.
+        case reloadFailed = "reload_failed"
+    }
+
+    /// The run's first TTL (`-f`): where path sequences start.
+    public let firstTTL: UInt8
+
+    public init(vantage: String, firstTTL: UInt8 = 1) {
+        self.vantage = vantage
+        self.firstTTL = firstTTL
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        let v = [("vantage", vantage)]
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Counter {
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "fasttrace", metricName: name,
+                unitName: "total", helpText: help), labels: v + labels)
+        }
+        probesSent = counter("probes_sent", "Probes sent (every try, retry and re-ask).")
+        repliesMatched = counter("replies_matched", "Replies matched to a probe of this run and recorded.")
+        repliesRejected = Self.rejectReasons.map { reason in
+            (reason, counter("replies_rejected", "Packets the reply filter let through that were not recorded, "
+                + "by reason.", [("reason", reason)]))
+        }
+        ringDrops = counter("ring_drops", "Packets the kernel dropped because the receive ring was full.")
+        sendErrors = counter("send_errors", "Probes the kernel refused to send.")
+        rateLimitedHops = counter("rate_limited_hops", "Hops of finished rounds whose silence was put down to "
+            + "a router's ICMP rate limit (rate-limited or likely-rate-limited).")
+        roundsTotal = counter("rounds", "Rounds finished, all targets together.")
+        badRequests = counter("http_bad_requests", "HTTP requests to the metrics endpoint refused as malformed "
+            + "(answered 400) or for another path or method (404, 405).")
+        var errors: [String: Counter] = [:]
+        for reason in RunError.allCases {
+            errors[reason.rawValue] = counter("run_errors", "Run errors by reason: list lines and targets "
+                + "that could not be traced, target lists that could not be re-read.", [("reason", reason.rawValue)])
+        }
+        runErrors = errors
+        rateLimitedPositions = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "fasttrace",
+            metricName: "rate_limited_positions", unitName: "", helpText: "Positions (TTL on a path) where the "
+                + "run caught a router rate-limiting its ICMP answers."), labels: v)
+        targetCount = registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "fasttrace",
+            metricName: "targets", unitName: "", helpText: "Target x port x protocol combinations in the list."),
+            labels: v)
+    }
+
+    /// The exposition text (what `/metrics` answers).
+    public func render() -> [UInt8] { registry.emitToBuffer() }
+
+    /// A request to the endpoint was refused.
+    public func countBadRequest() { badRequests.increment() }
+
+    /// A run error (see `RunError`).
+    public func count(_ error: RunError, by n: Int = 1) {
+        if n > 0 { runErrors[error.rawValue]?.increment(by: Int64(n)) }
+    }
+
+    /// Target × ports in the list now.
+    public func setTargets(_ n: Int) { targetCount.set(Double(n)) }
+
+    /// The engine's counters now (see `TraceEngine.liveCounters`).
+    public func update(_ run: RunSummary) {
+        func advance(_ counter: Counter, _ now: UInt64, _ before: UInt64) {
+            if now > before { counter.increment(by: Int64(now - before)) }
+        }
+        advance(probesSent, run.probesSent, last.probesSent)
+        advance(repliesMatched, run.dispatch.matched, last.dispatch.matched)
+        let now = Self.rejected(run.dispatch), before = Self.rejected(last.dispatch)
+        for i in repliesRejected.indices { advance(repliesRejected[i].counter, now[i], before[i]) }
+        advance(ringDrops, run.transport.ringDrops, last.transport.ringDrops)
+        advance(sendErrors, run.transport.sendErrors, last.transport.sendErrors)
+        rateLimitedPositions.set(Double(run.rateLimitedPositions))
+        last = run
+    }
+
+    /// The labels of a target × port × protocol's series.
+    public func labels(_ request: TraceRequest, _ method: ProbeMethod) -> [(String, String)] {
+        [("vantage", vantage), ("target", request.destination.description),
+            ("port", method.hasPorts ? String(request.port) : ""), ("protocol", method.protocolName)]
+    }
+
+    /// A round finished: the target's series, and its hops' from `window` (the change tracker's last
+    /// window of rounds: per-hop statistics and the destination's TTL in it).
+    public func record(_ trace: TraceResult, window: [HopWindow]?) {
+        roundsTotal.increment()
+        let rateLimited = trace.hops.reduce(0) { n, hop in
+            n + hop.probes.filter { $0.responder == nil && ($0.silence == .rateLimited || $0.silence == .likelyRateLimited) }
+                .count
+        }
+        if rateLimited > 0 { rateLimitedHops.increment(by: Int64(rateLimited)) }
+        guard trace.stopReason != .interrupted else { return }
+        let index = trace.request.index
+        var series = targets[index] ?? makeSeries(trace.request, trace.method)
+        series.rounds.increment()
+        series.up.set(trace.reached ? 1.0 : 0.0)
+        if trace.reached { series.reachedRounds.increment() }
+        for (i, state) in Self.states.enumerated() { series.states[i].set(trace.state == state ? 1.0 : 0.0) }
+        let sequence = RoundStats.sequence(trace, firstTTL: firstTTL)
+        let hopCount = trace.destinationTTL.map(Int.init) ?? (trace.hops.last { $0.firstResponder != nil }?.ttl).map(Int.init) ?? 0
+        series.hops.set(Double(hopCount))
+        if let dest = trace.hops.first(where: { $0.ttl == trace.destinationTTL }),
+            let rtt = dest.probes.first(where: { $0.outcome.isFromDestination })?.rttMicros
+        {
+            series.rtt.record(Double(rtt) / 1e6)
+        }
+        // The path id: one series per target, for the path of its latest round.
+        let id = PathStats.id(of: sequence)
+        if series.pathID != id {
+            if let old = series.pathInfo {
+                registry.unregisterGauge(old)
+                series.pathChanges.increment()
+            }
+            let info = registry.makeGauge(descriptor: Self.pathInfoName, labels: series.labels + [("path_id", id)])
+            info.set(1.0)
+            series.pathInfo = info
+            series.pathID = id
+        }
+        if let window { updateHops(&series, window) }
+        targets[index] = series
+    }
+
+    /// A target × port left the list: its series go.
+    public func remove(_ index: Int) {
+        guard let series = targets.removeValue(forKey: index) else { return }
+        registry.unregisterGauge(series.up)
+        series.states.forEach { registry.unregisterGauge($0) }
+        registry.unregisterGauge(series.hops)
+        if let info = series.pathInfo { registry.unregisterGauge(info) }
+        registry.unregisterCounter(series.pathChanges)
+        registry.unregisterCounter(series.rounds)
+        registry.unregisterCounter(series.reachedRounds)
+        registry.unregisterValueHistogram(series.rtt)
+        for hop in series.hopSeries.values { unregister(hop) }
+    }
+
+    static var pathInfoName: MetricNameDescriptor { MetricNameDescriptor(namespace: "fasttrace", subsystem: "target", metricName: "path",
+        unitName: "info", helpText: "The path of the latest round, as path_id (a hash of its responder sequence, "
+            + "as in the report): always 1, one series per target.") }
+
+    private func makeSeries(_ request: TraceRequest, _ method: ProbeMethod) -> TargetSeries {
+        let labels = labels(request, method)
+        func gauge(_ name: String, _ unit: String, _ help: String, _ more: [(String, String)] = []) -> Gauge {
+            registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "fasttrace", subsystem: "target",
+                metricName: name, unitName: unit, helpText: help), labels: labels + more)
+        }
+        func counter(_ name: String, _ help: String) -> Counter {
+            registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "fasttrace", subsystem: "target",
+                metricName: name, unitName: "total", helpText: help), labels: labels)
+        }
+        return TargetSeries(
+            labels: labels,
+            up: gauge("up", "", "1 when the latest round reached the destination (it answered), else 0."),
+            states: Self.states.map {
+                gauge("state", "", "1 for the port state the latest round found, 0 for the others.",
+                    [("state", $0.rawValue)])
+            },
+            hops: gauge("hops", "", "Hops of the latest round: the destination's TTL, or the last TTL that answered."),
+            pathChanges: counter("path_changes", "Rounds whose path id differed from the round before."),
+            rounds: counter("rounds", "Rounds finished (interrupted ones left out)."),
+            reachedRounds: counter("reached_rounds", "Rounds whose destination answered."),
+            rtt: registry.makeValueHistogram(descriptor: MetricNameDescriptor(namespace: "fasttrace",
+                subsystem: "target", metricName: "rtt", unitName: "seconds", helpText: "Destination RTT per "
+                    + "round (kernel timestamps), seconds."), labels: labels, buckets: Self.rttBuckets))
+    }
+
+    private func updateHops(_ series: inout TargetSeries, _ window: [HopWindow]) {
+        var keep: Set<UInt8> = []
+        for hop in window {
+            keep.insert(hop.ttl)
+            let hopSeries = series.hopSeries[hop.ttl] ?? makeHopSeries(series.labels, ttl: hop.ttl)
+            hopSeries.loss.set(Double(hop.lost) / Double(hop.sent))
+            for (i, value) in [hop.p50, hop.p95].enumerated() {
+                hopSeries.rtt[i].set(value.map { Double($0) / 1e6 } ?? .nan)
+            }
+            hopSeries.added.set(Double(hop.addedMicros) / 1e6)
+            hopSeries.limited.set(hop.limited ? 1.0 : 0.0)
+            series.hopSeries[hop.ttl] = hopSeries
+        }
+        // Hops past the path's end now (it got shorter): their series go, rather than show old values.
+        for ttl in series.hopSeries.keys where !keep.contains(ttl) {
+            unregister(series.hopSeries.removeValue(forKey: ttl)!)
+        }
+    }
+
+    private func makeHopSeries(_ labels: [(String, String)], ttl: UInt8) -> HopSeries {
+        let labels = labels + [("ttl", String(ttl))]
+        func gauge(_ name: String, _ unit: String, _ help: String, _ more: [(String, String)] = []) -> Gauge {
+            registry.makeGauge(descriptor: MetricNameDescriptor(namespace: "fasttrace", subsystem: "hop",
+                metricName: name, unitName: unit, helpText: help), labels: labels + more)
+        }
+        return HopSeries(
+            loss: gauge("loss", "ratio", "Share of probes at this TTL that got no answer, over the latest window "
+                + "of rounds (--change-window), 0 to 1."),
+            rtt: Self.hopQuantiles.map {
+                gauge("rtt_\($0.label)", "seconds", "RTT \($0.label == "p50" ? "median" : "95th percentile") at this "
+                    + "TTL over the latest window of rounds (kernel timestamps), seconds.")
+            },
+            added: gauge("latency_added", "seconds", "Median RTT this hop adds that persists to the destination "
+                + "(the report's latency rise), seconds; 0 where none."),
+            limited: gauge("loss_limited", "", "1 when the loss here does not persist to later hops (the router's "
+                + "own answers, e.g. its ICMP rate limit), not loss on the path."))
+    }
+
+    private func unregister(_ hop: HopSeries) {
+        registry.unregisterGauge(hop.loss)
+        hop.rtt.forEach { registry.unregisterGauge($0) }
+        registry.unregisterGauge(hop.added)
+        registry.unregisterGauge(hop.limited)
+    }
+}
