@@ -45,13 +45,17 @@ public struct RingGeometry: Sendable, Equatable {
     /// a block (1 MiB in all at the default 2,000 probes/s and up to 20,000, 16 MiB from ~130,000).
     /// A probe draws at most one reply from its router or destination; a reply beyond that (a duplicate,
     /// a spray the filter lets through) that finds the ring full is counted as a ring drop.
-    public static func sized(forRate rate: Int) -> RingGeometry {
+    /// `retireTimeoutMilliseconds` longer than the default's means fewer wake-ups of the receive thread at
+    /// low rates, and as many more milliseconds of slack (continuous mode).
+    public static func sized(forRate rate: Int,
+        retireTimeoutMilliseconds: Int = RingGeometry.default.retireTimeoutMilliseconds) -> RingGeometry
+    {
         let replyBytes = 330, blocks = 64
         let wanted = rate * replyBytes / 8 / blocks  // 125 ms of replies over 64 blocks
         var blockSize = 16 * 1024
         while blockSize < wanted && blockSize < 256 * 1024 { blockSize *= 2 }
         return RingGeometry(blockSize: blockSize, blockCount: blocks, frameSize: 2048,
-            retireTimeoutMilliseconds: `default`.retireTimeoutMilliseconds)
+            retireTimeoutMilliseconds: retireTimeoutMilliseconds)
     }
 
     /// Total bytes mapped.

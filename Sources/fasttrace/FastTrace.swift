@@ -65,6 +65,9 @@ enum Defaults {
     static let qWithRounds = 1
     /// Pause between the end of a target × port's round and the start of its next, seconds (mtr's `-i`).
     static let roundInterval = 1.0
+    /// Continuous mode's receive ring retires a block with replies after this many ms (2 otherwise):
+    /// fewer wake-ups of the receive thread; RTTs come from the kernel's stamps either way.
+    static let continuousRetireMilliseconds = 8
     /// Rounds per loss and latency window in continuous mode and for per-hop metrics.
     static let changeWindow = 10
 }
@@ -624,6 +627,7 @@ struct FastTrace: ParsableCommand {
         // Rounds of one target run one after another, each in a slot of its own while the last one rests
         // (the wait + 0.5 s): enough slots that the rest never holds a round back.
         if !batch { config.expectedTraces = rounds.map { min($0, Int((w + 0.5) / Defaults.roundInterval) + 2) } ?? 1 }
+        if continuous != nil { config.pollIntervalNanos = EngineConfiguration.continuousPollNanos(rate: rate) }
         if !batch, let continuous {
             config.expectedTraces = min(continuous.maxRounds ?? Int.max, Int((w + 0.5) / continuous.interval) + 2)
         }
@@ -728,7 +732,9 @@ struct FastTrace: ParsableCommand {
         }
 
         var transportConfiguration = LinuxTransport.Configuration(
-            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i, ring: .sized(forRate: rate),
+            sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i,
+            ring: .sized(forRate: rate, retireTimeoutMilliseconds: continuous != nil ? Defaults.continuousRetireMilliseconds
+                : RingGeometry.default.retireTimeoutMilliseconds),
             sendPath: sendPath, routes: pathRoutes)
         transportConfiguration.probeProtocol = config.method.kind.protocolNumber
         let transport = try LinuxTransport(configuration: transportConfiguration)

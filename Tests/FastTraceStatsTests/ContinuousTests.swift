@@ -88,6 +88,29 @@ func runContinuous(_ network: SimulatedNetwork, _ destinations: [IPv4Address], i
         #expect(turns < 1500, "\(turns) scheduler turns for 3 rounds over 20 s")
     }
 
+    @Test("While rounds run at 1,000 probes/s, continuous mode's turn sends many probes a wake-up, not one a millisecond; every round still right")
+    func fewWakeUpsWhileRoundsRun() throws {
+        // 150 targets 5 hops + destination away, every 1 s: about 900 probes/s. With the 1 ms turn of a
+        // one-shot run the scheduler woke about 1,000 times a second while rounds ran.
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.routers, destination: .listening(ports: [443])) }
+        var targets: [IPv4Address] = []
+        for i in 0..<150 { targets.append(IPv4Address(UInt32(0xC633_6400) + UInt32(i))) }
+        var wrong = 0
+        let poll = EngineConfiguration.continuousPollNanos(rate: 1000)
+        #expect(poll == 10_000_000 && EngineConfiguration.continuousPollNanos(rate: 10_000) == 3_200_000
+            && EngineConfiguration.continuousPollNanos(rate: 100_000) == 1_000_000)
+        let (starts, _, turns, summary, _) = try runContinuous(net, targets, interval: 1, count: 4,
+            configure: { $0.rate = 1000; $0.pollIntervalNanos = poll }) { trace, _ in
+                let routersHeard = trace.hops.prefix(5).allSatisfy { $0.firstResponder != nil }
+                if !trace.reached || trace.destinationTTL != UInt8(6) || !routersHeard { wrong += 1 }
+            }
+        #expect(summary.traces == 600 && wrong == 0, "\(wrong) of \(summary.traces) rounds wrong")
+        #expect(starts.values.allSatisfy { $0.count == 4 })
+        // 4 s of rounds: at most about one turn per 10 ms poll, plus one per reply batch; 1 ms turns
+        // would be about 4,000.
+        #expect(turns < 800, "\(turns) scheduler turns for 4 s of rounds")
+    }
+
     @Test("--duration: no round starts after it; rounds under way finish")
     func durationBoundsTheRun() throws {
         let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.routers, destination: .listening(ports: [443])) }
