@@ -14,12 +14,17 @@
 #   FT_BIN            the fasttrace binary (default: the release build in .build-release, built if missing)
 #   FT_LAB_PREFIX     the lab's namespace prefix (default ftcost: a lab of its own). A lab already up
 #                     under that prefix is used and left up; otherwise one is brought up and torn down.
+#   FT_COST_STEER     1 (default): the lab's forwarding is steered off the tools' CPU (RPS sends the
+#                     packets the vantage point's veth hands to r1, and r1's hand back, to CPU 1; both
+#                     tools run pinned to CPU 0), so "CPU" is each tool's own: its user space and its
+#                     system calls, as on a production host that forwards nothing. 0: no steering, no
+#                     pinning; the forwarding is charged to the sender (the figures of earlier runs).
 #
 # Fairness: both probe TCP port 443, one probe per hop, wait at most 1 s, stop at TTL 16 and after 3
 # silent hops, and write JSON to /dev/null. "probes" is counted the same way for both, by an nftables
 # counter in the first router (r1) on the SYNs the vantage point sends it (not the kernel's RSTs to
-# SYN-ACKs). The lab's forwarding runs in the sender's softirq and is charged to the sender, so only
-# equal rates give comparable CPU. Every run is under `timeout`; the whole script takes about
+# SYN-ACKs). Unsteered, the lab's forwarding runs in the sender's softirq and is charged to the sender,
+# so only equal rates give comparable CPU. Every run is under `timeout`; the whole script takes about
 # 5 × FT_COST_DURATION seconds.
 set -Eeuo pipefail
 
@@ -40,7 +45,14 @@ command -v scamper >/dev/null || die "scamper is needed: apt-get install -y scam
 
 WORK=$(mktemp -d /tmp/ft-monitor-cost.XXXXXX)
 brought_up=0
+STEER=${FT_COST_STEER:-1}
+PIN=()
+steer() {  # steer CPUMASK: RPS on r1's link from the vantage point and on the vantage point's veth
+    ip netns exec "$R1NS" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" 2>/dev/null || true
+    ip netns exec "$VNS" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" 2>/dev/null || true
+}
 cleanup() {
+    steer 0
     ip netns exec "$R1NS" nft delete table ip ftcost 2>/dev/null || true
     if ((brought_up)); then "$LAB" down >/dev/null 2>&1 || true; fi
     rm -rf "$WORK"
@@ -62,6 +74,13 @@ if [[ ! -e /run/netns/$VNS ]]; then
     brought_up=1
 fi
 VANTAGE_ADDR=$(ip -n "$VNS" -4 -o addr show dev veth0 | awk '{print $4}' | cut -d/ -f1)
+if [[ $STEER == 1 ]]; then
+    (($(nproc) >= 2)) || die "FT_COST_STEER=1 needs two CPUs (FT_COST_STEER=0 measures without steering)"
+    command -v taskset >/dev/null || die "taskset is needed (util-linux)"
+    steer 2
+    [[ $(ip netns exec "$R1NS" cat /sys/class/net/up0/queues/rx-0/rps_cpus) == *2 ]] || die "could not set RPS on r1"
+    PIN=(taskset -c 0)
+fi
 
 # The probe counter in r1: SYNs from the vantage point, whichever tool sent them.
 ip netns exec "$R1NS" nft delete table ip ftcost 2>/dev/null || true
@@ -85,6 +104,7 @@ cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' 
 wakeups_of() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 rss_mb_of() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo "-"; }
 
+printf '%s\n' "== forwarding $([[ $STEER == 1 ]] && echo "steered to CPU 1, tools pinned to CPU 0" || echo "not steered (charged to the sender)")"
 printf '%s\n' "== $DURATION s per run, lab $FT_LAB_PREFIX, fasttrace $("$FASTTRACE" --version 2>&1 | head -n 1), $(scamper -v 2>&1 | head -n 1)"
 RESULTS="$WORK/results"
 : >"$RESULTS"
@@ -95,7 +115,7 @@ for rate in "${RATES[@]}"; do
     # fasttrace: continuous mode over the list, for DURATION seconds (no round starts after it).
     reset_counter
     /usr/bin/time -f "%e %U %S %M" -o "$WORK/time-ft-$rate" timeout $((DURATION + 60)) \
-        "$FASTTRACE" --netns "$VNS" -n --targets "$WORK/list-$rate" -p 443 --interval "$INTERVAL" \
+        "${PIN[@]}" "$FASTTRACE" --netns "$VNS" -n --targets "$WORK/list-$rate" -p 443 --interval "$INTERVAL" \
         --duration "$DURATION" -q 1 -w 1 -m 16 --gap 3 --rate "$rate" --format json >/dev/null 2>"$WORK/err-ft-$rate" &
     timer=$!
     sleep 1
@@ -120,7 +140,7 @@ for rate in "${RATES[@]}"; do
     head -n "$needed" "$WORK/slist-$rate" >"$WORK/slist-$rate.tmp" && mv "$WORK/slist-$rate.tmp" "$WORK/slist-$rate"
     reset_counter
     /usr/bin/time -f "%e %U %S %M" -o "$WORK/time-sc-$rate" timeout -s INT "$DURATION" \
-        ip netns exec "$VNS" scamper -p "$rate" -w 0 -O json -o /dev/null \
+        ip netns exec "$VNS" "${PIN[@]}" scamper -p "$rate" -w 0 -O json -o /dev/null \
         -c "trace -P tcp -d 443 -q 1 -w 1 -m 16 -g 3" -f "$WORK/slist-$rate" 2>"$WORK/err-sc-$rate" || true
     sc_probes=$(read_counter)
     read -r sc_wall sc_user sc_sys sc_peak < <(tail -n 1 "$WORK/time-sc-$rate")

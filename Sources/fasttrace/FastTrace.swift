@@ -709,12 +709,17 @@ struct FastTrace: ParsableCommand {
         // A list: read, parsed and resolved on other threads while the engine runs (TargetStream).
         var stream: TargetStream?
         let listNotices = NoticeLimit(limit: 10)
+        // The list's reader, the same at the start and at every SIGHUP re-read (continuous mode): the shard,
+        // the family (-4/-6) and the source apply to a re-read list as to the first.
+        let makeTargetStream: (String) throws(SystemError) -> TargetStream = { [sourceOverride] path throws(SystemError) in
+            try TargetStream(path: path, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
+                shard: shard, resolve: { resolveHostname($0, family: familyOnly) }, sourceFor: { destination in
+                    routeFor(destination).map { sourceOverride ?? $0.source }
+                })
+        }
         if let targetsFile {
             do {
-                stream = try TargetStream(path: targetsFile, ports: ports, maxPrefixAddresses: maxPrefixAddresses,
-                    shard: shard, resolve: { resolveHostname($0, family: familyOnly) }, sourceFor: { [sourceOverride] destination in
-                        routeFor(destination).map { sourceOverride ?? $0.source }
-                    })
+                stream = try makeTargetStream(targetsFile)
             } catch {
                 throw UsageFailure("cannot read target file '\(targetsFile)': \(String(cString: strerror(error.errno)))")
             }
@@ -824,12 +829,7 @@ struct FastTrace: ParsableCommand {
         if let continuous {
             try runContinuous(continuous, engine: engine, clock: clock, stream: stream, single: singleRequest,
                 text: text, stage: stage, tracker: tracker, metrics: metrics, listNotices: listNotices,
-                makeStream: { [sourceOverride] in
-                    try TargetStream(path: targetsFile ?? "-", ports: ports, maxPrefixAddresses: maxPrefixAddresses,
-                        resolve: { resolveHostname($0) }, sourceFor: { destination in
-                            routeFor(destination).map { sourceOverride ?? $0.source }
-                        })
-                })
+                makeStream: { try makeTargetStream(targetsFile ?? "-") })
             return
         }
 

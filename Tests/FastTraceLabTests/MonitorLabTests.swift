@@ -178,6 +178,39 @@ struct MonitorLabTests {
         #expect(allLinesAreJSON(scratch.read("out")))
     }
 
+    @Test("SIGHUP keeps --shard: the re-read list is split as a fresh run of the same shard splits it")
+    func sighupKeepsTheShard() throws {
+        // The defect: the re-read list was read without the shard, so after a SIGHUP every host traced
+        // the whole list, each line still saying "shard":"1/2".
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let longer = (10..<34).map { "198.19.0.\($0)" }
+        scratch.write("full", longer.joined(separator: "\n") + "\n")
+        let fresh = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", scratch.file("full"), "-p", "443",
+            "--shard", "1/2", "-q", "1", "-w", "0.5", "-m", "10", "--format", "json"], timeout: 60)
+        let owned = Set(parseTraces(fresh.stdout).map(\.target))
+        #expect(owned.count > 2 && owned.count < longer.count - 2, "\(fresh.stderr)")
+        scratch.write("list", longer.prefix(6).joined(separator: "\n") + "\n")
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", scratch.file("list"),
+            "-p", "443", "--shard", "1/2", "--interval", "0.5", "-q", "1", "-w", "0.5", "-m", "10", "--format", "json"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        #expect(eventually(10) { !parseTraces(scratch.read("out")).isEmpty }, "\(scratch.read("err"))")
+        scratch.write("list", longer.joined(separator: "\n") + "\n")
+        kill(child.pid, SIGHUP)
+        #expect(eventually(10) { scratch.read("err").contains("re-read") }, "\(scratch.read("err"))")
+        usleep(1_000_000)
+        let mark = scratch.read("out").count
+        // Two intervals after the reload every target of the shard has had a round; then two more.
+        #expect(eventually(10) { owned.isSubset(of: Set(parseTraces(String(scratch.read("out").dropFirst(mark))).map(\.target))) })
+        usleep(1_000_000)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let later = Set(parseTraces(String(scratch.read("out").dropFirst(mark))).map(\.target))
+        #expect(later == owned, "after the reload: \(later.subtracting(owned).sorted()) traced outside the shard")
+    }
+
     @Test("SIGINT in continuous mode: the rounds in flight are written as valid JSON, marked interrupted; exit 130")
     func sigintEndsTheRun() throws {
         let lab = try Lab.get()
