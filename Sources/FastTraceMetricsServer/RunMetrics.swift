@@ -33,6 +33,8 @@ public final class RunMetrics: @unchecked Sendable {
         var rtt: [Gauge]
         var added: Gauge
         var limited: Gauge
+        var pathLoss: Gauge
+        var noReply: Gauge
     }
 
     struct TargetSeries {
@@ -252,6 +254,8 @@ public final class RunMetrics: @unchecked Sendable {
             }
             hopSeries.added.set(Double(hop.addedMicros) / 1e6)
             hopSeries.limited.set(hop.limited ? 1.0 : 0.0)
+            hopSeries.pathLoss.set(hop.mark == .path ? 1.0 : 0.0)
+            hopSeries.noReply.set(hop.mark == .noReply ? 1.0 : 0.0)
             series.hopSeries[hop.ttl] = hopSeries
         }
         // Hops past the path's end now (it got shorter): their series go, rather than show old values.
@@ -276,7 +280,12 @@ public final class RunMetrics: @unchecked Sendable {
             added: gauge("latency_added", "seconds", "Median RTT this hop adds that persists to the destination "
                 + "(the report's latency rise), seconds; 0 where none."),
             limited: gauge("loss_limited", "", "1 when the loss here does not persist to later hops (the router's "
-                + "own answers, e.g. its ICMP rate limit), not loss on the path."))
+                + "own answers, e.g. its ICMP rate limit), not loss on the path."),
+            pathLoss: gauge("loss_path", "", "1 when the loss here is loss on the path: it starts here or goes on "
+                + "to the destination (the report's 'path'); 0 for a router's own limit, a hop that never answered, "
+                + "too few rounds to tell, or no loss."),
+            noReply: gauge("no_reply", "", "1 when nothing at this TTL answered in the window (a router that sends "
+                + "no ICMP, or past the last answer): its loss ratio of 1 says nothing about the path."))
     }
 
     private func unregister(_ hop: HopSeries) {
@@ -284,5 +293,7 @@ public final class RunMetrics: @unchecked Sendable {
         hop.rtt.forEach { registry.unregisterGauge($0) }
         registry.unregisterGauge(hop.added)
         registry.unregisterGauge(hop.limited)
+        registry.unregisterGauge(hop.pathLoss)
+        registry.unregisterGauge(hop.noReply)
     }
 }

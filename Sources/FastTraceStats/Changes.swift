@@ -77,6 +77,9 @@ public struct HopWindow: Sendable, Equatable {
     public var addedMicros: UInt32
     /// Its loss does not persist to later hops (the report's `limited`).
     public var limited: Bool
+    /// The report's mark for the loss here: `path` only where loss starts or goes on to the destination;
+    /// `noReply` where nothing ever answered (a silent router, or TTLs past the last answer).
+    public var mark: LossMark = .none
 
     /// The hops of a window up to its destination, with the report's analysis.
     public static func summarize(_ hops: [HopStats], destinationTTL: UInt8?,
@@ -86,7 +89,8 @@ public struct HopWindow: Sendable, Equatable {
         return hops.filter { $0.sent > 0 && (destinationTTL == nil || $0.ttl <= destinationTTL!) }.map { hop in
             HopWindow(ttl: hop.ttl, sent: hop.sent, lost: hop.lost, p50: hop.p50, p95: hop.p95,
                 addedMicros: analysis.latencyRises.first { $0.ttl == hop.ttl }?.addedMicros ?? 0,
-                limited: analysis.hops.first { $0.ttl == hop.ttl }?.loss == .limited)
+                limited: analysis.hops.first { $0.ttl == hop.ttl }?.loss == .limited,
+                mark: analysis.hops.first { $0.ttl == hop.ttl }?.loss ?? .none)
         }
     }
 }

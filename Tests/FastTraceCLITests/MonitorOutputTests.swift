@@ -160,6 +160,36 @@ private func value(_ text: String, _ series: String) -> Double? {
         #expect(value(after, "fasttrace_probes_sent_total{vantage=\"lab-a\"}") == 150)
     }
 
+    @Test("Per-hop loss marks: a router that never answers is no_reply, not loss on the path; loss from a hop to the destination is loss_path")
+    func hopLossMarks() throws {
+        let labels = #"vantage="v",target="198.51.100.7",port="443",protocol="tcp""#
+        // TTL 2 silent in every round, the destination answering: 100 % loss there, none of it the path's.
+        let silent = RunMetrics(vantage: "v")
+        let t1 = ChangeTracker(windowRounds: 10)
+        for _ in 1...10 {
+            let trace = monitorRound(lostAt: [2])
+            _ = t1.add(trace)
+            silent.record(trace, window: t1.window(0))
+        }
+        let a = String(decoding: silent.render(), as: UTF8.self)
+        #expect(value(a, "fasttrace_hop_loss_ratio{\(labels),ttl=\"2\"}") == 1)
+        #expect(value(a, "fasttrace_hop_no_reply{\(labels),ttl=\"2\"}") == 1)
+        #expect(value(a, "fasttrace_hop_loss_path{\(labels),ttl=\"2\"}") == 0)
+        #expect(value(a, "fasttrace_hop_no_reply{\(labels),ttl=\"3\"}") == 0)
+        // From TTL 2 on, 5 of 10 rounds lose everything (the destination too): loss on the path from TTL 2.
+        let lossy = RunMetrics(vantage: "v")
+        let t2 = ChangeTracker(windowRounds: 10)
+        for round in 1...10 {
+            let trace = monitorRound(lostAt: round % 2 == 0 ? [2, 3, 4] : [])
+            _ = t2.add(trace)
+            lossy.record(trace, window: t2.window(0))
+        }
+        let b = String(decoding: lossy.render(), as: UTF8.self)
+        #expect(value(b, "fasttrace_hop_loss_path{\(labels),ttl=\"1\"}") == 0)
+        #expect(value(b, "fasttrace_hop_loss_path{\(labels),ttl=\"2\"}") == 1, "\(b.split(separator: "\n").filter { $0.contains("hop_loss") })")
+        #expect(value(b, "fasttrace_hop_no_reply{\(labels),ttl=\"2\"}") == 0)
+    }
+
     @Test("A path that gets shorter: the hops past its end lose their series rather than keep old values")
     func hopSeriesFollowThePath() throws {
         let metrics = RunMetrics(vantage: "v")

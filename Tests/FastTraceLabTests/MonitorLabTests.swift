@@ -297,6 +297,12 @@ struct MonitorLabTests {
         #expect(eventually(10) { query("fasttrace_target_rtt_seconds_count > 0").count == 1 })
         let rises = query("topk by (vantage, target, port, protocol) (1, fasttrace_hop_latency_added_seconds)")
         #expect(rises.count == 2, "\(rises)")
+        // The README's "loss on the path" query: none anywhere in this lab, although the black hole's TTLs
+        // past its last router lose every probe (they never answered: no_reply, not path loss).
+        #expect(eventually(10) { query("fasttrace_hop_no_reply{target=\"\(blackhole)\"} == 1").count >= 1 })
+        #expect(query("fasttrace_hop_loss_ratio{target=\"\(blackhole)\"} == 1").count >= 1)
+        let pathLoss = query("fasttrace_hop_loss_ratio * on (vantage, target, port, protocol, ttl) fasttrace_hop_loss_path > 0")
+        #expect(pathLoss.isEmpty, "\(pathLoss)")
         // No series is labelled by a responder address.
         let raw = runTool(["ip", "netns", "exec", lab.namespace, "curl", "-s", "-m", "3", "http://127.0.0.1:9917/metrics"])
         #expect(raw.status == 0 && !raw.stdout.contains("198.18.0."), "\(raw.stdout)")
