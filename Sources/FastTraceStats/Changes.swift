@@ -46,8 +46,10 @@ public struct LossValue: Sendable, Equatable {
     /// Probes settled and lost there.
     public var sent: Int
     public var lost: Int
-    /// Where loss on the path starts, in this window (the report's analysis), if it is placed.
+    /// Where loss on the path starts, in this window (the report's analysis), if it is placed: somewhere in
+    /// `startTTL...startTTLLatest` (equal when the counts place it exactly; with few rounds a range).
     public var startTTL: UInt8?
+    public var startTTLLatest: UInt8?
     public var lossPercent: Double { sent == 0 ? 0 : 100 * Double(lost) / Double(sent) }
 }
 
@@ -264,7 +266,7 @@ public final class ChangeTracker {
         let rounds = window.first...(window.first + window.rounds - 1)
         let end = analysis.endTTL.flatMap { ttl in window.hops.first { $0.ttl == ttl } }
         let loss = LossValue(rounds: rounds, endTTL: analysis.endTTL, endIsDestination: analysis.endIsDestination,
-            sent: end?.sent ?? 0, lost: end?.lost ?? 0, startTTL: analysis.lossStart?.ttl)
+            sent: end?.sent ?? 0, lost: end?.lost ?? 0, startTTL: analysis.lossStart?.ttl, startTTLLatest: analysis.lossStart?.latestTTL)
         let rise = analysis.latencyRises.first
         let latency = LatencyValue(rounds: rounds, endTTL: analysis.endTTL, p50Micros: end?.p50,
             samples: end?.rttCount ?? 0, riseTTL: rise?.ttl, riseMicros: rise?.addedMicros)

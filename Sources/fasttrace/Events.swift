@@ -90,6 +90,8 @@ enum EventJSON {
             out.appendText(ReportJSON.percentNumber(loss.lossPercent))
             out.appendLiteral(",\"start_ttl\":")
             ReportJSON.appendOptional(loss.startTTL.map { UInt64($0) }, into: &out)
+            out.appendLiteral(",\"start_ttl_latest\":")
+            ReportJSON.appendOptional(loss.startTTLLatest.map { UInt64($0) }, into: &out)
             out.appendLiteral("}")
         case .latency(let latency):
             writeRounds(latency.rounds, into: &out)

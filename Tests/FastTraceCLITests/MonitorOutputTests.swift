@@ -89,6 +89,9 @@ private func value(_ text: String, _ series: String) -> Double? {
         #expect(after["first_round"] as? Int == 21 && after["sent"] as? Int == 20 && after["lost"] as? Int == 10)
         #expect(after["loss_pct"] as? Double == 50)
         #expect(before["end_ttl"] as? Int == 4 && after["end_is_destination"] as? Bool == true)
+        // Where the loss starts, as a range (here placed exactly: only the destination loses).
+        #expect(after["start_ttl"] as? Int == 4 && after["start_ttl_latest"] as? Int == 4, "\(after)")
+        #expect(before["start_ttl"] is NSNull && before["start_ttl_latest"] is NSNull, "\(before)")
         let reach = try object(EventJSON.line(events[1], vantage: "v", time: nil))
         #expect(reach["since_round"] as? Int == 41 && reach["round"] as? Int == 42)
         #expect((reach["before"] as? [String: Any])?["state"] as? String == "open")
@@ -97,7 +100,7 @@ private func value(_ text: String, _ series: String) -> Double? {
         // README: every key of every kind of event is documented.
         let readme = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/FastTraceCLITests/MonitorOutputTests.swift",
             with: "README.md"), encoding: .utf8)
-        for key in ["since_round", "path_id", "reaches_destination", "end_is_destination", "start_ttl", "loss_pct",
+        for key in ["since_round", "path_id", "reaches_destination", "end_is_destination", "start_ttl", "start_ttl_latest", "loss_pct",
             "p50_ms", "rise_ttl", "rise_ms", "first_round", "last_round", "samples"]
         {
             #expect(readme.contains("`\(key)`"), "README does not document \(key)")

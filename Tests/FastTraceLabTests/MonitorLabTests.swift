@@ -134,7 +134,7 @@ struct MonitorLabTests {
         let event = try #require(losses.first, "\(output)")
         #expect(event.before["lost"] as? Int == 0 && event.before["first_round"] as? Int == 1, "\(event.before)")
         #expect((event.after["loss_pct"] as? Double ?? 0) > 15, "\(event.after)")
-        #expect(event.after["start_ttl"] as? Int == 4, "\(event.after)")
+        #expect(event.after["start_ttl"] as? Int == 4 && event.after["start_ttl_latest"] as? Int == 4, "\(event.after)")
         #expect(event.after["end_is_destination"] as? Bool == true)
         #expect(parseEvents(output).allSatisfy { $0.change != "path" }, "\(output)")
     }
