@@ -18,10 +18,25 @@ public final class MetricsServer: Sendable {
     /// Idle connections are closed after this long.
     public static let idleTimeout = TimeAmount.seconds(30)
 
-    /// Listens on `host`:`port` and serves `metrics`. Throws when the address cannot be bound.
-    public init(host: String, port: Int, metrics: RunMetrics) throws {
+    /// Serves `metrics` on `socket`, a stream socket already bound and listening (the CLI binds it before
+    /// it drops its capabilities, so root can use a port below 1024). Takes the descriptor over.
+    public init(boundSocket socket: Int32, metrics: RunMetrics) throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let bootstrap = ServerBootstrap(group: group)
+        let bootstrap = Self.bootstrap(group, metrics)
+        do {
+            channel = try bootstrap.withBoundSocket(socket).wait()
+        } catch {
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+        boundAddress = channel.localAddress.map { address in
+            let ip = address.ipAddress ?? "?"
+            return (ip.contains(":") ? "[\(ip)]" : ip) + ":\(address.port ?? 0)"
+        } ?? "?"
+    }
+
+    private static func bootstrap(_ group: MultiThreadedEventLoopGroup, _ metrics: RunMetrics) -> ServerBootstrap {
+        ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
@@ -33,17 +48,6 @@ public final class MetricsServer: Sendable {
                 }
             }
             .childChannelOption(.maxMessagesPerRead, value: 1)
-        do {
-            channel = try bootstrap.bind(host: host, port: port).wait()
-        } catch {
-            try? group.syncShutdownGracefully()
-            throw error
-        }
-        let local = channel.localAddress
-        boundAddress = local.map { address in
-            let ip = address.ipAddress ?? host
-            return (ip.contains(":") ? "[\(ip)]" : ip) + ":\(address.port ?? port)"
-        } ?? "\(host):\(port)"
     }
 
     /// Stops listening and closes every connection.

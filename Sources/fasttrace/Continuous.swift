@@ -77,24 +77,6 @@ extension FastTrace {
         return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// `--metrics-listen ADDR:PORT`, `:PORT` or `[ADDR]:PORT`.
-    func parseListenAddress(_ text: String) throws -> (host: String, port: Int) {
-        guard let colon = text.lastIndex(of: ":") else {
-            throw UsageFailure("--metrics-listen: give ADDR:PORT, :PORT or [ADDR]:PORT (got '\(text)')")
-        }
-        var host = String(text[..<colon])
-        let portText = text[text.index(after: colon)...]
-        guard let port = Int(portText), (0...65535).contains(port) else {
-            throw UsageFailure("--metrics-listen: port must be 0...65535 (got '\(portText)')")
-        }
-        if host.hasPrefix("[") && host.hasSuffix("]") {
-            host = String(host.dropFirst().dropLast())
-        } else if host.contains(":") {
-            throw UsageFailure("--metrics-listen: an IPv6 address goes in brackets, [ADDR]:PORT (got '\(text)')")
-        }
-        if host.isEmpty { host = "0.0.0.0" }
-        return (host, port)
-    }
 
     /// Runs continuous mode to its end; throws the exit status.
     func runContinuous(

@@ -564,7 +564,7 @@ struct FastTrace: ParsableCommand {
                 + "not \(format.rawValue)")
         }
         let continuous = try continuousOptions()
-        let listen = try metricsListen.map(parseListenAddress)
+        let listen = try metricsListen.map { try MetricsListenAddress.parse($0).get() }
         if batch && host != nil { throw UsageFailure("give either HOST or --targets FILE, not both") }
         if !batch && host == nil { throw UsageFailure("no target: give HOST [PORT] or --targets FILE (see --help)") }
         if ipv4Only && ipv6Only { throw UsageFailure("-4 and -6: give one or the other") }
@@ -743,6 +743,15 @@ struct FastTrace: ParsableCommand {
             sendPath: sendPath, routes: pathRoutes)
         transportConfiguration.probeProtocol = config.method.kind.protocolNumber
         let transport = try LinuxTransport(configuration: transportConfiguration)
+        // The metrics endpoint's socket and --plot's file are opened here too, while the run may still
+        // bind a port below 1024 and write where root may: after the drop it could not, and a picture
+        // that cannot be written is said now, not after the rounds.
+        let listenSocket = try listen.map { try $0.listeningSocket().get() }
+        let plotFile = try plotPath.map { path throws(UsageFailure) in
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw UsageFailure("--plot \(path): cannot write: \(SystemError.errnoText(errno))") }
+            return PlotFile(path: path, descriptor: fd)
+        }
         // Sockets, ring and filter are open (and the list's file, which root may need its privileges to
         // read): from here on nothing needs a capability. Before any thread starts (capabilities are
         // per thread) and before any name is looked up or any output written.
@@ -789,9 +798,9 @@ struct FastTrace: ParsableCommand {
         defer { server?.stop() }
         if let listen, let metrics {
             do {
-                server = try MetricsServer(host: listen.host, port: listen.port, metrics: metrics)
+                server = try MetricsServer(boundSocket: listenSocket!, metrics: metrics)
             } catch {
-                throw UsageFailure("--metrics-listen \(metricsListen ?? ""): cannot listen: \(error)")
+                throw UsageFailure("--metrics-listen \(metricsListen ?? ""): cannot serve: \(error)")
             }
             Out.error("fasttrace: metrics at http://\(server!.boundAddress)/metrics")
         }
@@ -910,7 +919,7 @@ struct FastTrace: ParsableCommand {
                 (summaryLine, run) = try runEngine(engine, source: &repeated, text: text, stage: stage,
                     rounds: { reported = true; return source.finished($0).last },
                     reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
-                        plot: plotPath.map(PlotBook.init(path:))),
+                        plot: plotFile.map(PlotBook.init(file:))),
                     observe: observe)
             } else {
                 (summaryLine, run) = try runEngine(engine, source: &one, text: text, stage: stage,
@@ -952,7 +961,7 @@ struct FastTrace: ParsableCommand {
                     summaryLine = try runEngine(engine, source: &repeated, text: text, stage: stage,
                         rounds: { wrapper.finished($0).last },
                         reporter: RoundsReporter(rounds: rounds, format: format, stage: stage, firstTTL: config.firstTTL,
-                        plot: plotPath.map(PlotBook.init(path:))),
+                        plot: plotFile.map(PlotBook.init(file:))),
                         observe: observe).line
                 } else {
                     summaryLine = try runEngine(engine, source: &source, text: text, stage: stage, observe: observe).line

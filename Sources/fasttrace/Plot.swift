@@ -44,11 +44,27 @@ struct PlotTarget {
 }
 
 /// Collects the report of every target × port as it is written; `svg()` draws them all.
+/// Where `--plot` writes: the file, opened (created, truncated) before the run drops its capabilities.
+struct PlotFile {
+    let path: String
+    let descriptor: Int32
+}
+
 final class PlotBook {
     let path: String
+    /// The file opened at the start, or nil: opened at `write()` (tests).
+    private let descriptor: Int32?
     private(set) var targets: [PlotTarget] = []
 
-    init(path: String) { self.path = path }
+    init(path: String) {
+        self.path = path
+        descriptor = nil
+    }
+
+    init(file: PlotFile) {
+        path = file.path
+        descriptor = file.descriptor
+    }
 
     /// Adds one report (its statistics over every round, as the text and JSON report give them).
     func add(_ stats: RoundStats, requested: Int, _ annotator: HopAnnotator = .plain) {
@@ -213,7 +229,7 @@ final class PlotBook {
     /// Writes the picture to `path` (created or truncated). Nil when written, else the one line that says why not.
     func write() -> String? {
         let bytes = Array(svg().utf8)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = descriptor ?? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return "--plot \(path): cannot write: \(SystemError.errnoText(errno))" }
         if let code = Out.writeAll(fd, bytes) {
             _ = close(fd)

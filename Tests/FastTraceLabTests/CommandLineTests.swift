@@ -56,6 +56,20 @@ let generateManualBinary = URL(fileURLWithPath: fasttraceBinary).deletingLastPat
         (["fe80::1", "443"], "fasttrace: 'fe80::1' is a link-local address (fe80::/10), not a host's: nothing to trace"),
         (["-6", "-s", "198.18.0.2", "2001:db8::1"], "fasttrace: -s 198.18.0.2 is an IPv4 address, and -6 traces IPv6 only"),
         (["-4", "-6", "198.19.0.1"], "fasttrace: -4 and -6: give one or the other"),
+        (["--interval", "1", "--metrics-listen", "abc", "198.19.0.1"],
+         "fasttrace: --metrics-listen: give ADDR:PORT, :PORT or [ADDR]:PORT (got 'abc')"),
+        (["--interval", "1", "--metrics-listen", "256.1.1.1:9917", "198.19.0.1"],
+         "fasttrace: --metrics-listen: '256.1.1.1' is not an IPv4 address (give an address, not a name; [ADDR] for IPv6)"),
+        (["--interval", "1", "--metrics-listen", "localhost:9917", "198.19.0.1"],
+         "fasttrace: --metrics-listen: 'localhost' is not an IPv4 address (give an address, not a name; [ADDR] for IPv6)"),
+        (["--interval", "1", "--metrics-listen", "[]:9917", "198.19.0.1"],
+         "fasttrace: --metrics-listen: '[]' is not an IPv6 address"),
+        (["--interval", "1", "--metrics-listen", "1.2.3.4:99999", "198.19.0.1"],
+         "fasttrace: --metrics-listen: port must be 0...65535 (got '99999')"),
+        (["--interval", "1", "--metrics-listen", "127.0.0.1:+80", "198.19.0.1"],
+         "fasttrace: --metrics-listen: port must be 0...65535 (got '+80')"),
+        (["--interval", "1", "--metrics-listen", "::1:9917", "198.19.0.1"],
+         "fasttrace: --metrics-listen: an IPv6 address goes in brackets, [ADDR]:PORT (got '::1:9917')"),
     ])
     func oneLineAndExit2(arguments: [String], message: String) {
         let r = runTool([fasttraceBinary, "--netns", noSuchNamespace] + arguments)

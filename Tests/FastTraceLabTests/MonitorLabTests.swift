@@ -233,6 +233,27 @@ struct MonitorLabTests {
         #expect(scratch.read("err").contains("traces"), "\(scratch.read("err"))")
     }
 
+    @Test("--metrics-listen :80 as root: bound before the capabilities go, and reachable over IPv4 and IPv6 alike")
+    func listenEverywhere() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--interval", "1", "--count", "30",
+            "-w", "0.5", "-m", "10", "--metrics-listen", ":80", "--format", "json", "198.19.0.10", "443"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        #expect(eventually(10) { scratch.read("err").contains("metrics at http://[::]:80/metrics") }, "\(scratch.read("err"))")
+        for url in ["http://127.0.0.1:80/metrics", "http://[::1]:80/metrics", "http://198.18.0.2:80/metrics"] {
+            var body = ""
+            #expect(eventually(10) {
+                body = runTool(["ip", "netns", "exec", lab.namespace, "curl", "-s", "-m", "3", url], timeout: 10).stdout
+                return body.contains("fasttrace_probes_sent_total")
+            }, "\(url): \(body.prefix(200)) \(scratch.read("err"))")
+        }
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+    }
+
     @Test("A real Prometheus scrapes /metrics in the vantage namespace: values as the lab says; garbage gets 400; the engine never stalls")
     func prometheusScrapes() throws {
         let lab = try Lab.get()

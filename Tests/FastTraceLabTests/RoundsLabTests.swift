@@ -262,6 +262,12 @@ struct RoundsLabTests {
         #expect(full.status == 1 && full.stdout.contains("2 rounds"), "\(full.status) \(full.stderr)")
         #expect(full.stderr.split(separator: "\n").filter { $0.contains("--plot") }
             == ["fasttrace: --plot /dev/full: cannot write: No space left on device (ENOSPC)"], "\(full.stderr)")
+        // A file that cannot be opened is said before any round, not after them all.
+        let missing = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "2", "-w", "0.3", "--plot",
+            scratch.file("no-such-dir/plot.svg"), open, "443"], timeout: 60)
+        #expect(missing.status == 2 && missing.stdout.isEmpty, "\(missing.status) \(missing.stdout)")
+        #expect(missing.stderr == "fasttrace: --plot \(scratch.file("no-such-dir/plot.svg")): cannot write: "
+            + "No such file or directory (ENOENT)\n", "\(missing.stderr)")
     }
 
     @Test("Bad rounds: -c 0, -c -1, -c abc and a CSV report are refused with one line and exit 2; --report alone is 10 rounds")
