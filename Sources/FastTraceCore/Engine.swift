@@ -465,7 +465,7 @@ public final class TraceEngine {
             releaseReasks(now: now)
             if !exhausted { exhausted = admit(&requests, now: now) }
             try sendBurst(now: now)
-            limit = sendLimit(exhausted: exhausted)
+            limit = sendLimit(exhausted: exhausted, repeats: requests.repeatsTargets)
             if exhausted && activeCount == 0 { break }
             if let onProgress, now >= lastProgress + 250_000_000 {
                 let seconds = Double(now - lastProgress) / 1e9
@@ -505,10 +505,11 @@ public final class TraceEngine {
 
     /// What keeps probes from going out faster after this turn's sending: the rate when probes wait
     /// for tokens; otherwise the in-flight cap, the list, or the traces' own waiting.
-    private func sendLimit(exhausted: Bool) -> SendLimits.Reason {
+    private func sendLimit(exhausted: Bool, repeats: Bool) -> SendLimits.Reason {
         if bucket.available < 1 && !(ready.isEmpty && retryQueue.isEmpty) { return .rate }
         if activeCount >= configuration.maxInFlight { return .inFlightCap }
-        if !exhausted { return .list }
+        // A list still being read holds the run up; rounds that wait for the traces in flight do not.
+        if !exhausted && (!repeats || activeCount == 0) { return .list }
         return .replies
     }
 

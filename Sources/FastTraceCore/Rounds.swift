@@ -59,6 +59,8 @@ public final class RoundsSource<Base: TraceRequestSource>: TraceRequestSource {
         return due.isEmpty && inFlight == 0 ? .finished : .pending
     }
 
+    public var repeatsTargets: Bool { true }
+
     /// The next round's due time, when the base list is all in and rounds wait for their pause.
     public var nextDueNanos: UInt64? { baseFinished ? due.peek()?.at : nil }
 

@@ -134,6 +134,8 @@ public final class ScheduleSource<Base: TraceRequestSource>: TraceRequestSource 
         return baseFinished && reload == nil && heap.isEmpty && inFlight == 0 ? .finished : .pending
     }
 
+    public var repeatsTargets: Bool { true }
+
     public var nextDueNanos: UInt64? {
         guard baseFinished, reload == nil else { return nil }
         return heap.peek()?.at

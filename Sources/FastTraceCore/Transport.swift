@@ -121,11 +121,16 @@ public protocol TraceRequestSource {
     /// a schedule between rounds. The engine, with nothing in flight, sleeps until then (or its idle
     /// tick) instead of asking every poll interval. nil: unknown, ask again soon.
     var nextDueNanos: UInt64? { get }
+    /// True for a source that asks for targets again (rounds, continuous mode): its `.pending` while
+    /// traces are in flight is those traces' doing (a target's next round waits for its last one), so
+    /// the run's time then goes to replies and timeouts, not to the list.
+    var repeatsTargets: Bool { get }
 }
 
 extension TraceRequestSource {
     /// Unknown: a list still being read may have its next target at any moment.
     public var nextDueNanos: UInt64? { nil }
+    public var repeatsTargets: Bool { false }
 }
 
 /// A source over an iterator whose `next()` is cheap (an in-memory list): never pending.

@@ -139,9 +139,16 @@ import Testing
         t.packetsToSocketBesideRing = 24
         t.socketRefusedBesideRing = 24
         t.sendErrors = 24
-        #expect(sendPathText(ring, t) == "sent through the TX ring on veth0 (24 through the raw socket, 24 of them refused)")
+        #expect(sendPathText(ring, t) == "sent through the raw socket (24, 24 of them refused; the TX ring on veth0 took "
+            + "none of them: it sends IPv4 only, to next hops already resolved)")
         t.socketRefusedBesideRing = 0
         t.packetsSent = 24
+        // An IPv6-only run: every probe through the socket, none through the ring (a trial saw the line name
+        // the ring).
+        #expect(sendPathText(ring, t) == "sent through the raw socket (24; the TX ring on veth0 took none of them: "
+            + "it sends IPv4 only, to next hops already resolved)")
+        t.packetsSentThroughRing = 10
+        t.packetsSent = 34
         #expect(sendPathText(ring, t) == "sent through the TX ring on veth0 (24 through the raw socket)")
     }
 

@@ -69,6 +69,21 @@ func runRounds(_ network: SimulatedNetwork, _ destinations: [IPv4Address], round
         }
     }
 
+    @Test("Rounds of a black hole: the time waiting on timeouts counts as replies, only the pauses between rounds as the list")
+    func timeSplitOfRounds() throws {
+        // A trial saw "100% of the time waiting for the next rounds or the list" for -c 2 to a black hole,
+        // though most of it went on the silent TTLs' timeouts.
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.routers, destination: .blackHole) }
+        let (_, summary, _) = try runRounds(net, [IPv4Address(198, 51, 100, 10)], rounds: 2) {
+            $0.maxTTL = 10
+            $0.gapLimit = 0
+        }
+        let limits = summary.sendLimits
+        // Each round waits 1 s on its last silent TTLs; one 1 s pause lies between the two rounds.
+        #expect(limits.repliesNanos > 1_500_000_000, "replies \(limits.repliesNanos), list \(limits.listNanos)")
+        #expect(limits.listNanos < 1_300_000_000 && limits.listNanos > 700_000_000, "list \(limits.listNanos)")
+    }
+
     @Test("Loss seeded on one link shows from the next hop on and is placed there; the hops before lose nothing")
     func seededLossIsPlaced() throws {
         let net = SimulatedNetwork(seed: 5) { _ in
