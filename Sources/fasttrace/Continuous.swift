@@ -59,6 +59,11 @@ extension FastTrace {
             throw UsageFailure("--duration: must be more than 0 and at most 31536000 seconds (got "
                 + "\(formatNumber(durationOption)))")
         }
+        if let durationOption, targetsFile != nil, durationOption < interval {
+            throw UsageFailure("--duration \(formatNumber(durationOption)) is shorter than --interval "
+                + "\(formatNumber(interval)): a list's rounds are spread over the interval, so the targets whose turn "
+                + "comes later would never be traced; give a --duration of at least the interval, or --count")
+        }
         if let changeWindowOption, !(1...10_000).contains(changeWindowOption) {
             throw UsageFailure("--change-window: must be 1...10000 rounds (got \(changeWindowOption))")
         }

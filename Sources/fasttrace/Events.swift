@@ -1,5 +1,5 @@
 // `--changes`: continuous mode's change events as JSON lines, one object per change with its before and
-// after (docs/events.schema.json lists every key). Written on the engine's thread like all output.
+// after (the README lists every key; MonitorOutputTests checks it does). Written on the engine's thread like all output.
 
 import FastTraceCore
 import FastTraceStats
@@ -7,7 +7,7 @@ import FastTraceWire
 
 enum EventJSON {
     /// The `schema` key: the version of this layout.
-    static let schemaVersion: UInt64 = 1
+    static let schemaVersion: UInt64 = 2
 
     static func line(_ event: ChangeEvent, vantage: String, time: UInt64?) -> String {
         var bytes: [UInt8] = []

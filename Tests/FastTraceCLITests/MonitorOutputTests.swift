@@ -82,7 +82,7 @@ private func value(_ text: String, _ series: String) -> Double? {
         #expect(kinds == [.loss, .reachability], "\(kinds)")
         guard kinds.count == 2 else { return }
         let loss = try object(EventJSON.line(events[0], vantage: "v", time: nil))
-        #expect(loss["time"] is NSNull)
+        #expect(loss["time"] is NSNull && loss["schema"] as? Int == 2)
         #expect(loss["round"] as? Int == 40 && loss["since_round"] as? Int == 21)
         let before = try #require(loss["before"] as? [String: Any]), after = try #require(loss["after"] as? [String: Any])
         #expect(before["loss_pct"] as? Double == 0 && before["first_round"] as? Int == 1 && before["last_round"] as? Int == 20)

@@ -56,6 +56,9 @@ let generateManualBinary = URL(fileURLWithPath: fasttraceBinary).deletingLastPat
         (["fe80::1", "443"], "fasttrace: 'fe80::1' is a link-local address (fe80::/10), not a host's: nothing to trace"),
         (["-6", "-s", "198.18.0.2", "2001:db8::1"], "fasttrace: -s 198.18.0.2 is an IPv4 address, and -6 traces IPv6 only"),
         (["-4", "-6", "198.19.0.1"], "fasttrace: -4 and -6: give one or the other"),
+        (["--interval", "10", "--duration", "3", "--targets", "/dev/null", "-p", "443"],
+         "fasttrace: --duration 3 is shorter than --interval 10: a list's rounds are spread over the interval, so the "
+            + "targets whose turn comes later would never be traced; give a --duration of at least the interval, or --count"),
         (["--interval", "1", "--metrics-listen", "abc", "198.19.0.1"],
          "fasttrace: --metrics-listen: give ADDR:PORT, :PORT or [ADDR]:PORT (got 'abc')"),
         (["--interval", "1", "--metrics-listen", "256.1.1.1:9917", "198.19.0.1"],
