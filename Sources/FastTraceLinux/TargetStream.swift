@@ -82,6 +82,8 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
         var skipped = 0
         var linesSkipped = 0
         var duplicates = 0
+        /// Target × ports left to other shards (`--shard`).
+        var inOtherShards = 0
         var seen = SeenTargets()
         var readError: SystemError?
         /// Addresses the counting pass found (set when it is done), nil while it runs or when there is
@@ -193,6 +195,8 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     public var skipped: Int { monitor.locked { state.skipped } }
     /// Lines skipped so far because they are not targets (malformed, IPv6, not UTF-8, …).
     public var linesSkipped: Int { monitor.locked { state.linesSkipped } }
+    /// Target × ports left out so far because they are in another shard (`--shard`).
+    public var inOtherShards: Int { monitor.locked { state.inOtherShards } }
     /// Addresses dropped so far because they were listed before.
     public var duplicates: Int { monitor.locked { state.duplicates } }
     /// True when the duplicate check ran out of room (`SeenTargets.limit` addresses): later repeats of
@@ -391,9 +395,11 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     /// or with `--shard` those of its shard (a name is sharded by the name, which every host reads alike).
     private func portsInShard(_ address: IPAddress, name: String?) -> [UInt16] {
         guard let shard else { return ports }
-        return ports.filter { port in
+        let kept = ports.filter { port in
             name.map { shard.contains(name: $0, port: port) } ?? shard.contains(address, port: port)
         }
+        if kept.count < ports.count { monitor.locked { state.inOtherShards += ports.count - kept.count } }
+        return kept
     }
 
     /// The queue length at which the engine wakes producers waiting for room.

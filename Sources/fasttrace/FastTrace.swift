@@ -973,6 +973,13 @@ struct FastTrace: ParsableCommand {
             if stream.readError == nil && !interrupted && stream.produced == 0 && skipped == 0 && linesSkipped == 0
                 && duplicates == 0
             {
+                if let shard = JSONFormatter.shard, stream.inOtherShards > 0 {
+                    // A shard may be empty: not bad input, and nothing to trace.
+                    Out.error("fasttrace: \(stream.sourceName): no target x port of it is in shard \(shard) "
+                        + "(\(stream.inOtherShards) in the others): nothing to trace")
+                    try Out.finish()
+                    return
+                }
                 throw UsageFailure("\(stream.sourceName): no targets")
             }
             if listNotices.held > 0 {

@@ -325,4 +325,22 @@ struct ShardLabTests {
         // Both shards took a share (a keyed sample, not one of them all).
         #expect(Set(seen.values) == ["1/2", "2/2"] && seen.values.count { $0 == "1/2" } > 10)
     }
+
+    @Test("A shard the list gives nothing is no bad input: one line, nothing traced, exit 0; the other shard traces it")
+    func emptyShard() throws {
+        let lab = try Lab.get()
+        var statuses: [String: Int32] = [:]
+        for shard in ["1/2", "2/2"] {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "443",
+                "--shard", shard, "--format", "json", "-q", "1", "-w", "0.5", "-m", "10"], stdin: "198.19.0.10\n", timeout: 60)
+            statuses[shard] = r.status
+            if r.stdout.isEmpty {
+                #expect(r.status == 0 && r.stderr == "fasttrace: -: no target x port of it is in shard \(shard) (1 in the "
+                    + "others): nothing to trace\n", "\(shard): \(r.stderr)")
+            } else {
+                #expect(r.status == 0 && parseTraces(r.stdout).map(\.target) == ["198.19.0.10"], "\(shard): \(r.stderr)")
+            }
+        }
+        #expect(statuses == ["1/2": 0, "2/2": 0])
+    }
 }
