@@ -147,9 +147,10 @@ struct FastTrace: ParsableCommand {
             + "(as mtr --report)."))
     var report = false
 
-    /// `--gap`, or its default: 5 for a list and for rounds (a report of a black hole stops 5 silent TTLs past
-    /// the last answer, as a list's trace does, instead of listing `???` to `-m`), 0 for one trace.
-    var gapLimit: Int { gap ?? (targetsFile != nil || roundsRequested != nil ? 5 : 0) }
+    /// `--gap`, or its default: 5 for a list, for rounds and for continuous mode (a report of a black hole stops
+    /// 5 silent TTLs past the last answer, as a list's trace does, instead of listing `???` to `-m`; a
+    /// monitored black hole does not spend -m TTLs every round), 0 for one trace.
+    var gapLimit: Int { gap ?? (targetsFile != nil || roundsRequested != nil || intervalOption != nil ? 5 : 0) }
 
     /// The rounds asked for: `-c`, or `--report`'s default; nil for a single trace per target × port.
     var roundsRequested: Int? { roundsOption ?? (report ? Defaults.reportRounds : nil) }
@@ -294,7 +295,7 @@ struct FastTrace: ParsableCommand {
 
     @Option(parsing: .unconditional, help: ArgumentHelp(
         "Stop a trace after N silent TTLs in a row past its last answer (in a run that caught rate limiting, "
-            + "a TTL a limit may explain does not count); 0 = never (default: 5 in batch mode and with -c or --report, 0 for one trace).",
+            + "a TTL a limit may explain does not count); 0 = never (default: 5 in batch mode, with -c or --report and with --interval, 0 for one trace).",
         valueName: "hops"))
     var gap: Int?
 

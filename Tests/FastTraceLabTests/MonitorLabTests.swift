@@ -233,6 +233,16 @@ struct MonitorLabTests {
         #expect(scratch.read("err").contains("traces"), "\(scratch.read("err"))")
     }
 
+    @Test("--interval to one black hole: a round stops 5 silent TTLs past the last router (--gap's default), not at -m")
+    func gapDefaultsToFive() throws {
+        let lab = try Lab.get()
+        let hole = lab.truth.kind(named: "blackhole")
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--interval", "1", "--count", "1", "-q", "1",
+            "-w", "0.3", "--format", "json", hole.example, "443"], timeout: 60)
+        let trace = try #require(parseTraces(r.stdout).first, "\(r.stderr)")
+        #expect(trace.stop == "gap-limit" && trace.hops.last?.ttl == hole.hops.count + 5, "\(r.stdout)")
+    }
+
     @Test("--metrics-listen :80 as root: bound before the capabilities go, and reachable over IPv4 and IPv6 alike")
     func listenEverywhere() throws {
         let lab = try Lab.get()
