@@ -1,4 +1,4 @@
-/* One netlink dump each of the IPv4 main-table routes and the IPv4 addresses, through libmnl, copied
+/* One netlink dump each of the main-table routes and the addresses (IPv4 or IPv6), through libmnl, copied
  * into flat arrays the Swift side reads. Lookups (longest-prefix match) happen in Swift over the
  * copy, so tens of thousands of targets cost one dump, not one round trip each. */
 #include "CFastTrace.h"
@@ -25,27 +25,33 @@ struct address_ctx {
     size_t count;
 };
 
-static uint32_t attr_ipv4(const struct nlattr *attr)
+/* An address attribute of `family` into `out` (16 bytes; an IPv4 address in the first 4), network order. */
+static void attr_address(const struct nlattr *attr, int family, uint8_t out[16])
 {
-    if (mnl_attr_get_payload_len(attr) < 4)
-        return 0;
+    size_t n = family == AF_INET6 ? 16 : 4;
+    if (mnl_attr_get_payload_len(attr) >= n)
+        memcpy(out, mnl_attr_get_payload(attr), n);
+}
+
+/* The first 4 bytes of `address` as a host-order IPv4 address. */
+static uint32_t ipv4_of(const uint8_t address[16])
+{
     uint32_t be;
-    memcpy(&be, mnl_attr_get_payload(attr), 4);
+    memcpy(&be, address, 4);
     return ntohl(be);
 }
 
-static int route_cb(const struct nlmsghdr *nlh, void *data)
+/* Reads one RTM_NEWROUTE of `family` into `r` (the IPv6 layout; IPv4 addresses in the first 4 bytes).
+ * Returns 1 for a main-table route of that family, 0 for anything else. */
+static int parse_route(const struct nlmsghdr *nlh, int family, struct cfasttrace_route6 *r)
 {
-    struct route_ctx *ctx = data;
     const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
-    if (rtm->rtm_family != AF_INET)
-        return MNL_CB_OK;
-
-    struct cfasttrace_route r;
-    memset(&r, 0, sizeof(r));
-    r.dst_len = rtm->rtm_dst_len;
-    r.type = rtm->rtm_type;
-    r.nexthops = 1;
+    if (rtm->rtm_family != family)
+        return 0;
+    memset(r, 0, sizeof(*r));
+    r->dst_len = rtm->rtm_dst_len;
+    r->type = rtm->rtm_type;
+    r->nexthops = 1;
     uint32_t table = rtm->rtm_table;
 
     const struct nlattr *attr;
@@ -56,21 +62,21 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
                 table = mnl_attr_get_u32(attr);
             break;
         case RTA_DST:
-            r.dst = attr_ipv4(attr);
+            attr_address(attr, family, r->dst);
             break;
         case RTA_OIF:
             if (mnl_attr_get_payload_len(attr) >= 4)
-                r.oif = (int32_t)mnl_attr_get_u32(attr);
+                r->oif = (int32_t)mnl_attr_get_u32(attr);
             break;
         case RTA_GATEWAY:
-            r.gateway = attr_ipv4(attr);
+            attr_address(attr, family, r->gateway);
             break;
         case RTA_PREFSRC:
-            r.prefsrc = attr_ipv4(attr);
+            attr_address(attr, family, r->prefsrc);
             break;
         case RTA_PRIORITY:
             if (mnl_attr_get_payload_len(attr) >= 4)
-                r.priority = mnl_attr_get_u32(attr);
+                r->priority = mnl_attr_get_u32(attr);
             break;
         case RTA_MULTIPATH: {
             /* A packed list of struct rtnexthop, each followed by its own attributes. */
@@ -82,7 +88,7 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
                 if (nh->rtnh_len < sizeof(*nh) || nh->rtnh_len > left)
                     break;
                 if (n == 0) {
-                    r.oif = nh->rtnh_ifindex;
+                    r->oif = nh->rtnh_ifindex;
                     /* Nested attributes after the rtnexthop header. */
                     const unsigned char *ap = p + RTNH_ALIGN(sizeof(*nh));
                     size_t aleft = nh->rtnh_len > RTNH_ALIGN(sizeof(*nh)) ? nh->rtnh_len - RTNH_ALIGN(sizeof(*nh)) : 0;
@@ -91,7 +97,7 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
                         if (na->nla_len < sizeof(*na) || na->nla_len > aleft)
                             break;
                         if ((na->nla_type & NLA_TYPE_MASK) == RTA_GATEWAY)
-                            r.gateway = attr_ipv4(na);
+                            attr_address(na, family, r->gateway);
                         size_t step = MNL_ALIGN(na->nla_len);
                         if (step >= aleft)
                             break;
@@ -107,46 +113,81 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
                 left -= step;
             }
             if (n > 0)
-                r.nexthops = n;
+                r->nexthops = n;
             break;
         }
         default:
             break;
         }
     }
-    if (table != RT_TABLE_MAIN)
+    return table == RT_TABLE_MAIN;
+}
+
+static int route_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct route_ctx *ctx = data;
+    struct cfasttrace_route6 parsed;
+    if (!parse_route(nlh, AF_INET, &parsed))
         return MNL_CB_OK;
+    struct cfasttrace_route r = {
+        .dst = ipv4_of(parsed.dst), .dst_len = parsed.dst_len, .type = parsed.type, .nexthops = parsed.nexthops,
+        .oif = parsed.oif, .gateway = ipv4_of(parsed.gateway), .prefsrc = ipv4_of(parsed.prefsrc),
+        .priority = parsed.priority,
+    };
     if (ctx->count < ctx->capacity)
         ctx->out[ctx->count] = r;
     ctx->count++;
     return MNL_CB_OK;
 }
 
-static int address_cb(const struct nlmsghdr *nlh, void *data)
+/* Reads one RTM_NEWADDR of `family` into `a` (the IPv6 layout; an IPv4 address in the first 4 bytes, its
+ * IFA_LOCAL preferred: on a point-to-point link IFA_ADDRESS is the peer's). Returns 1 when it is that family. */
+static int parse_address(const struct nlmsghdr *nlh, int family, struct cfasttrace_address6 *a)
 {
-    struct address_ctx *ctx = data;
     const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
-    if (ifa->ifa_family != AF_INET)
-        return MNL_CB_OK;
-    struct cfasttrace_address a;
-    memset(&a, 0, sizeof(a));
-    a.ifindex = (int32_t)ifa->ifa_index;
-    a.prefixlen = ifa->ifa_prefixlen;
-    uint32_t local = 0, address = 0;
+    if (ifa->ifa_family != family)
+        return 0;
+    memset(a, 0, sizeof(*a));
+    a->ifindex = (int32_t)ifa->ifa_index;
+    a->prefixlen = ifa->ifa_prefixlen;
+    a->scope = ifa->ifa_scope;
+    a->flags = ifa->ifa_flags;
+    uint8_t local[16] = {0};
+    int has_local = 0;
     const struct nlattr *attr;
     mnl_attr_for_each(attr, nlh, sizeof(*ifa)) {
         switch (mnl_attr_get_type(attr)) {
         case IFA_LOCAL:
-            local = attr_ipv4(attr);
+            attr_address(attr, family, local);
+            has_local = family == AF_INET && ipv4_of(local) != 0;
             break;
         case IFA_ADDRESS:
-            address = attr_ipv4(attr);
+            attr_address(attr, family, a->address);
+            break;
+        case IFA_FLAGS: /* the full 32-bit flags, beyond ifa_flags' 8 */
+            if (mnl_attr_get_payload_len(attr) >= 4)
+                a->flags = mnl_attr_get_u32(attr);
             break;
         default:
             break;
         }
     }
-    a.address = local ? local : address;
+    if (has_local)
+        memcpy(a->address, local, 4);
+    return 1;
+}
+
+static int address_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct address_ctx *ctx = data;
+    struct cfasttrace_address6 parsed;
+    if (!parse_address(nlh, AF_INET, &parsed))
+        return MNL_CB_OK;
+    struct cfasttrace_address a;
+    memset(&a, 0, sizeof(a));
+    a.ifindex = parsed.ifindex;
+    a.prefixlen = parsed.prefixlen;
+    a.address = ipv4_of(parsed.address);
     if (ctx->count < ctx->capacity)
         ctx->out[ctx->count] = a;
     ctx->count++;
@@ -254,89 +295,11 @@ struct address6_ctx {
     size_t count;
 };
 
-static void attr_ipv6(const struct nlattr *attr, uint8_t out[16])
-{
-    if (mnl_attr_get_payload_len(attr) >= 16)
-        memcpy(out, mnl_attr_get_payload(attr), 16);
-}
-
 static int route6_cb(const struct nlmsghdr *nlh, void *data)
 {
     struct route6_ctx *ctx = data;
-    const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
-    if (rtm->rtm_family != AF_INET6)
-        return MNL_CB_OK;
     struct cfasttrace_route6 r;
-    memset(&r, 0, sizeof(r));
-    r.dst_len = rtm->rtm_dst_len;
-    r.type = rtm->rtm_type;
-    r.nexthops = 1;
-    uint32_t table = rtm->rtm_table;
-    const struct nlattr *attr;
-    mnl_attr_for_each(attr, nlh, sizeof(*rtm)) {
-        switch (mnl_attr_get_type(attr)) {
-        case RTA_TABLE:
-            if (mnl_attr_get_payload_len(attr) >= 4)
-                table = mnl_attr_get_u32(attr);
-            break;
-        case RTA_DST:
-            attr_ipv6(attr, r.dst);
-            break;
-        case RTA_OIF:
-            if (mnl_attr_get_payload_len(attr) >= 4)
-                r.oif = (int32_t)mnl_attr_get_u32(attr);
-            break;
-        case RTA_GATEWAY:
-            attr_ipv6(attr, r.gateway);
-            break;
-        case RTA_PREFSRC:
-            attr_ipv6(attr, r.prefsrc);
-            break;
-        case RTA_PRIORITY:
-            if (mnl_attr_get_payload_len(attr) >= 4)
-                r.priority = mnl_attr_get_u32(attr);
-            break;
-        case RTA_MULTIPATH: {
-            const unsigned char *p = mnl_attr_get_payload(attr);
-            size_t left = mnl_attr_get_payload_len(attr);
-            uint16_t n = 0;
-            while (left >= sizeof(struct rtnexthop) && n < UINT16_MAX) {
-                const struct rtnexthop *nh = (const struct rtnexthop *)p;
-                if (nh->rtnh_len < sizeof(*nh) || nh->rtnh_len > left)
-                    break;
-                if (n == 0) {
-                    r.oif = nh->rtnh_ifindex;
-                    const unsigned char *ap = p + RTNH_ALIGN(sizeof(*nh));
-                    size_t aleft = nh->rtnh_len > RTNH_ALIGN(sizeof(*nh)) ? nh->rtnh_len - RTNH_ALIGN(sizeof(*nh)) : 0;
-                    while (aleft >= sizeof(struct nlattr)) {
-                        const struct nlattr *na = (const struct nlattr *)ap;
-                        if (na->nla_len < sizeof(*na) || na->nla_len > aleft)
-                            break;
-                        if ((na->nla_type & NLA_TYPE_MASK) == RTA_GATEWAY)
-                            attr_ipv6(na, r.gateway);
-                        size_t step = MNL_ALIGN(na->nla_len);
-                        if (step >= aleft)
-                            break;
-                        ap += step;
-                        aleft -= step;
-                    }
-                }
-                n++;
-                size_t step = RTNH_ALIGN(nh->rtnh_len);
-                if (step >= left)
-                    break;
-                p += step;
-                left -= step;
-            }
-            if (n > 0)
-                r.nexthops = n;
-            break;
-        }
-        default:
-            break;
-        }
-    }
-    if (table != RT_TABLE_MAIN)
+    if (!parse_route(nlh, AF_INET6, &r))
         return MNL_CB_OK;
     if (ctx->count < ctx->capacity)
         ctx->out[ctx->count] = r;
@@ -347,29 +310,9 @@ static int route6_cb(const struct nlmsghdr *nlh, void *data)
 static int address6_cb(const struct nlmsghdr *nlh, void *data)
 {
     struct address6_ctx *ctx = data;
-    const struct ifaddrmsg *ifa = mnl_nlmsg_get_payload(nlh);
-    if (ifa->ifa_family != AF_INET6)
-        return MNL_CB_OK;
     struct cfasttrace_address6 a;
-    memset(&a, 0, sizeof(a));
-    a.ifindex = (int32_t)ifa->ifa_index;
-    a.prefixlen = ifa->ifa_prefixlen;
-    a.scope = ifa->ifa_scope;
-    a.flags = ifa->ifa_flags;
-    const struct nlattr *attr;
-    mnl_attr_for_each(attr, nlh, sizeof(*ifa)) {
-        switch (mnl_attr_get_type(attr)) {
-        case IFA_ADDRESS:
-            attr_ipv6(attr, a.address);
-            break;
-        case IFA_FLAGS: /* the full 32-bit flags, beyond ifa_flags' 8 */
-            if (mnl_attr_get_payload_len(attr) >= 4)
-                a.flags = mnl_attr_get_u32(attr);
-            break;
-        default:
-            break;
-        }
-    }
+    if (!parse_address(nlh, AF_INET6, &a))
+        return MNL_CB_OK;
     if (ctx->count < ctx->capacity)
         ctx->out[ctx->count] = a;
     ctx->count++;
@@ -468,7 +411,9 @@ static int neighbour_cb(const struct nlmsghdr *nlh, void *data)
         switch (mnl_attr_get_type(attr)) {
         case NDA_DST:
             if (mnl_attr_get_payload_len(attr) == 4) {
-                n.address = attr_ipv4(attr);
+                uint8_t dst[16] = {0};
+                attr_address(attr, AF_INET, dst);
+                n.address = ipv4_of(dst);
                 has_dst = 1;
             }
             break;

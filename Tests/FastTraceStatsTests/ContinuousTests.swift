@@ -105,6 +105,7 @@ func runContinuous(_ network: SimulatedNetwork, _ destinations: [IPv4Address], i
                 if !trace.reached || trace.destinationTTL != UInt8(6) || !routersHeard { wrong += 1 }
             }
         #expect(summary.traces == 600 && wrong == 0, "\(wrong) of \(summary.traces) rounds wrong")
+        #expect(summary.dispatch.rejected == 0, "\(summary.dispatch)")
         #expect(starts.values.allSatisfy { $0.count == 4 })
         // 4 s of rounds: at most about one turn per 10 ms poll, plus one per reply batch; 1 ms turns
         // would be about 4,000.
