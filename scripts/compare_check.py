@@ -177,10 +177,15 @@ PARSERS = {
 
 
 def kind_of(addr, kinds):
+    """The truth's kind holding `addr`; for an IPv6 address, the kind as its `ipv6` entry has it (prefix,
+    example and routers over IPv6, the rest alike)."""
     ip = ipaddress.ip_address(addr)
     for k in kinds:
-        if ip in ipaddress.ip_network(k["prefix"]):
+        if ip.version == 4 and ip in ipaddress.ip_network(k["prefix"]):
             return k
+        v6 = k.get("ipv6")
+        if ip.version == 6 and v6 and ip in ipaddress.ip_network(v6["prefix"]):
+            return dict(k, prefix=v6["prefix"], example=v6["example"], hops=v6["hops"], ipv6=None)
     return None
 
 

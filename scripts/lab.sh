@@ -8,7 +8,8 @@
 #   scripts/lab.sh down               remove everything `up` made (idempotent)
 #   scripts/lab.sh truth              print the ground-truth JSON
 #   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|mixed
-#   scripts/lab.sh targets6 KIND N    the same over IPv6 (no dnat kind)
+#   scripts/lab.sh targets6 KIND N [--anyip]  the same over IPv6 (no dnat kind); --anyip: past the
+#                                     1,024 assigned addresses of a kind, for TCP and ICMP echo only
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
 #   scripts/lab.sh ratelimit on|off   switch the routers' ICMP rate limits (kernel defaults) on the running lab
 #   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
@@ -696,14 +697,20 @@ print_targets6() {
 example6() { print_targets6 "$1" 10 | tail -n 1; }
 
 lab_targets6() {
-    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|mixed N"
+    # --anyip: up to 65,535 of a kind. Every address of a kind's /48 is the target's (AnyIP), so TCP and
+    # ICMP echo answer from the address probed; only the first 1,024 are assigned, which a closed UDP
+    # port's port unreachable needs to leave from the address probed (README-lab.md, IPv6).
+    local anyip=false
+    if (($# == 3)) && [[ $3 == --anyip ]]; then anyip=true; set -- "$1" "$2"; fi
+    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|mixed N [--anyip]"
     local kind=$1 n=$2
     case $kind in open | firewalled | silent | blackhole | mixed) ;; *)
         die "targets6: unknown kind '$kind' (open, firewalled, silent, blackhole, mixed; no dnat over IPv6)" ;;
     esac
     [[ $n =~ ^[0-9]+$ ]] || die "targets6: N must be a non-negative integer, got '$n'"
     local cap=$TARGETS6_PER_KIND
-    [[ $kind == mixed ]] && cap=$((TARGETS6_PER_KIND * 10 / 7))
+    $anyip && cap=65535
+    [[ $kind == mixed ]] && cap=$((cap * 10 / 7))
     ((n <= cap)) || die "targets6: at most $cap distinct $kind targets"
     print_targets6 "$kind" "$n"
 }

@@ -328,9 +328,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             return false
         }
         // The slot's occupant (or, once retired, its last one); nil while the scheduler is handing the
-        // slot over right now.
+        // slot over right now (stale: it may be a late reply), or when no trace ever took it (forged:
+        // nothing was ever sent from it, so no reply can name it).
         guard let occupant = slots.read(Int(tag.slot)) else {
-            if countFailure { bump(staleCount) }
+            if countFailure {
+                if slots.neverUsed(Int(tag.slot)) { bump(forgedCount) } else { bump(staleCount) }
+            }
             return false
         }
         let flow = occupant.flow

@@ -74,6 +74,10 @@ public final class SlotTable: @unchecked Sendable {
         return record
     }
 
+    /// Receive side: true when no trace ever took the slot (its sequence word is still 0). A reply that
+    /// names such a slot cannot be a late one: nothing was ever sent from it.
+    @inlinable public func neverUsed(_ slot: Int) -> Bool { words.load(slot * Self.stride) == 0 }
+
     /// The scheduler's own view of its record (it is the only writer, so no retry is needed).
     func readOwn(_ slot: Int) -> SlotFlow? {
         let base = slot * Self.stride

@@ -85,6 +85,12 @@ public struct TransportCounters: Sendable, Equatable {
     public var socketRefusedBesideRing: UInt64 = 0
     /// Transmit-ring frames the kernel refused as malformed (TP_STATUS_WRONG_FORMAT).
     public var ringFramesRefused: UInt64 = 0
+    /// Packets the kernel's reply filter passed to the receive ring and dropped, summed over CPUs since it
+    /// was attached (the Linux transport's eBPF `ft_stats` map); nil where there is no such filter or its
+    /// counters cannot be read. What it dropped never reached user space.
+    public var filterKept: UInt64?
+    /// See `filterKept`.
+    public var filterDropped: UInt64?
     public init() {}
 }
 

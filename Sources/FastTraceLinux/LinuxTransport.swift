@@ -520,6 +520,10 @@ public final class LinuxTransport: ProbeTransport {
         counters.ringFramesRefused = txRing?.framesRefused.load(ordering: .relaxed) ?? 0
         counters.firstSendErrno = firstSendErrno.load(ordering: .relaxed)
         counters.firstSendErrorOnRing = firstSendErrorOnRing.load(ordering: .relaxed)
+        if let filter = filter.statistics() {
+            counters.filterKept = filter.kept
+            counters.filterDropped = filter.dropped
+        }
         counters.ringDrops = ringDropsTotal.withLock { total in
             var packets: UInt64 = 0
             var drops: UInt64 = 0

@@ -415,7 +415,8 @@ struct FastTrace: ParsableCommand {
     var sendPathOption: SendPathChoice?
     var sendPath: SendPathChoice { sendPathOption ?? .auto }
 
-    @Flag(name: .customLong("verbose"), help: "Say on stderr how the run is set up (which send path, and why).")
+    @Flag(name: .customLong("verbose"), help: ArgumentHelp(
+        "Say on stderr how the run is set up (which send path, and why), and at the end what reached user space."))
     var verbose = false
 
     /// For scripts/man-page.sh: the exit statuses, one `STATUS<TAB>MEANING` line each, for the man page's
@@ -1076,6 +1077,7 @@ struct FastTrace: ParsableCommand {
         if let hint = ipIDRewriteHint(result.dispatch) { Out.error(hint) }
         if let hint = sendRefusalHint(result.transport, packetLength: engine.configuration.packetLength,
             method: engine.configuration.method) { Out.error(hint) }
+        if verbose { Out.error(receiveLine(result)) }
         return (summaryLine(result, rate: engine.configuration.rate, maxInFlight: engine.configuration.maxInFlight,
             method: engine.configuration.method, sendPath: sendPathSummary, rounds: reporter != nil || intervalOption != nil),
             result)

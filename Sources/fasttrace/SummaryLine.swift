@@ -173,3 +173,21 @@ func sendPathText(_ path: SendPathReport, _ t: TransportCounters) -> String {
     }
     return "sent through the " + path.summary + (socket > 0 ? " (\(socket) through the raw socket\(refused))" : "")
 }
+
+/// `--verbose`'s line at the end of a run: what reached user space. Each packet read from the receive
+/// ring is either a reply to one of the run's probes (matched, a duplicate, or late: verified, but its
+/// trace had ended) or something else the kernel's filter let through (foreign, forged, malformed,
+/// premature, IP ID rewritten, a UDP answer naming no probe). On a busy host the second count says how
+/// much unrelated traffic got past the filter; the filter's own counts say what it kept and dropped.
+func receiveLine(_ r: RunSummary) -> String {
+    let d = r.dispatch, t = r.transport
+    let ours = d.matched + d.duplicates + d.stale
+    let other = d.malformed + d.foreign + d.forged + d.ipIDRewritten + d.premature + d.unkeyed
+    let filter = if let kept = t.filterKept, let dropped = t.filterDropped {
+        "the filter kept \(kept) and dropped \(dropped)"
+    } else {
+        "the filter's counts unreadable"
+    }
+    return "fasttrace: receive: \(counted(Int(t.packetsReceived), "packet")) read from the ring (\(filter)): "
+        + "\(counted(Int(ours), "reply", "replies")) to our probes (matched, duplicate or late), \(other) other"
+}

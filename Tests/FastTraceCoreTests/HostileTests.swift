@@ -427,3 +427,30 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(keep.limitedPositions == 2)  // the position and its TTL on any path, counted once each
     }
 }
+
+@Suite struct NeverUsedSlotTests {
+    @Test func aReplyNamingASlotNoTraceEverTookIsForgedNotStale() {
+        // A made-up SYN-ACK whose word happens to decode to a slot within the table that no trace ever
+        // took was counted *stale* (a late reply) before: the slot's record reads as nil both while it is
+        // handed over and when it was never used. Nothing was ever sent from such a slot, so the reply
+        // is forged. (In the lab, 3 of 400 forged RSTs and errors were counted stale: BusyHostLabTests.)
+        let codec = ProbeTagCodec(key0: 7, key1: 8)
+        let grid = ProbeGrid(firstTTL: 1, maxTTL: 8, attempts: 1, slots: 8)
+        let dispatcher = Dispatcher(grid: grid, sourcePort: 40000, codec: codec)
+        let vantage = IPv4Address(192, 0, 2, 1), target = IPv4Address(198, 51, 100, 7)
+        let flow = ProbeFlow(source: vantage, destination: target, sourcePort: 40000, destinationPort: 443, epoch: 1)
+        func synAck(slot: UInt16) -> [UInt8] {
+            let stamp = codec.encode(ProbeTag(slot: slot, ttl: 3, attempt: 0), flow: flow)
+            return SimulatedNetwork.tcpReply(from: target, to: vantage, sourcePort: 443, destinationPort: 40000,
+                acknowledgement: stamp.sequence &+ 1, flags: TCPLayout.syn | TCPLayout.ack)
+        }
+        // Slot 0 held this flow and its trace has finished: its genuine reply is late (stale).
+        dispatcher.slots.publish(0, flow: flow, digest: codec.digest(flow))
+        dispatcher.slots.retire(0)
+        synAck(slot: 0).withUnsafeBytes { dispatcher.handleReply($0, timestampNanos: 1_000_000_000) }
+        #expect(dispatcher.counters.stale == 1 && dispatcher.counters.forged == 0)
+        // Slot 5 was never taken: the same reply naming it is forged.
+        synAck(slot: 5).withUnsafeBytes { dispatcher.handleReply($0, timestampNanos: 1_000_000_000) }
+        #expect(dispatcher.counters.forged == 1 && dispatcher.counters.stale == 1, "\(dispatcher.counters)")
+    }
+}

@@ -225,4 +225,85 @@ struct HostileLabTests {
         }
         #expect(scratch.read("err").contains(", interrupted: \(interrupted.count) traces partial"), "\(scratch.read("err"))")
     }
+
+    @Test("SIGINT mid-batch over IPv6: valid JSON, interrupted traces marked, none lost, exit 130")
+    func interruptedBatch6() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        // Black holes and open hosts (every tenth line a black hole): some traces are done, some cut short.
+        scratch.write("list", targets6("mixed", 300))
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "--targets", scratch.file("list"),
+            "-p", "443", "--format", "json", "-w", "3", "--rate", "200"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        usleep(1_500_000)
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+        let lines = scratch.read("out").split(separator: "\n")
+        let traces = lines.compactMap(JSONTrace.init(line:))
+        #expect(!lines.isEmpty && traces.count == lines.count, "every line must be a whole JSON object")
+        #expect(traceObjects(scratch.read("out")).allSatisfy { $0["family"] as? String == "ipv6" })
+        // None lost: every trace the run started is written (the summary's count), each target once.
+        let err = scratch.read("err")
+        #expect(err.contains("fasttrace: \(traces.count) traces, "), "\(traces.count) lines: \(err)")
+        #expect(Set(traces.map(\.target)).count == traces.count)
+        let interrupted = traces.filter { $0.stop == "interrupted" }
+        #expect(!interrupted.isEmpty)
+        for trace in interrupted {
+            // What was answered is right; probes not waited for say so; nothing is a made-up `*`, and a
+            // trace the destination never answered has no state (JSON null), never `filtered`.
+            #expect(!trace.reached && trace.state == nil)
+            #expect(trace.hops.allSatisfy { $0.kind != "none" || $0.ttl <= 7 }, "\(trace.hops.map(\.kind))")
+            #expect(trace.hops.contains { $0.kind == "interrupted" } || trace.hops.allSatisfy { $0.addr != nil },
+                "\(trace.hops.map(\.kind))")
+            if let kind = lab.truth.kind(of: trace.target) {
+                for hop in trace.hops {
+                    if let addr = hop.addr, let allowed = allowedAddresses(trace, kind, ttl: hop.ttl) {
+                        #expect(allowed.contains(addr), "\(trace.target) ttl \(hop.ttl): \(addr)")
+                    }
+                }
+            }
+        }
+        // The finished ones are right.
+        for trace in traces where trace.stop != "interrupted" {
+            guard let kind = lab.truth.kind(of: trace.target) else { continue }
+            #expect(problems(trace, kind, probes: 3).isEmpty, "\(trace.target): \(problems(trace, kind, probes: 3))")
+        }
+        #expect(err.contains(", interrupted: \(interrupted.count) traces partial"), "\(err)")
+    }
+
+    @Test("Slots reused at a high rate, over IPv4 and IPv6: 2,800 traces through 1,280 slots, every one right",
+        arguments: ["ipv4", "ipv6"])
+    func slotReuseAtHighRate(family: String) throws {
+        // --max-in-flight 256 gives 256 + 1,024 slots (Engine: room for slots resting after use): 2,800
+        // target × ports take each slot two or three times, each time after the rest (wait + 0.5 s), so
+        // late replies to a slot's earlier occupant arrive while its next one runs and must land nowhere.
+        let lab = try Lab.get()
+        let list = family == "ipv6" ? targets6("mixed", 1400)
+            : runTool([repoRoot + "/scripts/lab.sh", "targets", "mixed", "1400"]).stdout
+        #expect(list.split(separator: "\n").count == 1400)
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "443,25", "--format", "json",
+            "-n", "-q", "1", "-w", "1", "-m", "12", "--gap", "3", "--rate", "20000", "--max-in-flight", "256"],
+            stdin: list, timeout: 300)
+        #expect(r.status == 0, "\(r.stderr)")
+        let traces = parseTraces(r.stdout)
+        #expect(traces.count == 2800)
+        #expect(Set(traces.map { "\($0.target) \($0.port)" }).count == 2800, "each target × port once")
+        var wrong: [String] = []
+        for trace in traces {
+            guard let kind = lab.truth.kind(of: trace.target) else {
+                wrong.append("\(trace.target): not a lab target")
+                continue
+            }
+            for p in problems(trace, kind, probes: 1) { wrong.append("\(trace.target):\(trace.port) (\(kind.kind)) \(p)") }
+        }
+        #expect(wrong.isEmpty, "\(wrong.count) wrong, first: \(wrong.prefix(8))")
+        #expect(traceObjects(r.stdout).allSatisfy { $0["family"] as? String == family })
+        // Replies refused, if any, are late ones (stale): none forged, foreign or malformed.
+        for word in ["forged", "foreign", "malformed", "premature", "IP ID rewritten"] {
+            #expect(!r.stderr.contains(" \(word)"), "\(r.stderr)")
+        }
+        #expect(r.stderr.contains("fasttrace: 2800 traces, ") && r.stderr.contains(" 0 ring drops"), "\(r.stderr)")
+    }
 }
