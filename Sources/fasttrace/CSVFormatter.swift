@@ -75,6 +75,11 @@ struct CSVFormatter {
         },
         CSVColumn("dnat") { row, out in if let to = row.hop?.translatedDestination { out.appendAddress(to) } },
         CSVColumn("addrs") { row, out in if let hop = row.hop { out.appendDistinctResponders(hop) } },
+        // The MPLS label stack the hop's router reported (RFC 4950), as the text mark spells it (its commas
+        // make it a quoted field).
+        CSVColumn("mpls") { row, out in
+            if let stack = row.hop?.probes.lazy.compactMap(\.mpls).first { out.appendCSVField(mplsText(stack)) }
+        },
     ]
 
     /// The reverse name of the hop's `addr` (JSON's `hops[].name`): empty when it has none.

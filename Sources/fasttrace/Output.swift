@@ -252,9 +252,12 @@ struct TextFormatter {
 
 /// traceroute's mark for the MPLS label stack a router reported (RFC 4950), with its leading space:
 /// ` <MPLS:L=24001,E=0,S=1,T=1>`, `/+N more` for entries past the two kept. Traces and reports print it.
-func mplsMark(_ stack: MPLSStack) -> String {
-    " <MPLS:" + stack.entries.map(\.description).joined(separator: "/")
-        + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "") + ">"
+func mplsMark(_ stack: MPLSStack) -> String { " <MPLS:" + mplsText(stack) + ">" }
+
+/// The stack as the mark spells it inside `<MPLS:…>`: `L=24001,E=0,S=1,T=1`, entries joined by `/`, and
+/// `/+N more` for entries past the two kept (CSV's `mpls` column).
+func mplsText(_ stack: MPLSStack) -> String {
+    stack.entries.map(\.description).joined(separator: "/") + (stack.depth > 2 ? "/+\(stack.depth - 2) more" : "")
 }
 
 /// The mark tcptraceroute prints after an ICMP destination unreachable, by code (RFC 792, RFC 1812):

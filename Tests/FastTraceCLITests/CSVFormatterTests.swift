@@ -104,7 +104,7 @@ let pythonReader = """
     func header() {
         let trace = ["target", "target_name", "port", "protocol", "tcp_flags", "source", "sport", "reached", "state", "stop",
             "dest_ttl", "probes_sent"]
-        let hop = ["ttl", "addr", "kind", "code", "dnat", "addrs"]
+        let hop = ["ttl", "addr", "kind", "code", "dnat", "addrs", "mpls"]
         #expect(csv([], probes: 3) == (trace + hop + ["rtt1_ms", "rtt2_ms", "rtt3_ms", "reply1", "reply2", "reply3"])
             .joined(separator: ",") + "\n")
         #expect(csv([], probes: 1) == (trace + hop + ["rtt1_ms", "reply1"]).joined(separator: ",") + "\n")
@@ -116,10 +116,10 @@ let pythonReader = """
         let lines = csv([prohibited, empty]).split(separator: "\n", omittingEmptySubsequences: false)
         #expect(lines.count == 5, "header, 2 hops, 1 row for the hop-less trace, then the final newline")
         #expect(lines[1] == "198.51.100.10,,80,tcp,syn,192.0.2.1,40000,false,filtered,unreachable,,6,"
-            + "1,198.18.0.1,time-exceeded,,,,0.050,0.050,0.050,time-exceeded,time-exceeded,time-exceeded")
+            + "1,198.18.0.1,time-exceeded,,,,,0.050,0.050,0.050,time-exceeded,time-exceeded,time-exceeded")
         #expect(lines[2] == "198.51.100.10,,80,tcp,syn,192.0.2.1,40000,false,filtered,unreachable,,6,"
-            + "2,198.18.0.41,unreachable,13,,,0.060,0.060,0.060,unreachable,unreachable,unreachable")
-        #expect(lines[3] == "198.51.100.10,,8080,tcp,syn,192.0.2.1,40000,false,unknown,interrupted,,0,,,,,,,,,,,,")
+            + "2,198.18.0.41,unreachable,13,,,,0.060,0.060,0.060,unreachable,unreachable,unreachable")
+        #expect(lines[3] == "198.51.100.10,,8080,tcp,syn,192.0.2.1,40000,false,unknown,interrupted,,0,,,,,,,,,,,,,")
         #expect(lines[4] == "")
     }
 

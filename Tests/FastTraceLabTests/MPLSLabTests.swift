@@ -63,6 +63,13 @@ struct MPLSLabTests {
                 stdin: "198.18.2.2\n", timeout: 30)
             #expect(json.stdout.contains(#""mpls":[{"label":24001,"tc":0,"s":0,"ttl":1},{"label":16,"tc":5,"s":1,"ttl":1}]"#),
                 "\(method): \(json.stdout)")
+            // CSV: the hop's row carries the stack in its mpls column (after addrs), spelled as the text mark,
+            // quoted for its commas.
+            let csv = runTool([fasttraceBinary, "--netns", net.vantage, "-n", "-q", "1", "-w", "1", "-m", "3",
+                "--format", "csv"] + method + ["198.18.2.2"] + port, timeout: 30)
+            #expect(csv.stdout.split(separator: "\n").first?.contains(",addrs,mpls,") == true, "\(csv.stdout)")
+            #expect(csv.stdout.split(separator: "\n").contains { $0.contains(",1,198.18.1.1,time-exceeded,")
+                && $0.contains(#","L=24001,E=0,S=0,T=1/L=16,E=5,S=1,T=1","#) }, "\(method): \(csv.stdout)")
         }
     }
 }

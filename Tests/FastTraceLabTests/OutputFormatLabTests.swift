@@ -8,7 +8,7 @@ import Testing
 
 /// The CSV header for runs with 3 probes per hop and hop names (no -n), as the README documents it.
 let csvHeader = "target,target_name,port,protocol,tcp_flags,source,sport,reached,state,stop,dest_ttl,probes_sent,"
-    + "ttl,addr,name,kind,code,dnat,addrs,rtt1_ms,rtt2_ms,rtt3_ms,reply1,reply2,reply3"
+    + "ttl,addr,name,kind,code,dnat,addrs,mpls,rtt1_ms,rtt2_ms,rtt3_ms,reply1,reply2,reply3"
 
 /// Reads fasttrace's CSV on stdin with Python's csv module and checks its form: the header (argv[1]),
 /// LF line ends, no blank or short rows, no trailing junk, well-formed values, each trace's rows together
