@@ -564,12 +564,15 @@ private final class Receiver: @unchecked Sendable {
         // about two retire timeouts. Allow that, plus 1 ms for packets stamped on other CPUs.
         let inFlightNanos = UInt64(2 * ring.geometry.retireTimeoutMilliseconds + 1) * 1_000_000
         let clock = SystemClock()
+        var offsets = ClockOffset.Tracker(SystemClock.bracketedOffset())
         while !stop.load(ordering: .acquiring) {
             var newest: UInt64 = 0
             // The ring stamps packets on CLOCK_REALTIME; the engine runs on CLOCK_MONOTONIC. Convert
-            // with the clocks' offset read now: a wall-clock step skews only packets stamped before the
-            // step and read after it, instead of every deadline in flight.
-            let offset = SystemClock.realtimeMinusMonotonic()
+            // with the clocks' offset as read now (kept from earlier readings unless the wall clock was
+            // stepped: `ClockOffset.Tracker`): a step skews only packets stamped before the step and read
+            // after it, instead of every deadline in flight.
+            offsets.update(SystemClock.bracketedOffset())
+            let offset = offsets.offset
             let delivered = ring.drain(maxBlocks: maxBlocks) { bytes, realtime in
                 let nanos = UInt64(bitPattern: Int64(bitPattern: realtime) &- offset)
                 sink.handleReply(bytes, timestampNanos: nanos)
@@ -588,7 +591,8 @@ private final class Receiver: @unchecked Sendable {
             _ = poll(&pfd, 1, Self.pollTimeoutMilliseconds)  // EINTR: loop and poll again
         }
         // Deliver what is already in ready blocks, so counts read after stop include it.
-        let finalOffset = SystemClock.realtimeMinusMonotonic()
+        offsets.update(SystemClock.bracketedOffset())
+        let finalOffset = offsets.offset
         let delivered = ring.drain(maxBlocks: ring.geometry.blockCount) { bytes, realtime in
             sink.handleReply(bytes, timestampNanos: UInt64(bitPattern: Int64(bitPattern: realtime) &- finalOffset))
         }

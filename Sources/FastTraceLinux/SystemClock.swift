@@ -32,8 +32,11 @@ public final class SystemClock: EngineClock, @unchecked Sendable {
     /// CLOCK_REALTIME minus CLOCK_MONOTONIC, now, in nanoseconds: what converts a ring timestamp.
     /// Read from bracketed clock reads (`ClockOffset`): a thread preempted between two reads would
     /// otherwise stamp a whole batch of replies early, before their probes were sent.
-    public static func realtimeMinusMonotonic() -> Int64 {
-        ClockOffset.estimate(monotonic: { read(CLOCK_MONOTONIC) }, realtime: { read(CLOCK_REALTIME) })
+    public static func realtimeMinusMonotonic() -> Int64 { bracketedOffset().offset }
+
+    /// `realtimeMinusMonotonic` with its bracket's width (for `ClockOffset.Tracker`).
+    public static func bracketedOffset() -> (offset: Int64, width: UInt64) {
+        ClockOffset.bracketed(monotonic: { read(CLOCK_MONOTONIC) }, realtime: { read(CLOCK_REALTIME) })
     }
 
     /// Sleeps until monotonic `deadline`. Returns at once if it has passed.

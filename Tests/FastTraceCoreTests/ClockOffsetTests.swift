@@ -35,6 +35,31 @@ import Testing
         #expect(abs(offset - clocks.trueOffset) <= 5_000 / 2 + 100)
     }
 
+    @Test("Kept across batches: a reading preempted on every try cannot move the offset; a narrower one refines it; a wall-clock step is taken")
+    func trackerKeepsTheOffsetUntilAStep() {
+        let truth: Int64 = 1_765_000_000_000_000_000
+        var tracker = ClockOffset.Tracker((truth + 300, 2_000))
+        // Every try preempted: the best bracket is 3 ms wide and its midpoint 1.2 ms off. The old per-batch
+        // estimate would have stamped that batch 1.2 ms early.
+        tracker.update((truth - 1_200_000, 3_000_000))
+        #expect(tracker.offset == truth + 300 && tracker.width == 2_000)
+        tracker.update((truth + 20, 100))
+        #expect(tracker.offset == truth + 20 && tracker.width == 100)
+        // The wall clock stepped 250 ms back: a tight reading far outside both brackets.
+        tracker.update((truth - 250_000_000, 150))
+        #expect(tracker.offset == truth - 250_000_000)
+        // Through the real estimator: readings from fake clocks, the first quiet, the second preempted on
+        // every try.
+        let quiet = FakeClocks(preemptions: [])
+        var real = ClockOffset.Tracker(ClockOffset.bracketed(monotonic: quiet.monotonic, realtime: quiet.realtime))
+        let busy = FakeClocks(preemptions: Array(repeating: 2_000_000, count: 8))
+        real.update(ClockOffset.bracketed(monotonic: busy.monotonic, realtime: busy.realtime))
+        #expect(abs(real.offset - quiet.trueOffset) <= 100, "\(real.offset - quiet.trueOffset)")
+        let busyAgain = FakeClocks(preemptions: Array(repeating: 2_000_000, count: 8))
+        let bare = ClockOffset.estimate(monotonic: busyAgain.monotonic, realtime: busyAgain.realtime)
+        #expect(abs(bare - busyAgain.trueOffset) > 100_000, "the bare estimate is \(bare - busyAgain.trueOffset) ns off")
+    }
+
     @Test func aQuietReadIsExactToItsBracket() {
         let clocks = FakeClocks(preemptions: [])
         let offset = ClockOffset.estimate(monotonic: clocks.monotonic, realtime: clocks.realtime)
