@@ -163,6 +163,45 @@ private func value(_ text: String, _ series: String) -> Double? {
         #expect(value(after, "fasttrace_probes_sent_total{vantage=\"lab-a\"}") == 150)
     }
 
+    @Test("Targets spread over the registries: one exposition, each name's HELP and TYPE once and its samples together, every target's series there")
+    func manyTargetsOneExposition() throws {
+        let metrics = RunMetrics(vantage: "v")
+        let tracker = ChangeTracker(windowRounds: 2)
+        for index in 0..<300 {
+            var trace = monitorRound(index: index)
+            trace.request = TraceRequest(index: index, destination: IPv4Address(198, 51, 100 + UInt8(index / 200),
+                UInt8(index % 200)), port: 443, source: monitorSource)
+            _ = tracker.add(trace)
+            metrics.record(trace, window: tracker.window(index))
+        }
+        let text = String(decoding: metrics.render(), as: UTF8.self)
+        let lines = text.split(separator: "\n")
+        var seenTypes: Set<Substring> = []
+        var closed: Set<Substring> = []  // names whose samples have ended
+        var current: Substring = ""
+        for line in lines {
+            if line.hasPrefix("# TYPE ") {
+                let name = line.split(separator: " ")[2]
+                #expect(seenTypes.insert(name).inserted, "a second TYPE line for \(name)")
+                if !current.isEmpty { closed.insert(current) }
+                current = name
+            } else if !line.hasPrefix("#") {
+                let sample = line.prefix { $0 != "{" && $0 != " " }
+                // A sample belongs to the family being written (histograms add _bucket, _sum, _count).
+                #expect(sample.hasPrefix(current), "\(sample) outside its family \(current)")
+                #expect(!closed.contains(sample), "\(sample) after its family ended")
+            }
+        }
+        #expect(lines.filter { $0.hasPrefix("fasttrace_target_up{") }.count == 300)
+        #expect(lines.filter { $0.hasPrefix("fasttrace_hop_loss_ratio{") }.count == 300 * 4)
+        #expect(value(text, #"fasttrace_target_hops{vantage="v",target="198.51.101.99",port="443",protocol="tcp"}"#) == 4)
+        // promtool, when it is there, reads it as Prometheus would.
+        if let promtool = toolPath("promtool") {
+            let r = try runTool([promtool, "check", "metrics"], input: text)
+            #expect(r.status == 0, "\(r.stdout) \(r.stderr)")
+        }
+    }
+
     @Test("Per-hop loss marks: a router that never answers is no_reply, not loss on the path; loss from a hop to the destination is loss_path")
     func hopLossMarks() throws {
         let labels = #"vantage="v",target="198.51.100.7",port="443",protocol="tcp""#
