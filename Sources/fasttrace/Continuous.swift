@@ -174,14 +174,8 @@ extension FastTrace {
             let linesSkipped = stream.linesSkipped, skipped = stream.skipped
             let interrupted = cancelRequested.load(ordering: .relaxed)
             if stream.readError == nil && !interrupted && stream.produced == 0 && skipped == 0 && linesSkipped == 0 {
-                if let shard = JSONFormatter.shard, stream.inOtherShards > 0 {
-                    // A shard may be empty: not bad input, and nothing to trace.
-                    Out.error("fasttrace: \(stream.sourceName): no target x port of it is in shard \(shard) "
-                        + "(\(stream.inOtherShards) in the others): nothing to trace")
-                    try Out.finish()
-                    return
-                }
-                throw UsageFailure("\(stream.sourceName): no targets")
+                try emptyList(stream)
+                return
             }
             if listNotices.held > 0 {
                 Out.error("fasttrace: \(stream.sourceName): … and \(counted(listNotices.held, "more notice")) of "

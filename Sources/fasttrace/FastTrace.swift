@@ -975,14 +975,8 @@ struct FastTrace: ParsableCommand {
             if stream.readError == nil && !interrupted && stream.produced == 0 && skipped == 0 && linesSkipped == 0
                 && duplicates == 0
             {
-                if let shard = JSONFormatter.shard, stream.inOtherShards > 0 {
-                    // A shard may be empty: not bad input, and nothing to trace.
-                    Out.error("fasttrace: \(stream.sourceName): no target x port of it is in shard \(shard) "
-                        + "(\(stream.inOtherShards) in the others): nothing to trace")
-                    try Out.finish()
-                    return
-                }
-                throw UsageFailure("\(stream.sourceName): no targets")
+                try emptyList(stream)
+                return
             }
             if listNotices.held > 0 {
                 Out.error("fasttrace: \(stream.sourceName): … and \(counted(listNotices.held, "more notice")) of "
@@ -1099,6 +1093,17 @@ func counted(_ n: Int, _ singular: String, _ plural: String? = nil) -> String {
 }
 
 /// A problem with what the user asked for: one line, exit status 2.
+/// A list that gave no target: one line and exit 0 when every target × port of it is in other shards
+/// (`--shard`: a shard may be empty), bad input (exit 2) otherwise.
+func emptyList(_ stream: TargetStream) throws {
+    guard let shard = JSONFormatter.shard, stream.inOtherShards > 0 else {
+        throw UsageFailure("\(stream.sourceName): no targets")
+    }
+    Out.error("fasttrace: \(stream.sourceName): no target x port of it is in shard \(shard) "
+        + "(\(stream.inOtherShards) in the others): nothing to trace")
+    try Out.finish()
+}
+
 struct UsageFailure: Error {
     let message: String
     init(_ message: String) { self.message = message }
