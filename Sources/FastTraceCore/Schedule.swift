@@ -174,7 +174,11 @@ public final class ScheduleSource<Base: TraceRequestSource>: TraceRequestSource 
         request.index = nextIndex
         nextIndex += 1
         indexByKey[key] = request.index
-        let at = slot(of: request.index, atOrAfter: now)
+        var at = slot(of: request.index, atOrAfter: now)
+        // Its moment in the current interval has passed (it was read, resolved or re-read after it; for
+        // the first target, by the microseconds since the start): its first round starts now rather than
+        // an interval later (or never, with a --duration of one interval); its later rounds keep its phase.
+        if at >= start + intervalNanos && at - intervalNanos < now { at = now }
         if let endNanos, at >= endNanos { return }
         targets[request.index] = Target(request: request, queuedAt: at)
         heap.push(at: at, index: request.index)

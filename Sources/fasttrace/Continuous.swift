@@ -96,10 +96,12 @@ extension FastTrace {
         installReloadHandler()
         if let stream {
             try stream.start()
+            let removedTargets = RemovedTargets()
             let schedule = ScheduleSource(stream, intervalNanos: intervalNanos, maxRounds: options.maxRounds,
                 endNanos: endNanos, clock: clock)
             let path = targetsFile ?? "-"
             schedule.onRemoved = { index in
+                removedTargets.indices.insert(index)
                 tracker.remove(index)
                 metrics?.remove(index)
             }
@@ -169,7 +171,7 @@ extension FastTrace {
                 defer { stream.cancel(); reloadStream?.cancel() }
                 summaryLine = try runEngine(engine, source: &source, text: text, stage: stage,
                     observe: observer(schedule.finished, tracker: tracker, metrics: metrics, changes: changes,
-                        vantage: vantage, stage: stage, count: { schedule.count })).line
+                        vantage: vantage, stage: stage, count: { schedule.count }, removed: removedTargets)).line
             }
             let linesSkipped = stream.linesSkipped, skipped = stream.skipped
             let interrupted = cancelRequested.load(ordering: .relaxed)
@@ -212,10 +214,14 @@ extension FastTrace {
     /// What continuous mode does with each finished round before (or instead of) writing it.
     private func observer(
         _ finished: @escaping (TraceResult) -> (round: Int, last: Bool), tracker: ChangeTracker, metrics: RunMetrics?,
-        changes: Bool, vantage: String, stage: OutputStage, count: @escaping () -> Int
+        changes: Bool, vantage: String, stage: OutputStage, count: @escaping () -> Int,
+        removed: RemovedTargets = RemovedTargets()
     ) -> (TraceResult) -> Bool {
         { trace in
             finished(trace)
+            // The round of a target a SIGHUP removed while it ran: written, but its statistics and series
+            // went with it and are not made again.
+            if removed.indices.contains(trace.request.index) { return changes }
             // The tracker (a window of per-hop statistics per target × port) runs only when its output is
             // wanted.
             let events = changes || metrics != nil ? tracker.add(trace) : []
@@ -235,6 +241,11 @@ extension FastTrace {
             return true
         }
     }
+}
+
+/// Target × ports a SIGHUP re-read removed (engine thread only).
+final class RemovedTargets {
+    var indices: Set<Int> = []
 }
 
 /// SIGHUP asks for the list to be re-read (continuous mode only; elsewhere it ends the process, as by

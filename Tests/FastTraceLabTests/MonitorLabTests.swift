@@ -243,6 +243,39 @@ struct MonitorLabTests {
         #expect(trace.stop == "gap-limit" && trace.hops.last?.ttl == hole.hops.count + 5, "\(r.stdout)")
     }
 
+    @Test("SIGHUP removing a target whose round is under way: its series go and do not come back when that round ends")
+    func removedMidRoundLeavesNoSeries() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        let hole = lab.truth.kind(named: "blackhole").example
+        scratch.write("list", "198.19.0.10\n\(hole)\n")
+        // -w 2: the black hole's silent TTLs keep each of its rounds under way for seconds.
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", scratch.file("list"),
+            "-p", "443", "--interval", "1", "-q", "1", "-w", "2", "-m", "12", "--metrics-listen", "127.0.0.1:9919",
+            "--format", "json"], stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        func scrape() -> String {
+            runTool(["ip", "netns", "exec", lab.namespace, "curl", "-s", "-m", "3", "http://127.0.0.1:9919/metrics"],
+                timeout: 10).stdout
+        }
+        // Its first round is in (its series exist); its second starts within the interval (1 s) and runs for
+        // about 2 s (its silent TTLs' -w 2).
+        #expect(eventually(20) { scrape().contains("target=\"\(hole)\"") }, "\(scratch.read("err"))")
+        usleep(1_100_000)
+        scratch.write("list", "198.19.0.10\n")
+        kill(child.pid, SIGHUP)
+        #expect(eventually(10) { scratch.read("err").contains("re-read") }, "\(scratch.read("err"))")
+        // Past the end of the round that was under way (at most -m 12 TTLs' waits).
+        #expect(eventually(15) { parseTraces(scratch.read("out")).filter { $0.target == hole }.count >= 2 })
+        usleep(1_500_000)
+        let text = scrape()
+        #expect(!text.contains("target=\"\(hole)\""), "\(text.split(separator: "\n").filter { $0.contains(hole) }.prefix(3))")
+        #expect(text.contains("target=\"198.19.0.10\""))
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
+    }
+
     @Test("--metrics-listen :80 as root: bound before the capabilities go, and reachable over IPv4 and IPv6 alike")
     func listenEverywhere() throws {
         let lab = try Lab.get()

@@ -14,7 +14,8 @@ import Testing
 /// Runs continuous mode over `destinations` (port 443) on `network`; returns each round's start time per
 /// target, the change events, the engine's turns (calls of `shouldCancel`) and the summary.
 func runContinuous(_ network: SimulatedNetwork, _ destinations: [IPv4Address], interval: Double, count: Int? = nil,
-    duration: Double? = nil, tracker: ChangeTracker = ChangeTracker(), configure: (inout EngineConfiguration) -> Void = { _ in },
+    duration: Double? = nil, startDelay: UInt64 = 0, tracker: ChangeTracker = ChangeTracker(),
+    configure: (inout EngineConfiguration) -> Void = { _ in },
     onRound: @escaping (TraceResult, Int) -> Void = { _, _ in }
 ) throws -> (starts: [Int: [UInt64]], events: [ChangeEvent], turns: Int, summary: RunSummary, origin: UInt64) {
     var config = EngineConfiguration()
@@ -33,6 +34,8 @@ func runContinuous(_ network: SimulatedNetwork, _ destinations: [IPv4Address], i
     var source = ScheduleSource(IteratorRequestSource(requests.makeIterator()), intervalNanos: UInt64(interval * 1e9),
         maxRounds: count, endNanos: end, clock: network)
     let schedule = source
+    // Time passing between the schedule's start and the engine's first look (a list being read).
+    if startDelay > 0 { network.sleep(until: network.now() + startDelay) }
     var starts: [Int: [UInt64]] = [:]
     var events: [ChangeEvent] = []
     var turns = 0
@@ -110,6 +113,19 @@ func runContinuous(_ network: SimulatedNetwork, _ destinations: [IPv4Address], i
         // 4 s of rounds: at most about one turn per 10 ms poll, plus one per reply batch; 1 ms turns
         // would be about 4,000.
         #expect(turns < 800, "\(turns) scheduler turns for 4 s of rounds")
+    }
+
+    @Test("A target whose moment in the first interval passed before it was read starts at once, not an interval later (or never)")
+    func lateTargetsStartAtOnce() throws {
+        // A trial: with --interval 10 --duration 10 the first target of a list was never traced, and one
+        // target's first round came an interval after the start (its phase 0 had passed by microseconds).
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: Self.routers, destination: .listening(ports: [443])) }
+        let targets = (0..<3).map { IPv4Address(198, 51, 100, UInt8(10 + $0)) }
+        let (starts, _, _, summary, origin) = try runContinuous(net, targets, interval: 10, duration: 10,
+            startDelay: 5_000_000)
+        #expect(summary.traces == 3 && starts.count == 3, "\(starts)")
+        // The first target at once (5 ms after the start, when the list was read), not at 10 s.
+        #expect((starts[0]?.first).map { $0 - origin < 50_000_000 } == true, "\(starts[0] ?? [])")
     }
 
     @Test("--duration: no round starts after it; rounds under way finish")
