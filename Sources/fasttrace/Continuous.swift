@@ -144,7 +144,7 @@ extension FastTrace {
                             let fresh = try makeStream()
                             let notices = NoticeLimit(limit: 10)
                             fresh.onSkip = { skip in
-                                metrics?.count(skip.kind == .line ? .skippedLine : .skippedTarget)
+                                if skip.kind != .duplicates { metrics?.count(skip.kind == .line ? .skippedLine : .skippedTarget) }
                                 guard notices.admit() else { return }
                                 let what = switch skip.kind {
                                 case .line: "line skipped"

@@ -750,7 +750,8 @@ struct FastTrace: ParsableCommand {
         // that cannot be written is said now, not after the rounds.
         let listenSocket = try listen.map { try $0.listeningSocket().get() }
         let plotFile = try plotPath.map { path throws(UsageFailure) in
-            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            // Not emptied yet: a run refused after this (a target that cannot be traced) leaves it as it was.
+            let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw UsageFailure("--plot \(path): cannot write: \(SystemError.errnoText(errno))") }
             return PlotFile(path: path, descriptor: fd)
         }
@@ -822,7 +823,7 @@ struct FastTrace: ParsableCommand {
             if let stream {
                 let onSkip = stream.onSkip
                 stream.onSkip = { skip in
-                    metrics.count(skip.kind == .line ? .skippedLine : .skippedTarget)
+                    if skip.kind != .duplicates { metrics.count(skip.kind == .line ? .skippedLine : .skippedTarget) }
                     onSkip(skip)
                 }
             }

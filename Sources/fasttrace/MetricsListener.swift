@@ -14,7 +14,7 @@ struct MetricsListenAddress: Equatable {
     /// Reads `ADDR:PORT`, `[ADDR]:PORT` (IPv6) or `:PORT`; the reason in one sentence when it is none.
     static func parse(_ text: String) -> Result<MetricsListenAddress, UsageFailure> {
         func failure(_ why: String) -> Result<MetricsListenAddress, UsageFailure> { .failure(UsageFailure("--metrics-listen: \(why)")) }
-        guard let colon = text.lastIndex(of: ":") else {
+        guard let colon = text.lastIndex(of: ":"), !text.hasSuffix("]") else {
             return failure("give ADDR:PORT, :PORT or [ADDR]:PORT (got '\(text)')")
         }
         var host = String(text[..<colon])

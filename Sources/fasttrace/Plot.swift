@@ -231,6 +231,12 @@ final class PlotBook {
         let bytes = Array(svg().utf8)
         let fd = descriptor ?? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return "--plot \(path): cannot write: \(SystemError.errnoText(errno))" }
+        // The file opened at the start is emptied only now, when the picture is written.
+        if descriptor != nil && ftruncate(fd, 0) != 0 && errno != EINVAL {
+            let code = errno
+            _ = close(fd)
+            return "--plot \(path): cannot write: \(SystemError.errnoText(code))"
+        }
         if let code = Out.writeAll(fd, bytes) {
             _ = close(fd)
             return "--plot \(path): cannot write: \(SystemError.errnoText(code))"

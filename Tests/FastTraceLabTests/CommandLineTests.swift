@@ -71,6 +71,8 @@ let generateManualBinary = URL(fileURLWithPath: fasttraceBinary).deletingLastPat
          "fasttrace: --metrics-listen: port must be 0...65535 (got '99999')"),
         (["--interval", "1", "--metrics-listen", "127.0.0.1:+80", "198.19.0.1"],
          "fasttrace: --metrics-listen: port must be 0...65535 (got '+80')"),
+        (["--interval", "1", "--metrics-listen", "[::1]", "198.19.0.1"],
+         "fasttrace: --metrics-listen: give ADDR:PORT, :PORT or [ADDR]:PORT (got '[::1]')"),
         (["--interval", "1", "--metrics-listen", "::1:9917", "198.19.0.1"],
          "fasttrace: --metrics-listen: an IPv6 address goes in brackets, [ADDR]:PORT (got '::1:9917')"),
     ])

@@ -304,7 +304,8 @@ struct MonitorLabTests {
         defer { scratch.cleanup() }
         let blackhole = lab.truth.kind(named: "blackhole").example
         let open = lab.truth.kind(named: "open")
-        scratch.write("list", "\(open.example)\n\(blackhole)\nnot a target!\n")
+        // The open target twice: a duplicate is dropped, and is no run error.
+        scratch.write("list", "\(open.example)\n\(blackhole)\nnot a target!\n\(open.example)\n")
         scratch.write("prometheus.yml", """
             global:
               scrape_interval: 1s
@@ -357,6 +358,7 @@ struct MonitorLabTests {
         #expect((query("fasttrace_replies_matched_total").first?.1 ?? 0) > 0)
         // A target that fails (a line that is no target) still shows, as a run error.
         #expect(query("fasttrace_run_errors_total{reason=\"skipped_line\"}").first?.1 == 1)
+        #expect(query("fasttrace_run_errors_total{reason=\"skipped_target\"}").first?.1 == 0)
         // The README's "which hop adds latency" query evaluates to one series per target × port.
         #expect(eventually(10) { query("fasttrace_target_rtt_seconds_count > 0").count == 1 })
         let rises = query("topk by (vantage, target, port, protocol) (1, fasttrace_hop_latency_added_seconds)")

@@ -262,6 +262,11 @@ struct RoundsLabTests {
         #expect(full.status == 1 && full.stdout.contains("2 rounds"), "\(full.status) \(full.stderr)")
         #expect(full.stderr.split(separator: "\n").filter { $0.contains("--plot") }
             == ["fasttrace: --plot /dev/full: cannot write: No space left on device (ENOSPC)"], "\(full.stderr)")
+        // A run refused after the file is opened (the vantage's own address) leaves an existing file as it was.
+        scratch.write("keep.svg", "keep\n")
+        let refused = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "2", "--plot", scratch.file("keep.svg"),
+            "198.18.0.2", "443"], timeout: 30)
+        #expect(refused.status == 2 && scratch.read("keep.svg") == "keep\n", "\(refused.stderr)")
         // A file that cannot be opened is said before any round, not after them all.
         let missing = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-c", "2", "-w", "0.3", "--plot",
             scratch.file("no-such-dir/plot.svg"), open, "443"], timeout: 60)
