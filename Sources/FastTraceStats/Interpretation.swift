@@ -103,6 +103,16 @@ public struct Interpretation: Sendable, Equatable {
         public init() {}
     }
 
+    /// The verdict for `hop`: the analysis's, or for a row past the destination's least TTL (probes of rounds
+    /// whose destination answered later, under loss) `noReply` when nothing there answered and `uncertain`
+    /// when some of it did not: never unmarked loss.
+    public func verdict(for hop: HopStats) -> HopVerdict? {
+        if let verdict = hops.first(where: { $0.ttl == hop.ttl }) { return verdict }
+        guard hop.sent > 0, hop.lost > 0 else { return nil }
+        return HopVerdict(ttl: hop.ttl, loss: hop.lost == hop.sent ? .noReply : .uncertain,
+            rateLimitCaught: hop.rateLimitedSilences > 0, slowAnswers: false)
+    }
+
     /// Interprets `hops` (TTL order). `destinationTTL`: the least TTL the destination answered at, if it did.
     public init(_ hops: [HopStats], destinationTTL: UInt8?, thresholds: Thresholds = Thresholds()) {
         let rows = hops.filter { $0.sent > 0 && (destinationTTL == nil || $0.ttl <= destinationTTL!) }

@@ -79,7 +79,7 @@ final class PlotBook {
             }
             let host = hop.mainResponder.map { ReportText.label($0.address, annotator) }
             hops.append(PlotHop(ttl: hop.ttl, host: host ?? "???", rtt: rtt, lossPercent: hop.lossPercent,
-                mark: analysis.hops.first { $0.ttl == hop.ttl }?.loss ?? .none))
+                mark: analysis.verdict(for: hop)?.loss ?? .none))
         }
         targets.append(PlotTarget(title: ReportText.title(stats, requested: requested),
             target: stats.request.destination.description,

@@ -78,7 +78,7 @@ enum ReportText {
         var rows: [[String]] = []
         var extra: [Int: [String]] = [:]
         for hop in stats.hops where hop.sent > 0 || hop.inFlight > 0 {
-            let verdict = analysis.hops.first { $0.ttl == hop.ttl }
+            let verdict = analysis.verdict(for: hop)
             var host = "???"
             if let main = hop.mainResponder {
                 host = label(main.address, annotator) + (main.mpls.map(mplsMark) ?? "")
@@ -315,7 +315,7 @@ enum ReportJSON {
         for hop in hops where hop.sent > 0 || hop.inFlight > 0 {
             if !first { out.append(0x2C) }
             first = false
-            let verdict = analysis.hops.first { $0.ttl == hop.ttl }
+            let verdict = analysis.verdict(for: hop)
             out.appendLiteral("{\"ttl\":")
             out.appendDecimal(UInt64(hop.ttl))
             out.appendLiteral(",\"addr\":")

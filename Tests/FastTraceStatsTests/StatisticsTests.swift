@@ -173,6 +173,27 @@ func simulate(rounds: Int, routers: [IPv4Address], perHop: Int = 3, seed: UInt64
         #expect(Interpretation(stats.hops, destinationTTL: 4).lossStart == nil)
     }
 
+    @Test("Rows past the destination's least TTL (rounds where it answered later, under loss) are marked, never unmarked loss")
+    func rowsPastTheDestinationAreMarked() {
+        // A trial: "destination at TTL 7-11", rows 8 and 10 at 100 % loss with no mark, drawn green.
+        let destination = IPv4Address(198, 51, 100, 7)
+        var stats = RoundStats(request: TraceRequest(index: 0, destination: destination, port: 443, source: vantage),
+            method: .tcp(.syn))
+        let near = [Hop(responder: router(1), rtts: [100]), Hop(responder: router(5), rtts: [200])]
+        for _ in 0..<4 { stats.add(round(near + [Hop(responder: destination, rtts: [300], isDestination: true)])) }
+        // The destination's answer at TTL 3 lost: it answered the TTL 5 probe; TTL 4 heard nothing.
+        for _ in 0..<2 {
+            stats.add(round(near + [Hop(responder: nil, rtts: [nil]), Hop(responder: nil, rtts: [nil]),
+                Hop(responder: destination, rtts: [300], isDestination: true)]))
+        }
+        let analysis = Interpretation(stats.hops, destinationTTL: stats.destinationTTLs?.lowerBound)
+        let fourth = stats.hops.first { $0.ttl == 4 }!
+        #expect(fourth.lost == fourth.sent && fourth.sent == 2)
+        #expect(analysis.hops.first { $0.ttl == 4 } == nil, "past the least TTL: not analysed")
+        #expect(analysis.verdict(for: fourth)?.loss == .noReply)
+        #expect(analysis.verdict(for: stats.hops[0])?.loss == LossMark.none)
+    }
+
     @Test("Loss that starts at one hop and persists to the destination is placed at that hop")
     func persistingLoss() {
         let routers = [1, 5, 9, 13, 17].map { router(UInt8($0)) }
