@@ -169,9 +169,16 @@ public struct Interpretation: Sendable, Equatable {
             } else if row.ttl == end.ttl {
                 // The end's own loss: on the path when it is the destination (what the service sees); at a
                 // last hop heard that is not the destination, whether it persists cannot be seen.
-                mark = endIsDestination ? .path : (row.rateLimitedSilences > 0 ? .limited : .uncertain)
+                mark = endIsDestination ? .path : .uncertain
             } else if endLimited {
-                mark = row.rateLimitedSilences > 0 ? .limited : .uncertain
+                // Whether loss persists cannot be told here, and the engine's rate-limit evidence (some of a
+                // flow's probes answered at a TTL, others not) is also what path loss looks like: only a hop
+                // that lost more than every later hop could have is its router's own (a trial's 70 % path
+                // loss was called `limited` at hops 4-6 in a lab without rate limits).
+                let low = wilson(row.lost, row.sent, z).low
+                let laterHigh = answering.lazy.filter { $0.ttl > row.ttl }.map { wilson($0.lost, $0.sent, z).high }
+                    .min() ?? 1
+                mark = low > laterHigh ? .limited : .uncertain
             } else {
                 let low = wilson(row.lost, row.sent, z).low
                 let laterHigh = answering.lazy.filter { $0.ttl > row.ttl }.map { wilson($0.lost, $0.sent, z).high }

@@ -166,7 +166,7 @@ enum ReportText {
         case .none: break
         case .limited: marks.append(verdict.rateLimitCaught ? "limited (rate limit caught)" : "limited")
         case .path: marks.append("path loss")
-        case .uncertain: marks.append(verdict.rateLimitCaught ? "loss? (rate limit caught; too few rounds)" : "loss? (too few rounds)")
+        case .uncertain: marks.append(verdict.rateLimitCaught ? "loss? (rate limit caught, or loss on the path)" : "loss? (too few rounds)")
         case .noReply: marks.append(verdict.rateLimitCaught ? "no reply (rate-limited)" : "no reply")
         }
         if verdict.slowAnswers { marks.append("slow answers") }
