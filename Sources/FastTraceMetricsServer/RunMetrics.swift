@@ -57,6 +57,8 @@ public final class RunMetrics: @unchecked Sendable {
         var pathInfo: Gauge?
         var pathID: String?
         var pathChanges: Counter
+        /// The tracker's count of path changes when last recorded.
+        var pathChangesSeen = 0
         var rounds: Counter
         var reachedRounds: Counter
         var rtt: ValueHistogram
@@ -218,9 +220,9 @@ public final class RunMetrics: @unchecked Sendable {
             ("port", method.hasPorts ? String(request.port) : ""), ("protocol", method.protocolName)]
     }
 
-    /// A round finished: the target's series, and its hops' from `window` (the change tracker's last
-    /// window of rounds: per-hop statistics and the destination's TTL in it).
-    public func record(_ trace: TraceResult, window: [HopWindow]?) {
+    /// A round finished, after `tracker` (the run's change tracker) has taken it: the target's series, its
+    /// hops' from the tracker's last window of rounds, its hop count and path from the tracker's view.
+    public func record(_ trace: TraceResult, tracker: ChangeTracker) {
         roundsTotal.increment()
         let rateLimited = trace.hops.reduce(0) { n, hop in
             n + hop.probes.filter { $0.responder == nil && ($0.silence == .rateLimited || $0.silence == .likelyRateLimited) }
@@ -234,27 +236,33 @@ public final class RunMetrics: @unchecked Sendable {
         series.up.set(trace.reached ? 1.0 : 0.0)
         if trace.reached { series.reachedRounds.increment() }
         for (i, state) in Self.states.enumerated() { series.states[i].set(trace.state == state ? 1.0 : 0.0) }
-        let sequence = RoundStats.sequence(trace, firstTTL: firstTTL)
-        let hopCount = trace.destinationTTL.map(Int.init) ?? (trace.hops.last { $0.firstResponder != nil }?.ttl).map(Int.init) ?? 0
+        // Under loss a round can see the destination only past its distance (the probe at the true TTL lost),
+        // or not at all: the least TTL over the last rounds is the path's length, not this round's.
+        let least = [tracker.leastDestinationTTL(index), trace.destinationTTL].compactMap { $0 }.min()
+        let hopCount = least.map(Int.init) ?? (trace.hops.last { $0.firstResponder != nil }?.ttl).map(Int.init) ?? 0
         series.hops.set(Double(hopCount))
         if let dest = trace.hops.first(where: { $0.ttl == trace.destinationTTL }),
             let rtt = dest.probes.first(where: { $0.outcome.isFromDestination })?.rttMicros
         {
             series.rtt.record(Double(rtt) / 1e6)
         }
-        // The path id: one series per target, for the path of its latest round.
-        let id = PathStats.id(of: sequence)
+        // The path id: one series per target, for the tracker's current path (silent hops are wildcards,
+        // filled in as later rounds answer them), so a lost answer never relabels it; the changes are the
+        // tracker's, confirmed over rounds as `--changes` reports them.
+        let id = tracker.path(index)?.id ?? PathStats.id(of: RoundStats.sequence(trace, firstTTL: firstTTL))
         if series.pathID != id {
-            if let old = series.pathInfo {
-                series.registry.unregisterGauge(old)
-                series.pathChanges.increment()
-            }
+            if let old = series.pathInfo { series.registry.unregisterGauge(old) }
             let info = series.registry.makeGauge(descriptor: Self.pathInfoName, labels: series.labels + [("path_id", id)])
             info.set(1.0)
             series.pathInfo = info
             series.pathID = id
         }
-        if let window { updateHops(&series, window) }
+        let changes = tracker.pathChanges(index)
+        if changes > series.pathChangesSeen {
+            series.pathChanges.increment(by: Int64(changes - series.pathChangesSeen))
+            series.pathChangesSeen = changes
+        }
+        if let window = tracker.window(index) { updateHops(&series, window) }
         targets[index] = series
     }
 
@@ -296,8 +304,9 @@ public final class RunMetrics: @unchecked Sendable {
                 gauge("state", "", "1 for the port state the latest round found, 0 for the others.",
                     [("state", $0.rawValue)])
             },
-            hops: gauge("hops", "", "Hops of the latest round: the destination's TTL, or the last TTL that answered."),
-            pathChanges: counter("path_changes", "Rounds whose path id differed from the round before."),
+            hops: gauge("hops", "", "Hops: the least TTL the destination answered at over the last window of rounds, "
+                + "or the last TTL that answered in the latest round when it answered in none."),
+            pathChanges: counter("path_changes", "Path changes, confirmed over rounds as --changes reports them."),
             rounds: counter("rounds", "Rounds finished (interrupted ones left out)."),
             reachedRounds: counter("reached_rounds", "Rounds whose destination answered."),
             rtt: registry.makeValueHistogram(descriptor: MetricNameDescriptor(namespace: "fasttrace",

@@ -147,6 +147,10 @@ public final class ChangeTracker {
         var closedHops: [HopWindow]?
         var closedLoss: LossValue?
         var closedLatency: LatencyValue?
+        /// The destination's TTL in each of the last `windowRounds` rounds, oldest first (0: not reached).
+        var recentDestinationTTLs: [UInt8] = []
+        /// Path changes confirmed so far.
+        var pathChanges = 0
     }
 
     private var targets: [Int: Target] = [:]
@@ -174,6 +178,17 @@ public final class ChangeTracker {
         return HopWindow.summarize(target.window.hops, destinationTTL: target.window.destinationTTL,
             thresholds: thresholds)
     }
+
+    /// The least TTL the destination answered at over the target × port's last `windowRounds` rounds, if it
+    /// answered in any. One round under loss can see the destination only at a higher TTL (its probe at the
+    /// true distance lost, a later one answered); the least over a few rounds is the path's length, and a
+    /// path that really grew shows once the shorter rounds have left the window.
+    public func leastDestinationTTL(_ index: Int) -> UInt8? {
+        targets[index]?.recentDestinationTTLs.lazy.filter { $0 > 0 }.min()
+    }
+
+    /// Path changes confirmed so far for a target × port (each a `path` event).
+    public func pathChanges(_ index: Int) -> Int { targets[index]?.pathChanges ?? 0 }
 
     /// The current path of a target × port, once known.
     public func path(_ index: Int) -> PathValue? { targets[index]?.path }
@@ -206,6 +221,7 @@ public final class ChangeTracker {
             }
             if target.pathSeen >= confirmRounds, let new = target.pathCandidate {
                 event(.path, since: target.pathSince, .path(current), .path(new))
+                target.pathChanges += 1
                 target.path = new
                 target.pathCandidate = nil
             }
@@ -235,6 +251,9 @@ public final class ChangeTracker {
             target.destination = now
             target.destinationCandidate = nil
         }
+
+        target.recentDestinationTTLs.append(trace.destinationTTL ?? 0)
+        if target.recentDestinationTTLs.count > windowRounds { target.recentDestinationTTLs.removeFirst() }
 
         // The window.
         target.window.rounds += 1

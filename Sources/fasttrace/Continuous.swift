@@ -226,7 +226,7 @@ extension FastTrace {
             // wanted.
             let events = changes || metrics != nil ? tracker.add(trace) : []
             if let metrics {
-                metrics.record(trace, window: tracker.window(trace.request.index))
+                metrics.record(trace, tracker: tracker)
                 metrics.setTargets(count())
             }
             guard changes else { return false }

@@ -833,7 +833,7 @@ struct FastTrace: ParsableCommand {
         let observe: ((TraceResult) -> Bool)? = metrics.map { metrics in
             { trace in
                 _ = tracker.add(trace)
-                metrics.record(trace, window: tracker.window(trace.request.index))
+                metrics.record(trace, tracker: tracker)
                 return false
             }
         }

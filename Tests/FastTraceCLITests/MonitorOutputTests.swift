@@ -114,7 +114,7 @@ private func value(_ text: String, _ series: String) -> Double? {
         for round in 1...4 {
             let trace = monitorRound(lostAt: round == 4 ? [2] : [], rtt: 1000)
             _ = tracker.add(trace)
-            metrics.record(trace, window: tracker.window(0))
+            metrics.record(trace, tracker: tracker)
         }
         var run = RunSummary()
         run.probesSent = 100
@@ -172,7 +172,7 @@ private func value(_ text: String, _ series: String) -> Double? {
             trace.request = TraceRequest(index: index, destination: IPv4Address(198, 51, 100 + UInt8(index / 200),
                 UInt8(index % 200)), port: 443, source: monitorSource)
             _ = tracker.add(trace)
-            metrics.record(trace, window: tracker.window(index))
+            metrics.record(trace, tracker: tracker)
         }
         let text = String(decoding: metrics.render(), as: UTF8.self)
         let lines = text.split(separator: "\n")
@@ -211,7 +211,7 @@ private func value(_ text: String, _ series: String) -> Double? {
         for _ in 1...10 {
             let trace = monitorRound(lostAt: [2])
             _ = t1.add(trace)
-            silent.record(trace, window: t1.window(0))
+            silent.record(trace, tracker: t1)
         }
         let a = String(decoding: silent.render(), as: UTF8.self)
         #expect(value(a, "fasttrace_hop_loss_ratio{\(labels),ttl=\"2\"}") == 1)
@@ -224,7 +224,7 @@ private func value(_ text: String, _ series: String) -> Double? {
         for round in 1...10 {
             let trace = monitorRound(lostAt: round % 2 == 0 ? [2, 3, 4] : [])
             _ = t2.add(trace)
-            lossy.record(trace, window: t2.window(0))
+            lossy.record(trace, tracker: t2)
         }
         let b = String(decoding: lossy.render(), as: UTF8.self)
         #expect(value(b, "fasttrace_hop_loss_path{\(labels),ttl=\"1\"}") == 0)
@@ -238,16 +238,50 @@ private func value(_ text: String, _ series: String) -> Double? {
         let tracker = ChangeTracker(windowRounds: 1)
         let long = monitorRound()
         _ = tracker.add(long)
-        metrics.record(long, window: tracker.window(0))
+        metrics.record(long, tracker: tracker)
         #expect(String(decoding: metrics.render(), as: UTF8.self).contains("ttl=\"4\""))
         // The destination now answers at TTL 3 (one hop fewer).
         var short = monitorRound()
         short.hops = [short.hops[0], short.hops[1], HopResult(ttl: 3, probes: [ProbeResult(responder: monitorTarget, rttMicros: 300,
             outcome: .synAck)])]
         _ = tracker.add(short)
-        metrics.record(short, window: tracker.window(0))
+        metrics.record(short, tracker: tracker)
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(!text.contains("ttl=\"4\""))
         #expect(value(text, #"fasttrace_target_hops{vantage="v",target="198.51.100.7",port="443",protocol="tcp"}"#) == 3)
+    }
+
+    @Test("Under loss the hop count and the path id hold: a round that sees the destination only past its distance, or loses a router's answer, changes neither; a real change confirmed over rounds is one")
+    func hopsAndPathHoldUnderLoss() throws {
+        let labels = #"vantage="v",target="198.51.100.7",port="443",protocol="tcp""#
+        let metrics = RunMetrics(vantage: "v")
+        let tracker = ChangeTracker(confirmRounds: 2, windowRounds: 10)
+        func add(_ trace: TraceResult) -> String {
+            _ = tracker.add(trace)
+            metrics.record(trace, tracker: tracker)
+            return String(decoding: metrics.render(), as: UTF8.self)
+        }
+        func pathID(_ text: String) -> [Substring] {
+            text.split(separator: "\n").filter { $0.hasPrefix("fasttrace_target_path_info{") }
+        }
+        let first = add(monitorRound())
+        #expect(value(first, "fasttrace_target_hops{\(labels)}") == 4)
+        // The probe at TTL 4 lost, the one at TTL 5 answered by the destination (the defect: hops 5), and a
+        // round whose router at TTL 2 did not answer (the defect: a new path id, a path change counted).
+        var late = monitorRound(lostAt: [4])
+        late.hops.append(HopResult(ttl: 5, probes: [ProbeResult(responder: monitorTarget, rttMicros: 500, outcome: .synAck)]))
+        late.reached = true
+        late.state = .open
+        late.stopReason = .destination
+        let afterLate = add(late)
+        #expect(value(afterLate, "fasttrace_target_hops{\(labels)}") == 4)
+        let afterSilent = add(monitorRound(lostAt: [2]))
+        #expect(pathID(afterSilent) == pathID(first))
+        #expect(value(afterSilent, "fasttrace_target_path_changes_total{\(labels)}") == 0)
+        // The router at TTL 2 changes for good: after two rounds, one change and a new id.
+        _ = add(monitorRound(second: 6))
+        let changed = add(monitorRound(second: 6))
+        #expect(pathID(changed) != pathID(first) && pathID(changed).count == 1)
+        #expect(value(changed, "fasttrace_target_path_changes_total{\(labels)}") == 1)
     }
 }
