@@ -108,4 +108,42 @@ enum ArgumentSpelling {
         }
         return nil
     }
+
+    /// Options a second copy of which would be taken for "both" but the parser keeps only the last of:
+    /// two ports, two lists, two listen addresses. Given twice with different values they are refused.
+    static let once: [String: String] = [
+        "-p": "list the ports in one: -p 443,80", "--targets": "one list per run (cat them into one)",
+        "--metrics-listen": "one address per run (:PORT listens on every address of both families)",
+        "--plot": "one picture per run", "-s": "one source address per run", "-i": "one interface per run",
+        "--netns": "one namespace per run",
+    ]
+
+    /// The first option of `once` given twice with different values, as one line, or nil. `arguments` are
+    /// as `splittingAttachedValues` leaves them; values of other options are not looked at.
+    static func givenTwice(in arguments: [String]) -> String? {
+        var seen: [String: String] = [:]
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--" { return nil }
+            var name = argument, value: String?
+            if argument.hasPrefix("--"), let equals = argument.firstIndex(of: "=") {
+                name = String(argument[..<equals])
+                value = String(argument[argument.index(after: equals)...])
+            } else if index + 1 < arguments.count,
+                (argument.hasPrefix("--") && valuedLong.contains(String(argument.dropFirst(2))))
+                    || (argument.count == 2 && argument.hasPrefix("-") && valuedShort.contains(argument.last!))
+            {
+                value = arguments[index + 1]
+                index += 1
+            }
+            index += 1
+            guard let value, let hint = once[name] else { continue }
+            if let first = seen[name], first != value {
+                return "\(name) given twice ('\(first)', then '\(value)'): \(hint)"
+            }
+            seen[name] = value
+        }
+        return nil
+    }
 }

@@ -28,9 +28,15 @@ extension FastTrace {
             Out.raw(helpMessage() + "\n", fd: 1)
             Glibc.exit(ExitStatus.done.rawValue)
         }
+        let arguments = ArgumentSpelling.splittingAttachedValues(given)
+        // `-p 443 -p 80`: the parser would keep 80 alone, silently.
+        if let twice = ArgumentSpelling.givenTwice(in: arguments) {
+            Out.error("fasttrace: " + twice)
+            Glibc.exit(ExitStatus.badInput.rawValue)
+        }
         let command: ParsableCommand
         do {
-            command = try parseAsRoot(ArgumentSpelling.splittingAttachedValues(given))
+            command = try parseAsRoot(arguments)
         } catch {
             // --help, --version, --generate-completion-script…: the parser's own full text, exit 0.
             if exitCode(for: error) == .success { exit(withError: error) }

@@ -34,6 +34,20 @@ import Testing
             == ["--payload-hex", "", "aabb", "--rate", "", "-q", "1"])
     }
 
+    @Test func optionsMeantAsBothAreRefusedGivenTwice() {
+        func twice(_ line: String) -> String? {
+            ArgumentSpelling.givenTwice(in: ArgumentSpelling.splittingAttachedValues(line.split(separator: " ").map(String.init)))
+        }
+        #expect(twice("-p 443 -p 80 198.51.100.1") == "-p given twice ('443', then '80'): list the ports in one: -p 443,80")
+        #expect(twice("-p443 -np80 x")?.hasPrefix("-p given twice ('443', then '80')") == true)
+        #expect(twice("--targets a --targets=b")?.hasPrefix("--targets given twice ('a', then 'b')") == true)
+        #expect(twice("--metrics-listen :1 --metrics-listen :2")?.hasPrefix("--metrics-listen given twice") == true)
+        // The same value again, options whose last copy wins by custom, values of other options, after --.
+        for fine in ["-p 443 -p 443 x", "-q 1 -q 3 x", "--netns -p -p 80 x", "-p 443 -- -p 80", "--format json --format text"] {
+            #expect(twice(fine) == nil, "\(fine)")
+        }
+    }
+
     @Test func helpAskedForTheWrongWayIsFound() {
         for wrong in ["-help", "-HELP", "--h", "-he", "-hel", "--hlep", "-hlep", "-?", "--Help", "-usage"] {
             #expect(ArgumentSpelling.misspelledHelp(in: ["198.18.0.1", wrong]) == wrong, "\(wrong)")

@@ -140,6 +140,22 @@ extension CLIHonestyTests {
         #expect(lines.count == 3 && !r.stderr.contains("fasttrace: 0 traces"), "\(r.stderr)")
     }
 
+    @Test("-p 443 -p 80, two lists, two listen addresses: one line and exit 2, never the last one alone (the parser kept 80 silently)")
+    func optionGivenTwice() throws {
+        let lab = try Lab.get()
+        let open = lab.truth.kind(named: "open").example
+        let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "1", "-p", "443", "-p", "80", open])
+        #expect(r.status == 2 && r.stdout.isEmpty, "\(r.stdout)")
+        #expect(r.stderr == "fasttrace: -p given twice ('443', then '80'): list the ports in one: -p 443,80\n", "\(r.stderr)")
+        let m = runTool([fasttraceBinary, "--netns", lab.namespace, "--interval", "5", "--metrics-listen", "127.0.0.1:9917",
+            "--metrics-listen=127.0.0.1:9918", open, "443"])
+        #expect(m.status == 2 && m.stderr.hasPrefix("fasttrace: --metrics-listen given twice ('127.0.0.1:9917', then "
+            + "'127.0.0.1:9918')"), "\(m.stderr)")
+        // The same value twice, or a repeat that is an override by custom (-q), is taken as before.
+        let same = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "-q", "3", "-q", "1", "-p", "443", "-p443", open])
+        #expect(same.status == 0 && same.stdout.contains("[open]"), "\(same.stdout) \(same.stderr)")
+    }
+
     @Test("A directory as --targets: one line and exit 2, like a missing file")
     func directoryAsTargetList() throws {
         let lab = try Lab.get()
