@@ -1111,6 +1111,8 @@ struct UsageFailure: Error {
 }
 
 func formatSeconds(_ s: Double) -> String {
+    // A run of a few milliseconds is not "0.00 s" beside a rate of hundreds of probes per second.
+    if s > 0 && s < 0.095 { return formatRate(s) }
     let tenths = Int((s * 100).rounded())
     return "\(tenths / 100).\(tenths % 100 < 10 ? "0" : "")\(tenths % 100)"
 }

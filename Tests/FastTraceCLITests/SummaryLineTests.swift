@@ -70,6 +70,17 @@ import Testing
         #expect(formatRate(0) == "0")
     }
 
+    @Test("A run of a few milliseconds: its time with two significant digits, never 0.00 s beside hundreds of probes/s")
+    func shortRunsKeepTheirTime() {
+        var r = Self.smallRun()
+        r.probesSent = 2
+        r.elapsedNanos = 4_100_000
+        let line = summaryLine(r, rate: 2000, maxInFlight: 64)
+        #expect(line.contains("2 probes sent in 0.0041 s (488 probes/s"), "\(line)")
+        #expect(formatSeconds(0.094) == "0.094" && formatSeconds(0.096) == "0.10" && formatSeconds(12.346) == "12.35")
+        #expect(formatSeconds(0) == "0.00")
+    }
+
     @Test func duplicatesAndRejectionsAreSaidInWords() {
         var r = Self.smallRun()
         r.dispatch.duplicates = 2
