@@ -116,6 +116,7 @@ extension FastTrace {
                 if let s = reloadStream {
                     if s.linesSkipped > 0 { line += ", \(counted(s.linesSkipped, "line")) skipped" }
                     if s.skipped > 0 { line += ", \(counted(s.skipped, "target")) skipped" }
+                    if s.duplicates > 0 { line += ", \(counted(s.duplicates, "duplicate target")) dropped" }
                 }
                 Out.error(line)
                 metrics?.setTargets(schedule.count)
@@ -173,9 +174,11 @@ extension FastTrace {
                     observe: observer(schedule.finished, tracker: tracker, metrics: metrics, changes: changes,
                         vantage: vantage, stage: stage, count: { schedule.count }, removed: removedTargets)).line
             }
-            let linesSkipped = stream.linesSkipped, skipped = stream.skipped
+            let linesSkipped = stream.linesSkipped, skipped = stream.skipped, duplicates = stream.duplicates
             let interrupted = cancelRequested.load(ordering: .relaxed)
-            if stream.readError == nil && !interrupted && stream.produced == 0 && skipped == 0 && linesSkipped == 0 {
+            if stream.readError == nil && !interrupted && stream.produced == 0 && skipped == 0 && linesSkipped == 0
+                && duplicates == 0
+            {
                 try emptyList(stream)
                 return
             }
@@ -183,9 +186,14 @@ extension FastTrace {
                 Out.error("fasttrace: \(stream.sourceName): … and \(counted(listNotices.held, "more notice")) of "
                     + "skipped lines, targets or duplicates, not shown (counted in the summary)")
             }
+            if stream.duplicateCheckFull {
+                Out.error("fasttrace: \(stream.sourceName): more than \(SeenTargets().limit) distinct addresses: "
+                    + "repeats of the later ones were not recognised and were traced again")
+            }
             var tail = ""
             if linesSkipped > 0 { tail += ", \(counted(linesSkipped, "line")) skipped" }
             if skipped > 0 { tail += ", \(counted(skipped, "target")) skipped" }
+            if duplicates > 0 { tail += ", \(counted(duplicates, "duplicate target")) dropped" }
             let nothing = !interrupted && stream.produced == 0
             if !nothing { Out.error(summaryLine + tail) }
             if let readError = stream.readError { throw readError }

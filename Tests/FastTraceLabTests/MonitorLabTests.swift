@@ -144,13 +144,15 @@ struct MonitorLabTests {
         let lab = try Lab.get()
         let scratch = Scratch()
         defer { scratch.cleanup() }
-        scratch.write("list", "198.19.0.10\n198.19.0.11\n")
+        // A repeated line in each list: dropped, named, and counted in the reload line and the summary (the
+        // continuous summary left them out).
+        scratch.write("list", "198.19.0.10\n198.19.0.11\n198.19.0.10\n")
         let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", scratch.file("list"),
             "-p", "443", "--interval", "0.5", "-w", "0.5", "-m", "10", "--format", "json"],
             stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
         defer { child.stop() }
         #expect(eventually(10) { parseTraces(scratch.read("out")).count >= 4 })
-        scratch.write("list", "198.19.0.11\n198.19.0.12\nnot a target!\n")
+        scratch.write("list", "198.19.0.11\n198.19.0.12\nnot a target!\n198.19.0.12\n")
         kill(child.pid, SIGHUP)
         #expect(eventually(10) { scratch.read("err").contains("re-read") }, "\(scratch.read("err"))")
         // From a second after the reload on, only the new list is traced.
@@ -171,8 +173,11 @@ struct MonitorLabTests {
         #expect(later.contains { $0.target == "198.19.0.11" } && later.contains { $0.target == "198.19.0.12" })
         let err = scratch.read("err")
         #expect(err.contains("fasttrace: SIGHUP: \(scratch.file("list")) re-read: 2 target x ports (1 kept, 1 added, "
-            + "1 removed), 1 line skipped"), "\(err)")
+            + "1 removed), 1 line skipped, 1 duplicate target dropped"), "\(err)")
         #expect(err.contains("\(scratch.file("list")):3: "), "\(err)")
+        #expect(err.contains("\(scratch.file("list")):4: ") && err.contains("(duplicate dropped)"), "\(err)")
+        let summary = err.split(separator: "\n").last { $0.hasPrefix("fasttrace: ") && $0.contains(" traces, ") }
+        #expect(summary?.hasSuffix(", 1 duplicate target dropped") == true, "\(err)")
         let gone = err.split(separator: "\n").filter { $0.contains("cannot read target file") }
         #expect(gone.count == 1 && gone[0].contains("the list stays as it was (2 target x ports)"), "\(err)")
         #expect(allLinesAreJSON(scratch.read("out")))
