@@ -45,6 +45,9 @@ public final class LinuxTransport: ProbeTransport {
         /// The IP protocol the probes carry (6 TCP, 17 UDP, 1 ICMP echo): the reply filter keeps that
         /// protocol's answers and ICMP errors quoting it.
         public var probeProtocol: UInt8 = 6
+        /// The run may send IPv4 probes. False (a run that traces IPv6 only) keeps `auto` off the transmit
+        /// ring, which frames IPv4 only: it would be mapped and named for a run it never sends for.
+        public var sendsIPv4 = true
 
         /// Makes a configuration; the defaults suit tens of thousands of targets.
         public init(
@@ -209,13 +212,19 @@ public final class LinuxTransport: ProbeTransport {
     /// Sets up the transmit ring as `configuration.sendPath` asks: nil and the reason when the socket
     /// path runs. Throws `SendPathUnavailable` when `ring` was asked for and cannot be had.
     private static func openSendPath(_ configuration: Configuration) throws -> (TxRingSender?, SendPathReport) {
+        let sockets = "raw sockets (IPv4: IPPROTO_RAW; IPv6: with the IPv6 header written), sendmmsg per batch"
         if configuration.sendPath == .socket {
             return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: "--send-path socket",
-                detail: "raw IPv4 socket (IPPROTO_RAW), sendmmsg per batch; TX ring not used: --send-path socket"))
+                detail: "\(sockets); TX ring not used: --send-path socket"))
+        }
+        if configuration.sendPath == .auto && !configuration.sendsIPv4 {
+            let reason = "the run traces IPv6 only, and the ring frames IPv4 only"
+            return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: reason,
+                detail: "\(sockets); TX ring not used: \(reason)"))
         }
         do {
             let ring = try openRing(configuration)
-            var detail = ring.detail + "; one send() per batch"
+            var detail = ring.detail + "; one send() per batch; IPv6 probes through the raw IPv6 socket"
             // Where the ring would leave differently from the socket, `auto` keeps the socket and `ring`
             // (the user's choice) goes ahead, naming the difference in `--verbose`:
             // - the raw socket's probes pass this namespace's own netfilter output path; the ring's frames
@@ -230,7 +239,7 @@ public final class LinuxTransport: ProbeTransport {
         } catch let error as TxRingRefusal {
             if configuration.sendPath == .ring { throw SendPathUnavailable(reason: error.reason) }
             return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: error.reason,
-                detail: "raw IPv4 socket (IPPROTO_RAW), sendmmsg per batch; TX ring not used: \(error.reason)"))
+                detail: "\(sockets); TX ring not used: \(error.reason)"))
         }
     }
 

@@ -744,6 +744,9 @@ struct FastTrace: ParsableCommand {
                 : RingGeometry.default.retireTimeoutMilliseconds),
             sendPath: sendPath, routes: pathRoutes)
         transportConfiguration.probeProtocol = config.method.kind.protocolNumber
+        // A run that can trace IPv6 only (-6, or one IPv6 address) keeps off the ring, which frames IPv4 only.
+        if familyOnly == .v6 { transportConfiguration.sendsIPv4 = false }
+        if case .address(let address) = singleTarget, address.family == .v6 { transportConfiguration.sendsIPv4 = false }
         let transport = try LinuxTransport(configuration: transportConfiguration)
         // The metrics endpoint's socket and --plot's file are opened here too, while the run may still
         // bind a port below 1024 and write where root may: after the drop it could not, and a picture

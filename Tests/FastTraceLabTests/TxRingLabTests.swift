@@ -250,6 +250,29 @@ struct TxRingLabTests {
         #expect(differ.isEmpty, "\(differ.count) traces differ, first \(differ.prefix(3))")
     }
 
+    @Test("A run that traces IPv6 only (-6, one IPv6 address) keeps off the ring, which frames IPv4 only; a mixed list's does not")
+    func ipv6OnlyRunsKeepOffTheRing() throws {
+        // The defect: an IPv6-only run set the ring up and --verbose named it, with an IPv4 next hop.
+        let lab = try Lab.get()
+        let open6 = try #require(targets6("open", 1).split(separator: "\n").first.map(String.init))
+        for extra in [["-6"], []] {
+            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--summary", "--verbose", "-q", "1", "-w", "1"]
+                + extra + [open6, "443"])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("fasttrace: send path: raw sockets (IPv4: IPPROTO_RAW; IPv6: with the IPv6 header "
+                + "written), sendmmsg per batch; TX ring not used: the run traces IPv6 only, and the ring frames IPv4 only"),
+                "\(extra): \(r.stderr)")
+            #expect(!r.stderr.contains("TPACKET_V2") && !r.stderr.contains("198.18."), "\(extra): \(r.stderr)")
+            #expect(r.stderr.contains("sent through the raw socket (TX ring not used: the run traces IPv6 only"), "\(r.stderr)")
+        }
+        // A list may hold both families: the ring is set up, IPv4 probes take it, IPv6 ones the socket.
+        let mixed = runTool([fasttraceBinary, "--netns", lab.namespace, "-n", "--verbose", "--targets", "-", "-p", "443",
+            "-q", "1", "-w", "1", "--format", "json"], stdin: "\(open6)\n\(lab.truth.kind(named: "open").example)\n")
+        #expect(mixed.status == 0, "\(mixed.stderr)")
+        #expect(mixed.stderr.contains("one send() per batch; IPv6 probes through the raw IPv6 socket"), "\(mixed.stderr)")
+        #expect(mixed.stderr.contains("sent through the TX ring on veth0 (7 through the raw socket)"), "\(mixed.stderr)")
+    }
+
     @Test("With the gateway's neighbour entry gone, its first probes go through the socket and the rest through the ring")
     func unresolvedNeighbourFallsBackPerProbe() throws {
         let lab = try Lab.get()
@@ -285,8 +308,8 @@ struct TxRingLabTests {
         let auto = runTool([fasttraceBinary, "--netns", ns, "-n", "--summary", "--verbose", "-q", "1", "-m", "3",
             "-w", "0.2", "--reasks", "0", "198.19.200.5", "80"])
         #expect(auto.status == 1, "not reached (nothing answers on the tun), not an error: \(auto.stderr)")
-        #expect(auto.stderr.contains("fasttrace: send path: raw IPv4 socket (IPPROTO_RAW), sendmmsg per batch; "
-            + "TX ring not used: tun0 has no link-layer header (link type 65534, a tun device)"), "\(auto.stderr)")
+        #expect(auto.stderr.contains("fasttrace: send path: raw sockets (IPv4: IPPROTO_RAW; IPv6: with the IPv6 header "
+            + "written), sendmmsg per batch; TX ring not used: tun0 has no link-layer header (link type 65534, a tun device)"), "\(auto.stderr)")
         #expect(auto.stderr.contains("3 probes sent"), "\(auto.stderr)")
         #expect(auto.stderr.contains("sent through the raw socket (TX ring not used: tun0 has no link-layer header"),
                 "\(auto.stderr)")
