@@ -3,10 +3,12 @@
 # one run: wall time, CPU time, probes actually sent, probes/s, and correctness against the lab's
 # ground truth (scripts/compare_check.py). Run as root from anywhere; builds fasttrace in release.
 #
-#   scripts/compare.sh [--quick] [--keep] [--send-paths]
+#   scripts/compare.sh [--quick] [--keep] [--equal] [--send-paths]
 #
 #   --quick       small lists (200 / 1,000 / 200 mixed) and short loops: about 2-3 minutes
 #   --keep        keep the work directory (outputs, logs) instead of deleting it
+#   --equal       only the equal-rate CPU comparison with scamper (below), in both lab settings: the
+#                 forwarding charged to the sender, then steered off the tools' CPU. About 3 minutes.
 #   --send-paths  only fasttrace against itself: the TX ring (--send-path ring) against the raw socket
 #                 (--send-path socket) on the large open list at one rate (FT_SP_RATE, default 20000),
 #                 in alternating pairs (FT_SP_PAIRS, default 3): wall, CPU (user and sys), probes/s,
@@ -17,7 +19,10 @@
 #                 large open list (its -p maximum), both on that list, in alternating pairs
 #                 (3, or FT_EQ_PAIRS); the medians and their ratio fasttrace/scamper. The lab's
 #                 forwarding runs in the sender's softirq and is charged to the sender, so only equal
-#                 rates and equal probe counts give comparable CPU.
+#                 rates and equal probe counts give comparable CPU. FT_EQ_STEER=1 steers it off: RPS
+#                 hands what the vantage point's veth and r1's link receive to CPU 1 and both tools
+#                 run pinned to CPU 0, so each tool's CPU is its own, as on a host that forwards
+#                 nothing (as scripts/monitor-cost.sh does by default).
 #   rate limits   the mixed list with the routers' ICMP rate limits on (lab.sh ratelimit on, then off):
 #                 per tool, traces with the right reach/state, wrong hops, hops discovered, hops
 #                 discovered per probe, and the hops fasttrace marked rate-limited.
@@ -27,6 +32,8 @@
 #   FT_EQ_RATE       fasttrace --rate for the equal-rate comparison (default: scamper's achieved rate,
 #                    or 8000 without scamper)
 #   FT_EQ_PAIRS      alternating scamper/fasttrace pairs for the equal-rate comparison (default 3)
+#   FT_EQ_STEER      0 (default): the equal-rate pairs with the lab's forwarding charged to the sender;
+#                    1: steered off the tools' CPU; "0 1": both, one after the other (--equal's default)
 #   FT_SCRATCH_PATH  SwiftPM scratch path for the release build (default .build)
 #   FT_LAB_PREFIX    lab namespace prefix (default ftbench: its own lab, not the default ftlab)
 #
@@ -44,17 +51,19 @@ set -Eeuo pipefail
 QUICK=false
 KEEP=false
 SEND_PATHS=false
+EQUAL_ONLY=false
 for arg in "$@"; do
     case $arg in
         --quick) QUICK=true ;;
+        --equal) EQUAL_ONLY=true ;;
         --keep) KEEP=true ;;
         --send-paths) SEND_PATHS=true ;;
         -h | --help)
-            sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+            sed -n '2,37p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
             exit 0
             ;;
         *)
-            echo "compare.sh: unknown option $arg (usage: compare.sh [--quick] [--keep] [--send-paths])" >&2
+            echo "compare.sh: unknown option $arg (usage: compare.sh [--quick] [--keep] [--equal] [--send-paths])" >&2
             exit 2
             ;;
     esac
@@ -236,6 +245,88 @@ for f in c.get("failures", []):
     [[ -z $detail ]] || echo "$detail"
 }
 
+# --- equal rates: CPU ----------------------------------------------------------------------------
+
+# Both tools on the large open list at the same probe rate, in alternating pairs so that whatever
+# else the machine is doing falls on both. CPU is user+sys of the process tree, as above. With the
+# forwarding steered (1), RPS on the vantage point's veth and on r1's link from it hands what they
+# receive to CPU 1, and both tools run pinned to CPU 0.
+steer() {  # steer CPUMASK (0 = off)
+    ip netns exec "$R1NS" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" 2>/dev/null || true
+    ip netns exec "$VNS" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" 2>/dev/null || true
+}
+equal_rates() {
+    have scamper || return 0
+    local list=open-$N_LARGE
+    local file=${LIST_FILE[$list]} n=${LIST_N[$list]}
+    local rate=${FT_EQ_RATE:-${SCAMPER_RATE[$list]:-}}
+    local modes=${FT_EQ_STEER:-0} mode pair pin
+    $EQUAL_ONLY && modes=${FT_EQ_STEER:-0 1}
+    for mode in $modes; do
+        local equal=$WORK/equal-$mode.tsv
+        : >"$equal"
+        pin=()
+        if [[ $mode == 1 ]]; then
+            (($(nproc) >= 2)) || { echo "   (steering needs two CPUs: skipped)"; continue; }
+            command -v taskset >/dev/null || { echo "   (steering needs taskset: skipped)"; continue; }
+            steer 2
+            pin=(taskset -c 0)
+        fi
+        echo
+        echo "== equal rates: $list, fasttrace --rate ${rate:-"(the rate scamper achieves in its first run)"}, $EQ_PAIRS pairs, forwarding $([[ $mode == 1 ]] && echo "steered to CPU 1, tools pinned to CPU 0" || echo "charged to the sender")"
+        for ((pair = 1; pair <= EQ_PAIRS; pair++)); do
+            (($(bound 120) > 30)) || { echo "   (stopping early: time budget)"; break; }
+            run scamper "eq$mode-$pair" "$(bound 120)" "$WORK/scamper-eq$mode-$pair.json" \
+                ip netns exec "$VNS" "${pin[@]}" scamper -p "$SCAMPER_PPS" -w 0 -O json \
+                -c "trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP" -f "$file"
+            printf 'scamper\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$equal"
+            printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" scamper "$RUN_WALL" \
+                "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
+            if [[ -z $rate ]]; then
+                rate=$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { r = (w > 0 ? int(p / w) : 0); print (r > 0 ? r : 8000) }')
+            fi
+            run fasttrace "eq$mode-$pair" "$(bound 120)" "$WORK/fasttrace-eq$mode-$pair.json" \
+                ip netns exec "$VNS" "${pin[@]}" "$FASTTRACE" -n --targets "$file" -p "$PORT" --format json -q 1 -w "$WAIT" \
+                -m "$MAXTTL" --gap "$GAP" --rate "$rate"
+            printf 'fasttrace\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$equal"
+            printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" fasttrace "$RUN_WALL" \
+                "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
+            check=$(python3 "$CHECK" --truth "$WORK/truth.json" --targets "$file" --tool fasttrace \
+                --output "$WORK/fasttrace-eq$mode-$pair.json" --limit "$n" --port "$PORT" --show 3) ||
+                check='{"percent": "?"}'
+            echo "            fasttrace traces right: $(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["percent"])' "$check") %"
+        done
+        [[ $mode == 1 ]] && steer 0
+        python3 - "$equal" "$n" "$rate" "$mode" <<'PYEOF'
+import statistics, sys
+
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+n, rate, mode = sys.argv[2], sys.argv[3], sys.argv[4]
+med = {}
+for tool in ("scamper", "fasttrace"):
+    mine = [r for r in rows if r[0] == tool and r[5] == "0"]
+    if not mine:
+        continue
+    cpu = statistics.median(float(r[3]) for r in mine)
+    probes = statistics.median(int(r[4]) for r in mine)
+    pps = statistics.median(int(r[4]) / float(r[2]) for r in mine if float(r[2]) > 0)
+    med[tool] = cpu
+    print(f"   median {tool:<9} {cpu:5.2f} s CPU  {probes:8,.0f} probes  {pps:6,.0f} probes/s"
+          f"  ({1e6 * cpu / probes if probes else 0:.1f} µs CPU per probe)")
+if len(med) == 2 and med["scamper"] > 0:
+    how = "forwarding steered off the tools' CPU" if mode == "1" else "forwarding charged to the sender"
+    print(f"   CPU at equal rates, fasttrace/scamper: {med['fasttrace'] / med['scamper']:.2f} "
+          f"({n} open targets, {rate} probes/s, median of the pairs, {how})")
+PYEOF
+    done
+}
+
+if $EQUAL_ONLY; then
+    equal_rates
+    echo "== done in $((SECONDS - START)) s; outputs in $WORK$($KEEP || echo ' (deleted; --keep keeps them)')"
+    exit 0
+fi
+
 # --- send paths: the TX ring against the raw socket ----------------------------------------------
 
 # fasttrace against itself at one rate: --send-path ring and --send-path socket on the large open list,
@@ -410,56 +501,7 @@ print("probes: SYNs (and non-TCP packets) the vantage point sent, counted at r1.
 print("for the whole list / fasttrace's.  ~ = extrapolated from the first N targets (one-at-a-time tools).")
 PYEOF
 
-# --- equal rates: CPU ----------------------------------------------------------------------------
-
-# Both tools on the large open list at the same probe rate, in alternating pairs so that whatever
-# else the machine is doing falls on both. CPU is user+sys of the process tree, as above.
-EQ_LIST=open-$N_LARGE
-EQ_FILE=${LIST_FILE[$EQ_LIST]}
-EQ_N=${LIST_N[$EQ_LIST]}
-EQ_RATE=${FT_EQ_RATE:-${SCAMPER_RATE[$EQ_LIST]:-8000}}
-((EQ_RATE > 0)) || EQ_RATE=8000
-EQUAL=$WORK/equal.tsv
-: >"$EQUAL"
-if have scamper; then
-    echo
-    echo "== equal rates: $EQ_LIST, fasttrace --rate $EQ_RATE (scamper's achieved rate at -p $SCAMPER_PPS), $EQ_PAIRS pairs"
-    for ((pair = 1; pair <= EQ_PAIRS; pair++)); do
-        (($(bound 120) > 30)) || { echo "   (stopping early: time budget)"; break; }
-        run scamper "eq$pair" "$(bound 120)" "$WORK/scamper-eq$pair.json" \
-            ip netns exec "$VNS" scamper -p "$SCAMPER_PPS" -w 0 -O json \
-            -c "trace -P tcp -d $PORT -q 1 -w $WAIT -m $MAXTTL -g $GAP" -f "$EQ_FILE"
-        printf 'scamper\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$EQUAL"
-        printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" scamper "$RUN_WALL" \
-            "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
-        run fasttrace "eq$pair" "$(bound 120)" "$WORK/fasttrace-eq$pair.json" \
-            ip netns exec "$VNS" "$FASTTRACE" -n --targets "$EQ_FILE" -p "$PORT" --format json -q 1 -w "$WAIT" \
-            -m "$MAXTTL" --gap "$GAP" --rate "$EQ_RATE"
-        printf 'fasttrace\t%s\t%s\t%s\t%s\t%s\n' "$pair" "$RUN_WALL" "$RUN_CPU" "$RUN_PROBES" "$RUN_RC" >>"$EQUAL"
-        printf '   pair %d  %-9s %7.2f s wall  %5.2f s CPU  %8s probes  %6.0f probes/s\n' "$pair" fasttrace "$RUN_WALL" \
-            "$RUN_CPU" "$RUN_PROBES" "$(awk -v p="$RUN_PROBES" -v w="$RUN_WALL" 'BEGIN { print (w > 0 ? p / w : 0) }')"
-    done
-    python3 - "$EQUAL" "$EQ_N" "$EQ_RATE" <<'PYEOF'
-import statistics, sys
-
-rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
-n, rate = sys.argv[2], sys.argv[3]
-med = {}
-for tool in ("scamper", "fasttrace"):
-    mine = [r for r in rows if r[0] == tool and r[5] == "0"]
-    if not mine:
-        continue
-    cpu = statistics.median(float(r[3]) for r in mine)
-    probes = statistics.median(int(r[4]) for r in mine)
-    pps = statistics.median(int(r[4]) / float(r[2]) for r in mine if float(r[2]) > 0)
-    med[tool] = cpu
-    print(f"   median {tool:<9} {cpu:5.2f} s CPU  {probes:8,.0f} probes  {pps:6,.0f} probes/s"
-          f"  ({1e6 * cpu / probes if probes else 0:.1f} µs CPU per probe)")
-if len(med) == 2 and med["scamper"] > 0:
-    print(f"   CPU at equal rates, fasttrace/scamper: {med['fasttrace'] / med['scamper']:.2f} "
-          f"({n} open targets, {rate} probes/s, median of the pairs)")
-PYEOF
-fi
+equal_rates
 
 # --- rate limits on ----------------------------------------------------------------------------
 
