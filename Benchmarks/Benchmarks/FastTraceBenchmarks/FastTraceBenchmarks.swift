@@ -202,6 +202,9 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // Every other probe kind × family (KindBenchmarks.swift).
+    kindBenchmarks()
+
     // Not per packet: loading an --asn-db table (ASNTableBenchmark.swift).
     asnTableBenchmarks()
 }
