@@ -287,86 +287,38 @@ extension Substring {
     }
 }
 
-/// Turns parsed targets × ports into trace requests lazily, resolving names and source addresses
-/// through injected functions (the CLI gives it getaddrinfo and the netlink route table). Targets that
-/// cannot be traced are reported through `onSkip` and counted; the run goes on.
-public struct TraceRequestIterator: IteratorProtocol {
+/// How one target becomes a trace request: its address (a name resolved) and the source it leaves
+/// from. The single target of `fasttrace HOST PORT` is resolved here; a list's lines are expanded in one
+/// place, `TargetStream` (prefixes to addresses, repeats dropped, `--shard`, names resolved on its own
+/// threads), with the same two functions.
+public enum TargetResolution {
     /// Resolves a hostname to an address, or says why not.
     public typealias Resolve = (String) -> Result<IPAddress, ReasonError>
     /// The source address to probe a destination from, or why there is none (no route).
     public typealias SourceFor = (IPAddress) -> Result<IPAddress, ReasonError>
 
-    private let targets: [(line: Int, target: TargetSpec)]
-    private let ports: [UInt16]
-    private let resolve: Resolve
-    private let sourceFor: SourceFor
-    private let onSkip: (Int, TargetSpec, String) -> Void
-    private var targetIndex = 0
-    private var addressOffset = 0
-    private var portIndex = 0
-    private var current: (address: IPAddress, source: IPAddress, name: String?)?
-    private var nextIndex = 0
-    /// Targets (addresses) skipped so far.
-    public private(set) var skipped = 0
-
-    public init(targets: [(line: Int, target: TargetSpec)], ports: [UInt16], resolve: @escaping Resolve,
-        sourceFor: @escaping SourceFor, onSkip: @escaping (Int, TargetSpec, String) -> Void)
+    /// The request for a single target (an address or a name) on `port`, or why it cannot be traced:
+    /// the resolver's reason for a name, `ADDRESS: reason` for an address with no usable route. A prefix
+    /// is refused (it is a list).
+    public static func single(_ target: TargetSpec, port: UInt16, resolve: Resolve, sourceFor: SourceFor)
+        -> Result<TraceRequest, ReasonError>
     {
-        self.targets = targets
-        self.ports = ports
-        self.resolve = resolve
-        self.sourceFor = sourceFor
-        self.onSkip = onSkip
-    }
-
-    public mutating func next() -> TraceRequest? {
-        guard !ports.isEmpty else { return nil }
-        while true {
-            if let current {
-                let request = TraceRequest(index: nextIndex, destination: current.address, port: ports[portIndex],
-                    source: current.source, name: current.name)
-                nextIndex += 1
-                portIndex += 1
-                if portIndex == ports.count {
-                    portIndex = 0
-                    self.current = nil
-                }
-                return request
-            }
-            guard targetIndex < targets.count else { return nil }
-            let (line, target) = targets[targetIndex]
-            var address: IPAddress
-            var name: String?
-            switch target {
-            case .address(let a):
-                address = a
-                targetIndex += 1
-            case .prefix(let base, let length):
-                address = base.advanced(by: UInt64(addressOffset))
-                addressOffset += 1
-                if addressOffset == 1 << (base.bitCount - length) {
-                    addressOffset = 0
-                    targetIndex += 1
-                }
-            case .hostname(let host):
-                targetIndex += 1
-                switch resolve(host) {
-                case .success(let a):
-                    address = a
-                    name = host
-                case .failure(let error):
-                    skipped += 1
-                    onSkip(line, target, error.reason)
-                    continue
-                }
-            }
-            switch sourceFor(address) {
-            case .success(let source): current = (address, source, name)
-            case .failure(let error):
-                skipped += 1
-                onSkip(line, target, "\(address): \(error.reason)")
+        let address: IPAddress
+        var name: String?
+        switch target {
+        case .address(let a):
+            address = a
+        case .prefix:
+            return .failure(ReasonError("'\(target)' is a prefix: give it in a --targets list"))
+        case .hostname(let host):
+            switch resolve(host) {
+            case .success(let a): (address, name) = (a, host)
+            case .failure(let error): return .failure(error)
             }
         }
+        return sourceFor(address)
+            .map { TraceRequest(index: 0, destination: address, port: port, source: $0, name: name) }
+            .mapError { ReasonError("\(address): \($0.reason)") }
     }
 }
 

@@ -704,7 +704,7 @@ struct FastTrace: ParsableCommand {
             }
             return .success(route)
         }
-        let sourceFor: TraceRequestIterator.SourceFor = { destination in
+        let sourceFor: TargetResolution.SourceFor = { destination in
             routeFor(destination).map { sourceOverride ?? $0.source }
         }
 
@@ -769,11 +769,14 @@ struct FastTrace: ParsableCommand {
         // is an error, not a skip, and the header line needs the route.
         var singleRequest: TraceRequest?
         if let singleTarget {
-            var one = TraceRequestIterator(targets: [(1, singleTarget)], ports: ports,
-                resolve: { resolveHostname($0, family: familyOnly) },
-                sourceFor: sourceFor, onSkip: { _, _, reason in Out.error("fasttrace: \(reason)") })
-            guard let request = one.next() else { throw ExitCode(2) }
-            singleRequest = request
+            switch TargetResolution.single(singleTarget, port: ports[0],
+                resolve: { resolveHostname($0, family: familyOnly) }, sourceFor: sourceFor)
+            {
+            case .success(let request): singleRequest = request
+            case .failure(let error):
+                Out.error("fasttrace: \(error.reason)")
+                throw ExitCode(2)
+            }
         }
         let clock = SystemClock()
         let engine = TraceEngine(configuration: config, transport: transport, clock: clock)

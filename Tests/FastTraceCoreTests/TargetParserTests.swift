@@ -42,31 +42,24 @@ import Testing
         #expect(error.description == message)
     }
 
-    @Test func prefixHostBitsAreMaskedAndExpandedLazily() throws {
-        let list = try TargetParser.parseList("192.0.2.5/30\n", source: "-").get()
-        var it = TraceRequestIterator(targets: list, ports: [80, 443], resolve: { _ in .failure(ReasonError("x")) },
-            sourceFor: { _ in .success(IPAddress(IPv4Address(198, 18, 0, 2))) }, onSkip: { _, _, _ in })
-        var got: [String] = []
-        while let r = it.next() { got.append("\(r.index) \(r.destination):\(r.port)") }
-        #expect(got == [
-            "0 192.0.2.4:80", "1 192.0.2.4:443", "2 192.0.2.5:80", "3 192.0.2.5:443",
-            "4 192.0.2.6:80", "5 192.0.2.6:443", "6 192.0.2.7:80", "7 192.0.2.7:443",
-        ])
-    }
-
-    @Test func unresolvableAndUnroutableTargetsAreSkippedAndTheRestGoOn() throws {
-        let list = try TargetParser.parseList("nowhere.invalid\n192.0.2.1\n203.0.113.9\n", source: "l")
-            .get()
-        var skips: [String] = []
-        var it = TraceRequestIterator(targets: list, ports: [443],
-            resolve: { .failure(ReasonError("cannot resolve '\($0)'")) },
-            sourceFor: { $0 == IPAddress(IPv4Address(203, 0, 113, 9)) ? .failure(ReasonError("no route to host")) : .success(IPAddress(IPv4Address.any)) },
-            onSkip: { line, _, reason in skips.append("\(line): \(reason)") })
-        var got: [IPv4Address] = []
-        while let r = it.next() { got.append(r.destination.ipv4!) }
-        #expect(got == [IPv4Address(192, 0, 2, 1)])
-        #expect(skips == ["1: cannot resolve 'nowhere.invalid'", "3: 203.0.113.9: no route to host"])
-        #expect(it.skipped == 2)
+    @Test func aSingleTargetIsResolvedOrSaysWhyNot() throws {
+        let route: TargetResolution.SourceFor = {
+            $0 == IPAddress(IPv4Address(203, 0, 113, 9)) ? .failure(ReasonError("no route to host"))
+                : .success(IPAddress(IPv4Address(198, 18, 0, 2)))
+        }
+        let names: TargetResolution.Resolve = {
+            $0 == "lab.example" ? .success(IPAddress(IPv4Address(192, 0, 2, 7))) : .failure(ReasonError("cannot resolve '\($0)'"))
+        }
+        let byAddress = try TargetResolution.single(.address(IPAddress(IPv4Address(192, 0, 2, 1))), port: 443,
+            resolve: names, sourceFor: route).get()
+        #expect(byAddress == TraceRequest(index: 0, destination: IPv4Address(192, 0, 2, 1), port: 443,
+            source: IPv4Address(198, 18, 0, 2)))
+        let byName = try TargetResolution.single(.hostname("lab.example"), port: 53, resolve: names, sourceFor: route).get()
+        #expect(byName.destination == IPAddress(IPv4Address(192, 0, 2, 7)) && byName.name == "lab.example" && byName.port == 53)
+        #expect(TargetResolution.single(.hostname("nowhere.invalid"), port: 443, resolve: names, sourceFor: route)
+            == .failure(ReasonError("cannot resolve 'nowhere.invalid'")))
+        #expect(TargetResolution.single(.address(IPAddress(IPv4Address(203, 0, 113, 9))), port: 443, resolve: names,
+            sourceFor: route) == .failure(ReasonError("203.0.113.9: no route to host")))
     }
 
     @Test func ports() throws {
