@@ -1,6 +1,9 @@
 // An in-process network for deterministic engine tests without root: it reads the probes the engine
 // writes, decides what a modelled path would answer (time exceeded, silence, unreachable, SYN-ACK,
-// RST, loss, ECMP by 5-tuple), builds real reply bytes and delivers them on a virtual clock.
+// RST, loss, ECMP by 5-tuple), builds real reply bytes and delivers them on a virtual clock. It speaks
+// every probe kind (TCP, UDP, ICMP echo) in both families: the model's IPv4 addresses stand for IPv6
+// ones in 2001:db8:ff00::/96 (`SimulatedNetwork.ipv6`), so every scenario runs over IPv6 too, answered
+// with ICMPv6 and IPv6 replies.
 
 import FastTraceCore
 import FastTraceWire
@@ -93,7 +96,18 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         /// The IP protocol (6 TCP, 17 UDP). For UDP, `sequence` is the checksum (high half) and the
         /// IPv4 ID (low half): the word the probe carries.
         public var protocolNumber: UInt8 = 6
+        /// The probe's family. Over IPv6 `source` and `destination` are the model's IPv4 addresses the
+        /// IPv6 ones stand for (their low 32 bits), and ICMP echo's protocol reads 1 as over IPv4.
+        public var family: IPFamily = .v4
     }
+
+    /// The IPv6 address a model address stands for: 2001:db8:ff00::a.b.c.d.
+    public static func ipv6(_ address: IPv4Address) -> IPAddress {
+        IPAddress(high: 0x2001_0db8_ff00_0000, low: UInt64(address.value))
+    }
+
+    /// The model address an IPv6 address stands for (its low 32 bits).
+    static func model(_ address: IPAddress) -> IPv4Address { IPv4Address(UInt32(truncatingIfNeeded: address.low)) }
 
     private let paths: (IPv4Address) -> SimulatedPath?
     private var sink: ReplySink?
@@ -185,7 +199,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         let accepted = min(count, acceptLimit ?? count)
         for i in 0..<accepted {
             let (length, destination) = scratch.withUnsafeMutableBytes { fill(i, $0) }
-            if let v4 = destination.ipv4, let mtu = mtu(v4), length > mtu {
+            if let mtu = mtu(destination.ipv4 ?? Self.model(destination)), length > mtu {
                 counters.sendErrors += 1
                 if counters.firstSendErrno == 0 { counters.firstSendErrno = 90 }  // EMSGSIZE on Linux
                 refused(i)
@@ -217,7 +231,9 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
     }
 
     private func respond(to packet: [UInt8]) {
+        let v6 = packet.first.map { $0 >> 4 == 6 } ?? false
         let parsed: SentProbe? = packet.withUnsafeBytes { (bytes) -> SentProbe? in
+            if v6 { return Self.parseProbe6(bytes, time: clockNanos) }
             guard let ip = IPv4HeaderView(bytes), ip.version == 4 else { return nil }
             if ip.proto == 17, ip.payload.count >= 8 {
                 let udp = ip.payload
@@ -248,13 +264,14 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
         let original = packet
         var packet = packet
-        if let rewrittenIPID {
+        // (IPv4 IDs and NAT are IPv4's: an IPv6 probe has no ID, and no NAT66 is modelled.)
+        if let rewrittenIPID, !v6 {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrittenIPID) }
         }
-        if let rewrite = path.ipIDRewrite, ttl > rewrite.afterTTL {
+        if let rewrite = path.ipIDRewrite, ttl > rewrite.afterTTL, !v6 {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrite.to) }
         }
-        if let dnat = path.dnat, ttl > dnat.afterTTL {
+        if let dnat = path.dnat, ttl > dnat.afterTTL, !v6 {
             // What routers past the NAT see (and quote): the rewritten destination.
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
             // A UDP checksum covers the destination: the NAT adjusts it (RFC 1624 eqn. 3, as Linux does;
@@ -280,8 +297,25 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         // A router quotes the probe as it got it: with `ttl - hop + 1` left.
         func quote(atHop hop: Int) -> [UInt8] {
             var quoted = packet
-            quoted.withUnsafeMutableBytes { IPv4HeaderWriter($0).setTTL(UInt8(ttl - hop + 1)) }
+            if v6 {
+                quoted[7] = UInt8(ttl - hop + 1)
+            } else {
+                quoted.withUnsafeMutableBytes { IPv4HeaderWriter($0).setTTL(UInt8(ttl - hop + 1)) }
+            }
             return quoted
+        }
+        // An ICMP error in the probe's family: ICMPv6 for IPv6 (time exceeded 3/0; unreachables 1 with
+        // the code that means the same: no route 0, prohibited 1, address 3, port 4).
+        func error(type: UInt8, code: UInt8, from: IPv4Address, quoting quoted: [UInt8], mpls: [UInt32] = []) -> [UInt8] {
+            guard v6 else { return Self.icmpError(type: type, code: code, from: from, quoting: quoted, mpls: mpls) }
+            let code6: UInt8 = switch code {
+            case 3: 4
+            case 1: 3
+            case 9, 10, 13: 1
+            default: 0
+            }
+            return type == 11 ? Self.icmp6Error(type: 3, code: 0, from: Self.ipv6(from), quoting: quoted)
+                : Self.icmp6Error(type: 1, code: code6, from: Self.ipv6(from), quoting: quoted)
         }
         // The first unreachable router the probe reaches answers it, whatever TTL it has left.
         if let u = path.hops.prefix(ttl).firstIndex(where: \.isUnreachable) {
@@ -294,7 +328,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             default: reply = nil
             }
             if let (address, code) = reply {
-                schedule(Self.icmpError(type: 3, code: code, from: address, quoting: quote(atHop: hop)),
+                schedule(error(type: 3, code: code, from: address, quoting: quote(atHop: hop)),
                     delay: perHopDelayNanos * UInt64(hop))
             }
             return
@@ -302,7 +336,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         if ttl <= path.hops.count {
             switch path.hops[ttl - 1] {
             case .router(let address):
-                schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl),
+                schedule(error(type: 11, code: 0, from: address, quoting: quote(atHop: ttl),
                     mpls: mplsStacks[address] ?? []), delay: delay + (extraReplyDelay?(probe) ?? 0))
             case .silent, .unreachable, .rateLimitedUnreachable:
                 break
@@ -312,10 +346,10 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 h ^= UInt64(probe.sourcePort) << 16 | UInt64(probe.destinationPort)
                 h = (h ^ (h >> 29)) &* 0xBF58_476D_1CE4_E5B9
                 let router = routers[Int((h >> 32) % UInt64(routers.count))]
-                schedule(Self.icmpError(type: 11, code: 0, from: router, quoting: quote(atHop: ttl)), delay: delay)
+                schedule(error(type: 11, code: 0, from: router, quoting: quote(atHop: ttl)), delay: delay)
             case .rateLimited(let address, let perSecond, let burst):
                 if takeICMPToken(address, perSecond: perSecond, burst: burst) {
-                    schedule(Self.icmpError(type: 11, code: 0, from: address, quoting: quote(atHop: ttl)),
+                    schedule(error(type: 11, code: 0, from: address, quoting: quote(atHop: ttl)),
                         delay: delay + (extraReplyDelay?(probe) ?? 0))
                 }
             }
@@ -325,7 +359,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         case .blackHole: return
         case .listening where probe.protocolNumber == 1:
             // A host answers an echo request with an echo reply returning its data.
-            schedule(Self.echoReply(to: original), delay: delay)
+            schedule(v6 ? Self.echoReply6(to: original) : Self.echoReply(to: original), delay: delay)
         case .listening(let ports) where probe.protocolNumber == 17:
             // A UDP service answers on its port (echoing the request, as DNS and NTP do); elsewhere the
             // host says port unreachable, quoting the probe as it got it.
@@ -333,7 +367,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             // sent to); its ICMP is not tracked (as in the lab), so the error comes from the host's own
             // address and quotes the rewritten probe.
             if ports.contains(probe.destinationPort) {
-                schedule(Self.udpServiceAnswer(to: original), delay: delay)
+                schedule(v6 ? Self.udpServiceAnswer6(to: original) : Self.udpServiceAnswer(to: original), delay: delay)
             } else {
                 let host = path.dnat.map { ttl > $0.afterTTL ? $0.to : probe.destination } ?? probe.destination
                 if let limit = path.destinationICMPLimit,
@@ -341,7 +375,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
                 {
                     return
                 }
-                schedule(Self.icmpError(type: 3, code: 3, from: host, quoting: quote(atHop: path.hops.count + 1)),
+                schedule(error(type: 3, code: 3, from: host, quoting: quote(atHop: path.hops.count + 1)),
                     delay: delay)
             }
         case .listening(_) where probe.flags & TCPLayout.syn == 0:
@@ -349,15 +383,15 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             // sequence number from the segment's acknowledgement (RFC 9293 3.10.7.1; no ACK flag), as Linux does.
             schedule(Self.tcpReply(from: probe.destination, to: probe.source, sourcePort: probe.destinationPort,
                 destinationPort: probe.sourcePort, acknowledgement: 0, flags: TCPLayout.rst,
-                sequence: probe.acknowledgement), delay: delay)
+                sequence: probe.acknowledgement, v6: v6), delay: delay)
         case .listening(let ports):
             let open = ports.contains(probe.destinationPort)
             // A SYN-ACK acknowledges the SYN only (data on a SYN is not accepted without TCP Fast Open); a
             // RST acknowledges everything the segment carried (RFC 9293 3.10.7.1), as Linux does.
-            let payload = UInt32(packet.count - 40)
+            let payload = UInt32(packet.count - (v6 ? 60 : 40))
             schedule(Self.tcpReply(from: probe.destination, to: probe.source, sourcePort: probe.destinationPort,
                 destinationPort: probe.sourcePort, acknowledgement: probe.sequence &+ 1 &+ (open ? 0 : payload),
-                flags: open ? TCPLayout.syn | TCPLayout.ack : TCPLayout.rst | TCPLayout.ack), delay: delay)
+                flags: open ? TCPLayout.syn | TCPLayout.ack : TCPLayout.rst | TCPLayout.ack, v6: v6), delay: delay)
         }
     }
 
@@ -454,8 +488,22 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
 
     /// A TCP reply (SYN-ACK, RST+ACK, or a RST answering an ACK with `sequence`) as a destination sends it.
     public static func tcpReply(from: IPv4Address, to: IPv4Address, sourcePort: UInt16, destinationPort: UInt16,
-        acknowledgement: UInt32, flags: UInt8, sequence: UInt32? = nil) -> [UInt8]
+        acknowledgement: UInt32, flags: UInt8, sequence: UInt32? = nil, v6: Bool = false) -> [UInt8]
     {
+        if v6 {
+            var tcp = [UInt8](repeating: 0, count: 20)
+            tcp.withUnsafeMutableBytes { bytes in
+                let w = TCPHeaderWriter(bytes)
+                w.setSourcePort(sourcePort)
+                w.setDestinationPort(destinationPort)
+                w.setSequence(sequence ?? (flags & TCPLayout.syn != 0 ? 0x1234_5678 : 0))
+                w.setAcknowledgement(acknowledgement)
+                w.setHeaderLength(20)
+                w.setFlags(flags)
+                w.setWindow(65535)
+            }
+            return packet6(next: 6, from: ipv6(from), to: ipv6(to), upper: tcp, checksumAt: 16)
+        }
         var out = [UInt8](repeating: 0, count: 40)
         out.withUnsafeMutableBytes { bytes in
             writeIPv4(bytes, total: 40, protocol: 6, source: from, destination: to)
@@ -523,6 +571,86 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             bytes[28...].copyBytes(from: data)
         }
         return out
+    }
+
+    // MARK: IPv6
+
+    /// An IPv6 probe as the network sees it (model addresses: the low 32 bits), or nil.
+    static func parseProbe6(_ bytes: UnsafeRawBufferPointer, time: UInt64) -> SentProbe? {
+        guard let ip = IPv6HeaderView(bytes) else { return nil }
+        let l4 = ip.payload
+        guard l4.count >= 8 else { return nil }
+        func word(_ at: Int) -> UInt16 { UInt16(l4[at]) << 8 | UInt16(l4[at + 1]) }
+        func word32(_ at: Int) -> UInt32 { UInt32(word(at)) << 16 | UInt32(word(at + 2)) }
+        let source = model(ip.source), destination = model(ip.destination)
+        switch bytes[6] {
+        case 17:
+            return SentProbe(source: source, destination: destination, sourcePort: word(0), destinationPort: word(2),
+                sequence: UInt32(word(6)) << 16, ttl: ip.hopLimit, time: time, flags: 0, protocolNumber: 17, family: .v6)
+        case 58 where l4[0] == IPv6Layout.typeEchoRequest:
+            return SentProbe(source: source, destination: destination, sourcePort: word(4), destinationPort: 0,
+                sequence: word32(4), ttl: ip.hopLimit, time: time, flags: 0, protocolNumber: 1, family: .v6)
+        case 6 where l4.count >= 20:
+            return SentProbe(source: source, destination: destination, sourcePort: word(0), destinationPort: word(2),
+                sequence: word32(4), ttl: ip.hopLimit, time: time, flags: l4[13], acknowledgement: word32(8), family: .v6)
+        default:
+            return nil
+        }
+    }
+
+    /// An IPv6 packet from `from` to `to` carrying `upper` (next header `next`), its checksum (at
+    /// `checksumAt` in `upper`) computed over the pseudo-header as RFC 8200 §8.1 says.
+    static func packet6(next: UInt8, from: IPAddress, to: IPAddress, upper: [UInt8], checksumAt: Int) -> [UInt8] {
+        var upper = upper
+        upper[checksumAt] = 0
+        upper[checksumAt + 1] = 0
+        let pseudo = InternetChecksum.pseudoHeaderSum(source: from, destination: to, protocol: next, length: upper.count)
+        var sum = upper.withUnsafeBytes { InternetChecksum.finish(InternetChecksum.partialSum($0, initial: pseudo)) }
+        if next == 17 && sum == 0 { sum = 0xFFFF }
+        upper[checksumAt] = UInt8(sum >> 8)
+        upper[checksumAt + 1] = UInt8(sum & 0xFF)
+        var header = [UInt8](repeating: 0, count: 40)
+        header[0] = 0x60
+        header[4] = UInt8(upper.count >> 8)
+        header[5] = UInt8(upper.count & 0xFF)
+        header[6] = next
+        header[7] = 64
+        header.withUnsafeMutableBytes { bytes in
+            from.write(into: UnsafeMutableRawBufferPointer(rebasing: bytes[8..<24]))
+            to.write(into: UnsafeMutableRawBufferPointer(rebasing: bytes[24..<40]))
+        }
+        return header + upper
+    }
+
+    /// An ICMPv6 error from `from` quoting as much of the IPv6 `probe` as RFC 4443 allows (1,232 bytes).
+    public static func icmp6Error(type: UInt8, code: UInt8, from: IPAddress, quoting probe: [UInt8]) -> [UInt8] {
+        let source = probe.withUnsafeBytes { IPv6HeaderView($0)?.source } ?? from
+        return packet6(next: 58, from: from, to: source, upper: [type, code, 0, 0, 0, 0, 0, 0] + probe.prefix(1232),
+            checksumAt: 2)
+    }
+
+    /// A host's echo reply to the IPv6 echo request `probe`: type 129, the rest of the message returned.
+    public static func echoReply6(to probe: [UInt8]) -> [UInt8] {
+        let (source, destination) = probe.withUnsafeBytes { (IPv6HeaderView($0)!.source, IPv6HeaderView($0)!.destination) }
+        var message = Array(probe[40...])
+        message[0] = IPv6Layout.typeEchoReply
+        return packet6(next: 58, from: destination, to: source, upper: message, checksumAt: 2)
+    }
+
+    /// A UDP service's answer to the IPv6 `probe`, as `udpServiceAnswer` answers over IPv4.
+    public static func udpServiceAnswer6(to probe: [UInt8]) -> [UInt8] {
+        let (source, destination) = probe.withUnsafeBytes { (IPv6HeaderView($0)!.source, IPv6HeaderView($0)!.destination) }
+        // The IPv4 answer to the same UDP message carries the data the service returns.
+        let message = Array(probe[40...])
+        var v4 = [UInt8](repeating: 0, count: 20)
+        v4.withUnsafeMutableBytes {
+            writeIPv4($0, total: 20 + message.count, protocol: 17, source: model(source), destination: model(destination))
+        }
+        let answer = udpServiceAnswer(to: v4 + message)
+        var udp = Array(answer[20...])
+        udp[4] = UInt8(udp.count >> 8)
+        udp[5] = UInt8(udp.count & 0xFF)
+        return packet6(next: 17, from: destination, to: source, upper: udp, checksumAt: 6)
     }
 
     private static func writeIPv4(_ bytes: UnsafeMutableRawBufferPointer, total: Int, protocol proto: UInt8,
