@@ -18,8 +18,15 @@
 # it sends no DNS query and reads no UDP answer), closed (the destination's port unreachable) or
 # nothing; for ICMP, reachable or not; for TCP, open (SYN-ACK), closed (RST) or nothing.
 #
-# Environment: FT_RATE, FT_SCRATCH_PATH (SwiftPM scratch path, default .build), FT_LAB_PREFIX (default
-# ftkinds: its own lab, not the default ftlab). Every tool runs under `timeout`.
+# CPU at equal rates: after each pair, fasttrace runs the same list again with --rate set to the rate
+# scamper achieved (its probes, counted by an nftables counter in r1 on what the vantage point sends, over
+# its wall time), and the row "CPU at equal rates" gives both tools' CPU per 1,000 probes and their ratio.
+# FT_STEER=1 steers the lab's forwarding off the tools' CPU for all runs (RPS hands what the vantage
+# point's veth and r1's link from it receive to CPU 1; both tools run pinned to CPU 0), so each tool's
+# CPU is its own, as on a host that forwards nothing; 0 (default) charges it to the sender.
+#
+# Environment: FT_RATE, FT_STEER, FT_SCRATCH_PATH (SwiftPM scratch path, default .build), FT_LAB_PREFIX
+# (default ftkinds: its own lab, not the default ftlab). Every tool runs under `timeout`.
 
 set -Eeuo pipefail
 N=${1:-1000}
@@ -43,6 +50,37 @@ NS="$FT_LAB_PREFIX-vantage"
 "$SCRIPT_DIR/lab.sh" targets mixed "$N" >"$WORK/list4"
 "$SCRIPT_DIR/lab.sh" targets6 mixed "$((N < 1462 ? N : 1462))" >"$WORK/list6"
 FAMILIES=${FT_FAMILIES:-4 6}
+R1NS="$FT_LAB_PREFIX-r1"
+
+# Probes the vantage point sends, counted in r1 as they arrive: TCP SYNs (no ACK: not the kernel's resets
+# to unexpected SYN-ACKs), UDP, and ICMP/ICMPv6 echo requests.
+ip netns exec "$R1NS" nft -f - <<'NFT'
+table inet ftkinds {
+    counter probes {}
+    chain count {
+        type filter hook prerouting priority -400; policy accept;
+        iifname "up0" tcp flags & (syn | ack) == syn counter name "probes"
+        iifname "up0" meta l4proto udp counter name "probes"
+        iifname "up0" icmp type echo-request counter name "probes"
+        iifname "up0" icmpv6 type echo-request counter name "probes"
+    }
+}
+NFT
+reset_probes() { ip netns exec "$R1NS" nft reset counter inet ftkinds probes >/dev/null; }
+probes() {
+    ip netns exec "$R1NS" nft list counter inet ftkinds probes |
+        awk '/packets/ { for (i = 1; i < NF; i++) if ($i == "packets") print $(i + 1) }'
+}
+
+PIN=()
+if [[ ${FT_STEER:-0} == 1 ]]; then
+    (($(nproc) >= 2)) || { echo "compare-kinds.sh: FT_STEER=1 needs two CPUs" >&2; exit 2; }
+    for dev in "$R1NS:up0" "$NS:veth0"; do
+        ip netns exec "${dev%%:*}" sh -c "echo 2 >/sys/class/net/${dev#*:}/queues/rx-0/rps_cpus"
+    done
+    PIN=(taskset -c 0)
+    echo "== forwarding steered to CPU 1, tools pinned to CPU 0" >&2
+fi
 
 # Runs "$@" under `timeout`, writing stdout to $1.out; prints "wall cpu" in seconds.
 timed() {
@@ -77,15 +115,32 @@ for kind in "udp 53" "udp 33434" "icmp" "tcp 443"; do
     esac
     label="IPv$family $proto${port:+ $port}"
     name="$family-$proto$port"
-    read -r fwall fcpu < <(timed "ft-$name" ip netns exec "$NS" "$BIN" -n -q 1 -w 1 -m 16 --gap 3 \
+    read -r fwall fcpu < <(timed "ft-$name" ip netns exec "$NS" "${PIN[@]}" "$BIN" -n -q 1 -w 1 -m 16 --gap 3 \
         --rate "$RATE" --format json --targets "$WORK/list$family" "${ours[@]}")
-    read -r swall scpu < <(timed "sc-$name" ip netns exec "$NS" scamper -p "$RATE" -O json -c "$theirs" \
+    reset_probes
+    read -r swall scpu < <(timed "sc-$name" ip netns exec "$NS" "${PIN[@]}" scamper -p "$RATE" -O json -c "$theirs" \
         -f "$WORK/list$family")
+    sprobes=$(probes)
+    # fasttrace again at the rate scamper achieved: CPU at equal rates.
+    eqrate=$(python3 -c "import sys; print(max(1, int(float(sys.argv[1]) / max(float(sys.argv[2]), 0.01))))" "$sprobes" "$swall")
+    reset_probes
+    read -r ewall ecpu < <(timed "eq-$name" ip netns exec "$NS" "${PIN[@]}" "$BIN" -n -q 1 -w 1 -m 16 --gap 3 \
+        --rate "$eqrate" --format json --targets "$WORK/list$family" "${ours[@]}")
+    eprobes=$(probes)
     read -r fright sright total < <(python3 "$SCRIPT_DIR/compare_kinds_check.py" "$REPO/lab-state/$FT_LAB_PREFIX/truth.json" \
         "$proto" "${port:-0}" "$WORK/ft-$name.out" "$WORK/sc-$name.out")
     printf '%-18s %-10s %8s %8s  %s / %s\n' "$label" fasttrace "$fwall" "$fcpu" "$fright" "$total"
     printf '%-18s %-10s %8s %8s  %s / %s\n' "$label" scamper "$swall" "$scpu" "$sright" "$total"
     python3 -c "import sys; print('%-18s wall ratio fasttrace/scamper %.2f' % (sys.argv[1], float(sys.argv[2]) / float(sys.argv[3])))" \
         "$label" "$fwall" "$swall"
+    python3 -c "
+import sys
+label, rate = sys.argv[1], sys.argv[2]
+ep, ew, ec, sp, sw, sc = int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), int(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+f = 1e6 * ec / max(ep, 1)
+s = 1e6 * sc / max(sp, 1)
+print('%-18s CPU at equal rates (%s probes/s): fasttrace %.1f ms per 1,000 probes (%d probes, %.2f s), scamper %.1f (%d probes, %.2f s), ratio %.2f'
+      % (label, rate, f, ep, ew, s, sp, sw, f / s if s else 0))
+" "$label" "$eqrate" "$eprobes" "$ewall" "$ecpu" "$sprobes" "$swall" "$scpu"
 done
 done
