@@ -343,7 +343,7 @@ int CFastTrace_dump_addresses6(struct cfasttrace_address6 *out, size_t capacity)
     return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
 }
 
-/* ---- The transmit ring's Ethernet headers: the egress interface and its IPv4 neighbours ---- */
+/* ---- The transmit ring's Ethernet headers: the egress interface and its IPv4 and IPv6 neighbours ---- */
 
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
@@ -391,37 +391,38 @@ static int link_cb(const struct nlmsghdr *nlh, void *data)
 
 struct neighbour_ctx {
     int ifindex;
+    int family; /* AF_INET, AF_INET6, or AF_UNSPEC for both */
     struct cfasttrace_neighbour *out;
     size_t capacity;
     size_t count;
 };
 
-static int neighbour_cb(const struct nlmsghdr *nlh, void *data)
+/* Reads one RTM_NEWNEIGH into `n` (either family: the address in the first 4 or all 16 bytes). Returns 1
+ * for an IPv4 or IPv6 neighbour of `ifindex` with a destination, 0 for anything else. */
+static int parse_neighbour(const struct nlmsghdr *nlh, int ifindex, struct cfasttrace_neighbour *n)
 {
-    struct neighbour_ctx *ctx = data;
     const struct ndmsg *ndm = mnl_nlmsg_get_payload(nlh);
-    if (ndm->ndm_family != AF_INET || ndm->ndm_ifindex != ctx->ifindex)
-        return MNL_CB_OK;
-    struct cfasttrace_neighbour n;
-    memset(&n, 0, sizeof(n));
-    n.state = ndm->ndm_state;
+    if ((ndm->ndm_family != AF_INET && ndm->ndm_family != AF_INET6) || ndm->ndm_ifindex != ifindex)
+        return 0;
+    memset(n, 0, sizeof(*n));
+    n->family = ndm->ndm_family;
+    n->state = ndm->ndm_state;
+    size_t address_len = ndm->ndm_family == AF_INET6 ? 16 : 4;
     int has_dst = 0;
     const struct nlattr *attr;
     mnl_attr_for_each(attr, nlh, sizeof(*ndm)) {
         switch (mnl_attr_get_type(attr)) {
         case NDA_DST:
-            if (mnl_attr_get_payload_len(attr) == 4) {
-                uint8_t dst[16] = {0};
-                attr_address(attr, AF_INET, dst);
-                n.address = ipv4_of(dst);
+            if (mnl_attr_get_payload_len(attr) == address_len) {
+                attr_address(attr, ndm->ndm_family, n->address);
                 has_dst = 1;
             }
             break;
         case NDA_LLADDR: {
             size_t len = mnl_attr_get_payload_len(attr);
-            if (len <= sizeof(n.lladdr)) {
-                memcpy(n.lladdr, mnl_attr_get_payload(attr), len);
-                n.lladdr_len = (uint8_t)len;
+            if (len <= sizeof(n->lladdr)) {
+                memcpy(n->lladdr, mnl_attr_get_payload(attr), len);
+                n->lladdr_len = (uint8_t)len;
             }
             break;
         }
@@ -429,7 +430,14 @@ static int neighbour_cb(const struct nlmsghdr *nlh, void *data)
             break;
         }
     }
-    if (!has_dst)
+    return has_dst;
+}
+
+static int neighbour_cb(const struct nlmsghdr *nlh, void *data)
+{
+    struct neighbour_ctx *ctx = data;
+    struct cfasttrace_neighbour n;
+    if (!parse_neighbour(nlh, ctx->ifindex, &n) || (ctx->family != AF_UNSPEC && n.family != ctx->family))
         return MNL_CB_OK;
     if (ctx->count < ctx->capacity)
         ctx->out[ctx->count] = n;
@@ -451,19 +459,21 @@ int CFastTrace_link_info(int ifindex, struct cfasttrace_link *out)
     return rc;
 }
 
-int CFastTrace_dump_neighbours(int ifindex, struct cfasttrace_neighbour *out, size_t capacity)
+int CFastTrace_dump_neighbours(int ifindex, int family, struct cfasttrace_neighbour *out, size_t capacity)
 {
     struct ndmsg ndm;
     memset(&ndm, 0, sizeof(ndm));
-    ndm.ndm_family = AF_INET;
-    struct neighbour_ctx ctx = {ifindex, out, capacity, 0};
+    /* AF_UNSPEC: the kernel dumps every neighbour table (ARP and NDP) in one answer. */
+    ndm.ndm_family = (uint8_t)family;
+    struct neighbour_ctx ctx = {ifindex, family, out, capacity, 0};
     int rc = dump(RTM_GETNEIGH, &ndm, sizeof(ndm), neighbour_cb, &ctx);
     if (rc < 0)
         return rc;
     return ctx.count > INT32_MAX ? INT32_MAX : (int)ctx.count;
 }
 
-_Static_assert(sizeof(struct cfasttrace_neighbour) == 16, "cfasttrace_neighbour layout");
+_Static_assert(sizeof(struct cfasttrace_neighbour) == 28 && offsetof(struct cfasttrace_neighbour, lladdr) == 20,
+               "cfasttrace_neighbour layout");
 _Static_assert(offsetof(struct cfasttrace_link, address) == 13, "cfasttrace_link layout");
 /* The kernel's NUD_VALID (include/net/neighbour.h, not exported to user space). */
 _Static_assert((NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY) == 0xDE,
@@ -474,6 +484,7 @@ _Static_assert((NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STAL
 #include <linux/fib_rules.h>
 
 struct rule_ctx {
+    int family;
     size_t extra;
 };
 
@@ -481,7 +492,7 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
 {
     struct rule_ctx *ctx = data;
     const struct fib_rule_hdr *frh = mnl_nlmsg_get_payload(nlh);
-    if (frh->family != AF_INET)
+    if (frh->family != ctx->family)
         return MNL_CB_OK;
     uint32_t priority = 0, table = frh->table;
     const struct nlattr *attr;
@@ -507,25 +518,26 @@ static int rule_cb(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
-int CFastTrace_count_policy_rules(void)
+int CFastTrace_count_policy_rules(int family)
 {
     struct fib_rule_hdr frh;
     memset(&frh, 0, sizeof(frh));
-    frh.family = AF_INET;
-    struct rule_ctx ctx = {0};
+    frh.family = (uint8_t)family;
+    struct rule_ctx ctx = {family, 0};
     int rc = dump(RTM_GETRULE, &frh, sizeof(frh), rule_cb, &ctx);
     if (rc < 0)
         return rc;
     return ctx.extra > INT32_MAX ? INT32_MAX : (int)ctx.extra;
 }
 
-/* ---- nftables: base chains on the IPv4 output path (output, postrouting) ---- */
+/* ---- nftables: base chains on the IPv4 and IPv6 output paths (output, postrouting) ---- */
 
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
 
 struct chain_ctx {
+    int ipv4, ipv6;
     size_t output_chains;
 };
 
@@ -533,7 +545,8 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data)
 {
     struct chain_ctx *ctx = data;
     const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
-    if (nfg->nfgen_family != NFPROTO_IPV4 && nfg->nfgen_family != NFPROTO_INET)
+    int family = nfg->nfgen_family;
+    if (!(family == NFPROTO_INET || (ctx->ipv4 && family == NFPROTO_IPV4) || (ctx->ipv6 && family == NFPROTO_IPV6)))
         return MNL_CB_OK;
     const struct nlattr *attr;
     mnl_attr_for_each(attr, nlh, sizeof(*nfg)) {
@@ -551,14 +564,14 @@ static int chain_cb(const struct nlmsghdr *nlh, void *data)
     return MNL_CB_OK;
 }
 
-int CFastTrace_count_output_chains(void)
+int CFastTrace_count_output_chains(int ipv4, int ipv6)
 {
     struct nfgenmsg nfg;
     memset(&nfg, 0, sizeof(nfg));
     nfg.nfgen_family = NFPROTO_UNSPEC;
     nfg.version = NFNETLINK_V0;
     nfg.res_id = 0;
-    struct chain_ctx ctx = {0};
+    struct chain_ctx ctx = {ipv4, ipv6, 0};
     int rc = request(NETLINK_NETFILTER, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETCHAIN, NLM_F_DUMP, &nfg, sizeof(nfg),
                      chain_cb, &ctx);
     if (rc == 0)

@@ -1,5 +1,5 @@
 // The real transport: probes leave through a PACKET_TX_RING (one send() per batch, see TxRingSender)
-// where it can be set up, else through a raw IPv4 socket (sendmmsg, one call per batch); replies
+// where it can be set up, else through raw IPv4 and IPv6 sockets (sendmmsg, one call per batch); replies
 // arrive through an AF_PACKET TPACKET_V3 ring whose eBPF filter keeps only replies to our probes, read
 // by a dedicated thread that polls the packet socket.
 
@@ -39,15 +39,20 @@ public final class LinuxTransport: ProbeTransport {
         /// Which send path to set up: the transmit ring (`ring`: or throw `SendPathUnavailable`), the
         /// raw socket (`socket`), or the ring where it can be set up (`auto`).
         public var sendPath: SendPathChoice
-        /// The routes probes take (restricted to `interfaceName`'s when one is given), for the ring's
+        /// The IPv4 routes probes take (restricted to `interfaceName`'s when one is given), for the ring's
         /// choice of interface and next hops; nil reads the main table when the ring is tried.
         public var routes: RouteTable?
+        /// The same for IPv6.
+        public var routes6: RouteTable6?
         /// The IP protocol the probes carry (6 TCP, 17 UDP, 1 ICMP echo): the reply filter keeps that
         /// protocol's answers and ICMP errors quoting it.
         public var probeProtocol: UInt8 = 6
-        /// The run may send IPv4 probes. False (a run that traces IPv6 only) keeps `auto` off the transmit
-        /// ring, which frames IPv4 only: it would be mapped and named for a run it never sends for.
+        /// The run may send IPv4 probes (false for one that traces IPv6 only: `-6`, one IPv6 address). The
+        /// ring then takes its interface from the IPv6 routes, and `--verbose` and the checks of what the
+        /// ring would bypass (output firewall, policy rules) are about IPv6 alone.
         public var sendsIPv4 = true
+        /// The run may send IPv6 probes (false for one that traces IPv4 only).
+        public var sendsIPv6 = true
 
         /// Makes a configuration; the defaults suit tens of thousands of targets.
         public init(
@@ -59,10 +64,12 @@ public final class LinuxTransport: ProbeTransport {
             sendBufferBytes: Int = 4 * 1024 * 1024,
             snapLength: Int = 256,
             sendPath: SendPathChoice = .auto,
-            routes: RouteTable? = nil
+            routes: RouteTable? = nil,
+            routes6: RouteTable6? = nil
         ) {
             self.sendPath = sendPath
             self.routes = routes
+            self.routes6 = routes6
             self.sourcePorts = sourcePorts
             self.interfaceName = interfaceName
             self.ring = ring
@@ -217,21 +224,17 @@ public final class LinuxTransport: ProbeTransport {
             return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: "--send-path socket",
                 detail: "\(sockets); TX ring not used: --send-path socket"))
         }
-        if configuration.sendPath == .auto && !configuration.sendsIPv4 {
-            let reason = "the run traces IPv6 only, and the ring frames IPv4 only"
-            return (nil, SendPathReport(usesRing: false, interfaceName: nil, reason: reason,
-                detail: "\(sockets); TX ring not used: \(reason)"))
-        }
         do {
             let ring = try openRing(configuration)
-            var detail = ring.detail + "; one send() per batch; IPv6 probes through the raw IPv6 socket"
+            var detail = ring.detail + "; one send() per batch"
             // Where the ring would leave differently from the socket, `auto` keeps the socket and `ring`
             // (the user's choice) goes ahead, naming the difference in `--verbose`:
             // - the raw socket's probes pass this namespace's own netfilter output path; the ring's frames
             //   leave below it (where that path has rules, or cannot be read);
             // - the ring picks next hops from the main table, as fasttrace's routes and sources do; the
             //   kernel would apply `ip rule`s first.
-            for bypassed in [outputFirewall(), policyRules()].compactMap({ $0 }) {
+            let (v4, v6) = (configuration.sendsIPv4, configuration.sendsIPv6)
+            for bypassed in [outputFirewall(ipv4: v4, ipv6: v6), policyRules(ipv4: v4, ipv6: v6)].compactMap({ $0 }) {
                 if configuration.sendPath == .auto { throw TxRingRefusal(reason: bypassed) }
                 detail += " (note: \(bypassed))"
             }
@@ -244,11 +247,12 @@ public final class LinuxTransport: ProbeTransport {
     }
 
     /// Why the ring's frames would leave differently from the socket's because of this namespace's own
-    /// firewall, or nil: nftables base chains (ip, inet) on the output or postrouting hook, or loaded
-    /// legacy iptables tables, which the raw socket's packets pass and the ring's frames bypass (they
-    /// leave below the IP stack; tc and the qdisc still apply). Reading nftables needs CAP_NET_ADMIN.
-    private static func outputFirewall() -> String? {
-        let chains = CFastTrace_count_output_chains()
+    /// firewall, or nil: nftables base chains (inet, and ip or ip6 for the families the run sends) on the
+    /// output or postrouting hook, or loaded legacy iptables (ip6tables) tables, which the raw socket's
+    /// packets pass and the ring's frames bypass (they leave below the IP stack; tc and the qdisc still
+    /// apply). Reading nftables needs CAP_NET_ADMIN.
+    private static func outputFirewall(ipv4: Bool, ipv6: Bool) -> String? {
+        let chains = CFastTrace_count_output_chains(ipv4 ? 1 : 0, ipv6 ? 1 : 0)
         if chains > 0 {
             return "\(chains) nftables output/postrouting chain\(chains == 1 ? "" : "s") in this namespace, which "
                 + "the ring's frames would bypass"
@@ -258,33 +262,48 @@ public final class LinuxTransport: ProbeTransport {
                 + "frames would bypass any"
         }
         // Legacy iptables: its tables are listed here once loaded (each has OUTPUT chains).
-        let tables = Privileges.readSmallFile("/proc/thread-self/net/ip_tables_names")?
-            .split(whereSeparator: { $0 == "\n" || $0 == " " }) ?? []
-        if !tables.isEmpty {
-            return "iptables (legacy) tables \(tables.joined(separator: ", ")) in this namespace, "
-                + "which the ring's frames would bypass"
+        for (sends, file, tool) in [(ipv4, "ip_tables_names", "iptables"), (ipv6, "ip6_tables_names", "ip6tables")] where sends {
+            let tables = Privileges.readSmallFile("/proc/thread-self/net/\(file)")?
+                .split(whereSeparator: { $0 == "\n" || $0 == " " }) ?? []
+            if !tables.isEmpty {
+                return "\(tool) (legacy) tables \(tables.joined(separator: ", ")) in this namespace, "
+                    + "which the ring's frames would bypass"
+            }
         }
         return nil
     }
 
-    /// The policy-routing rules of this host's own (`ip rule`) the ring's next-hop choice, from the main
-    /// table, would not follow, or nil when there are none.
-    private static func policyRules() -> String? {
-        let rules = CFastTrace_count_policy_rules()
-        if rules == 0 { return nil }
-        return rules < 0
-            ? "cannot read the policy-routing rules (netlink RTM_GETRULE: \(SystemError.errnoText(-rules)))"
-            : "\(rules) policy-routing rule\(rules == 1 ? "" : "s") (ip rule) the ring's next-hop choice would not follow"
+    /// The policy-routing rules of this host's own (`ip rule`, `ip -6 rule`, for the families the run
+    /// sends) the ring's next-hop choice, from the main table, would not follow, or nil when there are none.
+    private static func policyRules(ipv4: Bool, ipv6: Bool) -> String? {
+        for (sends, family, command) in [(ipv4, AF_INET, "ip rule"), (ipv6, AF_INET6, "ip -6 rule")] where sends {
+            let rules = CFastTrace_count_policy_rules(family)
+            // A kernel without IPv6 has no IPv6 rules to read (and no IPv6 route for the ring to follow).
+            if rules == 0 || (family == AF_INET6 && rules == -EAFNOSUPPORT) { continue }
+            return rules < 0
+                ? "cannot read the policy-routing rules (netlink RTM_GETRULE: \(SystemError.errnoText(-rules)))"
+                : "\(rules) policy-routing rule\(rules == 1 ? "" : "s") (\(command)) the ring's next-hop choice would not follow"
+        }
+        return nil
     }
 
     /// The ring on the interface probes leave through: `-i`'s, else the default route's, else the one
-    /// interface every route uses.
+    /// interface every route uses; IPv4's routes decide when the run sends IPv4 (and have one), else IPv6's.
     private static func openRing(_ configuration: Configuration) throws(TxRingRefusal) -> TxRingSender {
         var routes: RouteTable
         if let given = configuration.routes {
             routes = given
         } else {
             do { routes = try RouteTable.load() } catch { throw TxRingRefusal(reason: "\(error)") }
+        }
+        var routes6: RouteTable6
+        if let given = configuration.routes6 {
+            routes6 = given
+        } else if configuration.sendsIPv6 {
+            // A kernel without IPv6 answers the dump with an error: no IPv6 route, so the ring takes none.
+            routes6 = (try? RouteTable6.load()) ?? RouteTable6(entries: [], addresses: [])
+        } else {
+            routes6 = RouteTable6(entries: [], addresses: [])
         }
         let index: Int32
         if let name = configuration.interfaceName {
@@ -293,22 +312,45 @@ public final class LinuxTransport: ProbeTransport {
             }
             index = found
             if configuration.routes == nil { routes = routes.restricted(toInterface: found) }
+            if configuration.routes6 == nil { routes6 = routes6.restricted(toInterface: found) }
         } else {
-            let unicast = routes.entries.filter { $0.kind == .unicast && $0.interfaceIndex > 0 }
-            let interfaces = Set(unicast.map(\.interfaceIndex))
-            if let defaultRoute = unicast.filter({ $0.prefixLength == 0 }).min(by: { $0.metric < $1.metric }) {
-                index = defaultRoute.interfaceIndex
-            } else if interfaces.count == 1, let only = interfaces.first {
-                index = only
-            } else if interfaces.isEmpty {
-                throw TxRingRefusal(reason: "no route")
-            } else {
-                let names = interfaces.sorted().map { routes.interfaceNames[$0] ?? "if\($0)" }
-                throw TxRingRefusal(reason: "no default route, and routes leave through \(names.joined(separator: ", "))")
+            // (routes as (prefix length, interface, metric), names) of each family the run sends, IPv4 first.
+            var candidates: [([(length: Int, interface: Int32, metric: UInt32)], [Int32: String])] = []
+            if configuration.sendsIPv4 {
+                candidates.append((routes.entries.filter { $0.kind == .unicast && $0.interfaceIndex > 0 }
+                    .map { ($0.prefixLength, $0.interfaceIndex, $0.metric) }, routes.interfaceNames))
             }
+            if configuration.sendsIPv6 {
+                // Every IPv6 interface has its own fe80::/64 route, and lo ::1/128: neither says where probes go.
+                let loopback = IPAddress(high: 0, low: 1)
+                candidates.append((routes6.entries.filter {
+                    $0.kind == .unicast && $0.interfaceIndex > 0 && $0.destination.high >> 54 != 0x3FA
+                        && !($0.prefixLength == 128 && $0.destination == loopback)
+                }.map { ($0.prefixLength, $0.interfaceIndex, $0.metric) }, routes6.interfaceNames))
+            }
+            var chosen: Int32?
+            var firstRefusal: String?
+            for (unicast, names) in candidates {
+                let interfaces = Set(unicast.map(\.interface))
+                if let defaultRoute = unicast.filter({ $0.length == 0 }).min(by: { $0.metric < $1.metric }) {
+                    chosen = defaultRoute.interface
+                } else if interfaces.count == 1, let only = interfaces.first {
+                    chosen = only
+                } else if interfaces.isEmpty {
+                    firstRefusal = firstRefusal ?? "no route"
+                } else {
+                    let list = interfaces.sorted().map { names[$0] ?? "if\($0)" }
+                    firstRefusal = firstRefusal
+                        ?? "no default route, and routes leave through \(list.joined(separator: ", "))"
+                }
+                if chosen != nil { break }
+            }
+            guard let chosen else { throw TxRingRefusal(reason: firstRefusal ?? "no route") }
+            index = chosen
         }
-        let name = routes.interfaceNames[index] ?? configuration.interfaceName ?? "if\(index)"
-        return try TxRingSender(interfaceIndex: index, interfaceName: name, routes: routes,
+        let name = routes.interfaceNames[index] ?? routes6.interfaceNames[index] ?? configuration.interfaceName ?? "if\(index)"
+        return try TxRingSender(interfaceIndex: index, interfaceName: name, routes: routes, routes6: routes6,
+            sendsIPv4: configuration.sendsIPv4, sendsIPv6: configuration.sendsIPv6,
             sendBufferBytes: configuration.sendBufferBytes, maxPacketLength: configuration.maxPacketLength)
     }
 

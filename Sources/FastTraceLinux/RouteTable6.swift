@@ -22,9 +22,12 @@ public struct RouteTable6: Sendable {
         public var gateway: IPAddress?
         public var preferredSource: IPAddress?
         public var metric: UInt32
+        /// Number of nexthops (more than one for ECMP; `interfaceIndex`/`gateway` are the first's).
+        public var nexthops: Int
 
         public init(destination: IPAddress, prefixLength: Int, kind: RouteTable.Entry.Kind = .unicast,
-            interfaceIndex: Int32, gateway: IPAddress? = nil, preferredSource: IPAddress? = nil, metric: UInt32 = 0)
+            interfaceIndex: Int32, gateway: IPAddress? = nil, preferredSource: IPAddress? = nil, metric: UInt32 = 0,
+            nexthops: Int = 1)
         {
             precondition((0...128).contains(prefixLength) && destination.family == .v6)
             self.destination = destination.masked(length: prefixLength)
@@ -34,6 +37,7 @@ public struct RouteTable6: Sendable {
             self.gateway = gateway
             self.preferredSource = preferredSource
             self.metric = metric
+            self.nexthops = nexthops
         }
     }
 
@@ -97,7 +101,7 @@ public struct RouteTable6: Sendable {
             let gateway = address(r.gateway), source = address(r.prefsrc)
             return Entry(destination: address(r.dst), prefixLength: Int(min(r.dst_len, 128)), kind: kind,
                 interfaceIndex: r.oif, gateway: gateway == zero ? nil : gateway,
-                preferredSource: source == zero ? nil : source, metric: r.priority)
+                preferredSource: source == zero ? nil : source, metric: r.priority, nexthops: Int(r.nexthops))
         }
         // IFA_F_TENTATIVE 0x40, IFA_F_DADFAILED 0x08, IFA_F_DEPRECATED 0x20; scope 0 is global.
         let interfaceAddresses = addresses.map {

@@ -1,8 +1,9 @@
 // The PACKET_TX_RING send path: probes leave as whole Ethernet frames written into a TPACKET_V2 ring
 // on an AF_PACKET socket bound to the egress interface, one send() per batch. The frame is the IP
 // packet the probe kind wrote behind an Ethernet header: the interface's own MAC as source, the next
-// hop's MAC (from the kernel's neighbour table) as destination, the EtherType from the packet's version
-// nibble. Set up once, before privileges are dropped; used by the scheduler thread only.
+// hop's MAC (from the kernel's ARP or NDP neighbour table) as destination, the EtherType of the
+// destination's family (0x0800 or 0x86DD), checked against the packet's version nibble. Set up once,
+// before privileges are dropped; used by the scheduler thread only.
 
 #if canImport(Glibc)
 import Glibc
@@ -71,9 +72,15 @@ final class TxRingSender {
     private let socket: OwnedDescriptor
     private var ring: UnsafeTxRing
     private let routes: NextHopRoutes
+    private let routes6: NextHopRoutes6
+    /// Which families' next hops `detail` names (those the run sends).
+    private let namesIPv4: Bool
+    private let namesIPv6: Bool
     private var neighbours = NeighbourTable()
     private var cachedHop: UInt32 = 0
     private var cachedMAC: MACAddress?
+    private var cachedHop6 = IPAddress(high: 0, low: 0)
+    private var cachedMAC6: MACAddress?
     private var unresolvedSeen = false
     private var lastRefresh: UInt64 = 0
     private let clock = SystemClock()
@@ -83,10 +90,11 @@ final class TxRingSender {
     /// Frames the kernel refused as malformed (TP_STATUS_WRONG_FORMAT), also counted as send errors.
     let framesRefused = Atomic<UInt64>(0)
 
-    /// Sets up the ring on interface `interfaceIndex` for destinations routed by `routes`. Throws a
+    /// Sets up the ring on interface `interfaceIndex` for destinations routed by `routes` (IPv4) and
+    /// `routes6` (IPv6); `sendsIPv4`/`sendsIPv6` say which families' next hops `detail` names. Throws a
     /// refusal naming what stands in the way.
-    init(interfaceIndex: Int32, interfaceName: String, routes: RouteTable, sendBufferBytes: Int,
-         maxPacketLength: Int) throws(TxRingRefusal) {
+    init(interfaceIndex: Int32, interfaceName: String, routes: RouteTable, routes6: RouteTable6,
+         sendsIPv4: Bool = true, sendsIPv6: Bool = true, sendBufferBytes: Int, maxPacketLength: Int) throws(TxRingRefusal) {
         var link = cfasttrace_link()
         let rc = CFastTrace_link_info(interfaceIndex, &link)
         guard rc == 0 else {
@@ -137,6 +145,9 @@ final class TxRingSender {
         self.ownMAC = ownMAC
         self.mtu = Int(link.mtu)
         self.routes = NextHopRoutes(table: routes, interfaceIndex: interfaceIndex)
+        self.routes6 = NextHopRoutes6(table: routes6, interfaceIndex: interfaceIndex)
+        self.namesIPv4 = sendsIPv4
+        self.namesIPv6 = sendsIPv6
         do {
             try neighbours.reload(interfaceIndex: interfaceIndex)
         } catch {
@@ -145,11 +156,13 @@ final class TxRingSender {
         lastRefresh = clock.now()
     }
 
-    /// One line for `--verbose`: the ring, the interface and each gateway's neighbour entry.
+    /// One line for `--verbose`: the ring, the interface and each gateway's neighbour entry (of the
+    /// families the run sends).
     var detail: String {
-        let hops = routes.gateways.map { gateway -> String in
-            let address = IPv4Address(gateway)
-            guard let entry = neighbours.entries.first(where: { $0.address == gateway }) else {
+        let gateways = (namesIPv4 ? routes.gateways.map { IPAddress(IPv4Address($0)) } : [])
+            + (namesIPv6 ? routes6.gateways : [])
+        let hops = gateways.map { address -> String in
+            guard let entry = neighbours.entries.first(where: { $0.address == address }) else {
                 return "\(address) not in the neighbour table yet (its first probes go through the raw socket, which resolves it)"
             }
             return "\(address) at \(entry.mac?.description ?? "no address") (\(NeighbourTable.stateName(entry.state)))"
@@ -171,6 +184,7 @@ final class TxRingSender {
         // A failed read keeps the entries we have; the next one is due in a second.
         if (try? neighbours.reload(interfaceIndex: interfaceIndex)) != nil {
             cachedMAC = nil
+            cachedMAC6 = nil
         }
     }
 
@@ -179,39 +193,67 @@ final class TxRingSender {
     func frameAtCursor() -> UnsafeMutableRawBufferPointer? { ring.frameAtCursor() }
 
     /// Frames the probe in `frame` (its IP packet at offset 14, `length` bytes, for `destination`): the
-    /// Ethernet header written and the IPv4 header finished as the raw socket would finish it. True when
-    /// the frame is ready for `submit`; false when the probe must go through the raw socket instead: its
-    /// next hop is not resolved yet (the socket makes the kernel resolve it), its route is one the ring
-    /// cannot follow as the kernel would (another interface, multipath, none), it exceeds the MTU, or
-    /// the socket would rewrite its header in a way the ring cannot reproduce (an ID or source of 0).
+    /// Ethernet header written, and an IPv4 header finished as the raw socket would finish it (an IPv6
+    /// packet, which the raw IPv6 socket sends as it stands, is only checked to be whole). True when the
+    /// frame is ready for `submit`; false when the probe must go through the raw socket instead: its next
+    /// hop is not resolved yet (the socket makes the kernel resolve it), its route is one the ring cannot
+    /// follow as the kernel would (another interface, multipath, reject, none), it exceeds the MTU, or
+    /// the socket would send it differently (an IPv4 ID or source of 0, which it rewrites; an IPv6 packet
+    /// whose payload length is not its length).
     @inline(__always)
     func frame(_ frame: UnsafeMutableRawBufferPointer, length: Int, destination: IPAddress) -> Bool {
-        // IPv4 only for now: IPv6 next hops need the NDP table (the raw socket refuses IPv6 today too).
-        guard length <= mtu, let v4 = destination.ipv4 else { return false }
-        let mac: MACAddress
-        switch routes.nextHop(v4.value) {
-        case .socketOnly:
-            return false
-        case .address(let hop):
-            if hop == cachedHop, let cached = cachedMAC {
-                mac = cached
-            } else if let found = neighbours.macs[hop] {
-                cachedHop = hop
-                cachedMAC = found
-                mac = found
-            } else {
-                unresolvedSeen = true
-                return false
-            }
-        }
+        guard length <= mtu else { return false }
         let ipStart = EthernetLayout.headerLength
         // SAFETY: the frame area holds 14 + maxPacketLength bytes (checked in init), and length ≤ that.
         let packet = UnsafeMutableRawBufferPointer(rebasing: frame[ipStart..<(ipStart + length)])
-        guard let etherType = EthernetFrameWriter.etherType(ofIPPacket: UnsafeRawBufferPointer(packet)),
-            etherType == EthernetLayout.etherTypeIPv4, RawIPv4Send.finish(packet, length: length) == nil
-        else { return false }
+        let mac: MACAddress
+        let etherType: UInt16
+        if let v4 = destination.ipv4 {
+            guard let found = nextHopMAC(v4.value), RawIPv4Send.finish(packet, length: length) == nil else { return false }
+            (mac, etherType) = (found, EthernetLayout.etherTypeIPv4)
+        } else {
+            guard let found = nextHopMAC6(destination), RawIPv6Send.check(UnsafeRawBufferPointer(packet), length: length) == nil
+            else { return false }
+            (mac, etherType) = (found, EthernetLayout.etherTypeIPv6)
+        }
         EthernetFrameWriter.writeHeader(into: frame, destination: mac, source: ownMAC, etherType: etherType)
         return true
+    }
+
+    /// The MAC of the next hop toward IPv4 `destination`, or nil (the socket takes the probe).
+    @inline(__always)
+    private func nextHopMAC(_ destination: UInt32) -> MACAddress? {
+        switch routes.nextHop(destination) {
+        case .socketOnly:
+            return nil
+        case .address(let hop):
+            if hop == cachedHop, let cached = cachedMAC { return cached }
+            guard let found = neighbours.macs[hop] else {
+                unresolvedSeen = true
+                return nil
+            }
+            cachedHop = hop
+            cachedMAC = found
+            return found
+        }
+    }
+
+    /// The MAC of the next hop toward IPv6 `destination` (from the NDP table), or nil.
+    @inline(__always)
+    private func nextHopMAC6(_ destination: IPAddress) -> MACAddress? {
+        switch routes6.nextHop(destination) {
+        case .socketOnly:
+            return nil
+        case .address(let hop):
+            if hop == cachedHop6, let cached = cachedMAC6 { return cached }
+            guard let found = neighbours.macs6[hop] else {
+                unresolvedSeen = true
+                return nil
+            }
+            cachedHop6 = hop
+            cachedMAC6 = found
+            return found
+        }
     }
 
     /// Requests the frame at the cursor (prepared by `frame`) be sent at the next kick.

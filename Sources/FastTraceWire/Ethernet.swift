@@ -1,7 +1,8 @@
 // The link layer the transmit ring needs: a probe sent through PACKET_TX_RING is a whole Ethernet frame,
 // so the send path writes the 14-byte Ethernet header in front of the IP packet the probe kind wrote,
-// and does to an IPv4 header what the kernel does to one sent through the raw IPPROTO_RAW socket, so
-// both send paths put the same IP packet on the wire. Pure: no kernel, no allocation.
+// and does to an IPv4 header what the kernel does to one sent through the raw IPPROTO_RAW socket (to an
+// IPv6 packet that socket does nothing, so it is only checked to be whole), so both send paths put the
+// same IP packet on the wire. Pure: no kernel, no allocation.
 
 /// A 48-bit IEEE 802 MAC address.
 public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
@@ -113,6 +114,35 @@ public enum RawIPv4Send {
         let writer = IPv4HeaderWriter(header)
         writer.setTotalLength(UInt16(length))
         writer.updateChecksum()
+        return nil
+    }
+}
+
+/// What the kernel's raw IPv6 socket (`IPPROTO_RAW`, the header included) does to a packet it sends
+/// (net/ipv6/raw.c, `rawv6_send_hdrinc`): nothing. It copies the bytes as they are (no length is set,
+/// no checksum exists in the header) after checking the packet fits the route's MTU. A packet sent any
+/// other way (the transmit ring) leaves the same only if it is already whole: this checks that it is,
+/// and changes nothing.
+public enum RawIPv6Send {
+    /// Why a packet is not a whole IPv6 packet the ring can send as it stands.
+    public enum Refusal: Sendable, Equatable {
+        /// Shorter than the 40-byte header, or not version 6.
+        case malformed
+        /// The header's payload length is not the bytes after the header (the socket would send it as it
+        /// is; the ring leaves such a packet to the socket rather than frame what the receiver drops).
+        case payloadLengthMismatch
+    }
+
+    /// Nil when the first `length` bytes of `packet` are an IPv6 packet whose payload length field says
+    /// `length - 40`, else why not.
+    @inlinable
+    public static func check(_ packet: UnsafeRawBufferPointer, length: Int) -> Refusal? {
+        guard length >= IPv6Layout.headerLength, length <= packet.count,
+            packet.load(fromByteOffset: IPv6Layout.versionClassLabel, as: UInt8.self) >> 4 == 6
+        else { return .malformed }
+        guard Int(packet.wireUInt16(at: IPv6Layout.payloadLength)) == length - IPv6Layout.headerLength else {
+            return .payloadLengthMismatch
+        }
         return nil
     }
 }

@@ -742,11 +742,14 @@ struct FastTrace: ParsableCommand {
             sourcePorts: config.sourcePort...config.sourcePort, interfaceName: i,
             ring: .sized(forRate: rate, retireTimeoutMilliseconds: continuous != nil ? Defaults.continuousRetireMilliseconds
                 : RingGeometry.default.retireTimeoutMilliseconds),
-            sendPath: sendPath, routes: pathRoutes)
+            sendPath: sendPath, routes: pathRoutes, routes6: pathRoutes6)
         transportConfiguration.probeProtocol = config.method.kind.protocolNumber
-        // A run that can trace IPv6 only (-6, or one IPv6 address) keeps off the ring, which frames IPv4 only.
-        if familyOnly == .v6 { transportConfiguration.sendsIPv4 = false }
-        if case .address(let address) = singleTarget, address.family == .v6 { transportConfiguration.sendsIPv4 = false }
+        // A run that can trace one family only (-4, -6, or one address) sets the ring up for that family's
+        // routes, and names only that family's next hops and firewall rules.
+        var onlyFamily = familyOnly
+        if case .address(let address) = singleTarget { onlyFamily = address.family }
+        if onlyFamily == .v6 { transportConfiguration.sendsIPv4 = false }
+        if onlyFamily == .v4 { transportConfiguration.sendsIPv6 = false }
         let transport = try LinuxTransport(configuration: transportConfiguration)
         // The metrics endpoint's socket and --plot's file are opened here too, while the run may still
         // bind a port below 1024 and write where root may: after the drop it could not, and a picture

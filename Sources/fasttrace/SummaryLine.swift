@@ -166,10 +166,11 @@ func sendPathText(_ path: SendPathReport, _ t: TransportCounters) -> String {
     let socket = t.packetsToSocketBesideRing
     let refused = t.socketRefusedBesideRing == 0 ? "" : ", \(t.socketRefusedBesideRing) of them refused"
     if t.packetsSentThroughRing == 0 && socket > 0 {
-        // The ring was set up but took nothing (an IPv6-only run, or next hops never resolved): the
-        // probes all went through the socket, and the line says so rather than name the ring.
+        // The ring was set up but took nothing (next hops never resolved, routes it does not follow, every
+        // probe over the MTU): the probes all went through the socket, and the line says so rather than
+        // name the ring.
         return "sent through the raw socket (\(socket)\(refused); the \(path.summary) took none of them: it sends "
-            + "IPv4 only, to next hops already resolved)"
+            + "only probes within its MTU, on single routes through its interface, to next hops already resolved)"
     }
     return "sent through the " + path.summary + (socket > 0 ? " (\(socket) through the raw socket\(refused))" : "")
 }

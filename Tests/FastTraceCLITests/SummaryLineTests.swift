@@ -151,13 +151,13 @@ import Testing
         t.socketRefusedBesideRing = 24
         t.sendErrors = 24
         #expect(sendPathText(ring, t) == "sent through the raw socket (24, 24 of them refused; the TX ring on veth0 took "
-            + "none of them: it sends IPv4 only, to next hops already resolved)")
+            + "none of them: it sends only probes within its MTU, on single routes through its interface, to next hops already resolved)")
         t.socketRefusedBesideRing = 0
         t.packetsSent = 24
-        // An IPv6-only run: every probe through the socket, none through the ring (a trial saw the line name
-        // the ring).
+        // Next hops never resolved: every probe through the socket, none through the ring (a trial saw the
+        // line name the ring).
         #expect(sendPathText(ring, t) == "sent through the raw socket (24; the TX ring on veth0 took none of them: "
-            + "it sends IPv4 only, to next hops already resolved)")
+            + "it sends only probes within its MTU, on single routes through its interface, to next hops already resolved)")
         t.packetsSentThroughRing = 10
         t.packetsSent = 34
         #expect(sendPathText(ring, t) == "sent through the TX ring on veth0 (24 through the raw socket)")

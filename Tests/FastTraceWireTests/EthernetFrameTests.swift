@@ -64,4 +64,24 @@ struct EthernetFrameTests {
         #expect(finish(good, length: 19) == .malformed)
         #expect(finish(good, length: 41) == .malformed, "longer than the buffer")
     }
+
+    @Test("an IPv6 packet goes out as it stands: whole (version 6, payload length = the bytes after the header) or refused")
+    func ipv6CheckChangesNothing() {
+        // A 60-byte TCP SYN from 2001:db8:0:1::2 to 2001:db8:100::1 (payload length 20, next header 6, hop limit 3).
+        let good = "6000000000140603" + "20010db8000000010000000000000002" + "20010db8010000000000000000000001"
+            + "9c4001bb12345678000000005002" + "16d0" + "a62e" + "0000"
+        func check(_ text: String, length: Int = 60) -> (RawIPv6Send.Refusal?, String) {
+            let packet = bytes(hex: text)
+            let refusal = packet.withUnsafeBytes { RawIPv6Send.check($0, length: length) }
+            return (refusal, hex(packet))
+        }
+        let (refusal, after) = check(good)
+        #expect(refusal == nil)
+        #expect(after == good, "nothing rewritten: the raw IPv6 socket sends the bytes as they are")
+        #expect(check("600000000015" + String(good.dropFirst(12))).0 == .payloadLengthMismatch, "says 21")
+        #expect(check(good + "00", length: 61).0 == .payloadLengthMismatch, "one byte more than it says")
+        #expect(check("4" + String(good.dropFirst(1))).0 == .malformed, "version 4")
+        #expect(check(good, length: 39).0 == .malformed, "shorter than the header")
+        #expect(check(good, length: 61).0 == .malformed, "longer than the buffer")
+    }
 }

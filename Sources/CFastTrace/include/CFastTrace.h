@@ -16,8 +16,8 @@
  *    scripts/build-bpf.sh), loads it, and writes its configuration map. The libbpf API is C-shaped
  *    (opaque objects, varargs print callback) and is simpler to drive from C.
  *  - libmnl netlink: one dump of the IPv4 routes and addresses, copied into flat C arrays that Swift
- *    reads; the egress interface's link type, MTU and MAC (RTM_GETLINK) and its IPv4 neighbour table
- *    (RTM_GETNEIGH) for the transmit ring's Ethernet headers. Parsing netlink attributes is pointer arithmetic over nested TLVs; it stays in C.
+ *    reads; the egress interface's link type, MTU and MAC (RTM_GETLINK) and its IPv4 and IPv6
+ *    neighbour tables (RTM_GETNEIGH: ARP and NDP) for the transmit ring's Ethernet headers. Parsing netlink attributes is pointer arithmetic over nested TLVs; it stays in C.
  *  - capabilities: capget/capset have no glibc wrapper (only libcap's) and prctl is variadic, which
  *    Swift cannot call; capabilities.c wraps the few calls that check and drop privileges.
  *
@@ -292,11 +292,12 @@ struct cfasttrace_link {
     uint8_t address[32]; /* IFLA_ADDRESS: the link-layer address (a MAC on Ethernet) */
 };
 
-/* One IPv4 neighbour of an interface, from an RTM_GETNEIGH dump. */
+/* One IPv4 (ARP) or IPv6 (NDP) neighbour of an interface, from an RTM_GETNEIGH dump. */
 struct cfasttrace_neighbour {
-    uint32_t address; /* host byte order */
-    uint16_t state;   /* NUD_* */
+    uint8_t address[16]; /* network order; an IPv4 address in the first 4 bytes */
+    uint8_t family;      /* AF_INET or AF_INET6 */
     uint8_t lladdr_len;
+    uint16_t state;      /* NUD_* */
     uint8_t lladdr[8];
 };
 
@@ -307,15 +308,17 @@ static inline uint16_t CFastTrace_NUD_VALID(void) { return 0xDE; /* pinned in ne
 
 /* RTM_GETLINK for interface `ifindex`. 0 or -errno. */
 int CFastTrace_link_info(int ifindex, struct cfasttrace_link *out);
-/* Dump the IPv4 neighbours of interface `ifindex`; same contract as CFastTrace_dump_routes. */
-int CFastTrace_dump_neighbours(int ifindex, struct cfasttrace_neighbour *out, size_t capacity);
-/* The IPv4 policy-routing rules (`ip rule`) other than the kernel's three defaults (local, main,
- * default): 0 when the main table alone decides, else how many, or -errno. */
-int CFastTrace_count_policy_rules(void);
-/* The nftables base chains (families ip and inet) on the output or postrouting hook of this namespace:
- * what a raw socket's packets pass and a TX ring's frames bypass. A count, or -errno (-EPROTONOSUPPORT
- * or -ENOENT where nf_tables is not there). */
-int CFastTrace_count_output_chains(void);
+/* Dump the neighbours of interface `ifindex` of `family` (AF_INET, AF_INET6, or AF_UNSPEC for both, in one
+ * request); same contract as CFastTrace_dump_routes. */
+int CFastTrace_dump_neighbours(int ifindex, int family, struct cfasttrace_neighbour *out, size_t capacity);
+/* The policy-routing rules of `family` (AF_INET or AF_INET6: `ip rule`, `ip -6 rule`) other than the
+ * kernel's defaults (local, main, and IPv4's default): 0 when the main table alone decides, else how
+ * many, or -errno. */
+int CFastTrace_count_policy_rules(int family);
+/* The nftables base chains on the output or postrouting hook of this namespace, of family inet and of
+ * ip (when `ipv4`) and ip6 (when `ipv6`): what a raw socket's packets pass and a TX ring's frames
+ * bypass. A count, or -errno (-EPROTONOSUPPORT or -ENOENT where nf_tables is not there). */
+int CFastTrace_count_output_chains(int ipv4, int ipv6);
 
 /* ---------------------------------------------------------------------------------------------
  * Capabilities (capabilities.c): reading and dropping this thread's capability sets
