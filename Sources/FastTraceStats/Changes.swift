@@ -317,16 +317,9 @@ public final class ChangeTracker {
         return true
     }
 
-    /// `a` with the hops it did not know filled in from `b`.
+    /// `a` with the hops it did not know filled in from `b` (see `PathStats.merge`).
     static func merged(_ a: PathValue, _ b: PathValue) -> PathValue {
-        var responders = a.responders
-        for (i, responder) in b.responders.enumerated() {
-            if i < responders.count {
-                if responders[i] == nil { responders[i] = responder }
-            } else if !a.reachesDestination {
-                responders.append(responder)
-            }
-        }
-        return PathValue(responders: responders, reachesDestination: a.reachesDestination || b.reachesDestination)
+        PathValue(responders: PathStats.merge(a.responders, reaches: a.reachesDestination, b.responders,
+            reaches: b.reachesDestination), reachesDestination: a.reachesDestination || b.reachesDestination)
     }
 }

@@ -32,14 +32,49 @@ public struct PathStats: Sendable, Equatable {
 
     mutating func add(_ trace: TraceResult, sequence: [IPAddress?]) {
         rounds += 1
-        for (i, responder) in sequence.enumerated() {
-            if i < responders.count {
-                if responders[i] == nil { responders[i] = responder }
-            } else {
-                responders.append(responder)
-            }
-        }
+        let reaches = trace.destinationTTL != nil
+        responders = Self.merge(responders, reaches: reachesDestination, sequence, reaches: reaches)
+        reachesDestination = reachesDestination || reaches
         addHops(trace, to: &hops, firstTTL: firstTTL)
+    }
+
+    /// Whether a round of this path met the destination (its responders then end there).
+    public private(set) var reachesDestination = false
+
+    /// Responder sequence `b` merged into `a`, two sequences of one path (equal wherever both know the
+    /// responder), each ending at the destination when its rounds met it (`reaches`). A silent hop is a
+    /// wildcard, filled in from the other. The destination ends the path at the least TTL it answered at:
+    /// under loss a round can meet it only past its distance (its probe at that TTL lost, a later one
+    /// answered), and that round neither lengthens the path nor leaves the destination's address at a
+    /// TTL inside it, so the path and its id stay what the rounds that saw the whole path saw.
+    public static func merge(_ a: [IPAddress?], reaches aReaches: Bool, _ b: [IPAddress?], reaches bReaches: Bool)
+        -> [IPAddress?]
+    {
+        switch (aReaches && !a.isEmpty, bReaches && !b.isEmpty) {
+        case (true, true):
+            let end = min(a.count, b.count) - 1
+            var out = b.count < a.count ? Array(a[0..<end]) + [b[end]] : a
+            for i in 0..<end where out[i] == nil { out[i] = b[i] }
+            return out
+        case (true, false):
+            var out = a
+            for i in 0..<min(a.count - 1, b.count) where out[i] == nil { out[i] = b[i] }
+            return out
+        case (false, true):
+            var out = b
+            for i in 0..<min(b.count - 1, a.count) where out[i] == nil { out[i] = a[i] }
+            return out
+        case (false, false):
+            var out = a
+            for (i, responder) in b.enumerated() {
+                if i < out.count {
+                    if out[i] == nil { out[i] = responder }
+                } else {
+                    out.append(responder)
+                }
+            }
+            return out
+        }
     }
 
     /// A stable id for the responder sequence (FNV-1a over the known addresses and their TTLs, hex), as
@@ -97,6 +132,8 @@ public struct RoundStats: Sendable, Equatable {
     public private(set) var states: [(state: PortState, rounds: Int)] = []
     /// Least and greatest TTL the destination answered at.
     public private(set) var destinationTTLs: ClosedRange<UInt8>?
+    /// Rounds by the least TTL the destination answered at in them.
+    public private(set) var destinationTTLRounds: [UInt8: Int] = [:]
     /// Rounds by why the trace stopped, in the order first seen.
     public private(set) var stops: [(reason: StopReason, rounds: Int)] = []
     /// Per TTL over every round, from `firstTTL`.
@@ -128,6 +165,7 @@ public struct RoundStats: Sendable, Equatable {
         else { stops.append((trace.stopReason, 1)) }
         if let ttl = trace.destinationTTL {
             destinationTTLs = destinationTTLs.map { min($0.lowerBound, ttl)...max($0.upperBound, ttl) } ?? ttl...ttl
+            destinationTTLRounds[ttl, default: 0] += 1
         }
         addHops(trace, to: &hops, firstTTL: firstTTL)
         let sequence = Self.sequence(trace, firstTTL: firstTTL)

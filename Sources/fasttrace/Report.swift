@@ -151,8 +151,13 @@ enum ReportText {
         if notSent > 0 { states += (states.isEmpty ? "" : ", ") + "not sent \(notSent) (the kernel refused the probes)" }
         if !states.isEmpty { title += ", \(states)" }
         if let ttls = stats.destinationTTLs {
+            // Rounds that met it only further out: under loss, their probe at its distance went unanswered
+            // (with -q 1 one lost probe does it); or the path was longer then. Not a range of distances.
+            let later = stats.destinationTTLRounds.filter { $0.key > ttls.lowerBound }.values.reduce(0, +)
+            let further = ttls.lowerBound + 1 == ttls.upperBound ? "\(ttls.upperBound)" : "\(ttls.lowerBound + 1)-\(ttls.upperBound)"
             title += ttls.lowerBound == ttls.upperBound ? ", destination at TTL \(ttls.lowerBound)"
-                : ", destination at TTL \(ttls.lowerBound)-\(ttls.upperBound)"
+                : ", destination at TTL \(ttls.lowerBound) (\(counted(later, "round")) met it first at TTL \(further): "
+                    + "nearer probes unanswered, or a longer path)"
         } else {
             title += ", destination not reached"
         }

@@ -162,6 +162,24 @@ private let reportSchemaPath = repositoryRoot.appendingPathComponent("docs/repor
         #expect(ReportText.block(stats, requested: requested).hasPrefix("svc.example (198.51.100.7) (icmp): 2 rounds, reachable 2"))
     }
 
+    @Test("Rounds that met the destination only further out: the title says how many, never a range of distances (a trial's 'destination at TTL 7-10' under loss)")
+    func lateDestinationRoundsInTheTitle() throws {
+        var stats = RoundStats(request: reportRound().request, method: .tcp(.syn))
+        for _ in 0..<4 { stats.add(reportRound()) }
+        // The probe at TTL 5 lost, the one at 6 answered by the destination.
+        var late = reportRound(lost: [5])
+        late.hops.append(HopResult(ttl: 6, probes: [ProbeResult(responder: reportTarget, rttMicros: 600, outcome: .synAck)]))
+        late.reached = true
+        late.state = .open
+        late.stopReason = .destination
+        stats.add(late)
+        let title = ReportText.title(stats, requested: 5)
+        #expect(title == "svc.example (198.51.100.7) port 443: 5 rounds, open 5, destination at TTL 5 (1 round met it first at "
+            + "TTL 6: nearer probes unanswered, or a longer path)", "\(title)")
+        // The path stays the one the whole rounds saw: it ends at TTL 5.
+        #expect(stats.paths.count == 1 && stats.paths[0].responders.count == 5, "\(stats.paths.map(\.responders))")
+    }
+
     @Test("The text report: title, mtr's columns, marks, and the loss, latency and path lines")
     func textReport() throws {
         let (stats, requested, _, _) = reportFixtures()[0]
