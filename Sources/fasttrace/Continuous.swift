@@ -106,9 +106,20 @@ extension FastTrace {
                 metrics?.remove(index)
             }
             var reloadStream: TargetStream?
+            // A SIGHUP while a re-read is under way (a list written, then written again, each followed by
+            // a HUP) is not dropped: the list is read once more when the one under way is done.
+            final class Pending { var again = false }
+            let pending = Pending()
+            let reloadDone = {
+                if pending.again {
+                    pending.again = false
+                    reloadRequested.store(true, ordering: .relaxed)
+                }
+            }
             let reloadFailed: (String) -> Void = { reason in
                 Out.error("fasttrace: SIGHUP: \(reason); the list stays as it was (\(counted(schedule.count, "target x port", "target x ports")))")
                 metrics?.count(.reloadFailed)
+                reloadDone()
             }
             schedule.onReloaded = { kept, added, removed in
                 var line = "fasttrace: SIGHUP: \(path) re-read: \(counted(kept + added, "target x port", "target x ports"))"
@@ -121,6 +132,7 @@ extension FastTrace {
                 Out.error(line)
                 metrics?.setTargets(schedule.count)
                 reloadStream = nil
+                reloadDone()
             }
             schedule.acceptReload = { candidate in
                 if let error = candidate.readError {
@@ -139,7 +151,10 @@ extension FastTrace {
                     if path == "-" {
                         reloadFailed("the list came from standard input, which cannot be read again")
                     } else if schedule.reloading {
-                        Out.error("fasttrace: SIGHUP: \(path) is being re-read already")
+                        if !pending.again {
+                            Out.error("fasttrace: SIGHUP: \(path) is being re-read already; it is read again once that is done")
+                        }
+                        pending.again = true
                     } else {
                         do {
                             let fresh = try makeStream()

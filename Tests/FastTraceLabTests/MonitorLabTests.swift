@@ -183,6 +183,44 @@ struct MonitorLabTests {
         #expect(allLinesAreJSON(scratch.read("out")))
     }
 
+    @Test("A SIGHUP while the list is being re-read is not dropped: the list is read again once that is done (a trial's newer list was never applied)")
+    func sighupDuringAReloadReadsAgain() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        scratch.write("list", "198.19.0.10\n")
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", scratch.file("list"),
+            "-p", "443", "--interval", "10", "-q", "1", "-w", "0.3", "-m", "10", "--max-prefix-addresses", "65536",
+            "--format", "json"], stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        #expect(eventually(10) { !parseTraces(scratch.read("out")).isEmpty }, "\(scratch.read("err"))")
+        // A /16 takes a while to read (65,536 routes looked up); 100 ms into it the list is written again
+        // and signalled again. Each list is written to a new file moved into place, as editors do.
+        func replace(_ text: String) throws {
+            scratch.write("next", text)
+            _ = rename(scratch.file("next"), scratch.file("list"))
+        }
+        try replace("198.19.0.0/16\n")
+        kill(child.pid, SIGHUP)
+        usleep(100_000)
+        try replace("198.19.0.41\n198.19.0.42\n")
+        kill(child.pid, SIGHUP)
+        #expect(eventually(20) { scratch.read("err").contains("re-read: 2 target x ports") }, "\(scratch.read("err"))")
+        let err = scratch.read("err")
+        #expect(err.contains("is being re-read already; it is read again once that is done"),
+            "the second signal came after the first re-read ended, the test proves nothing: \(err)")
+        usleep(1_000_000)
+        let mark = scratch.read("out").count
+        // The newer list's targets start their rounds within the interval; none of the /16's other addresses does.
+        #expect(eventually(20) {
+            Set(parseTraces(String(scratch.read("out").dropFirst(mark))).map(\.target)).isSuperset(of: ["198.19.0.41", "198.19.0.42"])
+        }, "\(scratch.read("err"))")
+        kill(child.pid, SIGINT)
+        #expect(child.wait(timeout: 30) == 130)
+        let later = Set(parseTraces(String(scratch.read("out").dropFirst(mark))).map(\.target))
+        #expect(later.isSubset(of: ["198.19.0.41", "198.19.0.42"]), "\(later.sorted().prefix(5))")
+    }
+
     @Test("SIGHUP keeps --shard: the re-read list is split as a fresh run of the same shard splits it")
     func sighupKeepsTheShard() throws {
         // The defect: the re-read list was read without the shard, so after a SIGHUP every host traced
