@@ -39,6 +39,9 @@ public struct HopVerdict: Sendable, Equatable {
     /// True when this hop's own median RTT is above what persists after it (by at least the rise
     /// threshold): it answers slowly itself.
     public var slowAnswers: Bool
+    /// A row past the destination's least TTL: probes of rounds that met the destination only further out
+    /// (their probe at its distance unanswered), not a hop of the path.
+    public var pastDestination = false
 }
 
 /// Where loss on the path starts.
@@ -110,7 +113,7 @@ public struct Interpretation: Sendable, Equatable {
         if let verdict = hops.first(where: { $0.ttl == hop.ttl }) { return verdict }
         guard hop.sent > 0, hop.lost > 0 else { return nil }
         return HopVerdict(ttl: hop.ttl, loss: hop.lost == hop.sent ? .noReply : .uncertain,
-            rateLimitCaught: hop.rateLimitedSilences > 0, slowAnswers: false)
+            rateLimitCaught: hop.rateLimitedSilences > 0, slowAnswers: false, pastDestination: true)
     }
 
     /// Interprets `hops` (TTL order). `destinationTTL`: the least TTL the destination answered at, if it did.

@@ -166,6 +166,8 @@ enum ReportText {
 
     static func markText(_ verdict: HopVerdict?) -> String {
         guard let verdict else { return "" }
+        // Not a hop of the path: what rounds that missed the destination at its distance met further out.
+        if verdict.pastDestination { return "past the destination (rounds whose nearer probes went unanswered)" }
         var marks: [String] = []
         switch verdict.loss {
         case .none: break
@@ -348,6 +350,8 @@ enum ReportJSON {
             out.appendLiteral(verdict?.rateLimitCaught == true ? "true" : "false")
             out.appendLiteral(",\"slow_answers\":")
             out.appendLiteral(verdict?.slowAnswers == true ? "true" : "false")
+            out.appendLiteral(",\"past_destination\":")
+            out.appendLiteral(verdict?.pastDestination == true ? "true" : "false")
             out.appendLiteral(",\"rtt\":")
             if hop.rttCount > 0 {
                 out.appendLiteral("{\"samples\":")

@@ -191,6 +191,10 @@ func simulate(rounds: Int, routers: [IPv4Address], perHop: Int = 3, seed: UInt64
         #expect(fourth.lost == fourth.sent && fourth.sent == 2)
         #expect(analysis.hops.first { $0.ttl == 4 } == nil, "past the least TTL: not analysed")
         #expect(analysis.verdict(for: fourth)?.loss == .noReply)
+        // Said for what it is: past the destination, not a hop of the path (a trial read "loss? (rate limit
+        // caught, or loss on the path)" on such rows, in a lab without rate limits).
+        #expect(analysis.verdict(for: fourth)?.pastDestination == true)
+        #expect(analysis.verdict(for: stats.hops[2])?.pastDestination == false)
         #expect(analysis.verdict(for: stats.hops[0])?.loss == LossMark.none)
     }
 
