@@ -64,6 +64,8 @@ final class MetricsHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let metrics: RunMetrics
     private var head: HTTPRequestHead?
+    /// The connection's bad request is counted once, however many errors the parser raises for it.
+    private var errorCounted = false
 
     init(metrics: RunMetrics) { self.metrics = metrics }
 
@@ -79,7 +81,14 @@ final class MetricsHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func respond(_ context: ChannelHandlerContext, _ head: HTTPRequestHead) {
-        let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        // The absolute form (`GET http://host:port/metrics`), which HTTP/1.1 servers must take, names the
+        // same path.
+        var uri = Substring(head.uri)
+        for scheme in ["http://", "https://"] where uri.lowercased().hasPrefix(scheme) {
+            uri = uri.dropFirst(scheme.count)
+            uri = uri.firstIndex(of: "/").map { uri[$0...] } ?? "/"
+        }
+        let path = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         var status = HTTPResponseStatus.ok
         var body: [UInt8]
         var contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -124,7 +133,10 @@ final class MetricsHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // NIO's protocol error handler has answered 400 already; count it and hang up.
-        if error is HTTPParserError { metrics.countBadRequest() }
+        if error is HTTPParserError && !errorCounted {
+            errorCounted = true
+            metrics.countBadRequest()
+        }
         context.close(promise: nil)
     }
 }

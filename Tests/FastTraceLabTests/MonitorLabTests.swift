@@ -443,6 +443,8 @@ struct MonitorLabTests {
                 return out.split(b"\\r\\n")[0].decode()
             print(ask(b"GARBAGE \\x00\\x01\\x02 nonsense\\r\\n\\r\\n"))
             print(ask(b"GET /other HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n"))
+            print(ask(b"GET /metrics HTTP/2.0\\r\\n\\r\\n"))
+            print(ask(b"GET http://127.0.0.1:9917/metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"))
             idle = [socket.create_connection(("127.0.0.1", 9917), timeout=5) for _ in range(50)]
             time.sleep(4)
             print(ask(b"GET /metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n"))
@@ -450,9 +452,12 @@ struct MonitorLabTests {
             """
         let probe = runTool(["ip", "netns", "exec", lab.namespace, "python3", "-c", script], timeout: 30)
         let answers = probe.stdout.split(separator: "\n")
-        #expect(answers == ["HTTP/1.1 400 Bad Request", "HTTP/1.1 404 Not Found", "HTTP/1.1 200 OK"], "\(probe.stdout) \(probe.stderr)")
+        // (HTTP/2.0 over plain text is a bad request, counted once; the absolute form names /metrics.)
+        #expect(answers == ["HTTP/1.1 400 Bad Request", "HTTP/1.1 404 Not Found", "HTTP/1.1 400 Bad Request", "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK"], "\(probe.stdout) \(probe.stderr)")
         #expect(ft.isRunning)
-        #expect(eventually(10) { (query("fasttrace_http_bad_requests_total").first?.1 ?? 0) >= 2 })
+        #expect(eventually(10) { query("fasttrace_http_bad_requests_total").first?.1 == 3 },
+            "\(query("fasttrace_http_bad_requests_total"))")
         #expect(eventually(10) { (query("fasttrace_rounds_total").first?.1 ?? 0) >= rounds + 4 })
         kill(ft.pid, SIGINT)
         #expect(ft.wait(timeout: 30) == 130, "\(scratch.read("err"))")
