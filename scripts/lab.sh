@@ -927,7 +927,8 @@ lab_targets() {
 
 # Check the running lab against its own truth.json with peer tools from the vantage namespace:
 # traceroute -T (hops, per-source-port ECMP stability, both ECMP branches seen, destination TTL,
-# silence past filtered_last_ttl) and, when installed, nmap -sS (port states).
+# silence past filtered_last_ttl; for wide-ecmp one of its paths per source port) and, when installed,
+# nmap -sS (port states).
 lab_verify() {
     require_root verify
     [[ -r $STATE/truth.json ]] || die "no lab is up (no $STATE/truth.json); run: scripts/lab.sh up"
@@ -1011,6 +1012,25 @@ for kind in truth["kinds"]:
         check(states == kind["ports"], f"{name} {addr} nmap ports {states} == {kind['ports']}")
     else:
         print(f"skip {name}: nmap not installed, port states not checked")
+
+# Multipath kinds (wide-ecmp): per source port, twice, the responders are exactly one of the truth's
+# paths, the same both times; over the ports, at least 3 of the first split's ways and both destination TTLs.
+for kind in truth.get("multipath_kinds", []):
+    name, addr, paths = kind["kind"], kind["example"], kind["paths"]
+    max_ttl = max(kind["destination_ttls"])
+    first = kind["splits"][0]
+    ways, dest_ttls = set(), set()
+    for sport in range(41000, 41016):
+        runs = [trace(addr, 443, sport, max_ttl) for _ in range(2)]
+        got = [runs[0].get(ttl) for ttl in range(1, max_ttl + 1)]
+        match = [p for p in paths if all(runs[0].get(t) == (addr if a == "target" else a) for t, a in enumerate(p, 1))]
+        check(len(match) == 1, f"{name} {addr}:443 sport {sport}: {got} is one of the truth's paths")
+        check(runs[1] == runs[0], f"{name} sport {sport}: same path twice")
+        if match:
+            ways.add(match[0][first["ttl"] - 1])
+            dest_ttls.add(len(match[0]))
+    check(len(ways) >= len(first["ways"]) - 1, f"{name} ways of the first split seen: {sorted(ways)}")
+    check(dest_ttls == set(kind["destination_ttls"]), f"{name} destination TTLs seen: {sorted(dest_ttls)}")
 
 for kind, count in passed.items():
     print(f"ok   {kind}: {count} checks")
