@@ -14,6 +14,9 @@ A target counts as correct when, for its kind in truth.json:
   * for a black hole (`destination_ttl` null): nothing answered beyond the last truth hop and the tool
     did not claim to reach the target.
 Hops past the destination TTL are ignored. A target missing from the output is wrong.
+A target of a kind in the truth's `multipath_kinds` (wide-ecmp: no single destination TTL) is correct when
+its responders at TTL 1..n are exactly one of the kind's `paths` (n that path's length, the destination
+at n), and the port state and reach are right.
 
 With ICMP rate limits on (lab.sh ratelimit on) routers rightly stay silent for many probes, so a
 trace is not expected to show every hop. What is scored then, per tool:
@@ -178,19 +181,51 @@ PARSERS = {
 
 def kind_of(addr, kinds):
     """The truth's kind holding `addr`; for an IPv6 address, the kind as its `ipv6` entry has it (prefix,
-    example and routers over IPv6, the rest alike)."""
+    example and routers over IPv6, and for a multipath kind its paths and splits; the rest alike)."""
     ip = ipaddress.ip_address(addr)
     for k in kinds:
         if ip.version == 4 and ip in ipaddress.ip_network(k["prefix"]):
             return k
         v6 = k.get("ipv6")
         if ip.version == 6 and v6 and ip in ipaddress.ip_network(v6["prefix"]):
-            return dict(k, prefix=v6["prefix"], example=v6["example"], hops=v6["hops"], ipv6=None)
+            return dict(k, **{key: v6[key] for key in ("prefix", "example", "hops", "paths", "splits") if key in v6},
+                        ipv6=None)
+    return None
+
+
+def all_kinds(truth):
+    """The single-path kinds and the multipath ones (wide-ecmp), as kind_of searches them."""
+    return truth["kinds"] + truth.get("multipath_kinds", [])
+
+
+def destination_ttl(kind):
+    """The kind's destination TTL (a multipath kind's greatest, past which hops are ignored), or None."""
+    if "destination_ttls" in kind:
+        return max(kind["destination_ttls"])
+    return kind["destination_ttl"]
+
+
+def judge_paths(trace, kind, port):
+    """judge() for a multipath kind: the responders must be exactly one of its paths."""
+    target = trace.target
+    for path in kind["paths"]:
+        if all(trace.hops.get(ttl) == (target if a == "target" else a) for ttl, a in enumerate(path, start=1)):
+            break
+    else:
+        seen = [trace.hops.get(ttl) for ttl in range(1, destination_ttl(kind) + 1)]
+        return f"responders {seen} are none of the truth's paths"
+    want_state = kind["ports"].get(str(port))
+    if trace.port_state is not None and want_state is not None and trace.port_state != want_state:
+        return f"port state {trace.port_state}, expected {want_state}"
+    if trace.reached is False:
+        return "tool says not reached"
     return None
 
 
 def judge(trace, kind, port):
     """Returns None when the trace matches the truth, else a short reason."""
+    if "paths" in kind:
+        return judge_paths(trace, kind, port)
     target = trace.target
     expected = kind["hops"]
     for ttl, allowed in enumerate(expected, start=1):
@@ -239,7 +274,7 @@ def allowed_at(kind, ttl, target):
 
 def judge_reach(trace, kind, port):
     """Reach and port state only (what must hold even when rate limits hide hops): None or a reason."""
-    want_reached = kind["destination_ttl"] is not None
+    want_reached = destination_ttl(kind) is not None
     want_state = kind["ports"].get(str(port))
     if trace.reached is not None and trace.reached != want_reached:
         return f"tool says {'reached' if trace.reached else 'not reached'}, truth says {'reached' if want_reached else 'not reached'}"
@@ -251,7 +286,7 @@ def judge_reach(trace, kind, port):
 def hop_counts(trace, kind):
     """(hops discovered, wrong hops) of one trace against the truth."""
     found = wrong = 0
-    dest_ttl = kind["destination_ttl"]
+    dest_ttl = destination_ttl(kind)
     for ttl, got in trace.hops.items():
         if got is None:
             continue
@@ -298,7 +333,7 @@ def main():
     failures = []
     reach_failures = []
     for target in targets:
-        kind = kind_of(target, truth["kinds"])
+        kind = kind_of(target, all_kinds(truth))
         if kind is None:
             raise SystemExit(f"compare_check: {target} is in no lab prefix")
         stats = by_kind.setdefault(kind["kind"], [0, 0])

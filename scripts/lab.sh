@@ -7,9 +7,9 @@
 #   scripts/lab.sh up [--ratelimit]   build the lab (tears down an existing one first)
 #   scripts/lab.sh down               remove everything `up` made (idempotent)
 #   scripts/lab.sh truth              print the ground-truth JSON
-#   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|mixed
+#   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|wide-ecmp|mixed
 #   scripts/lab.sh targets6 KIND N [--anyip]  the same over IPv6 (no dnat kind); --anyip: past the
-#                                     1,024 assigned addresses of a kind, for TCP and ICMP echo only
+#                                     assigned addresses of a kind, for TCP and ICMP echo only
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
 #   scripts/lab.sh ratelimit on|off   switch the routers' ICMP rate limits (kernel defaults) on the running lab
 #   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
@@ -21,6 +21,14 @@
 #                                                     +- silent - t-silent 198.18.48.0/20 (no ICMP)
 #                                                     +- hole              198.18.64.0/20 (drops all)
 #                                                     +- nat - natr - t-nat 198.18.80.0/20 -> 198.18.96.0/20
+#
+#   ... r1 - ws =4-way ECMP= {wa|wb|wc|wd} - wj =ECMP= +- wp ---------------------+- wm - t-wide  198.18.112.0/20
+#                                                      +- wq =ECMP= {wq1|wq2} ----+      (TTL 7 or 8)
+#
+# The wide-ecmp branch leaves r1 (the other kinds' paths are untouched): ws splits four ways, wa-wd
+# rejoin on a bridge in wj, and wj opens a nested diamond with branches of unequal length: through wp
+# (one router) wm is hop 6 and the target hop 7; through wq and then wq1 or wq2 (two routers) wm is
+# hop 7 and the target hop 8. ws, wj and wq hash on L4, each with its own seed.
 #
 # The nat router maps 198.18.80.0/20 one-to-one onto 198.18.96.0/20 (DNAT) and, like some NAT devices,
 # leaves the ICMP errors coming back untranslated, so natr's time exceeded (TTL 8) quotes the
@@ -90,8 +98,32 @@ HOLE_NET6=2001:db8:400::/48
 TARGET_NETS6=("$OPEN_NET6" "$FW_NET6" "$SILENT_NET6" "$HOLE_NET6")
 TARGETS6_PER_KIND=1024   # the targets6 list of each kind: ::1 to ::400
 
-ROUTERS=(r1 r2 r3 r4a r4b r5 r6 fw silent nat natr)
-TARGETS=(t-open t-fw t-silent t-nat)
+# The wide-ecmp branch, off r1: link networks in 198.18.4.0/26 (the farther router the odd address,
+# as above) and 2001:db8:0:20::/59 (link 0x2k, farther side ::1; on the two bridges, wj's and wm's,
+# the routers upstream are ::a, ::b, ...). Hop addresses, IPv4 and IPv6:
+W4=198.18.4
+WS=$W4.1               # hop 2, the 4-way split (ws: r1 is .2)
+WA=$W4.5 WB=$W4.9 WC=$W4.13 WD=$W4.17   # hop 3 (ws is .6, .10, .14, .18)
+WJ=$W4.25              # hop 4, join (bridge .25/29: wa .26, wb .27, wc .28, wd .29) and 2-way split
+WP=$W4.33 WQ=$W4.37    # hop 5 (wj is .34, .38): wp the short branch, wq the long one and a 2-way split
+WQ1=$W4.41 WQ2=$W4.45  # hop 6 on the long branch (wq is .42, .46)
+WM=$W4.49              # hop 6 (short) or 7 (long): join (bridge .49/29: wp .50, wq1 .51, wq2 .52)
+#                        wm - t-wide: .58 - .57
+WIDE_NET=198.18.112.0/20
+W6=2001:db8:0
+WS_6=$W6:20::1
+WA_6=$W6:21::1 WB_6=$W6:22::1 WC_6=$W6:23::1 WD_6=$W6:24::1
+WJ_6=$W6:25::1
+WP_6=$W6:26::1 WQ_6=$W6:27::1
+WQ1_6=$W6:28::1 WQ2_6=$W6:29::1
+WM_6=$W6:2a::1
+#                        wm - t-wide: link 2b
+WIDE_NET6=2001:db8:500::/48
+WIDE6_ASSIGNED=256       # t-wide's assigned IPv6 addresses: ::1 to ::100
+WIDE_ROUTERS=(ws wa wb wc wd wj wp wq wq1 wq2 wm)
+
+ROUTERS=(r1 r2 r3 r4a r4b r5 r6 fw silent nat natr "${WIDE_ROUTERS[@]}")
+TARGETS=(t-open t-fw t-silent t-nat t-wide)
 NODES=(vantage "${ROUTERS[@]}" "${TARGETS[@]}" hole)
 
 ns() { printf '%s-%s' "$PREFIX" "$1"; }
@@ -196,7 +228,112 @@ link add dn-hole netns $r6 type veth peer name up0 netns $hole
 link add dn-nat netns $r6 type veth peer name up0 netns $nat
 link add dn netns $nat type veth peer name up0 netns $natr
 link add dn netns $natr type veth peer name up0 netns $tn
+$(wide_links)
 EOF
+}
+
+# --- The wide-ecmp branch ----------------------------------------------------------------------
+
+# Its veth pairs (lines for the `ip -batch` above). The routers rejoining a split meet on a bridge
+# in the joining router (wj, wm), so the join answers from one address whichever way a probe came.
+wide_links() {
+    local w
+    echo "link add dn-wide netns $(ns r1) type veth peer name up0 netns $(ns ws)"
+    for w in a b c d; do
+        echo "link add dn-$w netns $(ns ws) type veth peer name up0 netns $(ns w$w)"
+        echo "link add dn netns $(ns w$w) type veth peer name p$w netns $(ns wj)"
+    done
+    echo "link add dn-p netns $(ns wj) type veth peer name up0 netns $(ns wp)"
+    echo "link add dn-q netns $(ns wj) type veth peer name up0 netns $(ns wq)"
+    echo "link add dn-1 netns $(ns wq) type veth peer name up0 netns $(ns wq1)"
+    echo "link add dn-2 netns $(ns wq) type veth peer name up0 netns $(ns wq2)"
+    echo "link add dn netns $(ns wp) type veth peer name pp netns $(ns wm)"
+    echo "link add dn netns $(ns wq1) type veth peer name p1 netns $(ns wm)"
+    echo "link add dn netns $(ns wq2) type veth peer name p2 netns $(ns wm)"
+    echo "link add dn netns $(ns wm) type veth peer name up0 netns $(ns t-wide)"
+}
+
+# Addresses and link state of the branch's nodes (and r1's side of its first link), IPv4 and IPv6.
+wide_addr_batch() {
+    local node=$1 a=() one dev i
+    case $node in
+        r1) a=("$W4.2/30 dev dn-wide" "$W6:20::2/64 dev dn-wide") ;;
+        ws) a=("$WS/30 dev up0" "$W4.6/30 dev dn-a" "$W4.10/30 dev dn-b" "$W4.14/30 dev dn-c" "$W4.18/30 dev dn-d"
+            "$WS_6/64 dev up0" "$W6:21::2/64 dev dn-a" "$W6:22::2/64 dev dn-b" "$W6:23::2/64 dev dn-c"
+            "$W6:24::2/64 dev dn-d") ;;
+        wa) a=("$WA/30 dev up0" "$W4.26/29 dev dn" "$WA_6/64 dev up0" "$W6:25::a/64 dev dn") ;;
+        wb) a=("$WB/30 dev up0" "$W4.27/29 dev dn" "$WB_6/64 dev up0" "$W6:25::b/64 dev dn") ;;
+        wc) a=("$WC/30 dev up0" "$W4.28/29 dev dn" "$WC_6/64 dev up0" "$W6:25::c/64 dev dn") ;;
+        wd) a=("$WD/30 dev up0" "$W4.29/29 dev dn" "$WD_6/64 dev up0" "$W6:25::d/64 dev dn") ;;
+        wj) printf '%s\n' "link add br0 type bridge stp_state 0 forward_delay 0"
+            for dev in pa pb pc pd; do printf '%s\n' "link set $dev master br0" "link set dev $dev up"; done
+            a=("$WJ/29 dev br0" "$W4.34/30 dev dn-p" "$W4.38/30 dev dn-q"
+                "$WJ_6/64 dev br0" "$W6:26::2/64 dev dn-p" "$W6:27::2/64 dev dn-q") ;;
+        wp) a=("$WP/30 dev up0" "$W4.50/29 dev dn" "$WP_6/64 dev up0" "$W6:2a::a/64 dev dn") ;;
+        wq) a=("$WQ/30 dev up0" "$W4.42/30 dev dn-1" "$W4.46/30 dev dn-2"
+            "$WQ_6/64 dev up0" "$W6:28::2/64 dev dn-1" "$W6:29::2/64 dev dn-2") ;;
+        wq1) a=("$WQ1/30 dev up0" "$W4.51/29 dev dn" "$WQ1_6/64 dev up0" "$W6:2a::b/64 dev dn") ;;
+        wq2) a=("$WQ2/30 dev up0" "$W4.52/29 dev dn" "$WQ2_6/64 dev up0" "$W6:2a::c/64 dev dn") ;;
+        wm) printf '%s\n' "link add br0 type bridge stp_state 0 forward_delay 0"
+            for dev in pp p1 p2; do printf '%s\n' "link set $dev master br0" "link set dev $dev up"; done
+            a=("$WM/29 dev br0" "$W4.58/30 dev dn" "$WM_6/64 dev br0" "$W6:2b::2/64 dev dn") ;;
+        t-wide) a=("$W4.57/30 dev up0" "$W6:2b::1/64 dev up0")
+            echo "route add local $WIDE_NET dev lo"
+            echo "route add local $WIDE_NET6 dev lo"
+            for ((i = 1; i <= WIDE6_ASSIGNED; i++)); do printf 'addr add 2001:db8:500::%x/128 dev lo nodad\n' "$i"; done ;;
+        *) return 0 ;;
+    esac
+    for one in "${a[@]}"; do
+        if [[ $one == *:* ]]; then echo "addr add $one nodad"; else echo "addr add $one"; fi
+    done
+    for dev in up0 dn dn-wide dn-a dn-b dn-c dn-d dn-p dn-q dn-1 dn-2 br0; do
+        case " ${a[*]} " in *" dev $dev "*) echo "link set dev $dev up" ;; esac
+    done
+}
+
+# Routes of the branch, both families (lines tagged v4 or v6): toward the vantage point only its link (no router here
+# answers anyone else), away from it the link networks farther on and the target prefix; the three
+# splitting routers list a nexthop per way.
+wide_route_batch() {
+    local node=$1 net
+    local down4=() down6=() via4=() via6=()
+    case $node in
+        r1) down4=("$W4.0/26") down6=("$W6:20::/59") via4=("$WS dev dn-wide") via6=("$WS_6 dev dn-wide") ;;
+        ws) echo "v4 route add 198.18.0.0/30 via $W4.2 dev up0"; echo "v6 route add $L6:1::/64 via $W6:20::2 dev up0"
+            down4=("$W4.24/29" "$W4.32/27") down6=("$W6:25::/64" "$W6:26::/63" "$W6:28::/62")
+            via4=("$WA dev dn-a" "$WB dev dn-b" "$WC dev dn-c" "$WD dev dn-d")
+            via6=("$WA_6 dev dn-a" "$WB_6 dev dn-b" "$WC_6 dev dn-c" "$WD_6 dev dn-d") ;;
+        wa | wb | wc | wd)
+            local k=${node#w} up4 up6
+            case $k in a) up4=$W4.6 ;; b) up4=$W4.10 ;; c) up4=$W4.14 ;; d) up4=$W4.18 ;; esac
+            case $k in a) up6=$W6:21::2 ;; b) up6=$W6:22::2 ;; c) up6=$W6:23::2 ;; d) up6=$W6:24::2 ;; esac
+            echo "v4 route add 198.18.0.0/30 via $up4 dev up0"; echo "v6 route add $L6:1::/64 via $up6 dev up0"
+            down4=("$W4.32/27") down6=("$W6:26::/63" "$W6:28::/62") via4=("$WJ dev dn") via6=("$WJ_6 dev dn") ;;
+        wj) echo "v4 route add 198.18.0.0/30 via $W4.26 dev br0"; echo "v6 route add $L6:1::/64 via $W6:25::a dev br0"
+            echo "v4 route add $W4.40/29 via $WQ dev dn-q"; echo "v6 route add $W6:28::/63 via $WQ_6 dev dn-q"
+            down4=("$W4.48/28") down6=("$W6:2a::/63") via4=("$WP dev dn-p" "$WQ dev dn-q")
+            via6=("$WP_6 dev dn-p" "$WQ_6 dev dn-q") ;;
+        wp | wq1 | wq2)
+            local up4 up6
+            case $node in wp) up4=$W4.34 up6=$W6:26::2 ;; wq1) up4=$W4.42 up6=$W6:28::2 ;; wq2) up4=$W4.46 up6=$W6:29::2 ;; esac
+            echo "v4 route add 198.18.0.0/30 via $up4 dev up0"; echo "v6 route add $L6:1::/64 via $up6 dev up0"
+            down4=("$W4.56/30") down6=("$W6:2b::/64") via4=("$WM dev dn") via6=("$WM_6 dev dn") ;;
+        wq) echo "v4 route add 198.18.0.0/30 via $W4.38 dev up0"; echo "v6 route add $L6:1::/64 via $W6:27::2 dev up0"
+            down4=("$W4.48/28") down6=("$W6:2a::/63") via4=("$WQ1 dev dn-1" "$WQ2 dev dn-2")
+            via6=("$WQ1_6 dev dn-1" "$WQ2_6 dev dn-2") ;;
+        wm) echo "v4 route add 198.18.0.0/30 via $W4.50 dev br0"; echo "v6 route add $L6:1::/64 via $W6:2a::a dev br0"
+            via4=("$W4.57 dev dn") via6=("$W6:2b::1 dev dn") ;;
+        t-wide) echo "v4 route add default via $W4.58 dev up0"; echo "v6 route add default via $W6:2b::2 dev up0"; return 0 ;;
+        *) return 0 ;;
+    esac
+    local hops4="" hops6="" v
+    if ((${#via4[@]} == 1)); then hops4="via ${via4[0]}" hops6="via ${via6[0]}"
+    else
+        for v in "${via4[@]}"; do hops4+=" nexthop via $v"; done
+        for v in "${via6[@]}"; do hops6+=" nexthop via $v"; done
+    fi
+    for net in "${down4[@]}" "$WIDE_NET"; do echo "v4 route add $net $hops4"; done
+    for net in "${down6[@]}" "$WIDE_NET6"; do echo "v6 route add $net $hops6"; done
 }
 
 # Addresses and link state, per namespace (stdin of `ip -n NS -batch -`).
@@ -227,6 +364,7 @@ addr_batch() {
         t-silent) printf '%s\n' "addr add 198.18.0.53/30 dev up0" "route add local $SILENT_NET dev lo" ;;
         hole) printf '%s\n' "addr add 198.18.0.57/30 dev up0" ;;
     esac
+    wide_addr_batch "$node"
     # IPv6 (nodad: usable at once, never tentative).
     local a6=()
     case $node in
@@ -310,6 +448,7 @@ route6_batch() {
         t-silent) echo "route add default via $L6:c::2 dev up0" ;;
         *) ;;
     esac
+    wide_route_batch "$node" | sed -n 's/^v6 //p'
 }
 
 # Routes, per namespace. Toward the vantage point: the link networks upstream; away from it: the
@@ -358,6 +497,7 @@ route_batch() {
         t-silent) echo "route add default via 198.18.0.54 dev up0" ;;
         hole) ;;
     esac
+    wide_route_batch "$node" | sed -n 's/^v4 //p'
 }
 
 # Sysctls, as one shell script run once inside each namespace.
@@ -384,7 +524,7 @@ done
 EOF
     fi
     case $node in
-        r* | fw | silent | nat | natr | t-*)
+        r* | w* | fw | silent | nat | natr | t-*)
             [[ $node == t-* ]] || cat <<'EOF'
 echo 1 >$c/ip_forward
 echo 1 >$c/icmp_errors_use_inbound_ifaddr
@@ -408,6 +548,16 @@ EOF
         echo 'echo 1 >$c/fib_multipath_hash_policy'
         echo '[ ! -e $c6/fib_multipath_hash_policy ] || echo 1 >$c6/fib_multipath_hash_policy'
         echo '[ ! -e $c/fib_multipath_hash_seed ] || echo 1 >$c/fib_multipath_hash_seed'
+    fi
+    local seed=""
+    case $node in ws) seed=2 ;; wj) seed=3 ;; wq) seed=4 ;; esac
+    if [[ -n $seed ]]; then
+        # The wide-ecmp branch's splits, each with its own seed: with one seed a flow's hash would be
+        # the same at each split, so wj's and wq's choices would follow from ws's (and wq, which only
+        # sees the flows wj sent its way, would only ever pick one of its two).
+        echo 'echo 1 >$c/fib_multipath_hash_policy'
+        echo 'echo 1 >$c6/fib_multipath_hash_policy'
+        echo "[ ! -e \$c/fib_multipath_hash_seed ] || echo $seed >\$c/fib_multipath_hash_seed"
     fi
     return 0
 }
@@ -479,7 +629,11 @@ warm_neighbours() {
         r4b:up0:198.18.0.18 r5:br0:198.18.0.26 r5:br0:198.18.0.27 r6:up0:198.18.0.34
         r6:dn-hole:198.18.0.57 t-open:up0:198.18.0.38 fw:up0:198.18.0.42 t-fw:up0:198.18.0.46
         silent:up0:198.18.0.50 t-silent:up0:198.18.0.54 r6:dn-nat:$NAT nat:up0:198.18.0.62
-        nat:dn:$NATR natr:up0:198.18.0.66 natr:dn:198.18.0.69 t-nat:up0:198.18.0.70)
+        nat:dn:$NATR natr:up0:198.18.0.66 natr:dn:198.18.0.69 t-nat:up0:198.18.0.70
+        r1:dn-wide:$WS ws:up0:$W4.2 ws:dn-a:$WA ws:dn-b:$WB ws:dn-c:$WC ws:dn-d:$WD wa:up0:$W4.6
+        wb:up0:$W4.10 wc:up0:$W4.14 wd:up0:$W4.18 wa:dn:$WJ wb:dn:$WJ wc:dn:$WJ wd:dn:$WJ wj:br0:$W4.26
+        wj:dn-p:$WP wj:dn-q:$WQ wp:up0:$W4.34 wq:up0:$W4.38 wq:dn-1:$WQ1 wq:dn-2:$WQ2 wq1:up0:$W4.42
+        wq2:up0:$W4.46 wp:dn:$WM wq1:dn:$WM wq2:dn:$WM wm:br0:$W4.50 wm:dn:$W4.57 t-wide:up0:$W4.58)
     for pair in "${pairs[@]}"; do
         IFS=: read -r node dev addr <<<"$pair"
         ip -n "$(ns "$node")" neigh replace "$addr" dev "$dev" use
@@ -489,7 +643,12 @@ warm_neighbours() {
         fw/up0/$L6:9::2 t-fw/up0/$L6:a::2 silent/up0/$L6:b::2 t-silent/up0/$L6:c::2
         vantage/veth0/$R1_6 r1/dn/$R2_6 r2/dn/$R3_6 r3/dn-a/$R4A_6 r3/dn-b/$R4B_6 r4a/dn/$R5_6 r4b/dn/$R5_6
         r5/dn/$R6_6 r6/dn-open/$L6:8::1 r6/dn-fw/$FW_6 fw/dn/$L6:a::1 r6/dn-silent/$SILENT_6
-        silent/dn/$L6:c::1)
+        silent/dn/$L6:c::1
+        r1/dn-wide/$WS_6 ws/up0/$W6:20::2 ws/dn-a/$WA_6 ws/dn-b/$WB_6 ws/dn-c/$WC_6 ws/dn-d/$WD_6
+        wa/up0/$W6:21::2 wb/up0/$W6:22::2 wc/up0/$W6:23::2 wd/up0/$W6:24::2 wa/dn/$WJ_6 wb/dn/$WJ_6
+        wc/dn/$WJ_6 wd/dn/$WJ_6 wj/br0/$W6:25::a wj/dn-p/$WP_6 wj/dn-q/$WQ_6 wp/up0/$W6:26::2
+        wq/up0/$W6:27::2 wq/dn-1/$WQ1_6 wq/dn-2/$WQ2_6 wq1/up0/$W6:28::2 wq2/up0/$W6:29::2 wp/dn/$WM_6
+        wq1/dn/$WM_6 wq2/dn/$WM_6 wm/br0/$W6:2a::a wm/dn/$W6:2b::1 t-wide/up0/$W6:2b::2)
     for pair in "${pairs6[@]}"; do
         IFS=/ read -r node dev addr <<<"$pair"
         ip -n "$(ns "$node")" -6 neigh replace "$addr" dev "$dev" use
@@ -579,9 +738,45 @@ write_truth() {
      "icmp": "unreachable",
      "dnat": {"ttl": 8, "prefix": "$INSIDE_NET"},
      "ipv6": null}
+  ],
+  "multipath_kinds": [
+    {"kind": "wide-ecmp", "prefix": "$WIDE_NET", "example": "$(example wide-ecmp)",
+     $(wide_truth_paths 4),
+     "destination_ttls": [7, 8],
+     "ports": {"80": "open", "443": "open", "25": "closed"},
+     "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
+     "icmp": "reachable",
+     "ipv6": {"prefix": "$WIDE_NET6", "example": "$(example6 wide-ecmp)",
+       $(wide_truth_paths 6)}}
   ]
 }
 EOF
+}
+
+# The wide-ecmp kind's truth for FAMILY (4 or 6): "hops" (per TTL every address that may answer,
+# "target" standing for the traced address), "paths" (every path a flow can take: one address per
+# TTL, ending with "target" at that path's destination TTL) and "splits" (per splitting router, the
+# TTL and the addresses of its ways).
+wide_truth_paths() {
+    local r1 ws a b c d wj wp wq q1 q2 wm
+    if [[ $1 == 4 ]]; then
+        r1=$R1 ws=$WS a=$WA b=$WB c=$WC d=$WD wj=$WJ wp=$WP wq=$WQ q1=$WQ1 q2=$WQ2 wm=$WM
+    else
+        r1=$R1_6 ws=$WS_6 a=$WA_6 b=$WB_6 c=$WC_6 d=$WD_6 wj=$WJ_6 wp=$WP_6 wq=$WQ_6 q1=$WQ1_6 q2=$WQ2_6 wm=$WM_6
+    fi
+    local way tail paths=()
+    for way in "$a" "$b" "$c" "$d"; do
+        for tail in "\"$wp\", \"$wm\"" "\"$wq\", \"$q1\", \"$wm\"" "\"$wq\", \"$q2\", \"$wm\""; do
+            paths+=("[\"$r1\", \"$ws\", \"$way\", \"$wj\", $tail, \"target\"]")
+        done
+    done
+    local joined
+    joined=$(printf ',\n       %s' "${paths[@]}")
+    printf '"hops": [["%s"], ["%s"], ["%s", "%s", "%s", "%s"], ["%s"], ["%s", "%s"], ["%s", "%s", "%s"], ["%s", "target"], ["target"]],\n' \
+        "$r1" "$ws" "$a" "$b" "$c" "$d" "$wj" "$wp" "$wq" "$wm" "$q1" "$q2" "$wm"
+    printf '     "paths": [%s],\n' "${joined:1}"
+    printf '     "splits": [{"router": "%s", "ttl": 3, "ways": ["%s", "%s", "%s", "%s"]}, {"router": "%s", "ttl": 5, "ways": ["%s", "%s"]}, {"router": "%s", "ttl": 6, "ways": ["%s", "%s"]}]' \
+        "$ws" "$a" "$b" "$c" "$d" "$wj" "$wp" "$wq" "$wq" "$q1" "$q2"
 }
 
 lab_up() {
@@ -633,18 +828,20 @@ lab_up() {
     echo "  silent     $SILENT_NET  e.g. $(example silent)  TTL 7 silent; answers at TTL 8"
     echo "  blackhole  $HOLE_NET  e.g. $(example blackhole)  nothing beyond r6 (TTL 6)"
     echo "  dnat       $DNAT_NET  e.g. $(example dnat)  NAT $NAT (TTL 7) maps it onto $INSIDE_NET; TTL 8 quotes that; answers at TTL 9"
-    echo "  ipv6     vantage $V6_ADDR; open $OPEN_NET6, firewalled $FW_NET6, silent $SILENT_NET6, blackhole $HOLE_NET6"
+    echo "  wide-ecmp  $WIDE_NET  e.g. $(example wide-ecmp)  r1, ws $WS (4-way) to $WA|$WB|$WC|$WD, wj $WJ (2-way), then wp $WP - wm $WM (answers at TTL 7) or wq $WQ (2-way) - $WQ1|$WQ2 - wm (TTL 8)"
+    echo "  ipv6     vantage $V6_ADDR; open $OPEN_NET6, firewalled $FW_NET6, silent $SILENT_NET6, blackhole $HOLE_NET6, wide-ecmp $WIDE_NET6"
     echo "  truth    $STATE/truth.json"
 }
 
 # --- targets -----------------------------------------------------------------------------------
 
 # Address number I (0-based) of KIND: fourth octet 1..254, so no address ends in .0 or .255.
-#   open: 198.19.B.x for B in 0..255; the others: their /20, third octet base..base+15.
+#   open: 198.19.B.x for B in 0..255; the others: their /20, third octet base..base+15. (mixed: the five
+#   single-path kinds of "kinds", not wide-ecmp.)
 kind_capacity() {
     case $1 in
         open) echo $((256 * 254)) ;;
-        firewalled | silent | blackhole | dnat) echo $((16 * 254)) ;;
+        firewalled | silent | blackhole | dnat | wide-ecmp) echo $((16 * 254)) ;;
         mixed) echo $((16 * 254 * 10)) ;;
         *) return 1 ;;
     esac
@@ -658,6 +855,7 @@ print_targets() {
             if (k == "firewalled") base = 32
             else if (k == "silent") base = 48
             else if (k == "dnat") base = 80
+            else if (k == "wide-ecmp") base = 112
             else base = 64
             return sprintf("198.18.%d.%d", base + int(i / 254), i % 254 + 1)
         }
@@ -677,12 +875,12 @@ example() {
 }
 
 # IPv6 target number I (0-based) of KIND: 2001:db8:K00::(I+1) in the kind's /48 (no dnat kind over
-# IPv6), at most TARGETS6_PER_KIND of a kind.
+# IPv6), at most TARGETS6_PER_KIND of a kind (WIDE6_ASSIGNED of wide-ecmp).
 print_targets6() {
     local kind=$1 n=$2
     awk -v kind="$kind" -v n="$n" '
         function addr(k, i) {
-            base = (k == "open") ? 1 : (k == "firewalled") ? 2 : (k == "silent") ? 3 : 4
+            base = (k == "open") ? 1 : (k == "firewalled") ? 2 : (k == "silent") ? 3 : (k == "wide-ecmp") ? 5 : 4
             return sprintf("2001:db8:%x00::%x", base, i + 1)
         }
         BEGIN {
@@ -702,13 +900,14 @@ lab_targets6() {
     # port's port unreachable needs to leave from the address probed (README-lab.md, IPv6).
     local anyip=false
     if (($# == 3)) && [[ $3 == --anyip ]]; then anyip=true; set -- "$1" "$2"; fi
-    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|mixed N [--anyip]"
+    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|wide-ecmp|mixed N [--anyip]"
     local kind=$1 n=$2
-    case $kind in open | firewalled | silent | blackhole | mixed) ;; *)
-        die "targets6: unknown kind '$kind' (open, firewalled, silent, blackhole, mixed; no dnat over IPv6)" ;;
+    case $kind in open | firewalled | silent | blackhole | wide-ecmp | mixed) ;; *)
+        die "targets6: unknown kind '$kind' (open, firewalled, silent, blackhole, wide-ecmp, mixed; no dnat over IPv6)" ;;
     esac
     [[ $n =~ ^[0-9]+$ ]] || die "targets6: N must be a non-negative integer, got '$n'"
     local cap=$TARGETS6_PER_KIND
+    [[ $kind == wide-ecmp ]] && cap=$WIDE6_ASSIGNED
     $anyip && cap=65535
     [[ $kind == mixed ]] && cap=$((cap * 10 / 7))
     ((n <= cap)) || die "targets6: at most $cap distinct $kind targets"
@@ -716,9 +915,9 @@ lab_targets6() {
 }
 
 lab_targets() {
-    (($# == 2)) || die "usage: targets open|firewalled|silent|blackhole|dnat|mixed N"
+    (($# == 2)) || die "usage: targets open|firewalled|silent|blackhole|dnat|wide-ecmp|mixed N"
     local kind=$1 n=$2 cap
-    cap=$(kind_capacity "$kind") || die "targets: unknown kind '$kind' (open, firewalled, silent, blackhole, dnat, mixed)"
+    cap=$(kind_capacity "$kind") || die "targets: unknown kind '$kind' (open, firewalled, silent, blackhole, dnat, wide-ecmp, mixed)"
     [[ $n =~ ^[0-9]+$ ]] || die "targets: N must be a non-negative integer, got '$n'"
     ((n <= cap)) || die "targets: at most $cap distinct $kind targets"
     print_targets "$kind" "$n"
@@ -728,7 +927,8 @@ lab_targets() {
 
 # Check the running lab against its own truth.json with peer tools from the vantage namespace:
 # traceroute -T (hops, per-source-port ECMP stability, both ECMP branches seen, destination TTL,
-# silence past filtered_last_ttl) and, when installed, nmap -sS (port states).
+# silence past filtered_last_ttl; for wide-ecmp one of its paths per source port) and, when installed,
+# nmap -sS (port states).
 lab_verify() {
     require_root verify
     [[ -r $STATE/truth.json ]] || die "no lab is up (no $STATE/truth.json); run: scripts/lab.sh up"
@@ -812,6 +1012,25 @@ for kind in truth["kinds"]:
         check(states == kind["ports"], f"{name} {addr} nmap ports {states} == {kind['ports']}")
     else:
         print(f"skip {name}: nmap not installed, port states not checked")
+
+# Multipath kinds (wide-ecmp): per source port, twice, the responders are exactly one of the truth's
+# paths, the same both times; over the ports, at least 3 of the first split's ways and both destination TTLs.
+for kind in truth.get("multipath_kinds", []):
+    name, addr, paths = kind["kind"], kind["example"], kind["paths"]
+    max_ttl = max(kind["destination_ttls"])
+    first = kind["splits"][0]
+    ways, dest_ttls = set(), set()
+    for sport in range(41000, 41016):
+        runs = [trace(addr, 443, sport, max_ttl) for _ in range(2)]
+        got = [runs[0].get(ttl) for ttl in range(1, max_ttl + 1)]
+        match = [p for p in paths if all(runs[0].get(t) == (addr if a == "target" else a) for t, a in enumerate(p, 1))]
+        check(len(match) == 1, f"{name} {addr}:443 sport {sport}: {got} is one of the truth's paths")
+        check(runs[1] == runs[0], f"{name} sport {sport}: same path twice")
+        if match:
+            ways.add(match[0][first["ttl"] - 1])
+            dest_ttls.add(len(match[0]))
+    check(len(ways) >= len(first["ways"]) - 1, f"{name} ways of the first split seen: {sorted(ways)}")
+    check(dest_ttls == set(kind["destination_ttls"]), f"{name} destination TTLs seen: {sorted(dest_ttls)}")
 
 for kind, count in passed.items():
     print(f"ok   {kind}: {count} checks")

@@ -51,6 +51,9 @@ struct LabTruth: Decodable {
     }
     var vantage: Vantage
     var kinds: [Kind]
+    /// Kinds reached through ECMP splits whose branches differ in length (`wide-ecmp`): no single
+    /// destination TTL, so they are kept apart from `kinds` (EcmpLabTests.swift).
+    var multipath_kinds: [MultipathKind]?
 
     func kind(named name: String) -> Kind { kinds.first { $0.kind == name }! }
 
