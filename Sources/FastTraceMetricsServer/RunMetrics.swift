@@ -239,7 +239,8 @@ public final class RunMetrics: @unchecked Sendable {
         // Under loss a round can see the destination only past its distance (the probe at the true TTL lost),
         // or not at all: the least TTL over the last rounds is the path's length, not this round's.
         let least = [tracker.leastDestinationTTL(index), trace.destinationTTL].compactMap { $0 }.min()
-        let hopCount = least.map(Int.init) ?? (trace.hops.last { $0.firstResponder != nil }?.ttl).map(Int.init) ?? 0
+        let deepest = tracker.deepestAnswer(index) ?? trace.hops.last { $0.firstResponder != nil }?.ttl
+        let hopCount = least.map(Int.init) ?? deepest.map(Int.init) ?? 0
         series.hops.set(Double(hopCount))
         if let dest = trace.hops.first(where: { $0.ttl == trace.destinationTTL }),
             let rtt = dest.probes.first(where: { $0.outcome.isFromDestination })?.rttMicros
@@ -305,7 +306,7 @@ public final class RunMetrics: @unchecked Sendable {
                     [("state", $0.rawValue)])
             },
             hops: gauge("hops", "", "Hops: the least TTL the destination answered at over the last window of rounds, "
-                + "or the last TTL that answered in the latest round when it answered in none."),
+                + "or, when it answered in none, the deepest TTL that answered in them."),
             pathChanges: counter("path_changes", "Path changes, confirmed over rounds as --changes reports them."),
             rounds: counter("rounds", "Rounds finished (interrupted ones left out)."),
             reachedRounds: counter("reached_rounds", "Rounds whose destination answered."),

@@ -149,6 +149,8 @@ public final class ChangeTracker {
         var closedLatency: LatencyValue?
         /// The destination's TTL in each of the last `windowRounds` rounds, oldest first (0: not reached).
         var recentDestinationTTLs: [UInt8] = []
+        /// The deepest TTL anything answered at in each of the last `windowRounds` rounds (0: none).
+        var recentDeepestAnswers: [UInt8] = []
         /// Path changes confirmed so far.
         var pathChanges = 0
     }
@@ -185,6 +187,13 @@ public final class ChangeTracker {
     /// path that really grew shows once the shorter rounds have left the window.
     public func leastDestinationTTL(_ index: Int) -> UInt8? {
         targets[index]?.recentDestinationTTLs.lazy.filter { $0 > 0 }.min()
+    }
+
+    /// The deepest TTL anything answered at over the target × port's last `windowRounds` rounds, if
+    /// anything did: for a destination that never answers, how far the path is heard (one round under loss
+    /// can miss its last router).
+    public func deepestAnswer(_ index: Int) -> UInt8? {
+        targets[index]?.recentDeepestAnswers.lazy.filter { $0 > 0 }.max()
     }
 
     /// Path changes confirmed so far for a target × port (each a `path` event).
@@ -254,6 +263,8 @@ public final class ChangeTracker {
 
         target.recentDestinationTTLs.append(trace.destinationTTL ?? 0)
         if target.recentDestinationTTLs.count > windowRounds { target.recentDestinationTTLs.removeFirst() }
+        target.recentDeepestAnswers.append(trace.hops.last { $0.firstResponder != nil }?.ttl ?? 0)
+        if target.recentDeepestAnswers.count > windowRounds { target.recentDeepestAnswers.removeFirst() }
 
         // The window.
         target.window.rounds += 1

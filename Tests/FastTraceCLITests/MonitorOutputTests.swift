@@ -278,6 +278,16 @@ private func value(_ text: String, _ series: String) -> Double? {
         let afterSilent = add(monitorRound(lostAt: [2]))
         #expect(pathID(afterSilent) == pathID(first))
         #expect(value(afterSilent, "fasttrace_target_path_changes_total{\(labels)}") == 0)
+        // A destination that never answers: its hop count is how far the path is heard, and one round that
+        // missed the last router does not shorten it (the defect: a black hole's count fell from 6 to 5).
+        let hole = RunMetrics(vantage: "v")
+        let holeTracker = ChangeTracker(windowRounds: 10)
+        for lost in [Set<UInt8>([4]), [4], [3, 4]] {
+            let trace = monitorRound(lostAt: lost)
+            _ = holeTracker.add(trace)
+            hole.record(trace, tracker: holeTracker)
+        }
+        #expect(value(String(decoding: hole.render(), as: UTF8.self), "fasttrace_target_hops{\(labels)}") == 3)
         // The router at TTL 2 changes for good: after two rounds, one change and a new id.
         _ = add(monitorRound(second: 6))
         let changed = add(monitorRound(second: 6))
