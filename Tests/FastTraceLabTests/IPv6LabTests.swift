@@ -171,7 +171,11 @@ struct IPv6LabTests {
         let families = traceObjects(r.stdout).map { "\($0["target"] as? String ?? "")|\($0["family"] as? String ?? "")" }
         #expect(families.filter { $0.hasSuffix("|ipv6") }.allSatisfy { $0.contains(":") })
         #expect(families.filter { $0.hasSuffix("|ipv4") }.count == 50)
-        #expect(r.stderr.contains("fasttrace: 100 traces, ") && r.stderr.contains(" 0 rejected"), "\(r.stderr)")
+        // Nothing refused but, on a loaded machine, late replies (stale: answered after their trace's wait).
+        #expect(r.stderr.contains("fasttrace: 100 traces, "), "\(r.stderr)")
+        for reason in ["forged", "malformed", "foreign", "IP ID rewritten", "premature"] {
+            #expect(!r.stderr.contains(" \(reason)"), "\(r.stderr)")
+        }
     }
 
     @Test("IPv6 JSON of every probe kind validates against docs/trace.schema.json; IPv6 hops get AS numbers")
