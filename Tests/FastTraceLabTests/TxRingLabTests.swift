@@ -311,35 +311,8 @@ struct TxRingLabTests {
         let lab = try Lab.get()
         let list = runTool([repoRoot + "/scripts/lab.sh", "targets", "mixed", "300"])
         #expect(list.status == 0)
-        var traces: [String: [String: JSONTrace]] = [:]
-        for path in ["ring", "socket"] {
-            let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "443", "--format", "json",
-                "-w", "1", "-m", "12", "--gap", "3", "--rate", "20000", "--sport", "34567", "--send-path", path],
-                stdin: list.stdout, timeout: 120)
-            #expect(r.status == 0, "\(path): \(r.stderr)")
-            #expect(r.stderr.contains(path == "ring" ? "sent through the TX ring on veth0" : "sent through the raw socket"),
-                    "\(r.stderr)")
-            var byTarget: [String: JSONTrace] = [:]
-            var wrong: [String] = []
-            for trace in parseTraces(r.stdout) {
-                byTarget[trace.target] = trace
-                guard let kind = lab.truth.kind(of: trace.target) else { wrong.append(trace.target); continue }
-                let p = problems(trace, kind, probes: 3)
-                if !p.isEmpty { wrong.append("\(trace.target) (\(kind.kind)): \(p)") }
-            }
-            #expect(byTarget.count == 300, "\(path): \(byTarget.count) traces")
-            #expect(wrong.isEmpty, "\(path): \(wrong.count) wrong, first \(wrong.prefix(3))")
-            traces[path] = byTarget
-        }
         // The same 5-tuples take the same ECMP branches: hop for hop the same answers.
-        var differ: [String] = []
-        for (target, ring) in traces["ring"] ?? [:] {
-            guard let socket = traces["socket"]?[target] else { continue }
-            if ring.state != socket.state || ring.hops.map(\.addr) != socket.hops.map(\.addr) {
-                differ.append("\(target): ring \(ring.hops.map { $0.addr ?? "*" }) socket \(socket.hops.map { $0.addr ?? "*" })")
-            }
-        }
-        #expect(differ.isEmpty, "\(differ.count) traces differ, first \(differ.prefix(3))")
+        sameResultsOnBothPaths(lab, list: list.stdout, count: 300, sport: "34567")
     }
 
     @Test("IPv6: a ring run and a socket run put the same probes on the wire; only the socket's pass the output hook",
@@ -393,10 +366,16 @@ struct TxRingLabTests {
     func sameResultsOnMixedTargets6() throws {
         let lab = try Lab.get()
         let list = targets6("mixed", 200)
+        sameResultsOnBothPaths(lab, list: list, count: 200, sport: "34568")
+    }
+
+    /// `list` traced through the ring and through the socket: every trace right against the truth, and
+    /// hop for hop the same answers either way.
+    func sameResultsOnBothPaths(_ lab: Lab, list: String, count: Int, sport: String) {
         var traces: [String: [String: JSONTrace]] = [:]
         for path in ["ring", "socket"] {
             let r = runTool([fasttraceBinary, "--netns", lab.namespace, "--targets", "-", "-p", "443", "--format", "json",
-                "-w", "1", "-m", "12", "--gap", "3", "--rate", "20000", "--sport", "34568", "--send-path", path],
+                "-w", "1", "-m", "12", "--gap", "3", "--rate", "20000", "--sport", sport, "--send-path", path],
                 stdin: list, timeout: 120)
             #expect(r.status == 0, "\(path): \(r.stderr)")
             #expect(r.stderr.contains(path == "ring" ? "sent through the TX ring on veth0" : "sent through the raw socket"),
@@ -409,7 +388,7 @@ struct TxRingLabTests {
                 let p = problems(trace, kind, probes: 3)
                 if !p.isEmpty { wrong.append("\(trace.target) (\(kind.kind)): \(p)") }
             }
-            #expect(byTarget.count == 200, "\(path): \(byTarget.count) traces")
+            #expect(byTarget.count == count, "\(path): \(byTarget.count) traces")
             #expect(wrong.isEmpty, "\(path): \(wrong.count) wrong, first \(wrong.prefix(3))")
             traces[path] = byTarget
         }
