@@ -98,12 +98,8 @@ public final class RunMetrics: @unchecked Sendable {
         case reloadFailed = "reload_failed"
     }
 
-    /// The run's first TTL (`-f`): where path sequences start.
-    public let firstTTL: UInt8
-
-    public init(vantage: String, firstTTL: UInt8 = 1) {
+    public init(vantage: String) {
         self.vantage = vantage
-        self.firstTTL = firstTTL
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         shards = (0..<Self.shardCount).map { _ in PrometheusCollectorRegistry() }
@@ -237,11 +233,8 @@ public final class RunMetrics: @unchecked Sendable {
         if trace.reached { series.reachedRounds.increment() }
         for (i, state) in Self.states.enumerated() { series.states[i].set(trace.state == state ? 1.0 : 0.0) }
         // Under loss a round can see the destination only past its distance (the probe at the true TTL lost),
-        // or not at all: the least TTL over the last rounds is the path's length, not this round's.
-        let least = [tracker.leastDestinationTTL(index), trace.destinationTTL].compactMap { $0 }.min()
-        let deepest = tracker.deepestAnswer(index) ?? trace.hops.last { $0.firstResponder != nil }?.ttl
-        let hopCount = least.map(Int.init) ?? deepest.map(Int.init) ?? 0
-        series.hops.set(Double(hopCount))
+        // or not at all: the least TTL over the last rounds (this one among them) is the path's length.
+        series.hops.set(Double(tracker.leastDestinationTTL(index) ?? tracker.deepestAnswer(index) ?? 0))
         if let dest = trace.hops.first(where: { $0.ttl == trace.destinationTTL }),
             let rtt = dest.probes.first(where: { $0.outcome.isFromDestination })?.rttMicros
         {
@@ -250,8 +243,7 @@ public final class RunMetrics: @unchecked Sendable {
         // The path id: one series per target, for the tracker's current path (silent hops are wildcards,
         // filled in as later rounds answer them), so a lost answer never relabels it; the changes are the
         // tracker's, confirmed over rounds as `--changes` reports them.
-        let id = tracker.path(index)?.id ?? PathStats.id(of: RoundStats.sequence(trace, firstTTL: firstTTL))
-        if series.pathID != id {
+        if let id = tracker.path(index)?.id, series.pathID != id {
             if let old = series.pathInfo { series.registry.unregisterGauge(old) }
             let info = series.registry.makeGauge(descriptor: Self.pathInfoName, labels: series.labels + [("path_id", id)])
             info.set(1.0)

@@ -77,11 +77,11 @@ public struct HopWindow: Sendable, Equatable {
     public var p95: UInt32?
     /// Median RTT this hop adds that persists to the end (the report's latency rise), µs; 0 where none.
     public var addedMicros: UInt32
-    /// Its loss does not persist to later hops (the report's `limited`).
-    public var limited: Bool
     /// The report's mark for the loss here: `path` only where loss starts or goes on to the destination;
     /// `noReply` where nothing ever answered (a silent router, or TTLs past the last answer).
     public var mark: LossMark = .none
+    /// Its loss does not persist to later hops (the report's `limited`).
+    public var limited: Bool { mark == .limited }
 
     /// The hops of a window up to its destination, with the report's analysis.
     public static func summarize(_ hops: [HopStats], destinationTTL: UInt8?,
@@ -91,7 +91,6 @@ public struct HopWindow: Sendable, Equatable {
         return hops.filter { $0.sent > 0 && (destinationTTL == nil || $0.ttl <= destinationTTL!) }.map { hop in
             HopWindow(ttl: hop.ttl, sent: hop.sent, lost: hop.lost, p50: hop.p50, p95: hop.p95,
                 addedMicros: analysis.latencyRises.first { $0.ttl == hop.ttl }?.addedMicros ?? 0,
-                limited: analysis.hops.first { $0.ttl == hop.ttl }?.loss == .limited,
                 mark: analysis.hops.first { $0.ttl == hop.ttl }?.loss ?? .none)
         }
     }
@@ -147,10 +146,9 @@ public final class ChangeTracker {
         var closedHops: [HopWindow]?
         var closedLoss: LossValue?
         var closedLatency: LatencyValue?
-        /// The destination's TTL in each of the last `windowRounds` rounds, oldest first (0: not reached).
-        var recentDestinationTTLs: [UInt8] = []
-        /// The deepest TTL anything answered at in each of the last `windowRounds` rounds (0: none).
-        var recentDeepestAnswers: [UInt8] = []
+        /// Each of the last `windowRounds` rounds, oldest first: the destination's TTL (0: not reached) and
+        /// the deepest TTL anything answered at (0: none).
+        var recent: [(destination: UInt8, deepest: UInt8)] = []
         /// Path changes confirmed so far.
         var pathChanges = 0
     }
@@ -186,14 +184,14 @@ public final class ChangeTracker {
     /// true distance lost, a later one answered); the least over a few rounds is the path's length, and a
     /// path that really grew shows once the shorter rounds have left the window.
     public func leastDestinationTTL(_ index: Int) -> UInt8? {
-        targets[index]?.recentDestinationTTLs.lazy.filter { $0 > 0 }.min()
+        targets[index]?.recent.lazy.map(\.destination).filter { $0 > 0 }.min()
     }
 
     /// The deepest TTL anything answered at over the target × port's last `windowRounds` rounds, if
     /// anything did: for a destination that never answers, how far the path is heard (one round under loss
     /// can miss its last router).
     public func deepestAnswer(_ index: Int) -> UInt8? {
-        targets[index]?.recentDeepestAnswers.lazy.filter { $0 > 0 }.max()
+        targets[index]?.recent.lazy.map(\.deepest).filter { $0 > 0 }.max()
     }
 
     /// Path changes confirmed so far for a target × port (each a `path` event).
@@ -219,8 +217,8 @@ public final class ChangeTracker {
         // The path.
         let sequence = RoundStats.sequence(trace, firstTTL: firstTTL)
         let observed = PathValue(responders: sequence, reachesDestination: trace.destinationTTL != nil)
-        if let current = target.path, !Self.compatible(current.responders, sequence) {
-            if let candidate = target.pathCandidate, Self.compatible(candidate.responders, sequence) {
+        if let current = target.path, !PathStats.compatible(current.responders, sequence) {
+            if let candidate = target.pathCandidate, PathStats.compatible(candidate.responders, sequence) {
                 target.pathCandidate = Self.merged(candidate, observed)
                 target.pathSeen += 1
             } else {
@@ -261,10 +259,8 @@ public final class ChangeTracker {
             target.destinationCandidate = nil
         }
 
-        target.recentDestinationTTLs.append(trace.destinationTTL ?? 0)
-        if target.recentDestinationTTLs.count > windowRounds { target.recentDestinationTTLs.removeFirst() }
-        target.recentDeepestAnswers.append(trace.hops.last { $0.firstResponder != nil }?.ttl ?? 0)
-        if target.recentDeepestAnswers.count > windowRounds { target.recentDeepestAnswers.removeFirst() }
+        target.recent.append((trace.destinationTTL ?? 0, trace.hops.last { $0.firstResponder != nil }?.ttl ?? 0))
+        if target.recent.count > windowRounds { target.recent.removeFirst() }
 
         // The window.
         target.window.rounds += 1
@@ -318,14 +314,6 @@ public final class ChangeTracker {
         else { return false }
         let delta = x > y ? x - y : y - x
         return delta >= thresholds.minRiseMicros && Double(delta) >= thresholds.minRiseRatio * Double(min(x, y))
-    }
-
-    /// Two sequences can be one path: equal wherever both know the responder.
-    static func compatible(_ a: [IPAddress?], _ b: [IPAddress?]) -> Bool {
-        for (x, y) in zip(a, b) {
-            if let x, let y, x != y { return false }
-        }
-        return true
     }
 
     /// `a` with the hops it did not know filled in from `b` (see `PathStats.merge`).

@@ -23,9 +23,12 @@ public struct PathStats: Sendable, Equatable {
     }
 
     /// True when `sequence` can be this path: equal wherever both know the responder.
-    func matches(_ sequence: [IPAddress?]) -> Bool {
-        for (a, b) in zip(responders, sequence) {
-            if let a, let b, a != b { return false }
+    func matches(_ sequence: [IPAddress?]) -> Bool { Self.compatible(responders, sequence) }
+
+    /// Two responder sequences can be one path: equal wherever both know the responder.
+    public static func compatible(_ a: [IPAddress?], _ b: [IPAddress?]) -> Bool {
+        for (x, y) in zip(a, b) {
+            if let x, let y, x != y { return false }
         }
         return true
     }

@@ -108,11 +108,10 @@ extension FastTrace {
             var reloadStream: TargetStream?
             // A SIGHUP while a re-read is under way (a list written, then written again, each followed by
             // a HUP) is not dropped: the list is read once more when the one under way is done.
-            final class Pending { var again = false }
-            let pending = Pending()
+            var reloadAgain = false
             let reloadDone = {
-                if pending.again {
-                    pending.again = false
+                if reloadAgain {
+                    reloadAgain = false
                     reloadRequested.store(true, ordering: .relaxed)
                 }
             }
@@ -151,10 +150,10 @@ extension FastTrace {
                     if path == "-" {
                         reloadFailed("the list came from standard input, which cannot be read again")
                     } else if schedule.reloading {
-                        if !pending.again {
+                        if !reloadAgain {
                             Out.error("fasttrace: SIGHUP: \(path) is being re-read already; it is read again once that is done")
                         }
-                        pending.again = true
+                        reloadAgain = true
                     } else {
                         do {
                             let fresh = try makeStream()

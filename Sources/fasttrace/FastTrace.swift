@@ -805,12 +805,12 @@ struct FastTrace: ParsableCommand {
 
         if let vantageOption { JSONFormatter.vantage = vantageOption }
         // --metrics-listen: the registry and its server, up before the first probe.
-        let metrics = listen.map { _ in RunMetrics(vantage: vantage, firstTTL: config.firstTTL) }
+        let metrics = listen.map { _ in RunMetrics(vantage: vantage) }
         var server: MetricsServer?
         defer { server?.stop() }
-        if let listen, let metrics {
+        if let listenSocket, let metrics {
             do {
-                server = try MetricsServer(boundSocket: listenSocket!, metrics: metrics)
+                server = try MetricsServer(boundSocket: listenSocket, metrics: metrics)
             } catch {
                 throw UsageFailure("--metrics-listen \(metricsListen ?? ""): cannot serve: \(error)")
             }

@@ -13,7 +13,7 @@ import FastTraceCore
 import FastTraceWire
 
 /// A fixed codec key so runs are comparable (the keyed hash costs the same for every key).
-private let benchmarkCodec = ProbeTagCodec(key0: 0x0123_4567_89AB_CDEF, key1: 0xFEDC_BA98_7654_3210)
+let benchmarkCodec = ProbeTagCodec(key0: 0x0123_4567_89AB_CDEF, key1: 0xFEDC_BA98_7654_3210)
 private let vantage = IPv4Address(198, 18, 0, 2)
 private let router = IPv4Address(198, 18, 0, 9)
 private let target = IPv4Address(198, 19, 0, 10)
@@ -59,7 +59,7 @@ private func timeExceededReply(quoting tag: ProbeTag, probeTTL: UInt8) -> [UInt8
 }
 
 /// A copy of `bytes` in memory that is never freed (fixtures live as long as the benchmark process).
-private func pinned(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
+func pinned(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
     let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
     memory.copyBytes(from: bytes)
     return UnsafeRawBufferPointer(memory)

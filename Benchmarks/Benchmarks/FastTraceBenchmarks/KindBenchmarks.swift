@@ -26,7 +26,6 @@ private let kindCases: [KindCase] = [
     KindCase(label: "icmp-echo ipv6", method: .icmpEcho, port: 0, v6: true),
 ]
 
-private let kindCodec = ProbeTagCodec(key0: 0x0123_4567_89AB_CDEF, key1: 0xFEDC_BA98_7654_3210)
 private let askedLength = 40
 private let kindSourcePort: UInt16 = 41_000
 
@@ -42,16 +41,9 @@ private func addressBytes(_ a: IPAddress, count: Int) -> [UInt8] {
     return Array(out.suffix(count))
 }
 
-/// The RFC 1071 sum of `bytes` (even length not required), folded and complemented.
+/// The RFC 1071 checksum of `bytes` (the wire module's).
 private func internetChecksum(_ bytes: ArraySlice<UInt8>) -> UInt16 {
-    var sum: UInt32 = 0
-    var i = bytes.startIndex
-    while i < bytes.endIndex {
-        sum += UInt32(bytes[i]) << 8 | (i + 1 < bytes.endIndex ? UInt32(bytes[i + 1]) : 0)
-        i += 2
-    }
-    while sum > 0xFFFF { sum = (sum & 0xFFFF) + (sum >> 16) }
-    return ~UInt16(sum)
+    Array(bytes).withUnsafeBytes { InternetChecksum.checksum($0) }
 }
 
 /// A router's time exceeded quoting the probe `kind` writes for `tag` on `flow`, as it arrives: the quote
@@ -59,7 +51,7 @@ private func internetChecksum(_ bytes: ArraySlice<UInt8>) -> UInt16 {
 private func timeExceeded(_ kind: any ProbeKind, flow: ProbeFlow, tag: ProbeTag, v6: Bool) -> [UInt8] {
     let (vantage, router, _) = addresses(v6)
     var buffer = [UInt8](repeating: 0, count: 2048)
-    let stamp = kindCodec.encode(tag, digest: kindCodec.digest(flow), layout: kind.tagLayout)
+    let stamp = benchmarkCodec.encode(tag, digest: benchmarkCodec.digest(flow), layout: kind.tagLayout)
     let n = buffer.withUnsafeMutableBytes {
         kind.write(ProbeSpec(flow: flow, ttl: tag.ttl, stamp: stamp, length: askedLength), into: $0)
     }
@@ -89,19 +81,13 @@ private func timeExceeded(_ kind: any ProbeKind, flow: ProbeFlow, tag: ProbeTag,
     return header + icmp
 }
 
-private func kindPinned(_ bytes: [UInt8]) -> UnsafeRawBufferPointer {
-    let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
-    memory.copyBytes(from: bytes)
-    return UnsafeRawBufferPointer(memory)
-}
-
 func kindBenchmarks() {
     for c in kindCases {
         let kind = c.method.kind
         let (vantage, router, target) = addresses(c.v6)
         let flow = ProbeFlow(source: vantage, destination: target, sourcePort: kindSourcePort, destinationPort: c.port,
             protocolNumber: kind.protocolNumber, epoch: 2)
-        let digest = kindCodec.digest(flow)
+        let digest = benchmarkCodec.digest(flow)
         let layout = kind.tagLayout
 
         // Send side.
@@ -111,7 +97,7 @@ func kindBenchmarks() {
             for i in benchmark.scaledIterations {
                 let ttl = UInt8(truncatingIfNeeded: i & 15) + 1
                 let tag = ProbeTag(slot: UInt16(truncatingIfNeeded: i & 0x3FFF), ttl: ttl, attempt: 0)
-                let stamp = kindCodec.encode(tag, digest: digest, layout: layout)
+                let stamp = benchmarkCodec.encode(tag, digest: digest, layout: layout)
                 blackHole(kind.write(ProbeSpec(flow: flow, ttl: ttl, stamp: stamp, length: askedLength), into: buffer))
             }
             benchmark.stopMeasurement()
@@ -119,13 +105,13 @@ func kindBenchmarks() {
         }
 
         // Receive side: parse and verify, as the dispatcher does per reply.
-        let reply = kindPinned(timeExceeded(kind, flow: flow, tag: ProbeTag(slot: 1234, ttl: 5, attempt: 0), v6: c.v6))
+        let reply = pinned(timeExceeded(kind, flow: flow, tag: ProbeTag(slot: 1234, ttl: 5, attempt: 0), v6: c.v6))
         @inline(__always) func verified(_ packet: UnsafeRawBufferPointer) -> ProbeTag? {
             guard let parsed = kind.parse(packet) else { return nil }
-            let (tag, mac) = kindCodec.identify(parsed.tagWord, layout: layout)
+            let (tag, mac) = benchmarkCodec.identify(parsed.tagWord, layout: layout)
             // The quoted IPv4 ID is checked only where it is not part of the tag (as the dispatcher does).
             let quotedID = parsed.quotesIPID && layout == .separateID ? parsed.quotedIPID : nil
-            guard kindCodec.verify(tag, macBits: mac, quotedIPID: quotedID, digest: digest) else { return nil }
+            guard benchmarkCodec.verify(tag, macBits: mac, quotedIPID: quotedID, digest: digest) else { return nil }
             return tag
         }
         precondition(verified(reply)?.slot == 1234, "\(c.label): the benchmark reply does not parse and verify")
@@ -140,18 +126,18 @@ func kindBenchmarks() {
 
         // The dispatcher's whole path: parse, validate, the occupant from the slot table, match, record, notify.
         let grid = ProbeGrid(firstTTL: 1, maxTTL: 30, attempts: 3, slots: 4096)
-        let dispatcher = Dispatcher(grid: grid, sourcePort: kindSourcePort, codec: kindCodec,
+        let dispatcher = Dispatcher(grid: grid, sourcePort: kindSourcePort, codec: benchmarkCodec,
             payloadLength: askedLength - kind.minimumLength, kind: kind)
         let slot = 1234, ttl: UInt8 = 5
         let cell = grid.cell(slot: slot, ttl: ttl, attempt: 0)
         let sendTime: UInt64 = 1_700_000_000_000_000_000
         dispatcher.slots.publish(slot, flow: flow, digest: digest)
         if let byID = dispatcher.slotsByIPID {
-            let stamp = kindCodec.encode(ProbeTag(slot: UInt16(slot), ttl: ttl, attempt: 0), digest: digest, layout: layout)
+            let stamp = benchmarkCodec.encode(ProbeTag(slot: UInt16(slot), ttl: ttl, attempt: 0), digest: digest, layout: layout)
             byID.storeRelaxed(Int(stamp.ipID), UInt64(slot) + 1)
         }
         dispatcher.sendTimes.store(cell, sendTime)
-        let dispatchReply = kindPinned(timeExceeded(kind, flow: flow, tag: ProbeTag(slot: UInt16(slot), ttl: ttl, attempt: 0),
+        let dispatchReply = pinned(timeExceeded(kind, flow: flow, tag: ProbeTag(slot: UInt16(slot), ttl: ttl, attempt: 0),
             v6: c.v6))
         dispatcher.handleReply(dispatchReply, timestampNanos: sendTime + 42_000)
         let recorded = PackedReply(word: dispatcher.results.load(cell))
