@@ -75,9 +75,7 @@ probes() {
 PIN=()
 if [[ ${FT_STEER:-0} == 1 ]]; then
     (($(nproc) >= 2)) || { echo "compare-kinds.sh: FT_STEER=1 needs two CPUs" >&2; exit 2; }
-    for dev in "$R1NS:up0" "$NS:veth0"; do
-        ip netns exec "${dev%%:*}" sh -c "echo 2 >/sys/class/net/${dev#*:}/queues/rx-0/rps_cpus"
-    done
+    "$SCRIPT_DIR/lab.sh" steer 2
     PIN=(taskset -c 0)
     echo "== forwarding steered to CPU 1, tools pinned to CPU 0" >&2
 fi

@@ -251,10 +251,7 @@ for f in c.get("failures", []):
 # else the machine is doing falls on both. CPU is user+sys of the process tree, as above. With the
 # forwarding steered (1), RPS on the vantage point's veth and on r1's link from it hands what they
 # receive to CPU 1, and both tools run pinned to CPU 0.
-steer() {  # steer CPUMASK (0 = off)
-    ip netns exec "$R1NS" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" 2>/dev/null || true
-    ip netns exec "$VNS" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" 2>/dev/null || true
-}
+steer() { "$LAB" steer "$1" 2>/dev/null || true; }  # steer CPUMASK (lab.sh steer; 0 = off)
 equal_rates() {
     have scamper || return 0
     local list=open-$N_LARGE

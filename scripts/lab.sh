@@ -13,6 +13,9 @@
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
 #   scripts/lab.sh ratelimit on|off   switch the routers' ICMP rate limits (kernel defaults) on the running lab
 #   scripts/lab.sh verify             check the running lab against its truth with traceroute/nmap
+#   scripts/lab.sh steer CPUMASK      RPS: what r1's link from the vantage point and the vantage point's
+#                                     veth receive goes to CPUMASK (2: CPU 1), so the lab's forwarding is
+#                                     not charged to a tool pinned elsewhere; 0 turns it off
 #
 # Topology (all links are veth pairs; the ECMP hop answers from r4a or r4b per 5-tuple):
 #
@@ -1063,7 +1066,7 @@ lab_ratelimit() {
 # --- main --------------------------------------------------------------------------------------
 
 usage() {
-    sed -n '7,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '7,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -1094,6 +1097,14 @@ case $cmd in
         [[ $# -eq 1 && ($1 == on || $1 == off) ]] || die "usage: ratelimit on|off"
         ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
         lab_ratelimit "$1"
+        ;;
+    steer)
+        require_root steer
+        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]+$ ]] || die "usage: steer CPUMASK (hex; 0 turns it off)"
+        ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+        ip netns exec "$(ns r1)" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" &&
+            ip netns exec "$(ns vantage)" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" ||
+            die "could not set RPS to $1 on the lab's first link"
         ;;
     -h | --help | help) usage ;;
     *) usage ;;

@@ -47,10 +47,7 @@ WORK=$(mktemp -d /tmp/ft-monitor-cost.XXXXXX)
 brought_up=0
 STEER=${FT_COST_STEER:-1}
 PIN=()
-steer() {  # steer CPUMASK: RPS on r1's link from the vantage point and on the vantage point's veth
-    ip netns exec "$R1NS" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" 2>/dev/null || true
-    ip netns exec "$VNS" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" 2>/dev/null || true
-}
+steer() { "$LAB" steer "$1" 2>/dev/null || true; }  # steer CPUMASK (lab.sh steer)
 cleanup() {
     steer 0
     ip netns exec "$R1NS" nft delete table ip ftcost 2>/dev/null || true
