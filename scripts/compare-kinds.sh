@@ -93,6 +93,15 @@ timed() {
         "$start" "$end" "$times"
 }
 
+# scamper's UDP probes to 53 carry the DNS query fasttrace sends (its question `<8 hex digits>.fasttrace.invalid`,
+# type A) as their payload, so that the lab's DNS service answers both tools alike and each run's wire and
+# kernel work is the same; scamper rewrites the first two bytes (the DNS ID) for UDP-Paris, which leaves
+# the query whole. It does not read the answers: its DNS traces still end open|filtered.
+DNS_QUERY=$(python3 -c "
+import struct
+name = b''.join(bytes([len(l)]) + l for l in (b'00000000', b'fasttrace', b'invalid')) + b'\\0'
+print((struct.pack('!6H', 0, 0x0100, 1, 0, 0, 0) + name + struct.pack('!2H', 1, 1)).hex())")
+
 printf '%-18s %-10s %8s %8s  %s\n' "probes" "tool" "wall s" "cpu s" "traces right / total"
 for family in $FAMILIES; do
 for kind in "udp 53" "udp 33434" "icmp" "tcp 443"; do
@@ -101,6 +110,7 @@ for kind in "udp 53" "udp 33434" "icmp" "tcp 443"; do
         udp)
             ours=(-U -p "$port")
             theirs="trace -P udp-paris -d $port -q 1 -w 1 -g 3 -m 16"
+            [[ $port != 53 ]] || theirs+=" -p $DNS_QUERY"
             ;;
         tcp)
             ours=(-p "$port")
