@@ -189,8 +189,8 @@ def kind_of(addr, kinds):
             return k
         v6 = k.get("ipv6")
         if ip.version == 6 and v6 and ip in ipaddress.ip_network(v6["prefix"]):
-            return dict(k, **{key: v6[key] for key in ("prefix", "example", "hops", "paths", "splits", "dnat") if key in v6},
-                        ipv6=None)
+            keys = ("prefix", "example", "hops", "paths", "splits", "dnat")
+            return dict(k, **{key: v6[key] for key in keys if key in v6}, ipv6=None)
     return None
 
 
