@@ -181,15 +181,16 @@ PARSERS = {
 
 def kind_of(addr, kinds):
     """The truth's kind holding `addr`; for an IPv6 address, the kind as its `ipv6` entry has it (prefix,
-    example and routers over IPv6, and for a multipath kind its paths and splits; the rest alike)."""
+    example and routers over IPv6, the dnat kind its NAT66, and for a multipath kind its paths and splits;
+    the rest alike)."""
     ip = ipaddress.ip_address(addr)
     for k in kinds:
         if ip.version == 4 and ip in ipaddress.ip_network(k["prefix"]):
             return k
         v6 = k.get("ipv6")
         if ip.version == 6 and v6 and ip in ipaddress.ip_network(v6["prefix"]):
-            return dict(k, **{key: v6[key] for key in ("prefix", "example", "hops", "paths", "splits") if key in v6},
-                        ipv6=None)
+            keys = ("prefix", "example", "hops", "paths", "splits", "dnat")
+            return dict(k, **{key: v6[key] for key in keys if key in v6}, ipv6=None)
     return None
 
 

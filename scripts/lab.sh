@@ -8,7 +8,7 @@
 #   scripts/lab.sh down               remove everything `up` made (idempotent)
 #   scripts/lab.sh truth              print the ground-truth JSON
 #   scripts/lab.sh targets KIND N     print N distinct targets: open|firewalled|silent|blackhole|dnat|wide-ecmp|mixed
-#   scripts/lab.sh targets6 KIND N [--anyip]  the same over IPv6 (no dnat kind); --anyip: past the
+#   scripts/lab.sh targets6 KIND N [--anyip]  the same over IPv6; --anyip: past the
 #                                     assigned addresses of a kind, for TCP and ICMP echo only
 #   scripts/lab.sh exec CMD...        run CMD in the vantage namespace
 #   scripts/lab.sh ratelimit on|off   switch the routers' ICMP rate limits (kernel defaults) on the running lab
@@ -24,6 +24,7 @@
 #                                                     +- silent - t-silent 198.18.48.0/20 (no ICMP)
 #                                                     +- hole              198.18.64.0/20 (drops all)
 #                                                     +- nat - natr - t-nat 198.18.80.0/20 -> 198.18.96.0/20
+#                                                                              2001:db8:600::/48 -> 2001:db8:700::/48
 #
 #   ... r1 - ws =4-way ECMP= {wa|wb|wc|wd} - wj =ECMP= +- wp ---------------------+- wm - t-wide  198.18.112.0/20
 #                                                      +- wq =ECMP= {wq1|wq2} ----+      (TTL 7 or 8)
@@ -36,6 +37,7 @@
 # The nat router maps 198.18.80.0/20 one-to-one onto 198.18.96.0/20 (DNAT) and, like some NAT devices,
 # leaves the ICMP errors coming back untranslated, so natr's time exceeded (TTL 8) quotes the
 # translated destination: what tcptraceroute's DNAT detection looks for. The target answers at TTL 9.
+# Over IPv6 the same (NAT66): 2001:db8:600::/48 one-to-one onto 2001:db8:700::/48, ICMPv6 untracked.
 #
 # Namespace names carry the prefix $FT_LAB_PREFIX (default ftlab). Addresses are the same in every
 # lab; labs with different prefixes do not share anything, but tools should use one at a time.
@@ -79,7 +81,7 @@ DNAT_NET=198.18.80.0/20      # what the vantage point probes
 INSIDE_NET=198.18.96.0/20    # where the NAT sends it (same host part)
 TARGET_NETS=("$OPEN_NET" "$FW_NET" "$SILENT_NET" "$HOLE_NET" "$DNAT_NET")
 
-# IPv6 (2001:db8::/32, RFC 3849), on every node but the NAT's branch (no NAT66 here): link k is
+# IPv6 (2001:db8::/32, RFC 3849), on every node: link k is
 # 2001:db8:0:k::/64, the router farther from the vantage point ::1 (the address its ICMPv6 errors leave
 # from: the one on the interface back toward the vantage point), the nearer side ::2. r4a and r4b reach
 # r5's bridge as ::a and ::b. The target prefixes are /48s, AnyIP like the IPv4 ones.
@@ -94,11 +96,15 @@ R5_6=$L6:6::1
 R6_6=$L6:7::1
 FW_6=$L6:9::1
 SILENT_6=$L6:b::1
+NAT_6=$L6:e::1         # hop 7 toward the IPv6 DNAT prefix (the NAT66 router)
+NATR_6=$L6:f::1        # hop 8 toward it (behind the NAT: quotes the translated address)
 OPEN_NET6=2001:db8:100::/48
 FW_NET6=2001:db8:200::/48
 SILENT_NET6=2001:db8:300::/48
 HOLE_NET6=2001:db8:400::/48
-TARGET_NETS6=("$OPEN_NET6" "$FW_NET6" "$SILENT_NET6" "$HOLE_NET6")
+DNAT_NET6=2001:db8:600::/48     # what the vantage point probes over IPv6
+INSIDE_NET6=2001:db8:700::/48   # where the NAT66 sends it (same interface identifier)
+TARGET_NETS6=("$OPEN_NET6" "$FW_NET6" "$SILENT_NET6" "$HOLE_NET6" "$DNAT_NET6")
 TARGETS6_PER_KIND=1024   # the targets6 list of each kind: ::1 to ::400
 
 # The wide-ecmp branch, off r1: link networks in 198.18.4.0/26 (the farther router the odd address,
@@ -379,13 +385,16 @@ addr_batch() {
         r4b) a6=("$R4B_6/64 dev up0" "$L6:6::b/64 dev dn") ;;
         r5) a6=("$R5_6/64 dev br0" "$L6:7::2/64 dev dn") ;;
         r6) a6=("$R6_6/64 dev up0" "$L6:8::2/64 dev dn-open" "$L6:9::2/64 dev dn-fw" "$L6:b::2/64 dev dn-silent"
-            "$L6:d::2/64 dev dn-hole") ;;
+            "$L6:d::2/64 dev dn-hole" "$L6:e::2/64 dev dn-nat") ;;
         fw) a6=("$FW_6/64 dev up0" "$L6:a::2/64 dev dn") ;;
         silent) a6=("$SILENT_6/64 dev up0" "$L6:c::2/64 dev dn") ;;
         t-open) a6=("$L6:8::1/64 dev up0") ;;
         t-fw) a6=("$L6:a::1/64 dev up0") ;;
         t-silent) a6=("$L6:c::1/64 dev up0") ;;
         hole) a6=("$L6:d::1/64 dev up0") ;;
+        nat) a6=("$NAT_6/64 dev up0" "$L6:f::2/64 dev dn") ;;
+        natr) a6=("$NATR_6/64 dev up0" "$L6:10::2/64 dev dn") ;;
+        t-nat) a6=("$L6:10::1/64 dev up0") ;;
     esac
     local one
     for one in "${a6[@]}"; do echo "addr add $one nodad"; done
@@ -397,6 +406,7 @@ addr_batch() {
         t-open) echo "route add local $OPEN_NET6 dev lo"; prefix6=2001:db8:100 ;;
         t-fw) echo "route add local $FW_NET6 dev lo"; prefix6=2001:db8:200 ;;
         t-silent) echo "route add local $SILENT_NET6 dev lo"; prefix6=2001:db8:300 ;;
+        t-nat) echo "route add local $INSIDE_NET6 dev lo"; prefix6=2001:db8:700 ;;
     esac
     if [[ -n $prefix6 ]]; then
         for ((i = 1; i <= TARGETS6_PER_KIND; i++)); do printf 'addr add %s::%x/128 dev lo nodad\n' "$prefix6" "$i"; done
@@ -418,7 +428,8 @@ addr_batch() {
 # prefix: the more specific downstream routes win), downstream the farther links and target prefixes.
 route6_batch() {
     local node=$1 net
-    local links_down=("$L6:6::/64" "$L6:7::/64" "$L6:8::/64" "$L6:9::/64" "$L6:a::/64" "$L6:b::/64" "$L6:c::/64" "$L6:d::/64")
+    local links_down=("$L6:6::/64" "$L6:7::/64" "$L6:8::/64" "$L6:9::/64" "$L6:a::/64" "$L6:b::/64" "$L6:c::/64" "$L6:d::/64"
+        "$L6:e::/64")
     case $node in
         vantage) echo "route add default via $R1_6 dev veth0" ;;
         r1) for net in "$L6:3::/64" "$L6:4::/64" "$L6:5::/64" "${links_down[@]}" "${TARGET_NETS6[@]}"; do
@@ -443,12 +454,19 @@ route6_batch() {
             "route add $FW_NET6 via $FW_6 dev dn-fw" "route add $L6:a::/64 via $FW_6 dev dn-fw" \
             "route add $SILENT_NET6 via $SILENT_6 dev dn-silent" \
             "route add $L6:c::/64 via $SILENT_6 dev dn-silent" \
-            "route add $HOLE_NET6 via $L6:d::1 dev dn-hole" ;;
+            "route add $HOLE_NET6 via $L6:d::1 dev dn-hole" \
+            "route add $DNAT_NET6 via $NAT_6 dev dn-nat" ;;
         fw) echo "route add $L6::/60 via $L6:9::2 dev up0"; echo "route add $FW_NET6 via $L6:a::1 dev dn" ;;
         silent) echo "route add $L6::/60 via $L6:b::2 dev up0"; echo "route add $SILENT_NET6 via $L6:c::1 dev dn" ;;
         t-open) echo "route add default via $L6:8::2 dev up0" ;;
         t-fw) echo "route add default via $L6:a::2 dev up0" ;;
         t-silent) echo "route add default via $L6:c::2 dev up0" ;;
+        # The NAT66 branch, as the IPv4 one: the NAT routes only the inside prefix onward (a probe it
+        # did not translate has no route there), natr and t-nat only see inside addresses.
+        nat) echo "route add $L6::/60 via $L6:e::2 dev up0"; echo "route add $INSIDE_NET6 via $NATR_6 dev dn"
+            echo "route add $L6:10::/64 via $NATR_6 dev dn" ;;
+        natr) echo "route add $L6::/60 via $L6:f::2 dev up0"; echo "route add $INSIDE_NET6 via $L6:10::1 dev dn" ;;
+        t-nat) echo "route add default via $L6:10::2 dev up0" ;;
         *) ;;
     esac
     wide_route_batch "$node" | sed -n 's/^v6 //p'
@@ -512,20 +530,14 @@ c=/proc/sys/net/ipv4
 c6=/proc/sys/net/ipv6
 for f in $c/conf/*/rp_filter; do echo 0 >"$f"; done
 EOF
-    # IPv6 on every node but the NAT's branch, with no router advertisements, autoconfiguration or
-    # duplicate address detection: only the addresses and routes this script gives.
-    if [[ $node == nat || $node == natr || $node == t-nat ]]; then
-        cat <<'EOF'
-if [ -d $c6 ]; then echo 1 >$c6/conf/all/disable_ipv6; echo 1 >$c6/conf/default/disable_ipv6; fi
-EOF
-    else
-        cat <<'EOF'
+    # IPv6 on every node, with no router advertisements, autoconfiguration or duplicate address
+    # detection: only the addresses and routes this script gives.
+    cat <<'EOF'
 for d in all default; do
     echo 0 >$c6/conf/$d/disable_ipv6; echo 0 >$c6/conf/$d/accept_ra; echo 0 >$c6/conf/$d/autoconf
     echo 0 >$c6/conf/$d/accept_dad
 done
 EOF
-    fi
     case $node in
         r* | w* | fw | silent | nat | natr | t-*)
             [[ $node == t-* ]] || cat <<'EOF'
@@ -603,6 +615,16 @@ table ip ftlab {
         ip daddr $DNAT_NET dnat ip prefix to ip daddr map { $DNAT_NET : $INSIDE_NET }
     }
 }
+table ip6 ftlab6 {
+    chain untracked {
+        type filter hook prerouting priority -300; policy accept;
+        meta l4proto ipv6-icmp notrack
+    }
+    chain translate {
+        type nat hook prerouting priority -100; policy accept;
+        ip6 daddr $DNAT_NET6 dnat ip6 prefix to ip6 daddr map { $DNAT_NET6 : $INSIDE_NET6 }
+    }
+}
 EOF
             ;;
         hole)
@@ -646,7 +668,8 @@ warm_neighbours() {
         fw/up0/$L6:9::2 t-fw/up0/$L6:a::2 silent/up0/$L6:b::2 t-silent/up0/$L6:c::2
         vantage/veth0/$R1_6 r1/dn/$R2_6 r2/dn/$R3_6 r3/dn-a/$R4A_6 r3/dn-b/$R4B_6 r4a/dn/$R5_6 r4b/dn/$R5_6
         r5/dn/$R6_6 r6/dn-open/$L6:8::1 r6/dn-fw/$FW_6 fw/dn/$L6:a::1 r6/dn-silent/$SILENT_6
-        silent/dn/$L6:c::1
+        silent/dn/$L6:c::1 r6/dn-nat/$NAT_6 nat/up0/$L6:e::2 nat/dn/$NATR_6 natr/up0/$L6:f::2 natr/dn/$L6:10::1
+        t-nat/up0/$L6:10::2
         r1/dn-wide/$WS_6 ws/up0/$W6:20::2 ws/dn-a/$WA_6 ws/dn-b/$WB_6 ws/dn-c/$WC_6 ws/dn-d/$WD_6
         wa/up0/$W6:21::2 wb/up0/$W6:22::2 wc/up0/$W6:23::2 wd/up0/$W6:24::2 wa/dn/$WJ_6 wb/dn/$WJ_6
         wc/dn/$WJ_6 wd/dn/$WJ_6 wj/br0/$W6:25::a wj/dn-p/$WP_6 wj/dn-q/$WQ_6 wp/up0/$W6:26::2
@@ -740,7 +763,8 @@ write_truth() {
      "udp_ports": {"53": "open", "123": "open", "33434": "closed"},
      "icmp": "unreachable",
      "dnat": {"ttl": 8, "prefix": "$INSIDE_NET"},
-     "ipv6": null}
+     "ipv6": {"prefix": "$DNAT_NET6", "example": "$(example6 dnat)", "hops": [$common6, ["target"], ["$NATR_6"]],
+       "dnat": {"ttl": 8, "prefix": "$INSIDE_NET6"}}}
   ],
   "multipath_kinds": [
     {"kind": "wide-ecmp", "prefix": "$WIDE_NET", "example": "$(example wide-ecmp)",
@@ -832,7 +856,7 @@ lab_up() {
     echo "  blackhole  $HOLE_NET  e.g. $(example blackhole)  nothing beyond r6 (TTL 6)"
     echo "  dnat       $DNAT_NET  e.g. $(example dnat)  NAT $NAT (TTL 7) maps it onto $INSIDE_NET; TTL 8 quotes that; answers at TTL 9"
     echo "  wide-ecmp  $WIDE_NET  e.g. $(example wide-ecmp)  r1, ws $WS (4-way) to $WA|$WB|$WC|$WD, wj $WJ (2-way), then wp $WP - wm $WM (answers at TTL 7) or wq $WQ (2-way) - $WQ1|$WQ2 - wm (TTL 8)"
-    echo "  ipv6     vantage $V6_ADDR; open $OPEN_NET6, firewalled $FW_NET6, silent $SILENT_NET6, blackhole $HOLE_NET6, wide-ecmp $WIDE_NET6"
+    echo "  ipv6     vantage $V6_ADDR; open $OPEN_NET6, firewalled $FW_NET6, silent $SILENT_NET6, blackhole $HOLE_NET6, dnat $DNAT_NET6 (onto $INSIDE_NET6), wide-ecmp $WIDE_NET6"
     echo "  truth    $STATE/truth.json"
 }
 
@@ -877,13 +901,15 @@ example() {
     print_targets "$1" 10 | tail -n 1
 }
 
-# IPv6 target number I (0-based) of KIND: 2001:db8:K00::(I+1) in the kind's /48 (no dnat kind over
-# IPv6), at most TARGETS6_PER_KIND of a kind (WIDE6_ASSIGNED of wide-ecmp).
+# IPv6 target number I (0-based) of KIND: 2001:db8:K00::(I+1) in the kind's /48, at most
+# TARGETS6_PER_KIND of a kind (WIDE6_ASSIGNED of wide-ecmp). For dnat the address probed; the NAT66
+# maps it onto the same interface identifier in 2001:db8:700::/48, where t-nat has it assigned.
 print_targets6() {
     local kind=$1 n=$2
     awk -v kind="$kind" -v n="$n" '
         function addr(k, i) {
-            base = (k == "open") ? 1 : (k == "firewalled") ? 2 : (k == "silent") ? 3 : (k == "wide-ecmp") ? 5 : 4
+            base = (k == "open") ? 1 : (k == "firewalled") ? 2 : (k == "silent") ? 3 : (k == "wide-ecmp") ? 5 \
+                : (k == "dnat") ? 6 : 4
             return sprintf("2001:db8:%x00::%x", base, i + 1)
         }
         BEGIN {
@@ -903,10 +929,10 @@ lab_targets6() {
     # port's port unreachable needs to leave from the address probed (README-lab.md, IPv6).
     local anyip=false
     if (($# == 3)) && [[ $3 == --anyip ]]; then anyip=true; set -- "$1" "$2"; fi
-    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|wide-ecmp|mixed N [--anyip]"
+    (($# == 2)) || die "usage: targets6 open|firewalled|silent|blackhole|dnat|wide-ecmp|mixed N [--anyip]"
     local kind=$1 n=$2
-    case $kind in open | firewalled | silent | blackhole | wide-ecmp | mixed) ;; *)
-        die "targets6: unknown kind '$kind' (open, firewalled, silent, blackhole, wide-ecmp, mixed; no dnat over IPv6)" ;;
+    case $kind in open | firewalled | silent | blackhole | dnat | wide-ecmp | mixed) ;; *)
+        die "targets6: unknown kind '$kind' (open, firewalled, silent, blackhole, dnat, wide-ecmp, mixed)" ;;
     esac
     [[ $n =~ ^[0-9]+$ ]] || die "targets6: N must be a non-negative integer, got '$n'"
     local cap=$TARGETS6_PER_KIND

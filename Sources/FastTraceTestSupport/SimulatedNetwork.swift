@@ -54,8 +54,9 @@ public struct SimulatedPath: Sendable, Equatable {
     /// The loss applies to probes sent with at least this TTL: a lossy link between router
     /// `lossFromTTL − 1` and router `lossFromTTL` (1: from the first link on, every probe).
     public var lossFromTTL = 1
-    /// A NAT at TTL `afterTTL` rewrites the destination to `to`; routers past it quote the rewritten
-    /// address (a NAT that does not fix up ICMP quotes), the destination still answers as the target.
+    /// A NAT at TTL `afterTTL` rewrites the destination to `to` (over IPv6 to `to`'s IPv6 form: a NAT66);
+    /// routers past it quote the rewritten address (a NAT that does not fix up ICMP quotes), the
+    /// destination still answers as the target.
     public var dnat: (afterTTL: Int, to: IPv4Address)?
     /// A middlebox at TTL `afterTTL` rewrites every probe's IPv4 ID to `to` (some NATs and scrubbers
     /// do): routers past it quote an ID the prober never sent.
@@ -264,20 +265,28 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
         let delay = perHopDelayNanos * UInt64(min(ttl, path.hops.count + 1))
         let original = packet
         var packet = packet
-        // (IPv4 IDs and NAT are IPv4's: an IPv6 probe has no ID, and no NAT66 is modelled.)
+        // (IPv4 IDs are IPv4's: an IPv6 probe has no ID. A NAT rewrites either family.)
         if let rewrittenIPID, !v6 {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrittenIPID) }
         }
         if let rewrite = path.ipIDRewrite, ttl > rewrite.afterTTL, !v6 {
             packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setIdentification(rewrite.to) }
         }
-        if let dnat = path.dnat, ttl > dnat.afterTTL, !v6 {
-            // What routers past the NAT see (and quote): the rewritten destination.
-            packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
+        if let dnat = path.dnat, ttl > dnat.afterTTL {
+            // What routers past the NAT see (and quote): the rewritten destination. Over IPv6 (a NAT66 as
+            // Linux's nftables does it, not RFC 6296's checksum-neutral NPTv6) the model address's IPv6
+            // form: it differs from the original in the same low 32 bits as the model addresses do.
+            if v6 {
+                packet.withUnsafeMutableBytes {
+                    Self.ipv6(dnat.to).write(into: UnsafeMutableRawBufferPointer(rebasing: $0[24..<40]))
+                }
+            } else {
+                packet.withUnsafeMutableBytes { IPv4HeaderWriter($0).setDestination(dnat.to) }
+            }
             // A UDP checksum covers the destination: the NAT adjusts it (RFC 1624 eqn. 3, as Linux does;
             // 0, "no checksum", stays 0).
             if probe.protocolNumber == 17 {
-                let ihl = Int(packet[0] & 0x0F) * 4
+                let ihl = v6 ? 40 : Int(packet[0] & 0x0F) * 4
                 let old = UInt16(packet[ihl + 6]) << 8 | UInt16(packet[ihl + 7])
                 if old != 0 {
                     var sum = UInt32(~old)
