@@ -1,7 +1,8 @@
 // The engine's rate-limit glue: what to do when a hop stays silent (ask again later, within a
-// position's budget), and what a settled hop teaches `PositionBook` about its position. Kept apart from
-// the scheduler core so that the policy for silence can change without touching sending, timeouts or
-// the per-trace state machine.
+// position's budget), and what a settled hop teaches `PositionBook` about its position (and so what the
+// per-trace state machine's gap limit counts, as a `SettledTTL`). It reads the probe table and the trace
+// states and queues re-asks through the scheduler. Kept apart from the scheduler core so that the policy
+// for silence can change without touching sending, timeouts or the per-trace state machine.
 
 import FastTraceWire
 

@@ -1,5 +1,6 @@
-// Result assembly: turns a slot's cells into the `HopResult`s and the `TraceResult` the CLI prints, once
-// per settled hop and once per finished trace (never per packet), and hands the slot back to the pool.
+// Result assembly: turns a slot's cells (`ProbeTable`) and its trace's state (`TraceState`) into the
+// `HopResult`s and the `TraceResult` the CLI prints, once per settled hop and once per finished trace
+// (never per packet), and hands the slot back to the pool.
 
 import FastTraceWire
 
