@@ -1,9 +1,12 @@
-// The scheduler: many traces in flight, each a small state machine over its TTLs, fed by a token
-// bucket and driven by replies the dispatcher recorded and by timeouts. It runs on one thread (the
-// caller's); the only thing it shares with the receive thread is the dispatcher's atomic tables. Its
-// parts each do one job: `TokenBucket` (rate), `SlotPool` (admission and slot reuse), `PositionBook`
-// (rate-limit inference) with the policy for silent hops (`EngineRateLimits.swift`), the timeout and
-// re-ask queues, and result assembly (`EngineResults.swift`).
+// The scheduler loop and the run's public face (its configuration, summary and progress). Many traces
+// are in flight at once, fed by a token bucket and driven by replies the dispatcher recorded and by
+// timeouts; the loop runs on one thread (the caller's), and the only thing it shares with the receive
+// thread is the dispatcher's atomic tables. It calls parts that each do one job: `ProbeTable` (every
+// probe's status, the slots' occupants and the slot pool), `TraceState` (the per-trace state machine:
+// what to send next, what answers mean, where a trace stops), `TokenBucket` (the rate), `PositionBook`
+// with the policy for silent hops (`EngineRateLimits.swift`), and result assembly
+// (`EngineResults.swift`). What stays here: admission, sending, the timeout and re-ask queues, pacing,
+// progress and cancellation.
 
 import FastTraceWire
 
@@ -215,7 +218,10 @@ public struct RunProgress: Sendable, Equatable {
     public var probesPerSecond: Double
 }
 
-/// Runs traces over a transport.
+/// Runs traces over a transport: the scheduler loop. Each turn it takes in the replies the dispatcher
+/// recorded, expires timeouts, releases re-asks that are due, admits new traces into free slots and
+/// sends what the token bucket allows; the per-trace decisions are `TraceState`'s, the probes and slots
+/// `ProbeTable`'s.
 public final class TraceEngine {
     /// The run's configuration.
     public let configuration: EngineConfiguration
@@ -228,7 +234,10 @@ public final class TraceEngine {
     let kind: any ProbeKind
     /// The kind's tag layout, read once (not per probe through the existential).
     let tagLayout: ProbeTagCodec.TagLayout
+    /// The probe table's shape (`table.grid`).
     let grid: ProbeGrid
+    /// What the per-trace state machine reads of the configuration.
+    let rules: TraceRules
 
     /// Called when a trace's next TTL is settled, in TTL order (for live single-target output).
     public var onHop: ((TraceRequest, HopResult) -> Void)?
@@ -249,81 +258,12 @@ public final class TraceEngine {
         return live
     }
 
-    // Probe status per cell (scheduler-only). A cell is one try: attempt `column + samples × try`.
-    // `refused`: the transport consumed the try but the kernel refused to send it (never left the host).
-    static let unsent: UInt8 = 0, sent: UInt8 = 1, answered: UInt8 = 2, timedOut: UInt8 = 3,
-        retryQueued: UInt8 = 4, reaskQueued: UInt8 = 5, reaskSkipped: UInt8 = 6, reaskHeld: UInt8 = 7,
-        refused: UInt8 = 8
-    /// A try in flight or queued to go: sent and not yet answered or timed out, or a retry or re-ask
-    /// waiting its turn (or held over its position's budget).
-    @inline(__always) static func isWaiting(_ status: UInt8) -> Bool {
-        status == sent || status == retryQueued || status == reaskQueued || status == reaskHeld
-    }
     /// Columns per hop (`-q`).
     let samples: Int
     /// Tries per column that are immediate retries (1 + `--retries`); the tries after them are re-asks.
     let immediateTries: Int
 
-    struct Slot {
-        var active = false
-        var epoch: UInt16 = 0
-        /// The occupant's flow digest (`ProbeTagCodec.digest`), as published in the slot table: every
-        /// probe's MAC is computed from it.
-        var digest: UInt64 = 0
-        /// The occupant's flow, as published: what every probe of it carries.
-        var flow = ProbeFlow(source: IPv4Address.any, destination: IPv4Address.any, sourcePort: 0, destinationPort: 0,
-            epoch: 0)
-        var request = TraceRequest(index: 0, destination: .any, port: 0, source: .any)
-        var nextProbe = 0
-        var resolvedTTLs = 0
-        var stopTTLIndex = 0
-        var stopReason = StopReason.maxTTL
-        /// Lowest TTL index the destination answered at, and lowest an unreachable came from.
-        var destinationTTLIndex = Int.max
-        var unreachableTTLIndex = Int.max
-        /// The cell whose unreachable is placed at `unreachableTTLIndex` because its quote says the router
-        /// sits there (probes sent past an unreachable router all come back from it), or -1 when the
-        /// unreachable answered a probe at that TTL itself.
-        var unreachableCell = -1
-        /// The same for a destination answer that quotes its probe (a UDP port unreachable): the cell
-        /// placed at `destinationTTLIndex` because the quote says the destination sits there, or -1.
-        var destinationCell = -1
-        /// When (the scheduler turn that) sent its last probe, for `probeSpacingNanos`.
-        var lastSend: UInt64 = 0
-        var silentRun = 0
-        /// Highest TTL index that answered, is being asked again, or whose silence is a rate limit: the
-        /// trace is known to go on at least this far, for the gap limit's look-ahead.
-        var frontier = -1
-        /// TTL indexes whose silence the gap did not count (silent but alive, or unexplored): shown as a
-        /// rate limit or the end of the path (`unknown`), never as plain silence, when nothing else
-        /// explains them. A bit per TTL index (at most 255).
-        var uncounted: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-
-        mutating func markUncounted(_ ttlIndex: Int) {
-            let bit = UInt64(1) << UInt64(ttlIndex & 63)
-            switch ttlIndex >> 6 {
-            case 0: uncounted.0 |= bit
-            case 1: uncounted.1 |= bit
-            case 2: uncounted.2 |= bit
-            default: uncounted.3 |= bit
-            }
-        }
-
-        func isUncounted(_ ttlIndex: Int) -> Bool {
-            let word = switch ttlIndex >> 6 {
-            case 0: uncounted.0
-            case 1: uncounted.1
-            case 2: uncounted.2
-            default: uncounted.3
-            }
-            return word >> UInt64(ttlIndex & 63) & 1 == 1
-        }
-        var probesSent = 0
-        /// When (the `sendmmsg` that) sent its first probe returned, on the monotonic clock; nil until then.
-        var firstSent: UInt64?
-        var inReadyQueue = false
-    }
-
+    /// One probe of a send batch.
     struct PendingProbe {
         var slot: Int
         var ttlIndex: Int
@@ -331,37 +271,27 @@ public final class TraceEngine {
         var isRetry: Bool
     }
 
-    /// A queued retry or re-ask; it names its trace by slot and epoch, so once that trace is gone it is
-    /// a no-op.
-    struct Retry {
-        var slot: Int32
-        var epoch: UInt16
-        var ttlIndex: Int32
-        var attempt: Int32
-        var due: UInt64 = 0
+    /// The scheduler's own bookkeeping per slot: its pacing and its place in the send queue.
+    struct SendTurn {
+        /// When (the scheduler turn that) sent its last probe, for `probeSpacingNanos`.
+        var lastSend: UInt64 = 0
+        var inReadyQueue = false
     }
 
-    /// A probe's deadline on both clocks: the monotonic one paces the scheduler; the reply-timestamp
-    /// one is compared with the receive watermark. It names exactly one probe (slot, epoch, cell).
-    struct Timeout {
-        var deadline: UInt64
-        var stampDeadline: UInt64
-        var slot: Int32
-        var epoch: UInt16
-        var cell: Int32
-    }
-
-    var slots: [Slot]
-    var status: [UInt8]
-    var pool: SlotPool
+    /// Every probe's status, the slots' occupants and the slot pool.
+    var table: ProbeTable
+    /// Per slot: its trace's state machine.
+    var traces: [TraceState]
+    /// Per slot: pacing and send-queue membership.
+    var turns: [SendTurn]
     var bucket: TokenBucket
     var book = PositionBook()
     var ready: RingQueue<Int32>
-    var timeouts: RingQueue<Timeout>
-    var retryQueue: RingQueue<Retry>
-    var reaskQueue: RingQueue<Retry>
+    var timeouts: RingQueue<ProbeTimeout>
+    var retryQueue: RingQueue<ProbeRetry>
+    var reaskQueue: RingQueue<ProbeRetry>
     /// Re-asks held over budget, judged at their deadline (see `releaseReasks`).
-    var heldReasks: RingQueue<Timeout>
+    var heldReasks: RingQueue<ProbeTimeout>
     /// `book.evidence` when queued re-asks were last looked over (`dropUnwantedReasks`).
     var reaskEvidence = 0
     var pending: [PendingProbe]
@@ -388,6 +318,7 @@ public final class TraceEngine {
         self.transport = transport
         self.clock = clock
         self.codec = codec
+        rules = TraceRules(configuration)
         samples = configuration.probesPerHop
         immediateTries = 1 + configuration.retries
         // Slots that rest after use (see `SlotPool`) are not in flight: keep room for them beyond
@@ -404,10 +335,11 @@ public final class TraceEngine {
             payloadLength: configuration.packetLength - kind.minimumLength, kind: kind,
             matchQuotedIPID: configuration.matchQuotedIPID,
             acceptTranslatedQuotes: configuration.acceptTranslatedQuotes)
-        slots = Array(repeating: Slot(), count: grid.slots)
-        status = Array(repeating: Self.unsent, count: grid.slots * grid.cellsPerSlot)
-        pool = SlotPool(slots: grid.slots,
+        table = ProbeTable(grid: grid, samples: samples, immediateTries: immediateTries,
+            results: dispatcher.results, details: dispatcher.details, sendTimes: dispatcher.sendTimes,
             quarantineNanos: configuration.waitNanos + configuration.slotQuarantineExtraNanos)
+        traces = Array(repeating: TraceState(), count: grid.slots)
+        turns = Array(repeating: SendTurn(), count: grid.slots)
         bucket = TokenBucket(rate: configuration.rate,
             capacity: max(Double(transport.maxBatch), Double(configuration.rate) / 100), now: 0)
         ready = RingQueue(capacity: grid.slots)
@@ -489,8 +421,8 @@ public final class TraceEngine {
         if summary.cancelled {
             cancelling = true
             let now = clock.now()
-            for index in slots.indices where slots[index].active {
-                ingest(index)
+            for index in table.occupants.indices where table.occupants[index].active {
+                traces[index].ingest(slot: index, table: &table, rules: rules)
                 finish(index, now: now)
             }
         }
@@ -520,7 +452,7 @@ public final class TraceEngine {
     private func admit<Source: TraceRequestSource>(_ requests: inout Source, now: UInt64) -> Bool {
         let readyTarget = max(64, configuration.rate / 50)
         while activeCount < configuration.maxInFlight && ready.count < readyTarget,
-            let next = pool.nextAvailable, next <= now
+            let next = table.nextAvailable, next <= now
         {
             let request: TraceRequest
             switch requests.poll() {
@@ -528,30 +460,21 @@ public final class TraceEngine {
             case .pending: return false
             case .finished: return true
             }
-            guard let index = pool.take(now: now) else { preconditionFailure("slot pool changed under admission") }
-            var slot = Slot()
-            slot.active = true
-            slot.epoch = (slots[index].epoch &+ 1) & UInt16(ProbeFlow.epochCount - 1)
-            slot.request = request
-            slot.stopTTLIndex = grid.ttlCount - 1
-            let base = index * grid.cellsPerSlot
-            for cell in base..<(base + grid.cellsPerSlot) {
-                status[cell] = Self.unsent
-                dispatcher.results.storeRelaxed(cell, 0)
-                dispatcher.sendTimes.storeRelaxed(cell, 0)
-            }
+            guard let index = table.occupy(now: now) else { preconditionFailure("slot pool changed under admission") }
             // Publish the occupant last: the receive thread accepts replies for it from here on.
             let flow = ProbeFlow(source: request.source, destination: request.destination,
                 sourcePort: configuration.sourcePort, destinationPort: request.port,
-                protocolNumber: kind.protocolNumber, epoch: slot.epoch)
-            slot.flow = flow
-            slot.digest = codec.digest(flow)
+                protocolNumber: kind.protocolNumber, epoch: table.occupants[index].epoch)
+            let digest = codec.digest(flow)
+            table.occupants[index].flow = flow
+            table.occupants[index].digest = digest
             dispatcher.unmatchedAnswers?.storeRelaxed(index, 0)
-            dispatcher.slots.publish(index, flow: flow, digest: slot.digest)
+            dispatcher.slots.publish(index, flow: flow, digest: digest)
             if let byFlow = dispatcher.slotsByFlow {
                 byFlow.storeRelaxed(dispatcher.flowBucket(flow.destination, port: flow.destinationPort), UInt64(index) + 1)
             }
-            slots[index] = slot
+            traces[index] = TraceState(request: request, ttlCount: grid.ttlCount)
+            turns[index] = SendTurn()
             activeCount += 1
             enqueue(index)
         }
@@ -559,24 +482,16 @@ public final class TraceEngine {
     }
 
     func enqueue(_ index: Int) {
-        guard !slots[index].inReadyQueue, canSend(index) else { return }
-        slots[index].inReadyQueue = true
+        guard !turns[index].inReadyQueue, canSend(index) else { return }
+        turns[index].inReadyQueue = true
         ready.push(Int32(index))
     }
 
-    private func canSend(_ index: Int) -> Bool {
-        let slot = slots[index]
-        guard slot.active else { return false }
-        let ttlIndex = slot.nextProbe / samples
-        // With a gap limit, TTLs more than `gap` past the frontier are speculative: if those `gap` stay
-        // silent the trace stops there, so wait for news before going further.
-        let gap = configuration.gapLimit
-        if gap > 0 && ttlIndex > slot.frontier + gap { return false }
-        return ttlIndex <= slot.stopTTLIndex && ttlIndex < slot.resolvedTTLs + configuration.window
+    @inline(__always) private func canSend(_ index: Int) -> Bool {
+        table.occupants[index].active && traces[index].canSend(samples: samples, rules: rules)
     }
 
     // MARK: sending
-
 
     private func sendBurst(now: UInt64) throws {
         bucket.refill(now: now)
@@ -587,9 +502,7 @@ public final class TraceEngine {
             while count < limit, let retry = retryQueue.pop() {
                 let index = Int(retry.slot)
                 let cell = grid.cell(slot: index, ttlIndex: Int(retry.ttlIndex), attempt: Int(retry.attempt))
-                guard slots[index].active, slots[index].epoch == retry.epoch,
-                    status[cell] == Self.retryQueued
-                else { continue }
+                guard table.holds(slot: index, epoch: retry.epoch, cell: cell, .retryQueued) else { continue }
                 pending[count] = PendingProbe(slot: index, ttlIndex: Int(retry.ttlIndex), attempt: Int(retry.attempt),
                     isRetry: true)
                 count += 1
@@ -598,17 +511,16 @@ public final class TraceEngine {
             while count < limit && passes > 0, let popped = ready.pop() {
                 passes -= 1
                 let index = Int(popped)
-                slots[index].inReadyQueue = false
+                turns[index].inReadyQueue = false
                 guard canSend(index) else { continue }
-                if slots[index].lastSend != 0 && now < slots[index].lastSend + configuration.probeSpacingNanos {
-                    slots[index].inReadyQueue = true
+                if turns[index].lastSend != 0 && now < turns[index].lastSend + configuration.probeSpacingNanos {
+                    turns[index].inReadyQueue = true
                     ready.push(popped)
                     continue
                 }
-                let probe = slots[index].nextProbe
-                pending[count] = PendingProbe(slot: index, ttlIndex: probe / samples, attempt: probe % samples,
+                let probe = traces[index].takeProbe(samples: samples)
+                pending[count] = PendingProbe(slot: index, ttlIndex: probe.ttlIndex, attempt: probe.attempt,
                     isRetry: false)
-                slots[index].nextProbe += 1
                 count += 1
                 enqueue(index)
             }
@@ -618,15 +530,16 @@ public final class TraceEngine {
                 let p = self.pending[i]
                 let ttl = UInt8(Int(self.grid.firstTTL) + p.ttlIndex)
                 let tag = ProbeTag(slot: UInt16(p.slot), ttl: ttl, attempt: UInt8(p.attempt))
-                let stamp = self.codec.encode(tag, digest: self.slots[p.slot].digest, layout: self.tagLayout)
-                let length = self.kind.write(ProbeSpec(flow: self.slots[p.slot].flow, ttl: ttl, stamp: stamp,
+                let occupant = self.table.occupants[p.slot]
+                let stamp = self.codec.encode(tag, digest: occupant.digest, layout: self.tagLayout)
+                let length = self.kind.write(ProbeSpec(flow: occupant.flow, ttl: ttl, stamp: stamp,
                     tos: self.configuration.tos, dontFragment: self.configuration.dontFragment,
                     length: self.configuration.packetLength), into: buffer)
                 if let byID = self.dispatcher.slotsByIPID { byID.storeRelaxed(Int(stamp.ipID), UInt64(p.slot) + 1) }
                 // Stamped per packet, as it is built, on the clock the ring stamps replies with.
                 self.dispatcher.sendTimes.store(
                     self.grid.cell(slot: p.slot, ttlIndex: p.ttlIndex, attempt: p.attempt), self.clock.stampNow())
-                return (length, self.slots[p.slot].flow.destination)
+                return (length, occupant.flow.destination)
             } refused: { i in
                 self.refusedInBatch[i] = true
             }
@@ -638,43 +551,36 @@ public final class TraceEngine {
                 if i < sentCount && refusedInBatch[i] {
                     // Refused by the kernel: it never left, so it is neither sent nor silent, gets no
                     // timeout, retry or re-ask, and teaches nothing about the path. The trace stops here
-                    // (its later probes, as long and on the same route, would be refused too).
+                    // (see `TraceState.refused`).
                     refusedInBatch[i] = false
                     refusedCount += 1
-                    status[cell] = Self.refused
+                    table.status[cell] = .refused
                     dispatcher.sendTimes.store(cell, 0)
-                    let s = slots[p.slot]
-                    if p.ttlIndex < s.stopTTLIndex
-                        || (p.ttlIndex == s.stopTTLIndex && (s.stopReason == .maxTTL || s.stopReason == .gapLimit))
-                    {
-                        slots[p.slot].stopTTLIndex = p.ttlIndex
-                        slots[p.slot].stopReason = .notSent
-                    }
+                    traces[p.slot].refused(ttlIndex: p.ttlIndex)
                     if !refusedSlots.contains(p.slot) { refusedSlots.append(p.slot) }
                     continue
                 }
                 if i < sentCount {
-                    status[cell] = Self.sent
+                    table.status[cell] = .sent
                     // Spacing counts from the turn that sent it: turns are one poll interval apart, so
                     // a trace can send once per turn (counting from the moment `sendmmsg` returned,
                     // a little after the turn began, would hold it back every other turn).
-                    slots[p.slot].lastSend = now
-                    slots[p.slot].probesSent += 1
-                    if slots[p.slot].firstSent == nil { slots[p.slot].firstSent = sentAt }
+                    turns[p.slot].lastSend = now
+                    traces[p.slot].noteSent(at: sentAt)
                     let stamp = dispatcher.sendTimes.loadRelaxed(cell)
-                    timeouts.push(Timeout(deadline: sentAt + configuration.waitNanos,
+                    timeouts.push(ProbeTimeout(deadline: sentAt + configuration.waitNanos,
                         stampDeadline: stamp + configuration.waitNanos,
-                        slot: Int32(p.slot), epoch: slots[p.slot].epoch, cell: Int32(cell)))
+                        slot: Int32(p.slot), epoch: table.occupants[p.slot].epoch, cell: Int32(cell)))
                     if p.attempt >= samples * immediateTries { summary.reasksSent += 1 }
                     continue
                 }
                 // Not taken by the kernel: it was never sent, so no reply can be for it.
                 dispatcher.sendTimes.store(cell, 0)
                 if p.isRetry {
-                    retryQueue.push(Retry(slot: Int32(p.slot), epoch: slots[p.slot].epoch,
+                    retryQueue.push(ProbeRetry(slot: Int32(p.slot), epoch: table.occupants[p.slot].epoch,
                         ttlIndex: Int32(p.ttlIndex), attempt: Int32(p.attempt)))
                 } else {
-                    slots[p.slot].nextProbe -= 1
+                    traces[p.slot].returnProbe()
                     enqueue(p.slot)
                 }
             }
@@ -682,7 +588,7 @@ public final class TraceEngine {
             summary.probesRefused += UInt64(refusedCount)
             bucket.spend(sentCount)
             // Traces with a refused probe: settle what they can (one may be finished by it).
-            for index in refusedSlots where slots[index].active { advance(index, now: now) }
+            for index in refusedSlots where table.occupants[index].active { advance(index, now: now) }
             refusedSlots.removeAll(keepingCapacity: true)
             if sentCount < count { break }
         }
@@ -710,10 +616,10 @@ public final class TraceEngine {
             let index = Int(head.slot)
             let cell = Int(head.cell)
             // A timeout for a trace that has finished (or a slot now holding another) is a no-op.
-            guard slots[index].active, slots[index].epoch == head.epoch, status[cell] == Self.sent else { continue }
-            ingest(index)
-            if status[cell] == Self.sent {
-                status[cell] = Self.timedOut
+            guard table.holds(slot: index, epoch: head.epoch, cell: cell, .sent) else { continue }
+            traces[index].ingest(slot: index, table: &table, rules: rules)
+            if table.status[cell] == .sent {
+                table.status[cell] = .timedOut
                 followUp(index, cell: cell, now: now)
             }
             advance(index, now: now)
@@ -722,180 +628,25 @@ public final class TraceEngine {
 
     /// Takes in whatever the dispatcher recorded for a slot, then moves the trace on.
     private func settle(_ index: Int, now: UInt64) {
-        guard slots[index].active else { return }
-        ingest(index)
+        guard table.occupants[index].active else { return }
+        traces[index].ingest(slot: index, table: &table, rules: rules)
         advance(index, now: now)
     }
 
-    /// True when some try at this TTL has been answered.
-    func ttlAnswered(_ index: Int, ttlIndex: Int) -> Bool {
-        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-        for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered { return true }
-        return false
-    }
-
-    /// Marks answered probes and applies what the answers mean (destination reached, unreachable).
-    private func ingest(_ index: Int) {
-        let slot = slots[index]
-        let lastTTL = min(slot.stopTTLIndex, (slot.nextProbe - 1) / samples)
-        guard lastTTL >= slot.resolvedTTLs else { return }
-        for ttlIndex in slot.resolvedTTLs...lastTTL {
-            for attempt in 0..<grid.attempts {
-                let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: attempt)
-                guard status[cell] == Self.sent else { continue }
-                let reply = PackedReply(word: dispatcher.results.load(cell))
-                guard reply.isValid, reply.generation == UInt8(truncatingIfNeeded: slot.epoch) & 3,
-                    dispatcher.details.loadRelaxed(cell) >> 48 == UInt64(slot.epoch),
-                    UInt64(reply.rttMicros) * 1_000 <= configuration.waitNanos
-                else { continue }
-                status[cell] = Self.answered
-                slots[index].frontier = max(slots[index].frontier, ttlIndex)
-                switch reply.outcome {
-                case let answer where answer.isFromDestination:
-                    // An answer that quotes its probe (port unreachable) says how far the destination is:
-                    // under a host's ICMP limit the nearest probes to reach it may go unanswered and a
-                    // later one be answered, which without this would put the destination further out.
-                    let at = answer.isICMPError ? unreachableTTLIndex(cell: cell, ttlIndex: ttlIndex) : ttlIndex
-                    if at < slots[index].destinationTTLIndex {
-                        slots[index].destinationTTLIndex = at
-                        slots[index].destinationCell = at == ttlIndex ? -1 : cell
-                    }
-                case .unreachable, .unreachableV6:
-                    // Where the router sits: the quote's TTL is what the probe had left when it got
-                    // there. A router without a route answers every probe that reaches it, whatever TTL
-                    // it was sent with, so the unreachable for a TTL-6 probe may come from hop 1.
-                    let at = unreachableTTLIndex(cell: cell, ttlIndex: ttlIndex)
-                    if at < slots[index].unreachableTTLIndex {
-                        slots[index].unreachableTTLIndex = at
-                        slots[index].unreachableCell = at == ttlIndex ? -1 : cell
-                    }
-                default:
-                    break
-                }
-            }
-        }
-        // Where the trace stops: the destination's own answer wins (the port's state is what the trace
-        // is for); otherwise the first unreachable. Probes past it stop; probes below it settle.
-        let s = slots[index]
-        if s.destinationTTLIndex != Int.max {
-            if s.stopReason != .destination || s.destinationTTLIndex < s.stopTTLIndex {
-                slots[index].stopTTLIndex = s.destinationTTLIndex
-                slots[index].stopReason = .destination
-            }
-        } else if s.unreachableTTLIndex < s.stopTTLIndex
-            || (s.unreachableTTLIndex == s.stopTTLIndex && s.stopReason != .unreachable)
-        {
-            // (At the last TTL too: an unreachable at -m is why the trace stops, not the TTL limit.)
-            slots[index].stopTTLIndex = s.unreachableTTLIndex
-            slots[index].stopReason = .unreachable
-        }
-    }
-
-    /// The TTL index an unreachable recorded in `cell` (a probe sent at `ttlIndex`) comes from: the
-    /// router is `sent − quoted + 1` hops out. A quote of 0 or 1, or one above what was sent (a router
-    /// that zeroes or rewrites it), places it where it was sent; one before the first TTL, at the first.
-    func unreachableTTLIndex(cell: Int, ttlIndex: Int) -> Int {
-        let quoted = Int(dispatcher.details.loadRelaxed(cell) >> 40 & 0xFF)
-        let sent = Int(grid.firstTTL) + ttlIndex
-        guard quoted > 1, quoted <= sent else { return ttlIndex }
-        return max(0, sent - quoted + 1 - Int(grid.firstTTL))
-    }
-
-    /// Settles TTLs in order; finishes the trace or queues it for more sending.
+    /// Settles the trace's TTLs in order (each reported through `onHop` as it settles, with what the
+    /// rate-limit policy learns from it); finishes the trace or queues it for more sending.
     func advance(_ index: Int, now: UInt64) {
-        while slots[index].resolvedTTLs <= slots[index].stopTTLIndex {
-            let ttlIndex = slots[index].resolvedTTLs
-            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-            var answeredAny = false
-            var silentAny = false
-            var settled = true
-            for column in 0..<samples {
-                switch columnState(row: row, column: column) {
-                case .answered: answeredAny = true
-                case .silent: silentAny = true
-                case .pending: settled = false
-                }
-            }
-            guard settled else { break }
+        while let row = traces[index].nextSettled(slot: index, table: table) {
             // A TTL the kernel refused probes for (where the trace stops) teaches nothing about the path.
-            if rowRefused(index, ttlIndex: ttlIndex) {
-                slots[index].resolvedTTLs += 1
-                if let onHop { onHop(slots[index].request, hop(index, ttlIndex: ttlIndex)) }
-                continue
-            }
-            // The gap counts silent TTLs past the last one that may be alive: answered, silent but
-            // alive, or at a position nothing is known of yet (see `learn`). Those also move the
-            // look-ahead, so a trace never waits on TTLs it will not send.
-            switch learn(index, ttlIndex: ttlIndex, answeredAny: answeredAny, silentAny: silentAny, now: now) {
-            case .answered:
-                slots[index].silentRun = 0
-            case .silentButAlive, .unexplored:
-                slots[index].silentRun = 0
-                slots[index].frontier = max(slots[index].frontier, ttlIndex)
-                slots[index].markUncounted(ttlIndex)
-            case .silent:
-                slots[index].silentRun += 1
-            }
-            slots[index].resolvedTTLs += 1
-            if let onHop { onHop(slots[index].request, hop(index, ttlIndex: ttlIndex)) }
-            let gap = configuration.gapLimit
-            let resolved = slots[index].resolvedTTLs
-            if gap > 0 && slots[index].silentRun >= gap && slots[index].frontier < resolved - gap
-                && resolved - 1 < slots[index].stopTTLIndex
-            {
-                slots[index].stopTTLIndex = resolved - 1
-                slots[index].stopReason = .gapLimit
-            }
+            let found = row.refused ? nil
+                : learn(index, ttlIndex: row.ttlIndex, answeredAny: row.answeredAny, silentAny: row.silentAny, now: now)
+            traces[index].settle(row.ttlIndex, as: found)
+            if let onHop { onHop(traces[index].request, hop(index, ttlIndex: row.ttlIndex)) }
+            if !row.refused { traces[index].stopAtGapIfDue(rules: rules) }
         }
-        if slots[index].resolvedTTLs > slots[index].stopTTLIndex {
-            finish(index, now: now)
-        } else if !canSend(index) && !hasOutstanding(index) {
-            // Nothing in flight and nothing it may send: only the gap's look-ahead holds it back, so the
-            // silent TTLs it has settled are as far as the gap limit lets it go.
-            slots[index].stopTTLIndex = slots[index].resolvedTTLs - 1
-            slots[index].stopReason = .gapLimit
-            finish(index, now: now)
-        } else {
-            enqueue(index)
+        switch traces[index].finishOrContinue(slot: index, table: table, rules: rules) {
+        case .finished: finish(index, now: now)
+        case .continuing: enqueue(index)
         }
-    }
-
-    /// True when some probe of the trace at or above its first unsettled TTL is in flight or queued.
-    private func hasOutstanding(_ index: Int) -> Bool {
-        let slot = slots[index]
-        let lastTTL = min(slot.stopTTLIndex, (slot.nextProbe - 1) / samples)
-        guard lastTTL >= slot.resolvedTTLs else { return false }
-        for ttlIndex in slot.resolvedTTLs...lastTTL {
-            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-            for attempt in 0..<grid.attempts {
-                let s = status[row + attempt]
-                if Self.isWaiting(s) { return true }
-            }
-        }
-        return false
-    }
-
-    /// True when the kernel refused some try at this TTL.
-    func rowRefused(_ index: Int, ttlIndex: Int) -> Bool {
-        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-        for attempt in 0..<grid.attempts where status[row + attempt] == Self.refused { return true }
-        return false
-    }
-
-    enum ColumnState { case pending, answered, silent }
-
-    /// One column of a hop: answered by any of its tries, silent once its last try timed out (or no
-    /// further try was queued), pending otherwise.
-    func columnState(row: Int, column: Int) -> ColumnState {
-        var attempt = column
-        while attempt < grid.attempts {
-            switch status[row + attempt] {
-            case Self.answered: return .answered
-            case let s where Self.isWaiting(s): return .pending
-            case Self.unsent: return attempt == column ? .pending : .silent
-            default: attempt += samples  // timed out or skipped: look at the next try
-            }
-        }
-        return .silent
     }
 }

@@ -1,7 +1,8 @@
 // The engine's rate-limit glue: what to do when a hop stays silent (ask again later, within a
-// position's budget), and what a settled hop teaches `PositionBook` about its position. Kept apart from
-// the scheduler core so that the policy for silence can change without touching sending, timeouts or
-// the per-trace state machine.
+// position's budget), and what a settled hop teaches `PositionBook` about its position (and so what the
+// per-trace state machine's gap limit counts, as a `SettledTTL`). It reads the probe table and the trace
+// states and queues re-asks through the scheduler. Kept apart from the scheduler core so that the policy
+// for silence can change without touching sending, timeouts or the per-trace state machine.
 
 import FastTraceWire
 
@@ -35,7 +36,7 @@ extension TraceEngine {
     func knownRouter(_ index: Int, ttlIndex: Int) -> UInt32? {
         if let here = router(index, ttlIndex: ttlIndex) { return here.value }
         if ttlIndex == 0 && grid.firstTTL == 1, let gateway = book.onlyFirstHop { return gateway }
-        guard ttlIndex < slots[index].stopTTLIndex, ttlIndex + 1 < grid.ttlCount,
+        guard ttlIndex < traces[index].stopTTLIndex, ttlIndex + 1 < grid.ttlCount,
             let next = router(index, ttlIndex: ttlIndex + 1)
         else { return nil }
         return book.predecessor(ttl: UInt8(ttlIndex + 1), router: next.value)
@@ -46,13 +47,13 @@ extension TraceEngine {
     /// unreachable, whose quote says where its sender sits) counts where it is placed: the trace was heard
     /// from there, whichever probe it answered.
     func deepestHeard(_ index: Int) -> Int {
-        let slot = slots[index]
+        let slot = traces[index]
         var placed = -1
         if slot.unreachableTTLIndex != Int.max { placed = slot.unreachableTTLIndex }
         if slot.destinationTTLIndex != Int.max { placed = max(placed, slot.destinationTTLIndex) }
         var ttlIndex = min(slot.stopTTLIndex, grid.ttlCount - 1)
         while ttlIndex > placed {
-            if ttlAnswered(index, ttlIndex: ttlIndex) { return ttlIndex }
+            if table.answered(slot: index, ttlIndex: ttlIndex) { return ttlIndex }
             ttlIndex -= 1
         }
         return placed
@@ -92,12 +93,12 @@ extension TraceEngine {
         while count > 0, let head = reaskQueue.pop() {
             count -= 1
             let index = Int(head.slot), ttlIndex = Int(head.ttlIndex)
-            if slots[index].active, slots[index].epoch == head.epoch {
+            if table.isCurrent(slot: index, epoch: head.epoch) {
                 let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: Int(head.attempt))
-                if status[cell] == Self.reaskQueued && !ttlAnswered(index, ttlIndex: ttlIndex)
+                if table.status[cell] == .reaskQueued && !table.answered(slot: index, ttlIndex: ttlIndex)
                     && !reaskWanted(index, ttlIndex: ttlIndex, position: position(index, ttlIndex: ttlIndex), now: now)
                 {
-                    status[cell] = Self.reaskSkipped
+                    table.status[cell] = .reaskSkipped
                     advance(index, now: now)
                     continue
                 }
@@ -110,36 +111,35 @@ extension TraceEngine {
     /// yet where the run's evidence allows a rate limit (`reaskWanted`), ask again later (a re-ask),
     /// once per hop.
     func followUp(_ index: Int, cell: Int, now: UInt64) {
-        let offset = cell - index * grid.cellsPerSlot
-        let ttlIndex = offset / grid.attempts, attempt = offset % grid.attempts
+        let (ttlIndex, attempt) = table.coordinates(of: cell, slot: index)
         let column = attempt % samples, tryNumber = attempt / samples
-        guard ttlIndex <= slots[index].stopTTLIndex else { return }
+        guard ttlIndex <= traces[index].stopTTLIndex else { return }
         // A re-ask (the last try too) that found the hop still silent, where nothing answered it.
-        if tryNumber >= immediateTries && !ttlAnswered(index, ttlIndex: ttlIndex) {
+        if tryNumber >= immediateTries && !table.answered(slot: index, ttlIndex: ttlIndex) {
             book.noteSilentReask(at: position(index, ttlIndex: ttlIndex), now: now)
         }
         guard attempt + samples < grid.attempts else { return }
         let next = cell + samples
         if tryNumber + 1 < immediateTries {
-            status[next] = Self.retryQueued
-            retryQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
+            table.status[next] = .retryQueued
+            retryQueue.push(ProbeRetry(slot: Int32(index), epoch: table.occupants[index].epoch, ttlIndex: Int32(ttlIndex),
                 attempt: Int32(attempt + samples)))
             return
         }
         // Re-asks: one column per hop, only while nothing at this TTL answered, only where worth it.
-        guard column == 0, !ttlAnswered(index, ttlIndex: ttlIndex) else { return }
+        guard column == 0, !table.answered(slot: index, ttlIndex: ttlIndex) else { return }
         let position = position(index, ttlIndex: ttlIndex)
         guard reaskWanted(index, ttlIndex: ttlIndex, position: position, now: now) else { return }
         let reaskNumber = tryNumber + 1 - immediateTries
-        status[next] = Self.reaskQueued
+        table.status[next] = .reaskQueued
         // Where routers answer in a run that has caught rate limiting, the hop may well be alive behind
         // a limit: let the trace look past it meanwhile. Where nothing is known yet, or no limit was
         // caught (routers answering this TTL on other branches, past a fan-out), it is asked again but
         // does not move the look-ahead: `--gap N` then stops N silent TTLs past the last answer.
         if book.limitedPositions > 0 && book.answers(at: position) {
-            slots[index].frontier = max(slots[index].frontier, ttlIndex)
+            traces[index].extendFrontier(to: ttlIndex)
         }
-        reaskQueue.push(Retry(slot: Int32(index), epoch: slots[index].epoch, ttlIndex: Int32(ttlIndex),
+        reaskQueue.push(ProbeRetry(slot: Int32(index), epoch: table.occupants[index].epoch, ttlIndex: Int32(ttlIndex),
             attempt: Int32(attempt + samples), due: now + configuration.reaskDelayNanos << UInt64(reaskNumber)))
         enqueue(index)
     }
@@ -151,9 +151,8 @@ extension TraceEngine {
         while let head = heldReasks.peek(), head.deadline <= now {
             _ = heldReasks.pop()
             let index = Int(head.slot)
-            guard slots[index].active, slots[index].epoch == head.epoch, status[Int(head.cell)] == Self.reaskHeld
-            else { continue }
-            status[Int(head.cell)] = Self.reaskSkipped
+            guard table.holds(slot: index, epoch: head.epoch, cell: Int(head.cell), .reaskHeld) else { continue }
+            table.status[Int(head.cell)] = .reaskSkipped
             advance(index, now: now)
         }
         // Re-asks are queued in order of due time except across re-ask rounds, whose delays double:
@@ -164,11 +163,10 @@ extension TraceEngine {
             if head.due > now { break }
             _ = reaskQueue.pop()
             let index = Int(head.slot)
-            guard slots[index].active, slots[index].epoch == head.epoch else { continue }
             let cell = grid.cell(slot: index, ttlIndex: Int(head.ttlIndex), attempt: Int(head.attempt))
-            guard status[cell] == Self.reaskQueued else { continue }
-            if ttlAnswered(index, ttlIndex: Int(head.ttlIndex)) {
-                status[cell] = Self.reaskSkipped
+            guard table.holds(slot: index, epoch: head.epoch, cell: cell, .reaskQueued) else { continue }
+            if table.answered(slot: index, ttlIndex: Int(head.ttlIndex)) {
+                table.status[cell] = .reaskSkipped
                 advance(index, now: now)
                 continue
             }
@@ -176,13 +174,13 @@ extension TraceEngine {
                 // Over the position's budget: not sent, but judged only after the re-asks that were
                 // sent (and the next round of them) have had their wait, so the verdict has their
                 // evidence. (Queued in deadline order: every held re-ask waits the same time.)
-                status[cell] = Self.reaskHeld
-                heldReasks.push(Timeout(deadline: now + configuration.reaskDelayNanos + configuration.waitNanos,
+                table.status[cell] = .reaskHeld
+                heldReasks.push(ProbeTimeout(deadline: now + configuration.reaskDelayNanos + configuration.waitNanos,
                     stampDeadline: 0,
                     slot: head.slot, epoch: head.epoch, cell: Int32(cell)))
                 continue
             }
-            status[cell] = Self.retryQueued
+            table.status[cell] = .retryQueued
             retryQueue.push(head)
         }
     }
@@ -195,20 +193,20 @@ extension TraceEngine {
 
     /// The router that answered at this TTL and the cell of the probe it answered.
     func routerAnswer(_ index: Int, ttlIndex: Int) -> (router: RouterKey, cell: Int)? {
-        let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-        for attempt in 0..<grid.attempts where status[row + attempt] == Self.answered {
-            let reply = PackedReply(word: dispatcher.results.load(row + attempt))
+        let row = table.row(slot: index, ttlIndex: ttlIndex)
+        for attempt in 0..<grid.attempts where table.status[row + attempt] == .answered {
+            let reply = table.reply(row + attempt)
             if !reply.outcome.isFromDestination || reply.outcome.isICMPError {
                 return (RouterKey(responder(reply, cell: row + attempt, slot: index)), row + attempt)
             }
         }
-        if ttlIndex == slots[index].unreachableTTLIndex, slots[index].unreachableCell >= 0 {
-            let cell = slots[index].unreachableCell
-            return (RouterKey(responder(PackedReply(word: dispatcher.results.load(cell)), cell: cell, slot: index)), cell)
+        if ttlIndex == traces[index].unreachableTTLIndex, traces[index].unreachableCell >= 0 {
+            let cell = traces[index].unreachableCell
+            return (RouterKey(responder(table.reply(cell), cell: cell, slot: index)), cell)
         }
-        if ttlIndex == slots[index].destinationTTLIndex, slots[index].destinationCell >= 0 {
-            let cell = slots[index].destinationCell
-            return (RouterKey(responder(PackedReply(word: dispatcher.results.load(cell)), cell: cell, slot: index)), cell)
+        if ttlIndex == traces[index].destinationTTLIndex, traces[index].destinationCell >= 0 {
+            let cell = traces[index].destinationCell
+            return (RouterKey(responder(table.reply(cell), cell: cell, slot: index)), cell)
         }
         return nil
     }
@@ -223,30 +221,16 @@ extension TraceEngine {
         return Position(ttl: UInt8(ttlIndex), upstream: r.value)
     }
 
-    /// What a settled TTL says about the path past it, for the gap limit.
-    enum Settled {
-        /// Something answered at this TTL.
-        case answered
-        /// Nothing answered, but a router is there: its silence is explained by rate limiting, or a
-        /// router answers other traces at exactly its position (a rate limit not caught yet).
-        case silentButAlive
-        /// Nothing answered, and nothing is known yet of its position (`PositionBook.isUnexplored`): no
-        /// evidence either way, so no reason to give up on the path here.
-        case unexplored
-        /// Nothing answered where silence is known: evidence towards the gap limit.
-        case silent
-    }
-
     /// What a settled TTL teaches about its position: a router answers ICMP there; it dropped some of
     /// this flow's probes while answering others (a rate limit). Returns what the TTL says about the
     /// path past it.
-    func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> Settled {
+    func learn(_ index: Int, ttlIndex: Int, answeredAny: Bool, silentAny: Bool, now: UInt64) -> SettledTTL {
         let position = position(index, ttlIndex: ttlIndex)
         if let (here, cell) = routerAnswer(index, ttlIndex: ttlIndex) {
             // A destination's port unreachable teaches only drops (its host limits those errors); it is no
             // router answering at the position, which would have other traces' silence there asked again
             // (a black hole beside hosts with closed ports is not a rate limit).
-            if !PackedReply(word: dispatcher.results.load(cell)).outcome.isFromDestination {
+            if !table.reply(cell).outcome.isFromDestination {
                 book.noteAnswer(at: position, router: here.value, sentAt: dispatcher.sendTimes.loadRelaxed(cell))
                 if position.upstream != 0 {
                     book.notePath(ttl: UInt8(ttlIndex), router: here.value, previous: position.upstream)
@@ -254,9 +238,9 @@ extension TraceEngine {
                 if ttlIndex == 0 && grid.firstTTL == 1 { book.noteFirstHop(here.value) }
             }
             // Same flow, same router, same moment: some tries answered, others not.
-            let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+            let row = table.row(slot: index, ttlIndex: ttlIndex)
             var dropped = silentAny
-            for attempt in 0..<grid.attempts where status[row + attempt] == Self.timedOut { dropped = true }
+            for attempt in 0..<grid.attempts where table.status[row + attempt] == .timedOut { dropped = true }
             if dropped {
                 book.noteDrop(at: position, now: now)
                 book.noteLimitingRouter(here.value)

@@ -1,5 +1,6 @@
-// Result assembly: turns a slot's cells into the `HopResult`s and the `TraceResult` the CLI prints, once
-// per settled hop and once per finished trace (never per packet), and hands the slot back to the pool.
+// Result assembly: turns a slot's cells (`ProbeTable`) and its trace's state (`TraceState`) into the
+// `HopResult`s and the `TraceResult` the CLI prints, once per settled hop and once per finished trace
+// (never per packet), and hands the slot back to the pool.
 
 import FastTraceWire
 
@@ -7,20 +8,20 @@ extension TraceEngine {
     /// Who answered the probe of `cell`: over IPv4 the result word holds the address, over IPv6 the
     /// dispatcher's `responders6` table (written before the result word's release store).
     func responder(_ reply: PackedReply, cell: Int, slot index: Int) -> IPAddress {
-        guard slots[index].flow.destination.family == .v6 else { return IPAddress(reply.responder) }
+        guard table.occupants[index].flow.destination.family == .v6 else { return IPAddress(reply.responder) }
         return IPAddress(high: dispatcher.responders6.loadRelaxed(cell * 2),
             low: dispatcher.responders6.loadRelaxed(cell * 2 + 1))
     }
 
     /// One TTL of a trace as it stands: each column's answer, or why it has none.
     func hop(_ index: Int, ttlIndex: Int) -> HopResult {
-        let base = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
+        let base = table.row(slot: index, ttlIndex: ttlIndex)
         // What the run knows now: a position found rate-limited after this TTL settled still explains
         // its silence when the trace is reported.
         // A silence the gap did not count is never shown as plain silence: the run took it for a rate
         // limit, or knew nothing of its position yet (`learn`); either way a limit or the end of the path.
         var verdict = silenceVerdict(index, ttlIndex: ttlIndex)
-        if verdict == .timedOut && slots[index].isUncounted(ttlIndex) { verdict = .unknown }
+        if verdict == .timedOut && traces[index].isUncounted(ttlIndex) { verdict = .unknown }
         var probes: [ProbeResult] = []
         probes.reserveCapacity(samples)
         for column in 0..<samples {
@@ -30,12 +31,12 @@ extension TraceEngine {
             var refused = false
             var tries: UInt8 = 0
             while attempt < grid.attempts {
-                switch status[base + attempt] {
-                case Self.timedOut:
+                switch table.status[base + attempt] {
+                case .timedOut:
                     tries += 1
-                case Self.answered:
+                case .answered:
                     tries += 1
-                    let reply = PackedReply(word: dispatcher.results.load(base + attempt))
+                    let reply = table.reply(base + attempt)
                     let details = dispatcher.details.loadRelaxed(base + attempt)
                     result = ProbeResult(responder: responder(reply, cell: base + attempt, slot: index), rttMicros: reply.rttMicros, outcome: reply.outcome,
                         translatedDestination: details >> 32 & 1 == 1
@@ -46,11 +47,11 @@ extension TraceEngine {
                         result?.mpls = MPLSStack(depth: depth, top: UInt32(truncatingIfNeeded: words >> 32),
                             second: UInt32(truncatingIfNeeded: words))
                     }
-                case Self.refused:
+                case .refused:
                     refused = true
-                case let s where Self.isWaiting(s):
+                case let s where s.isWaiting:
                     waiting = true
-                case Self.unsent where attempt == column:
+                case .unsent where attempt == column:
                     waiting = true
                 default:
                     break
@@ -78,26 +79,25 @@ extension TraceEngine {
         // An unreachable whose quote places its router here, from a probe sent further: shown here, in the
         // first column nothing answered (or the last one), marked with the TTL it was sent with. The same
         // for a destination's answer that quotes its probe (a port unreachable).
-        let slot = slots[index]
+        let slot = traces[index]
         if ttlIndex == slot.destinationTTLIndex, slot.destinationCell >= 0,
             !probes.contains(where: { $0.outcome.isFromDestination })
         {
             let cell = slot.destinationCell
-            let reply = PackedReply(word: dispatcher.results.load(cell))
+            let reply = table.reply(cell)
             var placed = ProbeResult(responder: responder(reply, cell: cell, slot: index), rttMicros: reply.rttMicros,
                 outcome: reply.outcome)
-            placed.sentTTL = UInt8(Int(grid.firstTTL) + (cell - index * grid.cellsPerSlot) / grid.attempts)
+            placed.sentTTL = UInt8(Int(grid.firstTTL) + table.coordinates(of: cell, slot: index).ttlIndex)
             probes[probes.firstIndex { $0.responder == nil } ?? probes.count - 1] = placed
         }
         if ttlIndex == slot.unreachableTTLIndex, slot.unreachableCell >= 0,
             !probes.contains(where: { $0.outcome.isUnreachable })
         {
             let cell = slot.unreachableCell
-            let reply = PackedReply(word: dispatcher.results.load(cell))
+            let reply = table.reply(cell)
             var placed = ProbeResult(responder: responder(reply, cell: cell, slot: index), rttMicros: reply.rttMicros,
                 outcome: reply.outcome)
-            let sentIndex = (cell - index * grid.cellsPerSlot) / grid.attempts
-            placed.sentTTL = UInt8(Int(grid.firstTTL) + sentIndex)
+            placed.sentTTL = UInt8(Int(grid.firstTTL) + table.coordinates(of: cell, slot: index).ttlIndex)
             let column = probes.firstIndex { $0.responder == nil } ?? probes.count - 1
             placed.tries = max(1, probes[column].tries)
             probes[column] = placed
@@ -107,7 +107,7 @@ extension TraceEngine {
 
     /// Reports a trace and frees its slot.
     func finish(_ index: Int, now: UInt64) {
-        let slot = slots[index]
+        let slot = traces[index]
         // Retire the occupant first: from here the receive thread counts its replies as late. The slot
         // table keeps naming it (only `active` is cleared) while the slot rests in the pool.
         dispatcher.slots.retire(index)
@@ -115,16 +115,11 @@ extension TraceEngine {
         if cancelling {
             // Interrupted: every TTL some probe went to, and none it never reached.
             lastTTL = -1
-            for ttlIndex in 0...min(slot.stopTTLIndex, grid.ttlCount - 1) {
-                let row = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: 0)
-                for attempt in 0..<grid.attempts where status[row + attempt] != Self.unsent {
-                    lastTTL = ttlIndex
-                    break
-                }
+            for ttlIndex in 0...min(slot.stopTTLIndex, grid.ttlCount - 1) where table.tried(slot: index, ttlIndex: ttlIndex) {
+                lastTTL = ttlIndex
             }
         } else {
-            let sentTTL = slot.nextProbe > 0 ? (slot.nextProbe - 1) / samples : -1
-            lastTTL = min(slot.stopTTLIndex, max(slot.resolvedTTLs - 1, sentTTL))
+            lastTTL = slot.lastReportedTTLIndex(samples: samples)
         }
         var hops: [HopResult] = []
         if lastTTL >= 0 {
@@ -151,7 +146,7 @@ extension TraceEngine {
         // answers say (open|filtered); the trace is marked so the user knows something did answer.
         var unmatched = false
         if !reached, !cancelling, let answers = dispatcher.unmatchedAnswers,
-            answers.loadRelaxed(index) == UInt64(slot.epoch) + 1
+            answers.loadRelaxed(index) == UInt64(table.occupants[index].epoch) + 1
         {
             unmatched = true
         }
@@ -161,9 +156,8 @@ extension TraceEngine {
             stopReason: stopReason, sourcePort: configuration.sourcePort, probesSent: slot.probesSent,
             startNanos: slot.firstSent, method: configuration.method)
         result.answerUnmatched = unmatched
-        slots[index].active = false
+        table.release(index, now: now)
         activeCount -= 1
-        pool.give(index, now: now)
         summary.traces += 1
         if cancelling { summary.interrupted += 1 }
         // As the text marks them: a hop counts where a probe's silence is (likely) a rate limit, answered
