@@ -164,6 +164,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// responders do not fit the result word. Written before the result's release store like `details`.
     /// calloc'd: a run without IPv6 targets never touches its pages.
     public let responders6: AtomicWordTable
+    /// Per cell, two words: the translated IPv6 destination an ICMPv6 quote named (DNAT behind a NAT66),
+    /// for cells whose `details` has the translated bit over IPv6. Written before the result's release store
+    /// like `details`; calloc'd.
+    public let translated6: AtomicWordTable
     /// ICMP quotes are held to the quoted IPv4 ID too (off: `--track-port`).
     let matchQuotedIPID: Bool
     /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
@@ -216,6 +220,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         mpls = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
         responders6 = AtomicWordTable(count: grid.slots * grid.cellsPerSlot * 2)
+        translated6 = AtomicWordTable(count: grid.slots * grid.cellsPerSlot * 2)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
         // (Only UDP's checksum covers the addresses: ICMP's does not, so a NAT leaves ICMP probes' words whole.)
         slotsByIPID = tagLayout == .splitWithID && kind.protocolNumber == IPv4Layout.protocolUDP
@@ -305,12 +310,15 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// with, its checksum half recovered from the adjustment the NAT made (`slotsByIPID`); nil otherwise.
     @inline(__always)
     private func untranslatedWord(_ reply: ParsedReply) -> UInt32? {
-        guard let slotsByIPID, reply.quotesIPID, let rewritten = reply.probeDestination.ipv4 else { return nil }
-        let entry = slotsByIPID.loadRelaxed(Int(reply.quotedIPID))
+        // The word's low half is what the probe carried as its IPv4 ID (over IPv4 the quoted ID, over IPv6
+        // the payload's first two bytes), which `slotsByIPID` was written with; the NAT left it alone.
+        guard let slotsByIPID, reply.quotesProbe else { return nil }
+        let rewritten = reply.probeDestination
+        let entry = slotsByIPID.loadRelaxed(Int(reply.tagWord & 0xFFFF))
         guard entry != 0, let occupant = slots.read(Int(entry - 1)),
-            let original = occupant.flow.destination.ipv4, original != rewritten
+            occupant.flow.destination.family == rewritten.family, occupant.flow.destination != rewritten
         else { return nil }
-        let checksum = InternetChecksum.undoingRewrite(of: original, into: rewritten,
+        let checksum = InternetChecksum.undoingRewrite(of: occupant.flow.destination, into: rewritten,
             adjusted: UInt16(truncatingIfNeeded: reply.tagWord >> 16))
         return UInt32(checksum) << 16 | reply.tagWord & 0xFFFF
     }
@@ -338,11 +346,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         }
         let flow = occupant.flow
         let epoch = flow.epoch
-        // (A quote naming another IPv6 destination is not taken as a NAT's doing: the result cell has no
-        // room for a translated IPv6 address, and a reply that cannot be shown for what it is is refused.)
         guard reply.probeSource == flow.source,
             !reply.quotesProbe || reply.probeDestination == flow.destination
-                || (acceptTranslatedQuotes && reply.probeDestination.family == .v4)
+                || (acceptTranslatedQuotes && reply.probeDestination.family == flow.destination.family)
         else {
             if countFailure { bump(foreignCount) }
             return false
@@ -381,8 +387,12 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             // DNAT: a router behind a NAT that leaves quotes untranslated quotes the rewritten
             // destination. The reply has passed the full MAC for this occupant's own flow, so the
             // address it names is what the NAT did, not a guess.
-            if reply.probeDestination != flow.destination, let quoted = reply.probeDestination.ipv4 {
-                translated = 1 << 32 | UInt64(quoted.value)
+            if reply.probeDestination != flow.destination {
+                if let quoted = reply.probeDestination.ipv4 {
+                    translated = 1 << 32 | UInt64(quoted.value)
+                } else {
+                    translated = 1 << 32
+                }
             }
         } else {
             // Destination answers must come from the destination itself.
@@ -412,6 +422,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         if reply.responder.family == .v6 {
             responders6.storeRelaxed(cell * 2, reply.responder.high)
             responders6.storeRelaxed(cell * 2 + 1, reply.responder.low)
+        }
+        if translated != 0 && reply.probeDestination.family == .v6 {
+            translated6.storeRelaxed(cell * 2, reply.probeDestination.high)
+            translated6.storeRelaxed(cell * 2 + 1, reply.probeDestination.low)
         }
         let depth = reply.mpls.depth
         if depth > 0 { mpls.storeRelaxed(cell, UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second)) }

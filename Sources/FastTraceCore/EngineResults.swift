@@ -13,6 +13,16 @@ extension TraceEngine {
             low: dispatcher.responders6.loadRelaxed(cell * 2 + 1))
     }
 
+    /// Where a NAT had sent the probe of `cell` (its `details` have the translated bit): over IPv4 the
+    /// details word holds the address, over IPv6 the dispatcher's `translated6` table.
+    func translatedDestination(_ details: UInt64, cell: Int, slot index: Int) -> IPAddress {
+        guard table.occupants[index].flow.destination.family == .v6 else {
+            return IPAddress(IPv4Address(UInt32(truncatingIfNeeded: details)))
+        }
+        return IPAddress(high: dispatcher.translated6.loadRelaxed(cell * 2),
+            low: dispatcher.translated6.loadRelaxed(cell * 2 + 1))
+    }
+
     /// One TTL of a trace as it stands: each column's answer, or why it has none.
     func hop(_ index: Int, ttlIndex: Int) -> HopResult {
         let base = table.row(slot: index, ttlIndex: ttlIndex)
@@ -40,7 +50,7 @@ extension TraceEngine {
                     let details = dispatcher.details.loadRelaxed(base + attempt)
                     result = ProbeResult(responder: responder(reply, cell: base + attempt, slot: index), rttMicros: reply.rttMicros, outcome: reply.outcome,
                         translatedDestination: details >> 32 & 1 == 1
-                            ? IPAddress(IPv4Address(UInt32(truncatingIfNeeded: details))) : nil)
+                            ? translatedDestination(details, cell: base + attempt, slot: index) : nil)
                     let depth = UInt8(truncatingIfNeeded: details >> 33) & 0xF
                     if depth > 0 {
                         let words = dispatcher.mpls.loadRelaxed(base + attempt)

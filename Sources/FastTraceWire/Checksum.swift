@@ -82,4 +82,19 @@ public enum InternetChecksum {
         sum &+= UInt64(original.value >> 16) &+ UInt64(original.value & 0xFFFF)
         return finish(sum)
     }
+
+    /// `undoingRewrite` for addresses of either family (both of one): over IPv6 a NAT66 adjusts the
+    /// checksum for all eight 16-bit words of the address.
+    @inlinable
+    public static func undoingRewrite(of original: IPAddress, into rewritten: IPAddress, adjusted: UInt16) -> UInt16 {
+        if let o = original.ipv4, let r = rewritten.ipv4 { return undoingRewrite(of: o, into: r, adjusted: adjusted) }
+        var sum = UInt64(~adjusted)
+        for shift in stride(from: UInt64(48), through: 0, by: -16) {
+            sum &+= UInt64(~UInt16(truncatingIfNeeded: rewritten.high >> shift))
+                &+ UInt64(~UInt16(truncatingIfNeeded: rewritten.low >> shift))
+            sum &+= UInt64(UInt16(truncatingIfNeeded: original.high >> shift))
+                &+ UInt64(UInt16(truncatingIfNeeded: original.low >> shift))
+        }
+        return finish(sum)
+    }
 }

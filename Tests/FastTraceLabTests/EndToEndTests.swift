@@ -424,12 +424,14 @@ struct EndToEndTests {
         let notice = "      Detected DNAT to \(translated)"
         let lines = text.stdout.split(separator: "\n").map(String.init)
         let hopLine = lines.firstIndex { $0.hasPrefix(" \(dnat.ttl)  ") }
-        withKnownIssue("fasttrace refuses ICMPv6 quotes naming a translated destination (README, Known limits)") {
+        do {
             let hop = trace.hops[dnat.ttl - 1]
             #expect(hop.addr == kind.hops[dnat.ttl - 1][0] && hop.dnat == translated,
                 "ttl \(dnat.ttl): \(hop.addr ?? "*") dnat \(hop.dnat ?? "-")")
             #expect(hopLine.map { $0 > 0 && lines[$0 - 1] == notice } == true, "\(text.stdout)")
-            #expect(json.stderr.contains(" 0 rejected"), "\(json.stderr)")
+            // Nothing refused as another flow's or made up; a late answer from past the destination (a
+            // probe beyond it answered after the trace ended) may be counted stale.
+            #expect(!json.stderr.contains("foreign") && !json.stderr.contains("forged"), "\(json.stderr)")
         }
     }
 
