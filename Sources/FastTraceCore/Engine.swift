@@ -114,11 +114,16 @@ public final class TraceEngine {
         samples = configuration.probesPerHop
         immediateTries = 1 + configuration.retries
         // Slots that rest after use (see `SlotPool`) are not in flight: keep room for them beyond
-        // `maxInFlight`, within what the tag can name.
+        // `maxInFlight`, within what the tag can name. Traces end at most as fast as probes go out, and a
+        // trace takes a few probes at least: room for what ends at a quarter of `--rate` during one rest,
+        // so that at high rates admission does not wait for rested slots (a mixed 40,000-target list at
+        // --rate 50000 spent a third of its time so); at the default rate this is `maxInFlight` again.
         // A run that knows it has at most N traces needs no more than N slots (none is ever reused), and
         // one spare: admission asks the source for the next request only when a slot is free, and must
         // learn that the source is finished without waiting for a used slot's rest.
-        var slotCount = min(ProbeTag.slotCount, configuration.maxInFlight + max(configuration.maxInFlight, 1024))
+        let rest = Double(configuration.waitNanos + configuration.slotQuarantineExtraNanos) / 1e9
+        let resting = max(configuration.maxInFlight, 1024, Int(min(Double(configuration.rate) * rest / 4, 1e6)))
+        var slotCount = min(ProbeTag.slotCount, configuration.maxInFlight + resting)
         if let expected = configuration.expectedTraces { slotCount = min(slotCount, max(1, expected) + 1) }
         grid = ProbeGrid(firstTTL: configuration.firstTTL, maxTTL: configuration.maxTTL,
             attempts: configuration.probesPerHop * (immediateTries + configuration.effectiveReasks),
@@ -189,7 +194,7 @@ public final class TraceEngine {
             releaseReasks(now: now)
             if !exhausted { exhausted = admit(&requests, now: now) }
             try sendBurst(now: now)
-            limit = sendLimit(exhausted: exhausted, repeats: requests.repeatsTargets)
+            limit = sendLimit(exhausted: exhausted, repeats: requests.repeatsTargets, now: now)
             if exhausted && activeCount == 0 { break }
             if let onProgress, now >= lastProgress + 250_000_000 {
                 let seconds = Double(now - lastProgress) / 1e9
@@ -229,9 +234,11 @@ public final class TraceEngine {
 
     /// What keeps probes from going out faster after this turn's sending: the rate when probes wait
     /// for tokens; otherwise the in-flight cap, the list, or the traces' own waiting.
-    private func sendLimit(exhausted: Bool, repeats: Bool) -> SendLimits.Reason {
+    private func sendLimit(exhausted: Bool, repeats: Bool, now: UInt64) -> SendLimits.Reason {
         if bucket.available < 1 && !(ready.isEmpty && retryQueue.isEmpty) { return .rate }
         if activeCount >= configuration.maxInFlight { return .inFlightCap }
+        // Room for more traces, but the free slots still rest after their last occupant.
+        if !exhausted, let next = table.nextAvailable, next > now { return .slots }
         // A list still being read holds the run up; rounds that wait for the traces in flight do not.
         if !exhausted && (!repeats || activeCount == 0) { return .list }
         return .replies

@@ -177,6 +177,9 @@ public struct SendLimits: Sendable, Equatable {
     /// Tokens to spare, room for more traces, but no target ready: the list was being read or a name
     /// looked up.
     public var listNanos: UInt64 = 0
+    /// Tokens to spare, room for more traces, but every free slot still resting after its last trace
+    /// (so that a late reply to it is not taken for the next occupant's).
+    public var slotsNanos: UInt64 = 0
     /// Tokens to spare and every trace in flight waiting: on replies or timeouts (its TTL window is
     /// full, or it is settling its last TTLs), or on the spacing between one trace's probes.
     public var repliesNanos: UInt64 = 0
@@ -184,20 +187,21 @@ public struct SendLimits: Sendable, Equatable {
     public init() {}
 
     /// The reasons a turn can end on.
-    public enum Reason: Sendable { case rate, inFlightCap, list, replies }
+    public enum Reason: Sendable { case rate, inFlightCap, slots, list, replies }
 
     /// Adds `nanos` to `reason`.
     public mutating func add(_ nanos: UInt64, _ reason: Reason) {
         switch reason {
         case .rate: rateNanos &+= nanos
         case .inFlightCap: inFlightCapNanos &+= nanos
+        case .slots: slotsNanos &+= nanos
         case .list: listNanos &+= nanos
         case .replies: repliesNanos &+= nanos
         }
     }
 
     /// All the time counted.
-    public var totalNanos: UInt64 { rateNanos &+ inFlightCapNanos &+ listNanos &+ repliesNanos }
+    public var totalNanos: UInt64 { rateNanos &+ inFlightCapNanos &+ slotsNanos &+ listNanos &+ repliesNanos }
 }
 
 /// A snapshot of a run in progress.

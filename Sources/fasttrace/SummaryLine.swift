@@ -90,6 +90,7 @@ func sendLimitText(_ limits: SendLimits, rate: Int, maxInFlight: Int, rounds: Bo
         (limits.rateNanos, "held to --rate \(rate)"),
         (limits.repliesNanos, "waiting on replies and timeouts"),
         (limits.inFlightCapNanos, "at --max-in-flight \(maxInFlight)"),
+        (limits.slotsNanos, "waiting for used trace slots to rest"),
         // With rounds, the source is also not ready while every target waits for its next round.
         (limits.listNanos, rounds ? "waiting for the next rounds or the list" : "waiting for the list (reading, name lookups)"),
     ]

@@ -79,6 +79,50 @@ import FastTraceTestSupport
     }
 }
 
+/// A used slot rests (`-w` plus 0.5 s) before another trace takes it, so that a late reply is not taken for
+/// the next occupant's. At a high rate short traces end faster than `--max-in-flight` rested slots come
+/// back: a mixed 40,000-target list at `--rate 50000` spent a third of its run waiting for them, which
+/// the summary called "waiting for the list".
+@Suite struct SlotRestTests {
+    static func short() -> SimulatedNetwork {
+        SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .listening(ports: [443])) }
+    }
+    static func targets(_ n: Int) -> [(IPv4Address, UInt16)] {
+        (0..<n).map { (IPv4Address(198, 18, UInt8($0 >> 8), UInt8($0 & 0xFF)), UInt16(443)) }
+    }
+
+    @Test func atAHighRateShortTracesDoNotWaitForRestingSlots() throws {
+        // 4,000 traces of 4 probes at --rate 50000: 0.32 s of sending. With room for only
+        // --max-in-flight + 1,024 resting slots, the run waited 1.5 s for rests after each 1,088 traces.
+        let (results, summary) = try trace(Self.short(), Self.targets(4000)) {
+            $0.rate = 50_000
+            $0.waitNanos = 1_000_000_000
+            $0.maxInFlight = 64
+        }
+        #expect(results.count == 4000 && results.allSatisfy { $0.reached && $0.hops.count == 4 })
+        #expect(summary.sendLimits.slotsNanos == 0, "\(summary.sendLimits)")
+        #expect(summary.elapsedNanos < 1_000_000_000, "\(summary.elapsedNanos) ns of virtual time")
+    }
+
+    @Test func waitingForRestingSlotsIsSaidForWhatItIs() throws {
+        // Traces that end on their first probe (the destination one hop away, one TTL at a time) at
+        // --rate 20000 end 20,000 a second, more than the 7,564 slots (64 in flight, room for what a
+        // quarter of the rate ends in a 1.5 s rest) can hold: the run waits for rests, and says so
+        // rather than "waiting for the list", which is all there.
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: [], destination: .listening(ports: [443])) }
+        let (results, summary) = try trace(net, Self.targets(10_000)) {
+            $0.rate = 20_000
+            $0.waitNanos = 1_000_000_000
+            $0.maxInFlight = 64
+            $0.window = 1
+        }
+        #expect(results.count == 10_000 && results.allSatisfy { $0.reached && $0.hops.count == 1 })
+        let limits = summary.sendLimits
+        #expect(limits.slotsNanos > 500_000_000, "\(limits)")
+        #expect(limits.listNanos < limits.slotsNanos / 10, "\(limits)")
+    }
+}
+
 /// Under rate limits a black hole's trace may look past silence the gap does not count (nothing is known
 /// yet of that position); that silence is then shown for what it is, a rate limit or the end of the
 /// path, and exactly `--gap` plain silent TTLs end the trace (a new user saw 5 plain `* * *` at
