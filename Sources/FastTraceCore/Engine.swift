@@ -179,11 +179,15 @@ public final class TraceEngine {
         var exhausted = false
         // What the last turn ended waiting for, and since when (for `SendLimits`).
         var turnStarted = started
+        // How long the last turn's send calls took: time the run spent sending, not waiting.
+        var sending: UInt64 = 0
         var limit = SendLimits.Reason.replies
 
         while true {
             let now = clock.now()
-            summary.sendLimits.add(now &- turnStarted, limit)
+            let turn = now &- turnStarted
+            summary.sendLimits.add(min(sending, turn), .sending)
+            summary.sendLimits.add(turn &- min(sending, turn), limit)
             turnStarted = now
             if shouldCancel() {
                 summary.cancelled = true
@@ -194,6 +198,7 @@ public final class TraceEngine {
             releaseReasks(now: now)
             if !exhausted { exhausted = admit(&requests, now: now) }
             try sendBurst(now: now)
+            sending = clock.now() &- now
             limit = sendLimit(exhausted: exhausted, repeats: requests.repeatsTargets, now: now)
             if exhausted && activeCount == 0 { break }
             if let onProgress, now >= lastProgress + 250_000_000 {

@@ -170,6 +170,10 @@ public struct RunSummary: Sendable, Equatable {
 /// at the end of each turn (one turn a millisecond; the split is the share of turns, weighted by
 /// their length).
 public struct SendLimits: Sendable, Equatable {
+    /// In the turn's send calls (writing the probes and handing them to the kernel, and whatever the
+    /// kernel does for them in the caller's time: on a host that forwards what it sends, as the lab's
+    /// namespaces do, the forwarding too).
+    public var sendingNanos: UInt64 = 0
     /// Probes were ready and the token bucket was empty: held to `--rate`.
     public var rateNanos: UInt64 = 0
     /// Tokens to spare, nothing ready to send, `--max-in-flight` traces in flight.
@@ -187,11 +191,12 @@ public struct SendLimits: Sendable, Equatable {
     public init() {}
 
     /// The reasons a turn can end on.
-    public enum Reason: Sendable { case rate, inFlightCap, slots, list, replies }
+    public enum Reason: Sendable { case sending, rate, inFlightCap, slots, list, replies }
 
     /// Adds `nanos` to `reason`.
     public mutating func add(_ nanos: UInt64, _ reason: Reason) {
         switch reason {
+        case .sending: sendingNanos &+= nanos
         case .rate: rateNanos &+= nanos
         case .inFlightCap: inFlightCapNanos &+= nanos
         case .slots: slotsNanos &+= nanos
@@ -201,7 +206,7 @@ public struct SendLimits: Sendable, Equatable {
     }
 
     /// All the time counted.
-    public var totalNanos: UInt64 { rateNanos &+ inFlightCapNanos &+ slotsNanos &+ listNanos &+ repliesNanos }
+    public var totalNanos: UInt64 { sendingNanos &+ rateNanos &+ inFlightCapNanos &+ slotsNanos &+ listNanos &+ repliesNanos }
 }
 
 /// A snapshot of a run in progress.

@@ -87,6 +87,7 @@ func sendLimitText(_ limits: SendLimits, rate: Int, maxInFlight: Int, rounds: Bo
     let total = limits.totalNanos
     guard total > 0 else { return nil }
     let shares: [(UInt64, String)] = [
+        (limits.sendingNanos, "sending"),
         (limits.rateNanos, "held to --rate \(rate)"),
         (limits.repliesNanos, "waiting on replies and timeouts"),
         (limits.inFlightCapNanos, "at --max-in-flight \(maxInFlight)"),
