@@ -25,7 +25,8 @@
 # point's veth and r1's link from it receive to CPU 1; both tools run pinned to CPU 0), so each tool's
 # CPU is its own, as on a host that forwards nothing; 0 (default) charges it to the sender.
 #
-# Environment: FT_RATE, FT_STEER, FT_SCRATCH_PATH (SwiftPM scratch path, default .build), FT_LAB_PREFIX
+# FT_KINDS picks the kinds (comma-separated, default "udp 53,udp 33434,icmp,tcp 443").
+# Environment: FT_RATE, FT_STEER, FT_KINDS, FT_SCRATCH_PATH (SwiftPM scratch path, default .build), FT_LAB_PREFIX
 # (default ftkinds: its own lab, not the default ftlab). Every tool runs under `timeout`.
 
 set -Eeuo pipefail
@@ -104,7 +105,8 @@ print((struct.pack('!6H', 0, 0x0100, 1, 0, 0, 0) + name + struct.pack('!2H', 1, 
 
 printf '%-18s %-10s %8s %8s  %s\n' "probes" "tool" "wall s" "cpu s" "traces right / total"
 for family in $FAMILIES; do
-for kind in "udp 53" "udp 33434" "icmp" "tcp 443"; do
+IFS=, read -r -a KINDS <<<"${FT_KINDS:-udp 53,udp 33434,icmp,tcp 443}"
+for kind in "${KINDS[@]}"; do
     read -r proto port <<<"$kind"
     case $proto in
         udp)

@@ -60,6 +60,29 @@ import Testing
         #expect(cappedLine.contains("(742 probes/s over the run: 100% of the time at --max-in-flight 64)"), "\(cappedLine)")
     }
 
+    @Test("Time in the send calls and waiting for rested slots are said as such, not as the rate or the list")
+    func sendingAndRestingSlotsAreTheirOwnShares() {
+        var r = RunSummary()
+        r.traces = 40_000
+        r.probesSent = 296_366
+        r.elapsedNanos = 8_680_000_000
+        r.sendLimits.sendingNanos = 7_550_000_000
+        r.sendLimits.repliesNanos = 1_040_000_000
+        r.sendLimits.rateNanos = 90_000_000
+        let line = summaryLine(r, rate: 50_000, maxInFlight: 4096)
+        #expect(line.contains("(34144 probes/s over the run: 87% of the time sending, 12% waiting on replies and "
+            + "timeouts, 1% held to --rate 50000)"), "\(line)")
+        var resting = RunSummary()
+        resting.traces = 1
+        resting.probesSent = 100
+        resting.elapsedNanos = 1_000_000_000
+        resting.sendLimits.slotsNanos = 3
+        resting.sendLimits.listNanos = 1
+        let restingLine = summaryLine(resting, rate: 2000, maxInFlight: 64)
+        #expect(restingLine.contains("75% of the time waiting for used trace slots to rest, 25% waiting for the list"),
+            "\(restingLine)")
+    }
+
     @Test func ratesKeepTheirPrecision() {
         #expect(formatRate(742.4) == "742")
         #expect(formatRate(12.5) == "13")
