@@ -16,6 +16,9 @@
 #   scripts/lab.sh steer CPUMASK      RPS: what r1's link from the vantage point and the vantage point's
 #                                     veth receive goes to CPUMASK (2: CPU 1), so the lab's forwarding is
 #                                     not charged to a tool pinned elsewhere; 0 turns it off
+#   scripts/lab.sh spread CPUMASK     RPS on every link of every node: the lab's forwarding spread over the
+#                                     CPUs of CPUMASK by flow (3: both of a 2-core VM), so that a fast run's
+#                                     forwarding is not all done on the sender's CPU; 0 turns it off
 #
 # Topology (all links are veth pairs; the ECMP hop answers from r4a or r4b per 5-tuple):
 #
@@ -1131,6 +1134,16 @@ case $cmd in
         ip netns exec "$(ns r1)" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" &&
             ip netns exec "$(ns vantage)" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" ||
             die "could not set RPS to $1 on the lab's first link"
+        ;;
+    spread)
+        require_root spread
+        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]+$ ]] || die "usage: spread CPUMASK (hex; 0 turns it off)"
+        ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+        for node in "${NODES[@]}"; do
+            ip netns exec "$(ns "$node")" sh -c "for f in /sys/class/net/*/queues/rx-*/rps_cpus; do
+                case \$f in */lo/*) ;; *) echo $1 >\$f || exit 1 ;; esac; done" ||
+                die "could not set RPS to $1 in $(ns "$node")"
+        done
         ;;
     -h | --help | help) usage ;;
     *) usage ;;
