@@ -1129,7 +1129,8 @@ case $cmd in
         ;;
     steer)
         require_root steer
-        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]+$ ]] || die "usage: steer CPUMASK (hex; 0 turns it off)"
+        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]{1,4}$ ]] || die "usage: steer CPUMASK (hex; 0 turns it off)"
+        (( 16#$1 < 1 << $(nproc) )) || die "steer: CPU mask $1 names CPUs this host does not have ($(nproc) CPUs)"
         ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
         ip netns exec "$(ns r1)" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" &&
             ip netns exec "$(ns vantage)" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" ||
@@ -1137,11 +1138,12 @@ case $cmd in
         ;;
     spread)
         require_root spread
-        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]+$ ]] || die "usage: spread CPUMASK (hex; 0 turns it off)"
+        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]{1,4}$ ]] || die "usage: spread CPUMASK (hex; 0 turns it off)"
+        (( 16#$1 < 1 << $(nproc) )) || die "spread: CPU mask $1 names CPUs this host does not have ($(nproc) CPUs)"
         ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
         for node in "${NODES[@]}"; do
             ip netns exec "$(ns "$node")" sh -c "for f in /sys/class/net/*/queues/rx-*/rps_cpus; do
-                case \$f in */lo/*) ;; *) echo $1 >\$f || exit 1 ;; esac; done" ||
+                case \$f in */lo/*) ;; *) echo $1 2>/dev/null >\$f || exit 1 ;; esac; done" 2>/dev/null ||
                 die "could not set RPS to $1 in $(ns "$node")"
         done
         ;;
