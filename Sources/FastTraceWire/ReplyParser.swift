@@ -95,7 +95,7 @@ public enum ReplyParser {
     public static func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? { parse(packet, answers: .toSyn) }
 
     /// Parses one packet, reading a TCP answer from the destination as `answers` says.
-    @inlinable
+    @inlinable @inline(__always)
     public static func parse(_ packet: UnsafeRawBufferPointer, answers: TCPAnswers) -> ParsedReply? {
         if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet, answers: answers) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }
@@ -111,7 +111,7 @@ public enum ReplyParser {
     }
 
     /// An ICMP error quoting a TCP probe.
-    @inlinable
+    @inlinable @inline(__always)
     static func parseICMP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let icmp = ICMPHeaderView(payload) else { return nil }
         let response: Response
@@ -136,7 +136,7 @@ public enum ReplyParser {
 
     /// The target's RST answering an ACK probe: no ACK flag, its sequence number is the probe's
     /// acknowledgement number. Anything else (a SYN, an ACK-only segment) is no answer to an ACK probe.
-    @inlinable
+    @inlinable @inline(__always)
     static func parseResetToAck(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let tcp = TCPHeaderView(payload), tcp.flags & TCPLayout.rst != 0, tcp.flags & TCPLayout.syn == 0 else {
             return nil
@@ -149,7 +149,7 @@ public enum ReplyParser {
     }
 
     /// The target's own SYN+ACK or RST+ACK, acknowledging the probe's sequence number plus one.
-    @inlinable
+    @inlinable @inline(__always)
     static func parseTCP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let tcp = TCPHeaderView(payload) else { return nil }
         let flags = tcp.flags

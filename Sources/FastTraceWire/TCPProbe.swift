@@ -72,7 +72,7 @@ public enum TCPProbeWriter {
     ///
     /// Preconditions: `probe.length` lies in `minimumLength...maximumLength` and
     /// `buffer.count >= probe.length`. Does not allocate.
-    @inlinable
+    @inlinable @inline(__always)
     public static func write(_ probe: TCPProbe, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         let length = probe.length
         precondition(length >= 40 && length <= 1500, "TCP probe length out of range")
