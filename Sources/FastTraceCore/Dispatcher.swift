@@ -138,6 +138,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     let tagLayout: ProbeTagCodec.TagLayout
     /// `kind` by its concrete type, for the per-packet calls (`parse`, `alternateTagWord`).
     private let concreteKind: ConcreteKind
+    /// The UDP kind, when `concreteKind` is `.udp` (held apart so the enum stays trivial to copy: no
+    /// retain and release of the payload bytes per packet).
+    private let udpKind: UDPProbeKind
 
     /// The run's kind by its concrete type, so that `handleReply` is specialized for it: the parser and
     /// the kind's other per-packet code are inlined into the receive path instead of being called
@@ -145,19 +148,21 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// fasttrace does not know by name still works, through the existential.
     private enum ConcreteKind {
         case tcp(TCPProbeKind)
-        case udp(UDPProbeKind)
+        /// `udpKind`.
+        case udp
         case icmp(ICMPProbeKind)
-        case other(any ProbeKind)
+        /// `kind`, through the existential.
+        case other
 
         init(_ kind: any ProbeKind) {
             if let tcp = kind as? TCPProbeKind {
                 self = .tcp(tcp)
-            } else if let udp = kind as? UDPProbeKind {
-                self = .udp(udp)
+            } else if kind is UDPProbeKind {
+                self = .udp
             } else if let icmp = kind as? ICMPProbeKind {
                 self = .icmp(icmp)
             } else {
-                self = .other(kind)
+                self = .other
             }
         }
     }
@@ -233,6 +238,7 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     {
         self.kind = kind
         concreteKind = ConcreteKind(kind)
+        udpKind = kind as? UDPProbeKind ?? UDPProbeKind(payload: .byPort)
         tagLayout = kind.tagLayout
         self.matchQuotedIPID = matchQuotedIPID
         self.acceptTranslatedQuotes = acceptTranslatedQuotes
@@ -293,9 +299,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
         switch concreteKind {
         case .tcp(let kind): handleReply(packet, timestampNanos: timestampNanos, kind: kind)
-        case .udp(let kind): handleReply(packet, timestampNanos: timestampNanos, kind: kind)
+        case .udp: handleReply(packet, timestampNanos: timestampNanos, kind: udpKind)
         case .icmp(let kind): handleReply(packet, timestampNanos: timestampNanos, kind: kind)
-        case .other(let kind): handleReply(packet, timestampNanos: timestampNanos, kind: kind)
+        case .other: handleReply(packet, timestampNanos: timestampNanos, kind: kind)
         }
     }
 

@@ -35,10 +35,10 @@ public struct ParsedReply: Sendable, Equatable {
     public var mpls: MPLSStack = .none
 
     /// True for an ICMP error, which quotes the probe's IP header (and so, over IPv4, its ID).
-    @inlinable public var quotesProbe: Bool { response.isICMPError }
+    @inlinable @inline(__always) public var quotesProbe: Bool { response.isICMPError }
 
     /// True for an ICMPv4 error, whose quote carries the probe's IPv4 ID.
-    @inlinable public var quotesIPID: Bool { response.isICMPError && responder.family == .v4 }
+    @inlinable @inline(__always) public var quotesIPID: Bool { response.isICMPError && responder.family == .v4 }
 
     /// Makes a parsed reply over IPv4 (the parser does this; tests and the simulated network may too).
     @inlinable
