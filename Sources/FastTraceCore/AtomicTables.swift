@@ -51,6 +51,14 @@ public final class AtomicWordTable: @unchecked Sendable {
 
     /// Stores `value` into word `index` with release ordering: what was written before is visible
     /// to a thread that `load`s this value.
+    /// The `span` words from `index` on, their bounds checked once here: a record of several words (the
+    /// slot table's) is then read through the pointer without a check per word. Valid while the table is.
+    @inlinable @inline(__always)
+    public func unsafeWords(from index: Int, count span: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        precondition(index >= 0 && span >= 0 && index <= count - span)
+        return words + index
+    }
+
     @inlinable public func store(_ index: Int, _ value: UInt64) {
         precondition(index >= 0 && index < count)
         words[index].store(value, ordering: .releasing)

@@ -136,6 +136,36 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     let kind: any ProbeKind
     /// The kind's tag layout (read once).
     let tagLayout: ProbeTagCodec.TagLayout
+    /// `kind` by its concrete type, for the per-packet calls (`parse`, `alternateTagWord`).
+    private let concreteKind: ConcreteKind
+    /// The UDP kind, when `concreteKind` is `.udp` (held apart so the enum stays trivial to copy: no
+    /// retain and release of the payload bytes per packet).
+    private let udpKind: UDPProbeKind
+
+    /// The run's kind by its concrete type, so that `handleReply` is specialized for it: the parser and
+    /// the kind's other per-packet code are inlined into the receive path instead of being called
+    /// through `any ProbeKind`'s witness table (with the reply returned through memory). A kind
+    /// fasttrace does not know by name still works, through the existential.
+    private enum ConcreteKind {
+        case tcp(TCPProbeKind)
+        /// `udpKind`.
+        case udp
+        case icmp(ICMPProbeKind)
+        /// `kind`, through the existential.
+        case other
+
+        init(_ kind: any ProbeKind) {
+            if let tcp = kind as? TCPProbeKind {
+                self = .tcp(tcp)
+            } else if kind is UDPProbeKind {
+                self = .udp
+            } else if let icmp = kind as? ICMPProbeKind {
+                self = .icmp(icmp)
+            } else {
+                self = .other
+            }
+        }
+    }
 
     /// Every slot's occupant: its flow in both families' width and the digest its MACs are computed
     /// from, handed over by the scheduler and read here under the table's sequence lock. A retired slot
@@ -207,6 +237,8 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         acceptTranslatedQuotes: Bool = true)
     {
         self.kind = kind
+        concreteKind = ConcreteKind(kind)
+        udpKind = kind as? UDPProbeKind ?? UDPProbeKind(payload: .byPort)
         tagLayout = kind.tagLayout
         self.matchQuotedIPID = matchQuotedIPID
         self.acceptTranslatedQuotes = acceptTranslatedQuotes
@@ -265,6 +297,17 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
 
     /// Decodes, verifies and records one reply. Runs on the receive thread.
     public func handleReply(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64) {
+        switch concreteKind {
+        case .tcp(let kind): handleReply(packet, timestampNanos: timestampNanos, kind: kind)
+        case .udp: handleReply(packet, timestampNanos: timestampNanos, kind: udpKind)
+        case .icmp(let kind): handleReply(packet, timestampNanos: timestampNanos, kind: kind)
+        case .other: handleReply(packet, timestampNanos: timestampNanos, kind: kind)
+        }
+    }
+
+    /// `handleReply` for the run's kind, specialized per concrete kind.
+    @inline(__always)
+    private func handleReply<Kind: ProbeKind>(_ packet: UnsafeRawBufferPointer, timestampNanos: UInt64, kind: Kind) {
         guard let reply = kind.parse(packet) else { return bump(malformedCount) }
         guard reply.sourcePort == sourcePort else { return bump(foreignCount) }
         if reply.unkeyed {

@@ -64,14 +64,15 @@ public final class SlotTable: @unchecked Sendable {
 
     /// Receive side: the slot's occupant, or nil when the slot was never used or is being handed over
     /// right now (a reply racing the hand-over: the caller counts it as stale).
-    @inlinable public func read(_ slot: Int) -> SlotFlow? {
-        let base = slot * Self.stride
-        let before = words.load(base)
+    @inlinable @inline(__always) public func read(_ slot: Int) -> SlotFlow? {
+        // SAFETY: `unsafeWords` checks that the slot's whole record lies inside the table.
+        let record = words.unsafeWords(from: slot * Self.stride, count: Self.stride)
+        let before = record[0].load(ordering: .acquiring)
         guard before & 1 == 0, before != 0 else { return nil }
-        let record = decode(base)
+        let flow = Self.decode(record)
         atomicMemoryFence(ordering: .acquiring)
-        guard words.loadRelaxed(base) == before else { return nil }
-        return record
+        guard record[0].load(ordering: .relaxed) == before else { return nil }
+        return flow
     }
 
     /// Receive side: true when no trace ever took the slot (its sequence word is still 0). A reply that
@@ -80,19 +81,22 @@ public final class SlotTable: @unchecked Sendable {
 
     /// The scheduler's own view of its record (it is the only writer, so no retry is needed).
     func readOwn(_ slot: Int) -> SlotFlow? {
-        let base = slot * Self.stride
-        guard words.loadRelaxed(base) != 0 else { return nil }
-        return decode(base)
+        // SAFETY: `unsafeWords` checks that the slot's whole record lies inside the table.
+        let record = words.unsafeWords(from: slot * Self.stride, count: Self.stride)
+        guard record[0].load(ordering: .relaxed) != 0 else { return nil }
+        return Self.decode(record)
     }
 
-    @inlinable func decode(_ base: Int) -> SlotFlow {
-        let source = IPAddress(high: words.loadRelaxed(base + 1), low: words.loadRelaxed(base + 2))
-        let destination = IPAddress(high: words.loadRelaxed(base + 3), low: words.loadRelaxed(base + 4))
-        let packed = words.loadRelaxed(base + 5)
+    /// The record in the 7 words at `record` (sequence word first), each read relaxed.
+    @inlinable @inline(__always)
+    static func decode(_ record: UnsafeMutablePointer<Atomic<UInt64>>) -> SlotFlow {
+        let source = IPAddress(high: record[1].load(ordering: .relaxed), low: record[2].load(ordering: .relaxed))
+        let destination = IPAddress(high: record[3].load(ordering: .relaxed), low: record[4].load(ordering: .relaxed))
+        let packed = record[5].load(ordering: .relaxed)
         let flow = ProbeFlow(source: source, destination: destination,
             sourcePort: UInt16(truncatingIfNeeded: packed >> 48), destinationPort: UInt16(truncatingIfNeeded: packed >> 32),
             protocolNumber: UInt8(truncatingIfNeeded: packed >> 24), epoch: UInt16(truncatingIfNeeded: packed))
-        return SlotFlow(flow: flow, digest: words.loadRelaxed(base + 6), active: packed >> 16 & 1 == 1)
+        return SlotFlow(flow: flow, digest: record[6].load(ordering: .relaxed), active: packed >> 16 & 1 == 1)
     }
 
     private func write(_ slot: Int, _ record: SlotFlow) {

@@ -65,20 +65,22 @@ public enum ICMPExtensions {
     /// when it is set (RFC 4884); when it is 0, at 128 bytes if a structure with the right version and a
     /// checksum that verifies is there (routers that predate RFC 4884's length field put it there). A
     /// structure whose checksum does not verify, or an object that runs past the message, gives `.none`.
-    @inlinable
+    @inlinable @inline(__always)
     public static func mplsStack(_ icmp: ICMPHeaderView) -> MPLSStack {
         mplsStack(icmp, statedLength: Int(icmp.bytes.wireUInt8(at: 5)) * 4)
     }
 
     /// The MPLS label stack in the extensions of the ICMPv6 error `icmp`: as `mplsStack`, but RFC 4884's
     /// length field is byte 4 and counts 64-bit words (§5.2).
-    @inlinable
+    @inlinable @inline(__always)
     public static func mplsStack6(_ icmp: ICMPHeaderView) -> MPLSStack {
         mplsStack(icmp, statedLength: Int(icmp.bytes.wireUInt8(at: 4)) * 8)
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     static func mplsStack(_ icmp: ICMPHeaderView, statedLength stated: Int) -> MPLSStack {
+        // The length checks inline (most errors quote less than 128 bytes and carry no extensions), the
+        // structure's walk out of line.
         let data = icmp.payload
         let start: Int
         if stated > 0 {
@@ -88,7 +90,13 @@ public enum ICMPExtensions {
             start = minimumOriginalLength
         }
         guard data.count >= start + 4 else { return .none }
-        // SAFETY: start + 4 <= data.count, checked above.
+        return mplsStack(data, start: start, stated: stated)
+    }
+
+    /// The label stack in the extension structure at `start` of `data` (`start + 4 <= data.count`).
+    @inlinable @inline(never)
+    static func mplsStack(_ data: UnsafeRawBufferPointer, start: Int, stated: Int) -> MPLSStack {
+        // SAFETY: start + 4 <= data.count, checked by the caller.
         let structure = UnsafeRawBufferPointer(rebasing: data[start...])
         guard structure.wireUInt8(at: 0) >> 4 == version else { return .none }
         // A checksum of 0 means "not computed" only in RFC 4884's compliant form (length set).

@@ -31,7 +31,7 @@ public struct ICMPHeaderView {
     public let bytes: UnsafeRawBufferPointer
 
     /// Views the ICMP header at the start of `bytes`, or nil when fewer than 8 bytes are present.
-    @inlinable
+    @inlinable @inline(__always)
     public init?(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= ICMPLayout.headerLength else { return nil }
         self.bytes = bytes
@@ -46,7 +46,7 @@ public struct ICMPHeaderView {
     /// The type-specific second word.
     @inlinable public var restOfHeader: UInt32 { bytes.wireUInt32(at: ICMPLayout.restOfHeader) }
     /// Everything after the 8-byte header that is present.
-    @inlinable public var payload: UnsafeRawBufferPointer {
+    @inlinable @inline(__always) public var payload: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[ICMPLayout.headerLength...])
     }
 }

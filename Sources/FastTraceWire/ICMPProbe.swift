@@ -129,7 +129,7 @@ public struct ICMPProbeKind: ProbeKind {
         return reply
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
         if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0, ip.proto == IPv4Layout.protocolICMP,

@@ -46,10 +46,10 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     /// IPv4 when the address is IPv4-mapped, IPv6 otherwise.
-    @inlinable public var family: IPFamily { high == 0 && low >> 32 == 0xFFFF ? .v4 : .v6 }
+    @inlinable @inline(__always) public var family: IPFamily { high == 0 && low >> 32 == 0xFFFF ? .v4 : .v6 }
 
     /// The IPv4 address, when this is one.
-    @inlinable public var ipv4: IPv4Address? {
+    @inlinable @inline(__always) public var ipv4: IPv4Address? {
         family == .v4 ? IPv4Address(UInt32(truncatingIfNeeded: low)) : nil
     }
 

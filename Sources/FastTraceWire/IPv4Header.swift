@@ -52,7 +52,7 @@ public struct IPv4HeaderView {
     public let bytes: UnsafeRawBufferPointer
 
     /// Views the IPv4 header at the start of `bytes`, or nil if it is not one or is cut short.
-    @inlinable
+    @inlinable @inline(__always)
     public init?(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= IPv4Layout.minimumHeaderLength else { return nil }
         let first = bytes.wireUInt8(at: IPv4Layout.versionAndIHL)
@@ -96,14 +96,14 @@ public struct IPv4HeaderView {
     }
 
     /// Everything after the header that is present in `bytes` (may be truncated or padded).
-    @inlinable public var payload: UnsafeRawBufferPointer {
+    @inlinable @inline(__always) public var payload: UnsafeRawBufferPointer {
         UnsafeRawBufferPointer(rebasing: bytes[headerLength...])
     }
 
     /// The payload limited by the total-length field: drops link-layer padding after a short
     /// datagram. Equals `payload` when the total length is larger than what is present (truncated
     /// capture) or impossible (smaller than the header).
-    @inlinable public var payloadWithinTotalLength: UnsafeRawBufferPointer {
+    @inlinable @inline(__always) public var payloadWithinTotalLength: UnsafeRawBufferPointer {
         let total = Int(totalLength)
         let end = total >= headerLength && total < bytes.count ? total : bytes.count
         return UnsafeRawBufferPointer(rebasing: bytes[headerLength..<end])
@@ -154,7 +154,7 @@ public struct IPv4HeaderWriter {
     @inlinable public func setDestination(_ a: IPv4Address) { bytes.storeWireUInt32(a.value, at: IPv4Layout.destination) }
 
     /// Computes the header checksum over the header length already set, and stores it.
-    @inlinable public func updateChecksum() {
+    @inlinable @inline(__always) public func updateChecksum() {
         setChecksum(0)
         let length = Int(bytes.load(fromByteOffset: IPv4Layout.versionAndIHL, as: UInt8.self) & 0x0F) * 4
         precondition(length >= 20 && length <= bytes.count, "set the header length first")

@@ -242,14 +242,14 @@ public struct TCPProbeKind: ProbeKind {
     /// by 20 bytes and the transport bytes are the same.
     @inlinable public static var ipv6Growth: Int { IPv6Layout.headerLength - IPv4Layout.minimumHeaderLength }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
         ReplyParser.parse(packet, answers: flags == .ack ? .resetToAck : .toSyn)
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func alternateTagWord(of reply: ParsedReply, payloadLength: Int) -> UInt32? {
-        guard flags != .ack, reply.response == .reset, payloadLength > 0 else { return nil }
+        guard flags != .ack, case .reset = reply.response, payloadLength > 0 else { return nil }
         return reply.tagWord &- UInt32(payloadLength)
     }
 

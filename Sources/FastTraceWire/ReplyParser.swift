@@ -35,10 +35,10 @@ public struct ParsedReply: Sendable, Equatable {
     public var mpls: MPLSStack = .none
 
     /// True for an ICMP error, which quotes the probe's IP header (and so, over IPv4, its ID).
-    @inlinable public var quotesProbe: Bool { response.isICMPError }
+    @inlinable @inline(__always) public var quotesProbe: Bool { response.isICMPError }
 
     /// True for an ICMPv4 error, whose quote carries the probe's IPv4 ID.
-    @inlinable public var quotesIPID: Bool { response.isICMPError && responder.family == .v4 }
+    @inlinable @inline(__always) public var quotesIPID: Bool { response.isICMPError && responder.family == .v4 }
 
     /// Makes a parsed reply over IPv4 (the parser does this; tests and the simulated network may too).
     @inlinable
@@ -95,7 +95,7 @@ public enum ReplyParser {
     public static func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? { parse(packet, answers: .toSyn) }
 
     /// Parses one packet, reading a TCP answer from the destination as `answers` says.
-    @inlinable
+    @inlinable @inline(__always)
     public static func parse(_ packet: UnsafeRawBufferPointer, answers: TCPAnswers) -> ParsedReply? {
         if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet, answers: answers) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }
@@ -111,7 +111,7 @@ public enum ReplyParser {
     }
 
     /// An ICMP error quoting a TCP probe.
-    @inlinable
+    @inlinable @inline(__always)
     static func parseICMP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let icmp = ICMPHeaderView(payload) else { return nil }
         let response: Response
@@ -136,7 +136,7 @@ public enum ReplyParser {
 
     /// The target's RST answering an ACK probe: no ACK flag, its sequence number is the probe's
     /// acknowledgement number. Anything else (a SYN, an ACK-only segment) is no answer to an ACK probe.
-    @inlinable
+    @inlinable @inline(__always)
     static func parseResetToAck(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let tcp = TCPHeaderView(payload), tcp.flags & TCPLayout.rst != 0, tcp.flags & TCPLayout.syn == 0 else {
             return nil
@@ -149,7 +149,7 @@ public enum ReplyParser {
     }
 
     /// The target's own SYN+ACK or RST+ACK, acknowledging the probe's sequence number plus one.
-    @inlinable
+    @inlinable @inline(__always)
     static func parseTCP(outer ip: IPv4HeaderView, _ payload: UnsafeRawBufferPointer) -> ParsedReply? {
         guard let tcp = TCPHeaderView(payload) else { return nil }
         let flags = tcp.flags

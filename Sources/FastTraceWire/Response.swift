@@ -75,7 +75,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
 
     /// True for an ICMP error, which quotes the probe (and so its IP header and ID). A port unreachable
     /// is one, and a destination answer too.
-    @inlinable public var isICMPError: Bool {
+    @inlinable @inline(__always) public var isICMPError: Bool {
         switch self {
         case .timeExceeded, .unreachable, .unreachableV6, .portUnreachable: true
         case .none, .synAck, .synAckECN, .reset, .udpReply, .echoReply: false
@@ -85,7 +85,7 @@ public enum Response: Sendable, Hashable, CustomStringConvertible {
     /// The 5-bit code a result cell stores: 0 none, 1 time exceeded, 2 SYN-ACK, 3 RST, 4 SYN-ACK with ECE,
     /// 5 port unreachable from the destination, 6 UDP answer, 7 echo reply, 8 + code for an ICMPv6
     /// unreachable (code 0...7), 16 + code for an ICMPv4 unreachable (code 0...15).
-    @inlinable public var packedCode: UInt8 {
+    @inlinable @inline(__always) public var packedCode: UInt8 {
         switch self {
         case .none: 0
         case .timeExceeded: 1

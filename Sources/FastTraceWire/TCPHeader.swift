@@ -52,7 +52,7 @@ public struct TCPHeaderView {
 
     /// Views the TCP header at the start of `bytes`, or nil when fewer than 20 bytes are present or
     /// the data offset is impossible.
-    @inlinable
+    @inlinable @inline(__always)
     public init?(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= TCPLayout.minimumHeaderLength,
             bytes.wireUInt8(at: TCPLayout.dataOffset) >> 4 >= 5
@@ -87,7 +87,7 @@ public struct TCPQuoteView {
     public let bytes: UnsafeRawBufferPointer
 
     /// Views the quoted TCP prefix at the start of `bytes`, or nil when fewer than 8 bytes are present.
-    @inlinable
+    @inlinable @inline(__always)
     public init?(_ bytes: UnsafeRawBufferPointer) {
         guard bytes.count >= TCPLayout.quotedLength else { return nil }
         self.bytes = bytes

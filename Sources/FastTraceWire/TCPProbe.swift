@@ -72,7 +72,7 @@ public enum TCPProbeWriter {
     ///
     /// Preconditions: `probe.length` lies in `minimumLength...maximumLength` and
     /// `buffer.count >= probe.length`. Does not allocate.
-    @inlinable
+    @inlinable @inline(__always)
     public static func write(_ probe: TCPProbe, into buffer: UnsafeMutableRawBufferPointer) -> Int {
         let length = probe.length
         precondition(length >= 40 && length <= 1500, "TCP probe length out of range")
@@ -91,7 +91,17 @@ public enum TCPProbeWriter {
         ip.setProtocol(IPv4Layout.protocolTCP)
         ip.setSource(probe.source)
         ip.setDestination(probe.destination)
-        ip.updateChecksum()
+        // Both checksums from the values just written rather than by reading the bytes back: the narrow
+        // stores above would stall the wide loads of a read-back (store forwarding fails), and the
+        // one's-complement sum is the same (RFC 1071: any word grouping gives the same folded sum; the
+        // zero payload adds nothing). Golden tests pin the bytes.
+        let source = probe.source.value, destination = probe.destination.value
+        let addressSum = UInt64(source >> 16) &+ UInt64(source & 0xFFFF) &+ UInt64(destination >> 16)
+            &+ UInt64(destination & 0xFFFF)
+        let fragmentation: UInt64 = probe.dontFragment ? UInt64(IPv4Layout.dontFragmentBit) : 0
+        let ipSum = UInt64(0x45) << 8 &+ UInt64(probe.tos) &+ UInt64(UInt16(length)) &+ UInt64(probe.ipID)
+            &+ fragmentation &+ UInt64(probe.ttl) << 8 &+ UInt64(IPv4Layout.protocolTCP) &+ addressSum
+        ip.setChecksum(InternetChecksum.finish(ipSum))
 
         let segment = UnsafeMutableRawBufferPointer(rebasing: packet[ipHeaderLength...])
         let tcp = TCPHeaderWriter(segment)
@@ -108,7 +118,13 @@ public enum TCPProbeWriter {
             // SAFETY: payloadStart..<length lies inside packet.
             UnsafeMutableRawBufferPointer(rebasing: packet[payloadStart..<length]).initializeMemory(as: UInt8.self, repeating: 0)
         }
-        tcp.updateChecksum(source: probe.source, destination: probe.destination)
+        let segmentLength = length - ipHeaderLength
+        let tcpSum = addressSum &+ UInt64(IPv4Layout.protocolTCP) &+ UInt64(UInt16(segmentLength))
+            &+ UInt64(probe.sourcePort) &+ UInt64(probe.destinationPort)
+            &+ UInt64(probe.sequence >> 16) &+ UInt64(probe.sequence & 0xFFFF)
+            &+ UInt64(probe.acknowledgement >> 16) &+ UInt64(probe.acknowledgement & 0xFFFF)
+            &+ (UInt64(TCPLayout.minimumHeaderLength / 4) << 12 | UInt64(probe.flags)) &+ UInt64(window)
+        tcp.setChecksum(InternetChecksum.finish(tcpSum))
         return length
     }
 }

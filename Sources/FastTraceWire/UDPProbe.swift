@@ -217,7 +217,7 @@ public struct UDPProbeKind: ProbeKind {
         datagram.storeWireUInt16(offset & 1 == 0 ? fix : fix.byteSwapped, at: offset)
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func parse(_ packet: UnsafeRawBufferPointer) -> ParsedReply? {
         if packet.count > 0 && packet.wireUInt8(at: 0) >> 4 == 6 { return parse6(packet) }
         guard let ip = IPv4HeaderView(packet), ip.fragmentOffset == 0 else { return nil }

@@ -62,6 +62,43 @@ struct ProbeWriterTests {
         }
     }
 
+    /// The writer sums both checksums from the values it writes (not by reading the bytes back): over
+    /// random probes, each checksum equals the one computed from the bytes with the field zeroed.
+    @Test("checksums summed from the values equal the ones read back from the bytes, over random probes")
+    func checksumsFromValuesMatchReadBack() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        for _ in 0..<2_000 {
+            let r = next(), r2 = next(), r3 = next()
+            let probe = TCPProbe(
+                source: IPv4Address(UInt32(truncatingIfNeeded: r)),
+                destination: IPv4Address(UInt32(truncatingIfNeeded: r >> 32)),
+                sourcePort: UInt16(truncatingIfNeeded: r2), destinationPort: UInt16(truncatingIfNeeded: r2 >> 16),
+                sequence: UInt32(truncatingIfNeeded: r2 >> 32), ttl: UInt8(truncatingIfNeeded: r3),
+                tos: UInt8(truncatingIfNeeded: r3 >> 8), ipID: UInt16(truncatingIfNeeded: r3 >> 16),
+                dontFragment: r3 >> 32 & 1 == 1, length: 40 + Int(r3 >> 33 & 0x3FF),
+                flags: UInt8(truncatingIfNeeded: r3 >> 48), acknowledgement: UInt32(truncatingIfNeeded: next()))
+            var packet = write(probe)
+            packet.withUnsafeMutableBytes { raw in
+                let ipSum = UInt16(raw[10]) << 8 | UInt16(raw[11])
+                raw[10] = 0
+                raw[11] = 0
+                #expect(ipSum == InternetChecksum.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<20])))
+                let tcpSum = UInt16(raw[36]) << 8 | UInt16(raw[37])
+                raw[36] = 0
+                raw[37] = 0
+                #expect(tcpSum == InternetChecksum.tcpChecksum(source: probe.source, destination: probe.destination,
+                    segment: UnsafeRawBufferPointer(rebasing: raw[20...])))
+            }
+        }
+    }
+
     @Test("writes only probe.length bytes into a larger buffer")
     func leavesRestOfBufferAlone() {
         var buffer = [UInt8](repeating: 0xAA, count: 100)
