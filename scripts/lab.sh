@@ -147,6 +147,17 @@ die() {
 
 ns_exists() { [[ -e /run/netns/$1 ]]; }
 
+# rps_arguments COMMAND ARGS...: the checks steer and spread share: root, one hex CPU mask naming only
+# CPUs this host has, and a lab that is up.
+rps_arguments() {
+    local command=$1
+    shift
+    require_root "$command"
+    [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]{1,4}$ ]] || die "usage: $command CPUMASK (hex; 0 turns it off)"
+    (( 16#$1 < 1 << $(nproc) )) || die "$command: CPU mask $1 names CPUs this host does not have ($(nproc) CPUs)"
+    ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+}
+
 require_root() {
     [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN): try sudo $0 $*"
 }
@@ -1128,19 +1139,13 @@ case $cmd in
         lab_ratelimit "$1"
         ;;
     steer)
-        require_root steer
-        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]{1,4}$ ]] || die "usage: steer CPUMASK (hex; 0 turns it off)"
-        (( 16#$1 < 1 << $(nproc) )) || die "steer: CPU mask $1 names CPUs this host does not have ($(nproc) CPUs)"
-        ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+        rps_arguments steer "$@"
         ip netns exec "$(ns r1)" sh -c "echo $1 >/sys/class/net/up0/queues/rx-0/rps_cpus" &&
             ip netns exec "$(ns vantage)" sh -c "echo $1 >/sys/class/net/veth0/queues/rx-0/rps_cpus" ||
             die "could not set RPS to $1 on the lab's first link"
         ;;
     spread)
-        require_root spread
-        [[ $# -eq 1 && $1 =~ ^[0-9a-fA-F]{1,4}$ ]] || die "usage: spread CPUMASK (hex; 0 turns it off)"
-        (( 16#$1 < 1 << $(nproc) )) || die "spread: CPU mask $1 names CPUs this host does not have ($(nproc) CPUs)"
-        ns_exists "$(ns vantage)" || die "no lab is up ($(ns vantage) missing); run: scripts/lab.sh up"
+        rps_arguments spread "$@"
         for node in "${NODES[@]}"; do
             ip netns exec "$(ns "$node")" sh -c "for f in /sys/class/net/*/queues/rx-*/rps_cpus; do
                 case \$f in */lo/*) ;; *) echo $1 2>/dev/null >\$f || exit 1 ;; esac; done" 2>/dev/null ||

@@ -7,6 +7,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import FastTraceWire
 import Synchronization
 
 /// A fixed-size table of `Atomic<UInt64>` on the heap. `Atomic` is non-copyable, so it cannot live in
@@ -68,6 +69,21 @@ public final class AtomicWordTable: @unchecked Sendable {
     @inlinable public func storeRelaxed(_ index: Int, _ value: UInt64) {
         precondition(index >= 0 && index < count)
         words[index].store(value, ordering: .relaxed)
+    }
+}
+
+extension AtomicWordTable {
+    /// Stores `address` as cell `cell`'s two words (a table of two words per cell, as the dispatcher's
+    /// IPv6 responder and translated-destination tables are), with no ordering: the cell's result word
+    /// is stored after it with a release store.
+    @inlinable public func storeAddress(_ address: IPAddress, cell: Int) {
+        storeRelaxed(cell * 2, address.high)
+        storeRelaxed(cell * 2 + 1, address.low)
+    }
+
+    /// Cell `cell`'s address, as `storeAddress` wrote it.
+    @inlinable public func loadAddress(cell: Int) -> IPAddress {
+        IPAddress(high: loadRelaxed(cell * 2), low: loadRelaxed(cell * 2 + 1))
     }
 }
 

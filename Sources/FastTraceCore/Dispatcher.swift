@@ -463,12 +463,10 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
         if reply.responder.family == .v6 {
-            responders6.storeRelaxed(cell * 2, reply.responder.high)
-            responders6.storeRelaxed(cell * 2 + 1, reply.responder.low)
+            responders6.storeAddress(reply.responder, cell: cell)
         }
         if translated != 0 && reply.probeDestination.family == .v6 {
-            translated6.storeRelaxed(cell * 2, reply.probeDestination.high)
-            translated6.storeRelaxed(cell * 2 + 1, reply.probeDestination.low)
+            translated6.storeAddress(reply.probeDestination, cell: cell)
         }
         let depth = reply.mpls.depth
         if depth > 0 { mpls.storeRelaxed(cell, UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second)) }

@@ -185,9 +185,9 @@ public final class TraceEngine {
 
         while true {
             let now = clock.now()
-            let turn = now &- turnStarted
-            summary.sendLimits.add(min(sending, turn), .sending)
-            summary.sendLimits.add(turn &- min(sending, turn), limit)
+            let turn = now &- turnStarted, sent = min(sending, turn)
+            summary.sendLimits.add(sent, .sending)
+            summary.sendLimits.add(turn &- sent, limit)
             turnStarted = now
             if shouldCancel() {
                 summary.cancelled = true

@@ -9,8 +9,7 @@ extension TraceEngine {
     /// dispatcher's `responders6` table (written before the result word's release store).
     func responder(_ reply: PackedReply, cell: Int, slot index: Int) -> IPAddress {
         guard table.occupants[index].flow.destination.family == .v6 else { return IPAddress(reply.responder) }
-        return IPAddress(high: dispatcher.responders6.loadRelaxed(cell * 2),
-            low: dispatcher.responders6.loadRelaxed(cell * 2 + 1))
+        return dispatcher.responders6.loadAddress(cell: cell)
     }
 
     /// Where a NAT had sent the probe of `cell` (its `details` have the translated bit): over IPv4 the
@@ -19,8 +18,7 @@ extension TraceEngine {
         guard table.occupants[index].flow.destination.family == .v6 else {
             return IPAddress(IPv4Address(UInt32(truncatingIfNeeded: details)))
         }
-        return IPAddress(high: dispatcher.translated6.loadRelaxed(cell * 2),
-            low: dispatcher.translated6.loadRelaxed(cell * 2 + 1))
+        return dispatcher.translated6.loadAddress(cell: cell)
     }
 
     /// One TTL of a trace as it stands: each column's answer, or why it has none.

@@ -143,8 +143,7 @@ func kindBenchmarks() {
         let recorded = PackedReply(word: dispatcher.results.load(cell))
         precondition(dispatcher.counters.matched == 1 && recorded.outcome == .timeExceeded,
             "\(c.label): the dispatch benchmark does not reach the match+record path: \(dispatcher.counters)")
-        let responder = c.v6 ? IPAddress(high: dispatcher.responders6.loadRelaxed(cell * 2),
-            low: dispatcher.responders6.loadRelaxed(cell * 2 + 1)) : IPAddress(recorded.responder)
+        let responder = c.v6 ? dispatcher.responders6.loadAddress(cell: cell) : IPAddress(recorded.responder)
         precondition(responder == router, "\(c.label): recorded \(responder), not the router")
         dispatcher.notifications.drain { _ in }
         Benchmark("dispatch reply [\(c.label)]") { benchmark in
