@@ -1,6 +1,7 @@
 /* The non-inline parts of the shim that need _GNU_SOURCE or the real kernel structs: sendmmsg and
  * AF_PACKET socket options. */
 #define _GNU_SOURCE
+#include <sys/eventfd.h>
 #include "CFastTrace.h"
 
 #include <arpa/inet.h>
@@ -91,3 +92,5 @@ int CFastTrace_setns_net(int fd)
 {
     return setns(fd, CLONE_NEWNET);
 }
+
+int CFastTrace_wake_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

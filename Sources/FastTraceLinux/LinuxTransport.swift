@@ -53,6 +53,9 @@ public final class LinuxTransport: ProbeTransport {
         public var sendsIPv4 = true
         /// The run may send IPv6 probes (false for one that traces IPv4 only).
         public var sendsIPv6 = true
+        /// How long the receive thread's poll waits when nothing arrives, ms: how often it looks again
+        /// (a stop wakes it at once; see `Receiver`).
+        public var receivePollTimeoutMilliseconds: Int32 = 50
 
         /// Makes a configuration; the defaults suit tens of thousands of targets.
         public init(
@@ -91,7 +94,7 @@ public final class LinuxTransport: ProbeTransport {
     private let sendSocket6: OwnedDescriptor?
     /// `sendSocket6`'s descriptor, -1 when there is none.
     private let sendSocket6FD: Int32
-    private let packetSocket: OwnedDescriptor
+    private var packetSocket: OwnedDescriptor
     private let filter: ReplyFilter
     private let batch: SendBatch
     /// The transmit ring, when the run sends through it.
@@ -201,7 +204,8 @@ public final class LinuxTransport: ProbeTransport {
         self.sendSocket6 = sendSocket6
         self.packetSocket = packetSocket
         self.filter = filter
-        self.receiver = Receiver(ring: ring, socket: fd)
+        self.receiver = Receiver(ring: ring, socket: fd,
+                                 pollTimeoutMilliseconds: max(1, configuration.receivePollTimeoutMilliseconds))
         self.batch = SendBatch(count: configuration.maxBatch, packetLength: configuration.maxPacketLength)
         self.txRing = txRing
         self.sendPath = sendPath
@@ -356,6 +360,11 @@ public final class LinuxTransport: ProbeTransport {
 
     deinit {
         stopReceiving()
+        // The two packet sockets' releases each wait for RCU grace periods in the kernel (about 25 ms
+        // each here, most of a short run's exit): unmap both rings first, which is quick while the
+        // sockets are open, then close the sockets side by side so that the waits overlap.
+        receiver.unmapRing()
+        closeSideBySide(packetSocket.take(), txRing?.release() ?? -1)
     }
 
     // MARK: Sending
@@ -528,6 +537,7 @@ public final class LinuxTransport: ProbeTransport {
                 throw SystemError(operation: "startReceiving (already receiving)", errno: EBUSY)
             }
             receiver.stop.store(false, ordering: .releasing)
+            receiver.clearWake()
             let context = Unmanaged.passRetained(ReceiveContext(receiver: receiver, sink: sink))
             var tid = pthread_t()
             let rc = pthread_create(&tid, nil, { raw in
@@ -545,7 +555,7 @@ public final class LinuxTransport: ProbeTransport {
         Self.logger.debug("receive thread started")
     }
 
-    /// Stops the receive thread and waits for it to exit (within one poll timeout, ~50 ms). Idempotent.
+    /// Stops the receive thread (waking it from its poll) and waits for it to exit. Idempotent.
     public func stopReceiving() {
         let tid = thread.withLock { (current: inout pthread_t?) -> pthread_t? in
             defer { current = nil }
@@ -553,6 +563,7 @@ public final class LinuxTransport: ProbeTransport {
         }
         guard let tid else { return }
         receiver.stop.store(true, ordering: .releasing)
+        receiver.wake()
         pthread_join(tid, nil)
     }
 
@@ -587,6 +598,10 @@ public final class LinuxTransport: ProbeTransport {
         return counters
     }
 
+    /// Times the receive thread has gone to wait in poll (with nothing to read) since the transport
+    /// opened: its wake-ups, each a context switch.
+    public var receivePolls: UInt64 { receiver.polls.load(ordering: .relaxed) }
+
     /// What the eBPF filter kept and dropped so far; nil if its statistics map cannot be read.
     public var filterStatistics: ReplyFilterStatistics? { filter.statistics() }
 }
@@ -598,16 +613,45 @@ private final class Receiver: @unchecked Sendable {
     // are serialised by the transport's thread mutex and the join, so there is never a second user.
     private var ring: UnsafePacketRing
     private let socket: Int32
+    /// An eventfd polled beside the socket: `wake` makes it readable, so a stop is seen at once
+    /// instead of at the poll's timeout (which held every run's end up by up to 50 ms). -1 if the
+    /// kernel refused one: stops then wait for the timeout, as before.
+    private let wakeDescriptor: Int32
     let stop = Atomic<Bool>(false)
     let packetsReceived = Atomic<UInt64>(0)
+    /// Times the thread went to wait in poll.
+    let polls = Atomic<UInt64>(0)
 
-    /// Poll timeout: how promptly `stopReceiving` is honoured when no packets arrive.
-    static let pollTimeoutMilliseconds: Int32 = 50
+    /// Poll timeout: how often the thread looks again when nothing arrives (and how promptly a stop
+    /// is seen without the eventfd).
+    private let pollTimeoutMilliseconds: Int32
 
-    init(ring: consuming UnsafePacketRing, socket: Int32) {
+    init(ring: consuming UnsafePacketRing, socket: Int32, pollTimeoutMilliseconds: Int32) {
         self.ring = ring
         self.socket = socket
+        self.pollTimeoutMilliseconds = pollTimeoutMilliseconds
+        wakeDescriptor = CFastTrace_wake_eventfd()
     }
+
+    deinit { if wakeDescriptor >= 0 { close(wakeDescriptor) } }
+
+    /// Wakes the thread from its poll (after `stop` is set).
+    func wake() {
+        guard wakeDescriptor >= 0 else { return }
+        var one: UInt64 = 1
+        _ = write(wakeDescriptor, &one, MemoryLayout<UInt64>.size)
+    }
+
+    /// Empties the eventfd, so that a stop's wake does not end the next start's polls early (a
+    /// transport can receive again after a stop).
+    func clearWake() {
+        guard wakeDescriptor >= 0 else { return }
+        var count: UInt64 = 0
+        _ = read(wakeDescriptor, &count, MemoryLayout<UInt64>.size)  // EAGAIN when already empty
+    }
+
+    /// Ends the ring's mapping (the thread has been joined; nothing drains it again).
+    func unmapRing() { ring.unmap() }
 
     func run(sink: ReplySink) {
         let maxBlocks = ring.geometry.blockCount
@@ -638,8 +682,13 @@ private final class Receiver: @unchecked Sendable {
             // Nothing ready: everything stamped before the oldest packet that could still be waiting in
             // an unretired block has been delivered.
             sink.receivedThrough(clock.stampNow() - inFlightNanos)
-            var pfd = pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0)
-            _ = poll(&pfd, 1, Self.pollTimeoutMilliseconds)  // EINTR: loop and poll again
+            var pfds = (pollfd(fd: socket, events: Int16(POLLIN | POLLERR), revents: 0),
+                        pollfd(fd: wakeDescriptor, events: Int16(POLLIN), revents: 0))
+            polls.add(1, ordering: .relaxed)
+            // EINTR: loop and poll again. (A negative descriptor is skipped by poll.)
+            _ = withUnsafeMutablePointer(to: &pfds) {
+                $0.withMemoryRebound(to: pollfd.self, capacity: 2) { poll($0, 2, pollTimeoutMilliseconds) }
+            }
         }
         // Deliver what is already in ready blocks, so counts read after stop include it.
         offsets.update(SystemClock.bracketedOffset())

@@ -139,12 +139,40 @@ func syscallBlocking<T: FixedWidthInteger>(
 
 /// A file descriptor this value owns: closed when the value is destroyed, exactly once.
 struct OwnedDescriptor: ~Copyable {
-    /// The descriptor. Valid for the owner's lifetime; do not close it yourself.
-    let raw: Int32
+    /// The descriptor. Valid for the owner's lifetime (or until `take`); do not close it yourself.
+    private(set) var raw: Int32
 
     init(_ raw: Int32) { self.raw = raw }
 
-    deinit { _ = Glibc.close(raw) }
+    /// Hands the descriptor over to the caller, who closes it; this owner no longer does (`raw` is -1
+    /// after). For closing it elsewhere, e.g. on another thread (`closeSideBySide`).
+    mutating func take() -> Int32 {
+        defer { raw = -1 }
+        return raw
+    }
+
+    deinit { if raw >= 0 { _ = Glibc.close(raw) } }
+}
+
+/// Closes two descriptors at once, one on a short-lived thread, and returns when both are closed
+/// (a negative one is skipped). Closing a packet socket with a ring is slow in the kernel: its
+/// release waits for RCU grace periods (`synchronize_net`, two per ring, about 10 ms each here),
+/// and the two sockets' waits overlap this way instead of adding up. If the thread cannot be
+/// started, both are closed here, one after the other.
+func closeSideBySide(_ first: Int32, _ second: Int32) {
+    guard first >= 0, second >= 0 else {
+        if first >= 0 { _ = Glibc.close(first) }
+        if second >= 0 { _ = Glibc.close(second) }
+        return
+    }
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, nil, { raw in
+        // SAFETY: `raw` carries the descriptor number itself, not a pointer.
+        _ = Glibc.close(Int32(truncatingIfNeeded: Int(bitPattern: raw)))
+        return nil
+    }, UnsafeMutableRawPointer(bitPattern: Int(second)))
+    _ = Glibc.close(first)
+    if rc == 0 { pthread_join(tid, nil) } else { _ = Glibc.close(second) }
 }
 
 /// `setsockopt` with an integer value.

@@ -69,7 +69,7 @@ final class TxRingSender {
     let interfaceName: String
     let ownMAC: MACAddress
     let mtu: Int
-    private let socket: OwnedDescriptor
+    private var socket: OwnedDescriptor
     private var ring: UnsafeTxRing
     private let routes: NextHopRoutes
     private let routes6: NextHopRoutes6
@@ -169,6 +169,13 @@ final class TxRingSender {
         }
         return "TPACKET_V2 ring of \(Self.frameCount) frames × \(Self.frameSize) B on \(interfaceName) "
             + "(\(ownMAC), MTU \(mtu)), next hop " + (hops.isEmpty ? "on the link" : hops.joined(separator: ", "))
+    }
+
+    /// Ends the ring's mapping and hands over its socket for the caller to close (see
+    /// `LinuxTransport`'s teardown). The sender must not be used after.
+    func release() -> Int32 {
+        ring.unmap()
+        return socket.take()
     }
 
     // MARK: The hot path (scheduler thread)

@@ -89,10 +89,22 @@ struct UnsafePacketRing: ~Copyable {
         self.geometry = geometry
     }
 
-    deinit {
+    /// False once `unmap` has ended the mapping early.
+    private var mapped = true
+
+    /// Ends the mapping now, before the socket is closed (see `LinuxTransport`'s teardown); the ring
+    /// must not be drained after. Idempotent.
+    mutating func unmap() {
+        guard mapped else { return }
+        mapped = false
         // SAFETY: `base` is the mapping made in init, of exactly `totalBytes`; nothing else unmaps it,
         // and no packet pointer escapes `drain`.
         munmap(base, geometry.totalBytes)
+    }
+
+    deinit {
+        // SAFETY: as in `unmap`.
+        if mapped { munmap(base, geometry.totalBytes) }
     }
 
     /// True when the next block is ready for user space.

@@ -60,10 +60,22 @@ struct UnsafeTxRing: ~Copyable {
         self.dataOffset = CFastTrace_TPACKET2_TX_DATA_OFFSET()
     }
 
-    deinit {
+    /// False once `unmap` has ended the mapping early.
+    private var mapped = true
+
+    /// Ends the mapping now, before the socket is closed (see `LinuxTransport`'s teardown); the ring
+    /// must not be used after. Idempotent.
+    mutating func unmap() {
+        guard mapped else { return }
+        mapped = false
         // SAFETY: `base` is the mapping made in init, of exactly frameSize * frameCount bytes; nothing
         // else unmaps it, and no frame pointer outlives the call that handed it out.
         munmap(base, frameSize * frameCount)
+    }
+
+    deinit {
+        // SAFETY: as in `unmap`.
+        if mapped { munmap(base, frameSize * frameCount) }
     }
 
     /// Bytes a frame can carry (link-layer header included).

@@ -312,6 +312,39 @@ struct TransportLabTests {
             }
         }
     }
+
+    @Test("A stop wakes the receive thread from its poll: it does not wait for the poll's timeout, on the first start or a later one")
+    func stopWakesTheReceiveThread() async throws {
+        let net = try TestNetwork.make()
+        defer { net.destroy() }
+        let stops = try await inNamespace(net.vantage) {
+            var configuration = LinuxTransport.Configuration(sourcePorts: sourcePorts, interfaceName: "v0")
+            // A poll that would sleep 30 s: a stop that waited for it would take that long. (Before the
+            // eventfd, every run's end waited up to the poll's timeout.)
+            configuration.receivePollTimeoutMilliseconds = 30_000
+            let transport = try LinuxTransport(configuration: configuration)
+            let clock = SystemClock()
+            var stops: [Double] = []
+            var polls: [UInt64] = []
+            for _ in 0..<2 {  // the second start must not see the first stop's wake-up as its own
+                let before = transport.receivePolls
+                try transport.startReceiving(CollectingSink())
+                // Let the thread reach its poll: with nothing arriving on v0 it sleeps there.
+                usleep(300_000)
+                polls.append(transport.receivePolls - before)
+                let start = clock.now()
+                transport.stopReceiving()
+                stops.append(Double(clock.now() - start) / 1e9)
+            }
+            return (stops, polls)
+        }
+        // Not a timing claim: 30 s against a bound of 10 s tells a woken thread from one that slept out
+        // its poll, however loaded the machine.
+        #expect(stops.0.count == 2 && stops.0.allSatisfy { $0 < 10 }, "stops took \(stops.0) s")
+        // Asleep in one poll (a block retiring empty may add one or two), not spinning on a wake-up left
+        // over from the last stop.
+        #expect(stops.1.allSatisfy { $0 >= 1 && $0 <= 4 }, "polls while idle: \(stops.1)")
+    }
 }
 
 @Suite("Transport (no privileges needed)")

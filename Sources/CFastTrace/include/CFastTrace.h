@@ -171,6 +171,9 @@ static inline int CFastTrace_PACKET_RX_RING(void) { return PACKET_RX_RING; }
 static inline int CFastTrace_PACKET_IGNORE_OUTGOING(void) { return PACKET_IGNORE_OUTGOING; }
 static inline int CFastTrace_SO_ATTACH_BPF(void) { return 50; /* SO_ATTACH_BPF, asm-generic */ }
 
+/* An eventfd (close-on-exec, non-blocking) for waking a thread from poll; -1 and errno on failure. */
+int CFastTrace_wake_eventfd(void);
+
 /* setns(fd, CLONE_NEWNET): moves the calling thread into the network namespace `fd` refers to.
  * glibc declares setns only under _GNU_SOURCE. 0 or -1 with errno set. */
 int CFastTrace_setns_net(int fd);
