@@ -18,17 +18,28 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     /// no hex, and no leading zeros (`010` is 10 to some tools and 8, octal, to inet_aton and those
     /// built on it, so it is refused rather than guessed).
     public init?(_ text: String) {
-        var octets: [UInt32] = []
-        octets.reserveCapacity(4)
-        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                part.count == 1 || part.first != "0",
-                let octet = UInt32(part), octet <= 255
-            else { return nil }
-            octets.append(octet)
+        // Byte by byte over the UTF-8 (a target list's every line comes through here, twice: the
+        // counter and the reader): four parts of 1-3 ASCII digits, no leading zero, each at most 255.
+        // Anything else, non-ASCII included, is not an address.
+        var value: UInt32 = 0, octet: UInt32 = 0, digits = 0, dots = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                dots += 1
+                octet = 0
+                digits = 0
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                guard digits < 3, digits == 0 || octet != 0 else { return nil }  // "01" has a leading zero
+                octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+                guard octet <= 255 else { return nil }
+                digits += 1
+            } else {
+                return nil
+            }
         }
-        guard octets.count == 4 else { return nil }
-        self.value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+        guard dots == 3, digits > 0 else { return nil }
+        self.value = value << 8 | octet
     }
 
     /// Dotted-quad text.

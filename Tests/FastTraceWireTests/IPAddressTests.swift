@@ -52,3 +52,70 @@ import Testing
         #expect(bytes.withUnsafeBytes { IPAddress(bytes: $0) } == address)
     }
 }
+
+/// `IPv4Address(String)` reads UTF-8 bytes; this is the Character-level reading it replaced, kept as
+/// the oracle: both must take and refuse exactly the same texts.
+private func referenceIPv4(_ text: String) -> UInt32? {
+    var octets: [UInt32] = []
+    for part in text.split(separator: ".", omittingEmptySubsequences: false) {
+        guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
+            part.count == 1 || part.first != "0",
+            let octet = UInt32(part), octet <= 255
+        else { return nil }
+        octets.append(octet)
+    }
+    guard octets.count == 4 else { return nil }
+    return octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+}
+
+@Suite struct IPv4TextTests {
+    @Test("Dotted-quad reading: the edge cases", arguments: [
+        ("0.0.0.0", UInt32?(0)), ("255.255.255.255", 0xFFFF_FFFF), ("198.18.0.1", 0xC612_0001),
+        ("256.1.1.1", nil), ("1.2.3", nil), ("1.2.3.4.", nil), (".1.2.3", nil), ("1..2.3", nil), ("01.2.3.4", nil),
+        ("1.2.3.00", nil), ("1.2.3.0", 0x0102_0300), ("1000.1.1.1", nil), ("", nil), ("1.2.3.4 ", nil),
+        ("1.2.3.٤", nil), ("1.2.3.４", nil), ("1.2.3.4\u{301}", nil), ("1.2.3.-4", nil), ("+1.2.3.4", nil),
+    ])
+    func edges(_ text: String, _ expected: UInt32?) {
+        #expect(IPv4Address(text)?.value == expected)
+        #expect(referenceIPv4(text) == expected)
+    }
+
+    @Test("Dotted-quad reading agrees with the Character-level reference on 200,000 random texts")
+    func agreesWithReference() {
+        // Texts made of the pieces an address is made of, and the near misses around them.
+        let pieces = ["0", "1", "2", "5", "9", "25", "255", "256", "00", "01", "10", "199", "999", "1000", ".", ".",
+                      ".", "", " ", "x", "-", "\u{301}", "٤", "\r"]
+        var generator = SplitMix64(seed: 0x1D_C0FF_EE)
+        var accepted = 0
+        for _ in 0..<200_000 {
+            // Usually four numeric parts joined by dots; then as often as not a piece inserted somewhere.
+            let numbers = pieces.prefix(14)
+            var parts = (0..<(generator.next() % 4 == 0 ? Int(generator.next() % 6) : 4)).map { _ in
+                numbers[Int(generator.next() % UInt64(numbers.count))]
+            }
+            if generator.next() % 2 == 0 {
+                parts.insert(pieces[Int(generator.next() % UInt64(pieces.count))],
+                             at: Int(generator.next() % UInt64(parts.count + 1)))
+            }
+            let text = parts.joined(separator: ".")
+            let got = IPv4Address(text)?.value
+            #expect(got == referenceIPv4(text), "\(text.debugDescription)")
+            if got != nil { accepted += 1 }
+            if got != referenceIPv4(text) { break }
+        }
+        #expect(accepted > 1_000, "the texts must include many addresses, not only refusals")
+    }
+}
+
+/// A small seeded generator (SplitMix64), so a failure repeats.
+private struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
