@@ -56,6 +56,14 @@ public enum TargetParser {
     public static func parseTarget(_ text: Substring, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
         -> Result<TargetSpec, ReasonError>
     {
+        // A dotted quad (digits and dots only, so none of the forms below) first: the common target,
+        // read without scanning the text by Character for colons and slashes.
+        if let address = IPv4Address(String(text)) {
+            if let block = NonHostBlock.containing(IPAddress(address)) {
+                return .failure(ReasonError("'\(text)' is \(block.phrase), not a host's: nothing to trace"))
+            }
+            return .success(.address(IPAddress(address)))
+        }
         if looksLikeIPv6(text) { return parseIPv6(text, maxPrefixAddresses: maxPrefixAddresses) }
         if let colon = text.firstIndex(of: ":") {
             // No hostname has a colon. One colon: a host with a port, as a URL writes it.
@@ -87,12 +95,6 @@ public enum TargetParser {
                 return .failure(ReasonError("'\(text)' is in the \(block.name) block \(block): no host has these addresses"))
             }
             return .success(.prefix(base, length: length))
-        }
-        if let address = IPv4Address(String(text)) {
-            if let block = NonHostBlock.containing(IPAddress(address)) {
-                return .failure(ReasonError("'\(text)' is \(block.phrase), not a host's: nothing to trace"))
-            }
-            return .success(.address(IPAddress(address)))
         }
         if text.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
             if text.split(separator: ".").contains(where: { $0.count > 1 && $0.first == "0" }) {
@@ -149,6 +151,10 @@ public enum TargetParser {
     public static func parseLine(_ rawLine: Substring, maxPrefixAddresses: Int = defaultMaxPrefixAddresses)
         -> Result<TargetSpec?, ReasonError>
     {
+        // A line of digits and dots alone (most lines of a list of addresses) has no comment or blanks.
+        if !rawLine.isEmpty && rawLine.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || ($0 &- UInt8(ascii: "0")) < 10 }) {
+            return parseTarget(rawLine, maxPrefixAddresses: maxPrefixAddresses).map { $0 }
+        }
         var line = rawLine
         if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
         let trimmed = line.trimmingWhitespace()
