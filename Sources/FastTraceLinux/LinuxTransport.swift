@@ -166,6 +166,11 @@ public final class LinuxTransport: ProbeTransport {
             }
         }
 
+        // The transmit ring is set up on a thread of its own meanwhile: each ring's setup waits for an
+        // RCU grace period in the kernel (about 10 ms here), and the two waits overlap this way.
+        let opening = SendPathOpening(configuration)
+        defer { opening.join() }  // an error below still waits for it (its ring, if any, is then closed)
+
         // Receive side. Protocol 0 at creation: the socket sees nothing until the bind at the end,
         // so no unfiltered packet slips in while the filter and ring are being set up.
         let packetSocket = OwnedDescriptor(
@@ -197,7 +202,7 @@ public final class LinuxTransport: ProbeTransport {
 
         // The raw socket stays open beside the ring: the ring hands it the probes it cannot send exactly
         // as the kernel would (a next hop not resolved yet, another interface, a multipath route).
-        let (txRing, sendPath) = try Self.openSendPath(configuration)
+        let (txRing, sendPath) = try opening.join().get()
 
         self.sendSocket = sendSocket
         self.sendSocket6FD = sendSocket6?.raw ?? -1
@@ -218,6 +223,44 @@ public final class LinuxTransport: ProbeTransport {
                 "retireMs": "\(configuration.ring.retireTimeoutMilliseconds)",
                 "sendPath": "\(sendPath.summary)",
             ])
+    }
+
+    /// `openSendPath` on a thread of its own (or here, if no thread can be started), joined once.
+    private final class SendPathOpening: @unchecked Sendable {
+        // @unchecked Sendable: `result` is written by the opening thread before it exits and read only
+        // after `pthread_join` (which orders the two); the thread is joined exactly once (`joined`).
+        private let configuration: Configuration
+        private var result: Result<(TxRingSender?, SendPathReport), any Error>?
+        private var thread: pthread_t?
+        private var joined = false
+
+        init(_ configuration: Configuration) {
+            self.configuration = configuration
+            var tid = pthread_t()
+            let retained = Unmanaged.passRetained(self)
+            let rc = pthread_create(&tid, nil, { raw in
+                // SAFETY: `raw` is the retained SendPathOpening passed below; taken exactly once here.
+                let opening = Unmanaged<SendPathOpening>.fromOpaque(raw!).takeRetainedValue()
+                opening.result = Result { try LinuxTransport.openSendPath(opening.configuration) }
+                return nil
+            }, retained.toOpaque())
+            if rc == 0 {
+                thread = tid
+            } else {
+                retained.release()
+                result = Result { try LinuxTransport.openSendPath(configuration) }
+            }
+        }
+
+        /// Waits for the opening (once; later calls return at once) and gives its outcome.
+        @discardableResult
+        func join() -> Result<(TxRingSender?, SendPathReport), any Error> {
+            if !joined, let thread {
+                pthread_join(thread, nil)
+                joined = true
+            }
+            return result!
+        }
     }
 
     /// Sets up the transmit ring as `configuration.sendPath` asks: nil and the reason when the socket
