@@ -18,7 +18,13 @@
 #   other                    everything else (start-up, clock reads, futexes, page faults, the list
 #                            reader and output threads)
 #
-#   scripts/profile.sh [ring|socket|both]       (default both; run as root)
+#   scripts/profile.sh [ring|socket|both|scamper]  (default both; run as root)
+#
+# `scamper` profiles scamper on the same list (`-p 10000`, its maximum: about 8,700 probes/s here) and
+# then fasttrace's default send path at FT_PROFILE_RATE (default 8700 in this mode: the same rate),
+# each sorted into the tool's own work (user and kernel) and the lab's (softirq work charged to it). With forwarding charged to
+# the sender, the lab's work per probe is what neither tool can save, so it bounds the CPU ratio at
+# equal rates from below: lab µs per probe / scamper's µs per probe.
 #
 # Environment: FT_LAB_PREFIX (default ftprof: its own lab, brought up and taken down here),
 # FT_PROFILE_N (open targets, default 10000), FT_PROFILE_RATE (default 20000), FT_SCRATCH_PATH (release
@@ -27,11 +33,13 @@ set -Eeuo pipefail
 
 PATHS=${1:-both}
 [[ $PATHS == both ]] && PATHS="ring socket"
+[[ $PATHS == scamper ]] && PATHS="scamper auto"
+case " $PATHS " in *" scamper "*) command -v scamper >/dev/null || { echo "profile.sh: scamper is missing" >&2; exit 1; } ;; esac
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 export FT_LAB_PREFIX=${FT_LAB_PREFIX:-ftprof}
 N=${FT_PROFILE_N:-10000}
-RATE=${FT_PROFILE_RATE:-20000}
+RATE=${FT_PROFILE_RATE:-$([[ ${1:-} == scamper ]] && echo 8700 || echo 20000)}
 SCRATCH=${FT_SCRATCH_PATH:-.build}
 
 [[ $(id -u) -eq 0 ]] || { echo "profile.sh: run as root" >&2; exit 1; }
@@ -50,6 +58,50 @@ FASTTRACE=$(cd "$REPO" && swift build -c release --scratch-path "$SCRATCH" --sho
 "$SCRIPT_DIR/lab.sh" targets open "$N" >"$WORK/targets.txt"
 
 for path in $PATHS; do
+    if [[ $path == scamper ]]; then
+        pps=10000
+        echo "== scamper: perf record -e cpu-clock -F 9999 -g -- ip netns exec $FT_LAB_PREFIX-vantage scamper -p $pps -w 0" \
+            "-O json -c 'trace -P tcp -d 443 -q 1 -w 1 -m 16 -g 3' -f LIST"
+        perf record -q -e cpu-clock -F 9999 -g -o "$WORK/scamper.perf" -- \
+            ip netns exec "$FT_LAB_PREFIX-vantage" scamper -p "$pps" -w 0 -O json \
+            -c "trace -P tcp -d 443 -q 1 -w 1 -m 16 -g 3" -f "$WORK/targets.txt" >"$WORK/scamper.json" 2>"$WORK/scamper.err"
+        perf script -i "$WORK/scamper.perf" -F comm,pid,tid,period,ip,sym,dso 2>/dev/null >"$WORK/scamper.script"
+        python3 - "$WORK/scamper.script" "$WORK/scamper.json" <<'PYEOF'
+import json, re, sys
+probes = 0
+for line in open(sys.argv[2]):
+    try:
+        record = json.loads(line)
+    except ValueError:
+        continue
+    if record.get("type") == "trace":
+        probes += int(record.get("probe_count", 0))
+lab = own = 0
+cur = None
+SOFTIRQ = ("handle_softirqs", "__do_softirq", "net_rx_action")
+def done(sample):
+    global lab, own
+    if sample and sample[0] == "scamper":
+        if any(f.startswith(SOFTIRQ) for f in sample[2]): lab += sample[1]
+        else: own += sample[1]
+for line in open(sys.argv[1]):
+    if not line.strip():
+        done(cur); cur = None; continue
+    if not line.startswith((" ", "\t")):
+        m = re.match(r"\s*(\S+)\s+(\d+)/(\d+)\s+(\d+)", line)
+        cur = (m.group(1), int(m.group(4)), []) if m else None
+        continue
+    if cur is not None:
+        m = re.match(r"\s*[0-9a-f]+\s+(\S+)", line)
+        if m: cur[2].append(m.group(1))
+done(cur)
+total = lab + own
+print(f"   {probes} probes (scamper's probe_count), {total / 1e9:.2f} s CPU sampled")
+for name, v in (("own", own), ("lab", lab)):
+    print(f"   {name:<20} {v / 1e6:8.1f} ms  {100 * v / total if total else 0:5.1f}%  {v / probes / 1e3 if probes else 0:6.2f} µs per probe")
+PYEOF
+        continue
+    fi
     echo "== $path: perf record -e cpu-clock -F 9999 -g -- ip netns exec $FT_LAB_PREFIX-vantage fasttrace -n" \
         "--targets LIST -p 443 --format json -q 1 -w 1 -m 16 --gap 3 --rate $RATE --send-path $path"
     perf record -q -e cpu-clock -F 9999 -g -o "$WORK/$path.perf" -- \
@@ -120,5 +172,7 @@ for cat, per, unit in [("user, engine + send", probes, "probe"), ("kernel send",
                        ("lab", probes, "probe"), ("other", probes, "probe")]:
     v = ns.get(cat, 0)
     print(f"   {cat:<20} {v / 1e6:8.1f} ms  {100 * v / total if total else 0:5.1f}%  {v / per / 1e3 if per else 0:6.2f} µs per {unit}")
+own = total - ns.get("lab", 0)
+print(f"   {'own (all but lab)':<20} {own / 1e6:8.1f} ms  {100 * own / total if total else 0:5.1f}%  {own / probes / 1e3 if probes else 0:6.2f} µs per probe")
 PYEOF
 done
