@@ -198,6 +198,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     /// for cells whose `details` has the translated bit over IPv6. Written before the result's release store
     /// like `details`; calloc'd.
     public let translated6: AtomicWordTable
+    /// Words in each per-cell table of one word per cell (`sendTimes`, `results`, `details`, `mpls`): all
+    /// four are made this long, so `accept` checks a cell against it once for the four.
+    private let cellCount: Int
     /// ICMP quotes are held to the quoted IPv4 ID too (off: `--track-port`).
     let matchQuotedIPID: Bool
     /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
@@ -247,10 +250,11 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         self.codec = codec
         self.payloadLength = UInt32(payloadLength)
         slots = SlotTable(count: grid.slots)
-        sendTimes = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
-        results = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
-        details = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
-        mpls = AtomicWordTable(count: grid.slots * grid.cellsPerSlot)
+        cellCount = grid.slots * grid.cellsPerSlot
+        sendTimes = AtomicWordTable(count: cellCount)
+        results = AtomicWordTable(count: cellCount)
+        details = AtomicWordTable(count: cellCount)
+        mpls = AtomicWordTable(count: cellCount)
         responders6 = AtomicWordTable(count: grid.slots * grid.cellsPerSlot * 2)
         translated6 = AtomicWordTable(count: grid.slots * grid.cellsPerSlot * 2)
         notifications = SlotNotificationRing(capacity: max(1024, grid.slots * 4))
@@ -456,14 +460,19 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         }
 
         let cell = grid.cell(slot: Int(tag.slot), ttl: tag.ttl, attempt: Int(tag.attempt))
-        let sent = sendTimes.load(cell)
+        // The tag passed the grid's range checks, so the cell lies inside every per-cell table; checked once
+        // here for all four (SAFETY: each is `cellCount` words long, see `init`), not once per access.
+        precondition(cell >= 0 && cell < cellCount)
+        let sentWord = sendTimes.unsafeWord(unchecked: cell), resultWord = results.unsafeWord(unchecked: cell)
+        let detailsWord = details.unsafeWord(unchecked: cell)
+        let sent = sentWord[0].load(ordering: .acquiring)
         // A probe never handed to the kernel cannot have been answered, nor one stamped after its reply.
         guard sent != 0, timestampNanos >= sent else {
             bump(prematureCount)
             return true
         }
-        let existing = PackedReply(word: results.loadRelaxed(cell))
-        if existing.isValid && details.loadRelaxed(cell) >> 48 == UInt64(epoch) {
+        let existing = PackedReply(word: resultWord[0].load(ordering: .relaxed))
+        if existing.isValid && detailsWord[0].load(ordering: .relaxed) >> 48 == UInt64(epoch) {
             bump(duplicateCount)
             return true
         }
@@ -478,10 +487,14 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
             translated6.storeAddress(reply.probeDestination, cell: cell)
         }
         let depth = reply.mpls.depth
-        if depth > 0 { mpls.storeRelaxed(cell, UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second)) }
-        details.storeRelaxed(cell, UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | UInt64(depth & 0xF) << 33
-            | translated)
-        results.store(cell, packed.word)
+        if depth > 0 {
+            mpls.unsafeWord(unchecked: cell)[0].store(UInt64(reply.mpls.top) << 32 | UInt64(reply.mpls.second),
+                ordering: .relaxed)
+        }
+        detailsWord[0].store(UInt64(epoch) << 48 | UInt64(reply.quotedTTL) << 40 | UInt64(depth & 0xF) << 33
+            | translated, ordering: .relaxed)
+        // Release: whoever loads this result (acquire) sees the words written above.
+        resultWord[0].store(packed.word, ordering: .releasing)
         bump(matchedCount)
         if !notifications.push(tag.slot) { bump(overflowCount) }
         return true
