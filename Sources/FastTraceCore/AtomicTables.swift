@@ -121,7 +121,9 @@ public final class SlotNotificationRing: @unchecked Sendable {
     @inlinable @inline(__always)
     public func push(_ slot: UInt16) -> Bool { pushImpl(slot) }
 
-    @usableFromInline func pushImpl(_ slot: UInt16) -> Bool {
+    /// (Forced inline in this module: the optimizer left the dispatcher a call per reply.)
+    @usableFromInline @inline(__always)
+    func pushImpl(_ slot: UInt16) -> Bool {
         let t = tail.load(ordering: .relaxed)
         let h = head.load(ordering: .acquiring)
         if t - h > mask { return false }
