@@ -60,6 +60,14 @@ public final class AtomicWordTable: @unchecked Sendable {
         return words + index
     }
 
+    /// Word `index` itself, its bounds not checked here: for a caller that has checked `index < count`
+    /// once for several tables it knows to be as long (the dispatcher's per-cell tables). Valid while the
+    /// table is.
+    @inlinable @inline(__always)
+    public func unsafeWord(unchecked index: Int) -> UnsafeMutablePointer<Atomic<UInt64>> {
+        words + index
+    }
+
     @inlinable public func store(_ index: Int, _ value: UInt64) {
         precondition(index >= 0 && index < count)
         words[index].store(value, ordering: .releasing)
@@ -113,7 +121,9 @@ public final class SlotNotificationRing: @unchecked Sendable {
     @inlinable @inline(__always)
     public func push(_ slot: UInt16) -> Bool { pushImpl(slot) }
 
-    @usableFromInline func pushImpl(_ slot: UInt16) -> Bool {
+    /// (Forced inline in this module: the optimizer left the dispatcher a call per reply.)
+    @usableFromInline @inline(__always)
+    func pushImpl(_ slot: UInt16) -> Bool {
         let t = tail.load(ordering: .relaxed)
         let h = head.load(ordering: .acquiring)
         if t - h > mask { return false }

@@ -194,15 +194,33 @@ public struct ProbeTagCodec: Sendable {
     }
 
     /// The inverse permutation: the rounds in reverse, (L, R) -> (R ^ F(L), L).
+    ///
+    /// Written out so that each round's key is XORed into the half that is known a round early: a round
+    /// mixes `L ^ key`, and the next round's `L ^ key'` is `(R ^ key') ^ F(L)`, where `R` (the previous
+    /// `L`) is already known, so the chain every reply waits for is the mixing alone. The same function
+    /// as the rounds of `round` in reverse (ProbeTagCodecTests.unpermuteMatchesTheRounds compares them).
     @inlinable @inline(__always)
     func unpermute(_ word: UInt32) -> UInt32 {
-        var l = UInt16(truncatingIfNeeded: word >> 16)
-        var r = UInt16(truncatingIfNeeded: word)
-        (l, r) = (r ^ Self.round(l, 3, roundKey3), l)
-        (l, r) = (r ^ Self.round(l, 2, roundKey2), l)
-        (l, r) = (r ^ Self.round(l, 1, roundKey1), l)
-        (l, r) = (r ^ Self.round(l, 0, roundKey0), l)
-        return UInt32(l) << 16 | UInt32(r)
+        let l0 = word >> 16, r0 = word & 0xFFFF
+        // Each round's key with its number in it, as `round` forms `(half | number << 16) ^ key`.
+        let k0 = roundKey0, k1 = roundKey1 ^ 1 << 16, k2 = roundKey2 ^ 2 << 16, k3 = roundKey3 ^ 3 << 16
+        let a1 = Self.mix(l0 ^ k3, into: r0 ^ k2)  // L1 ^ k2, L1 = R0 ^ F3(L0)
+        let a2 = Self.mix(a1, into: l0 ^ k1)  // L2 ^ k1 (R1 = L0)
+        let l1 = a1 ^ k2
+        let a3 = Self.mix(a2, into: l1 ^ k0)  // L3 ^ k0 (R2 = L1)
+        let l2 = a2 ^ k1
+        let l4 = Self.mix(a3, into: l2)  // R3 = L2
+        let l3 = a3 ^ k0
+        return l4 << 16 | l3
+    }
+
+    /// `round`'s mixing of an input already keyed (`(half | round << 16) ^ key`), XORed into `other`.
+    @inlinable @inline(__always)
+    static func mix(_ keyed: UInt32, into other: UInt32) -> UInt32 {
+        var x = keyed &* 0x9E37_79B1
+        x ^= x >> 15
+        x &*= 0x85EB_CA6B
+        return other ^ (x >> 16 ^ x >> 29)
     }
 
     // MARK: Public API
