@@ -15,6 +15,9 @@ import Glibc
 /// `rate` and `maxInFlight` are the run's `--rate` and `--max-in-flight`, named where they held it back.
 func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMethod = .tcp(.syn),
     sendPath: SendPathReport? = nil, rounds: Bool = false) -> String {
+    // Interrupted before the first probe (but after set-up, so the signal handler did not end the process
+    // at once): the same line as an interrupt during set-up, not a summary of nothing.
+    if r.cancelled && r.traces == 0 && r.probesSent == 0 { return "fasttrace: interrupted before any probe was sent" }
     let d = r.dispatch
     var parts: [String] = []
     // Traces by what they found: reached (open, closed), filtered, and unknown (cut short by an

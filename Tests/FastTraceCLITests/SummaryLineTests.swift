@@ -33,6 +33,19 @@ import Testing
             "\(line)")
     }
 
+    @Test("Interrupted after set-up but before the first probe: the line of an interrupt during set-up, no summary of nothing")
+    func interruptedBeforeAnyProbe() {
+        var r = RunSummary()
+        r.cancelled = true
+        r.elapsedNanos = 3_200_000
+        #expect(summaryLine(r, rate: 20000, maxInFlight: 4096) == "fasttrace: interrupted before any probe was sent")
+        // One probe out (or one trace reported) and the summary is the run's.
+        r.probesSent = 1
+        r.traces = 1
+        r.interrupted = 1
+        #expect(summaryLine(r, rate: 20000, maxInFlight: 4096).hasPrefix("fasttrace: 1 trace, 0 reached"))
+    }
+
     @Test func re_asksWithoutARateLimitDoNotSayRateLimited() {
         let line = summaryLine(Self.smallRun(), rate: 2000, maxInFlight: 4096)
         #expect(line.contains(", 129 re-asks of silent hops, no rate limit caught,"), "\(line)")
