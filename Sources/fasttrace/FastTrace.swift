@@ -486,6 +486,7 @@ struct FastTrace: ParsableCommand {
     }
 
     private func execute() throws {
+        reserveStandardDescriptors()
         if printExitStatuses {
             Out.raw(ExitStatus.table, fd: 1)
             return
@@ -1143,6 +1144,18 @@ nonisolated(unsafe) var sendPathSummary: SendPathReport?
 /// blocked in a call that a signal does not end (a name lookup, reading a file): an interrupt then
 /// ends the process at once, saying so.
 let engineStarted = Atomic<Bool>(false)
+
+/// Opens /dev/null on any of descriptors 0, 1 and 2 the process was started without (`>&-`), so that
+/// none of the run's sockets is given one of those numbers: results written to "standard output" must
+/// never go to a raw socket, nor a probe's bytes to the terminal. With 1 or 2 closed, what would have
+/// been written there is lost, as the caller asked; the exit status still says how the run went.
+func reserveStandardDescriptors() {
+    for fd: Int32 in 0...2 where fcntl(fd, F_GETFD) == -1 && errno == EBADF {
+        let opened = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
+        // open takes the lowest free number, which is `fd` (those below it are open by now).
+        if opened >= 0 && opened != fd { close(opened) }
+    }
+}
 
 func installSignalHandlers() {
     let handler: @convention(c) (Int32) -> Void = { _ in

@@ -297,4 +297,16 @@ extension CLIHonestyTests {
         #expect(traceCount(scratch.read("out")) > 1000)
         #expect(scratch.read("err").contains(", interrupted: "), "\(scratch.read("err"))")
     }
+
+    @Test("Started with standard output closed: no socket takes descriptor 1, so the results go nowhere, not into a raw socket")
+    func closedStandardOutput() throws {
+        let lab = try Lab.get()
+        let target = lab.truth.kind(named: "open").example
+        // Before descriptors 0-2 were reserved, the raw IPv4 socket was given descriptor 1: the results were
+        // written into it, the write failed (EDESTADDRREQ) and the run ended with status 1.
+        let r = runTool(["/bin/sh", "-c", "exec \"$0\" --netns \"$1\" -n -q 1 -w 1 \"$2\" 443 >&-",
+            fasttraceBinary, lab.namespace, target], timeout: 60)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.isEmpty, "\(r.stderr)")
+    }
 }
