@@ -1,6 +1,7 @@
 // The pure parts of streaming a target list: lines cut from chunks that split them anywhere, long
 // lines, the per-line parser, and the bounded queue between the reader and the engine.
 
+import FastTraceTestSupport
 import FastTraceWire
 import Testing
 
@@ -93,14 +94,8 @@ func chunkedLines(_ bytes: [UInt8], chunk size: Int) -> [InputLine] {
     @Test("A line of digits and dots (read without the comment and blank scans) reads as it does with a comment after it")
     func digitsAndDotsAsTheGeneralPath() {
         let pieces = ["0", "1", "7", "10", "127", "192", "198", "203", "224", "255", "256", "01", "00"]
-        var state: UInt64 = 0x5EED_1234
-        func next() -> UInt64 {  // SplitMix64: a failure repeats
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        var random = SeededRandom(seed: 0x5EED_1234)  // a failure repeats
+        func next() -> UInt64 { random.next() }
         var addresses = 0, refused = 0
         for _ in 0..<20_000 {
             // Usually four numbers joined by dots; sometimes three or five, sometimes a dot too many.

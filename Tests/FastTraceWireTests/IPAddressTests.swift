@@ -85,7 +85,7 @@ private func referenceIPv4(_ text: String) -> UInt32? {
         // Texts made of the pieces an address is made of, and the near misses around them.
         let pieces = ["0", "1", "2", "5", "9", "25", "255", "256", "00", "01", "10", "199", "999", "1000", ".", ".",
                       ".", "", " ", "x", "-", "\u{301}", "٤", "\r"]
-        var generator = SplitMix64(seed: 0x1D_C0FF_EE)
+        var generator = SeededGenerator(seed: 0x1D_C0FF_EE)
         var accepted = 0
         for _ in 0..<200_000 {
             // Usually four numeric parts joined by dots; then as often as not a piece inserted somewhere.
@@ -104,18 +104,5 @@ private func referenceIPv4(_ text: String) -> UInt32? {
             if got != referenceIPv4(text) { break }
         }
         #expect(accepted > 1_000, "the texts must include many addresses, not only refusals")
-    }
-}
-
-/// A small seeded generator (SplitMix64), so a failure repeats.
-private struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
