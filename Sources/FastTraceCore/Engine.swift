@@ -209,7 +209,7 @@ public final class TraceEngine {
                 lastProgress = now
                 lastProgressProbes = summary.probesSent
             }
-            var wake = nextWake(now: now, limit: limit)
+            var wake = nextWake(now: now)
             // Nothing in flight, nothing queued, and the source knows when it next has work: no wake-up
             // every poll interval between rounds.
             if activeCount == 0 && ready.isEmpty && retryQueue.isEmpty && reaskQueue.isEmpty && heldReasks.isEmpty,
@@ -405,20 +405,8 @@ public final class TraceEngine {
     /// asleep. What it saves is what dominated the CPU at moderate rates: a wake-up (a context switch)
     /// per token and per deadline, and a `sendmmsg` per packet. Once per interval, the interval's tokens
     /// go out together (8 packets per `sendmmsg` at 8,000 probes/s).
-    ///
-    /// While the rate is what holds probes back (`limit` is `.rate`: probes were waiting when the tokens
-    /// ran out), the turn is long enough for about 32 tokens, up to 4 ms: the same probes at the same
-    /// rate in fewer wake-ups and kicks. Nothing waits on the sooner turn then: the rate, not the turn,
-    /// decides when those probes leave, and the bucket holds 10 ms of tokens. Once nothing waits for
-    /// tokens (the end of a list, a single target), the turn is the poll interval again, so a trace's
-    /// next TTL goes out a millisecond after its answer.
-    private func nextWake(now: UInt64, limit: SendLimits.Reason) -> UInt64 {
-        now + (limit == .rate ? max(configuration.pollIntervalNanos, rateBoundTurnNanos) : configuration.pollIntervalNanos)
-    }
-
-    /// The turn while the rate holds probes back (see `nextWake`): 32 tokens' worth, 1 to 4 ms.
-    private var rateBoundTurnNanos: UInt64 {
-        min(4_000_000, max(1_000_000, 32 * 1_000_000_000 / UInt64(max(configuration.rate, 1))))
+    private func nextWake(now: UInt64) -> UInt64 {
+        now + configuration.pollIntervalNanos
     }
 
     // MARK: replies, timeouts and re-asks
