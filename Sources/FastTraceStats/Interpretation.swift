@@ -10,6 +10,7 @@
 
 import FastTraceCore
 import FastTraceWire
+import Glibc
 
 /// What the loss at one hop is, as far as the rounds can tell.
 public enum LossMark: String, Sendable, Equatable {
@@ -103,6 +104,11 @@ public struct Interpretation: Sendable, Equatable {
         public var minLossRatio = 0.01
         /// RTT samples a hop needs before its median is compared.
         public var minSamples = 5
+        /// One-sided error of a claim that one hop's loss differs from the hops after it (a router's own
+        /// loss, a rise): shared among the hops it is compared with (Bonferroni), since the least of several
+        /// upper bounds falls below the truth more often than one does (a CI run called 30 % path loss
+        /// `limited` at the hop it started at: it lost 40 of 90, a later hop 18 of 90).
+        public var claimTail = 0.025
         public init() {}
     }
 
@@ -132,6 +138,16 @@ public struct Interpretation: Sendable, Equatable {
         let z = thresholds.z
         let lows = answering.map { wilson($0.lost, $0.sent, z).low }
         let highs = answering.map { wilson($0.lost, $0.sent, z).high }
+        // The bounds for claims about answering hop i against the `later` hops after it (or the rises among
+        // them): at z corrected for that many comparisons.
+        let claimZ = (0...answering.count).map { normalQuantile(1 - thresholds.claimTail / Double(max(1, $0))) }
+        func claimLow(_ i: Int, _ m: Int) -> Double { wilson(answering[i].lost, answering[i].sent, claimZ[m]).low }
+        func claimHigh(_ i: Int, _ m: Int) -> Double { wilson(answering[i].lost, answering[i].sent, claimZ[m]).high }
+        /// The least upper bound over the hops after answering hop i, for a claim against all of them.
+        func laterHigh(_ i: Int) -> Double {
+            let m = answering.count - 1 - i
+            return (i + 1..<answering.count).lazy.map { claimHigh($0, m) }.min() ?? 1
+        }
         // What persists from each answering hop to the end: the least loss of the hops from it on, with
         // its bounds (the least lower bound, the least upper bound).
         var persistLow = lows, persistHigh = highs
@@ -152,13 +168,18 @@ public struct Interpretation: Sendable, Equatable {
         if !endLimited, var latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
             // A hop whose own loss is more than persists after it (a limiting router) may or may not carry
             // the path loss already: the start is certain only from the first hop past such ones.
-            while latest < answering.count - 1 && lows[latest] > persistHigh[latest + 1] { latest += 1 }
+            while latest < answering.count - 1 && claimLow(latest, answering.count - 1 - latest) > laterHigh(latest) {
+                latest += 1
+            }
             var i = latest
             while i > 0 && highs[i - 1] >= persistLow[latest] { i -= 1 }
             startIndex = i
             latestIndex = latest
             // Further rises: from hop i on, more persists than the hop before could carry.
-            for j in (latest + 1)..<max(latest + 1, answering.count) where persistLow[j] > persistHigh[j - 1] {
+            let rises = answering.count - 1 - latest
+            func persistClaimLow(_ j: Int) -> Double { (j..<answering.count).lazy.map { claimLow($0, rises) }.min() ?? 0 }
+            func persistClaimHigh(_ j: Int) -> Double { (j..<answering.count).lazy.map { claimHigh($0, rises) }.min() ?? 1 }
+            for j in (latest + 1)..<max(latest + 1, answering.count) where persistClaimLow(j) > persistClaimHigh(j - 1) {
                 lossIncreases.append(LossIncrease(ttl: answering[j].ttl, lossPercent: answering[j].lossPercent ?? 0))
             }
         }
@@ -178,15 +199,11 @@ public struct Interpretation: Sendable, Equatable {
                 // flow's probes answered at a TTL, others not) is also what path loss looks like: only a hop
                 // that lost more than every later hop could have is its router's own (a trial's 70 % path
                 // loss was called `limited` at hops 4-6 in a lab without rate limits).
-                let low = wilson(row.lost, row.sent, z).low
-                let laterHigh = answering.lazy.filter { $0.ttl > row.ttl }.map { wilson($0.lost, $0.sent, z).high }
-                    .min() ?? 1
-                mark = low > laterHigh ? .limited : .uncertain
+                let i = answering.firstIndex { $0.ttl == row.ttl }!
+                mark = claimLow(i, answering.count - 1 - i) > laterHigh(i) ? .limited : .uncertain
             } else {
-                let low = wilson(row.lost, row.sent, z).low
-                let laterHigh = answering.lazy.filter { $0.ttl > row.ttl }.map { wilson($0.lost, $0.sent, z).high }
-                    .min() ?? 1
-                if low > laterHigh {
+                let i = answering.firstIndex { $0.ttl == row.ttl }!
+                if claimLow(i, answering.count - 1 - i) > laterHigh(i) {
                     mark = .limited
                 } else if let startIndex, row.ttl >= answering[startIndex].ttl {
                     mark = .path
@@ -288,6 +305,34 @@ public func wilson(_ k: Int, _ n: Int, _ z: Double) -> (low: Double, high: Doubl
     let margin = z * (p * (1 - p) / nn + z2 / (4 * nn * nn)).squareRoot()
     let denominator = 1 + z2 / nn
     return (max(0, (centre - margin) / denominator), min(1, (centre + margin) / denominator))
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9), for p in
+/// (0, 1).
+public func normalQuantile(_ p: Double) -> Double {
+    let a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+        -3.066479806614716e+01, 2.506628277459239e+00]
+    let b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+        -1.328068155288572e+01]
+    let c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+        4.374664141464968e+00, 2.938163982698783e+00]
+    let d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00]
+    let low = 0.02425
+    func tail(_ q: Double) -> Double {
+        ((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]
+    }
+    func tailDenominator(_ q: Double) -> Double { (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1 }
+    if p < low {
+        let q = (-2 * log(p)).squareRoot()
+        return tail(q) / tailDenominator(q)
+    }
+    if p > 1 - low {
+        let q = (-2 * log(1 - p)).squareRoot()
+        return -tail(q) / tailDenominator(q)
+    }
+    let q = p - 0.5, r = q * q
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q
+        / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
 }
 
 /// `12.5%`: one decimal.
