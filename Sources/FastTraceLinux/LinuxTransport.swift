@@ -168,7 +168,7 @@ public final class LinuxTransport: ProbeTransport {
 
         // The transmit ring is set up on a thread of its own meanwhile: each ring's setup waits for an
         // RCU grace period in the kernel (about 10 ms here), and the two waits overlap this way.
-        let opening = SendPathOpening(configuration)
+        let opening = ThreadJob { Result { try LinuxTransport.openSendPath(configuration) } }
         defer { opening.join() }  // an error below still waits for it (its ring, if any, is then closed)
 
         // Receive side. Protocol 0 at creation: the socket sees nothing until the bind at the end,
@@ -223,44 +223,6 @@ public final class LinuxTransport: ProbeTransport {
                 "retireMs": "\(configuration.ring.retireTimeoutMilliseconds)",
                 "sendPath": "\(sendPath.summary)",
             ])
-    }
-
-    /// `openSendPath` on a thread of its own (or here, if no thread can be started), joined once.
-    private final class SendPathOpening: @unchecked Sendable {
-        // @unchecked Sendable: `result` is written by the opening thread before it exits and read only
-        // after `pthread_join` (which orders the two); the thread is joined exactly once (`joined`).
-        private let configuration: Configuration
-        private var result: Result<(TxRingSender?, SendPathReport), any Error>?
-        private var thread: pthread_t?
-        private var joined = false
-
-        init(_ configuration: Configuration) {
-            self.configuration = configuration
-            var tid = pthread_t()
-            let retained = Unmanaged.passRetained(self)
-            let rc = pthread_create(&tid, nil, { raw in
-                // SAFETY: `raw` is the retained SendPathOpening passed below; taken exactly once here.
-                let opening = Unmanaged<SendPathOpening>.fromOpaque(raw!).takeRetainedValue()
-                opening.result = Result { try LinuxTransport.openSendPath(opening.configuration) }
-                return nil
-            }, retained.toOpaque())
-            if rc == 0 {
-                thread = tid
-            } else {
-                retained.release()
-                result = Result { try LinuxTransport.openSendPath(configuration) }
-            }
-        }
-
-        /// Waits for the opening (once; later calls return at once) and gives its outcome.
-        @discardableResult
-        func join() -> Result<(TxRingSender?, SendPathReport), any Error> {
-            if !joined, let thread {
-                pthread_join(thread, nil)
-                joined = true
-            }
-            return result!
-        }
     }
 
     /// Sets up the transmit ring as `configuration.sendPath` asks: nil and the reason when the socket
@@ -581,19 +543,11 @@ public final class LinuxTransport: ProbeTransport {
             }
             receiver.stop.store(false, ordering: .releasing)
             receiver.clearWake()
-            let context = Unmanaged.passRetained(ReceiveContext(receiver: receiver, sink: sink))
-            var tid = pthread_t()
-            let rc = pthread_create(&tid, nil, { raw in
-                // SAFETY: `raw` is the retained ReceiveContext passed below; taken exactly once here.
-                let context = Unmanaged<ReceiveContext>.fromOpaque(raw!).takeRetainedValue()
-                context.receiver.run(sink: context.sink)
-                return nil
-            }, context.toOpaque())
-            guard rc == 0 else {
-                context.release()
-                throw SystemError(operation: "pthread_create(receive thread)", errno: rc)
+            let receiver = receiver
+            switch startThread({ receiver.run(sink: sink) }) {
+            case .success(let tid): current = tid
+            case .failure(let error): throw SystemError(operation: "pthread_create(receive thread)", errno: error.errno)
             }
-            current = tid
         }
         Self.logger.debug("receive thread started")
     }
@@ -740,17 +694,6 @@ private final class Receiver: @unchecked Sendable {
             sink.handleReply(bytes, timestampNanos: UInt64(bitPattern: Int64(bitPattern: realtime) &- finalOffset))
         }
         packetsReceived.add(UInt64(delivered), ordering: .relaxed)
-    }
-}
-
-/// What the receive thread is started with.
-private final class ReceiveContext: @unchecked Sendable {
-    // @unchecked Sendable: handed to exactly one new thread, never touched by the creator after.
-    let receiver: Receiver
-    let sink: ReplySink
-    init(receiver: Receiver, sink: ReplySink) {
-        self.receiver = receiver
-        self.sink = sink
     }
 }
 

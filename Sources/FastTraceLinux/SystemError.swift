@@ -158,21 +158,16 @@ struct OwnedDescriptor: ~Copyable {
 /// (a negative one is skipped). Closing a packet socket with a ring is slow in the kernel: its
 /// release waits for RCU grace periods (`synchronize_net`, two per ring, about 10 ms each here),
 /// and the two sockets' waits overlap this way instead of adding up. If the thread cannot be
-/// started, both are closed here, one after the other.
+/// started, both are closed here, one after the other (`ThreadJob`).
 func closeSideBySide(_ first: Int32, _ second: Int32) {
     guard first >= 0, second >= 0 else {
         if first >= 0 { _ = Glibc.close(first) }
         if second >= 0 { _ = Glibc.close(second) }
         return
     }
-    var tid = pthread_t()
-    let rc = pthread_create(&tid, nil, { raw in
-        // SAFETY: `raw` carries the descriptor number itself, not a pointer.
-        _ = Glibc.close(Int32(truncatingIfNeeded: Int(bitPattern: raw)))
-        return nil
-    }, UnsafeMutableRawPointer(bitPattern: Int(second)))
+    let closing = ThreadJob { _ = Glibc.close(second) }
     _ = Glibc.close(first)
-    if rc == 0 { pthread_join(tid, nil) } else { _ = Glibc.close(second) }
+    closing.join()
 }
 
 /// `setsockopt` with an integer value.

@@ -458,30 +458,6 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     }
 }
 
-/// Starts a detached thread running `body`. Returns 0, or pthread_create's error number.
-func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32 {
-    let context = Unmanaged.passRetained(ThreadContext(body))
-    var tid = pthread_t()
-    let rc = pthread_create(&tid, nil, { raw in
-        // SAFETY: `raw` is the retained ThreadContext passed below; taken exactly once here.
-        Unmanaged<ThreadContext>.fromOpaque(raw!).takeRetainedValue().body()
-        return nil
-    }, context.toOpaque())
-    guard rc == 0 else {
-        context.release()
-        return rc
-    }
-    pthread_detach(tid)
-    return 0
-}
-
-/// What a new thread runs.
-private final class ThreadContext: @unchecked Sendable {
-    // @unchecked Sendable: handed to exactly one new thread, never touched by the creator after.
-    let body: @Sendable () -> Void
-    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-}
-
 /// A mutex with one condition variable (pthread): `wait` sleeps until another thread `broadcast`s.
 /// Every waiter re-checks its own condition, so one condition serves the reader, the resolvers and
 /// the engine's side.

@@ -240,7 +240,7 @@ extension FastTrace {
         removed: RemovedTargets = RemovedTargets()
     ) -> (TraceResult) -> Bool {
         { trace in
-            finished(trace)
+            _ = finished(trace)
             // The round of a target a SIGHUP removed while it ran: written, but its statistics and series
             // went with it and are not made again.
             if removed.indices.contains(trace.request.index) { return changes }
