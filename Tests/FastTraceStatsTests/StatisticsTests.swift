@@ -342,3 +342,14 @@ func simulate(rounds: Int, routers: [IPv4Address], perHop: Int = 3, seed: UInt64
         #expect(risen <= 2, "\(risen) of 2000 runs named a rise that is not there")
     }
 }
+
+@Suite struct NormalQuantileTests {
+    @Test("The normal quantile matches known values (1.96 at 97.5 %, 2.394 at 1 - 0.025/3, symmetric in the tails)")
+    func knownValues() {
+        #expect(abs(normalQuantile(0.975) - 1.959964) < 1e-5)
+        #expect(abs(normalQuantile(1 - 0.025 / 3) - 2.393980) < 1e-5)
+        #expect(abs(normalQuantile(0.5)) < 1e-12)
+        #expect(abs(normalQuantile(0.001) + 3.090232) < 1e-5)
+        #expect(abs(normalQuantile(0.02) + normalQuantile(0.98)) < 1e-9)
+    }
+}
