@@ -60,7 +60,8 @@ public struct DispatchCounters: Sendable, Equatable {
     /// sent with. A path that rewrites the ID (a NAT, a scrubber) gives these for every router past it;
     /// a made-up quote lands here 1 time in 128 (the sequence number's 7 MAC bits), the rest as forged.
     public var ipIDRewritten: UInt64 = 0
-    /// Replies naming a slot that is free or now holds another trace (late or stray replies).
+    /// Genuine replies too late to record: after their probe's wait (`-w`), or naming a slot that is free or
+    /// now holds another trace.
     public var stale: UInt64 = 0
     /// Replies to probes never handed to the kernel, or stamped before their probe was sent.
     public var premature: UInt64 = 0
@@ -210,6 +211,9 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     let matchQuotedIPID: Bool
     /// ICMP quotes naming another destination are accepted (DNAT; off: `--no-dnat-strict`).
     let acceptTranslatedQuotes: Bool
+    /// Replies more than this long after their probe's send (ns) are late: counted stale, not recorded (the
+    /// engine's wait).
+    let lateAfterNanos: UInt64
     /// Slots with news, for the scheduler.
     public let notifications: SlotNotificationRing
     /// For kinds whose word is split with the IPv4 ID (UDP): per IPv4 ID, 1 + the slot that last sent a
@@ -239,11 +243,13 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
     private let watermark = Atomic<UInt64>(0)
 
     /// Makes the tables for `grid`.
-    /// `matchQuotedIPID` and `acceptTranslatedQuotes`: see `EngineConfiguration`.
+    /// `matchQuotedIPID` and `acceptTranslatedQuotes`: see `EngineConfiguration`. `lateAfterNanos`: the wait, past
+    /// which a reply is late (stale).
     public init(grid: ProbeGrid, sourcePort: UInt16, codec: ProbeTagCodec, payloadLength: Int = 0,
         kind: any ProbeKind = TCPProbeKind(flags: .syn), matchQuotedIPID: Bool = true,
-        acceptTranslatedQuotes: Bool = true)
+        acceptTranslatedQuotes: Bool = true, lateAfterNanos: UInt64 = .max)
     {
+        self.lateAfterNanos = lateAfterNanos
         self.kind = kind
         concreteKind = ConcreteKind(kind)
         udpKind = kind as? UDPProbeKind ?? UDPProbeKind(payload: .byPort)
@@ -483,6 +489,13 @@ public final class Dispatcher: ReplySink, @unchecked Sendable {
         }
 
         let rtt = (timestampNanos - sent) / 1_000
+        // Past its probe's wait, the engine will not record it (the probe is `*`, or about to be): a late reply,
+        // counted as such even while its trace is still open (before, it was counted matched and no hop showed
+        // it). The same test as the engine's, on the same microseconds.
+        guard rtt * 1_000 <= lateAfterNanos else {
+            bump(staleCount)
+            return true
+        }
         let packed = PackedReply(generation: UInt8(truncatingIfNeeded: epoch), outcome: outcome,
             rttMicros: UInt32(min(rtt, UInt64(UInt32.max))), responder: reply.responder)
         if reply.responder.family == .v6 {

@@ -131,7 +131,7 @@ public final class TraceEngine {
         dispatcher = Dispatcher(grid: grid, sourcePort: configuration.sourcePort, codec: codec,
             payloadLength: configuration.packetLength - kind.minimumLength, kind: kind,
             matchQuotedIPID: configuration.matchQuotedIPID,
-            acceptTranslatedQuotes: configuration.acceptTranslatedQuotes)
+            acceptTranslatedQuotes: configuration.acceptTranslatedQuotes, lateAfterNanos: configuration.waitNanos)
         table = ProbeTable(grid: grid, samples: samples, immediateTries: immediateTries,
             results: dispatcher.results, details: dispatcher.details, sendTimes: dispatcher.sendTimes,
             quarantineNanos: configuration.waitNanos + configuration.slotQuarantineExtraNanos)

@@ -338,7 +338,7 @@ public final class SimulatedNetwork: ProbeTransport, EngineClock {
             }
             if let (address, code) = reply {
                 schedule(error(type: 3, code: code, from: address, quoting: quote(atHop: hop)),
-                    delay: perHopDelayNanos * UInt64(hop))
+                    delay: perHopDelayNanos * UInt64(hop) + (extraReplyDelay?(probe) ?? 0))
             }
             return
         }

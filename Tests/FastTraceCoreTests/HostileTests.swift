@@ -52,6 +52,30 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(refused <= UInt64(lateCount) && refused >= UInt64(lateCount) * 9 / 10)
     }
 
+    @Test("A reply after its probe's wait, while its trace is still open, is counted stale, not matched: every matched reply shows on a hop",
+        arguments: [0, 2])
+    func aLateReplyToAnOpenTraceIsStale(reasks: Int) throws {
+        // A new-user trial: a next hop that never resolves. The host's own "host unreachable" came about
+        // 3 s after each probe, past its wait, while the trace was still open (its re-asks pending); the
+        // summary counted it matched, and no hop showed it.
+        let net = SimulatedNetwork { _ in
+            SimulatedPath(hops: [.router(r(1)), .router(r(5)), .unreachable(r(9), code: 1)], destination: .blackHole)
+        }
+        // 0.2 s past the 1 s wait: the first window's answers arrive while TTLs 9-16 are still out.
+        net.extraReplyDelay = { probe in probe.ttl >= 3 ? 1_200_000_000 : nil }
+        let (results, summary) = try trace(net, [(target, 443)]) {
+            $0.reasks = reasks
+            $0.probesPerHop = 2
+            $0.maxTTL = 16
+        }
+        let t = try #require(results.first)
+        let shown = t.hops.flatMap(\.probes).filter { $0.responder != nil }.count
+        #expect(t.hops.prefix(2).map(\.firstResponder) == [r(1), r(5)])
+        #expect(t.hops.dropFirst(2).allSatisfy { $0.firstResponder == nil }, "\(t.hops)")
+        #expect(summary.dispatch.matched == UInt64(shown), "\(summary.dispatch)")
+        #expect(summary.dispatch.stale > 0, "\(summary.dispatch)")
+    }
+
     @Test func aForgedSprayGetsNothingAccepted() throws {
         // 64 traces toward black holes keep ~500 probes outstanding for a second; meanwhile an off-path
         // forger who knows our address, source port and every destination and port sprays 100,000 time
