@@ -187,6 +187,32 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // The same through the concrete kind, as the dispatcher calls it (`Dispatcher.ConcreteKind`): the like-for-
+    // like row for the figures from before the probe-kind seam, when the dispatcher called the TCP parser
+    // directly.
+    let concreteKind = TCPProbeKind(flags: .syn)
+    @inline(__always) func verifiedConcrete(_ packet: UnsafeRawBufferPointer) -> (ParsedReply, ProbeTag)? {
+        guard let parsed = concreteKind.parse(packet) else { return nil }
+        let (tag, mac) = benchmarkCodec.identify(parsed.tagWord)
+        guard benchmarkCodec.verify(tag, macBits: mac, quotedIPID: parsed.quotedIPID, digest: sendDigest) else {
+            return nil
+        }
+        return (parsed, tag)
+    }
+    precondition(verifiedConcrete(parseReply)?.1.slot == 1234, "benchmark reply does not parse and verify")
+    Benchmark("parse+validate reply, concrete kind") { benchmark in
+        do {
+            let packet = parseReply
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                guard let (parsed, tag) = verifiedConcrete(packet) else { fatalError("reply stopped parsing") }
+                blackHole(parsed.responder)
+                blackHole(tag)
+            }
+            benchmark.stopMeasurement()
+        }
+    }
+
     let grid = ProbeGrid(firstTTL: 1, maxTTL: 30, attempts: 3, slots: 4096)
     let dispatcher = Dispatcher(grid: grid, sourcePort: sourcePort, codec: benchmarkCodec)
     let slot = 1234
