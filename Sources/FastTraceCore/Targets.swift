@@ -64,6 +64,13 @@ public enum TargetParser {
             }
             return .success(.address(IPAddress(address)))
         }
+        // `[2001:db8::1]:443`, as a URL writes an IPv6 host with a port.
+        if text.first == "[", let close = text.firstIndex(of: "]"), close > text.startIndex {
+            let host = text[text.index(after: text.startIndex)..<close]
+            if looksLikeIPv6(host), IPAddress(String(host)) != nil {
+                return .failure(ReasonError("'\(text)': give the address alone ('\(host)'); ports go in -p"))
+            }
+        }
         if looksLikeIPv6(text) { return parseIPv6(text, maxPrefixAddresses: maxPrefixAddresses) }
         if let colon = text.firstIndex(of: ":") {
             // No hostname has a colon. One colon: a host with a port, as a URL writes it.
@@ -79,9 +86,11 @@ public enum TargetParser {
             guard let address = IPv4Address(String(addressText)) else {
                 return .failure(ReasonError("'\(text)': '\(addressText)' is not an IPv4 address"))
             }
-            guard !lengthText.isEmpty, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
-                let length = Int(lengthText), length <= 32
-            else { return .failure(ReasonError("'\(text)': prefix length must be 0...32")) }
+            let length: Int
+            switch prefixLength(lengthText, of: text, max: 32) {
+            case .success(let value): length = value
+            case .failure(let error): return .failure(error)
+            }
             let size = 1 << (32 - length)
             guard size <= maxPrefixAddresses else {
                 return .failure(ReasonError(
@@ -114,6 +123,23 @@ public enum TargetParser {
         return .success(.hostname(String(text)))
     }
 
+    /// The prefix length after the slash of `text`: decimal digits, 0...`max`, without a leading zero (`/024`
+    /// is refused, as a leading zero in an octet is: it was read as /24, where some tools read octal).
+    static func prefixLength(_ lengthText: Substring, of text: Substring, max: Int) -> Result<Int, ReasonError> {
+        guard !lengthText.isEmpty, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            return .failure(ReasonError("'\(text)': prefix length must be 0...\(max)"))
+        }
+        if lengthText.count > 1 && lengthText.first == "0" {
+            let digits = lengthText.drop { $0 == "0" }
+            return .failure(ReasonError(
+                "'\(text)': prefix length '\(lengthText)' has a leading zero; write /\(digits.isEmpty ? "0" : digits)"))
+        }
+        guard lengthText.count <= 3, let value = Int(lengthText), value <= max else {
+            return .failure(ReasonError("'\(text)': prefix length must be 0...\(max) (got \(lengthText))"))
+        }
+        return .success(value)
+    }
+
     /// An IPv6 address or prefix (RFC 4291 text; no zone). A prefix must expand to at most
     /// `maxPrefixAddresses` addresses (so at least /112 by default).
     static func parseIPv6(_ text: Substring, maxPrefixAddresses: Int) -> Result<TargetSpec, ReasonError> {
@@ -128,10 +154,10 @@ public enum TargetParser {
         var length = 128
         if parts.count == 2 {
             let lengthText = parts[1]
-            guard !lengthText.isEmpty, lengthText.count <= 3, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
-                let value = Int(lengthText), value <= 128
-            else { return .failure(ReasonError("'\(text)': prefix length must be 0...128")) }
-            length = value
+            switch prefixLength(lengthText, of: text, max: 128) {
+            case .success(let value): length = value
+            case .failure(let error): return .failure(error)
+            }
             guard 128 - length < 31, 1 << (128 - length) <= maxPrefixAddresses else {
                 let size = 128 - length < 63 ? "\(1 << (128 - length))" : "2^\(128 - length)"
                 return .failure(ReasonError(

@@ -19,7 +19,8 @@ import Testing
     @Test(arguments: [
         ("10.1.2", "t.txt:2: '10.1.2' is not a valid IPv4 address"),
         ("198.51.100.300", "t.txt:2: '198.51.100.300' is not a valid IPv4 address"),
-        ("198.51.100.0/33", "t.txt:2: '198.51.100.0/33': prefix length must be 0...32"),
+        ("198.51.100.0/33", "t.txt:2: '198.51.100.0/33': prefix length must be 0...32 (got 33)"),
+        ("198.51.100.0/024", "t.txt:2: '198.51.100.0/024': prefix length '024' has a leading zero; write /24"),
         ("198.51.100.0/", "t.txt:2: '198.51.100.0/': prefix length must be 0...32"),
         ("bad host!", "t.txt:2: 'bad host!': one target per line"),
         ("under_score$", "t.txt:2: 'under_score$' is neither an IPv4 or IPv6 address, a CIDR prefix nor a hostname"),
