@@ -106,6 +106,9 @@ extension FastTrace {
                 metrics?.remove(index)
             }
             var reloadStream: TargetStream?
+            // Lines and targets the re-reads skipped: in the summary and the exit status at the end, as the
+            // first read's are (each was named when it was read).
+            let reloadSkips = ReloadSkips()
             // A SIGHUP while a re-read is under way (a list written, then written again, each followed by
             // a HUP) is not dropped: the list is read once more when the one under way is done.
             var reloadAgain = false
@@ -124,6 +127,7 @@ extension FastTrace {
                 var line = "fasttrace: SIGHUP: \(path) re-read: \(counted(kept + added, "target x port", "target x ports"))"
                     + " (\(kept) kept, \(added) added, \(removed) removed)"
                 if let s = reloadStream {
+                    reloadSkips.add(s)
                     if s.linesSkipped > 0 { line += ", \(counted(s.linesSkipped, "line")) skipped" }
                     if s.skipped > 0 { line += ", \(counted(s.skipped, "target")) skipped" }
                     if s.duplicates > 0 { line += ", \(counted(s.duplicates, "duplicate target")) dropped" }
@@ -139,6 +143,7 @@ extension FastTrace {
                     return false
                 }
                 if candidate.produced == 0 {
+                    reloadSkips.add(candidate)
                     reloadFailed("\(path) now holds no target that can be traced")
                     return false
                 }
@@ -208,12 +213,16 @@ extension FastTrace {
             if linesSkipped > 0 { tail += ", \(counted(linesSkipped, "line")) skipped" }
             if skipped > 0 { tail += ", \(counted(skipped, "target")) skipped" }
             if duplicates > 0 { tail += ", \(counted(duplicates, "duplicate target")) dropped" }
+            if reloadSkips.lines > 0 { tail += ", \(counted(reloadSkips.lines, "line")) skipped in re-reads" }
+            if reloadSkips.targets > 0 { tail += ", \(counted(reloadSkips.targets, "target")) skipped in re-reads" }
             let nothing = !interrupted && stream.produced == 0
             if !nothing { Out.error(summaryLine + tail) }
             if let readError = stream.readError { throw readError }
             if nothing { throw UsageFailure("\(stream.sourceName): no target could be traced") }
             if interrupted { throw ExitCode(ExitStatus.interrupted.rawValue) }
-            if skipped + linesSkipped > 0 { throw ExitCode(ExitStatus.partlySkipped.rawValue) }
+            if skipped + linesSkipped + reloadSkips.lines + reloadSkips.targets > 0 {
+                throw ExitCode(ExitStatus.partlySkipped.rawValue)
+            }
         } else if let single {
             let schedule = ScheduleSource(IteratorRequestSource(CollectionOfOne(single).makeIterator()),
                 intervalNanos: intervalNanos, maxRounds: options.maxRounds, endNanos: endNanos, clock: clock)
@@ -268,6 +277,18 @@ extension FastTrace {
 /// Target × ports a SIGHUP re-read removed (engine thread only).
 final class RemovedTargets {
     var indices: Set<Int> = []
+}
+
+/// What SIGHUP re-reads of the list skipped, summed over the run (the engine's thread only).
+final class ReloadSkips {
+    private(set) var lines = 0
+    private(set) var targets = 0
+
+    /// Adds a re-read's counts, once it is done.
+    func add(_ stream: TargetStream) {
+        lines += stream.linesSkipped
+        targets += stream.skipped
+    }
 }
 
 /// SIGHUP asks for the list to be re-read (continuous mode only; elsewhere it ends the process, as by

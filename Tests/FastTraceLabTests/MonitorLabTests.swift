@@ -177,10 +177,30 @@ struct MonitorLabTests {
         #expect(err.contains("\(scratch.file("list")):3: "), "\(err)")
         #expect(err.contains("\(scratch.file("list")):4: ") && err.contains("(duplicate dropped)"), "\(err)")
         let summary = err.split(separator: "\n").last { $0.hasPrefix("fasttrace: ") && $0.contains(" traces, ") }
-        #expect(summary?.hasSuffix(", 1 duplicate target dropped") == true, "\(err)")
+        #expect(summary?.hasSuffix(", 1 duplicate target dropped, 1 line skipped in re-reads") == true, "\(err)")
         let gone = err.split(separator: "\n").filter { $0.contains("cannot read target file") }
         #expect(gone.count == 1 && gone[0].contains("the list stays as it was (2 target x ports)"), "\(err)")
         #expect(allLinesAreJSON(scratch.read("out")))
+    }
+
+    @Test("A line a SIGHUP re-read skipped counts at the end as at the start: in the summary, and exit status 3 (a trial's run ended 0)")
+    func sighupSkippedLinesCountAtTheEnd() throws {
+        let lab = try Lab.get()
+        let scratch = Scratch()
+        defer { scratch.cleanup() }
+        scratch.write("list", "198.19.0.10\n")
+        let child = try #require(Child([fasttraceBinary, "--netns", lab.namespace, "-n", "--targets", scratch.file("list"),
+            "-p", "443", "--interval", "0.5", "--duration", "4", "-q", "1", "-w", "0.5", "-m", "10", "--format", "json"],
+            stdoutPath: scratch.file("out"), stderrPath: scratch.file("err")))
+        defer { child.stop() }
+        #expect(eventually(10) { !parseTraces(scratch.read("out")).isEmpty }, "\(scratch.read("err"))")
+        scratch.write("list", "198.19.0.10\nnot a target!\n")
+        kill(child.pid, SIGHUP)
+        #expect(eventually(10) { scratch.read("err").contains("re-read") }, "\(scratch.read("err"))")
+        #expect(child.wait(timeout: 30) == 3, "\(scratch.read("err"))")
+        let err = scratch.read("err")
+        let summary = err.split(separator: "\n").last { $0.hasPrefix("fasttrace: ") && $0.contains(" traces, ") }
+        #expect(summary?.hasSuffix(", 1 line skipped in re-reads") == true, "\(err)")
     }
 
     @Test("A SIGHUP while the list is being re-read is not dropped: the list is read again once that is done (a trial's newer list was never applied)")
