@@ -123,6 +123,26 @@ public enum TargetParser {
         return .success(.hostname(String(text)))
     }
 
+    /// Service ports whose number, written after an IPv6 address as a last group (`2001:db8::1:443`), is more
+    /// likely a port than part of the address.
+    static let portLikeGroups: Set<Int> = [21, 22, 23, 25, 53, 80, 110, 123, 143, 179, 389, 443, 465, 587, 636, 853,
+        993, 995, 3306, 3389, 5060, 5432, 6443, 8080, 8443]
+
+    /// When `text` is an IPv6 address that reads as another address with a port appended the way IPv4 and
+    /// host names write one (`2001:db8::1:443`: the address 2001:db8::1:1bb, or 2001:db8::1 port 443?), the
+    /// address and port it may have meant; nil otherwise. Only with `::` in the address (eight groups
+    /// leave no room for a port), a last group of decimal digits naming a common service port, and what
+    /// is before it a whole address that does not end in `::` (`2001:db8::53` is a host numbered 53).
+    public static func portLikeSuffix(_ text: Substring) -> (address: String, port: Int)? {
+        guard text.contains("::"), let colon = text.lastIndex(of: ":") else { return nil }
+        let last = text[text.index(after: colon)...], before = text[..<colon]
+        guard !last.isEmpty, last.count <= 5, last.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(last),
+            portLikeGroups.contains(port), !before.hasSuffix(":"),
+            IPAddress(String(text))?.family == .v6, let address = IPAddress(String(before)), address.family == .v6
+        else { return nil }
+        return (String(before), port)
+    }
+
     /// The prefix length after the slash of `text`: decimal digits, 0...`max`, without a leading zero (`/024`
     /// is refused, as a leading zero in an octet is: it was read as /24, where some tools read octal).
     static func prefixLength(_ lengthText: Substring, of text: Substring, max: Int) -> Result<Int, ReasonError> {

@@ -598,6 +598,12 @@ struct FastTrace: ParsableCommand {
             case .success(let spec): singleTarget = spec
             case .failure(let error): throw UsageFailure(error.reason)
             }
+            // `2001:db8::1:443` with no port given: traced as written (it is an address), and said, since a
+            // port appended as IPv4 writes it looks just like this.
+            if port == nil && p == nil && method.hasPorts, let (address, suffix) = TargetParser.portLikeSuffix(Substring(host)) {
+                Out.error("fasttrace: note: '\(host)' is one IPv6 address, traced as written, to port \(ports[0]); "
+                    + "for port \(suffix) of \(address), give the port apart: fasttrace \(address) \(suffix)")
+            }
         }
 
         config.firstTTL = UInt8(f)

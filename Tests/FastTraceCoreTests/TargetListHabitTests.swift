@@ -176,3 +176,16 @@ import Testing
         #expect(decodingUTF8EscapingInvalid([0xED, 0xA0, 0x80]).invalid)  // a surrogate, CESU-8
     }
 }
+
+@Suite struct PortLikeSuffixTests {
+    @Test("An IPv6 address that reads as another with a port appended is recognised; a host numbered 53 or a full address is not")
+    func recognised() {
+        #expect(TargetParser.portLikeSuffix("2001:db8::1:443")! == ("2001:db8::1", 443))
+        #expect(TargetParser.portLikeSuffix("2001:db8:100::10:53")! == ("2001:db8:100::10", 53))
+        #expect(TargetParser.portLikeSuffix("2001:db8::53") == nil)  // before it, "2001:db8::" ends in ::
+        #expect(TargetParser.portLikeSuffix("2001:db8::1:444") == nil)  // not a common service port
+        #expect(TargetParser.portLikeSuffix("2001:db8:0:0:0:0:1:443") == nil)  // no ::, eight groups
+        #expect(TargetParser.portLikeSuffix("2001:db8::1:1bb") == nil)  // hex, not a decimal port
+        #expect(TargetParser.portLikeSuffix("198.51.100.1") == nil)
+    }
+}
