@@ -97,6 +97,11 @@ public final class TraceEngine {
     var lastProgress: UInt64 = 0
     var lastProgressProbes: UInt64 = 0
     var cancelling = false
+    /// Some probe's timeout was taken before the receive path had delivered everything stamped by its
+    /// deadline (it lagged past `maxReceiveLagNanos`): `finish` then looks for replies recorded after.
+    var lagTimeoutsTaken = false
+    /// Replies recorded for probes already given up that way (`finish`).
+    var givenUpReplies: UInt64 = 0
 
     /// Makes an engine. The configuration must be valid (`problem == nil`).
     public init(configuration: EngineConfiguration, transport: ProbeTransport, clock: EngineClock,
@@ -231,6 +236,11 @@ public final class TraceEngine {
         summary.elapsedNanos = clock.now() &- started
         transport.stopReceiving()
         summary.dispatch = dispatcher.counters
+        // Replies recorded for probes already given up (the receive path lagged past maxReceiveLagNanos):
+        // counted matched by the receive thread, shown on no hop. Late, as the summary says of any reply
+        // that came too late to count.
+        summary.dispatch.matched -= min(summary.dispatch.matched, givenUpReplies)
+        summary.dispatch.stale += givenUpReplies
         summary.transport = transport.counters
         summary.rateLimitedPositions = book.limitedPositions
         if book.limitedPositions == 0 { summary.reportedBeforeLimits = 0 }
@@ -421,6 +431,9 @@ public final class TraceEngine {
             let cell = Int(head.cell)
             // A timeout for a trace that has finished (or a slot now holding another) is a no-op.
             guard table.holds(slot: index, epoch: head.epoch, cell: cell, .sent) else { continue }
+            // Taken before the receive path delivered everything stamped by the deadline: its reply may
+            // still come, within the wait, after the probe was given up (`finish` counts those).
+            if head.stampDeadline > received { lagTimeoutsTaken = true }
             traces[index].ingest(slot: index, table: &table, rules: rules)
             if table.status[cell] == .sent {
                 table.status[cell] = .timedOut

@@ -113,12 +113,31 @@ extension TraceEngine {
         return HopResult(ttl: UInt8(Int(grid.firstTTL) + ttlIndex), probes: probes)
     }
 
+    /// Counts replies recorded for this occupant's probes after their timeouts were taken (only when the
+    /// receive path lagged past `maxReceiveLagNanos`): answers within the wait, read too late to show.
+    private func countGivenUpReplies(_ index: Int) {
+        let epoch = table.occupants[index].epoch
+        for ttlIndex in 0..<grid.ttlCount {
+            for attempt in 0..<grid.attempts {
+                let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: attempt)
+                guard table.status[cell] == .timedOut else { continue }
+                let reply = table.reply(cell)
+                if reply.isValid, reply.generation == UInt8(truncatingIfNeeded: epoch) & 3,
+                    table.details.loadRelaxed(cell) >> 48 == UInt64(epoch)
+                {
+                    givenUpReplies += 1
+                }
+            }
+        }
+    }
+
     /// Reports a trace and frees its slot.
     func finish(_ index: Int, now: UInt64) {
         let slot = traces[index]
         // Retire the occupant first: from here the receive thread counts its replies as late. The slot
         // table keeps naming it (only `active` is cleared) while the slot rests in the pool.
         dispatcher.slots.retire(index)
+        if lagTimeoutsTaken { countGivenUpReplies(index) }
         var lastTTL: Int
         if cancelling {
             // Interrupted: every TTL some probe went to, and none it never reached.

@@ -76,6 +76,24 @@ func ownRouter(_ destination: IPv4Address, hop: UInt8) -> IPv4Address {
         #expect(summary.dispatch.stale > 0, "\(summary.dispatch)")
     }
 
+    @Test("A receive path that lags past maxReceiveLag: the replies it delivers after their probes were given up are counted stale, not matched; every matched reply shows on a hop")
+    func repliesAfterALagTimeoutAreStale() throws {
+        let net = SimulatedNetwork { _ in SimulatedPath(hops: threeRouters, destination: .blackHole) }
+        // Every reply reaches the engine 1.5 s after its (true) timestamp; the engine gives up waiting for the
+        // receive path 0.5 s past each deadline.
+        net.receiveLagNanos = 1_500_000_000
+        let (results, summary) = try trace(net, [(target, 443)]) {
+            $0.waitNanos = 500_000_000
+            $0.maxReceiveLagNanos = 500_000_000
+            $0.maxTTL = 16
+            $0.probesPerHop = 1
+            $0.reasks = 0
+        }
+        let t = try #require(results.first)
+        let shown = t.hops.flatMap(\.probes).filter { $0.responder != nil }.count
+        #expect(summary.dispatch.matched == UInt64(shown), "\(summary.dispatch), \(shown) shown")
+    }
+
     @Test func aForgedSprayGetsNothingAccepted() throws {
         // 64 traces toward black holes keep ~500 probes outstanding for a second; meanwhile an off-path
         // forger who knows our address, source port and every destination and port sprays 100,000 time
