@@ -32,9 +32,13 @@ public struct HopStats: Sendable, Equatable {
     public private(set) var answered = 0
     /// Probes still waiting when the run was interrupted: excluded from `sent` and from the loss.
     public private(set) var inFlight = 0
-    /// Unanswered probes the engine put down to a rate limit: `rate-limited` (the router was caught
-    /// limiting) or `likely-rate-limited`.
+    /// Unanswered probes the engine put down to a rate limit it caught: `rate-limited` (the router at this
+    /// hop was caught limiting).
     public private(set) var rateLimitedSilences = 0
+    /// Unanswered probes rate limiting may explain, not caught here: `likely-rate-limited` (a router at this
+    /// position was caught limiting, or the trace went on past this TTL in a run that caught limits). A
+    /// router that never sends ICMP looks the same, so these are never called rate-limited.
+    public private(set) var likelyRateLimitedSilences = 0
     /// Rounds that had this TTL at all (a trace that stopped earlier has none).
     public private(set) var rounds = 0
     /// RTT samples (answers with a time).
@@ -72,7 +76,8 @@ public struct HopStats: Sendable, Equatable {
             }
             sent += Int(max(1, probe.tries))
             guard let responder = probe.responder else {
-                if probe.silence == .rateLimited || probe.silence == .likelyRateLimited { rateLimitedSilences += 1 }
+                if probe.silence == .rateLimited { rateLimitedSilences += 1 }
+                if probe.silence == .likelyRateLimited { likelyRateLimitedSilences += 1 }
                 continue
             }
             answered += 1

@@ -37,12 +37,26 @@ public struct HopVerdict: Sendable, Equatable {
     /// True when the engine caught a router rate-limiting its ICMP at this hop in some round (its silences
     /// were marked `rate-limited` or `likely-rate-limited`): evidence for `limited`.
     public var rateLimitCaught: Bool
+    /// True when some of its silences rate limiting may explain but the engine did not catch here
+    /// (`likely-rate-limited`): never evidence that a limit was caught (a silent router looks the same).
+    public var likelyRateLimited = false
     /// True when this hop's own median RTT is above what persists after it (by at least the rise
     /// threshold): it answers slowly itself.
     public var slowAnswers: Bool
     /// A row past the destination's least TTL: probes of rounds that met the destination only further out
     /// (their probe at its distance unanswered), not a hop of the path.
     public var pastDestination = false
+
+    public init(ttl: UInt8, loss: LossMark, rateLimitCaught: Bool, likelyRateLimited: Bool = false, slowAnswers: Bool,
+        pastDestination: Bool = false)
+    {
+        self.ttl = ttl
+        self.loss = loss
+        self.rateLimitCaught = rateLimitCaught
+        self.likelyRateLimited = likelyRateLimited
+        self.slowAnswers = slowAnswers
+        self.pastDestination = pastDestination
+    }
 }
 
 /// Where loss on the path starts.
@@ -117,9 +131,12 @@ public struct Interpretation: Sendable, Equatable {
     /// when some of it did not: never unmarked loss.
     public func verdict(for hop: HopStats) -> HopVerdict? {
         if let verdict = hops.first(where: { $0.ttl == hop.ttl }) { return verdict }
-        guard hop.sent > 0, hop.lost > 0 else { return nil }
-        return HopVerdict(ttl: hop.ttl, loss: hop.lost == hop.sent ? .noReply : .uncertain,
-            rateLimitCaught: hop.rateLimitedSilences > 0, slowAnswers: false, pastDestination: true)
+        guard hop.sent > 0 else { return nil }
+        // Past the destination's least TTL, lossless or not: said for what it is (a trial's row with 0 %
+        // loss there had no mark, and `past_destination: false`).
+        return HopVerdict(ttl: hop.ttl, loss: hop.lost == 0 ? .none : hop.lost == hop.sent ? .noReply : .uncertain,
+            rateLimitCaught: hop.rateLimitedSilences > 0, likelyRateLimited: hop.likelyRateLimitedSilences > 0,
+            slowAnswers: false, pastDestination: true)
     }
 
     /// Interprets `hops` (TTL order). `destinationTTL`: the least TTL the destination answered at, if it did.
@@ -128,7 +145,7 @@ public struct Interpretation: Sendable, Equatable {
         let answering = rows.filter { $0.answered > 0 }
         guard let end = answering.last else {
             self.hops = rows.map { HopVerdict(ttl: $0.ttl, loss: .noReply, rateLimitCaught: $0.rateLimitedSilences > 0,
-                slowAnswers: false) }
+                likelyRateLimited: $0.likelyRateLimitedSilences > 0, slowAnswers: false) }
             lossNote = rows.isEmpty ? "no probe was settled" : "nothing answered"
             latencyNote = "nothing answered"
             return
@@ -164,7 +181,8 @@ public struct Interpretation: Sendable, Equatable {
         // (its silences past the last answer read "a limit or the end of the path"), and would make every
         // earlier router's limit look like loss that persists: no path loss can be told from that (a
         // trial's firewalled targets under the lab's rate limits were all called path loss from hop 1).
-        let endLimited = !endIsDestination && answering.contains { $0.rateLimitedSilences > 0 }
+        let endLimited = !endIsDestination
+            && answering.contains { $0.rateLimitedSilences + $0.likelyRateLimitedSilences > 0 }
         if !endLimited, var latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
             // A hop whose own loss is more than persists after it (a limiting router) may or may not carry
             // the path loss already: the start is certain only from the first hop past such ones.
@@ -212,7 +230,7 @@ public struct Interpretation: Sendable, Equatable {
                 }
             }
             verdicts.append(HopVerdict(ttl: row.ttl, loss: mark, rateLimitCaught: row.rateLimitedSilences > 0,
-                slowAnswers: false))
+                likelyRateLimited: row.likelyRateLimitedSilences > 0, slowAnswers: false))
         }
         if let startIndex, let latestIndex {
             let start = answering[startIndex]

@@ -173,8 +173,12 @@ enum ReportText {
         case .none: break
         case .limited: marks.append(verdict.rateLimitCaught ? "limited (rate limit caught)" : "limited")
         case .path: marks.append("path loss")
-        case .uncertain: marks.append(verdict.rateLimitCaught ? "loss? (rate limit caught, or loss on the path)" : "loss? (too few rounds)")
-        case .noReply: marks.append(verdict.rateLimitCaught ? "no reply (rate-limited)" : "no reply")
+        case .uncertain:
+            marks.append(verdict.rateLimitCaught ? "loss? (rate limit caught, or loss on the path)"
+                : verdict.likelyRateLimited ? "loss? (likely rate-limited, or loss on the path)" : "loss? (too few rounds)")
+        case .noReply:
+            marks.append(verdict.rateLimitCaught ? "no reply (rate-limited)"
+                : verdict.likelyRateLimited ? "no reply (likely rate-limited)" : "no reply")
         }
         if verdict.slowAnswers { marks.append("slow answers") }
         return marks.joined(separator: ", ")
@@ -344,6 +348,8 @@ enum ReportJSON {
             if let loss = hop.lossPercent { out.appendText(percentNumber(loss)) } else { out.appendLiteral("null") }
             out.appendLiteral(",\"rate_limited\":")
             out.appendDecimal(UInt64(hop.rateLimitedSilences))
+            out.appendLiteral(",\"likely_rate_limited\":")
+            out.appendDecimal(UInt64(hop.likelyRateLimitedSilences))
             out.appendLiteral(",\"mark\":\"")
             out.appendText((verdict?.loss ?? .none).rawValue)
             out.appendLiteral("\",\"rate_limit_caught\":")

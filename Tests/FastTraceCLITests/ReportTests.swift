@@ -210,3 +210,22 @@ private let reportSchemaPath = repositoryRoot.appendingPathComponent("docs/repor
         #expect(section.contains("docs/report.schema.json"))
     }
 }
+
+
+@Suite struct ReportMarkTests {
+    @Test("A silence only likely rate-limited is never said to be rate-limited: the lab's silent router reads `no reply (likely rate-limited)`, as a trace line's [likely rate-limited]")
+    func likelyIsNotCaught() {
+        let caught = HopVerdict(ttl: 3, loss: .noReply, rateLimitCaught: true, slowAnswers: false)
+        var likely = HopVerdict(ttl: 7, loss: .noReply, rateLimitCaught: false, slowAnswers: false)
+        likely.likelyRateLimited = true
+        #expect(ReportText.markText(caught) == "no reply (rate-limited)")
+        #expect(ReportText.markText(likely) == "no reply (likely rate-limited)")
+        likely.loss = .uncertain
+        #expect(ReportText.markText(likely) == "loss? (likely rate-limited, or loss on the path)")
+        let plain = HopVerdict(ttl: 7, loss: .noReply, rateLimitCaught: false, slowAnswers: false)
+        #expect(ReportText.markText(plain) == "no reply")
+        // A lossless row past the destination says so.
+        let past = HopVerdict(ttl: 8, loss: .none, rateLimitCaught: false, slowAnswers: false, pastDestination: true)
+        #expect(ReportText.markText(past).hasPrefix("past the destination"))
+    }
+}
