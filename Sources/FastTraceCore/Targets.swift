@@ -68,7 +68,9 @@ public enum TargetParser {
         if text.first == "[", let close = text.firstIndex(of: "]"), close > text.startIndex {
             let host = text[text.index(after: text.startIndex)..<close]
             if looksLikeIPv6(host), IPAddress(String(host)) != nil {
-                return .failure(ReasonError("'\(text)': give the address alone ('\(host)'); ports go in -p"))
+                let hasPort = text.index(after: close) < text.endIndex
+                return .failure(ReasonError(hasPort ? "'\(text)': give the address alone ('\(host)'); ports go in -p"
+                    : "'\(text)': give the address without brackets ('\(host)')"))
             }
         }
         if looksLikeIPv6(text) { return parseIPv6(text, maxPrefixAddresses: maxPrefixAddresses) }
@@ -84,7 +86,12 @@ public enum TargetParser {
             let addressText = text[..<slash]
             let lengthText = text[text.index(after: slash)...]
             guard let address = IPv4Address(String(addressText)) else {
-                return .failure(ReasonError("'\(text)': '\(addressText)' is not an IPv4 address"))
+                if addressText.isEmpty { return .failure(ReasonError("'\(text)': no address before the '/'")) }
+                if addressText.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
+                    return .failure(ReasonError("'\(text)': '\(addressText)' is not an IPv4 address"))
+                }
+                return .failure(ReasonError(
+                    "'\(text)': '\(addressText)' is not an IPv4 or IPv6 address (a prefix is ADDRESS/LENGTH)"))
             }
             let length: Int
             switch prefixLength(lengthText, of: text, max: 32) {
@@ -146,8 +153,11 @@ public enum TargetParser {
     /// The prefix length after the slash of `text`: decimal digits, 0...`max`, without a leading zero (`/024`
     /// is refused, as a leading zero in an octet is: it was read as /24, where some tools read octal).
     static func prefixLength(_ lengthText: Substring, of text: Substring, max: Int) -> Result<Int, ReasonError> {
-        guard !lengthText.isEmpty, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-            return .failure(ReasonError("'\(text)': prefix length must be 0...\(max)"))
+        guard !lengthText.isEmpty else {
+            return .failure(ReasonError("'\(text)': prefix length must be 0...\(max) (none after the '/')"))
+        }
+        guard lengthText.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+            return .failure(ReasonError("'\(text)': prefix length must be 0...\(max) (got '\(lengthText)')"))
         }
         if lengthText.count > 1 && lengthText.first == "0" {
             let digits = lengthText.drop { $0 == "0" }

@@ -79,7 +79,11 @@ func summaryLine(_ r: RunSummary, rate: Int, maxInFlight: Int, method: ProbeMeth
     }
     parts.append(counted(Int(r.transport.ringDrops), "ring drop"))
     if let sendPath { parts.append(sendPathText(sendPath, r.transport)) }
-    if r.cancelled { parts.append("interrupted: \(counted(r.interrupted, "trace")) partial") }
+    if r.cancelled {
+        // (Continuous mode between rounds: nothing was in flight, so nothing is partial.)
+        parts.append(r.interrupted == 0 ? "interrupted: no trace was in flight, none partial"
+            : "interrupted: \(counted(r.interrupted, "trace")) partial")
+    }
     return parts.joined(separator: ", ")
 }
 

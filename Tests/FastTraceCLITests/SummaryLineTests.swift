@@ -44,6 +44,10 @@ import Testing
         r.traces = 1
         r.interrupted = 1
         #expect(summaryLine(r, rate: 20000, maxInFlight: 4096).hasPrefix("fasttrace: 1 trace, 0 reached"))
+        #expect(summaryLine(r, rate: 20000, maxInFlight: 4096).hasSuffix(", interrupted: 1 trace partial"))
+        // Between rounds of continuous mode nothing is in flight: not "0 traces partial" (a trial).
+        r.interrupted = 0
+        #expect(summaryLine(r, rate: 20000, maxInFlight: 4096).hasSuffix(", interrupted: no trace was in flight, none partial"))
     }
 
     @Test func re_asksWithoutARateLimitDoNotSayRateLimited() {
