@@ -120,13 +120,7 @@ extension TraceEngine {
         for ttlIndex in 0..<grid.ttlCount {
             for attempt in 0..<grid.attempts {
                 let cell = grid.cell(slot: index, ttlIndex: ttlIndex, attempt: attempt)
-                guard table.status[cell] == .timedOut else { continue }
-                let reply = table.reply(cell)
-                if reply.isValid, reply.generation == UInt8(truncatingIfNeeded: epoch) & 3,
-                    table.details.loadRelaxed(cell) >> 48 == UInt64(epoch)
-                {
-                    givenUpReplies += 1
-                }
+                if table.status[cell] == .timedOut, table.reply(cell, epoch: epoch) != nil { givenUpReplies += 1 }
             }
         }
     }

@@ -127,6 +127,17 @@ struct ProbeTable {
     /// The reply recorded in `cell` (acquire: its details and responder words are visible with it).
     @inline(__always) func reply(_ cell: Int) -> PackedReply { PackedReply(word: results.load(cell)) }
 
+    /// The reply recorded in `cell` for the occupant of epoch `epoch`, or nil: none, or one left from an
+    /// earlier occupant (the receive thread may still be writing for the previous one, so both the
+    /// result's own generation bits and the details word's epoch must name this one).
+    @inline(__always) func reply(_ cell: Int, epoch: UInt16) -> PackedReply? {
+        let reply = reply(cell)
+        guard reply.isValid, reply.generation == UInt8(truncatingIfNeeded: epoch) & 3,
+            details.loadRelaxed(cell) >> 48 == UInt64(epoch)
+        else { return nil }
+        return reply
+    }
+
     /// The TTL an ICMP error in `cell` quoted: what its probe had left when it reached the router (0 for
     /// a destination's own answer).
     @inline(__always) func quotedTTL(_ cell: Int) -> Int { Int(details.loadRelaxed(cell) >> 40 & 0xFF) }

@@ -164,10 +164,7 @@ struct TraceState {
             for attempt in 0..<grid.attempts {
                 let cell = grid.cell(slot: slot, ttlIndex: ttlIndex, attempt: attempt)
                 guard table.status[cell] == .sent else { continue }
-                let reply = table.reply(cell)
-                guard reply.isValid, reply.generation == UInt8(truncatingIfNeeded: epoch) & 3,
-                    table.details.loadRelaxed(cell) >> 48 == UInt64(epoch),
-                    UInt64(reply.rttMicros) * 1_000 <= rules.waitNanos
+                guard let reply = table.reply(cell, epoch: epoch), UInt64(reply.rttMicros) * 1_000 <= rules.waitNanos
                 else { continue }
                 table.status[cell] = .answered
                 frontier = max(frontier, ttlIndex)
