@@ -87,7 +87,7 @@ public enum TargetParser {
             let lengthText = text[text.index(after: slash)...]
             guard let address = IPv4Address(String(addressText)) else {
                 if addressText.isEmpty { return .failure(ReasonError("'\(text)': no address before the '/'")) }
-                if addressText.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
+                if isDigitsAndDots(addressText) {
                     return .failure(ReasonError("'\(text)': '\(addressText)' is not an IPv4 address"))
                 }
                 return .failure(ReasonError(
@@ -112,7 +112,7 @@ public enum TargetParser {
             }
             return .success(.prefix(base, length: length))
         }
-        if text.allSatisfy({ $0 == "." || ($0.isASCII && $0.isNumber) }) {
+        if isDigitsAndDots(text) {
             if text.split(separator: ".").contains(where: { $0.count > 1 && $0.first == "0" }) {
                 return .failure(ReasonError(
                     "'\(text)' is ambiguous: a leading zero is octal to some tools and decimal to others; write the octets without leading zeros"))
@@ -130,6 +130,12 @@ public enum TargetParser {
         return .success(.hostname(String(text)))
     }
 
+    /// True when `text` is ASCII digits and dots only (empty included): an IPv4 address or an attempt at one.
+    @inline(__always)
+    static func isDigitsAndDots(_ text: Substring) -> Bool {
+        text.utf8.allSatisfy { $0 == UInt8(ascii: ".") || ($0 &- UInt8(ascii: "0")) < 10 }
+    }
+
     /// Service ports whose number, written after an IPv6 address as a last group (`2001:db8::1:443`), is more
     /// likely a port than part of the address.
     static let portLikeGroups: Set<Int> = [21, 22, 23, 25, 53, 80, 110, 123, 143, 179, 389, 443, 465, 587, 636, 853,
@@ -143,7 +149,7 @@ public enum TargetParser {
     public static func portLikeSuffix(_ text: Substring) -> (address: String, port: Int)? {
         guard text.contains("::"), let colon = text.lastIndex(of: ":") else { return nil }
         let last = text[text.index(after: colon)...], before = text[..<colon]
-        guard !last.isEmpty, last.count <= 5, last.allSatisfy({ $0.isASCII && $0.isNumber }), let port = Int(last),
+        guard isDecimal(last), last.count <= 5, let port = Int(last),
             portLikeGroups.contains(port), !before.hasSuffix(":"),
             IPAddress(String(text))?.family == .v6, let address = IPAddress(String(before)), address.family == .v6
         else { return nil }
@@ -156,7 +162,7 @@ public enum TargetParser {
         guard !lengthText.isEmpty else {
             return .failure(ReasonError("'\(text)': prefix length must be 0...\(max) (none after the '/')"))
         }
-        guard lengthText.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+        guard isDecimal(lengthText) else {
             return .failure(ReasonError("'\(text)': prefix length must be 0...\(max) (got '\(lengthText)')"))
         }
         if lengthText.count > 1 && lengthText.first == "0" {
@@ -208,7 +214,7 @@ public enum TargetParser {
         -> Result<TargetSpec?, ReasonError>
     {
         // A line of digits and dots alone (most lines of a list of addresses) has no comment or blanks.
-        if !rawLine.isEmpty && rawLine.utf8.allSatisfy({ $0 == UInt8(ascii: ".") || ($0 &- UInt8(ascii: "0")) < 10 }) {
+        if !rawLine.isEmpty && isDigitsAndDots(rawLine) {
             return parseTarget(rawLine, maxPrefixAddresses: maxPrefixAddresses).map { $0 }
         }
         var line = rawLine
