@@ -544,10 +544,7 @@ public final class LinuxTransport: ProbeTransport {
             receiver.stop.store(false, ordering: .releasing)
             receiver.clearWake()
             let receiver = receiver
-            switch startThread({ receiver.run(sink: sink) }) {
-            case .success(let tid): current = tid
-            case .failure(let error): throw SystemError(operation: "pthread_create(receive thread)", errno: error.errno)
-            }
+            current = try startThread("receive thread") { receiver.run(sink: sink) }.get()
         }
         Self.logger.debug("receive thread started")
     }

@@ -63,9 +63,9 @@ public final class NameResolver: @unchecked Sendable {
             return (answer, startThreads)
         }
         if startThreads {
-            for _ in 0..<limits.threads where spawnDetachedThread({ [self] in resolveLoop() }) != 0 {
+            for _ in 0..<limits.threads {
                 // No thread: the lookups queued stay unanswered and their callers time out.
-                break
+                do { try spawnDetachedThread("name resolver") { [self] in resolveLoop() } } catch { break }
             }
         }
         return answer

@@ -453,8 +453,7 @@ public final class TargetStream: TraceRequestSource, @unchecked Sendable {
     }
 
     private func spawn(_ body: @escaping @Sendable (TargetStream) -> Void) throws(SystemError) {
-        let rc = spawnDetachedThread { body(self) }
-        guard rc == 0 else { throw SystemError(operation: "pthread_create(target reader)", errno: rc) }
+        try spawnDetachedThread("target reader") { body(self) }
     }
 }
 

@@ -4,8 +4,9 @@
 
 import Glibc
 
-/// Starts a thread running `body`: its id (join it, or detach it), or pthread_create's error number.
-func startThread(_ body: @escaping @Sendable () -> Void) -> Result<pthread_t, SystemError> {
+/// Starts a thread running `body`: its id (join it, or detach it), or pthread_create's error, naming the
+/// thread as `what` (`pthread_create(receive thread)`).
+func startThread(_ what: String, _ body: @escaping @Sendable () -> Void) -> Result<pthread_t, SystemError> {
     let context = Unmanaged.passRetained(ThreadContext(body))
     var tid = pthread_t()
     let rc = pthread_create(&tid, nil, { raw in
@@ -15,20 +16,14 @@ func startThread(_ body: @escaping @Sendable () -> Void) -> Result<pthread_t, Sy
     }, context.toOpaque())
     guard rc == 0 else {
         context.release()
-        return .failure(SystemError(operation: "pthread_create", errno: rc))
+        return .failure(SystemError(operation: "pthread_create(\(what))", errno: rc))
     }
     return .success(tid)
 }
 
-/// Starts a detached thread running `body`. Returns 0, or pthread_create's error number.
-func spawnDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32 {
-    switch startThread(body) {
-    case .success(let tid):
-        pthread_detach(tid)
-        return 0
-    case .failure(let error):
-        return error.errno
-    }
+/// Starts a detached thread running `body`, or throws pthread_create's error (naming the thread as `what`).
+func spawnDetachedThread(_ what: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+    pthread_detach(try startThread(what, body).get())
 }
 
 /// `body` run on a thread of its own, its result given by `join` (which waits for it once; later calls
@@ -42,7 +37,7 @@ final class ThreadJob<Value>: @unchecked Sendable {
     private var thread: pthread_t?
 
     init(_ body: @escaping @Sendable () -> Value) {
-        switch startThread({ [unowned(unsafe) self] in self.value = body() }) {
+        switch startThread("job", { [unowned(unsafe) self] in self.value = body() }) {
         case .success(let tid): thread = tid
         case .failure: value = body()
         }
