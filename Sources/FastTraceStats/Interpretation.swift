@@ -34,8 +34,8 @@ public struct HopVerdict: Sendable, Equatable {
     public var ttl: UInt8
     /// What its loss is.
     public var loss: LossMark
-    /// True when the engine caught a router rate-limiting its ICMP at this hop in some round (its silences
-    /// were marked `rate-limited` or `likely-rate-limited`): evidence for `limited`.
+    /// True when the engine caught a router rate-limiting its ICMP at this hop in some round (some of its
+    /// silences were marked `rate-limited`): evidence for `limited`.
     public var rateLimitCaught: Bool
     /// True when some of its silences rate limiting may explain but the engine did not catch here
     /// (`likely-rate-limited`): never evidence that a limit was caught (a silent router looks the same).
@@ -160,10 +160,11 @@ public struct Interpretation: Sendable, Equatable {
         let claimZ = (0...answering.count).map { normalQuantile(1 - thresholds.claimTail / Double(max(1, $0))) }
         func claimLow(_ i: Int, _ m: Int) -> Double { wilson(answering[i].lost, answering[i].sent, claimZ[m]).low }
         func claimHigh(_ i: Int, _ m: Int) -> Double { wilson(answering[i].lost, answering[i].sent, claimZ[m]).high }
-        /// The least upper bound over the hops after answering hop i, for a claim against all of them.
-        func laterHigh(_ i: Int) -> Double {
+        /// True when answering hop i lost more than every hop after it could have: its lower bound above the
+        /// least of their upper bounds, each at z corrected for that many comparisons. A router's own loss.
+        func losesMoreThanLater(_ i: Int) -> Bool {
             let m = answering.count - 1 - i
-            return (i + 1..<answering.count).lazy.map { claimHigh($0, m) }.min() ?? 1
+            return claimLow(i, m) > ((i + 1..<answering.count).lazy.map { claimHigh($0, m) }.min() ?? 1)
         }
         // What persists from each answering hop to the end: the least loss of the hops from it on, with
         // its bounds (the least lower bound, the least upper bound).
@@ -186,9 +187,7 @@ public struct Interpretation: Sendable, Equatable {
         if !endLimited, var latest = persistLow.firstIndex(where: { $0 >= thresholds.minLossRatio }) {
             // A hop whose own loss is more than persists after it (a limiting router) may or may not carry
             // the path loss already: the start is certain only from the first hop past such ones.
-            while latest < answering.count - 1 && claimLow(latest, answering.count - 1 - latest) > laterHigh(latest) {
-                latest += 1
-            }
+            while latest < answering.count - 1 && losesMoreThanLater(latest) { latest += 1 }
             var i = latest
             while i > 0 && highs[i - 1] >= persistLow[latest] { i -= 1 }
             startIndex = i
@@ -217,11 +216,9 @@ public struct Interpretation: Sendable, Equatable {
                 // flow's probes answered at a TTL, others not) is also what path loss looks like: only a hop
                 // that lost more than every later hop could have is its router's own (a trial's 70 % path
                 // loss was called `limited` at hops 4-6 in a lab without rate limits).
-                let i = answering.firstIndex { $0.ttl == row.ttl }!
-                mark = claimLow(i, answering.count - 1 - i) > laterHigh(i) ? .limited : .uncertain
+                mark = losesMoreThanLater(answering.firstIndex { $0.ttl == row.ttl }!) ? .limited : .uncertain
             } else {
-                let i = answering.firstIndex { $0.ttl == row.ttl }!
-                if claimLow(i, answering.count - 1 - i) > laterHigh(i) {
+                if losesMoreThanLater(answering.firstIndex { $0.ttl == row.ttl }!) {
                     mark = .limited
                 } else if let startIndex, row.ttl >= answering[startIndex].ttl {
                     mark = .path
